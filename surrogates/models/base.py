@@ -1,0 +1,78 @@
+"""Base class of neural operators: a model records its constructor arguments.
+
+A checkpoint stores ``model.init_config()`` next to the weights, so that
+:func:`build_model` rebuilds the same architecture without Hydra or the training code.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from typing import Any
+
+from torch import nn
+
+
+class OperatorModel(nn.Module):
+    """An ``nn.Module`` that remembers how it was constructed.
+
+    Subclasses only write a normal ``__init__``; the arguments it was called with (defaults
+    filled in) are kept in ``self.init_kwargs``. Arguments must be plain Python values
+    (numbers, strings, lists, dicts, None) so that they can be saved.
+    """
+
+    init_kwargs: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        original_init = cls.__init__
+        signature = inspect.signature(original_init)
+
+        @functools.wraps(original_init)
+        def recording_init(self, *args, **kw):
+            bound = signature.bind(self, *args, **kw)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop("self")
+            # The outermost (most derived) constructor's arguments win.
+            if not hasattr(self, "_recording_depth"):
+                object.__setattr__(self, "_recording_depth", 0)
+            object.__setattr__(self, "_recording_depth", self._recording_depth + 1)
+            try:
+                original_init(self, *args, **kw)
+            finally:
+                object.__setattr__(self, "_recording_depth", self._recording_depth - 1)
+            if self._recording_depth == 0:
+                object.__setattr__(self, "init_kwargs", _plain(arguments))
+
+        cls.__init__ = recording_init
+
+    def init_config(self) -> dict[str, Any]:
+        """``{"class": "module.Class", "kwargs": {...}}``: everything needed to rebuild the model."""
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "kwargs": dict(self.init_kwargs)}
+
+
+def build_model(config: dict[str, Any]) -> OperatorModel:
+    """Rebuild a model from :meth:`OperatorModel.init_config` output (weights not loaded)."""
+    module_name, _, class_name = config["class"].rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**config["kwargs"])
+
+
+def _plain(value: Any) -> Any:
+    """Convert OmegaConf containers and tuples into plain lists/dicts so they pickle without Hydra."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
