@@ -1,0 +1,66 @@
+"""`surrogates-evaluate ckpt=...`: metrics JSON and a prediction/target/error figure for a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from surrogates.cli import CONFIG_PATH
+from surrogates.data.dataset import FieldDataset
+from surrogates.data.shards import split_files
+from surrogates.plots import plot_comparison
+from surrogates.serve.surrogate import Surrogate
+from surrogates.tasks.evaluation import evaluate_dataset
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate ``cfg.ckpt`` on ``cfg.split`` of ``cfg.data_dir`` (default: the training data folder)."""
+    surrogate = Surrogate.load(cfg.ckpt, device=cfg.device)
+    schema = surrogate.schema
+    data_dir = cfg.data_dir or schema.get("data_dir")
+    if not data_dir:
+        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    dataset = FieldDataset(
+        split_files(data_dir, cfg.split),
+        inputs=surrogate.inputs,
+        targets=surrogate.targets,
+        input_time=schema.get("input_time"),
+        target_time=schema.get("target_time"),
+    )
+    result = evaluate_dataset(surrogate.predict_tensor, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot)
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "checkpoint": str(cfg.ckpt),
+        "data_dir": str(data_dir),
+        "split": cfg.split,
+        "pde": schema.get("pde"),
+        "metrics": result.summary(),
+    }
+    metrics_path = output_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(summary, indent=2))
+    figure = plot_comparison(
+        result.examples["x"],
+        result.examples["y"],
+        result.examples["pred"],
+        output_dir / "comparison.png",
+        errors=result.per_sample["rel_l2"][: cfg.n_plot],
+        title=f"{schema.get('pde', '')} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
+    )
+    print(f"relative L2 on {cfg.split}: {summary['metrics']['rel_l2_mean']:.4f} (n={len(dataset)})")
+    print(f"metrics: {metrics_path}")
+    print(f"figure:  {figure}")
+    return summary["metrics"]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

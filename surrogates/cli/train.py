@@ -1,0 +1,67 @@
+"""`surrogates-train`: fit a model on a dataset, test the best checkpoint, return the sweep metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from surrogates.cli import CONFIG_PATH
+
+
+def instantiate_collection(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` node of a named collection (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
+
+    The metrics (and the best checkpoint's path) are also written to ``metrics.json`` in the run
+    directory.
+    """
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    task = instantiate(cfg.task, net=net)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_collection(cfg.get("callbacks")),
+        logger=instantiate_collection(cfg.get("logger")) or False,
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    results = {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        # fast_dev_run saves no checkpoint: test the weights in memory then.
+        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        results.update({name: float(value) for name, value in (test_metrics[0] if test_metrics else {}).items()})
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"metrics": results, "best_checkpoint": best}
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    if best:
+        print(f"best checkpoint: {best}")
+    print(f"metrics: {output_dir / 'metrics.json'}")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    results = train(cfg)
+    # Hydra sweepers (Optuna) minimize the value returned here.
+    return results.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Figures people would rather look at than read: prediction vs target vs error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_comparison(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    predictions: np.ndarray,
+    path: str | Path,
+    errors: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Save a figure comparing predictions with targets, one row per sample.
+
+    Parameters
+    ----------
+    inputs, targets, predictions
+        Arrays of shape ``(n, C, *spatial)`` with one or two spatial dims; the first channel is shown.
+    errors
+        Optional per-sample relative L2 errors, shape ``(n,)``, written in the row titles.
+
+    Returns
+    -------
+    Path
+        The PNG written.
+    """
+    plt = _pyplot()
+    n, ndim = targets.shape[0], targets.ndim - 2
+    if ndim not in (1, 2):
+        raise ValueError(f"plot_comparison draws 1D or 2D fields, got {ndim} spatial dims")
+    label = "" if errors is None else " (rel. L2 {:.2%})"
+    if ndim == 2:
+        fig, axes = plt.subplots(n, 4, figsize=(13, 3.0 * n), squeeze=False)
+        for i in range(n):
+            u, p = targets[i, 0], predictions[i, 0]
+            lo, hi = float(min(u.min(), p.min())), float(max(u.max(), p.max()))
+            panels = [
+                (inputs[i, 0], "input", "viridis", None, None),
+                (u, "target", "magma", lo, hi),
+                (p, "prediction" + (label.format(errors[i]) if errors is not None else ""), "magma", lo, hi),
+                (np.abs(p - u), "|prediction - target|", "inferno", None, None),
+            ]
+            for ax, (field, name, cmap, vmin, vmax) in zip(axes[i], panels):
+                image = ax.imshow(field.T, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, 1, 0, 1))
+                ax.set_title(f"sample {i}: {name}", fontsize=9)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    else:
+        fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), squeeze=False)
+        for i in range(n):
+            x = np.linspace(0, 1, targets.shape[-1])
+            ax = axes[i, 0]
+            ax.plot(x, inputs[i, 0], color="0.6", lw=1, label="input")
+            ax.plot(x, targets[i, 0], color="k", lw=1.5, label="target")
+            ax.plot(x, predictions[i, 0], "--", color="tab:red", lw=1.5, label="prediction")
+            ax.set_title(f"sample {i}" + (label.format(errors[i]) if errors is not None else ""), fontsize=9)
+            ax.legend(fontsize=7, loc="upper right")
+            axes[i, 1].plot(x, predictions[i, 0] - targets[i, 0], color="tab:red", lw=1)
+            axes[i, 1].set_title("prediction - target", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

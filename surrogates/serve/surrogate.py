@@ -1,0 +1,220 @@
+"""`Surrogate`: a trained model loaded from its checkpoint alone, predicting on numpy or xarray data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from surrogates.data.normalization import Normalizer
+from surrogates.models.base import OperatorModel, build_model
+
+CHECKPOINT_KEY = "surrogates"
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable, self-describing surrogates checkpoint."""
+
+
+class Surrogate:
+    """A neural operator with its normalization and data schema, ready for inference.
+
+    Load with :meth:`load`; no Hydra config or training code is needed, the checkpoint describes
+    the model (constructor arguments), the normalization statistics and the data it expects.
+
+    Examples
+    --------
+    >>> s = Surrogate.load("outputs/demo/train/checkpoints/best.ckpt")  # doctest: +SKIP
+    >>> u = s.predict(a)  # a: (n, 32, 32) numpy array -> u: (n, 32, 32)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: OperatorModel,
+        input_normalizer: Normalizer,
+        target_normalizer: Normalizer,
+        schema: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_normalizer = input_normalizer.to(self.device)
+        self.target_normalizer = target_normalizer.to(self.device)
+        self.schema = schema
+        self.metadata = metadata or {}
+
+    # -- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Surrogate":
+        """Rebuild a surrogate from a training checkpoint (``.ckpt``).
+
+        Raises
+        ------
+        CheckpointError
+            When the file is missing, unreadable, or not written by a surrogates task.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        try:
+            # weights_only: a checkpoint holds tensors and plain data only, so loading runs no pickled code.
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for truncated or foreign files
+            raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
+        meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
+        if not meta:
+            raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+        model = build_model(meta["model"])
+        state = checkpoint["state_dict"]
+        model.load_state_dict(_sub_state(state, "net."))
+        normalizers = []
+        for name in ("input", "target"):
+            stats = meta["normalization"][name]
+            normalizers.append(Normalizer.from_stats(stats["mean"], stats["std"]))
+        schema = meta.get("data_schema") or {}
+        metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
+        metadata["checkpoint"] = str(path)
+        return cls(model, normalizers[0], normalizers[1], schema, metadata, device)
+
+    # -- schema -----------------------------------------------------------------------------------
+    @property
+    def inputs(self) -> list[str]:
+        """Input variable names, one channel each."""
+        return list(self.schema.get("inputs", []))
+
+    @property
+    def targets(self) -> list[str]:
+        """Target variable names, one channel each."""
+        return list(self.schema.get("targets", []))
+
+    @property
+    def spatial_dims(self) -> list[str]:
+        """Names of the spatial dimensions, e.g. ``["x", "y"]``."""
+        dims = self.schema.get("spatial_dims")
+        if dims is None:
+            return [f"dim_{i}" for i in range(self.model.init_kwargs.get("dim", 2))]
+        return list(dims)
+
+    # -- prediction -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_tensor(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Predict targets for inputs in physical units.
+
+        Parameters
+        ----------
+        x
+            Inputs, shape ``(B, C_in, *spatial)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Targets, shape ``(B, C_out, *spatial)``, on the input's device.
+        """
+        self._check_tensor(x)
+        outputs = []
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start : start + batch_size].to(self.device, torch.float32)
+            pred = self.target_normalizer.decode(self.model(self.input_normalizer.encode(chunk)))
+            outputs.append(pred.to(x.device))
+        return torch.cat(outputs)
+
+    def predict(self, x: Any, batch_size: int = 64) -> Any:
+        """Predict targets for a numpy array or an xarray Dataset, returning the same kind.
+
+        Parameters
+        ----------
+        x
+            numpy array of shape ``(*spatial)`` (one sample, one input variable),
+            ``(n, *spatial)`` (one input variable) or ``(n, C_in, *spatial)``; or an
+            ``xarray.Dataset`` holding the input variables with dims ``("sample", *spatial_dims)``
+            (or without ``"sample"`` for one sample).
+
+        Returns
+        -------
+        numpy array with the input's layout (channel axis ``C_out`` when there are several
+        targets), or an ``xarray.Dataset`` of the target variables on the input's coordinates.
+        """
+        if isinstance(x, np.ndarray):
+            return self._predict_numpy(x, batch_size)
+        try:
+            import xarray as xr
+        except ImportError:  # pragma: no cover - xarray is a dependency
+            xr = None
+        if xr is not None and isinstance(x, xr.Dataset):
+            return self._predict_xarray(x, batch_size)
+        raise TypeError(f"predict takes a numpy array or an xarray.Dataset, got {type(x).__name__}")
+
+    def _predict_numpy(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        d, c_in, c_out = len(self.spatial_dims), len(self.inputs) or 1, len(self.targets) or 1
+        if x.ndim == d and c_in == 1:
+            batch, single = x[None, None], True
+        elif x.ndim == d + 1 and c_in == 1:
+            batch, single = x[:, None], False
+        elif x.ndim == d + 1 and c_in > 1:
+            batch, single = x[None], True
+        elif x.ndim == d + 2 and x.shape[1] == c_in:
+            batch, single = x, False
+        else:
+            raise ValueError(self._layout_message(x.shape))
+        pred = self.predict_tensor(torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32), batch_size)
+        out = pred.cpu().numpy()
+        if x.ndim == d + 2 or c_out > 1:
+            return out[0] if single else out
+        return out[0, 0] if single else out[:, 0]
+
+    def _predict_xarray(self, ds: Any, batch_size: int) -> Any:
+        import xarray as xr
+
+        missing = [name for name in self.inputs if name not in ds.data_vars]
+        if missing:
+            raise ValueError(f"dataset lacks input variable(s) {missing}; it has {sorted(ds.data_vars)}")
+        fields = []
+        for name in self.inputs:
+            var = ds[name]
+            time_index = self.schema.get("input_time")
+            if "time" in var.dims and "time" not in self.spatial_dims:
+                if time_index is None:
+                    raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
+                var = var.isel(time=time_index)
+            expected = [dim for dim in ("sample", *self.spatial_dims) if dim in var.dims]
+            if set(var.dims) != set(expected) or not set(self.spatial_dims) <= set(var.dims):
+                raise ValueError(
+                    f"variable {name!r} has dims {var.dims}; expected ('sample', {', '.join(map(repr, self.spatial_dims))})"
+                )
+            fields.append(var.transpose(*expected).values)
+        has_sample = "sample" in ds[self.inputs[0]].dims
+        stacked = np.stack(fields, axis=1 if has_sample else 0)
+        if not has_sample:
+            stacked = stacked[None]
+        pred = self.predict_tensor(torch.as_tensor(stacked, dtype=torch.float32), batch_size).cpu().numpy()
+        dims = ("sample", *self.spatial_dims) if has_sample else tuple(self.spatial_dims)
+        out_vars = {}
+        for k, name in enumerate(self.targets):
+            values = pred[:, k] if has_sample else pred[0, k]
+            out_vars[name] = xr.DataArray(values, dims=dims, attrs={"long_name": f"predicted {name}"})
+        coords = {name: ds.coords[name] for name in dims if name in ds.coords}
+        return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
+
+    def _check_tensor(self, x: torch.Tensor) -> None:
+        d, c_in = len(self.spatial_dims), len(self.inputs) or self.model.init_kwargs.get("in_channels")
+        if x.ndim != d + 2 or x.shape[1] != c_in:
+            raise ValueError(self._layout_message(tuple(x.shape)))
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+            raise ValueError(f"input contains NaN or infinite values (samples {bad[:10]}); nothing was predicted")
+
+    def _layout_message(self, shape: tuple[int, ...]) -> str:
+        spatial = ", ".join(self.spatial_dims)
+        names = ", ".join(self.inputs) or "inputs"
+        return (
+            f"input of shape {tuple(shape)} does not match the model: expected (n, {len(self.inputs)}, {spatial}) "
+            f"with channels [{names}], or (n, {spatial}) / ({spatial}) when there is one input variable"
+        )
+
+
+def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Entries of a state dict under ``prefix``, with the prefix removed."""
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}

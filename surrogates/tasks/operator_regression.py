@@ -1,0 +1,170 @@
+"""Supervised operator regression: learn the map from input fields to target fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from surrogates import __version__, metrics
+from surrogates.data.normalization import Normalizer
+from surrogates.models.base import OperatorModel
+
+CHECKPOINT_KEY = "surrogates"
+"""Key of the self-describing metadata a checkpoint carries (see :meth:`OperatorRegression.on_save_checkpoint`)."""
+
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "rel_l2": metrics.relative_l2,
+    "rel_h1": metrics.relative_h1,
+}
+
+
+class OperatorRegression(L.LightningModule):
+    """Train a neural operator on (input field, target field) pairs.
+
+    Inputs are normalized with per-channel statistics of the training split, the network predicts
+    normalized targets, and losses and metrics are computed on decoded (physical) fields.
+    The statistics and the data schema are saved in every checkpoint, so that
+    :class:`surrogates.Surrogate` can use the model without the data module.
+
+    Parameters
+    ----------
+    net
+        The operator, an :class:`~surrogates.models.base.OperatorModel` mapping
+        ``(B, C_in, *spatial) -> (B, C_out, *spatial)``.
+    optimizer
+        Partial constructor taking the parameters (Hydra ``_partial_: true``).
+    scheduler
+        Optional partial constructor taking the optimizer; stepped once per epoch.
+    loss
+        ``"rel_l2"`` (relative L2, the FNO paper's loss) or ``"rel_h1"`` (relative H1).
+    """
+
+    def __init__(
+        self,
+        net: OperatorModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        loss: str = "rel_l2",
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+        if not isinstance(net, OperatorModel):
+            raise TypeError(f"net must be an OperatorModel (it records its constructor), got {type(net).__name__}")
+        # Optimizer factories are not plain data; keep them out of the checkpoint's hyperparameters.
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_fn = LOSSES[loss]
+        self.input_normalizer = Normalizer(net.init_kwargs["in_channels"])
+        self.target_normalizer = Normalizer(net.init_kwargs["out_channels"])
+        self.data_schema: dict[str, Any] | None = None
+
+    # -- data -------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Take normalization statistics and the data schema from the trainer's data module."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or stage != "fit":
+            return
+        self.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
+        self.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
+        self.data_schema = datamodule.data_schema()
+        expected = (self.net.init_kwargs["in_channels"], self.net.init_kwargs["out_channels"])
+        if (datamodule.in_channels, datamodule.out_channels) != expected:
+            raise ValueError(
+                f"the model maps {expected[0]} -> {expected[1]} channels but the data has "
+                f"{datamodule.in_channels} input and {datamodule.out_channels} target channels"
+            )
+
+    # -- forward ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict targets in physical units from inputs in physical units.
+
+        Parameters
+        ----------
+        x
+            Input fields, shape ``(B, C_in, *spatial)``.
+
+        Returns
+        -------
+        torch.Tensor
+            Predicted fields, shape ``(B, C_out, *spatial)``.
+        """
+        return self.target_normalizer.decode(self.net(self.input_normalizer.encode(x)))
+
+    def _grid_spacing(self, shape: torch.Size) -> list[float] | None:
+        """Grid spacing per spatial dim from the data schema (unit domain when unknown)."""
+        coords = (self.data_schema or {}).get("coords", {})
+        dims = (self.data_schema or {}).get("spatial_dims", [])
+        spacing = []
+        for dim, n in zip(dims, shape):
+            info = coords.get(dim, {})
+            # Uniform grids: the spacing follows from the extreme coordinates at the trained size.
+            if "min" in info and "max" in info and info.get("size") == n and n > 1:
+                spacing.append((info["max"] - info["min"]) / (n - 1))
+            else:
+                return None
+        return spacing if len(spacing) == len(shape) else None
+
+    def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pred = self(batch["x"])
+        target = batch["y"]
+        spacing = self._grid_spacing(target.shape[2:])
+        return {
+            "rel_l2": metrics.relative_l2(pred, target).mean(),
+            "rel_h1": metrics.relative_h1(pred, target, spacing).mean(),
+        }
+
+    # -- steps ------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        pred = self(batch["x"])
+        if self.hparams.loss == "rel_h1":
+            loss = metrics.relative_h1(pred, batch["y"], self._grid_spacing(pred.shape[2:])).mean()
+        else:
+            loss = self.loss_fn(pred, batch["y"]).mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._log_errors("val", batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._log_errors("test", batch)
+
+    def _log_errors(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
+        errors = self._errors(batch)
+        for name, value in errors.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2", batch_size=batch["x"].shape[0])
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make the checkpoint self-describing: model constructor, normalization, data schema, version."""
+        checkpoint[CHECKPOINT_KEY] = {
+            "model": self.net.init_config(),
+            "normalization": {
+                "input": {"mean": self.input_normalizer.mean.tolist(), "std": self.input_normalizer.std.tolist()},
+                "target": {"mean": self.target_normalizer.mean.tolist(), "std": self.target_normalizer.std.tolist()},
+            },
+            "data_schema": self.data_schema,
+            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+            "version": __version__,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.data_schema = checkpoint.get(CHECKPOINT_KEY, {}).get("data_schema")
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars (a complex weight counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
