@@ -1,0 +1,37 @@
+"""Compose the project's Hydra configs the way the entry points do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import surrogates.cli  # noqa: F401  (registers resolvers)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` with overrides, resolving ``${hydra:...}`` like a real run."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    def _compose(name: str, overrides: list[str] | None = None) -> DictConfig:
+        return compose_config(name, list(overrides or []), tmp_path / "run")
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,61 @@
+"""Every config composes and every `_target_` in it instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from surrogates.cli.train import instantiate_collection
+from surrogates.models.base import OperatorModel
+from tests.cli.conftest import CONF_DIR
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+PDES = sorted(p.stem for p in (CONF_DIR / "pde").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (CONF_DIR / "trainer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_instantiates(compose_cfg, experiment):
+    cfg = compose_cfg("train", [f"experiment={experiment}"])
+    OmegaConf.resolve(cfg)
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    task = instantiate(cfg.task, net=net)
+    assert isinstance(net, OperatorModel)
+    assert net.init_kwargs["in_channels"] == len(cfg.data.inputs)
+    assert task.net is net
+    assert datamodule is not None
+    callbacks = instantiate_collection(cfg.callbacks)
+    loggers = instantiate_collection(cfg.logger)
+    assert callbacks and loggers
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("trainer_name", TRAINERS)
+def test_every_trainer_config_composes(compose_cfg, trainer_name):
+    cfg = compose_cfg("train", [f"trainer={trainer_name}"])
+    OmegaConf.resolve(cfg)
+    assert cfg.trainer._target_.endswith("Trainer")
+    if trainer_name in {"default", "cpu"}:
+        assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("pde", PDES)
+def test_every_pde_instantiates(compose_cfg, pde):
+    cfg = compose_cfg("generate", [f"pde={pde}", "resolution=32"])
+    OmegaConf.resolve(cfg)
+    problem = instantiate(cfg.pde)
+    assert problem.name == pde
+    assert Path(cfg.paths.data_dir).name == "datasets"
+    assert cfg.name == f"{pde}_32"
+
+
+def test_evaluate_config_requires_checkpoint(compose_cfg):
+    cfg = compose_cfg("evaluate", [])
+    assert OmegaConf.is_missing(cfg, "ckpt")
+    cfg = compose_cfg("evaluate", ["ckpt=some.ckpt"])
+    assert cfg.split == "test"

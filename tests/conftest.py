@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny datasets made by the project's own generators (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SIZES = {"train": 48, "val": 16, "test": 16}
+
+
+@pytest.fixture(scope="session")
+def darcy_dir(tmp_path_factory) -> Path:
+    """A 16x16 Darcy dataset with train/val/test splits."""
+    from surrogates.data.generation import generate_dataset
+    from surrogates.pdes.darcy import Darcy
+
+    root = tmp_path_factory.mktemp("data") / "darcy_16"
+    generate_dataset(Darcy(resolution=16), root, TINY_SIZES, seed=0, chunk_size=16, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def burgers_dir(tmp_path_factory) -> Path:
+    """A 1D Burgers dataset on 64 points with 3 snapshots."""
+    from surrogates.data.generation import generate_dataset
+    from surrogates.pdes.burgers import Burgers
+
+    root = tmp_path_factory.mktemp("data") / "burgers_64"
+    pde = Burgers(resolution=64, solver_resolution=256, n_snapshots=3, dt=1e-3)
+    generate_dataset(pde, root, TINY_SIZES, seed=0, chunk_size=16, progress=False)
+    return root
+
+
+def train_tiny(data_dir: Path, out_dir: Path, max_epochs: int = 2, dim: int = 2, **data_kwargs):
+    """Train a small FNO with Lightning (no Hydra); returns (task, datamodule, best checkpoint path)."""
+    import functools
+
+    import lightning as L
+    import torch
+
+    from surrogates.data.datamodule import FieldDataModule
+    from surrogates.models.fno import FNO
+    from surrogates.tasks.operator_regression import OperatorRegression
+
+    L.seed_everything(0)
+    inputs, targets = data_kwargs.pop("inputs", ["a"]), data_kwargs.pop("targets", ["u"])
+    datamodule = FieldDataModule(data_dir, inputs=inputs, targets=targets, batch_size=8, **data_kwargs)
+    net = FNO(in_channels=len(inputs), out_channels=len(targets), dim=dim, modes=4, width=12, projection_channels=16)
+    task = OperatorRegression(net, optimizer=functools.partial(torch.optim.Adam, lr=5e-3))
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=out_dir, filename="best", monitor="val/rel_l2")
+    trainer = L.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", logger=False, callbacks=[checkpoint],
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    return task, datamodule, Path(checkpoint.best_model_path)
+
+
+@pytest.fixture(scope="session")
+def darcy_checkpoint(darcy_dir, tmp_path_factory) -> Path:
+    """A checkpoint of a tiny FNO trained for two epochs on the Darcy fixture."""
+    return train_tiny(darcy_dir, tmp_path_factory.mktemp("ckpt"))[2]
