@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from surrogates.data.schema import SCHEMA_VERSION
@@ -61,7 +62,10 @@ def generate_split(
     for start in range(indices.start, indices.stop, chunk_size):
         count = min(chunk_size, indices.stop - start)
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_IDS.get(split, 99), start]))
-        fields, chunk_report = pde.generate(count, rng)
+        # Solvers work on small vectors: threaded BLAS only adds overhead, and under contention from
+        # parallel shard jobs it slows solves by an order of magnitude.
+        with threadpool_limits(limits=1, user_api="blas"):
+            fields, chunk_report = pde.generate(count, rng)
         for name, values in fields.items():
             chunks.setdefault(name, []).append(values)
         report = chunk_report if report is None else report.merged(chunk_report)

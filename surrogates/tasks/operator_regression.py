@@ -71,15 +71,15 @@ class OperatorRegression(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or stage != "fit":
             return
-        self.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
-        self.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
-        self.data_schema = datamodule.data_schema()
         expected = (self.net.init_kwargs["in_channels"], self.net.init_kwargs["out_channels"])
         if (datamodule.in_channels, datamodule.out_channels) != expected:
             raise ValueError(
                 f"the model maps {expected[0]} -> {expected[1]} channels but the data has "
                 f"{datamodule.in_channels} input and {datamodule.out_channels} target channels"
             )
+        self.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
+        self.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
+        self.data_schema = datamodule.data_schema()
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

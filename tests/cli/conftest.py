@@ -25,6 +25,9 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
         cfg.hydra.runtime.cwd = str(output_dir)
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
+    # Like a real run, the job sees its config without the `hydra` node (read through HydraConfig).
+    with open_dict(cfg):
+        del cfg["hydra"]
     return cfg
 
 

@@ -1,0 +1,245 @@
+"""`FieldDataset`: samples of one split as (input channels, target channels) tensors, read lazily with h5py."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
+
+MAX_OPEN_FILES = 64
+"""Open HDF5 handles kept per process (least recently used ones are closed beyond this)."""
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """How one variable becomes one channel: optional time index, or broadcast of a per-sample scalar."""
+
+    name: str
+    time: int | None
+    scalar: bool
+
+
+class FieldDataset(Dataset):
+    """Samples of the files of one split, as channel-stacked float32 tensors.
+
+    Every file is validated up front (:func:`~surrogates.data.schema.inspect_file`), so a bad file
+    is reported when the dataset is built, not in the middle of an epoch. Files are opened lazily
+    in :meth:`__getitem__`, one h5py handle per file and process: a handle opened before a
+    DataLoader forks its workers is never reused in a worker, and handles are not pickled.
+
+    Parameters
+    ----------
+    files
+        The split's files, e.g. from :func:`~surrogates.data.shards.split_files`; samples are
+        numbered file after file.
+    inputs, targets
+        Variable names, one channel each, in this order.
+    input_time, target_time
+        Index into the ``time`` dim (negative counts from the end) of input / target variables
+        stored as ``(sample, time, ...)``; required when such a variable is named, ignored for
+        variables without a time dim.
+    check_finite
+        Scan every file for NaN/inf when the dataset is built.
+
+    Attributes
+    ----------
+    spatial_dims : tuple of str
+        Dims of the channels, e.g. ``("x", "y")`` (``()`` when all variables are scalars).
+    spatial_shape : tuple of int
+        Their sizes.
+    coords : dict of str to np.ndarray
+        Coordinate values of the first file (``x``, ``y``, ``time``, ...).
+    attrs : dict
+        File attributes of the first file.
+    infos : list of FileInfo
+        Metadata of every file.
+
+    Examples
+    --------
+    >>> ds = FieldDataset(split_files("datasets/darcy_64", "train"), ["a"], ["u"])  # doctest: +SKIP
+    >>> ds[0]["x"].shape, ds[0]["y"].shape  # doctest: +SKIP
+    (torch.Size([1, 64, 64]), torch.Size([1, 64, 64]))
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        inputs: Sequence[str],
+        targets: Sequence[str],
+        input_time: int | None = None,
+        target_time: int | None = None,
+        check_finite: bool = True,
+    ):
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise ValueError("FieldDataset needs at least one file")
+        self.inputs = [str(name) for name in inputs]
+        self.targets = [str(name) for name in targets]
+        if not self.inputs or not self.targets:
+            raise ValueError(f"need at least one input and one target variable, got {self.inputs} -> {self.targets}")
+        self.input_time = None if input_time is None else int(input_time)
+        self.target_time = None if target_time is None else int(target_time)
+
+        self.infos: list[FileInfo] = []
+        for path in self.files:
+            info = inspect_file(path, check_finite=check_finite)
+            require_variables(info, [*self.inputs, *self.targets])
+            self.infos.append(info)
+        first = self.infos[0]
+        self._check_consistent()
+        self.variable_dims = {name: first.variables[name].dims[1:] for name in {*self.inputs, *self.targets}}
+        self._input_channels = [self._channel(first, name, self.input_time, "input_time") for name in self.inputs]
+        self._target_channels = [self._channel(first, name, self.target_time, "target_time") for name in self.targets]
+        self.spatial_dims, self.spatial_shape = self._spatial_layout(first)
+        self.attrs = dict(first.attrs)
+        self.coords = self._read_coords(first)
+        self._offsets = np.cumsum([0] + [info.n_samples for info in self.infos])
+        self._handles: OrderedDict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = OrderedDict()
+        self._pid: int | None = None
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _check_consistent(self) -> None:
+        first = self.infos[0]
+        for info in self.infos[1:]:
+            for name in {*self.inputs, *self.targets}:
+                a, b = first.variables[name], info.variables[name]
+                if a.dims[1:] != b.dims[1:] or a.shape[1:] != b.shape[1:]:
+                    raise DatasetFileError(
+                        info.path,
+                        f"variable {name!r} has dims {b.dims} shape {b.shape}, but {first.path.name} has "
+                        f"dims {a.dims} shape {a.shape}; all files of a split must have the same layout",
+                    )
+
+    def _channel(self, info: FileInfo, name: str, time: int | None, option: str) -> _Channel:
+        var = info.variables[name]
+        dims, shape = var.dims[1:], var.shape[1:]
+        if TIME_DIM in dims[1:]:
+            raise DatasetFileError(
+                info.path, f"variable {name!r} has dims {var.dims}; 'time' must directly follow 'sample'"
+            )
+        if dims and dims[0] == TIME_DIM:
+            steps = shape[0]
+            if time is None:
+                raise ValueError(
+                    f"variable {name!r} in {info.path} has a time dim of length {steps} (dims {var.dims}); "
+                    f"pass {option}=<index> (e.g. 0 for the first, -1 for the last snapshot)"
+                )
+            if not -steps <= time < steps:
+                raise ValueError(f"{option}={time} is out of range for variable {name!r} with {steps} time steps")
+            return _Channel(name, time % steps, False)
+        return _Channel(name, None, not dims)
+
+    def _spatial_layout(self, info: FileInfo) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        layouts = {}
+        for channel in [*self._input_channels, *self._target_channels]:
+            if channel.scalar:
+                continue
+            var = info.variables[channel.name]
+            skip = 2 if channel.time is not None else 1
+            layouts[channel.name] = (var.dims[skip:], var.shape[skip:])
+        distinct = set(layouts.values())
+        if len(distinct) > 1:
+            listed = ", ".join(f"{name} {dims} {shape}" for name, (dims, shape) in layouts.items())
+            raise DatasetFileError(
+                info.path, f"input and target fields must share their spatial dims and shape: {listed}"
+            )
+        return distinct.pop() if distinct else ((), ())
+
+    def _read_coords(self, info: FileInfo) -> dict[str, np.ndarray]:
+        with h5py.File(info.path, "r") as f:
+            return {name: np.asarray(f[name][...]) for name in info.coords}
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.targets)
+
+    # -- access -----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def locate(self, index: int) -> tuple[Path, int]:
+        """The file holding global sample ``index`` and the sample's index within it."""
+        k, local = self._locate(index)
+        return self.files[k], local
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"sample index {index} out of range for {n} samples")
+        k = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        return k, int(index - self._offsets[k])
+
+    def _open(self, k: int) -> dict[str, h5py.Dataset]:
+        """The variables of file ``k``, opened in this process on first use."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # Handles inherited through fork belong to the parent; open our own.
+            self._handles = OrderedDict()
+            self._pid = pid
+        entry = self._handles.get(k)
+        if entry is None:
+            handle = h5py.File(self.files[k], "r")
+            # Looking a dataset up by name costs several times more than reading a small sample.
+            entry = (handle, {name: handle[name] for name in {*self.inputs, *self.targets}})
+            self._handles[k] = entry
+            while len(self._handles) > MAX_OPEN_FILES:
+                self._handles.popitem(last=False)[1][0].close()
+        else:
+            self._handles.move_to_end(k)
+        return entry[1]
+
+    def _read(self, variables: dict[str, h5py.Dataset], channel: _Channel, local: int) -> np.ndarray:
+        data = variables[channel.name]
+        if channel.scalar:
+            return np.full(self.spatial_shape, data[local], dtype=np.float32)
+        if channel.time is not None:
+            return np.asarray(data[local, channel.time], dtype=np.float32)
+        return np.asarray(data[local], dtype=np.float32)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """Sample ``index``: ``{"x": (C_in, *spatial), "y": (C_out, *spatial)}``, float32 tensors."""
+        k, local = self._locate(int(index))
+        try:
+            variables = self._open(k)
+            x = np.stack([self._read(variables, channel, local) for channel in self._input_channels])
+            y = np.stack([self._read(variables, channel, local) for channel in self._target_channels])
+        except OSError as error:
+            raise DatasetFileError(self.files[k], f"cannot read sample {local}: {error}") from error
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+
+    def close(self) -> None:
+        """Close the handles this process opened (they are reopened on the next access)."""
+        if self._pid == os.getpid():
+            for handle, _ in self._handles.values():
+                handle.close()
+        self._handles = OrderedDict()
+        self._pid = None
+
+    # -- pickling ---------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = OrderedDict()
+        state["_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"FieldDataset({len(self)} samples in {len(self.files)} file(s), {self.inputs} -> {self.targets}, "
+            f"spatial {dict(zip(self.spatial_dims, self.spatial_shape))})"
+        )

@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from surrogates.data.datamodule import FieldDataModule
+from surrogates.data.shards import split_files
+
+
+def _epoch(datamodule):
+    return [(batch["x"].clone(), batch["y"].clone()) for batch in datamodule.train_dataloader()]
+
+
+def test_batches_do_not_depend_on_num_workers(darcy_like):
+    epochs = {}
+    for workers in (0, 2):
+        dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=3, num_workers=workers, seed=7)
+        dm.setup("fit")
+        epochs[workers] = _epoch(dm)
+    assert len(epochs[0]) == 4  # 10 samples in batches of 3
+    for (x0, y0), (x2, y2) in zip(epochs[0], epochs[2]):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
+def test_seed_changes_the_order(darcy_like):
+    orders = []
+    for seed in (0, 1):
+        dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=10, seed=seed)
+        dm.setup("fit")
+        orders.append(_epoch(dm)[0][0])
+    assert not torch.equal(orders[0], orders[1])
+    assert torch.equal(orders[0].sum(0), orders[0].sum(0))
+    torch.testing.assert_close(orders[0].sort(0).values, orders[1].sort(0).values)  # same samples
+
+
+def test_val_and_test_are_not_shuffled(darcy_like):
+    dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=4)
+    dm.setup("fit")
+    dm.setup("test")
+    val = torch.cat([b["x"] for b in dm.val_dataloader()])
+    test = torch.cat([b["x"] for b in dm.test_dataloader()])
+    assert torch.equal(val, torch.stack([dm.datasets["val"][i]["x"] for i in range(4)]))
+    assert test.shape == (6, 1, 8, 6)
+
+
+def test_normalization_uses_the_training_split_only(darcy_like):
+    import xarray as xr
+
+    dm = FieldDataModule(darcy_like, inputs=["a", "u"], targets=["u"], batch_size=4)
+    dm.setup("fit")
+    with xr.open_dataset(split_files(darcy_like, "train")[0], engine="h5netcdf") as train:
+        a, u = (train[name].values.astype(np.float64) for name in ("a", "u"))
+    np.testing.assert_allclose(dm.input_normalizer.mean.numpy(), [a.mean(), u.mean()], rtol=1e-6)
+    np.testing.assert_allclose(dm.input_normalizer.std.numpy(), [a.std(), u.std()], rtol=1e-6)
+    np.testing.assert_allclose(dm.target_normalizer.mean.numpy(), [u.mean()], rtol=1e-6)
+    assert abs(float(dm.input_normalizer.mean[0])) < 10  # val/test (offsets +50, -30) not included
+
+
+def test_n_train_takes_the_first_samples(darcy_like):
+    import xarray as xr
+
+    dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=2, n_train=4)
+    dm.setup("fit")
+    assert len(dm.train_set) == 4 and len(dm.train_dataloader()) == 2
+    with xr.open_dataset(split_files(darcy_like, "train")[0], engine="h5netcdf") as train:
+        a = train["a"].values[:4].astype(np.float64)
+    np.testing.assert_allclose(dm.input_normalizer.mean.numpy(), [a.mean()], rtol=1e-6)
+    with pytest.raises(ValueError, match="n_train=11 but the training split"):
+        FieldDataModule(darcy_like, inputs=["a"], targets=["u"], n_train=11).setup("fit")
+
+
+def test_hydra_lists_schema_and_channels(burgers_like):
+    cfg = OmegaConf.create({"inputs": ["u", "nu"], "targets": ["u"]})
+    dm = FieldDataModule(str(burgers_like), inputs=cfg.inputs, targets=cfg.targets, input_time=0, target_time=-1)
+    assert dm.in_channels == 2 and dm.out_channels == 1
+    dm.setup("fit")  # no val split in this folder: fit works without it
+    assert dm.val_dataloader() == []
+    schema = dm.data_schema()
+    json.dumps(schema)
+    assert schema["pde"] == "tiny" and schema["schema_version"] == "1.0"
+    assert schema["inputs"] == ["u", "nu"] and schema["targets"] == ["u"]
+    assert schema["input_time"] == 0 and schema["target_time"] == -1
+    assert schema["spatial_dims"] == ["x"] and schema["spatial_shape"] == [16]
+    assert schema["variables"] == {"nu": ["sample"], "u": ["sample", "time", "x"]}
+    assert schema["coords"]["x"] == {"size": 16, "units": "m", "long_name": "", "min": 0.0, "max": 15 / 16}
+    assert schema["coords"]["time"]["units"] == "s"
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (8, 2, 16) and batch["y"].shape == (8, 1, 16)
+
+
+def test_missing_training_split(tmp_path):
+    (tmp_path / "empty").mkdir()
+    dm = FieldDataModule(tmp_path / "empty", inputs=["a"], targets=["u"])
+    with pytest.raises(FileNotFoundError, match="no file for split 'train'"):
+        dm.setup("fit")

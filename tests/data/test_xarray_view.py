@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from surrogates.data.shards import shard_path
+from surrogates.data.writer import write_dataset
+from surrogates.data.xarray_view import open_split
+from tests.data.conftest import stationary
+
+
+def test_single_file_split(darcy_like):
+    with open_split(darcy_like, "val") as ds:
+        assert ds["a"].dims == ("sample", "x", "y") and ds.sizes["sample"] == 4
+        assert ds["x"].attrs["units"] == "m"
+
+
+def test_shards_are_concatenated_along_sample(tmp_path):
+    parts = []
+    for shard, n in enumerate((3, 2)):
+        fields, variables, coords, attrs = stationary(n, seed=shard)
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords,
+                      {**attrs, "shard": shard, "num_shards": 2})
+        parts.append(fields["u"])
+    ds = open_split(tmp_path, "train")
+    assert ds["u"].dims == ("sample", "x", "y") and ds.sizes == {"sample": 5, "x": 8, "y": 6}
+    np.testing.assert_allclose(ds["u"].values, np.concatenate(parts), rtol=1e-6)
+    assert ds["y"].attrs["units"] == "m" and "shard" not in ds.attrs and ds.attrs["num_shards"] == 2
+    assert ds.attrs["source_files"].split() == ["train-00000-of-00002.h5", "train-00001-of-00002.h5"]
+
+
+def test_missing_shard(tmp_path):
+    fields, variables, coords, attrs = stationary(2)
+    write_dataset(shard_path(tmp_path, "train", 1, 2), fields, variables, coords, attrs)
+    with pytest.raises(FileNotFoundError, match=r"shard 0\)"):
+        open_split(tmp_path, "train")
