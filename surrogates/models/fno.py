@@ -1,0 +1,188 @@
+"""Fourier Neural Operator (Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021).
+
+Architecture, for an input ``a`` of shape ``(B, C_in, *spatial)``::
+
+    v_0     = P(a, grid)                                   lifting: pointwise linear
+    v_{l+1} = act(K_l v_l + W_l v_l + b_l),  l < L - 1     Fourier layers: spectral conv + pointwise skip
+    v_L     =     K_{L-1} v_{L-1} + W_{L-1} v_{L-1} + b    (no activation after the last one)
+    u       = Q(v_L)                                       projection: pointwise MLP width -> p -> C_out
+
+The spectral convolutions ``K_l`` keep the FNO paper's modes (see :mod:`surrogates.nn.spectral_conv`).
+Channels stay first throughout (``(B, C, *spatial)``): pointwise layers are batched matrix products
+over the flattened grid, and the FFTs run over contiguous memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from surrogates.models.base import OperatorModel
+from surrogates.nn.embeddings import GridEmbedding
+from surrogates.nn.spectral_conv import SpectralConv
+
+__all__ = ["FNO"]
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
+
+
+class PointwiseLinear(nn.Module):
+    """A linear map of the channels at every grid point (a 1x1 convolution of any dimension).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels before and after.
+
+    Notes
+    -----
+    Computed as ``einsum("oi,bi...->bo...")`` on the channels-first tensor, which PyTorch lowers to
+    one batched matrix product over the flattened grid. Measured on CPU (2 threads, 20 x 32 x 64 x 64,
+    forward + backward) it is faster than a 1x1 ``conv2d`` and than ``F.linear`` on a channels-last
+    copy. Initialized like ``nn.Linear``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        bound = 1.0 / math.sqrt(in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.weight.shape[1]}, out_channels={self.weight.shape[0]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, *spatial) -> (B, C_out, *spatial)``."""
+        bias = self.bias.view(-1, *([1] * (x.ndim - 2)))
+        return torch.einsum("oi,bi...->bo...", self.weight, x) + bias
+
+
+class FNO(OperatorModel):
+    """Fourier Neural Operator on a regular 1D, 2D or 3D grid.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input function ``C_in`` (grid coordinates are added on top).
+    out_channels : int
+        Channels of the output function ``C_out``.
+    modes : int or list of int
+        Fourier modes per dimension (one int for all). Non-last dims keep frequencies
+        ``[-m, m - 1]``, the last ``[0, m - 1]``; ``modes=12`` in 2D equals ``neuralop``'s
+        ``n_modes=(24, 22)``.
+    width : int
+        Channels of the hidden representation.
+    n_layers : int
+        Number of Fourier layers.
+    dim : int
+        Spatial dimension, 1, 2 or 3.
+    projection_channels : int
+        Hidden channels of the projection MLP.
+    positional_embedding : bool
+        Append the grid coordinates in ``[0, 1]`` (``grid`` convention) as input channels.
+    activation : {"gelu", "relu", "tanh", "silu"}
+        Nonlinearity between layers and inside the projection.
+    padding : float
+        Zero padding appended to the end of every spatial dimension, as a fraction of its size
+        (``round(padding * n)`` points), for non-periodic problems; cropped before the projection.
+    grid : {"closed", "periodic"}
+        Convention of the positional embedding (see :mod:`surrogates.nn.embeddings`): "closed" for
+        data on grids that include both boundary nodes (Darcy), "periodic" for periodic data.
+
+    Examples
+    --------
+    >>> model = FNO(in_channels=1, out_channels=1, modes=12, width=32)
+    >>> model(torch.randn(4, 1, 64, 64)).shape
+    torch.Size([4, 1, 64, 64])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: int | list[int] = 12,
+        width: int = 32,
+        n_layers: int = 4,
+        dim: int = 2,
+        projection_channels: int = 128,
+        positional_embedding: bool = True,
+        activation: str = "gelu",
+        padding: float = 0.0,
+        grid: str = "closed",
+    ):
+        super().__init__()
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim must be 1, 2 or 3, got {dim}")
+        modes_list = [int(modes)] * dim if isinstance(modes, int) else [int(m) for m in modes]
+        if len(modes_list) != dim:
+            raise ValueError(f"modes has {len(modes_list)} entries but dim={dim}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
+        self.padding = float(padding)
+        self.activation = activation
+
+        self.embedding = GridEmbedding(dim, grid) if positional_embedding else None
+        lift_in = in_channels + (dim if positional_embedding else 0)
+        self.lifting = PointwiseLinear(lift_in, width)
+        self.spectral = nn.ModuleList(SpectralConv(width, width, modes_list) for _ in range(n_layers))
+        self.skips = nn.ModuleList(PointwiseLinear(width, width) for _ in range(n_layers))
+        self.projection_hidden = PointwiseLinear(width, projection_channels)
+        self.projection_out = PointwiseLinear(projection_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map input functions to output functions on the same grid.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, in_channels, *spatial)`` with ``dim`` spatial dimensions of any size.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, out_channels, *spatial)``.
+        """
+        self._check_input(x)
+        if self.embedding is not None:
+            x = self.embedding(x)
+        v = self.lifting(x)
+        sizes = v.shape[2:]
+        v = self._pad(v)
+        last = len(self.spectral) - 1
+        for i, (spectral, skip) in enumerate(zip(self.spectral, self.skips)):
+            v = spectral(v) + skip(v)
+            if i < last:
+                v = _ACTIVATIONS[self.activation](v)
+        v = self._crop(v, sizes)
+        return self.projection_out(_ACTIVATIONS[self.activation](self.projection_hidden(v)))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
+            spatial = ", ".join(f"n{i + 1}" for i in range(self.dim))
+            raise ValueError(
+                f"FNO expects input of shape (batch, {self.in_channels}, {spatial}) "
+                f"({self.dim}D, {self.in_channels} channels), got {tuple(x.shape)}"
+            )
+
+    def _pad(self, v: torch.Tensor) -> torch.Tensor:
+        if self.padding <= 0:
+            return v
+        # F.pad lists (left, right) pairs from the last dimension backwards.
+        pads = []
+        for n in reversed(v.shape[2:]):
+            pads += [0, round(self.padding * n)]
+        return F.pad(v, pads)
+
+    def _crop(self, v: torch.Tensor, sizes: torch.Size) -> torch.Tensor:
+        if self.padding <= 0:
+            return v
+        index = (slice(None), slice(None)) + tuple(slice(0, n) for n in sizes)
+        return v[index]

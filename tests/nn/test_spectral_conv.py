@@ -1,0 +1,129 @@
+"""SpectralConv: shapes, agreement with a slow numpy reference, discretization invariance, linearity."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from surrogates.nn.spectral_conv import SpectralConv, kept_bins
+
+
+def _reference(conv: SpectralConv, x: np.ndarray) -> np.ndarray:
+    """Mode-by-mode spectral convolution with numpy FFTs (float64/complex128 throughout).
+
+    For every kept frequency ``k`` (non-last dims in [-m, m-1], last in [0, m-1], clipped to the
+    grid) and every output channel, ``out_hat[b, o, k] = sum_i x_hat[b, i, k] W[k, i, o]``.
+    """
+    sizes = x.shape[2:]
+    x_hat = np.fft.rfftn(x, axes=tuple(range(2, x.ndim)), norm="forward")
+    w = conv.weight.detach().double().numpy()
+    w = (w[..., 0] + 1j * w[..., 1]).reshape(*conv.weight_shape, conv.in_channels, conv.out_channels)
+    out_hat = np.zeros((x.shape[0], conv.out_channels, *x_hat.shape[2:]), dtype=np.complex128)
+    per_dim = []
+    for axis, (n, m) in enumerate(zip(sizes, conv.modes)):
+        last = axis == conv.dim - 1
+        n_pos, n_neg = kept_bins(n, m, last)
+        freqs = list(range(n_pos)) + list(range(-n_neg, 0))
+        # (FFT bin, weight index) of each kept frequency
+        per_dim.append([(k % n if not last else k, k % (2 * m) if not last else k) for k in freqs])
+    for combo in itertools.product(*per_dim):
+        fft_index = tuple(c[0] for c in combo)
+        w_index = tuple(c[1] for c in combo)
+        for b in range(x.shape[0]):
+            for o in range(conv.out_channels):
+                total = 0j
+                for i in range(conv.in_channels):
+                    total += x_hat[(b, i) + fft_index] * w[w_index + (i, o)]
+                out_hat[(b, o) + fft_index] = total
+    return np.fft.irfftn(out_hat, s=sizes, axes=tuple(range(2, x.ndim)), norm="forward")
+
+
+@pytest.mark.parametrize(
+    "modes, sizes",
+    [([5], [16]), ([5], [17]), ([4, 3], [12, 10]), ([3, 4], [9, 11]), ([2, 2, 3], [6, 5, 8])],
+)
+def test_output_shape(modes, sizes):
+    conv = SpectralConv(3, 5, modes)
+    x = torch.randn(2, 3, *sizes)
+    assert conv(x).shape == (2, 5, *sizes)
+
+
+@pytest.mark.parametrize(
+    "modes, sizes",
+    [
+        ([5], [16]),
+        ([5], [7]),  # clipped: fewer points than kept modes
+        ([4, 3], [12, 10]),
+        ([4, 3], [9, 11]),  # odd sizes
+        ([4, 3], [6, 4]),  # clipped on both dims, even sizes (Nyquist bins)
+        ([2, 2, 3], [6, 5, 8]),
+        ([3, 2, 2], [4, 7, 3]),  # clipped, 3D
+    ],
+)
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_matches_mode_by_mode_reference(modes, sizes, dtype, tol):
+    torch.manual_seed(0)
+    conv = SpectralConv(3, 2, modes).to(dtype)
+    x = torch.randn(2, 3, *sizes, dtype=dtype)
+    out = conv(x)
+    assert out.dtype == dtype
+    expected = _reference(conv, x.double().numpy())
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, rtol=0, atol=tol * scale)
+
+
+def test_float64_input_with_float32_weights():
+    conv = SpectralConv(2, 2, [3, 3])
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    assert conv(x).dtype == torch.float64
+
+
+def _band_limited(n: int, coeffs: list[tuple[int, int, float, float]], channels: int = 2) -> torch.Tensor:
+    """Periodic field on the grid ``j / n`` from a fixed list of (kx, ky, amplitude, phase)."""
+    grid = torch.arange(n, dtype=torch.float64) / n
+    xx, yy = torch.meshgrid(grid, grid, indexing="ij")
+    fields = []
+    for c in range(channels):
+        f = torch.zeros(n, n, dtype=torch.float64)
+        for kx, ky, amp, phase in coeffs:
+            f += amp * torch.cos(2 * np.pi * (kx * xx + ky * yy) + phase + c)
+        fields.append(f)
+    return torch.stack(fields)[None]
+
+
+def test_discretization_invariance_band_limited():
+    """A field with frequencies |k| < 16 sampled on 32 and 64 points: same output at shared points."""
+    rng = np.random.default_rng(0)
+    coeffs = [
+        (int(rng.integers(-15, 16)), int(rng.integers(-15, 16)), rng.normal(), rng.uniform(0, 6)) for _ in range(30)
+    ]
+    torch.manual_seed(0)
+    conv = SpectralConv(2, 3, [12, 12]).double()
+    coarse = conv(_band_limited(32, coeffs))
+    fine = conv(_band_limited(64, coeffs))
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, rtol=0, atol=1e-12 * coarse.abs().max().item())
+
+
+def test_linearity():
+    torch.manual_seed(0)
+    conv = SpectralConv(3, 4, [4, 5]).double()
+    x, y = torch.randn(2, 2, 3, 16, 12, dtype=torch.float64)
+    a, b = 1.7, -0.3
+    torch.testing.assert_close(conv(a * x + b * y), a * conv(x) + b * conv(y), rtol=1e-12, atol=1e-12)
+
+
+def test_gradients_flow_to_weights():
+    conv = SpectralConv(2, 2, [3])
+    x = torch.randn(4, 2, 16, requires_grad=True)
+    conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("bad", [torch.randn(2, 3, 8), torch.randn(2, 4, 8, 8)])
+def test_bad_input_raises(bad):
+    with pytest.raises(ValueError, match=r"\(batch, 3, n0, n1\)"):
+        SpectralConv(3, 2, [3, 3])(bad)
