@@ -1,11 +1,18 @@
 """OmegaConf resolvers used by the configs (registered when `surrogates.cli` is imported)."""
 
+import os
+
 from omegaconf import OmegaConf
 
 
 def register_resolvers() -> None:
-    """Register ``${len:...}``, used to derive a model's channel counts from the data's variables."""
+    """Register ``${len:...}`` (a model's channel counts from the data's variables) and ``${cwd:}``.
+
+    ``${cwd:}`` is the working directory; unlike ``${hydra:runtime.cwd}`` it also resolves while a
+    multirun computes its sweep directory, before Hydra's runtime config exists.
+    """
     OmegaConf.register_new_resolver("len", lambda value: len(value), replace=True)
+    OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 
 
 register_resolvers()

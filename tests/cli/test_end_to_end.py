@@ -100,3 +100,16 @@ def test_multirun_sweep_over_width(darcy_dir, tmp_path):
     assert len(runs) == 2
     widths = [yaml.safe_load((r.parent / ".hydra" / "overrides.yaml").read_text()) for r in runs]
     assert {"model.width=8", "model.width=12"} <= {o for ov in widths for o in ov}
+
+
+def test_generate_multirun_over_shards_from_the_command_line(tmp_path):
+    # Run as a user would, in a fresh working directory: paths (and the sweep dir) follow it.
+    command = [
+        str(Path(sys.executable).parent / "surrogates-generate"), "-m", "pde=burgers", "resolution=32",
+        "n_train=12", "n_val=0", "n_test=4", "chunk_size=4", "shard=0,1", "num_shards=2", "name=b",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "SURROGATES_ROOT"}
+    subprocess.run(command, check=True, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    ds = open_split(tmp_path / "datasets" / "b", "train")
+    assert ds.sizes["sample"] == 12 and ds["u"].dims == ("sample", "time", "x")
+    assert len(list((tmp_path / "outputs" / "generate" / "multiruns").glob("*/*/.hydra"))) == 2
