@@ -42,8 +42,11 @@ test: $(STAMP)  ## Run the fast test suite (no tests marked slow)
 test-full: $(STAMP)  ## Run every test, slow ones included
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md
-	$(BIN)/python tools/bench_fno_darcy.py
+BENCH_EPOCHS ?= 30
+
+bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=30)
+	$(BIN)/surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64
+	$(BIN)/python tools/bench_fno_darcy.py --data-dir datasets/darcy_64 --epochs $(BENCH_EPOCHS)
 
 clean:  ## Remove outputs, caches and the virtual environment (keeps datasets/)
 	rm -rf outputs multirun lightning_logs .pytest_cache $(VENV)
