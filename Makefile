@@ -27,6 +27,7 @@ setup: $(STAMP)  ## Create .venv and install the package (torch pinned first, TO
 
 demo: $(STAMP)  ## Generate a small Darcy dataset, train an FNO, evaluate it, print where results are
 	$(BIN)/surrogates-generate pde=darcy resolution=32 n_train=256 n_val=32 n_test=64 name=darcy_demo
+	rm -rf $(DEMO_DIR)  # a rerun must not evaluate the previous run's checkpoint
 	$(BIN)/surrogates-train experiment=darcy_fno_demo hydra.run.dir=$(DEMO_DIR)/train
 	$(BIN)/surrogates-evaluate ckpt=$(DEMO_DIR)/train/checkpoints/best.ckpt data_dir=$(DEMO_DATA) hydra.run.dir=$(DEMO_DIR)/evaluate
 	@echo ""
