@@ -43,7 +43,7 @@ test: $(STAMP)  ## Run the fast test suite (no tests marked slow)
 test-full: $(STAMP)  ## Run every test, slow ones included
 	$(BIN)/python -m pytest -q
 
-BENCH_EPOCHS ?= 30
+BENCH_EPOCHS ?= 25
 
 bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=30)
 	$(BIN)/surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64
