@@ -1,0 +1,218 @@
+"""Batched PCG against scipy's cg: iterations, solutions, stopping rule, masking and breakdowns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from surrogates.solvers.finite_differences import diffusion_operator, poisson_operator
+from surrogates.solvers.pcg import NotSPDError, PCGResult, pcg
+from surrogates.solvers.preconditioners.base import Preconditioner
+from surrogates.solvers.preconditioners.ic0 import IC0Preconditioner
+from surrogates.solvers.preconditioners.jacobi import JacobiPreconditioner
+from surrogates.solvers.sparse import SparseMatrix
+
+
+def _darcy(s: int = 18, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    return diffusion_operator(np.where(rng.random((s, s)) > 0.5, 12.0, 3.0))
+
+
+def _scipy_cg(A, b, M=None, rtol=1e-8, atol=0.0):
+    count = [0]
+
+    def callback(_xk):
+        count[0] += 1
+
+    x, info = spla.cg(A, b, rtol=rtol, atol=atol, M=M, callback=callback)
+    assert info == 0
+    return x, count[0]
+
+
+@pytest.mark.parametrize("kind", ["none", "jacobi", "ic0"])
+def test_agrees_with_scipy_cg_float64(kind):
+    A = _darcy()
+    b = np.random.default_rng(1).standard_normal(A.shape[0])
+    P = {"none": None, "jacobi": JacobiPreconditioner(A), "ic0": IC0Preconditioner(A)}[kind]
+    x_ref, it_ref = _scipy_cg(A, b, None if P is None else P.scipy_operator(), rtol=1e-12)
+    res = pcg(A, torch.from_numpy(b), P, rtol=1e-12)
+    assert res.converged.item()
+    assert res.iterations.item() == it_ref
+    np.testing.assert_allclose(res.x.numpy(), x_ref, rtol=0, atol=1e-10 * np.abs(x_ref).max())
+
+
+def test_converges_within_n_iterations_on_small_spd():
+    rng = np.random.default_rng(2)
+    Q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    dense = Q @ np.diag(np.linspace(1.0, 10.0, 12)) @ Q.T
+    b = rng.standard_normal(12)
+    res = pcg(torch.from_numpy(dense), torch.from_numpy(b), rtol=1e-10)
+    assert res.converged.item() and res.iterations.item() <= 12
+    np.testing.assert_allclose(res.x.numpy(), np.linalg.solve(dense, b), rtol=1e-8)
+
+
+def test_batch_equals_loop_shared_matrix():
+    A = _darcy()
+    b = torch.from_numpy(np.random.default_rng(3).standard_normal((5, A.shape[0])))
+    P = IC0Preconditioner(A)
+    batch = pcg(A, b, P, rtol=1e-9)
+    for i in range(5):
+        one = pcg(A, b[i], P, rtol=1e-9)
+        assert one.iterations.item() == batch.iterations[i].item()
+        np.testing.assert_allclose(batch.x[i].numpy(), one.x.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_batch_equals_loop_batched_matrices():
+    mats = [_darcy(seed=s) for s in range(4)]
+    S = SparseMatrix.from_scipy(mats)
+    b = torch.from_numpy(np.random.default_rng(4).standard_normal((4, mats[0].shape[0])))
+    for P in (JacobiPreconditioner(S), IC0Preconditioner(S)):
+        batch = pcg(S, b, P, rtol=1e-9)
+        assert bool(batch.converged.all())
+        for i, A in enumerate(mats):
+            one = pcg(A, b[i], type(P)(A), rtol=1e-9)
+            assert one.iterations.item() == batch.iterations[i].item()
+            np.testing.assert_allclose(batch.x[i].numpy(), one.x.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_jacobi_equals_unpreconditioned_on_constant_diagonal():
+    A = poisson_operator(24)
+    b = torch.from_numpy(np.random.default_rng(5).standard_normal(A.shape[0]))
+    plain = pcg(A, b, rtol=1e-8)
+    jacobi = pcg(A, b, JacobiPreconditioner(A), rtol=1e-8)
+    assert plain.iterations.item() == jacobi.iterations.item()
+
+
+def test_ic0_needs_fewer_iterations():
+    A = poisson_operator(34)
+    b = torch.from_numpy(np.random.default_rng(6).standard_normal(A.shape[0]))
+    plain = pcg(A, b, rtol=1e-8)
+    ic0 = pcg(A, b, IC0Preconditioner(A), rtol=1e-8)
+    assert ic0.converged.item() and ic0.iterations.item() < plain.iterations.item() / 2
+
+
+def test_non_spd_matrix_raises():
+    A = poisson_operator(10)
+    indefinite = A - 0.5 * sp.identity(A.shape[0]) * A.diagonal().max()
+    b = torch.ones(2, A.shape[0], dtype=torch.float64)
+    with pytest.raises(NotSPDError, match=r"system 0 .*p\^T A p"):
+        pcg(indefinite, b, rtol=1e-10)
+    with pytest.raises(NotSPDError):
+        pcg(-A, b[0])
+    assert issubclass(NotSPDError, ValueError)
+
+
+def test_non_spd_preconditioner_raises():
+    A = poisson_operator(8)
+    with pytest.raises(NotSPDError, match="preconditioner"):
+        pcg(A, torch.ones(3, A.shape[0], dtype=torch.float64), lambda r: -r)
+
+
+def test_non_finite_rhs_raises():
+    A = poisson_operator(6)
+    b = torch.ones(A.shape[0], dtype=torch.float64)
+    b[3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        pcg(A, b)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_float32(batch):
+    A = _darcy()
+    b = torch.from_numpy(np.random.default_rng(7).standard_normal((batch, A.shape[0]))).float()
+    res = pcg(A, b, IC0Preconditioner(A), rtol=1e-5)
+    assert res.x.dtype == torch.float32 and bool(res.converged.all())
+    assert bool((res.true_residual_norms <= res.tolerance).all())
+    x_ref = np.stack([spla.spsolve(A.tocsc(), row) for row in b.double().numpy()])
+    np.testing.assert_allclose(res.x.double().numpy(), x_ref, rtol=0, atol=1e-3 * np.abs(x_ref).max())
+
+
+def test_maxiter_reached_is_not_converged():
+    A = poisson_operator(20)
+    b = torch.ones(2, A.shape[0], dtype=torch.float64)
+    res = pcg(A, b, rtol=1e-12, maxiter=5)
+    assert not bool(res.converged.any())
+    assert res.iterations.tolist() == [5, 5]
+    assert res.residual_norms.shape == (6, 2)
+
+
+def test_atol_respected_and_true_residual_meets_rule():
+    A = _darcy()
+    b = torch.from_numpy(np.random.default_rng(8).standard_normal((3, A.shape[0])))
+    res = pcg(A, b, rtol=0.0, atol=1e-6)
+    assert bool(res.converged.all())
+    true = torch.linalg.vector_norm(b - torch.from_numpy((A @ res.x.numpy().T).T), dim=1)
+    assert bool((true <= 1e-6).all())
+    torch.testing.assert_close(true, res.true_residual_norms, rtol=1e-6, atol=1e-12)
+    loose = pcg(A, b, rtol=0.0, atol=1e-2)
+    assert bool((loose.iterations < res.iterations).all())
+
+
+def test_zero_rhs_converges_in_zero_iterations():
+    A = poisson_operator(8)
+    b = torch.zeros(3, A.shape[0], dtype=torch.float64)
+    b[1] = 1.0
+    res = pcg(A, b, x0=torch.ones_like(b), rtol=1e-8)
+    assert res.iterations[0].item() == 0 and res.iterations[2].item() == 0 and res.iterations[1].item() > 0
+    assert bool(res.converged.all())
+    assert torch.equal(res.x[0], torch.zeros(A.shape[0], dtype=torch.float64))  # scipy returns x = b = 0
+    single = pcg(A, torch.zeros(A.shape[0], dtype=torch.float64))
+    assert single.iterations.item() == 0 and single.converged.item()
+
+
+def test_initial_guess_and_numpy_input():
+    A = _darcy()
+    b = np.random.default_rng(9).standard_normal(A.shape[0])
+    exact = spla.spsolve(A.tocsc(), b)
+    res = pcg(A, b, x0=exact, rtol=1e-8)
+    assert res.iterations.item() == 0 and res.converged.item()
+    res = pcg(A, b, x0=exact + 1e-3, rtol=1e-8)
+    assert res.converged.item()
+    np.testing.assert_allclose(res.x.numpy(), exact, rtol=0, atol=1e-6 * np.abs(exact).max())
+
+
+def test_converged_systems_stop_updating_and_history():
+    A = poisson_operator(16)
+    rng = np.random.default_rng(10)
+    b = torch.from_numpy(np.stack([rng.standard_normal(A.shape[0]), np.ones(A.shape[0])]))
+    batch = pcg(A, b, rtol=1e-8)
+    iters = batch.iterations.tolist()
+    assert iters[0] != iters[1]
+    h = batch.residual_norms
+    assert h.shape == (max(iters) + 1, 2)
+    fast = int(np.argmin(iters))
+    assert bool((h[iters[fast]:, fast] == h[iters[fast], fast]).all())  # frozen after convergence
+    assert bool((h[iters[fast], :] <= batch.tolerance).any())
+    short = pcg(A, b, rtol=1e-8, record_history=False)
+    assert short.residual_norms.shape == (1, 2)
+    assert isinstance(batch, PCGResult) and batch.summary()["all_converged"]
+
+
+def test_preconditioner_is_moved_to_dtype():
+    class Recording(Preconditioner):
+        def __init__(self):
+            self.moved = None
+
+        def apply(self, r):
+            return r
+
+        def to(self, device=None, dtype=None):
+            self.moved = dtype
+            return self
+
+    P = Recording()
+    A = poisson_operator(6)
+    pcg(A, torch.ones(2, A.shape[0], dtype=torch.float32), P)
+    assert P.moved == torch.float32
+
+
+def test_shape_errors():
+    A = poisson_operator(6)
+    with pytest.raises(ValueError, match="entries per system"):
+        pcg(A, torch.ones(5, dtype=torch.float64))
+    S = SparseMatrix.from_scipy([A, A])
+    with pytest.raises(ValueError, match="batch of 2"):
+        pcg(S, torch.ones(3, A.shape[0], dtype=torch.float64))
