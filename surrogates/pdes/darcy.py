@@ -37,7 +37,7 @@ def solve_darcy(
     rtol
         Relative residual tolerance of CG.
     preconditioner
-        ``"amg"``, ``"jacobi"`` or ``"none"`` (see :func:`surrogates.solvers.sparse_cg.solve_spd`).
+        ``"amg"``, ``"ic0"``, ``"jacobi"`` or ``"none"`` (see :func:`surrogates.solvers.sparse_cg.solve_spd`).
 
     Returns
     -------
@@ -70,7 +70,7 @@ class Darcy(PDE):
     forcing
         Constant right-hand side ``f``.
     rtol, preconditioner
-        CG tolerance and preconditioner (``"amg"``, ``"jacobi"``, ``"none"``).
+        CG tolerance and preconditioner (``"amg"``, ``"ic0"``, ``"jacobi"``, ``"none"``).
     """
 
     name = "darcy"
@@ -123,7 +123,7 @@ class Darcy(PDE):
             raise ValueError(f"a must have shape (n, {self.resolution}, {self.resolution}), got {a.shape}")
         u = np.empty_like(a)
         report = SolverReport(
-            method="cg+pyamg-sa" if self.preconditioner == "amg" else f"cg+{self.preconditioner}",
+            method=f"pcg+{self.preconditioner}",
             parameters={"rtol": self.rtol, "preconditioner": self.preconditioner, "discretization": DISCRETIZATION},
         )
         for i, a_i in enumerate(a):

@@ -15,7 +15,7 @@ class SolverReport:
     Parameters
     ----------
     method
-        Human-readable name, e.g. ``"cg+pyamg-sa"`` or ``"fourier-pseudo-spectral+etdrk4"``.
+        Human-readable name, e.g. ``"pcg+amg"`` or ``"fourier-pseudo-spectral+etdrk4"``.
     parameters
         Settings shared by every solve (tolerance, time step, ...). Must be JSON-serializable.
     iterations

@@ -1,49 +1,43 @@
-"""Preconditioned conjugate gradient for one sparse SPD system, on scipy and pyamg.
+"""Solve one sparse SPD system with a preconditioner chosen by name: the solver behind data generation.
 
-This is the reference solver used for dataset generation. A later issue replaces it with the
-project's own batched torch PCG (``surrogates/solvers/pcg.py``); the convergence rule stays the same:
-``||b - A x|| <= max(rtol ||b||, atol)`` on the true residual.
+A thin front end to the project's batched torch PCG (:func:`surrogates.solvers.pcg.pcg`) and its
+preconditioners, with the convergence rule ``||b - A x|| <= max(rtol ||b||, atol)`` on the true
+residual (as ``scipy.sparse.linalg.cg``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+import torch
 
-PRECONDITIONERS = ("amg", "jacobi", "none")
+from surrogates.solvers.pcg import pcg
+from surrogates.solvers.preconditioners import (
+    AMGPreconditioner,
+    IC0Preconditioner,
+    IdentityPreconditioner,
+    JacobiPreconditioner,
+    Preconditioner,
+)
+
+PRECONDITIONERS = ("amg", "ic0", "jacobi", "none")
 
 
-def make_preconditioner(A: sp.spmatrix, kind: str = "amg") -> spla.LinearOperator | None:
-    """Build an SPD preconditioner ``M ~ A^-1`` for CG.
+def make_preconditioner(A: sp.spmatrix, kind: str = "amg") -> Preconditioner:
+    """Build the preconditioner ``kind`` for the SPD matrix ``A`` of shape ``(N, N)``.
 
-    Parameters
-    ----------
-    A
-        Sparse SPD matrix of shape ``(N, N)``.
-    kind
-        ``"amg"``: one V-cycle of pyamg smoothed aggregation (symmetric Gauss-Seidel smoothing, so
-        the preconditioner is symmetric; deterministic setup); ``"jacobi"``: ``diag(A)^-1``; ``"none"``: no preconditioner.
-
-    Returns
-    -------
-    scipy.sparse.linalg.LinearOperator or None
-        ``None`` for ``"none"``.
+    ``"amg"``: one smoothed-aggregation V-cycle (deterministic set-up); ``"ic0"``: incomplete
+    Cholesky with zero fill-in; ``"jacobi"``: ``diag(A)^-1``; ``"none"``: the identity.
     """
-    if kind == "none":
-        return None
-    if kind == "jacobi":
-        inverse_diagonal = 1.0 / A.diagonal()
-        return spla.LinearOperator(A.shape, matvec=lambda r: inverse_diagonal * np.ravel(r), dtype=A.dtype)
-    if kind == "amg":
-        import pyamg  # imported here: only this preconditioner needs it
-
-        # "local" weighting of the Jacobi prolongation smoother avoids pyamg's spectral-radius
-        # estimates, which start from np.random vectors: the setup becomes deterministic (same data
-        # from the same seed), leaves numpy's global random state alone, and is cheaper.
-        smooth = ("jacobi", {"omega": 4.0 / 3.0, "weighting": "local"})
-        return pyamg.smoothed_aggregation_solver(sp.csr_matrix(A), smooth=smooth).aspreconditioner(cycle="V")
-    raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {kind!r}")
+    builders = {
+        "amg": AMGPreconditioner,
+        "ic0": IC0Preconditioner,
+        "jacobi": JacobiPreconditioner,
+        "none": lambda _A: IdentityPreconditioner(),
+    }
+    if kind not in builders:
+        raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {kind!r}")
+    return builders[kind](sp.csr_matrix(A))
 
 
 def solve_spd(
@@ -54,13 +48,8 @@ def solve_spd(
     atol: float = 0.0,
     maxiter: int | None = None,
     x0: np.ndarray | None = None,
-    max_restarts: int = 3,
 ) -> tuple[np.ndarray, int, float]:
-    """Solve ``A x = b`` for a sparse SPD ``A`` with preconditioned CG (``scipy.sparse.linalg.cg``).
-
-    CG stops on its recursively updated residual, which can drift from the true one near round-off;
-    if the true residual misses the tolerance, CG is restarted from the current iterate (at most
-    ``max_restarts`` times).
+    """Solve ``A x = b`` for a sparse SPD ``A`` with the project's PCG, in float64 on the CPU.
 
     Parameters
     ----------
@@ -71,20 +60,18 @@ def solve_spd(
     rtol, atol
         Convergence when ``||b - A x|| <= max(rtol ||b||, atol)``.
     preconditioner
-        ``"amg"`` (pyamg smoothed aggregation, V-cycle), ``"jacobi"`` or ``"none"``.
+        One of :data:`PRECONDITIONERS`.
     maxiter
-        Iteration limit per CG run; ``None`` uses ``10 N``.
+        Iteration limit; ``None`` uses ``10 N``.
     x0
         Initial guess of shape ``(N,)``; zero by default.
-    max_restarts
-        Restarts allowed when the true residual misses the tolerance.
 
     Returns
     -------
     x : np.ndarray
         Solution of shape ``(N,)``.
     iterations : int
-        CG iterations over all runs.
+        PCG iterations.
     relative_residual : float
         True ``||b - A x|| / ||b||`` (0 when ``b = 0``).
 
@@ -92,30 +79,26 @@ def solve_spd(
     ------
     RuntimeError
         If the tolerance is not reached.
+    surrogates.solvers.pcg.NotSPDError
+        If ``A`` (or the preconditioner) turns out not to be positive definite.
     """
     b = np.asarray(b, dtype=np.float64)
-    b_norm = float(np.linalg.norm(b))
-    if b_norm == 0.0:
-        return np.zeros_like(b), 0, 0.0
-    tolerance = max(rtol * b_norm, atol)
-    M = make_preconditioner(A, preconditioner)
-    x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=np.float64)
-    counter = [0]
-
-    def count(_xk: np.ndarray) -> None:
-        counter[0] += 1
-
-    residual = np.inf
-    for _ in range(max_restarts + 1):
-        x, info = spla.cg(A, b, x0=x, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=count)
-        residual = float(np.linalg.norm(b - A @ x))
-        if info < 0:
-            raise RuntimeError(f"CG broke down (info={info}); is the matrix symmetric positive definite?")
-        if residual <= tolerance:
-            return x, counter[0], residual / b_norm
-        if info > 0:
-            break  # iteration limit reached: restarting would not help
-    raise RuntimeError(
-        f"CG ({preconditioner}) did not converge: relative residual {residual / b_norm:.3e} > rtol {rtol:.1e} "
-        f"after {counter[0]} iterations (atol={atol:g})"
+    result = pcg(
+        A,
+        torch.from_numpy(b),
+        preconditioner=make_preconditioner(A, preconditioner),
+        x0=None if x0 is None else torch.as_tensor(np.asarray(x0, dtype=np.float64)),
+        rtol=rtol,
+        atol=atol,
+        maxiter=maxiter,
+        record_history=False,
     )
+    b_norm = float(np.linalg.norm(b))
+    residual = float(result.true_residual_norms[0])
+    relative = residual / b_norm if b_norm > 0 else 0.0
+    if not bool(result.converged[0]):
+        raise RuntimeError(
+            f"PCG ({preconditioner}) did not converge: relative residual {relative:.3e} > rtol {rtol:.1e} "
+            f"after {int(result.iterations[0])} iterations (atol={atol:g})"
+        )
+    return result.x.numpy(), int(result.iterations[0]), relative
