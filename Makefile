@@ -48,7 +48,7 @@ BENCH_EPOCHS ?= 25
 bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=30)
 	$(BIN)/surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64
 	$(BIN)/python tools/bench_fno_darcy.py --data-dir datasets/darcy_64 --epochs $(BENCH_EPOCHS)
-	$(BIN)/python tools/bench_pcg.py --sizes 128 256 512 --threads 1
+	$(BIN)/python tools/bench_pcg.py --sizes 128 256 512 --threads 1 --budget 30
 	$(BIN)/python tools/train_learned_preconditioner.py --resolution 32 --n-train 32 --n-test 10 --epochs 40 --threads 1 --eval-resolutions 64
 
 clean:  ## Remove outputs, caches and the virtual environment (keeps datasets/)
