@@ -45,7 +45,7 @@ test-full: $(STAMP)  ## Run every test, slow ones included
 
 BENCH_EPOCHS ?= 25
 
-bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=30)
+bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=25)
 	$(BIN)/surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64
 	$(BIN)/python tools/bench_fno_darcy.py --data-dir datasets/darcy_64 --epochs $(BENCH_EPOCHS)
 	$(BIN)/python tools/bench_pcg.py --sizes 128 256 512 --threads 1 --budget 30
