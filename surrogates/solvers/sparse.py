@@ -397,11 +397,16 @@ def as_sparse_matrix(
 
 
 def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """``torch.sparse_csr_tensor`` without its per-call warnings (indices are trusted: built here)."""
+    """``torch.sparse_csr_tensor`` on ``values``' device, without its per-call warnings.
+
+    The indices are trusted (built from scipy or by this module), so invariant checks are skipped.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+        return torch.sparse_csr_tensor(
+            crow.to(values.device), col.to(values.device), values, size, check_invariants=False
+        )
 
 
 def _canonical_csr(A: Any) -> sp.csr_matrix:

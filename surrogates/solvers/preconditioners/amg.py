@@ -17,7 +17,6 @@ would be as good per sweep but is sequential, which is slow in torch and on GPUs
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from surrogates.solvers.preconditioners.base import Preconditioner
+from surrogates.solvers.sparse import csr_tensor
 
 SMOOTHERS = ("jacobi", "chebyshev")
 CYCLES = ("V", "W")
@@ -170,22 +170,12 @@ def scipy_to_torch_csr(
     M.sort_indices()
     index_type = np.int32 if max(M.nnz, *M.shape) < np.iinfo(np.int32).max else np.int64
     indptr, indices = (torch.from_numpy(x.astype(index_type)) for x in (M.indptr, M.indices))
-    return _csr_tensor(indptr, indices, torch.from_numpy(M.data).to(device=device, dtype=dtype), M.shape)
-
-
-def _csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Build a CSR tensor on ``values``' device; the indices come from scipy and are valid by construction."""
-    with warnings.catch_warnings():
-        # torch warns that CSR is "beta" and that invariant checks are off: both known and accepted here
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            crow.to(values.device), col.to(values.device), values, size=shape, check_invariants=False
-        )
+    return csr_tensor(indptr, indices, torch.from_numpy(M.data).to(device=device, dtype=dtype), M.shape)
 
 
 def _csr_to(M: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None) -> torch.Tensor:
     """Move a sparse CSR tensor, changing only its values' dtype (indices keep theirs)."""
-    return _csr_tensor(M.crow_indices(), M.col_indices(), M.values().to(device=device, dtype=dtype), tuple(M.shape))
+    return csr_tensor(M.crow_indices(), M.col_indices(), M.values().to(device=device, dtype=dtype), tuple(M.shape))
 
 
 def _canonical_device(device: torch.device | str) -> torch.device:
