@@ -114,3 +114,17 @@ METRICS = {
     "pearson": pearson_correlation,
 }
 """Per-sample metrics computed by evaluation, by name."""
+
+
+def compute_metric(
+    name: str, pred: torch.Tensor, target: torch.Tensor, spacing: Sequence[float] | None = None
+) -> torch.Tensor:
+    """Per-sample metric ``name`` of :data:`METRICS`, shape ``(B,)``.
+
+    ``spacing`` (grid spacing per spatial dim) reaches the metrics that depend on the grid
+    (``rel_h1``); the others ignore it.
+    """
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
+    fn = METRICS[name]
+    return fn(pred, target, spacing) if fn is relative_h1 else fn(pred, target)

@@ -13,6 +13,9 @@ from typing import Any
 
 from torch import nn
 
+CHECKPOINT_KEY = "surrogates"
+"""Key of the self-describing metadata in a training checkpoint (model config, normalization, schema)."""
+
 
 class OperatorModel(nn.Module):
     """An ``nn.Module`` that remembers how it was constructed.

@@ -9,9 +9,7 @@ import numpy as np
 import torch
 
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import OperatorModel, build_model
-
-CHECKPOINT_KEY = "surrogates"
+from surrogates.models.base import CHECKPOINT_KEY, OperatorModel, build_model
 
 
 class CheckpointError(ValueError):

@@ -65,9 +65,8 @@ def evaluate_dataset(
         pred = predict(batch["x"])
         seconds += time.perf_counter() - start
         target = batch["y"].to(pred.dtype)
-        for name, fn in metrics.METRICS.items():
-            values = fn(pred, target, spacing) if name == "rel_h1" else fn(pred, target)
-            per_sample[name].append(values.detach().cpu().numpy())
+        for name in metrics.METRICS:
+            per_sample[name].append(metrics.compute_metric(name, pred, target, spacing).detach().cpu().numpy())
         if kept < n_examples:
             take = min(n_examples - kept, pred.shape[0])
             examples["x"].append(batch["x"][:take].numpy())

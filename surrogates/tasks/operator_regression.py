@@ -7,19 +7,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from surrogates import __version__, metrics
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import OperatorModel
+from surrogates.models.base import CHECKPOINT_KEY, OperatorModel
 
-CHECKPOINT_KEY = "surrogates"
-"""Key of the self-describing metadata a checkpoint carries (see :meth:`OperatorRegression.on_save_checkpoint`)."""
+LOSSES = ("rel_l2", "rel_h1")
+"""Metrics of :mod:`surrogates.metrics` that can serve as the training loss."""
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "rel_l2": metrics.relative_l2,
-    "rel_h1": metrics.relative_h1,
-}
+VALIDATION_METRICS = ("rel_l2", "rel_h1")
 
 
 class OperatorRegression(L.LightningModule):
@@ -60,7 +56,6 @@ class OperatorRegression(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.loss_fn = LOSSES[loss]
         self.input_normalizer = Normalizer(net.init_kwargs["in_channels"])
         self.target_normalizer = Normalizer(net.init_kwargs["out_channels"])
         self.data_schema: dict[str, Any] | None = None
@@ -113,20 +108,13 @@ class OperatorRegression(L.LightningModule):
 
     def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred = self(batch["x"])
-        target = batch["y"]
-        spacing = self._grid_spacing(target.shape[2:])
-        return {
-            "rel_l2": metrics.relative_l2(pred, target).mean(),
-            "rel_h1": metrics.relative_h1(pred, target, spacing).mean(),
-        }
+        spacing = self._grid_spacing(pred.shape[2:])
+        return {name: metrics.compute_metric(name, pred, batch["y"], spacing).mean() for name in VALIDATION_METRICS}
 
     # -- steps ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         pred = self(batch["x"])
-        if self.hparams.loss == "rel_h1":
-            loss = metrics.relative_h1(pred, batch["y"], self._grid_spacing(pred.shape[2:])).mean()
-        else:
-            loss = self.loss_fn(pred, batch["y"]).mean()
+        loss = metrics.compute_metric(self.hparams.loss, pred, batch["y"], self._grid_spacing(pred.shape[2:])).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
         return loss
 
@@ -164,7 +152,3 @@ class OperatorRegression(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_schema = checkpoint.get(CHECKPOINT_KEY, {}).get("data_schema")
 
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable scalars (a complex weight counts twice)."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
