@@ -30,11 +30,13 @@ keeps a single solve as fast as ``scipy.sparse.linalg.cg`` (same arithmetic, sam
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from surrogates.solvers.preconditioners.base import IdentityPreconditioner, Preconditioner
 from surrogates.solvers.sparse import SparseMatrix, as_sparse_matrix
@@ -109,6 +111,8 @@ def pcg(
     atol: float = 0.0,
     maxiter: int | None = None,
     record_history: bool = True,
+    workers: int = 1,
+    chunk_size: int | None = None,
 ) -> PCGResult:
     """Solve SPD systems ``A x = b`` for a batch of right-hand sides with preconditioned CG.
 
@@ -134,6 +138,13 @@ def pcg(
         Iteration limit, ``10 n`` by default (scipy's).
     record_history
         Keep the residual norm of every iteration (``residual_norms``); else only the last.
+    workers
+        CPU threads solving chunks of the batch concurrently (one shared matrix on the CPU only; ignored
+        otherwise). Each thread runs torch single-threaded. ``1`` solves the whole batch in one loop.
+    chunk_size
+        Right-hand sides per chunk when ``workers > 1``; ``ceil(B / workers)`` by default. ``1`` solves
+        each system alone in the single-system loop, which is fastest for unpreconditioned and Jacobi
+        CG on large grids, where the batched vectors no longer fit in cache (``docs/solvers.md``).
 
     Returns
     -------
@@ -153,6 +164,11 @@ def pcg(
     B, n = _check_shapes(A, b)
     if rtol < 0 or atol < 0:
         raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    if workers < 1 or (chunk_size is not None and chunk_size < 1):
+        raise ValueError(f"workers and chunk_size must be positive, got workers={workers}, chunk_size={chunk_size}")
+    if workers > 1 and B > 1 and b.device.type == "cpu" and not A.is_batched:
+        x0_t = None if x0 is None else _as_initial_guess(x0, b)
+        return _solve_in_threads(A, b, preconditioner, x0_t, rtol, atol, maxiter, record_history, workers, chunk_size)
     maxiter = 10 * n if maxiter is None else int(maxiter)
     apply_m = _as_apply(preconditioner, b.device, b.dtype)
     ops = _HostScalars() if b.device.type == "cpu" else _DeviceScalars(b.device)
@@ -189,6 +205,48 @@ def pcg(
         true_residual_norms=true_norms,
         tolerance=ops.to_torch(tol, b.device),
         b_norms=ops.to_torch(b_norm, b.device),
+    )
+
+
+# -- threads over chunks of the batch (CPU) -------------------------------------------------------
+
+
+def _solve_in_threads(A, b, preconditioner, x0, rtol, atol, maxiter, record_history, workers: int, chunk_size: int | None) -> PCGResult:
+    """:func:`pcg` on contiguous chunks of the batch, ``workers`` chunks at a time, in threads.
+
+    The sparse products, vector updates and reductions all release the GIL, so the threads run in
+    parallel; each runs torch with one thread, as the chunks already occupy the cores.
+    """
+    B = b.shape[0]
+    size = chunk_size or -(-B // workers)
+    starts = range(0, B, size)
+    apply_m = _as_apply(preconditioner, b.device, b.dtype)  # moves a Preconditioner once, before the threads
+    A.numpy_kernel()  # build the matrix's cached views once, not in every thread
+
+    def solve(start: int) -> PCGResult:
+        torch.set_num_threads(1)  # per thread (OpenMP): the calling thread keeps its own setting
+        chunk = slice(start, start + size)
+        guess = None if x0 is None else x0[chunk]
+        return pcg(A, b[chunk], apply_m, guess, rtol, atol, maxiter, record_history)
+
+    # numpy's dot products call BLAS, whose own thread pool would oversubscribe the cores
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=min(workers, len(starts))) as pool:
+        parts = list(pool.map(solve, starts))
+    return _concatenate(parts)
+
+
+def _concatenate(parts: list[PCGResult]) -> PCGResult:
+    """One :class:`PCGResult` from chunk results; shorter histories repeat their last row."""
+    rows = max(p.residual_norms.shape[0] for p in parts)
+    histories = [torch.cat([p.residual_norms, p.residual_norms[-1:].expand(rows - p.residual_norms.shape[0], -1)]) for p in parts]
+    return PCGResult(
+        x=torch.cat([p.x for p in parts]),
+        iterations=torch.cat([p.iterations for p in parts]),
+        converged=torch.cat([p.converged for p in parts]),
+        residual_norms=torch.cat(histories, dim=1),
+        true_residual_norms=torch.cat([p.true_residual_norms for p in parts]),
+        tolerance=torch.cat([p.tolerance for p in parts]),
+        b_norms=torch.cat([p.b_norms for p in parts]),
     )
 
 

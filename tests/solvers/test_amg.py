@@ -9,7 +9,8 @@ import torch
 
 from surrogates.pdes.darcy import Darcy
 from surrogates.solvers.finite_differences import diffusion_operator, poisson_operator
-from surrogates.solvers.preconditioners.amg import AMGPreconditioner, estimate_lambda_max, scipy_to_torch_csr
+from surrogates.solvers.preconditioners.amg import AMGPreconditioner, estimate_lambda_max
+from surrogates.solvers.sparse import csr_from_scipy
 from surrogates.solvers.preconditioners.base import Preconditioner
 
 
@@ -169,7 +170,7 @@ def test_float32_and_round_trip():
 def test_float32_pcg_converges():
     A = darcy_operator(130)
     M = AMGPreconditioner(A, dtype=torch.float32)
-    A32 = scipy_to_torch_csr(A, dtype=torch.float32)
+    A32 = csr_from_scipy(A, dtype=torch.float32)
     b = torch.ones(1, A.shape[0])
     x, r = torch.zeros_like(b), b.clone()
     z = M.apply(r)

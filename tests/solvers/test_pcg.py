@@ -216,3 +216,39 @@ def test_shape_errors():
     S = SparseMatrix.from_scipy([A, A])
     with pytest.raises(ValueError, match="batch of 2"):
         pcg(S, torch.ones(3, A.shape[0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 1, 2])
+@pytest.mark.parametrize("kind", ["none", "ic0", "amg"])
+def test_threaded_chunks_equal_one_batched_call(kind, chunk_size):
+    """workers > 1 splits the batch across threads; every system's answer and count are unchanged."""
+    A = _darcy(20, seed=3)
+    rng = np.random.default_rng(5)
+    b = torch.from_numpy(rng.standard_normal((5, A.shape[0])))
+    x0 = torch.from_numpy(rng.standard_normal((5, A.shape[0])))
+    if kind == "amg":
+        pytest.importorskip("pyamg")
+        from surrogates.solvers.preconditioners.amg import AMGPreconditioner
+
+        P = AMGPreconditioner(A)
+    else:
+        P = None if kind == "none" else IC0Preconditioner(A)
+    threads_before = torch.get_num_threads()
+    one = pcg(A, b, P, x0=x0, rtol=1e-10)
+    split = pcg(A, b, P, x0=x0, rtol=1e-10, workers=3, chunk_size=chunk_size)
+    assert torch.get_num_threads() == threads_before  # the workers' thread setting does not leak
+    assert torch.equal(split.iterations, one.iterations)
+    assert torch.allclose(split.x, one.x, rtol=0, atol=1e-12)
+    assert bool(split.converged.all())
+    assert split.residual_norms.shape == (int(one.iterations.max()) + 1, 5)
+    # each system's history ends at its own iteration count and is padded with its last value
+    for i, k in enumerate(one.iterations.tolist()):
+        assert torch.all(split.residual_norms[k:, i] == split.residual_norms[k, i])
+    assert torch.allclose(split.residual_norms[-1], one.residual_norms[-1], rtol=1e-6)
+    assert torch.allclose(split.true_residual_norms, one.true_residual_norms, rtol=1e-6)
+
+
+def test_workers_must_be_positive():
+    A = poisson_operator(8)
+    with pytest.raises(ValueError, match="workers"):
+        pcg(A, np.ones((2, A.shape[0])), workers=0)

@@ -17,6 +17,7 @@ would be as good per sweep but is sequential, which is slow in torch and on GPUs
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from surrogates.solvers.preconditioners.base import Preconditioner
-from surrogates.solvers.sparse import csr_tensor
+from surrogates.solvers.sparse import csr_from_scipy, move_csr
 
 SMOOTHERS = ("jacobi", "chebyshev")
 CYCLES = ("V", "W")
@@ -142,40 +143,22 @@ class _Level:
     R: torch.Tensor | None
     pre: _Smoother
     post: _Smoother
-    # work arrays (n, B) reused from one application to the next, by role; see :meth:`buffer`
-    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+    # work arrays (n, B) reused from one application to the next, by thread and role; see :meth:`buffer`
+    buffers: threading.local = field(default_factory=threading.local)
 
     def buffer(self, role: str, like: torch.Tensor) -> torch.Tensor:
         """An uninitialized ``(n, B)`` work array for ``role``, kept for later calls with the same batch size.
 
         Reuse matters on the CPU: every fresh multi-megabyte tensor is new memory from the system,
-        and its page faults cost as much as the arithmetic done in it.
+        and its page faults cost as much as the arithmetic done in it. Buffers belong to the calling
+        thread, so that threads solving different chunks of a batch (``pcg(workers=...)``) never share one.
         """
         shape = (self.A.shape[0], like.shape[1])
-        out = self.buffers.get(role)
+        store = vars(self.buffers)  # this thread's dictionary
+        out = store.get(role)
         if out is None or out.shape != shape or out.dtype != like.dtype or out.device != like.device:
-            out = self.buffers[role] = torch.empty(shape, dtype=like.dtype, device=like.device)
+            out = store[role] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return out
-
-
-def scipy_to_torch_csr(
-    M: sp.spmatrix, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
-) -> torch.Tensor:
-    """scipy sparse ``(m, n)`` -> torch sparse CSR tensor ``(m, n)`` with sorted columns.
-
-    Indices are int32 whenever they fit: torch's CPU product converts int64 indices to int32 on
-    every call otherwise (a third of the time of a 5-point product on one right-hand side).
-    """
-    M = sp.csr_matrix(M, dtype=np.float64)
-    M.sort_indices()
-    index_type = np.int32 if max(M.nnz, *M.shape) < np.iinfo(np.int32).max else np.int64
-    indptr, indices = (torch.from_numpy(x.astype(index_type)) for x in (M.indptr, M.indices))
-    return csr_tensor(indptr, indices, torch.from_numpy(M.data).to(device=device, dtype=dtype), M.shape)
-
-
-def _csr_to(M: torch.Tensor, device: torch.device | str | None, dtype: torch.dtype | None) -> torch.Tensor:
-    """Move a sparse CSR tensor, changing only its values' dtype (indices keep theirs)."""
-    return csr_tensor(M.crow_indices(), M.col_indices(), M.values().to(device=device, dtype=dtype), tuple(M.shape))
 
 
 def _canonical_device(device: torch.device | str) -> torch.device:
@@ -269,11 +252,11 @@ class AMGPreconditioner(Preconditioner):
             P = None if is_coarsest else sp.csr_matrix(level.P)
             self._host_levels.append(
                 _Level(
-                    A=scipy_to_torch_csr(A_l),
+                    A=csr_from_scipy(A_l),
                     inverse_diagonal=torch.from_numpy(inverse_diagonal[:, None]),
                     # R = P^T stored explicitly: products with a transposed CSR view are slower
-                    P=None if P is None else scipy_to_torch_csr(P),
-                    R=None if P is None else scipy_to_torch_csr(P.T),
+                    P=None if P is None else csr_from_scipy(P),
+                    R=None if P is None else csr_from_scipy(P.T),
                     pre=_make_smoother(pre_kind, pre_options, lam),
                     post=_make_smoother(post_kind, post_options, lam),
                 )
@@ -300,11 +283,11 @@ class AMGPreconditioner(Preconditioner):
         self.levels = [
             replace(
                 level,
-                A=_csr_to(level.A, device, dtype),
+                A=move_csr(level.A, device, dtype),
                 inverse_diagonal=level.inverse_diagonal.to(device=device, dtype=dtype),
-                P=None if level.P is None else _csr_to(level.P, device, dtype),
-                R=None if level.R is None else _csr_to(level.R, device, dtype),
-                buffers={},
+                P=None if level.P is None else move_csr(level.P, device, dtype),
+                R=None if level.R is None else move_csr(level.R, device, dtype),
+                buffers=threading.local(),
             )
             for level in self._host_levels
         ]

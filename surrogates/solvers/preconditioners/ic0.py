@@ -30,7 +30,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from surrogates.solvers.preconditioners.base import Preconditioner
-from surrogates.solvers.sparse import as_sparse_matrix, csr_tensor
+from surrogates.solvers.sparse import as_sparse_matrix, csr_from_scipy, move_csr
 
 __all__ = ["IC0Preconditioner", "ic0_factor"]
 
@@ -204,8 +204,8 @@ class IC0Preconditioner(Preconditioner):
         self.batched = S.is_batched
         L = sp.block_diag(self.factors, format="csr") if self.batched else self.factors[0]
         self.n = S.n
-        self._lower = _torch_csr(L)
-        self._upper = _torch_csr(L.T.tocsr())
+        self._lower = csr_from_scipy(L)
+        self._upper = csr_from_scipy(L.T.tocsr())
 
     def apply(self, r: torch.Tensor) -> torch.Tensor:
         """``(L L^T)^{-1} r`` for residuals ``r`` of shape ``(B, n)``.
@@ -223,8 +223,8 @@ class IC0Preconditioner(Preconditioner):
         return _solve(self._upper, _solve(self._lower, rhs, upper=False), upper=True).T
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "IC0Preconditioner":
-        self._lower = _move(self._lower, device, dtype)
-        self._upper = _move(self._upper, device, dtype)
+        self._lower = move_csr(self._lower, device, dtype)
+        self._upper = move_csr(self._upper, device, dtype)
         return self
 
     def scipy_operator(self) -> spla.LinearOperator:
@@ -240,26 +240,6 @@ class IC0Preconditioner(Preconditioner):
             return spla.spsolve_triangular(U, y, lower=False)
 
         return spla.LinearOperator((n, n), matvec=matvec, dtype=L.dtype)
-
-
-def _torch_csr(M: sp.csr_matrix) -> torch.Tensor:
-    M = sp.csr_matrix(M)
-    M.sort_indices()
-    return csr_tensor(
-        torch.from_numpy(M.indptr.astype(np.int64)),
-        torch.from_numpy(M.indices.astype(np.int64)),
-        torch.from_numpy(M.data.copy()),
-        M.shape,
-    )
-
-
-def _move(M: torch.Tensor, device, dtype) -> torch.Tensor:
-    device = M.device if device is None else torch.device(device)
-    dtype = M.dtype if dtype is None else dtype
-    if M.device == device and M.dtype == dtype:
-        return M
-    values = M.values().to(device=device, dtype=dtype)
-    return csr_tensor(M.crow_indices().to(device), M.col_indices().to(device), values, tuple(M.shape))
 
 
 def _solve(T: torch.Tensor, rhs: torch.Tensor, upper: bool) -> torch.Tensor:
