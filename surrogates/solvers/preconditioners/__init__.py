@@ -8,16 +8,20 @@
 | AMG | :class:`AMGPreconditioner` | pyamg smoothed-aggregation hierarchy, applied as a torch V-cycle |
 | learned | :class:`LearnedPreconditioner` | a trained GNN predicting ``L`` (``P = L L^T``) |
 
+IC(0) and the learned preconditioner share :class:`FactoredPreconditioner` (``M = L L^T`` from a given ``L``).
+
 The learned preconditioner imports torch-geometric; it is loaded from its own module.
 """
 
 from surrogates.solvers.preconditioners.amg import AMGPreconditioner
 from surrogates.solvers.preconditioners.base import IdentityPreconditioner, Preconditioner
+from surrogates.solvers.preconditioners.factored import FactoredPreconditioner
 from surrogates.solvers.preconditioners.ic0 import IC0Preconditioner
 from surrogates.solvers.preconditioners.jacobi import JacobiPreconditioner
 
 __all__ = [
     "AMGPreconditioner",
+    "FactoredPreconditioner",
     "IC0Preconditioner",
     "IdentityPreconditioner",
     "JacobiPreconditioner",

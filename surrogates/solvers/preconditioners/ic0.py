@@ -12,25 +12,19 @@ Row ``i`` needs rows ``j < i`` of its pattern, so rows are grouped into *levels*
 the diagonal. Each (level, position-in-row) group is then one vectorized numpy step, so a 512^2 grid
 factorizes in about a second instead of a Python loop over 10^6 entries.
 
-Application: two sparse triangular solves ``L y = r``, ``L^T z = y`` with
-``torch.triangular_solve`` on sparse CSR factors (MKL's sparse triangular solver on the CPU,
-cuSPARSE on CUDA), for a batch of right-hand sides at once. On the CPU this was 4-15x faster per
-solve than ``scipy.sparse.linalg.spsolve_triangular``, whose per-call setup (rescaling and copying the
-factor, SuperLU's solve) dominates for one vector.
+Application: two sparse triangular solves ``L y = r``, ``L^T z = y``, by
+:class:`~surrogates.solvers.preconditioners.factored.FactoredPreconditioner`.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
-import torch
 
-from surrogates.solvers.preconditioners.base import Preconditioner
-from surrogates.solvers.sparse import as_sparse_matrix, csr_from_scipy, move_csr
+from surrogates.solvers.preconditioners.factored import FactoredPreconditioner
+from surrogates.solvers.sparse import as_sparse_matrix
 
 __all__ = ["IC0Preconditioner", "ic0_factor"]
 
@@ -177,7 +171,7 @@ def _numeric(values, rows, cols, diag_pos, target, src_a, src_b, groups) -> np.n
     return L
 
 
-class IC0Preconditioner(Preconditioner):
+class IC0Preconditioner(FactoredPreconditioner):
     """IC(0) preconditioner ``M^{-1} r = L^{-T} L^{-1} r``.
 
     Parameters
@@ -200,63 +194,4 @@ class IC0Preconditioner(Preconditioner):
         S = as_sparse_matrix(A)
         count = S.batch_size or 1
         mats = [S.to_scipy(i) for i in range(count)] if S.is_batched else [S.to_scipy()]
-        self.factors = [ic0_factor(m, diagonal_shift) for m in mats]
-        self.batched = S.is_batched
-        L = sp.block_diag(self.factors, format="csr") if self.batched else self.factors[0]
-        self.n = S.n
-        self._lower = csr_from_scipy(L)
-        self._upper = csr_from_scipy(L.T.tocsr())
-
-    def apply(self, r: torch.Tensor) -> torch.Tensor:
-        """``(L L^T)^{-1} r`` for residuals ``r`` of shape ``(B, n)``.
-
-        One matrix: the ``B`` columns of ``r.T`` are solved together (no copy when ``r`` is the
-        transpose view that PCG uses). A batch of matrices: one block-diagonal solve of size ``B n``.
-        """
-        if self.batched:
-            B = r.shape[0]
-            rhs = r.reshape(B * self.n, 1)
-            return _solve(self._upper, _solve(self._lower, rhs, upper=False), upper=True).view(B, self.n)
-        rhs = r.T
-        if not rhs.is_contiguous():
-            rhs = rhs.contiguous()
-        return _solve(self._upper, _solve(self._lower, rhs, upper=False), upper=True).T
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "IC0Preconditioner":
-        self._lower = move_csr(self._lower, device, dtype)
-        self._upper = move_csr(self._upper, device, dtype)
-        return self
-
-    def scipy_operator(self) -> spla.LinearOperator:
-        """The same ``M^{-1}`` for ``scipy.sparse.linalg.cg``: two ``spsolve_triangular`` calls (one matrix)."""
-        if self.batched:
-            raise ValueError("scipy_operator is defined for one matrix, not a batch")
-        L = self.factors[0]
-        U = L.T.tocsr()
-        n = L.shape[0]
-
-        def matvec(r: np.ndarray) -> np.ndarray:
-            y = spla.spsolve_triangular(L, np.ravel(r), lower=True)
-            return spla.spsolve_triangular(U, y, lower=False)
-
-        return spla.LinearOperator((n, n), matvec=matvec, dtype=L.dtype)
-
-
-def _solve(T: torch.Tensor, rhs: torch.Tensor, upper: bool) -> torch.Tensor:
-    """Sparse triangular solve ``T x = rhs`` for ``rhs`` of shape ``(n, k)``."""
-    with warnings.catch_warnings():
-        # torch.triangular_solve is deprecated for dense inputs in favour of torch.linalg.solve_triangular,
-        # which has no sparse CSR kernel; the sparse path is the one we need
-        warnings.simplefilter("ignore", UserWarning)
-        if T.device.type != "cpu":
-            return torch.triangular_solve(rhs, T, upper=upper).solution
-        # On the CPU, MKL's sparse triangular solve synchronizes its OpenMP threads once per level
-        # (~2 m levels on an m x m grid); with a busy core each barrier can wait a scheduler time
-        # slice: 256 unknowns took 31 ms with 2 threads on a loaded 2-core machine, 0.05 ms with one.
-        # The solve is sequential at heart, so it runs on one thread (switching costs ~0.3 us).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return torch.triangular_solve(rhs, T, upper=upper).solution
-        finally:
-            torch.set_num_threads(threads)
+        super().__init__([ic0_factor(m, diagonal_shift) for m in mats], batched=S.is_batched)

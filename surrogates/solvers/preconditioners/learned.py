@@ -20,8 +20,8 @@ by ``1 / lambda`` and dominate the loss, and those are the modes that drive CG's
 ``loss="frobenius"`` (random ``x``, as in stochastic Frobenius-norm training ``||(P - A) w||``)
 weighs all modes equally and is kept for comparison.
 
-Applying ``P^{-1} r = L^{-T} L^{-1} r`` costs two level-scheduled sparse triangular solves
-(:class:`surrogates.solvers.triangular.TriangularSolver`), batched over ``(B, n)``.
+Applying ``P^{-1} r = L^{-T} L^{-1} r`` costs two sparse triangular solves
+(:class:`surrogates.solvers.preconditioners.factored.FactoredPreconditioner`), batched over ``(B, n)``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing
 from tqdm.auto import tqdm
 
-from surrogates.solvers.preconditioners.base import Preconditioner
-from surrogates.solvers.triangular import TriangularSolver
+from surrogates.solvers.preconditioners.factored import FactoredPreconditioner
 
 __all__ = [
     "LearnedPreconditioner",
@@ -305,7 +304,7 @@ def apply_lower(diagonal: torch.Tensor, lower: torch.Tensor, rows: torch.Tensor,
 
 # -- preconditioner -----------------------------------------------------------------------------------
 
-class LearnedPreconditioner(Preconditioner):
+class LearnedPreconditioner(FactoredPreconditioner):
     """``M = L L^T`` with ``L`` predicted once by a :class:`PreconditionerGNN`; ``apply`` = two triangular solves.
 
     Parameters
@@ -328,18 +327,8 @@ class LearnedPreconditioner(Preconditioner):
     def __init__(self, model: PreconditionerGNN, A: sp.spmatrix, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64):
         self.L = factor_values(model, A)
-        self._forward = TriangularSolver(self.L, lower=True)
-        self._backward = TriangularSolver(self.L.T.tocsr(), lower=False)
+        super().__init__(self.L)
         self.to(device, dtype)
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "LearnedPreconditioner":
-        self._forward.to(device, dtype)
-        self._backward.to(device, dtype)
-        return self
-
-    def apply(self, r: torch.Tensor) -> torch.Tensor:
-        """``z = L^{-T} L^{-1} r`` for residuals ``r`` of shape ``(B, n)``; returns ``(B, n)``."""
-        return self._backward.solve(self._forward.solve(r))
 
 
 # -- training -----------------------------------------------------------------------------------------
