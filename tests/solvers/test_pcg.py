@@ -252,3 +252,24 @@ def test_workers_must_be_positive():
     A = poisson_operator(8)
     with pytest.raises(ValueError, match="workers"):
         pcg(A, np.ones((2, A.shape[0])), workers=0)
+
+
+def test_large_unpreconditioned_batch_is_solved_system_by_system_with_same_answer(monkeypatch):
+    """Past the size threshold the CPU loops over single systems; the results are those of the batch."""
+    import surrogates.solvers.pcg as pcg_module
+
+    A = _darcy(16, seed=2)
+    b = torch.from_numpy(np.random.default_rng(1).standard_normal((3, A.shape[0])))
+    batched = pcg(A, b, rtol=1e-10)
+    monkeypatch.setattr(pcg_module, "_LARGE_SYSTEM", 10)
+    calls = []
+    original = pcg_module._iterate_one_host
+    monkeypatch.setattr(pcg_module, "_iterate_one_host", lambda *a, **k: calls.append(1) or original(*a, **k))
+    looped = pcg(A, b, JacobiPreconditioner(A), rtol=1e-10)
+    assert len(calls) == 3
+    reference = pcg(A, b, JacobiPreconditioner(A), rtol=1e-10, chunk_size=3)
+    assert torch.equal(looped.iterations, reference.iterations)
+    assert torch.allclose(looped.x, reference.x, rtol=0, atol=1e-12)
+    looped_plain = pcg(A, b, rtol=1e-10)  # now also system by system
+    assert torch.equal(looped_plain.iterations, batched.iterations)
+    assert torch.allclose(looped_plain.x, batched.x, rtol=0, atol=1e-12)

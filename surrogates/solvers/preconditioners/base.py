@@ -16,6 +16,9 @@ class Preconditioner(abc.ABC):
     """
 
     name: str = "preconditioner"
+    elementwise: bool = False
+    """``M^{-1}`` acts entry by entry (identity, Jacobi): a batch of right-hand sides shares no work in it,
+    so on the CPU :func:`~surrogates.solvers.pcg.pcg` solves large systems one by one (cache-friendlier)."""
 
     @abc.abstractmethod
     def apply(self, r: torch.Tensor) -> torch.Tensor:
@@ -44,6 +47,7 @@ class IdentityPreconditioner(Preconditioner):
     """``M = I``: plain conjugate gradient."""
 
     name = "none"
+    elementwise = True
 
     def apply(self, r: torch.Tensor) -> torch.Tensor:
         return r

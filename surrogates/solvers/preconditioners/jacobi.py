@@ -31,6 +31,7 @@ class JacobiPreconditioner(Preconditioner):
     """
 
     name = "jacobi"
+    elementwise = True
 
     def __init__(self, A: Any) -> None:
         S = as_sparse_matrix(A)
