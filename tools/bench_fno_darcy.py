@@ -21,16 +21,24 @@ import platform
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
-import h5py
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
+from _training_bench import (  # noqa: E402
+    Gaussian,
+    count_parameters,
+    cpu_model,
+    epoch_order,
+    evaluate,
+    load_split,
+    make_optimizer,
+    neuralop_fno,
+    train_epoch,
+)
 from benchmarks_md import update_section  # noqa: E402
 
-from surrogates.metrics import relative_l2  # noqa: E402
 from surrogates.models.fno import FNO  # noqa: E402
 
 GENERATE = "surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64"
@@ -59,76 +67,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# -- data --------------------------------------------------------------------------------------
-
-
-def load_split(path: Path, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(a, u)``, each ``(N, 1, n, n)`` float32, from an HDF5 file with datasets ``a`` and ``u``."""
-    with h5py.File(path, "r") as f:
-        a = torch.from_numpy(f["a"][:limit]).float()
-        u = torch.from_numpy(f["u"][:limit]).float()
-    return a.unsqueeze(1), u.unsqueeze(1)
-
-
-class Gaussian:
-    """Per-channel normalization ``(x - mean) / std`` with statistics from the training split."""
-
-    def __init__(self, x: torch.Tensor):
-        dims = [0] + list(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.mean = x.mean(dims).view(shape)
-        self.std = x.std(dims).clamp_min(1e-12).view(shape)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
-
 # -- models ------------------------------------------------------------------------------------
 
 
 def build_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
-    from neuralop.models import FNO as PeerFNO
-
     torch.manual_seed(args.seed)
     ours = FNO(1, 1, modes=args.modes, width=args.width, n_layers=args.layers)
     torch.manual_seed(args.seed)
-    peer = PeerFNO(n_modes=(2 * args.modes, 2 * args.modes - 2), hidden_channels=args.width,
-                   in_channels=1, out_channels=1, n_layers=args.layers)
+    peer = neuralop_fno(args.modes, args.width, args.layers, dim=2)
     return {"surrogates": ours, "neuralop": peer}
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Real parameters (a complex entry counts twice)."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
-
-
-def make_optimizer(model: torch.nn.Module, args: argparse.Namespace):
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    if args.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    else:
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.step_size, gamma=0.5)
-    return optimizer, scheduler
-
-
 # -- training ----------------------------------------------------------------------------------
-
-
-def train_epoch(model, optimizer, a, u, norm_a, norm_u, order, batch_size) -> float:
-    """One epoch in the given sample order; returns wall seconds. Loss: relative L2 in physical units."""
-    model.train()
-    start = time.perf_counter()
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        pred = norm_u.decode(model(norm_a.encode(a[idx])))
-        loss = relative_l2(pred, u[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
 
 
 def measure_throughput(models, a, u, norm_a, norm_u, args) -> dict[str, dict[str, float]]:
@@ -162,15 +112,6 @@ def measure_throughput(models, a, u, norm_a, norm_u, args) -> dict[str, dict[str
     return out
 
 
-@torch.no_grad()
-def evaluate(model, a, u, norm_a, norm_u, batch_size) -> float:
-    """Mean per-sample relative L2 error in physical units."""
-    model.eval()
-    errors = [relative_l2(norm_u.decode(model(norm_a.encode(a[i : i + batch_size]))), u[i : i + batch_size])
-              for i in range(0, len(a), batch_size)]
-    return torch.cat(errors).mean().item()
-
-
 def run(args: argparse.Namespace) -> dict:
     a_train, u_train = load_split(args.data_dir / "train.h5", args.n_train)
     a_test, u_test = load_split(args.data_dir / "test.h5")
@@ -180,17 +121,19 @@ def run(args: argparse.Namespace) -> dict:
     print("throughput (samples/s): " + ", ".join(
         f"{n}: {throughput[n]['samples_per_s']:.1f}" for n in models) +
         f"; speed-up {throughput['speedup']['median']:.2f}x", flush=True)
-    optimizers = {name: make_optimizer(m, args) for name, m in models.items()}
+    optimizers = {name: make_optimizer(m, args.lr, args.weight_decay, args.epochs, args.scheduler, args.step_size)
+                  for name, m in models.items()}
     history = {name: {"epoch_s": [], "test_rel_l2": []} for name in models}
     for epoch in range(args.epochs):
         # Same batches for both models: one permutation per epoch from a seeded generator.
-        order = torch.randperm(len(a_train), generator=torch.Generator().manual_seed(args.seed + epoch))
+        order = epoch_order(len(a_train), args.seed, epoch)
         for name, model in models.items():  # alternate: noise hits both
             optimizer, scheduler = optimizers[name]
             seconds = train_epoch(model, optimizer, a_train, u_train, norm_a, norm_u, order, args.batch_size)
             scheduler.step()
             history[name]["epoch_s"].append(seconds)
-            history[name]["test_rel_l2"].append(evaluate(model, a_test, u_test, norm_a, norm_u, args.batch_size))
+            history[name]["test_rel_l2"].append(
+                evaluate(model, a_test, u_test, norm_a, norm_u, args.batch_size)["rel_l2"])
         print(f"epoch {epoch + 1}/{args.epochs}  " + "  ".join(
             f"{n}: {h['epoch_s'][-1]:.2f}s test {h['test_rel_l2'][-1]:.4f}" for n, h in history.items()), flush=True)
     results = {}
@@ -207,16 +150,6 @@ def run(args: argparse.Namespace) -> dict:
 
 
 # -- report ------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def render(args: argparse.Namespace, report: dict, figure: Path, out: Path) -> str:

@@ -2,5 +2,7 @@
 
 from surrogates.models.base import OperatorModel, build_model
 from surrogates.models.fno import FNO
+from surrogates.models.mgno import MgNO
+from surrogates.models.unet import UNet
 
-__all__ = ["FNO", "OperatorModel", "build_model"]
+__all__ = ["FNO", "MgNO", "OperatorModel", "UNet", "build_model"]

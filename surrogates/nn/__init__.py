@@ -1,6 +1,16 @@
 """Reusable layers of the neural operators."""
 
 from surrogates.nn.embeddings import GridEmbedding, grid_coordinates
+from surrogates.nn.multigrid import VCycle
 from surrogates.nn.spectral_conv import SpectralConv
+from surrogates.nn.unet_blocks import ConditionEmbedding, ResidualBlock, SinusoidalEmbedding
 
-__all__ = ["GridEmbedding", "SpectralConv", "grid_coordinates"]
+__all__ = [
+    "ConditionEmbedding",
+    "GridEmbedding",
+    "ResidualBlock",
+    "SinusoidalEmbedding",
+    "SpectralConv",
+    "VCycle",
+    "grid_coordinates",
+]
