@@ -1,8 +1,12 @@
 """Error metrics shared by training, evaluation and benchmarks.
 
-Every function takes batched fields ``pred`` and ``target`` of shape ``(B, C, *spatial)`` and
-returns one value per sample, shape ``(B,)``, so callers choose how to aggregate.
-Norms are taken over all channels and grid points of a sample.
+Every function of :data:`METRICS` takes batched fields ``pred`` and ``target`` of shape
+``(B, C, *spatial)`` and returns one value per sample, shape ``(B,)``, so callers choose how to
+aggregate. Norms are taken over all channels and grid points of a sample.
+
+Rollout metrics (:data:`ROLLOUT_METRICS`, :func:`high_correlation_time`, :func:`rollout_metrics`)
+compare trajectories ``(B, T, *spatial)`` step by step and return ``(B, T)`` curves or one time per
+trajectory ``(B,)``.
 """
 
 from __future__ import annotations
@@ -128,3 +132,130 @@ def compute_metric(
         raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
     fn = METRICS[name]
     return fn(pred, target, spacing) if fn is relative_h1 else fn(pred, target)
+
+
+# -- rollouts -----------------------------------------------------------------------------------------
+
+HIGH_CORRELATION_THRESHOLDS = (0.8, 0.9)
+"""Thresholds of the high-correlation time reported for rollouts (PDE-Refiner reports both)."""
+
+
+def _check_rollout(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+    if pred.ndim < 3:
+        raise ValueError(f"expected (batch, time, *spatial) trajectories, got shape {tuple(pred.shape)}")
+
+
+def _per_step(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, ...)`` -> ``(B, T, N)``: everything after the time axis (channels, points) as one axis."""
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def rollout_correlation(pred: torch.Tensor, target: torch.Tensor, undefined: float = float("nan")) -> torch.Tensor:
+    """Pearson correlation between predicted and reference states at every step, shape ``(B, T)``.
+
+    Parameters
+    ----------
+    pred, target
+        Trajectories ``(B, T, *spatial)``; every axis after ``T`` (a channel axis too) is pooled,
+        so each step's correlation is taken over all points of that state.
+    undefined
+        Value where the correlation is undefined: the prediction or the reference is constant at
+        that step (its fluctuation about its mean is below ``100 eps`` of its norm, ``eps`` the
+        machine epsilon of the dtype, so float round-off of a constant field counts as constant).
+        Default NaN; ``0.0`` reads "no correlation". A step with non-finite values (a rollout
+        that blew up) gives NaN whatever ``undefined`` is; :func:`correlation_time` counts NaN as
+        below every threshold.
+    """
+    _check_rollout(pred, target)
+    p, t = _per_step(pred), _per_step(target)
+    if not p.is_floating_point():
+        p, t = p.double(), t.double()
+    p_centered = p - p.mean(dim=-1, keepdim=True)
+    t_centered = t - t.mean(dim=-1, keepdim=True)
+    p_norm = torch.linalg.vector_norm(p_centered, dim=-1)
+    t_norm = torch.linalg.vector_norm(t_centered, dim=-1)
+    tol = 100 * torch.finfo(p.dtype).eps
+    constant = (p_norm <= tol * torch.linalg.vector_norm(p, dim=-1)) | (
+        t_norm <= tol * torch.linalg.vector_norm(t, dim=-1)
+    )
+    corr = (p_centered * t_centered).sum(dim=-1) / (p_norm * t_norm).clamp_min(torch.finfo(p_norm.dtype).tiny)
+    corr = corr.clamp(-1.0, 1.0)  # round-off can step just outside
+    return torch.where(constant, torch.full_like(corr, undefined), corr)
+
+
+def rollout_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of every step over all points (and channels), shape ``(B, T)``."""
+    _check_rollout(pred, target)
+    return _per_step(pred - target).pow(2).mean(dim=-1)
+
+
+def correlation_time(correlation: torch.Tensor, threshold: float = 0.8, dt: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Time until a correlation curve first falls below ``threshold``, per trajectory, shape ``(B,)``.
+
+    Step ``i`` of a rollout (``correlation[:, i]``) is the state ``(i + 1) dt`` after the initial
+    condition. The time is ``n dt``, ``n`` the number of leading steps with correlation
+    ``>= threshold``: the first crossing counts, even if the curve recovers later; a rollout whose
+    first step is already below scores 0; one that never falls below scores the full horizon
+    ``T dt``. An undefined (NaN) correlation counts as below the threshold.
+
+    Parameters
+    ----------
+    correlation
+        ``(B, T)``, e.g. from :func:`rollout_correlation`.
+    dt
+        Time between steps: a number, or one per trajectory ``(B,)`` (datasets with per-sample ``dt``).
+    """
+    if correlation.ndim != 2:
+        raise ValueError(f"expected a (batch, time) correlation curve, got shape {tuple(correlation.shape)}")
+    above = correlation >= threshold  # NaN compares False: an undefined step ends the run
+    steps = torch.cumprod(above.to(torch.int64), dim=1).sum(dim=1)
+    dtype = correlation.dtype if correlation.is_floating_point() else torch.float32
+    dt = torch.as_tensor(dt, dtype=dtype, device=correlation.device)
+    if dt.ndim not in (0, 1) or (dt.ndim == 1 and dt.shape[0] not in (1, correlation.shape[0])):
+        raise ValueError(
+            f"dt must be a number or one per trajectory ({correlation.shape[0]}), got shape {tuple(dt.shape)}"
+        )
+    return steps.to(dt.dtype) * dt
+
+
+def high_correlation_time(
+    pred: torch.Tensor, target: torch.Tensor, dt: float | torch.Tensor = 1.0, threshold: float = 0.8
+) -> torch.Tensor:
+    """High-correlation time of rollouts ``(B, T, *spatial)``: :func:`correlation_time` of :func:`rollout_correlation`.
+
+    The time, in the units of ``dt``, until the per-step Pearson correlation with the reference first
+    falls below ``threshold`` (PDE-Refiner reports 0.8 and 0.9); ``T dt`` when it never does.
+    Shape ``(B,)``.
+    """
+    return correlation_time(rollout_correlation(pred, target), threshold, dt)
+
+
+ROLLOUT_METRICS = {
+    "corr": rollout_correlation,
+    "mse": rollout_mse,
+}
+"""Per-step rollout metrics by name: ``(B, T, *spatial)`` trajectories -> ``(B, T)`` curves.
+
+Kept apart from :data:`METRICS`, whose functions score single states ``(B, C, *spatial)``."""
+
+
+def rollout_metrics(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    dt: float | torch.Tensor = 1.0,
+    thresholds: Sequence[float] = HIGH_CORRELATION_THRESHOLDS,
+) -> dict[str, torch.Tensor]:
+    """Every rollout metric of trajectories ``(B, T, *spatial)``.
+
+    Returns
+    -------
+    dict
+        ``"corr"`` and ``"mse"``: ``(B, T)`` curves; ``"high_corr_time_<threshold>"`` (e.g.
+        ``high_corr_time_0.8``): ``(B,)`` times in the units of ``dt``.
+    """
+    out = {name: fn(pred, target) for name, fn in ROLLOUT_METRICS.items()}
+    for threshold in thresholds:
+        out[f"high_corr_time_{threshold:g}"] = correlation_time(out["corr"], threshold, dt)
+    return out

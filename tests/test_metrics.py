@@ -59,3 +59,90 @@ def test_pearson_identical_negated_shifted():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match="differs from target shape"):
         metrics.relative_l2(torch.zeros(2, 1, 4), torch.zeros(2, 1, 5))
+
+
+# -- rollout metrics ---------------------------------------------------------------------------------
+
+
+def _sine_rollout(shifts: torch.Tensor, n: int = 128) -> torch.Tensor:
+    """One trajectory (1, T, n) of sin(x + shift_t) on a periodic grid."""
+    x = torch.arange(n, dtype=torch.float64) * 2 * math.pi / n
+    return torch.sin(x[None] + shifts[:, None])[None]
+
+
+def test_rollout_correlation_identical_and_negated():
+    target = torch.randn(3, 7, 32, dtype=torch.float64)
+    corr = metrics.rollout_correlation(target, target)
+    assert corr.shape == (3, 7)
+    np.testing.assert_allclose(corr.numpy(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(metrics.rollout_correlation(-target, target).numpy(), -1.0, rtol=1e-12)
+    # invariant to affine changes of the prediction; channels and 2D grids are pooled per step
+    np.testing.assert_allclose(metrics.rollout_correlation(2 * target + 3, target).numpy(), 1.0, rtol=1e-12)
+    fields = torch.randn(2, 4, 3, 8, 8)
+    assert metrics.rollout_correlation(fields, fields + 0.1 * torch.randn_like(fields)).shape == (2, 4)
+
+
+def test_high_correlation_time_of_identical_and_negated_rollouts():
+    target = torch.randn(3, 10, 32)
+    dt = torch.tensor([0.8, 0.75, 0.9])
+    np.testing.assert_allclose(metrics.high_correlation_time(target, target, dt).numpy(), (10 * dt).numpy())
+    np.testing.assert_array_equal(metrics.high_correlation_time(-target, target, dt, threshold=0.9).numpy(), 0.0)
+    np.testing.assert_allclose(metrics.high_correlation_time(target, target, 0.5).numpy(), 5.0)  # a shared dt
+
+
+def test_shifted_sine_has_correlation_cos_shift():
+    shifts = torch.linspace(0.0, math.pi, 9, dtype=torch.float64)
+    pred, target = _sine_rollout(shifts), _sine_rollout(torch.zeros(9, dtype=torch.float64))
+    corr = metrics.rollout_correlation(pred, target)[0]
+    np.testing.assert_allclose(corr.numpy(), torch.cos(shifts).numpy(), atol=1e-12)
+    # cos(shift) >= 0.8 while shift <= acos(0.8) = 0.6435: steps 0..1 (shifts 0, 0.39); 0.9 -> acos 0.4510: same
+    expected = {0.8: 2, 0.9: 2, 0.95: 1}
+    for threshold, steps in expected.items():
+        assert metrics.correlation_time(corr[None], threshold, 0.8).item() == pytest.approx(0.8 * steps)
+
+
+def test_high_correlation_time_is_the_first_crossing():
+    # correlation dips below the threshold at step 3, recovers to 1 afterwards
+    shifts = torch.tensor([0.0, 0.1, 0.2, 1.2, 0.0, 0.0, 0.0], dtype=torch.float64)
+    pred, target = _sine_rollout(shifts), _sine_rollout(torch.zeros(7, dtype=torch.float64))
+    corr = metrics.rollout_correlation(pred, target)[0]
+    assert corr[3] < 0.8 and torch.all(corr[4:] > 0.999)
+    assert metrics.high_correlation_time(pred, target, dt=0.8, threshold=0.8).item() == pytest.approx(3 * 0.8)
+    # a curve exactly at the threshold has not fallen below it
+    assert metrics.correlation_time(torch.tensor([[0.9, 0.8, 0.79]]), 0.8).item() == 2.0
+
+
+def test_constant_fields_have_undefined_correlation():
+    target = torch.randn(2, 5, 16)
+    constant = torch.full_like(target, 0.1)  # float32 round-off of the mean does not fake a correlation
+    corr = metrics.rollout_correlation(constant, target)
+    assert torch.isnan(corr).all()
+    assert torch.isnan(metrics.rollout_correlation(target, constant)).all()
+    np.testing.assert_array_equal(metrics.rollout_correlation(constant, target, undefined=0.0).numpy(), 0.0)
+    # a prediction that collapses to a constant at step 2 ends the high-correlation time there
+    pred = target.clone()
+    pred[:, 2] = 3.0
+    np.testing.assert_array_equal(metrics.high_correlation_time(pred, target, dt=1.0).numpy(), 2.0)
+
+
+def test_rollout_mse_and_summary():
+    target = torch.randn(2, 6, 16, dtype=torch.float64)
+    pred = target + torch.arange(6, dtype=torch.float64)[None, :, None]  # error t at step t
+    np.testing.assert_allclose(metrics.rollout_mse(pred, target).numpy(), np.tile(np.arange(6.0) ** 2, (2, 1)))
+    out = metrics.rollout_metrics(pred, target, dt=torch.tensor([0.8, 0.7]))
+    assert set(out) == {"corr", "mse", "high_corr_time_0.8", "high_corr_time_0.9"}
+    assert out["corr"].shape == (2, 6) and out["high_corr_time_0.8"].shape == (2,)
+    np.testing.assert_allclose(out["high_corr_time_0.9"].numpy(), [4.8, 4.2])  # a shift keeps correlation 1
+    assert "corr" not in metrics.METRICS  # the per-state registry used by evaluation is unchanged
+    with pytest.raises(ValueError, match="differs from target shape"):
+        metrics.rollout_mse(torch.zeros(1, 2, 4), torch.zeros(1, 3, 4))
+    with pytest.raises(ValueError, match="one per trajectory"):
+        metrics.correlation_time(torch.ones(2, 3), 0.8, dt=torch.ones(3))
+
+
+def test_a_blown_up_rollout_ends_the_high_correlation_time():
+    target = torch.randn(1, 6, 16)
+    pred = target.clone()
+    pred[:, 4, 3] = float("inf")
+    assert torch.isnan(metrics.rollout_correlation(pred, target, undefined=0.0)[0, 4])
+    assert metrics.high_correlation_time(pred, target, dt=0.5).item() == 2.0

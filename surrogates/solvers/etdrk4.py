@@ -27,7 +27,8 @@ class ETDRK4:
     linear
         Diagonal of ``L``, real or complex, shape ``(k,)`` or ``(n, k)`` (per-sample operators).
     dt
-        Time step.
+        Time step: a positive number, or an array of positive steps that broadcasts against
+        ``linear`` (e.g. shape ``(n, 1)`` for one step per sample of an ``(n, k)`` operator).
     n_contour
         Points on the contour for the coefficients (Kassam & Trefethen use 32; 32-64 is plenty).
 
@@ -39,11 +40,13 @@ class ETDRK4:
         v = stepper.integrate(v0, N, n_steps=1000)
     """
 
-    def __init__(self, linear: np.ndarray, dt: float, n_contour: int = 32):
-        if dt <= 0:
+    def __init__(self, linear: np.ndarray, dt: float | np.ndarray, n_contour: int = 32):
+        steps = np.asarray(dt, dtype=np.float64)
+        if not (np.all(np.isfinite(steps)) and np.all(steps > 0)):
             raise ValueError(f"dt must be positive, got {dt}")
         linear = np.asarray(linear)
-        self.dt = float(dt)
+        # a scalar step stays a float; per-sample steps keep their shape and broadcast with ``linear``
+        self.dt = float(steps) if steps.ndim == 0 else steps
         self.linear = linear
         z = self.dt * linear
         self.E = np.exp(z)
@@ -60,7 +63,8 @@ class ETDRK4:
         contour integrals once per distinct operator.
         """
         out = object.__new__(ETDRK4)
-        out.dt = self.dt
+        per_row = isinstance(self.dt, np.ndarray) and self.dt.ndim == self.E.ndim and self.dt.shape[0] > 1
+        out.dt = self.dt[index] if per_row else self.dt  # per-row steps follow their rows
         for name in ("linear", "E", "E2", "Q", "f1", "f2", "f3"):
             setattr(out, name, getattr(self, name)[index])
         return out
