@@ -1,4 +1,8 @@
-"""`surrogates-evaluate ckpt=...`: metrics JSON and a prediction/target/error figure for a checkpoint."""
+"""`surrogates-evaluate ckpt=...`: metrics JSON and a prediction/target/error figure for a checkpoint.
+
+``ckpt`` is a training checkpoint, or a reduced basis model file (``*.rb.h5``, recognized by its
+content), which is then evaluated through the same metrics on the same split.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,18 @@ from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.plots import plot_comparison
 from surrogates.serve.surrogate import Surrogate
+from surrogates.solvers.reduced_basis.model import is_reduced_model_file
 from surrogates.tasks.evaluation import evaluate_dataset
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate ``cfg.ckpt`` on ``cfg.split`` of ``cfg.data_dir`` (default: the training data folder)."""
-    surrogate = Surrogate.load(cfg.ckpt, device=cfg.device)
+    if is_reduced_model_file(cfg.ckpt):
+        from surrogates.solvers.reduced_basis.predictor import ReducedBasisPredictor
+
+        surrogate = ReducedBasisPredictor.load(cfg.ckpt)
+    else:
+        surrogate = Surrogate.load(cfg.ckpt, device=cfg.device)
     schema = surrogate.schema
     data_dir = cfg.data_dir or schema.get("data_dir")
     if not data_dir:

@@ -15,6 +15,8 @@ from tests.cli.conftest import CONF_DIR
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 PDES = sorted(p.stem for p in (CONF_DIR / "pde").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONF_DIR / "trainer").glob("*.yaml"))
+SOLVERS = sorted(p.stem for p in (CONF_DIR / "solver").glob("*.yaml"))
+REDUCIBLE_PDES = ["gaussian_bump", "thermal_block"]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -59,3 +61,15 @@ def test_evaluate_config_requires_checkpoint(compose_cfg):
     assert OmegaConf.is_missing(cfg, "ckpt")
     cfg = compose_cfg("evaluate", ["ckpt=some.ckpt"])
     assert cfg.split == "test"
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("pde", REDUCIBLE_PDES)
+def test_every_solver_config_instantiates_with_every_reducible_pde(compose_cfg, solver, pde):
+    cfg = compose_cfg("reduce", [f"pde={pde}", f"solver={solver}", "resolution=17"])
+    OmegaConf.resolve(cfg)
+    assert cfg.mode == "offline" and cfg.name == f"{pde}_17"
+    problem = instantiate(cfg.pde)
+    built = instantiate(cfg.solver)
+    assert problem.name == pde and problem.resolution == 17
+    assert hasattr(built, "build")

@@ -1,0 +1,79 @@
+"""`surrogates-reduce`: offline build -> save -> load -> query, and `surrogates-evaluate` on a reduced model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from surrogates.cli.evaluate import evaluate
+from surrogates.cli.reduce import reduce
+from surrogates.data.generation import generate_dataset
+from surrogates.pdes.thermal_block import ThermalBlock
+from surrogates.solvers.reduced_basis import ReducedModel
+
+SMALL = [
+    "resolution=17",
+    "solver.eim_training_size=40",
+    "solver.eim_check_size=10",
+    "solver.training_set=grid",
+    "solver.training_size=3",
+    "solver.max_basis_size=15",
+    "solver.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def thermal_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "thermal_block_17"
+    generate_dataset(ThermalBlock(resolution=17), root, {"test": 12}, seed=0, chunk_size=6, progress=False)
+    return root
+
+
+def test_offline_then_query(compose_cfg, tmp_path, capsys):
+    path = tmp_path / "tb.rb.h5"
+    summary = reduce(compose_cfg("reduce", ["pde=thermal_block", "solver=rb_eim", f"model_path={path}", *SMALL]))
+    assert path.is_file() and summary["basis_size"] == 15
+    assert summary["eim_terms"] == {"operator": 4, "rhs": 1}
+    model = ReducedModel.load(path)
+    assert model.metadata["pde"] == "thermal_block" and model.size == 15
+
+    result = reduce(compose_cfg("reduce", ["mode=query", f"model_path={path}", "mu=[0.1,0.5,1.0,0.3]"]))
+    assert len(result["error_bound"]) == 1 and 0 < result["error_bound"][0] < 1.0
+    saved = np.load(result["fields"])
+    assert saved["u"].shape == (1, 17, 17)
+    direct = ThermalBlock(resolution=17).solve_full(np.array([0.1, 0.5, 1.0, 0.3]))
+    error = np.linalg.norm(saved["u"][0, 1:-1, 1:-1].ravel() - direct) / np.linalg.norm(direct)
+    assert error < 1e-2
+    printed = capsys.readouterr().out
+    assert "error_bound" in printed
+
+    several = reduce(compose_cfg("reduce", ["mode=query", f"model_path={path}", "mu=[[0.1,0.5,1.0,0.3],[1,1,1,1]]"]))
+    assert len(several["error_bound"]) == 2
+
+
+def test_query_errors_are_clear(compose_cfg, tmp_path):
+    with pytest.raises(ValueError, match="model_path"):
+        reduce(compose_cfg("reduce", ["mode=query", "mu=[1]"]))
+    with pytest.raises(ValueError, match="mode must be"):
+        reduce(compose_cfg("reduce", ["mode=online"]))
+
+
+def test_evaluate_scores_a_reduced_model_on_the_test_split(compose_cfg, tmp_path, thermal_data):
+    path = tmp_path / "tb.rb.h5"
+    reduce(compose_cfg("reduce", ["pde=thermal_block", f"model_path={path}", *SMALL]))
+    metrics = evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={thermal_data}", "n_plot=2"]))
+    assert metrics["n_samples"] == 12
+    assert metrics["rel_l2_max"] < 1e-2  # float32 storage of the data bounds what can be seen
+    out = tmp_path / "run"
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["pde"] == "thermal_block"
+    assert (out / "comparison.png").is_file()
+
+
+def test_evaluate_refuses_a_model_on_another_grid(compose_cfg, tmp_path, thermal_data):
+    path = tmp_path / "tb9.rb.h5"
+    reduce(compose_cfg("reduce", ["pde=thermal_block", f"model_path={path}", *SMALL, "resolution=9"]))
+    with pytest.raises(ValueError, match="grid"):
+        evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={thermal_data}"]))

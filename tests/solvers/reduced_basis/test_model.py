@@ -1,0 +1,129 @@
+"""Reduced model: online cost independent of N_h, save/load round trip, clear errors on bad files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from surrogates.solvers.reduced_basis import ReducedModel, ReducedModelFileError, is_reduced_model_file
+from surrogates.solvers.reduced_basis.model import FORMAT
+
+
+@pytest.fixture(scope="module")
+def model_file(bump, tmp_path_factory):
+    _, _, reductor, _ = bump
+    model = reductor.reduce({"pde": "gaussian_bump", "note": np.arange(3)})
+    return model, model.save(tmp_path_factory.mktemp("rb") / "bump.rb.h5")
+
+
+def test_save_load_round_trip_gives_identical_answers(model_file):
+    model, path = model_file
+    assert is_reduced_model_file(path)
+    loaded = ReducedModel.load(path)
+    mus = model.parameter_space.sample_uniform(6, np.random.default_rng(0))
+    a, b = model.solve(mus), loaded.solve(mus)
+    np.testing.assert_array_equal(a.coefficients, b.coefficients)
+    np.testing.assert_array_equal(a.bound, b.bound)
+    np.testing.assert_array_equal(model.fields(a.coefficients), loaded.fields(b.coefficients))
+    assert loaded.metadata["note"] == [0, 1, 2]
+    assert loaded.parameter_space == model.parameter_space
+    assert loaded.fields(b.coefficients).shape == (6, 17, 17)
+
+
+def test_online_solve_never_touches_full_dimensional_data(model_file):
+    model, _ = model_file
+    mus = model.parameter_space.sample_uniform(3, np.random.default_rng(1))
+    expected = model.solve(mus)
+    blind = model.truncated(model.size)
+    blind.basis = np.full_like(blind.basis, np.nan)  # only reconstruct() may use V
+    got = blind.solve(mus)
+    np.testing.assert_array_equal(got.coefficients, expected.coefficients)
+    np.testing.assert_array_equal(got.bound, expected.bound)
+    M, Mf = model.eim_sizes
+    # the online data: EIM (M x M), reduced matrices (M N^2), estimator (K x (Mf + M N)), entry weights
+    online = (blind.reduced_operator.size + blind.residual_R.size + blind.operator_entries.weights.size)
+    assert online < 2 * (M * model.size**2 + (Mf + M * model.size) ** 2 + 8 * M * M)
+
+
+def test_truncated_model_is_the_model_of_the_sub_basis(model_file):
+    model, _ = model_file
+    small = model.truncated(3)
+    assert small.size == 3 and small.basis.shape[1] == 3
+    mus = model.parameter_space.sample_uniform(4, np.random.default_rng(2))
+    assert np.all(small.solve(mus).bound >= model.solve(mus).bound * 0.999)
+    with pytest.raises(ValueError, match="size"):
+        model.truncated(model.size + 1)
+
+
+def test_parameters_outside_the_domain_are_refused(model_file):
+    model, _ = model_file
+    with pytest.raises(ValueError, match="width .* outside the domain"):
+        model.solve(np.array([0.5, 0.5, 0.9]))
+    with pytest.raises(ValueError, match="shape"):
+        model.solve(np.array([0.5, 0.5]))
+
+
+def test_missing_truncated_and_foreign_files_are_reported(model_file, tmp_path):
+    _, path = model_file
+    with pytest.raises(ReducedModelFileError, match="does not exist"):
+        ReducedModel.load(tmp_path / "nope.rb.h5")
+    truncated = tmp_path / "truncated.rb.h5"
+    truncated.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ReducedModelFileError, match="truncated or corrupt"):
+        ReducedModel.load(truncated)
+    assert not is_reduced_model_file(truncated)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ReducedModelFileError, match="not a reduced basis model"):
+        ReducedModel.load(foreign)
+    text = tmp_path / "notes.rb.h5"
+    text.write_text("hello")
+    with pytest.raises(ReducedModelFileError, match="HDF5"):
+        ReducedModel.load(text)
+
+
+def _copy_and_edit(path, tmp_path, edit):
+    target = tmp_path / "edited.rb.h5"
+    target.write_bytes(path.read_bytes())
+    with h5py.File(target, "r+") as f:
+        edit(f)
+    return target
+
+
+def test_wrong_version_missing_datasets_and_inconsistent_shapes_are_reported(model_file, tmp_path):
+    _, path = model_file
+
+    def version(f):
+        f.attrs["format_version"] = "2.0"
+
+    with pytest.raises(ReducedModelFileError, match="format_version 2.0"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, version))
+
+    def drop(f):
+        del f["estimator/R"]
+
+    with pytest.raises(ReducedModelFileError, match="missing dataset 'estimator/R'"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, drop))
+
+    def reshape(f):
+        data = f["rhs/reduced"][...]
+        del f["rhs/reduced"]
+        f["rhs/reduced"] = data[:, :-1]
+
+    with pytest.raises(ReducedModelFileError, match="inconsistent"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, reshape))
+
+    def nan(f):
+        f["operator/reduced"][0, 0, 0] = np.nan
+
+    with pytest.raises(ReducedModelFileError, match="NaN"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, nan))
+
+    def foreign_problem(f):
+        f.attrs["problem_target"] = "os.path.join"
+
+    with pytest.raises(ReducedModelFileError, match="cannot re-create the problem"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, foreign_problem))
+    assert FORMAT == "surrogates.reduced_basis"
