@@ -106,6 +106,7 @@ class SpectralConv(nn.Module):
         # E|w|^2 = 2 / (C_in + C_out): Glorot-like, keeps the output variance near the input's.
         std = math.sqrt(1.0 / (in_channels + out_channels))
         self.weight = nn.Parameter(std * torch.randn(n_kept, in_channels, out_channels, 2))
+        self._block_cache: tuple[tuple, torch.Tensor] | None = None
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, modes={self.modes}"
@@ -171,16 +172,31 @@ class SpectralConv(nn.Module):
         """
         batch, kept = y.shape[0], y.shape[2:]
         real_dtype = torch.float64 if y.dtype == torch.complex128 else torch.float32
-        w = self._weights(bins, real_dtype)  # (K, C_in, C_out, 2)
-        n_modes = w.shape[0]
-        wr, wi = w.unbind(-1)
-        block = torch.stack([torch.stack([wr, wi], -1), torch.stack([-wi, wr], -1)], 2)
-        block = block.reshape(n_modes, 2 * self.in_channels, 2 * self.out_channels)
+        block = self._block(bins, real_dtype)
+        n_modes = block.shape[0]
         # Modes to the front: (K, B, 2 C_in) @ (K, 2 C_in, 2 C_out) -> (K, B, 2 C_out).
         yr = torch.view_as_real(y.flatten(2)).permute(2, 0, 1, 3).reshape(n_modes, batch, 2 * self.in_channels)
         out = torch.bmm(yr, block).view(n_modes, batch, self.out_channels, 2)
         out = torch.view_as_complex(out.permute(1, 2, 0, 3).contiguous())
         return out.view(batch, self.out_channels, *kept)
+
+    def _block(self, bins: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
+        """The real ``(K, 2 C_in, 2 C_out)`` form of the kept modes' complex weights.
+
+        Without autograd (inference) the block is cached until the weight changes: rebuilding it
+        took about 60% of a single-sample forward pass of a 64x64 FNO on the CPU.
+        """
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
+        cacheable = not (torch.is_grad_enabled() and w.requires_grad)
+        if cacheable and self._block_cache is not None and self._block_cache[0] == key:
+            return self._block_cache[1]
+        wk = self._weights(bins, dtype)  # (K, C_in, C_out, 2)
+        wr, wi = wk.unbind(-1)
+        block = torch.stack([torch.stack([wr, wi], -1), torch.stack([-wi, wr], -1)], 2)
+        block = block.reshape(wk.shape[0], 2 * self.in_channels, 2 * self.out_channels)
+        self._block_cache = (key, block) if cacheable else None
+        return block
 
     def _inverse_transform(
         self, y: torch.Tensor, sizes: list[int], bins: list[tuple[int, int]]

@@ -127,3 +127,24 @@ def test_gradients_flow_to_weights():
 def test_bad_input_raises(bad):
     with pytest.raises(ValueError, match=r"\(batch, 3, n0, n1\)"):
         SpectralConv(3, 2, [3, 3])(bad)
+
+
+def test_inference_cache_follows_weight_updates():
+    """Without autograd the weight block is cached; any change of the weight must invalidate it."""
+    torch.manual_seed(0)
+    layer = SpectralConv(3, 4, (5, 4))
+    x = torch.randn(2, 3, 16, 12)
+    with torch.no_grad():
+        first = layer(x)
+        assert torch.equal(layer(x), first)  # served from the cache
+    assert torch.equal(layer(x), first)  # with autograd: rebuilt, same numbers
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).square().sum().backward()
+    optimizer.step()  # in-place update
+    with torch.no_grad():
+        after_step = layer(x)
+        assert not torch.allclose(after_step, first)
+        layer.load_state_dict({"weight": torch.zeros_like(layer.weight)})
+        assert torch.count_nonzero(layer(x)) == 0
+        assert layer(x[:, :, :8, :6]).shape == (2, 4, 8, 6)  # a coarser grid keeps its own block
+        assert torch.equal(layer(x), torch.zeros(2, 4, 16, 12))
