@@ -1,1 +1,10 @@
-"""serve"""
+"""Inference: :class:`~surrogates.serve.surrogate.Surrogate` (Python) and the HTTP service.
+
+- :mod:`~surrogates.serve.surrogate`: load a checkpoint, predict on numpy or xarray data;
+- :mod:`~surrogates.serve.registry`: the models of a folder and the reference solvers;
+- :mod:`~surrogates.serve.batching`: per-model micro-batching in a worker thread;
+- :mod:`~surrogates.serve.codecs`: JSON and NetCDF bodies;
+- :mod:`~surrogates.serve.app`: the FastAPI app (``create_app``), started by ``surrogates-serve``.
+
+Nothing is imported here, so that ``from surrogates import Surrogate`` needs no web framework.
+"""

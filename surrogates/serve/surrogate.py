@@ -75,6 +75,7 @@ class Surrogate:
         schema = meta.get("data_schema") or {}
         metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
         metadata["checkpoint"] = str(path)
+        metadata["training"] = _training_summary(checkpoint)
         return cls(model, normalizers[0], normalizers[1], schema, metadata, device)
 
     # -- schema -----------------------------------------------------------------------------------
@@ -211,6 +212,25 @@ class Surrogate:
             f"input of shape {tuple(shape)} does not match the model: expected (n, {len(self.inputs)}, {spatial}) "
             f"with channels [{names}], or (n, {spatial}) / ({spatial}) when there is one input variable"
         )
+
+
+def _training_summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Epoch, step and the best monitored metric a Lightning checkpoint records (plain numbers)."""
+    summary: dict[str, Any] = {}
+    for key in ("epoch", "global_step"):
+        if isinstance(checkpoint.get(key), int):
+            summary[key] = checkpoint[key]
+    callbacks = checkpoint.get("callbacks")
+    for key, state in (callbacks.items() if isinstance(callbacks, dict) else []):
+        if not (str(key).startswith("ModelCheckpoint") and isinstance(state, dict)):
+            continue
+        monitor, score = state.get("monitor"), state.get("best_model_score")
+        if isinstance(monitor, str) and score is not None:
+            try:
+                summary.setdefault("best", {})[monitor] = float(score)
+            except (TypeError, ValueError):
+                pass
+    return summary
 
 
 def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

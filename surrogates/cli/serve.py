@@ -1,0 +1,52 @@
+"""`surrogates-serve models_dir=...`: every checkpoint in a folder, and classical solvers, over HTTP.
+
+The entry point only composes ``conf/serve.yaml``, builds the registry and starts uvicorn on
+``host:port`` (loopback by default). See ``docs/serving.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from surrogates.cli import CONFIG_PATH
+
+
+def build_app(cfg: DictConfig):
+    """The FastAPI app of a composed ``serve`` config (registry loaded, nothing started)."""
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.registry import Registry
+
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    registry = Registry.from_folder(cfg.models_dir, device=cfg.device, solvers=cfg.get("solvers"))
+    settings = ServeSettings(
+        micro_batching=bool(cfg.micro_batching),
+        max_batch_size=int(cfg.max_batch_size),
+        max_wait_ms=float(cfg.max_wait_ms),
+        max_body_bytes=int(cfg.max_body_bytes),
+        max_elements=int(cfg.max_elements),
+        max_steps=int(cfg.max_steps),
+    )
+    return create_app(registry, settings)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
+def main(cfg: DictConfig) -> None:
+    import uvicorn
+
+    logging.getLogger("surrogates.serve").setLevel(str(cfg.log_level).upper())
+    app = build_app(cfg)
+    registry = app.state.registry
+    print(f"serving {len(registry.ready)} model(s) on http://{cfg.host}:{cfg.port} (OpenAPI: /docs, /openapi.json)")
+    for entry in registry.unavailable:
+        print(f"  unavailable: {entry.name}: {entry.error}")
+    uvicorn.run(app, host=cfg.host, port=int(cfg.port), log_level=str(cfg.log_level).lower())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""The HTTP service: a FastAPI app over a :class:`~surrogates.serve.registry.Registry`.
+
+Endpoints (documented in ``docs/serving.md``; the OpenAPI schema is served at ``/openapi.json``,
+interactive docs at ``/docs``):
+
+- ``GET /health``: status, the ready models and the files that failed to load;
+- ``GET /v1/models``, ``GET /v1/models/{name}``: name, kind, PDE, input/output schema, accepted
+  grids, rollout support, training metrics;
+- ``POST /v1/models/{name}/predict``: JSON arrays or a NetCDF file in, the same form out; ``steps``
+  rolls time-dependent models out autoregressively.
+
+Request bodies are read with a size limit, decoded and checked on the event loop (in a thread when
+large), and inference runs in the model's worker thread through its
+:class:`~surrogates.serve.batching.MicroBatcher`: the event loop never waits on a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from surrogates import __version__
+from surrogates.serve import codecs
+from surrogates.serve.batching import MicroBatcher
+from surrogates.serve.errors import ServiceError, unprocessable
+from surrogates.serve.registry import ModelEntry, Registry
+from surrogates.serve.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelList,
+    PredictRequest,
+    PredictResponse,
+)
+
+log = logging.getLogger("surrogates.serve")
+
+
+@dataclass
+class ServeSettings:
+    """Service limits and batching (the ``conf/serve.yaml`` keys of the same names).
+
+    Attributes
+    ----------
+    micro_batching
+        Gather concurrent requests per model into one call (``False``: each request runs alone).
+    max_batch_size
+        Most samples per batched call.
+    max_wait_ms
+        Longest a request waits for companions before its batch runs.
+    max_body_bytes
+        Larger bodies are refused with 413 (from ``Content-Length`` or while streaming).
+    max_elements
+        Most input values (samples x variables x grid points) per request; more is refused with 413.
+    max_steps
+        Largest ``steps`` of a rollout request.
+    offload_bytes
+        Bodies larger than this are decoded and answers encoded in a thread instead of on the event loop.
+    """
+
+    micro_batching: bool = True
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_elements: int = 1 << 24
+    max_steps: int = 1000
+    offload_bytes: int = 256 * 1024
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON or NetCDF body."},
+    404: {"model": ErrorResponse, "description": "Unknown model."},
+    413: {"model": ErrorResponse, "description": "Body or input larger than the service's limits."},
+    415: {"model": ErrorResponse, "description": "Content-Type other than JSON or NetCDF."},
+    422: {
+        "model": ErrorResponse,
+        "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout.",
+    },
+    503: {"model": ErrorResponse, "description": "The model file could not be loaded (see `GET /health`)."},
+}
+
+PREDICT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "description": "JSON arrays, or a NetCDF file (NetCDF-4/HDF5 or NetCDF-3) holding the input variables.",
+        "content": {
+            codecs.JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+            codecs.NETCDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "Predictions in the request's form: JSON (`PredictResponse`) or a NetCDF file.",
+            "content": {codecs.NETCDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+}
+
+
+def create_app(registry: Registry, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI application serving ``registry`` with ``settings``."""
+    settings = settings or ServeSettings()
+    executors = {
+        name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        for name, entry in registry.entries.items()
+        if entry.ready
+    }
+    batchers = {
+        name: MicroBatcher(
+            registry.entries[name].runner,
+            executor,
+            enabled=settings.micro_batching and registry.entries[name].batchable,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+        )
+        for name, executor in executors.items()
+    }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for entry in registry.unavailable:
+            log.error("model %s is unavailable: %s", entry.name, entry.error)
+        log.info("serving %d model(s): %s", len(registry.ready), ", ".join(e.name for e in registry.ready))
+        yield
+        for batcher in batchers.values():
+            await batcher.close()
+        for executor in executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="surrogates",
+        version=__version__,
+        description=(
+            "PDE surrogates and classical reference solvers behind one prediction endpoint. "
+            "Send the inputs of a model as JSON arrays or as a NetCDF file; the answer comes in the same form."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.settings = settings
+    app.state.batchers = batchers
+
+    # -- errors ---------------------------------------------------------------------------------------
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": error.message, "code": error.code}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()[:5]]
+        return JSONResponse({"detail": "invalid request: " + "; ".join(problems), "code": "invalid_request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(error.detail), "code": f"http_{error.status_code}"},
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    # -- endpoints ------------------------------------------------------------------------------------
+    @app.get("/health", response_model=HealthResponse, tags=["service"], summary="Service status")
+    async def health() -> dict[str, Any]:
+        unavailable = {e.name: e.error or "not loaded" for e in registry.unavailable}
+        return {
+            "status": "degraded" if unavailable else "ok",
+            "version": __version__,
+            "ready": [e.name for e in registry.ready],
+            "unavailable": unavailable,
+            "micro_batching": settings.micro_batching,
+        }
+
+    @app.get("/v1/models", response_model=ModelList, tags=["models"], summary="Every registered model")
+    async def list_models() -> dict[str, Any]:
+        return {"models": [_info(entry) for entry in registry.entries.values()]}
+
+    def _info(entry: ModelEntry) -> dict[str, Any]:
+        info = entry.info(settings.micro_batching)
+        batcher = batchers.get(entry.name)
+        if batcher is not None:
+            stats = batcher.stats
+            info["usage"] = {
+                "requests": stats.requests,
+                "calls": stats.calls,
+                "samples": stats.samples,
+                "largest_batch": stats.largest_batch,
+            }
+        return info
+
+    @app.get(
+        "/v1/models/{name:path}/predict",
+        include_in_schema=False,
+    )
+    async def predict_get(name: str) -> None:
+        registry.get(name)
+        raise StarletteHTTPException(405, f"use POST /v1/models/{name}/predict")
+
+    @app.post(
+        "/v1/models/{name:path}/predict",
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
+        openapi_extra=PREDICT_OPENAPI,
+        tags=["models"],
+        summary="Predict with a model (JSON or NetCDF in, the same form out)",
+    )
+    async def predict(
+        name: str,
+        request: Request,
+        steps: int | None = Query(
+            default=None,
+            ge=1,
+            description="Rollout steps (for NetCDF bodies; JSON bodies may also use the `steps` field).",
+        ),
+    ) -> Response:
+        started = time.perf_counter()
+        entry = registry.get(name)
+        if not entry.ready:
+            raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.error}")
+        kind = codecs.body_kind(request.headers.get("content-type"))
+        body = await read_body(request, settings.max_body_bytes)
+        offload = len(body) > settings.offload_bytes
+        if kind == "json":
+            parsed = await _maybe_thread(offload, _decode_json, body)
+            arrays, coords, engine = parsed[0], {}, None
+            if parsed[1] is not None:
+                if steps is not None and steps != parsed[1]:
+                    raise unprocessable("invalid_request", f"steps={steps} in the query and {parsed[1]} in the body disagree")
+                steps = parsed[1]
+        else:
+            ds, engine = await _maybe_thread(offload, codecs.read_netcdf, body)
+            arrays, coords = codecs.netcdf_inputs(ds, {v.name: v.dims for v in entry.inputs})
+        if steps is not None:
+            if not entry.rollout:
+                raise unprocessable(
+                    "steps_not_supported",
+                    f"model {name!r} cannot roll out: its outputs {[v.name for v in entry.outputs]} are not its inputs "
+                    f"{[v.name for v in entry.inputs]}; send no steps",
+                )
+            if steps > settings.max_steps:
+                raise unprocessable("too_many_steps", f"steps={steps} exceeds the service's max_steps={settings.max_steps}")
+        prepared = entry.prepare(arrays, settings.max_elements)
+        outputs, info = await _run(entry, batchers[name], prepared.x, steps)
+        answer = {}
+        for var in entry.outputs:
+            dims = (["sample"] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
+            value = outputs[var.name]
+            answer[var.name] = (dims, value[0] if prepared.single else value)
+        if kind == "json":
+            content = await _maybe_thread(offload, _encode_json, name, answer, steps, info, started)
+            return Response(content, media_type=codecs.JSON_MEDIA_TYPE)
+        if steps:
+            coords["time"] = (np.arange(1, steps + 1, dtype=np.int32), {"long_name": "rollout step"})
+        attrs = {"model": name, "steps": steps or 0, "info": info, "elapsed_ms": 1000 * (time.perf_counter() - started)}
+        content = await _maybe_thread(offload, codecs.write_netcdf, answer, coords, attrs, engine)
+        return Response(content, media_type=codecs.NETCDF_MEDIA_TYPE)
+
+    @app.get(
+        "/v1/models/{name:path}",
+        response_model=ModelInfo,
+        responses={404: ERROR_RESPONSES[404]},
+        tags=["models"],
+        summary="One model's schema and metrics",
+    )
+    async def model_info(name: str) -> dict[str, Any]:
+        return _info(registry.get(name))
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            definitions = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(definitions.pop("$defs", {}))
+            components["PredictRequest"] = definitions
+            # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
+            names = sorted(entry.name for entry in registry.ready)
+            for path_item in schema.get("paths", {}).values():
+                for operation in path_item.values():
+                    for parameter in operation.get("parameters", []):
+                        if parameter.get("in") == "path" and parameter.get("name") == "name" and names:
+                            parameter["schema"] = {"type": "string", "enum": names, "title": "Name"}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) by ``Content-Length`` or while streaming."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ServiceError(400, "invalid_content_length", f"invalid Content-Length header {declared!r}") from None
+        if size > limit:
+            raise ServiceError(
+                413, "body_too_large", f"the body has {size} bytes; the limit is {limit} bytes (max_body_bytes)"
+            )
+    chunks, received = [], 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise ServiceError(413, "body_too_large", f"the body exceeds the limit of {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    if not received:
+        raise ServiceError(400, "empty_body", "the request has no body; send JSON inputs or a NetCDF file")
+    return b"".join(chunks)
+
+
+def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None]:
+    request = codecs.parse_json_request(body)
+    return {name: codecs.json_array(name, value) for name, value in request.inputs.items()}, request.steps
+
+
+def _encode_json(name: str, answer: dict[str, tuple[list[str], np.ndarray]], steps: int | None, info: dict, started: float) -> bytes:
+    payload = {
+        "model": name,
+        "outputs": {var: np.ascontiguousarray(value) for var, (_, value) in answer.items()},
+        "dims": {var: dims for var, (dims, _) in answer.items()},
+        "shape": {var: list(value.shape) for var, (_, value) in answer.items()},
+        "steps": steps,
+        "info": info,
+        "elapsed_ms": 1000 * (time.perf_counter() - started),
+    }
+    return codecs.encode_json(payload)
+
+
+async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args) if offload else fn(*args)
+
+
+async def _run(
+    entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, steps: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One prediction, or a rollout of ``steps`` predictions (each output fed back as the next input)."""
+    if not steps:
+        outputs, info = await _submit(entry, batcher, x)
+        return outputs, info
+    frames = []
+    for step in range(steps):
+        outputs, info = await _submit(entry, batcher, x, step)
+        frames.append(outputs)
+        x = np.stack([outputs[v.name] for v in entry.inputs], axis=1)
+    return {v.name: np.stack([frame[v.name] for frame in frames], axis=1) for v in entry.outputs}, info
+
+
+async def _submit(entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, step: int | None = None):
+    try:
+        outputs, info = await batcher.submit(x)
+    except ValueError as error:  # the model refused this input (e.g. a grid it cannot take)
+        raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+    for name, value in outputs.items():
+        if not np.all(np.isfinite(value)):
+            where = f" at rollout step {step + 1}" if step is not None else ""
+            raise unprocessable(
+                "non_finite_output",
+                f"model {entry.name!r} produced NaN or infinite {name!r}{where}; the input is probably far outside "
+                "the range the model was trained on",
+            )
+    return outputs, info

@@ -1,0 +1,192 @@
+"""Micro-batching: concurrent requests to one model run as one batched call in a worker thread.
+
+:class:`MicroBatcher` serves one model. ``await batcher.submit(x)`` with ``x`` of shape
+``(n, C, *spatial)`` returns that request's outputs. With batching enabled, a single consumer task
+collects requests whose per-sample shape ``x.shape[1:]`` equals the oldest waiting request's, until
+``max_batch_size`` samples are waiting or the oldest has waited ``max_wait_ms``; it concatenates them,
+runs the model once in the model's worker thread and hands every request its rows. Requests that
+arrived while the model was busy have already waited, so they go out as the next batch at once: under
+load, batches form from the queue without extra delay; a lone request waits at most ``max_wait_ms``.
+
+With batching disabled every request runs alone in the same worker thread. Either way inference
+never runs on the event loop, and one worker thread per model keeps the device's work serialized
+(torch parallelizes each call over the CPU cores itself).
+
+If a batched call raises, its requests are rerun one by one, so a request that breaks the model only
+fails itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("surrogates.serve")
+
+Outputs = tuple[dict[str, np.ndarray], dict[str, Any]]
+
+
+@dataclass
+class _Job:
+    x: np.ndarray
+    future: asyncio.Future
+    arrived: float
+
+
+@dataclass
+class BatchStats:
+    """Counters for monitoring and tests."""
+
+    requests: int = 0
+    calls: int = 0
+    samples: int = 0
+    largest_batch: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def record(self, requests: int, samples: int) -> None:
+        self.calls += 1
+        self.requests += requests
+        self.samples += samples
+        self.largest_batch = max(self.largest_batch, samples)
+        if len(self.batch_sizes) < 10_000:
+            self.batch_sizes.append(samples)
+
+
+class MicroBatcher:
+    """Per-model request batching on an asyncio event loop.
+
+    Parameters
+    ----------
+    run
+        ``x (B, C, *spatial) -> ({name: (B, ...)}, info)``; called in ``executor``.
+    executor
+        Where ``run`` executes (one worker thread per model).
+    enabled
+        Gather concurrent requests (``True``) or run each alone (``False``).
+    max_batch_size
+        Most samples per call; a request with more samples runs alone (``run`` chunks it itself).
+    max_wait_ms
+        Longest a request waits for companions.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[np.ndarray], Outputs],
+        executor: Executor,
+        enabled: bool = True,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 2.0,
+    ):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self.run = run
+        self.executor = executor
+        self.enabled = enabled
+        self.max_batch_size = int(max_batch_size)
+        self.max_wait = float(max_wait_ms) / 1000.0
+        self.stats = BatchStats()
+        self._queue: list[_Job] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, x: np.ndarray) -> Outputs:
+        """Outputs of ``run`` for this request's samples only."""
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            self.stats.record(1, len(x))
+            return await loop.run_in_executor(self.executor, self.run, x)
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._consume(), name="micro-batcher")
+        job = _Job(x, loop.create_future(), loop.time())
+        self._queue.append(job)
+        self._wake.set()
+        return await job.future
+
+    async def close(self) -> None:
+        """Stop the consumer task; waiting requests are cancelled."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for job in self._queue:
+            if not job.future.done():
+                job.future.cancel()
+        self._queue.clear()
+
+    # -- consumer ---------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            self._queue = [job for job in self._queue if not job.future.done()]  # drop cancelled requests
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            first = self._queue[0]
+            key = first.x.shape[1:]
+            waiting = sum(len(job.x) for job in self._queue if job.x.shape[1:] == key)
+            remaining = first.arrived + self.max_wait - loop.time()
+            if waiting < self.max_batch_size and remaining > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            batch, total, rest = [], 0, []
+            for job in self._queue:
+                if job.x.shape[1:] == key and (not batch or total + len(job.x) <= self.max_batch_size):
+                    batch.append(job)
+                    total += len(job.x)
+                else:
+                    rest.append(job)
+            self._queue = rest
+            await self._execute(batch)
+
+    async def _execute(self, batch: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if len(batch) == 1:
+                results = [await loop.run_in_executor(self.executor, self.run, batch[0].x)]
+            else:
+                x = np.concatenate([job.x for job in batch])
+                outputs, info = await loop.run_in_executor(self.executor, self.run, x)
+                results, start = [], 0
+                for job in batch:
+                    stop = start + len(job.x)
+                    results.append(({name: value[start:stop] for name, value in outputs.items()}, info))
+                    start = stop
+            self.stats.record(len(batch), sum(len(job.x) for job in batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=error)
+                return
+            log.warning("batched call of %d requests failed (%s); running them one by one", len(batch), error)
+            for job in batch:
+                await self._execute([job])
+            return
+        for job, result in zip(batch, results):
+            _settle(job.future, result=result)
+
+
+def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the client went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,32 @@
+"""The service's error type: an HTTP status, a stable machine-readable code and a message naming the problem."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the service refuses, answered as ``{"detail": message, "code": code}`` with ``status``.
+
+    Parameters
+    ----------
+    status
+        HTTP status: 400 (malformed body), 404 (unknown model), 413 (body too large),
+        415 (unsupported content type), 422 (well-formed but invalid), 503 (model unavailable).
+    code
+        Short stable identifier of the problem, e.g. ``"wrong_shape"`` (see ``docs/serving.md``).
+    message
+        What is wrong, naming the variable, the shape or the limit involved.
+    """
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def bad_request(code: str, message: str) -> ServiceError:
+    return ServiceError(400, code, message)
+
+
+def unprocessable(code: str, message: str) -> ServiceError:
+    return ServiceError(422, code, message)

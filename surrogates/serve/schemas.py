@@ -1,0 +1,117 @@
+"""Pydantic models of the HTTP API; they make the OpenAPI schema served at ``/openapi.json`` precise."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+NDARRAY_SCHEMA = {
+    "title": "NDArray",
+    "description": (
+        "A number, or nested arrays of numbers (row-major). An input with dims D is sent with shape "
+        "(n, *D) for n samples or with shape D for one sample; the answer keeps that layout."
+    ),
+    "anyOf": [{"type": "number"}, {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}}],
+}
+
+NDArray = Annotated[Any, WithJsonSchema(NDARRAY_SCHEMA)]
+
+
+class PredictRequest(BaseModel):
+    """Body of ``POST /v1/models/{name}/predict`` as JSON (NetCDF bodies carry the same variables)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": {"a": [[3.0, 12.0, 12.0], [3.0, 3.0, 12.0], [12.0, 12.0, 3.0]]}}]},
+    )
+
+    inputs: dict[str, NDArray] = Field(
+        description="One array per input variable of the model (see `GET /v1/models`: `inputs[].name`, `inputs[].dims`).",
+    )
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Rollout: apply the model this many times, feeding each output back as the next input "
+            "(only for models whose inputs equal their targets, `rollout: true`). The answer gains a "
+            "`time` axis after `sample`: (n, steps, *spatial)."
+        ),
+    )
+
+
+class PredictResponse(BaseModel):
+    """Answer of a JSON predict request."""
+
+    model: str = Field(description="The model that answered.")
+    outputs: dict[str, NDArray] = Field(description="One array per output variable, in the request's layout.")
+    dims: dict[str, list[str]] = Field(description="Dimension names of every output array.")
+    shape: dict[str, list[int]] = Field(description="Shape of every output array.")
+    steps: int | None = Field(default=None, description="Rollout steps, when requested.")
+    info: dict[str, Any] = Field(
+        default_factory=dict, description="Method-specific details, e.g. a classical solver's iterations and residuals."
+    )
+    elapsed_ms: float = Field(description="Time from receiving the body to encoding the answer, milliseconds.")
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    detail: str = Field(description="What is wrong, naming the model, variable, shape or limit.")
+    code: str = Field(description="Stable identifier of the problem, e.g. `wrong_shape`, `non_finite`, `unknown_model`.")
+
+
+class VariableInfo(BaseModel):
+    name: str
+    dims: list[str] = Field(description="Dims of one sample (the request adds a leading `sample` dim for batches).")
+    units: str | None = None
+    long_name: str | None = None
+
+
+class ResolutionInfo(BaseModel):
+    """Which grid sizes a model takes."""
+
+    policy: Literal["any", "fixed", "multiple_of", "none"] = Field(
+        description="`any`: any grid of at least `min_size` points per dim; `fixed`: exactly `trained`; "
+        "`multiple_of`: sizes divisible by `multiple`; `none`: the model takes no fields."
+    )
+    trained: list[int] | None = Field(default=None, description="Grid the model was trained on or built for.")
+    min_size: int = 1
+    multiple: int | None = None
+    equal_sizes: bool = Field(default=False, description="All spatial dims must have the same size (square grids).")
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="Registry name: the file's path relative to `models_dir`, without suffix.")
+    kind: Literal["surrogate", "solver", "reduced_basis"]
+    status: Literal["ready", "unavailable"]
+    error: str | None = Field(default=None, description="Why an unavailable model could not be loaded.")
+    source: str = Field(description="Checkpoint file, or the solver's PDE class.")
+    pde: str | None = None
+    description: str = ""
+    inputs: list[VariableInfo] = Field(default_factory=list)
+    outputs: list[VariableInfo] = Field(default_factory=list)
+    spatial_dims: list[str] = Field(default_factory=list)
+    resolution: ResolutionInfo | None = None
+    rollout: bool = Field(default=False, description="Whether `steps` is accepted (inputs equal targets).")
+    batching: bool = Field(default=False, description="Whether concurrent requests are micro-batched.")
+    device: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Training metrics recorded with the model.")
+    model: dict[str, Any] | None = Field(default=None, description="Architecture: class and constructor arguments.")
+    usage: dict[str, int] | None = Field(
+        default=None,
+        description="Since start-up: `requests` answered, model `calls` (fewer than requests when micro-batching "
+        "gathered them), `samples`, `largest_batch`.",
+    )
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="`degraded` when some model files could not be loaded.")
+    version: str
+    ready: list[str] = Field(description="Names of the models that answer predictions.")
+    unavailable: dict[str, str] = Field(description="Model name -> load error.")
+    micro_batching: bool

@@ -1,0 +1,89 @@
+"""`surrogates-serve`: the Hydra config composes, the app it builds serves, and the console script starts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from omegaconf import OmegaConf
+
+from tests.cli.conftest import compose_config
+from tests.serve.conftest import LiveServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serve_config_defaults(tmp_path):
+    cfg = compose_config("serve", [], tmp_path / "run")
+    assert cfg.host == "127.0.0.1" and cfg.micro_batching is True
+    assert cfg.solvers["darcy-pcg"].pde._target_ == "surrogates.pdes.darcy.Darcy"
+    assert OmegaConf.to_container(cfg, resolve=True)["solvers"]["darcy-pcg"]["pde"]["resolution"] == cfg.resolution
+
+
+def test_app_built_from_the_config_serves(models_dir, tmp_path):
+    from surrogates.cli.serve import build_app
+
+    cfg = compose_config(
+        "serve", [f"models_dir={models_dir}", "resolution=16", "micro_batching=false", "max_body_bytes=1000"], tmp_path / "run"
+    )
+    app = build_app(cfg)
+    assert app.state.settings.micro_batching is False and app.state.settings.max_body_bytes == 1000
+    with LiveServer(app) as server, httpx.Client(base_url=server.url) as client:
+        health = client.get("/health").json()
+        assert {"fno-darcy", "darcy-pcg"} <= set(health["ready"]) and "corrupt" in health["unavailable"]
+        answer = client.post("/v1/models/darcy-pcg/predict", json={"inputs": {"a": [[3.0] * 5] * 5}})
+        assert answer.status_code == 200 and len(answer.json()["outputs"]["u"]) == 5
+        assert client.post("/v1/models/fno-darcy/predict", content=b" " * 2000).status_code == 413
+
+
+def test_a_missing_models_dir_is_reported(tmp_path):
+    from surrogates.cli.serve import build_app
+
+    cfg = compose_config("serve", [f"models_dir={tmp_path / 'nope'}"], tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        build_app(cfg)
+
+
+@pytest.mark.slow
+def test_the_entry_point_starts_a_server(models_dir, tmp_path):
+    port = free_port()
+    command = [
+        sys.executable, "-m", "surrogates.cli.serve", f"models_dir={models_dir}", f"port={port}",
+        f"hydra.run.dir={tmp_path / 'run'}", "log_level=warning",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.5)
+        assert "fno-darcy" in health["ready"] and "corrupt" in health["unavailable"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_service_and_surrogate_import_without_lightning():
+    code = (
+        "import sys\n"
+        "from surrogates import Surrogate\n"
+        "import surrogates.serve.app, surrogates.serve.registry\n"
+        "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules, 'Lightning was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    from surrogates.data import FieldDataModule, Normalizer, open_split  # the lazy exports still resolve
+    from surrogates.data.datamodule import FieldDataModule as defined
+
+    assert FieldDataModule is defined and callable(open_split) and Normalizer.__name__ == "Normalizer"
