@@ -1,0 +1,343 @@
+"""Physics-informed training of one PDE instance (PINN-style), for any coordinate network.
+
+The loss at a step with interior points ``x_r`` and condition points ``x_c`` is
+
+    L = w_residual mean_r |R[u](x_r)|^2 + sum_c w_c mean |B_c[u](x_c)|^2,
+
+with the residual ``R`` and the conditions ``B_c`` of a :class:`surrogates.pdes.physics.PhysicsProblem`
+(derivatives by autograd through the network). Optimization is Adam (with an optional per-step
+learning-rate schedule) followed by an optional L-BFGS phase on a fixed set of points, both through
+Lightning's manual optimization. Validation and test compare the network with the problem's
+reference solution on a grid (relative L2 error); the test also saves a figure of solution,
+reference, error and, for physics-informed Gaussians, the Gaussians' centers and shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from surrogates import __version__
+from surrogates.models.base import CHECKPOINT_KEY, OperatorModel, build_model
+from surrogates.pdes.physics.base import PhysicsProblem, Reference, build_problem
+
+__all__ = ["PhysicsInformed", "load_solution", "plot_solution", "predict_on_points", "relative_l2"]
+
+FIGURE_NAME = "physics_informed.png"
+
+
+def predict_on_points(net: torch.nn.Module, points: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Network values ``(M,)`` at ``points`` (``(M, d)``), without gradients, in chunks of ``chunk`` points."""
+    with torch.no_grad():
+        return torch.cat([net(p).reshape(-1) for p in torch.split(points, chunk)])
+
+
+def relative_l2(prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
+    """``||prediction - reference|| / ||reference||`` over all grid points."""
+    prediction, reference = np.asarray(prediction, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return float(np.linalg.norm(prediction - reference) / np.linalg.norm(reference))
+
+
+class PhysicsInformed(L.LightningModule):
+    """Fit a coordinate network ``u(x)`` to one PDE instance by minimizing its residual.
+
+    Parameters
+    ----------
+    net
+        The network, an :class:`~surrogates.models.base.OperatorModel` mapping points ``(P, d)`` to
+        ``(P, 1)`` (:class:`~surrogates.models.pig.PIG`, :class:`~surrogates.models.mlp.MLP`).
+    optimizer
+        Partial constructor of the first-phase optimizer (Adam), taking the parameters.
+    scheduler
+        Optional partial constructor taking the optimizer; stepped after every Adam step.
+    weights
+        Loss weights by term: ``"residual"`` and the problem's condition names (``"boundary"``,
+        ``"initial"``, ``"periodic"``); missing terms weigh 1.
+    lbfgs_steps
+        Number of final steps taken with L-BFGS instead of Adam (``trainer.max_steps`` must be set);
+        each is one ``LBFGS.step`` of up to ``lbfgs["max_iter"]`` inner iterations on the points of the
+        first L-BFGS step.
+    lbfgs
+        Keyword arguments of :class:`torch.optim.LBFGS` (``lr``, ``max_iter``, ``history_size``,
+        ``line_search_fn``).
+    problem
+        The problem; taken from the trainer's data module (``CollocationDataModule``) when omitted.
+    eval_chunk
+        Points per forward pass when evaluating on the reference grid.
+    save_figure
+        Write ``physics_informed.png`` (solution, reference, error, Gaussians) to the trainer's
+        ``default_root_dir`` after testing.
+    """
+
+    def __init__(
+        self,
+        net: OperatorModel,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        weights: Mapping[str, float] | None = None,
+        lbfgs_steps: int = 0,
+        lbfgs: Mapping[str, Any] | None = None,
+        problem: PhysicsProblem | None = None,
+        eval_chunk: int = 16384,
+        save_figure: bool = True,
+    ):
+        super().__init__()
+        if not isinstance(net, OperatorModel):
+            raise TypeError(f"net must be an OperatorModel (it records its constructor), got {type(net).__name__}")
+        if lbfgs_steps < 0:
+            raise ValueError(f"lbfgs_steps must be >= 0, got {lbfgs_steps}")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "problem"], logger=False)
+        self.automatic_optimization = False
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.weights = {str(k): float(v) for k, v in (weights or {}).items()}
+        self.lbfgs_steps = int(lbfgs_steps)
+        self.lbfgs_kwargs = {"lr": 1.0, "max_iter": 20, "history_size": 50, "line_search_fn": "strong_wolfe"}
+        self.lbfgs_kwargs.update(dict(lbfgs or {}))
+        self.problem = problem
+        self.reference: Reference | None = None
+        self.data_schema: dict[str, Any] | None = None
+        self.eval_chunk, self.save_figure = int(eval_chunk), bool(save_figure)
+        self._lbfgs_batch: dict[str, torch.Tensor] | None = None
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Take the problem, its reference and the data schema from the trainer's data module."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "problem"):
+            return
+        self.problem = datamodule.problem
+        self.reference = datamodule.reference
+        self.data_schema = datamodule.data_schema()
+        expected = self.net.init_kwargs.get("in_channels")
+        if expected != self.problem.dim:
+            raise ValueError(f"the network takes {expected} coordinates but {self.problem.name} has {self.problem.dim}")
+        bounds = self.net.init_kwargs.get("bounds")
+        if bounds is not None and not np.allclose(np.asarray(bounds, dtype=float), np.asarray(self.problem.bounds())):
+            raise ValueError(f"the network's bounds {bounds} differ from the domain of {self.problem.name}: {self.problem.bounds()}")
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """``u`` at ``points``: ``(P, d) -> (P, 1)``."""
+        return self.net(points)
+
+    # -- loss -------------------------------------------------------------------------------------
+    def losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted total loss and the unweighted mean-square term of each residual."""
+        if self.problem is None:
+            raise RuntimeError("PhysicsInformed needs a problem: pass problem=... or train with a CollocationDataModule")
+        points = batch["collocation"].detach().requires_grad_(True)
+        terms = {"residual": self.problem.residual(self.net, points).square().mean()}
+        conditions = {name: value for name, value in batch.items() if name != "collocation"}
+        for name, residual in self.problem.condition_residuals(self.net, conditions).items():
+            terms[name] = residual.square().mean()
+        total = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())
+        return total, terms
+
+    def _in_lbfgs_phase(self) -> bool:
+        if self.lbfgs_steps == 0:
+            return False
+        max_steps = self.trainer.max_steps
+        if max_steps is None or max_steps < 0:
+            raise ValueError("lbfgs_steps > 0 needs trainer.max_steps (the L-BFGS phase is the last lbfgs_steps steps)")
+        return self.global_step >= max(0, max_steps - self.lbfgs_steps)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        if self._in_lbfgs_phase():
+            # L-BFGS needs a deterministic objective: keep the points of its first step
+            if self._lbfgs_batch is None:
+                self._lbfgs_batch = {k: v.detach().clone() for k, v in batch.items()}
+            batch, optimizer = self._lbfgs_batch, optimizers[-1]
+            state: dict[str, Any] = {}
+
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                loss, terms = self.losses(batch)
+                self.manual_backward(loss)
+                state["loss"], state["terms"] = loss.detach(), {k: v.detach() for k, v in terms.items()}
+                return loss
+
+            optimizer.step(closure=closure)
+            loss, terms = state["loss"], state["terms"]
+        else:
+            optimizer = optimizers[0]
+            optimizer.zero_grad()
+            loss, terms = self.losses(batch)
+            self.manual_backward(loss)
+            optimizer.step()
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
+            loss, terms = loss.detach(), {k: v.detach() for k, v in terms.items()}
+        self.log("train/loss", loss, prog_bar=True, batch_size=1)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=1)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        adam = self.optimizer_factory(params=self.parameters())
+        optimizers = [adam]
+        if self.lbfgs_steps > 0:
+            optimizers.append(torch.optim.LBFGS(self.parameters(), **self.lbfgs_kwargs))
+        if self.scheduler_factory is None:
+            return optimizers
+        return optimizers, [{"scheduler": self.scheduler_factory(optimizer=adam), "interval": "step"}]
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _evaluate(self, stage: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        prediction = predict_on_points(self.net, batch["points"], self.eval_chunk)
+        error = torch.linalg.vector_norm(prediction - batch["u"]) / torch.linalg.vector_norm(batch["u"])
+        self.log(f"{stage}/rel_l2", error, prog_bar=True, batch_size=1)
+        self.log(f"{stage}/max_abs_error", (prediction - batch["u"]).abs().max(), batch_size=1)
+        return prediction
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        prediction = self._evaluate("test", batch)
+        if self.save_figure and self.reference is not None and self.trainer.is_global_zero:
+            path = Path(self.trainer.default_root_dir) / FIGURE_NAME
+            names = tuple(self.problem.coordinates) if self.problem is not None else None
+            plot_solution(self.net, self.reference, prediction.cpu().numpy(), path, title=self._title(), names=names)
+
+    def _title(self) -> str:
+        name = self.problem.name if self.problem is not None else ""
+        return f"{name}: {type(self.net).__name__}"
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Self-describing checkpoint: network constructor, problem, schema, version (identity normalization)."""
+        d, c = self.net.init_kwargs.get("in_channels", 1), self.net.init_kwargs.get("out_channels", 1)
+        checkpoint[CHECKPOINT_KEY] = {
+            "model": self.net.init_config(),
+            "normalization": {
+                "input": {"mean": [0.0] * d, "std": [1.0] * d},
+                "target": {"mean": [0.0] * c, "std": [1.0] * c},
+            },
+            "data_schema": self.data_schema,
+            "problem": self.problem.config() if self.problem is not None else None,
+            "task": f"{type(self).__module__}.{type(self).__qualname__}",
+            "version": __version__,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(CHECKPOINT_KEY, {})
+        self.data_schema = meta.get("data_schema")
+        if self.problem is None and meta.get("problem"):
+            self.problem = build_problem(meta["problem"])
+
+
+def load_solution(path: str | Path) -> tuple[OperatorModel, PhysicsProblem | None]:
+    """The trained network (in eval mode) and its problem from a physics-informed checkpoint; no Hydra needed."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    meta = checkpoint[CHECKPOINT_KEY]
+    net = build_model(meta["model"])
+    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    problem = build_problem(meta["problem"]) if meta.get("problem") else None
+    return net.eval(), problem
+
+
+# -- figures ----------------------------------------------------------------------------------------
+def _gaussian_ellipses(net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centers ``(N, 2)`` and covariances ``(N, 2, 2)`` of a 2D Gaussian embedding, if the network has one."""
+    gaussians = getattr(net, "gaussians", None)
+    if gaussians is None or getattr(gaussians, "dim", None) != 2:
+        return None
+    with torch.no_grad():
+        return gaussians.means.detach().cpu().double().numpy(), gaussians.covariance().detach().cpu().double().numpy()
+
+
+def plot_solution(
+    net: torch.nn.Module, reference: Reference, prediction: np.ndarray, path: str | Path, title: str = "",
+    names: tuple[str, ...] | None = None,
+) -> Path | None:
+    """Save ``solution | reference | |error| | Gaussians`` for a problem with one or two coordinates.
+
+    Parameters
+    ----------
+    net
+        The trained network; if it has 2D Gaussian features (``net.gaussians``) a fourth panel shows
+        their centers and one-standard-deviation ellipses.
+    reference
+        The reference on its grid.
+    prediction
+        Network values on the reference grid, flattened (``(M,)``) or of the grid's shape.
+    path
+        PNG to write.
+    names
+        Axis labels (the problem's coordinates); ``("x", "y")`` by default.
+
+    Returns
+    -------
+    Path or None
+        The file written, or None for problems of more than two coordinates.
+    """
+    from matplotlib.collections import EllipseCollection
+
+    from surrogates.plots import _pyplot
+
+    d = len(reference.coords)
+    if d > 2:
+        return None
+    plt = _pyplot()
+    prediction = np.asarray(prediction).reshape(reference.shape)
+    error = np.abs(prediction - reference.values)
+    rel = relative_l2(prediction, reference.values)
+    ellipses = _gaussian_ellipses(net) if d == 2 else None
+    panels = 3 + (ellipses is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), constrained_layout=True)
+    labels = names or (("x", "y") if d == 2 else ("x",))
+    if d == 1:
+        x = reference.coords[0]
+        axes[0].plot(x, prediction, label="network")
+        axes[1].plot(x, reference.values, color="k", label="reference")
+        axes[2].semilogy(x, np.maximum(error, 1e-16))
+        for ax, name in zip(axes, ("solution", "reference", "|error|")):
+            ax.set_title(name)
+            ax.set_xlabel(labels[0])
+    else:
+        c0, c1 = reference.coords
+        extent = [c0[0], c0[-1], c1[0], c1[-1]]  # first coordinate horizontal, second vertical
+        vmin, vmax = float(reference.values.min()), float(reference.values.max())
+        for ax, field, name, kwargs in (
+            (axes[0], prediction, "solution", {"vmin": vmin, "vmax": vmax, "cmap": "RdBu_r"}),
+            (axes[1], reference.values, "reference", {"vmin": vmin, "vmax": vmax, "cmap": "RdBu_r"}),
+            (axes[2], error, f"|error| (rel. L2 {rel:.2e})", {"cmap": "magma"}),
+        ):
+            image = ax.imshow(field.T, origin="lower", extent=extent, aspect="auto", **kwargs)
+            fig.colorbar(image, ax=ax, shrink=0.85)
+            ax.set_title(name)
+        if ellipses is not None:
+            centers, covariances = ellipses
+            values, vectors = np.linalg.eigh(covariances)  # ascending eigenvalues
+            major = vectors[:, :, 1]
+            angles = np.degrees(np.arctan2(major[:, 1], major[:, 0]))
+            widths, heights = 2 * np.sqrt(values[:, 1]), 2 * np.sqrt(values[:, 0])
+            ax = axes[3]
+            ax.add_collection(EllipseCollection(
+                widths, heights, angles, units="xy", offsets=centers, offset_transform=ax.transData,
+                facecolors="none", edgecolors="tab:blue", linewidths=0.5, alpha=0.7,
+            ))
+            ax.plot(centers[:, 0], centers[:, 1], ".", color="tab:red", markersize=1.5)
+            ax.set_xlim(extent[0], extent[1])
+            ax.set_ylim(extent[2], extent[3])
+            ax.set_title(f"{len(centers)} Gaussians (1-sigma ellipses)")
+        for ax in axes:
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
+    if title:
+        fig.suptitle(f"{title}   rel. L2 {rel:.2e}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
