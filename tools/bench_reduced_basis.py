@@ -61,7 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--bump-resolution", type=int, default=65)
     p.add_argument("--bump-training", type=int, default=200)
     p.add_argument("--bump-eim-rtol", type=float, default=1e-7)
-    p.add_argument("--bump-max-basis", type=int, default=25)
+    p.add_argument("--bump-max-basis", type=int, default=45)
+    p.add_argument("--bump-pymor-max-basis", type=int, default=25, help="pyMOR's greedy on the bump stops here (its offline is slow)")
+    p.add_argument("--compression-rtol", type=float, default=1e-9, help="rtol of our compressed estimator")
     p.add_argument("--test", type=int, default=50, help="random test parameters")
     p.add_argument("--repeats", type=int, default=20, help="online timing repeats")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -96,28 +98,51 @@ def _x_norm(X, e):
 
 
 # -- ours ---------------------------------------------------------------------------------------------
-def run_ours(problem, solver, test_mus, truth, repeats, sizes):
-    """Offline, then error / bounds per basis size and online / full timings."""
+def run_ours(problem, solver, test_mus, truth, repeats, sizes, exact=None):
+    """Offline, then error / bounds per basis size and online / full timings.
+
+    Per size: the stable, classic and compressed bounds; online times of the solve alone
+    (``reduced_solve``), solve + compressed bound and solve + stable bound; the compressed data of
+    each truncated model is computed anew (``compress_seconds``, its rank). ``exact``: solutions of
+    the exact (not EIM-approximated) system, for the error against them (``error_exact``).
+    """
     start = time.perf_counter()
     model = solver.build(problem)
     offline = time.perf_counter() - start
     X = problem.product
     rows = []
+    norms = np.array([_x_norm(X, u) for u in truth])
     for n in [n for n in sizes if n <= model.size]:  # the greedy may stop early (new vector in the span)
         sub = model.truncated(n)
         stable = sub.solve(test_mus)
         classic = sub.solve(test_mus, estimator="classic")
+        started = time.perf_counter()
+        compressed = sub.compress(rtol=solver.compression_rtol)
+        compress_seconds = time.perf_counter() - started
+        bound_c = sub.solve(test_mus, estimator="compressed").bound
         recon = sub.reconstruct(stable.coefficients)
         errors = np.array([_x_norm(X, u - r) for u, r in zip(truth, recon)])
-        norms = np.array([_x_norm(X, u) for u in truth])
+        if exact is not None:
+            exact_errors = np.array([_x_norm(X, u - r) / _x_norm(X, u) for u, r in zip(exact, recon)])
+        mu = test_mus[0]
         rows.append(
             {
                 "N": n,
                 "error": float(np.max(errors / norms)),
                 "bound": float(np.max(stable.bound / norms)),
                 "bound_classic": float(np.max(classic.bound / norms)),
+                "bound_compressed": float(np.max(bound_c / norms)),
+                "excess": float(np.max(bound_c / stable.bound - 1.0)),
                 **dict(zip(("eff_min", "eff_max"), _effectivity(errors, stable.bound, norms))),
-                "online": _timed(lambda sub=sub: sub.solve(test_mus[0]), repeats),
+                **dict(zip(("effc_min", "effc_max"), _effectivity(errors, bound_c, norms))),
+                "rank": compressed.rank,
+                "stable_rank": int(sub.residual_R.shape[0]),
+                "components": int(sub.residual_R.shape[1]),
+                "compress_seconds": compress_seconds,
+                "online_solve": _timed(lambda sub=sub: sub.reduced_solve(mu), repeats),
+                "online": _timed(lambda sub=sub: sub.solve(mu, estimator="compressed"), repeats),
+                "online_stable": _timed(lambda sub=sub: sub.solve(mu), repeats),
+                "error_exact": float(np.max(exact_errors)) if exact is not None else float("nan"),
             }
         )
     full = _timed(lambda: problem.solve_full(test_mus[0]), 3)
@@ -247,42 +272,91 @@ def _eff(row):
 
 
 def table(ours, theirs):
+    """Errors and bounds per basis size; "-" where pyMOR's greedy stopped earlier."""
     lines = [
-        "| N | error ours | error pyMOR | ratio | bound ours (stable) | bound ours (classic) | bound pyMOR | effectivity ours (min-max) | effectivity pyMOR (min-max) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N | error ours | error pyMOR | ratio | bound ours (stable) | bound ours (compressed) | bound ours (classic) "
+        "| bound pyMOR | effectivity ours, stable (min-max) | effectivity ours, compressed | effectivity pyMOR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_size = {row["N"]: row for row in theirs}
     for a in ours:
         b = by_size.get(a["N"])
-        if b is None:
-            continue
+        their = (
+            (f"{b['error']:.2e}", f"{a['error'] / max(b['error'], 1e-300):.2f}", f"{b['bound']:.2e}", _eff(b))
+            if b
+            else ("-", "-", "-", "-")
+        )
+        effc = "-" if np.isnan(a["effc_min"]) else f"{a['effc_min']:.2f}-{a['effc_max']:.2f}"
         lines.append(
-            f"| {a['N']} | {a['error']:.2e} | {b['error']:.2e} | {a['error'] / max(b['error'], 1e-300):.2f} | "
-            f"{a['bound']:.2e} | {a['bound_classic']:.2e} | {b['bound']:.2e} | "
-            f"{_eff(a)} | {_eff(b)} |"
+            f"| {a['N']} | {a['error']:.2e} | {their[0]} | {their[1]} | {a['bound']:.2e} | {a['bound_compressed']:.2e} | "
+            f"{a['bound_classic']:.2e} | {their[2]} | {_eff(a)} | {effc} | {their[3]} |"
         )
     return "\n".join(lines)
 
 
-def cost_lines(name, offline_ours, offline_pymor, ours, theirs, full_ours, full_pymor, level=1e-4):
-    a, b = first_size_below(ours, level), first_size_below(theirs, level)
+def online_table(ours, theirs, full_ours, full_pymor):
+    """Online cost per basis size: one query, median of the repeats."""
     lines = [
-        f"- offline: ours {offline_ours:.2f} s, pyMOR {offline_pymor:.2f} s (ours/pyMOR {offline_ours / offline_pymor:.2f}).",
+        "| N | components M_f + M N | stable rank K | compressed rank r | compressed / stable bound - 1 (max) "
+        "| ours: solve only (us) | ours: solve + compressed bound (us) | speedup | ours: solve + stable bound (us) "
+        "| speedup | pyMOR: solve + bound (us) | speedup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_size = {row["N"]: row for row in theirs}
+    for a in ours:
+        b = by_size.get(a["N"])
+        pymor = f"{1e6 * b['online']:.0f} | {full_pymor / b['online']:.0f}x" if b else "- | -"
+        lines.append(
+            f"| {a['N']} | {a['components']} | {a['stable_rank']} | {a['rank']} | {a['excess']:.1e} | "
+            f"{1e6 * a['online_solve']:.0f} | {1e6 * a['online']:.0f} | {full_ours / a['online']:.0f}x | "
+            f"{1e6 * a['online_stable']:.0f} | {full_ours / a['online_stable']:.0f}x | {pymor} |"
+        )
+    return "\n".join(lines)
+
+
+def cost_lines(offline_ours, offline_pymor, ours, theirs, full_ours, full_pymor, level=1e-4, offline_ours_at=None):
+    """Offline, full solve and the online cost at relative error ``level``.
+
+    ``offline_ours_at``: ``(N, seconds)``, our offline time up to pyMOR's largest basis when its greedy stopped earlier.
+    """
+    a, b = first_size_below(ours, level), first_size_below(theirs, level)
+    n_ours, n_pymor = ours[-1]["N"], theirs[-1]["N"]
+    offline = f"- offline: ours {offline_ours:.2f} s (to N = {n_ours}), pyMOR {offline_pymor:.2f} s (to N = {n_pymor})"
+    if offline_ours_at is not None and offline_ours_at[0] != n_ours:
+        n, seconds = offline_ours_at
+        offline += f"; ours to N = {n}: {seconds:.2f} s (ours/pyMOR at equal N {seconds / offline_pymor:.2f})."
+    else:
+        offline += f" (ours/pyMOR {offline_ours / offline_pymor:.2f})."
+    lines = [
+        offline,
         f"- full solve: ours (PCG + AMG, rtol 1e-12) {1e3 * full_ours:.1f} ms, pyMOR (its default sparse direct solver) {1e3 * full_pymor:.1f} ms.",
     ]
-    if not (a and b):
-        a, b = ours[-1], next((row for row in theirs if row["N"] == ours[-1]["N"]), theirs[-1])
+    if a:
+        exact = "" if np.isnan(a["error_exact"]) else f", {a['error_exact']:.1e} against the exact operator"
         lines.append(
-            f"- relative error {level:g} is not reached; at the largest basis, N = {a['N']}: ours error {a['error']:.1e}, "
-            f"online {1e6 * a['online']:.0f} us per query (solution + bound), speedup {full_ours / a['online']:.0f}x over our "
-            f"full solve; pyMOR error {b['error']:.1e}, {1e6 * b['online']:.0f} us, speedup {full_pymor / b['online']:.0f}x; "
-            f"online ours/pyMOR {a['online'] / b['online']:.2f}."
+            f"- ours at relative error <= {level:g}: N = {a['N']} (error {a['error']:.1e}{exact}); online per query: solve "
+            f"{1e6 * a['online_solve']:.0f} us, solve + compressed bound {1e6 * a['online']:.0f} us (speedup "
+            f"{full_ours / a['online']:.0f}x over our full solve), solve + stable bound {1e6 * a['online_stable']:.0f} us "
+            f"({full_ours / a['online_stable']:.0f}x)."
         )
     else:
+        a = ours[-1]
         lines.append(
-            f"- at relative error <= {level:g}: ours N = {a['N']}, online {1e6 * a['online']:.0f} us per query (solution + bound), "
-            f"speedup {full_ours / a['online']:.0f}x over our full solve; pyMOR N = {b['N']}, {1e6 * b['online']:.0f} us, "
-            f"speedup {full_pymor / b['online']:.0f}x over its full solve; online ours/pyMOR {a['online'] / b['online']:.2f}."
+            f"- ours: relative error {level:g} is not reached; at the largest basis, N = {a['N']}: error {a['error']:.1e}, "
+            f"solve + compressed bound {1e6 * a['online']:.0f} us ({full_ours / a['online']:.0f}x), "
+            f"solve + stable bound {1e6 * a['online_stable']:.0f} us ({full_ours / a['online_stable']:.0f}x)."
+        )
+    if b:
+        lines.append(
+            f"- pyMOR at relative error <= {level:g}: N = {b['N']} (error {b['error']:.1e}), solve + bound {1e6 * b['online']:.0f} us, "
+            f"speedup {full_pymor / b['online']:.0f}x over its full solve."
+        )
+    else:
+        b = theirs[-1]
+        lines.append(
+            f"- pyMOR: relative error {level:g} is not reached before its greedy stopped; at N = {b['N']}: error "
+            f"{b['error']:.1e} (ours at the same N: {next((r['error'] for r in ours if r['N'] == b['N']), float('nan')):.1e}), "
+            f"solve + bound {1e6 * b['online']:.0f} us, speedup {full_pymor / b['online']:.0f}x."
         )
     return "\n".join(lines)
 
@@ -298,6 +372,7 @@ def plot(path, panels):
         n = [r["N"] for r in ours]
         ax.semilogy(n, [r["error"] for r in ours], "o-", label="error, ours")
         ax.semilogy(n, [r["bound"] for r in ours], "s--", label="bound, ours (stable)")
+        ax.semilogy(n, [r["bound_compressed"] for r in ours], "d-.", ms=3, label="bound, ours (compressed)")
         ax.semilogy(n, [r["bound_classic"] for r in ours], "x:", label="bound, ours (classic formula)")
         ax.semilogy([r["N"] for r in theirs], [r["error"] for r in theirs], "^-", alpha=0.7, label="error, pyMOR")
         ax.semilogy([r["N"] for r in theirs], [r["bound"] for r in theirs], "v--", alpha=0.7, label="bound, pyMOR")
@@ -335,7 +410,7 @@ def main(argv=None):
     truth = np.stack([spla.spsolve(tb.operator(mu).tocsc(), tb.rhs(mu)) for mu in tb_test])
     tb_solver = RBEIM(
         eim_training_size=20, eim_check_size=20, training_set="grid", training_size=args.tb_snapshots,
-        max_basis_size=args.tb_max_basis, greedy_rtol=None,
+        max_basis_size=args.tb_max_basis, greedy_rtol=None, compression_rtol=args.compression_rtol,
     )
     tb_model, off_o, rows_o, full_o = run_ours(tb, tb_solver, tb_test, truth, args.repeats, tb_sizes)
 
@@ -346,6 +421,7 @@ def main(argv=None):
     bump_solver = RBEIM(
         eim_training_size=200, eim_rtol=args.bump_eim_rtol, eim_check_size=100, training_set="random",
         training_size=args.bump_training, max_basis_size=args.bump_max_basis, greedy_rtol=None,
+        compression_rtol=args.compression_rtol,
     )
     print("gaussian bump: ours ...", flush=True)
     start = time.perf_counter()
@@ -357,10 +433,22 @@ def main(argv=None):
     eim_floor = max(
         _x_norm(X, a - b) / _x_norm(X, a) for a, b in zip(exact_truth, eim_truth)
     )
-    bump_model, off_bo, rows_bo, full_bo = run_ours(bump, bump_solver, bump_test, eim_truth, args.repeats, bump_sizes)
-    print("gaussian bump: pyMOR on our EIM ...", flush=True)
+    bump_model, off_bo, rows_bo, full_bo = run_ours(
+        bump, bump_solver, bump_test, eim_truth, args.repeats, bump_sizes, exact=exact_truth
+    )
+    print(f"gaussian bump: ours done ({off_bo:.1f} s, N = {bump_model.size}); pyMOR on our EIM ...", flush=True)
+    pymor_max = min(args.bump_pymor_max_basis, args.bump_max_basis)
     off_bp, rows_bp, full_bp = pymor_on_our_eim(
-        bump, system, bump_solver.greedy_training_set(bump), args.bump_max_basis, bump_test, args.repeats, bump_sizes
+        bump, system, bump_solver.greedy_training_set(bump), pymor_max, bump_test, args.repeats,
+        [n for n in bump_sizes if n <= pymor_max],
+    )
+    # our offline time up to pyMOR's largest basis: EIM + greedy until that size + compression of that model
+    meta = bump_model.metadata
+    n_at = min(pymor_max, bump_model.size)
+    offline_at = (
+        n_at,
+        meta["eim"]["seconds"] + meta["greedy"]["elapsed"][n_at]
+        + next((r["compress_seconds"] for r in rows_bo if r["N"] == n_at), 0.0),
     )
 
     figure = plot(
@@ -378,8 +466,11 @@ thread, {platform.processor() or platform.machine()}; command: `python tools/ben
 Errors: maximum over {args.test} random parameters of the relative error in the `H^1_0` semi-norm against a
 direct solve of the full system; bound: maximum of the a posteriori bound relative to the same norm;
 effectivity: true error / bound (must lie in (0, 1]), over the samples whose relative error exceeds
-{RESOLVABLE:g} (below, the reference solve's own error, ~1e-12, is what would be measured; "-": none). Online time: one query, solution and bound, median
-of {args.repeats}. Figure: [reduced_basis_error.png](figures/reduced_basis_error.png).
+{RESOLVABLE:g} (below, the reference solve's own error, ~1e-12, is what would be measured; "-": none). Online time: one query,
+median of {args.repeats}, for ours the solve alone (`reduced_solve`: EIM coefficients, reduced assembly and
+solve), the solve + the compressed bound (`estimator="compressed"`, rtol {args.compression_rtol:g}; the default
+query of the speedup figures) and the solve + the stable bound; for pyMOR `solve` + `estimate_error`.
+Speedups are over the full solve of the same code. Figure: [reduced_basis_error.png](figures/reduced_basis_error.png).
 
 ### Thermal block 2x2 (affine, mu in [0.1, 1]^4)
 
@@ -388,9 +479,11 @@ pyMOR: its demo discretization (P1, diameter 1/{args.pymor_grid}, {dim_pymor} un
 Ours: P1 on a {resolution - 1}x{resolution - 1} structured mesh ({tb.dim} unknowns), EIM recovers the
 affine operator with {tb_model.eim_sizes[0]} terms (EIM error {tb_model.eim_error:.1e}), weak greedy on the same training grid.
 
-{cost_lines("tb", off_o, off_p, rows_o, rows_p, full_o, full_p)}
+{cost_lines(off_o, off_p, rows_o, rows_p, full_o, full_p)}
 
 {table(rows_o, rows_p)}
+
+{online_table(rows_o, rows_p, full_o, full_p)}
 
 ### Gaussian bump (non-affine: center and width, {bump.dim} unknowns, FD)
 
@@ -400,11 +493,14 @@ differs from the exact one by at most {eim_floor:.1e} (relative solution error o
 the floor of the error against the *exact* operator. Errors below are against the EIM system.
 pyMOR: `CoerciveRBReductor` + `rb_greedy` on the same EIM-approximated operator (our collateral matrices as
 `NumpyMatrixOperator`s with our EIM coefficients), the same product, coercivity bound and {args.bump_training}
-training parameters.
+training parameters. pyMOR's greedy stops at N = {pymor_max} (its offline time grows fast with `M N`),
+ours goes on to N = {bump_model.size}.
 
-{cost_lines("bump", off_bo, off_bp, rows_bo, rows_bp, full_bo, full_bp)}
+{cost_lines(off_bo, off_bp, rows_bo, rows_bp, full_bo, full_bp, offline_ours_at=offline_at)}
 
 {table(rows_bo, rows_bp)}
+
+{online_table(rows_bo, rows_bp, full_bo, full_bp)}
 """
     update_section(args.out, "reduced_basis", md)
     print(md)

@@ -33,6 +33,9 @@ class GreedyResult:
     reason : str
         Why the loop stopped.
     seconds : float
+    elapsed : list of float
+        Seconds since the start when each entry of ``max_errors`` was known (the offline time of
+        the model of each basis size).
     full_solves : int
     """
 
@@ -40,6 +43,7 @@ class GreedyResult:
     selected: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     reason: str = ""
     seconds: float = 0.0
+    elapsed: list[float] = field(default_factory=list)
     full_solves: int = 0
 
 
@@ -81,6 +85,7 @@ def weak_greedy(
             errors = truth.errors(model, reductor.basis)
         worst = int(np.argmax(errors))
         result.max_errors.append(float(errors[worst]))
+        result.elapsed.append(time.perf_counter() - start)
         if progress:
             print(f"  basis size {reductor.size:3d}: max error {errors[worst]:.3e}", flush=True)
         if reductor.size >= max_basis_size:

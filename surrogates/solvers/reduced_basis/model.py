@@ -6,7 +6,9 @@ Online, for a batch of parameters ``mu`` (``B x P``):
    coefficient and the forcing, weights stored in the file) give the EIM coefficients by forward
    substitution with the unit lower-triangular interpolation matrices (``O(M^2)``);
 2. ``A_N = sum_m theta_m A_N^m`` (``O(M N^2)``), ``b_N = sum_f theta^f_f b_N^f``, ``A_N c = b_N`` (``O(N^3)``);
-3. ``Delta(mu) = ||R gamma(mu)|| / alpha_LB(mu)`` (stable) or ``sqrt(gamma^T G gamma) / alpha_LB`` (classic).
+3. ``Delta(mu) = ||R gamma(mu)|| / alpha_LB(mu)`` (stable), ``sqrt(gamma^T G gamma) / alpha_LB`` (classic)
+   or ``(||P gamma|| + tail ||gamma / s||) / alpha_LB`` (compressed: a low-rank form of the stable
+   one that stays an upper bound, ``O(r (M_f + M N))`` with ``r`` the retained rank).
 
 None of this depends on the full dimension; only :meth:`ReducedModel.reconstruct` (``V c``, for
 fields) does.
@@ -34,7 +36,9 @@ from scipy.linalg import solve_triangular
 
 from surrogates.solvers.reduced_basis.estimators import (
     ESTIMATORS,
+    CompressedResidual,
     coercivity_lower_bound,
+    compress_residual,
     dual_norm_classic,
     dual_norm_stable,
     residual_coefficients,
@@ -42,7 +46,7 @@ from surrogates.solvers.reduced_basis.estimators import (
 from surrogates.solvers.reduced_basis.problem import DiffusionProblem, FieldLayout, LocalEntries, ParameterSpace
 
 FORMAT = "surrogates.reduced_basis"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"  # 1.1: optional compressed estimator data
 SUPPORTED_MAJOR_VERSIONS = ("1",)
 SUFFIX = ".rb.h5"
 
@@ -61,6 +65,12 @@ DATASETS = {
     "basis/V": 2,  # (N_h, N)
     "basis/free": 1,  # (N_h,) node indices of the unknowns
 }
+OPTIONAL_DATASETS = {
+    # written when the model holds a compressed estimator (format 1.1); recomputed when absent
+    "estimator/compressed_P": 2,  # (r, M_f + N M)
+    "estimator/compressed_scale": 1,  # (M_f + N M,)
+}
+DEFAULT_COMPRESSION_RTOL = 1e-10
 
 
 class ReducedModelFileError(ValueError):
@@ -131,6 +141,9 @@ class ReducedModel:
         ``V``, shape ``(N_h, N)`` (only to reconstruct fields).
     layout : FieldLayout
     metadata : dict
+    compressed : CompressedResidual or None
+        Low-rank estimator data (:func:`~surrogates.solvers.reduced_basis.estimators.compress_residual`);
+        computed by :meth:`compress`, on the first ``estimator="compressed"`` query if absent.
     """
 
     problem: DiffusionProblem
@@ -146,6 +159,7 @@ class ReducedModel:
     basis: np.ndarray
     layout: FieldLayout
     metadata: dict[str, Any] = field(default_factory=dict)
+    compressed: CompressedResidual | None = None
 
     # -- sizes ------------------------------------------------------------------------------------
     @property
@@ -167,9 +181,27 @@ class ReducedModel:
         """``(theta_A (B, M), theta_f (B, M_f))`` for checked parameters ``(B, P)``."""
         values_a = self.operator_entries.evaluate(self.problem.coefficient, mus)
         values_f = self.rhs_entries.evaluate(self.problem.forcing, mus)
-        theta_a = solve_triangular(self.operator_interpolation, values_a.T, lower=True, unit_diagonal=True).T
-        theta_f = solve_triangular(self.rhs_interpolation, values_f.T, lower=True, unit_diagonal=True).T
+        options = {"lower": True, "unit_diagonal": True, "check_finite": False}
+        theta_a = solve_triangular(self.operator_interpolation, values_a.T, **options).T
+        theta_f = solve_triangular(self.rhs_interpolation, values_f.T, **options).T
         return theta_a, theta_f
+
+    def reduced_solve(self, mus: np.ndarray, check: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The online solve without the bound: ``(c (B, N), theta_A (B, M), theta_f (B, M_f))``.
+
+        ``theta`` by forward substitution on the magic entries, ``A_N = sum_m theta_m A_N^m``
+        (``O(M N^2)``), ``b_N`` likewise, and a dense ``N x N`` solve per parameter.
+        """
+        mus = self.parameter_space.check(mus) if check else np.atleast_2d(np.asarray(mus, dtype=np.float64))
+        theta_a, theta_f = self.eim_coefficients(mus)
+        B, N = len(mus), self.size
+        if not N:
+            return np.zeros((B, 0)), theta_a, theta_f
+        M = len(self.reduced_operator)
+        A = (theta_a @ self.reduced_operator.reshape(M, N * N)).reshape(B, N, N)
+        b = theta_f @ self.reduced_rhs
+        c = np.linalg.solve(A, b[..., None])[..., 0]
+        return c, theta_a, theta_f
 
     def solve(self, mus: np.ndarray, estimator: str = "stable", check: bool = True) -> ReducedSolution:
         """Reduced solutions and error bounds for parameters ``(B, P)`` (or one ``(P,)``).
@@ -179,26 +211,50 @@ class ReducedModel:
         mus
             Parameters inside :attr:`parameter_space` (checked, with a ``1e-6`` relative slack).
         estimator
-            ``"stable"`` (default) or ``"classic"`` evaluation of the residual dual norm.
+            Evaluation of the residual dual norm: ``"stable"`` (default), ``"classic"`` or
+            ``"compressed"`` (an upper bound of the stable value, cheaper with many EIM terms; its data
+            is computed by :meth:`compress` on first use if the model has none).
         """
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         mus = self.parameter_space.check(mus) if check else np.atleast_2d(np.asarray(mus, dtype=np.float64))
-        theta_a, theta_f = self.eim_coefficients(mus)
-        B, N = len(mus), self.size
-        if N:
-            A = np.einsum("bm,mij->bij", theta_a, self.reduced_operator)
-            b = theta_f @ self.reduced_rhs
-            c = np.linalg.solve(A, b[..., None])[..., 0]
-        else:
-            c = np.zeros((B, 0))
+        c, theta_a, theta_f = self.reduced_solve(mus, check=False)
         gamma = residual_coefficients(theta_f, c, theta_a)
         if estimator == "stable":
             dual = dual_norm_stable(self.residual_R, gamma)
-        else:
+        elif estimator == "classic":
             dual = dual_norm_classic(self.residual_gram, gamma)
+        else:
+            if self.compressed is None:
+                self.compress()
+            dual = self.compressed.dual_norm(gamma)
         alpha = coercivity_lower_bound(self.problem.coefficient_lower_bound(mus), self.eim_error)
         return ReducedSolution(c, dual / alpha, dual, alpha)
+
+    def compress(self, rtol: float | None = None, samples: int = 200, seed: int = 0) -> CompressedResidual:
+        """Compute (and keep) the compressed estimator data; online-sized work only.
+
+        The component scales are the largest ``|gamma_j(mu)|`` over ``samples`` random parameters (with
+        a floor of ``1e-14`` times the largest, so that no component is ignored); the rank is chosen
+        so that the remainder ``tail <= rtol ||R diag(s)||_F`` (``rtol`` defaults to the value recorded
+        in ``metadata["compression"]``, else ``1e-10``). The bound stays an upper bound for any
+        parameter; see :func:`~surrogates.solvers.reduced_basis.estimators.compress_residual`.
+        """
+        settings = dict(self.metadata.get("compression") or {})
+        rtol = float(settings.get("rtol", DEFAULT_COMPRESSION_RTOL) if rtol is None else rtol)
+        mus = self.parameter_space.sample_uniform(samples, np.random.default_rng([seed, 2]))
+        c, theta_a, theta_f = self.reduced_solve(mus, check=False)
+        scale = np.abs(residual_coefficients(theta_f, c, theta_a)).max(axis=0)
+        top = float(scale.max()) if scale.size else 1.0
+        scale = np.maximum(scale, 1e-14 * (top if top > 0 else 1.0))
+        self.compressed = compress_residual(self.residual_R, scale, rtol=rtol, seed=seed)
+        self.metadata["compression"] = {
+            "rtol": rtol,
+            "rank": self.compressed.rank,
+            "tail": self.compressed.tail,
+            "stable_rank": int(self.residual_R.shape[0]),
+        }
+        return self.compressed
 
     def reconstruct(self, coefficients: np.ndarray) -> np.ndarray:
         """``V c``: ``(B, N) -> (B, N_h)`` (costs ``O(N_h N)``)."""
@@ -214,6 +270,9 @@ class ReducedModel:
             raise ValueError(f"size must be in [0, {self.size}], got {size}")
         M, Mf = self.eim_sizes
         cols = Mf + size * M
+        metadata = dict(self.metadata)
+        if "compression" in metadata:  # the sub-model is compressed anew (on first use), with the same rtol
+            metadata["compression"] = {"rtol": metadata["compression"]["rtol"]}
         R = self.residual_R[:, :cols]
         used = np.flatnonzero(np.any(R != 0, axis=1))
         rows = int(used.max()) + 1 if len(used) else 0
@@ -230,7 +289,7 @@ class ReducedModel:
             self.eim_error,
             self.basis[:, :size],
             self.layout,
-            dict(self.metadata),
+            metadata,
         )
 
     # -- files ------------------------------------------------------------------------------------
@@ -253,6 +312,9 @@ class ReducedModel:
             "basis/V": self.basis,
             "basis/free": self.layout.free,
         }
+        if self.compressed is not None:
+            arrays["estimator/compressed_P"] = self.compressed.P
+            arrays["estimator/compressed_scale"] = self.compressed.scale
         from surrogates import __version__ as version  # noqa: PLC0415 (avoid a cycle at import time)
 
         try:
@@ -265,6 +327,8 @@ class ReducedModel:
                 f.attrs["problem_config"] = json.dumps(self.problem.config())
                 f.attrs["parameter_space"] = json.dumps(self.parameter_space.to_dict())
                 f.attrs["eim_error"] = float(self.eim_error)
+                if self.compressed is not None:
+                    f.attrs["compressed_tail"] = float(self.compressed.tail)
                 f.attrs["n_nodes"] = int(self.layout.n_nodes)
                 f.attrs["grid_shape"] = json.dumps(list(self.layout.grid_shape) if self.layout.grid_shape else None)
                 f.attrs["metadata"] = json.dumps(self.metadata, default=_json_default)
@@ -320,6 +384,15 @@ class ReducedModel:
                 if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
                     raise ReducedModelFileError(path, f"dataset {name!r} holds NaN or infinite values")
                 arrays[name] = value
+            compressed = None
+            if all(name in f for name in OPTIONAL_DATASETS) and "compressed_tail" in f.attrs:
+                P, scale = np.asarray(f["estimator/compressed_P"][...]), np.asarray(f["estimator/compressed_scale"][...])
+                tail = float(f.attrs["compressed_tail"])
+                if P.ndim != 2 or scale.ndim != 1 or not (np.all(np.isfinite(P)) and np.all(np.isfinite(scale))):
+                    raise ReducedModelFileError(path, "estimator/compressed_P or compressed_scale is malformed")
+                if not (np.isfinite(tail) and tail >= 0 and np.all(scale > 0)):
+                    raise ReducedModelFileError(path, "compressed estimator: tail must be >= 0 and scales > 0")
+                compressed = CompressedResidual(P, scale, tail)
             try:
                 target = _attr(f, "problem_target")
                 config = json.loads(_attr(f, "problem_config"))
@@ -352,6 +425,7 @@ class ReducedModel:
             arrays["basis/V"],
             layout,
             metadata,
+            compressed,
         )
         problems = model._consistency_problems()
         if problems:
@@ -374,6 +448,9 @@ class ReducedModel:
             (self.basis.shape[1] == N, f"basis/V must have {N} columns"),
             (self.basis.shape[0] == len(self.layout.free), "basis/V and basis/free disagree on the dimension"),
         ]
+        if self.compressed is not None:
+            checks.append((self.compressed.P.shape[1] == n_comp, f"estimator/compressed_P must have {n_comp} columns"))
+            checks.append((self.compressed.scale.shape == (n_comp,), f"estimator/compressed_scale must have {n_comp} entries"))
         for matrix, name in ((self.operator_interpolation, "operator"), (self.rhs_interpolation, "rhs")):
             if matrix.size and not (np.allclose(np.diag(matrix), 1.0) and np.allclose(np.triu(matrix, 1), 0.0)):
                 checks.append((False, f"{name}/interpolation_matrix is not unit lower triangular"))

@@ -44,6 +44,10 @@ class RBEIM:
         Greedy stops when the largest bound is below ``greedy_rtol`` times the first one, or below ``greedy_atol``.
     estimator
         ``"stable"`` or ``"classic"`` residual norm in the greedy.
+    compression_rtol
+        After the greedy, the model's compressed estimator (a low-rank form of the stable one that
+        stays an upper bound, see :meth:`ReducedModel.compress`) is computed with this tolerance;
+        ``None``: not computed (it is then computed on the first ``estimator="compressed"`` query).
     seed
         Seed of the random parameter sets.
     progress
@@ -63,13 +67,14 @@ class RBEIM:
         greedy_rtol: float | None = 1e-10,
         greedy_atol: float | None = None,
         estimator: str = "stable",
+        compression_rtol: float | None = 1e-9,
         seed: int = 0,
         progress: bool = False,
     ):
         if training_set not in ("grid", "random"):
             raise ValueError(f"training_set must be 'grid' or 'random', got {training_set!r}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if estimator not in ESTIMATORS or estimator == "compressed":
+            raise ValueError(f"estimator must be 'stable' or 'classic', got {estimator!r}")
         if max_basis_size < 0 or eim_training_size < 1 or training_size < 1:
             raise ValueError("sizes must be positive")
         self.eim_training_size = int(eim_training_size)
@@ -83,6 +88,7 @@ class RBEIM:
         self.greedy_rtol = greedy_rtol
         self.greedy_atol = greedy_atol
         self.estimator = estimator
+        self.compression_rtol = None if compression_rtol is None else float(compression_rtol)
         self.seed = int(seed)
         self.progress = bool(progress)
 
@@ -142,7 +148,13 @@ class RBEIM:
                 "reason": greedy.reason,
                 "full_solves": greedy.full_solves,
                 "seconds": greedy.seconds,
+                "elapsed": greedy.elapsed,
             },
-            "offline_seconds": time.perf_counter() - start,
         }
-        return reductor.reduce(metadata)
+        model = reductor.reduce(metadata)
+        if self.compression_rtol is not None:
+            started = time.perf_counter()
+            model.compress(rtol=self.compression_rtol)
+            model.metadata["compression"]["seconds"] = time.perf_counter() - started
+        model.metadata["offline_seconds"] = time.perf_counter() - start
+        return model

@@ -10,8 +10,10 @@ from surrogates.solvers.reduced_basis import RBReductor, weak_greedy
 from surrogates.solvers.reduced_basis.estimators import (
     ResidualRepresentation,
     coercivity_lower_bound,
+    compress_residual,
     dual_norm_classic,
     dual_norm_stable,
+    residual_coefficients,
 )
 from tests.solvers.reduced_basis.conftest import x_norm
 
@@ -88,3 +90,54 @@ def test_coercivity_bound_refuses_an_eim_error_larger_than_the_coercivity():
         assert "EIM" in str(error)
     else:  # pragma: no cover
         raise AssertionError("expected a ValueError")
+
+
+def test_compressed_residual_bounds_the_dual_norm_for_any_coefficients():
+    rng = np.random.default_rng(3)
+    K, n = 120, 150
+    # residual data with fast-decaying singular values, as for nearly dependent residual components
+    U, _ = np.linalg.qr(rng.standard_normal((K, K)))
+    W, _ = np.linalg.qr(rng.standard_normal((n, K)))
+    R = (U * np.logspace(0, -14, K)) @ W.T
+    scale = np.exp(rng.uniform(-3, 0, n))
+    for rtol in (1e-4, 1e-8, 1e-12):
+        comp = compress_residual(R, scale, rtol=rtol)
+        assert comp.tail <= rtol * np.linalg.norm(R * scale) * (1 + 1e-12)
+        assert comp.rank < K
+        # scaled coefficients, and coefficients far outside the sampled scales: always an upper bound
+        for gamma in (rng.uniform(-1, 1, (50, n)) * scale, 1e3 * rng.standard_normal((50, n))):
+            exact = dual_norm_stable(R, gamma)
+            bound = comp.dual_norm(gamma)
+            head = np.linalg.norm(gamma @ comp.P.T, axis=1)
+            assert np.all(head <= exact * (1 + 1e-12) + 1e-300)
+            assert np.all(bound >= exact * (1 - 1e-12))
+            assert np.all(bound - exact <= comp.tail * np.linalg.norm(gamma / scale, axis=1) * (1 + 1e-9) + 1e-15 * exact)
+    # P = Q^T R with Q orthonormal: the remainder G - Q Q^T G has a spectral norm below the tail
+    comp = compress_residual(R, scale, rtol=1e-6)
+    G = R * scale
+    B = comp.P * scale  # Q^T G
+    gram = G.T @ G - B.T @ B  # = E^T E (Q orthonormal), PSD
+    assert np.sqrt(max(np.linalg.eigvalsh(gram).max(), 0.0)) <= comp.tail * (1 + 1e-6) + 1e-13 * np.linalg.norm(G, 2)
+
+
+def test_compressed_bound_is_above_the_error_and_close_to_the_stable_one(thermal, bump):
+    for problem, system, reductor, _ in (thermal, bump):
+        model = reductor.reduce()
+        comp = model.compress(rtol=1e-9)
+        assert comp.rank <= model.residual_R.shape[0]
+        mus = problem.parameter_space.sample_uniform(200, np.random.default_rng(11))
+        for size in (2, model.size):
+            sub = model.truncated(size)
+            errors, stable = _true_errors(problem, system, sub, mus)
+            compressed = sub.solve(mus, estimator="compressed")
+            np.testing.assert_array_equal(compressed.coefficients, stable.coefficients)
+            assert np.all(errors <= compressed.bound)
+            # never below the stable value, above it by at most tail * ||gamma / s||
+            c, theta_a, theta_f = sub.reduced_solve(mus)
+            gamma = residual_coefficients(theta_f, c, theta_a)
+            slack = sub.compressed.tail * np.linalg.norm(gamma / sub.compressed.scale, axis=1)
+            # round-off of the sums over components: eps times the sum of the magnitudes of their terms
+            roundoff = 1e-12 * np.linalg.norm(np.abs(gamma) @ np.abs(sub.residual_R).T, axis=1)
+            assert np.all(compressed.dual_norm >= stable.dual_norm - roundoff)
+            assert np.all(compressed.dual_norm <= stable.dual_norm + slack + roundoff)
+            assert np.max(compressed.bound / stable.bound) < 1.01

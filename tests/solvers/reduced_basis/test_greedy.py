@@ -62,3 +62,17 @@ def test_greedy_stops_at_the_relative_tolerance(thermal):
     assert "relative tolerance" in result.reason
     assert result.max_errors[-1] <= 1e-2 * result.max_errors[0]
     assert reductor.size == len(result.max_errors) - 1
+
+
+def test_rbeim_build_records_greedy_times_and_compresses_the_bound():
+    from surrogates.pdes.gaussian_bump import GaussianBump
+    from surrogates.solvers.reduced_basis import RBEIM
+
+    solver = RBEIM(eim_training_size=40, eim_check_size=10, eim_rtol=1e-6, training_size=30, max_basis_size=4)
+    model = solver.build(GaussianBump(resolution=13))
+    greedy = model.metadata["greedy"]
+    assert len(greedy["elapsed"]) == len(greedy["max_errors"]) and np.all(np.diff(greedy["elapsed"]) >= 0)
+    assert model.compressed is not None and model.metadata["compression"]["rtol"] == 1e-9
+    assert model.compressed.P.shape == (model.compressed.rank, model.residual_R.shape[1])
+    with pytest.raises(ValueError, match="stable"):
+        RBEIM(estimator="compressed")  # the greedy selects on the stable (or classic) bound

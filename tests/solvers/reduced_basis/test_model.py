@@ -127,3 +127,37 @@ def test_wrong_version_missing_datasets_and_inconsistent_shapes_are_reported(mod
     with pytest.raises(ReducedModelFileError, match="cannot re-create the problem"):
         ReducedModel.load(_copy_and_edit(path, tmp_path, foreign_problem))
     assert FORMAT == "surrogates.reduced_basis"
+
+
+def test_compressed_estimator_is_saved_and_recomputed_when_absent(model_file, tmp_path):
+    model, _ = model_file
+    mus = model.parameter_space.sample_uniform(5, np.random.default_rng(4))
+    fresh = model.truncated(model.size)
+    assert fresh.compressed is None
+    expected = fresh.solve(mus, estimator="compressed")  # computed on first use
+    assert fresh.compressed is not None and fresh.metadata["compression"]["rank"] == fresh.compressed.rank
+    path = fresh.save(tmp_path / "compressed.rb.h5")
+    with h5py.File(path, "r") as f:
+        assert f["estimator/compressed_P"].shape == fresh.compressed.P.shape
+    loaded = ReducedModel.load(path)
+    np.testing.assert_array_equal(loaded.compressed.P, fresh.compressed.P)
+    np.testing.assert_array_equal(loaded.solve(mus, estimator="compressed").bound, expected.bound)
+    # a file without the compressed data (format 1.0) still answers compressed queries
+    with h5py.File(path, "a") as f:
+        del f["estimator/compressed_P"], f["estimator/compressed_scale"]
+        f.attrs["format_version"] = "1.0"
+    old = ReducedModel.load(path)
+    assert old.compressed is None
+    np.testing.assert_allclose(old.solve(mus, estimator="compressed").bound, expected.bound, rtol=1e-12)
+    # a sub-model is compressed anew, for its own components
+    small = loaded.truncated(3)
+    assert small.compressed is None and small.solve(mus, estimator="compressed").bound.shape == (5,)
+    assert small.compressed.P.shape[1] == small.residual_R.shape[1]
+
+
+def test_reduced_solve_gives_the_coefficients_of_solve(model_file):
+    model, _ = model_file
+    mus = model.parameter_space.sample_uniform(3, np.random.default_rng(5))
+    c, theta_a, theta_f = model.reduced_solve(mus)
+    np.testing.assert_array_equal(c, model.solve(mus).coefficients)
+    assert theta_a.shape == (3, model.eim_sizes[0]) and theta_f.shape == (3, model.eim_sizes[1])
