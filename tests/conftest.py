@@ -61,3 +61,39 @@ def train_tiny(data_dir: Path, out_dir: Path, max_epochs: int = 2, dim: int = 2,
 def darcy_checkpoint(darcy_dir, tmp_path_factory) -> Path:
     """A checkpoint of a tiny FNO trained for two epochs on the Darcy fixture."""
     return train_tiny(darcy_dir, tmp_path_factory.mktemp("ckpt"))[2]
+
+
+@pytest.fixture(scope="session")
+def ks_dir(tmp_path_factory) -> Path:
+    """Kuramoto-Sivashinsky trajectories: 64 points, 12 states, per-trajectory dt and dx (16/4/4 trajectories)."""
+    from surrogates.data.generation import generate_dataset
+    from surrogates.pdes.ks import KuramotoSivashinsky
+
+    root = tmp_path_factory.mktemp("data") / "ks_64"
+    pde = KuramotoSivashinsky(resolution=64, solver_resolution=128, length=32.0, n_steps=12, substeps=4, transient_time=20.0)
+    generate_dataset(pde, root, {"train": 16, "val": 4, "test": 4}, seed=0, chunk_size=16, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def diffusion_sorption_dir(tmp_path_factory) -> Path:
+    """Diffusion-sorption trajectories: 16 cells, 11 times over [0, 500] (12/4/4 samples)."""
+    from surrogates.data.generation import generate_dataset
+    from surrogates.pdes.diffusion_sorption import DiffusionSorption
+
+    root = tmp_path_factory.mktemp("data") / "diffusion_sorption_16"
+    pde = DiffusionSorption(resolution=16, refinement=2, n_snapshots=11, rtol=1e-5, atol=1e-7)
+    generate_dataset(pde, root, {"train": 12, "val": 4, "test": 4}, seed=0, chunk_size=4, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def navier_stokes_dir(tmp_path_factory) -> Path:
+    """Vorticity trajectories: 16 x 16 points, 6 times over [0, 2] (12/4/4 samples)."""
+    from surrogates.data.generation import generate_dataset
+    from surrogates.pdes.navier_stokes import NavierStokes2D
+
+    root = tmp_path_factory.mktemp("data") / "navier_stokes_16"
+    pde = NavierStokes2D(resolution=16, refinement=2, final_time=2.0, n_snapshots=6, dt=0.05)
+    generate_dataset(pde, root, {"train": 12, "val": 4, "test": 4}, seed=0, chunk_size=4, progress=False)
+    return root

@@ -16,6 +16,7 @@ from surrogates.cli import CONFIG_PATH
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.plots import plot_comparison
+from surrogates.serve.rollout import is_rollout_checkpoint
 from surrogates.serve.surrogate import Surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
 from surrogates.tasks.evaluation import evaluate_dataset
@@ -23,6 +24,10 @@ from surrogates.tasks.evaluation import evaluate_dataset
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate ``cfg.ckpt`` on ``cfg.split`` of ``cfg.data_dir`` (default: the training data folder)."""
+    if is_rollout_checkpoint(cfg.ckpt):  # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
+        from surrogates.tasks.rollout_evaluation import evaluate_rollout_checkpoint
+
+        return evaluate_rollout_checkpoint(cfg)
     if is_reduced_model_file(cfg.ckpt):
         from surrogates.solvers.reduced_basis.predictor import ReducedBasisPredictor
 

@@ -60,8 +60,10 @@ def test_generate_resumes_and_shards_reproduce_the_unsharded_data(compose_cfg, t
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_fast_dev_run(compose_cfg, experiment, darcy_dir, burgers_dir):
-    data_dir = burgers_dir if experiment.startswith("burgers") else darcy_dir
+def test_every_experiment_runs_fast_dev_run(compose_cfg, experiment, darcy_dir, burgers_dir, ks_dir, request):
+    data_dir = burgers_dir if experiment.startswith("burgers") else ks_dir if experiment.startswith("ks_") else darcy_dir
+    if experiment.startswith(("diffusion_sorption_", "navier_stokes_")):  # fixtures made only when needed
+        data_dir = request.getfixturevalue(experiment.rsplit("_", 1)[0] + "_dir")
     cfg = compose_cfg("train", [f"experiment={experiment}", f"data.data_dir={data_dir}", "trainer.fast_dev_run=true"])
     results = train(cfg)
     assert np.isfinite(results["test/rel_l2"])

@@ -1,0 +1,388 @@
+"""Data for autoregressive (one-step) models: pairs ``u[s, i] -> u[s, i + 1]`` and whole trajectories.
+
+:class:`AutoregressiveDataset` indexes every consecutive pair of states of every trajectory of a split,
+``index = s * (T - 1) + i`` for trajectory ``s`` and step ``i``, with the trajectory's scalar
+parameters (e.g. ``dt`` and ``dx`` of the Kuramoto-Sivashinsky data) as conditioning; with
+``pairs=False`` it yields whole trajectories (for rollouts). :class:`AutoregressiveDataModule` gives the
+train/val/test loaders and the normalization statistics of the training split. Files are read
+lazily with h5py, one handle per file and process, like
+:class:`~surrogates.data.dataset.FieldDataset`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from surrogates.data.normalization import Normalizer
+from surrogates.data.schema import SCHEMA_VERSION, TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
+from surrogates.data.shards import has_split, split_files
+
+__all__ = ["AutoregressiveDataModule", "AutoregressiveDataset"]
+
+
+class AutoregressiveDataset(Dataset):
+    """Consecutive states of the trajectories of one split (or whole trajectories).
+
+    Parameters
+    ----------
+    files
+        The split's files; trajectories are numbered file after file.
+    state
+        Variables stored as ``(sample, time, *spatial)``, stacked as channels (e.g. ``["u"]``).
+    conditioning
+        Per-trajectory scalar variables ``(sample,)`` (e.g. ``["dt", "dx"]``).
+    pairs
+        ``True``: item ``s * (T - 1) + i`` is ``{"x": u[s, i], "y": u[s, i + 1], "params", "sample",
+        "step"}`` with states ``(C, *spatial)``; ``False``: item ``s`` is ``{"u": (T, C, *spatial),
+        "params", "sample"}``.
+    n_trajectories
+        Use only the first ``n_trajectories`` trajectories.
+    check_finite
+        Scan the files for NaN/inf when the dataset is built.
+
+    Examples
+    --------
+    >>> ds = AutoregressiveDataset(split_files("datasets/ks_256", "train"), ["u"], ["dt", "dx"])  # doctest: +SKIP
+    >>> item = ds[0]; item["x"].shape, item["params"]  # doctest: +SKIP
+    (torch.Size([1, 256]), tensor([0.7912, 0.2531]))
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        state: Sequence[str] = ("u",),
+        conditioning: Sequence[str] = (),
+        pairs: bool = True,
+        n_trajectories: int | None = None,
+        check_finite: bool = True,
+    ):
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise ValueError("AutoregressiveDataset needs at least one file")
+        self.state = [str(name) for name in state]
+        self.conditioning = [str(name) for name in conditioning]
+        if not self.state:
+            raise ValueError("need at least one state variable")
+        self.pairs = bool(pairs)
+        self.infos: list[FileInfo] = []
+        for path in self.files:
+            info = inspect_file(path, check_finite=check_finite)
+            require_variables(info, [*self.state, *self.conditioning])
+            self._validate(info)
+            self.infos.append(info)
+        first = self.infos[0].variables[self.state[0]]
+        self.n_steps = int(first.shape[1])
+        self.spatial_dims = tuple(first.dims[2:])
+        self.spatial_shape = tuple(int(n) for n in first.shape[2:])
+        if self.pairs and self.n_steps < 2:
+            raise DatasetFileError(self.files[0], f"trajectories of {self.n_steps} state(s) hold no pairs")
+        counts = [info.n_samples for info in self.infos]
+        total = sum(counts)
+        if n_trajectories is not None:
+            if not 1 <= n_trajectories <= total:
+                raise ValueError(f"n_trajectories={n_trajectories} but the files hold {total} trajectories")
+            total = int(n_trajectories)
+        self.n_trajectories = total
+        self._offsets = np.cumsum([0] + counts)
+        self.attrs = dict(self.infos[0].attrs)
+        with h5py.File(self.files[0], "r") as f:
+            self.coords = {name: np.asarray(f[name][...]) for name in self.infos[0].coords}
+        self._handles: dict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = {}
+        self._pid: int | None = None
+
+    def _validate(self, info: FileInfo) -> None:
+        reference = self.infos[0] if self.infos else info
+        for name in self.state:
+            var = info.variables[name]
+            if len(var.dims) < 2 or var.dims[1] != TIME_DIM:
+                raise DatasetFileError(info.path, f"state variable {name!r} must have dims (sample, time, ...), got {var.dims}")
+            ref = reference.variables[self.state[0]]
+            if var.dims[1:] != ref.dims[1:] or var.shape[1:] != ref.shape[1:]:
+                raise DatasetFileError(
+                    info.path, f"state variable {name!r} has dims {var.dims} shape {var.shape}, expected {ref.dims} {ref.shape}"
+                )
+        for name in self.conditioning:
+            var = info.variables[name]
+            if var.dims[1:]:
+                raise DatasetFileError(info.path, f"conditioning variable {name!r} must be a per-sample scalar, got dims {var.dims}")
+
+    # -- sizes ------------------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        """State channels ``C``."""
+        return len(self.state)
+
+    @property
+    def pairs_per_trajectory(self) -> int:
+        return self.n_steps - 1
+
+    def __len__(self) -> int:
+        return self.n_trajectories * (self.pairs_per_trajectory if self.pairs else 1)
+
+    def _locate(self, sample: int) -> tuple[int, int]:
+        k = int(np.searchsorted(self._offsets, sample, side="right")) - 1
+        return k, int(sample - self._offsets[k])
+
+    # -- access -----------------------------------------------------------------------------------
+    def _open(self, k: int) -> dict[str, h5py.Dataset]:
+        """The variables of file ``k``, opened in this process on first use (never inherited through fork)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            self._handles = {}
+            self._pid = pid
+        entry = self._handles.get(k)
+        if entry is None:
+            handle = h5py.File(self.files[k], "r")
+            entry = (handle, {name: handle[name] for name in {*self.state, *self.conditioning}})
+            self._handles[k] = entry
+        return entry[1]
+
+    def read(self, sample: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """States ``start:stop`` of trajectory ``sample`` ``(n, C, *spatial)`` and its parameters ``(P,)``, float32."""
+        if not 0 <= sample < self.n_trajectories:
+            raise IndexError(f"trajectory {sample} out of range for {self.n_trajectories} trajectories")
+        k, local = self._locate(sample)
+        try:
+            variables = self._open(k)
+            states = np.stack([np.asarray(variables[name][local, start:stop], dtype=np.float32) for name in self.state], axis=1)
+            params = np.array([variables[name][local] for name in self.conditioning], dtype=np.float32)
+        except OSError as error:
+            raise DatasetFileError(self.files[k], f"cannot read trajectory {local}: {error}") from error
+        return states, params
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} items")
+        if not self.pairs:
+            states, params = self.read(index)
+            return {"u": torch.from_numpy(states), "params": torch.from_numpy(params), "sample": index}
+        sample, step = divmod(index, self.pairs_per_trajectory)
+        states, params = self.read(sample, step, step + 2)
+        return {
+            "x": torch.from_numpy(states[0]),
+            "y": torch.from_numpy(states[1]),
+            "params": torch.from_numpy(params),
+            "sample": sample,
+            "step": step,
+        }
+
+    def trajectories(self, samples: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole trajectories ``(S, T, C, *spatial)`` and parameters ``(S, P)`` (default: all)."""
+        samples = range(self.n_trajectories) if samples is None else samples
+        read = [self.read(int(s)) for s in samples]
+        if not read:
+            raise ValueError("no trajectories selected")
+        return torch.from_numpy(np.stack([r[0] for r in read])), torch.from_numpy(np.stack([r[1] for r in read]))
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-channel mean and std of every state of every trajectory, and the mean of each parameter (float64)."""
+        total = np.zeros(self.channels)
+        total_sq = np.zeros(self.channels)
+        count = 0
+        params = []
+        for s in range(self.n_trajectories):
+            states, p = self.read(s)
+            values = np.moveaxis(states.astype(np.float64), 1, 0).reshape(self.channels, -1)
+            total += values.sum(axis=1)
+            total_sq += (values**2).sum(axis=1)
+            count += values.shape[1]
+            params.append(p)
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        param_mean = np.mean(np.stack(params), axis=0) if self.conditioning else np.zeros(0)
+        return mean, std, param_mean.astype(np.float64)
+
+    def close(self) -> None:
+        """Close the handles this process opened (reopened on the next access)."""
+        if self._pid == os.getpid():
+            for handle, _ in self._handles.values():
+                handle.close()
+        self._handles = {}
+        self._pid = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        state["_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        kind = "pairs" if self.pairs else "trajectories"
+        return (
+            f"AutoregressiveDataset({len(self)} {kind} from {self.n_trajectories} trajectories of {self.n_steps} states, "
+            f"state {self.state}, conditioning {self.conditioning}, spatial {dict(zip(self.spatial_dims, self.spatial_shape))})"
+        )
+
+
+class AutoregressiveDataModule(L.LightningDataModule):
+    """Loaders of one-step pairs from a folder of trajectory splits, with training-split normalization.
+
+    Parameters
+    ----------
+    data_dir
+        Folder with ``train`` / ``val`` / ``test`` files (single or sharded).
+    inputs
+        State variables ``(sample, time, *spatial)``, one channel each; they are also the targets.
+    conditioning
+        Per-trajectory scalars given to the model (e.g. ``["dt", "dx"]``).
+    batch_size, num_workers, pin_memory
+        DataLoader settings (persistent workers when ``num_workers > 0``).
+    seed
+        Seeds the training shuffle.
+    n_train, n_val, n_test
+        Use only the first trajectories of a split (statistics from the ``n_train`` used).
+    check_finite
+        Scan the files for NaN/inf when they are opened.
+
+    Attributes
+    ----------
+    state_normalizer : Normalizer
+        Per-channel mean and std of the training states.
+    param_scale : np.ndarray
+        Training mean of every conditioning variable; the model sees ``params / param_scale``.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        inputs: Sequence[str] = ("u",),
+        conditioning: Sequence[str] = (),
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        n_train: int | None = None,
+        n_val: int | None = None,
+        n_test: int | None = None,
+        check_finite: bool = True,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        self.data_dir = Path(str(data_dir))
+        self.inputs = [str(name) for name in inputs]
+        self.conditioning = [str(name) for name in conditioning]
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.limits = {"train": n_train, "val": n_val, "test": n_test}
+        self.check_finite = bool(check_finite)
+        self.pin_memory = bool(pin_memory)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.datasets: dict[str, AutoregressiveDataset] = {}
+        self.state_normalizer: Normalizer | None = None
+        self.param_scale: np.ndarray | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.inputs)
+
+    def dataset(self, split: str, pairs: bool = True) -> AutoregressiveDataset:
+        """The split's pairs (cached) or a new dataset of whole trajectories."""
+        if pairs and split in self.datasets:
+            return self.datasets[split]
+        limit = self.limits.get(split)
+        dataset = AutoregressiveDataset(
+            split_files(self.data_dir, split), self.inputs, self.conditioning, pairs=pairs,
+            n_trajectories=None if limit is None else int(limit), check_finite=self.check_finite,
+        )
+        if pairs:
+            self.datasets[split] = dataset
+        return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets a stage needs and, once, the training statistics."""
+        if stage in (None, "fit"):
+            train = self.dataset("train")
+            if self.state_normalizer is None:
+                mean, std, param_mean = train.statistics()
+                self.state_normalizer = Normalizer.from_stats(mean, std)
+                self.param_scale = np.where(param_mean != 0, np.abs(param_mean), 1.0)
+                train.close()
+            if has_split(self.data_dir, "val"):
+                self.dataset("val")
+        if stage == "validate":
+            self.dataset("val")
+        if stage in ("test", "predict") or (stage is None and has_split(self.data_dir, "test")):
+            self.dataset("test")
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled pairs ``{"x", "y": (B, C, *spatial), "params": (B, P), "sample", "step"}``."""
+        if self.state_normalizer is None:
+            self.setup("fit")
+        return self._loader(self.dataset("train"), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if "val" not in self.datasets and not has_split(self.data_dir, "val"):
+            return []
+        return self._loader(self.dataset("val"), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test"), shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def data_schema(self) -> dict[str, Any]:
+        """What a model trained on this data expects (JSON-serializable), for checkpoints.
+
+        The keys of :meth:`FieldDataModule.data_schema <surrogates.data.datamodule.FieldDataModule.data_schema>`
+        plus ``kind = "trajectory"``, ``state``, ``conditioning`` and ``n_steps``.
+        """
+        dataset = next(iter(self.datasets.values()), None) or self.dataset("train")
+        info = dataset.infos[0]
+        coords = {}
+        for name, values in dataset.coords.items():
+            attrs = info.coords[name].attrs
+            coords[name] = {
+                "size": int(values.size),
+                "units": str(attrs.get("units", "")),
+                "long_name": str(attrs.get("long_name", "")),
+                "min": float(values.min()) if values.size else None,
+                "max": float(values.max()) if values.size else None,
+            }
+        names = sorted({*self.inputs, *self.conditioning})
+        return {
+            "kind": "trajectory",
+            "pde": str(dataset.attrs.get("pde", "")),
+            "schema_version": str(dataset.attrs.get("schema_version", SCHEMA_VERSION)),
+            "data_dir": str(self.data_dir),
+            "inputs": list(self.inputs),
+            "targets": list(self.inputs),
+            "state": list(self.inputs),
+            "conditioning": list(self.conditioning),
+            "input_time": None,
+            "target_time": None,
+            "n_steps": dataset.n_steps,
+            "spatial_dims": list(dataset.spatial_dims),
+            "spatial_shape": list(dataset.spatial_shape),
+            "variables": {name: list(info.variables[name].dims) for name in names},
+            "coords": coords,
+        }

@@ -1,0 +1,197 @@
+"""`RolloutSurrogate`: a one-step model (PDE-Refiner, MSE U-Net) loaded from its checkpoint, rolling out trajectories.
+
+Examples
+--------
+>>> s = RolloutSurrogate.load("outputs/train/runs/<run>/checkpoints/best.ckpt")  # doctest: +SKIP
+>>> u = s.rollout(u0, steps=100, dt=0.8, dx=0.25, seed=0)   # (n, 256) -> (n, 100, 256)  # doctest: +SKIP
+>>> runs = s.rollout_ensemble(u0, 100, seeds=[0, 1, 2], dt=0.8, dx=0.25)   # (3, n, 100, 256)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from surrogates.data.normalization import Normalizer
+from surrogates.models.base import CHECKPOINT_KEY, build_model
+from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
+from surrogates.serve.surrogate import CheckpointError, _sub_state, _training_summary
+
+__all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint"]
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
+    if not isinstance(checkpoint, dict) or not checkpoint.get(CHECKPOINT_KEY):
+        raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+    return checkpoint
+
+
+def is_rollout_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a checkpoint of a one-step (rollout) model; False for other or unreadable files."""
+    try:
+        return _read(path)[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
+    except CheckpointError:
+        return False
+
+
+class RolloutSurrogate:
+    """A one-step model with its normalization, conditioning and data schema, for rollouts.
+
+    Load with :meth:`load`. :meth:`rollout` takes initial states and the trajectory parameters
+    (e.g. ``dt``, ``dx``) in physical units and returns the predicted states after them.
+    """
+
+    def __init__(
+        self,
+        model: PDERefiner,
+        normalizer: Normalizer,
+        conditioning: Sequence[str],
+        param_scale: Sequence[float],
+        schema: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.normalizer = normalizer.to(self.device)
+        self.conditioning = list(conditioning)
+        self.param_scale = torch.as_tensor(list(param_scale), dtype=torch.float32, device=self.device)
+        self.schema = schema or {}
+        self.metadata = metadata or {}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "RolloutSurrogate":
+        """Rebuild from a checkpoint of :class:`~surrogates.tasks.autoregressive.Autoregressive`.
+
+        Raises
+        ------
+        CheckpointError
+            When the file is missing, unreadable, or not a rollout checkpoint.
+        """
+        checkpoint = _read(path)
+        meta = checkpoint[CHECKPOINT_KEY]
+        if meta.get("kind") != ROLLOUT_KIND:
+            raise CheckpointError(f"{path} is not a rollout checkpoint (kind {meta.get('kind')!r}); use Surrogate.load")
+        model = build_model(meta["model"])
+        model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
+        stats = meta["normalization"]["input"]
+        conditioning = meta.get("conditioning", {})
+        metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
+        metadata["checkpoint"] = str(path)
+        metadata["training"] = _training_summary(checkpoint)
+        return cls(
+            model, Normalizer.from_stats(stats["mean"], stats["std"]), conditioning.get("names", []),
+            conditioning.get("scale", []), meta.get("data_schema") or {}, metadata, device,
+        )
+
+    # -- description ------------------------------------------------------------------------------
+    @property
+    def refinement_steps(self) -> int:
+        """``K`` (0 for the MSE baseline)."""
+        return self.model.num_refinement_steps
+
+    @property
+    def evaluations_per_step(self) -> int:
+        """Network evaluations per predicted step, ``K + 1``."""
+        return self.model.evaluations_per_step
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether predictions depend on the seed (``K > 0``)."""
+        return self.refinement_steps > 0
+
+    # -- rollout ----------------------------------------------------------------------------------
+    def _params(self, n: int, params: dict[str, Any]) -> torch.Tensor | None:
+        missing = [name for name in self.conditioning if params.get(name) is None]
+        if missing:
+            raise ValueError(f"the model is conditioned on {self.conditioning}; pass {', '.join(f'{m}=...' for m in missing)}")
+        unknown = sorted(set(params) - set(self.conditioning))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; the model is conditioned on {self.conditioning}")
+        if not self.conditioning:
+            return None
+        columns = []
+        for name in self.conditioning:
+            value = torch.as_tensor(np.asarray(params[name], dtype=np.float32)).reshape(-1)
+            if value.numel() not in (1, n):
+                raise ValueError(f"{name} must be a number or one value per trajectory ({n}), got {value.numel()} values")
+            columns.append(value.expand(n))
+        return torch.stack(columns, dim=1).to(self.device)
+
+    def _states(self, u0: Any) -> tuple[torch.Tensor, str]:
+        """``u0`` as ``(n, C, *spatial)`` float32 and how it was given ("single", "batch" or "channels")."""
+        u = torch.as_tensor(np.asarray(u0, dtype=np.float32))
+        d, c = len(self.schema.get("spatial_dims") or [0] * self.model.unet.dim), self.model.in_channels
+        if u.ndim == d and c == 1:
+            return u[None, None], "single"
+        if u.ndim == d + 1 and c == 1:
+            return u[:, None], "batch"
+        if u.ndim == d + 2 and u.shape[1] == c:
+            return u, "channels"
+        raise ValueError(
+            f"initial states of shape {tuple(u.shape)} do not match the model: expected (n, {c}, *spatial) "
+            f"with {d} spatial dim(s), or (n, *spatial) / (*spatial) for one state variable"
+        )
+
+    @torch.no_grad()
+    def rollout_tensor(
+        self, u0: torch.Tensor, steps: int, params: torch.Tensor | None = None, seed: int | None = 0
+    ) -> torch.Tensor:
+        """``(n, C, *spatial)`` physical states and ``(n, P)`` physical parameters -> ``(n, steps, C, *spatial)``."""
+        if not torch.isfinite(u0).all():
+            raise ValueError("initial states contain NaN or infinite values; nothing was predicted")
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        state = self.normalizer.encode(u0.to(self.device, torch.float32))
+        scaled = None if params is None else params.to(self.device, torch.float32) / self.param_scale
+        out = self.model.rollout(state, int(steps), scaled, generator)
+        return self.normalizer.decode(out.flatten(0, 1)).view(out.shape)
+
+    def rollout(self, u0: Any, steps: int, seed: int | None = 0, **params: Any) -> np.ndarray:
+        """Roll out ``steps`` steps from initial states (numpy in, numpy out).
+
+        Parameters
+        ----------
+        u0
+            ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)`` or ``(n, C, *spatial)``.
+        steps
+            Number of predicted states (any number).
+        seed
+            Seed of the refinement noise (ignored by the deterministic MSE model); ``None`` draws
+            from torch's global generator.
+        **params
+            The conditioning parameters by name (e.g. ``dt=0.8, dx=0.25``), numbers or one per trajectory.
+
+        Returns
+        -------
+        np.ndarray
+            The ``steps`` states after ``u0``: ``(steps, *spatial)``, ``(n, steps, *spatial)`` or
+            ``(n, steps, C, *spatial)``, following the layout of ``u0``.
+        """
+        states, layout = self._states(u0)
+        out = self.rollout_tensor(states, steps, self._params(states.shape[0], params), seed).cpu().numpy()
+        if layout == "channels":
+            return out
+        return out[0, :, 0] if layout == "single" else out[:, :, 0]
+
+    def rollout_ensemble(self, u0: Any, steps: int, seeds: Sequence[int] = (0, 1, 2), **params: Any) -> np.ndarray:
+        """:meth:`rollout` for every seed, stacked on a leading axis: ``(len(seeds), ...)``."""
+        return np.stack([self.rollout(u0, steps, seed=seed, **params) for seed in seeds])
+
+    def __repr__(self) -> str:
+        return (
+            f"RolloutSurrogate(K={self.refinement_steps}, conditioning={self.conditioning}, "
+            f"pde={self.schema.get('pde', '')!r}, checkpoint={self.metadata.get('checkpoint', '')!r})"
+        )

@@ -1,0 +1,346 @@
+"""Rollout evaluation of one-step models: correlation and error over time, spread across noise seeds, figures.
+
+Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]`` and by
+``tools/bench_pde_refiner.py``. Every test trajectory is rolled out from its state ``start`` for
+``steps`` steps and compared with the reference states ``start + 1 .. start + steps``:
+
+- per-step Pearson correlation and MSE (:func:`surrogates.metrics.rollout_metrics`), and the
+  high-correlation times at 0.8 and 0.9, in the time units of the data's ``dt`` (per trajectory)
+  when ``dt`` is a conditioning variable, in steps otherwise;
+- for a stochastic model (PDE-Refiner), one rollout per noise seed: metrics are averaged over seeds,
+  and the *spread* (standard deviation across seeds of the predicted states, RMS over space and
+  trajectories) is reported per step and at the high-correlation time, next to the RMS error; the
+  seed-to-seed standard deviation of the mean high-correlation time is reported too;
+- the cost: network evaluations per step (``K + 1``) and measured milliseconds per step and trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from surrogates import metrics
+from surrogates.plots import _pyplot
+
+__all__ = [
+    "RolloutEvaluation",
+    "evaluate_rollout_checkpoint",
+    "evaluate_rollouts",
+    "plot_correlation",
+    "plot_spacetime",
+]
+
+
+@dataclass
+class RolloutEvaluation:
+    """Rollouts of one model on a set of trajectories, for one or several noise seeds.
+
+    Attributes
+    ----------
+    name
+        Label in tables and figures.
+    seeds
+        Noise seeds (one entry, unused, for a deterministic model).
+    predictions
+        ``(S, N, T, C, *spatial)`` predicted states (seeds, trajectories, steps).
+    corr, mse
+        ``(S, N, T)`` per-step Pearson correlation and MSE.
+    high_corr_time
+        Threshold -> ``(S, N)`` high-correlation times.
+    dt
+        ``(N,)`` time between steps (1 when the data has no ``dt``).
+    evaluations_per_step
+        Network evaluations per step (``K + 1``).
+    ms_per_step
+        Measured wall milliseconds per step and trajectory (batched rollouts, one seed).
+    """
+
+    name: str
+    seeds: list[int]
+    predictions: np.ndarray
+    corr: np.ndarray
+    mse: np.ndarray
+    high_corr_time: dict[float, np.ndarray]
+    dt: np.ndarray
+    evaluations_per_step: int
+    ms_per_step: float
+    checkpoint: str = ""
+
+    @property
+    def spread(self) -> np.ndarray:
+        """``(N, T)`` standard deviation across seeds of the predicted states, RMS over space (0 for one seed)."""
+        if len(self.seeds) < 2:
+            return np.zeros(self.corr.shape[1:])
+        var = self.predictions.std(axis=0, ddof=1) ** 2  # (N, T, C, *spatial)
+        return np.sqrt(var.reshape(var.shape[0], var.shape[1], -1).mean(axis=-1))
+
+    def summary(self) -> dict[str, Any]:
+        """Scalars and mean curves (lists) for ``metrics.json``."""
+        rmse = np.sqrt(self.mse.mean(axis=0))  # (N, T), RMS over seeds
+        spread = self.spread
+        out: dict[str, Any] = {
+            "checkpoint": self.checkpoint,
+            "seeds": list(self.seeds),
+            "n_trajectories": int(self.corr.shape[1]),
+            "steps": int(self.corr.shape[2]),
+            "evaluations_per_step": int(self.evaluations_per_step),
+            "ms_per_step": float(self.ms_per_step),
+            "mse_mean": float(self.mse.mean()),
+        }
+        for threshold, times in self.high_corr_time.items():
+            key = f"high_corr_time_{threshold:g}"
+            per_seed = times.mean(axis=1)  # (S,)
+            out[key] = float(per_seed.mean())
+            out[f"{key}_median"] = float(np.median(times))
+            out[f"{key}_seed_std"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0
+            # error and spread at the step where each trajectory's (seed-mean) correlation time ends
+            steps = np.clip(np.round(times.mean(axis=0) / self.dt).astype(int) - 1, 0, self.corr.shape[2] - 1)
+            rows = np.arange(len(steps))
+            out[f"rmse_at_{key}"] = float(rmse[rows, steps].mean())
+            out[f"spread_at_{key}"] = float(spread[rows, steps].mean())
+        out["curves"] = {
+            "time": (np.arange(1, self.corr.shape[2] + 1) * float(self.dt.mean())).tolist(),
+            "corr": np.nanmean(self.corr, axis=(0, 1)).tolist(),
+            "rmse": np.sqrt(self.mse.mean(axis=(0, 1))).tolist(),
+            "spread": np.sqrt((spread**2).mean(axis=0)).tolist(),
+        }
+        return out
+
+
+@torch.no_grad()
+def evaluate_rollouts(
+    surrogate: Any,
+    trajectories: torch.Tensor,
+    params: torch.Tensor | None,
+    steps: int | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    start: int = 0,
+    dt: np.ndarray | float | None = None,
+    batch_size: int = 64,
+    name: str = "model",
+    thresholds: Sequence[float] = metrics.HIGH_CORRELATION_THRESHOLDS,
+) -> RolloutEvaluation:
+    """Roll ``surrogate`` out on reference trajectories and score it.
+
+    Parameters
+    ----------
+    surrogate
+        A :class:`~surrogates.serve.rollout.RolloutSurrogate` (or anything with ``rollout_tensor``,
+        ``stochastic`` and ``evaluations_per_step``).
+    trajectories
+        ``(N, T, C, *spatial)`` reference states in physical units.
+    params
+        ``(N, P)`` conditioning parameters in physical units (None without conditioning).
+    steps
+        Steps to roll out (default: to the end of the trajectories).
+    seeds
+        Noise seeds; a deterministic model is rolled out once.
+    start
+        Index of the initial state.
+    dt
+        Time between states, a number or ``(N,)``; default 1 (times in steps).
+    """
+    n, total = trajectories.shape[:2]
+    steps = total - 1 - start if steps is None else int(steps)
+    if not 0 <= start < total - 1 or not 1 <= steps <= total - 1 - start:
+        raise ValueError(f"cannot roll out {steps} steps from state {start} of trajectories with {total} states")
+    seeds = [int(s) for s in seeds] if surrogate.stochastic else [int(seeds[0]) if len(seeds) else 0]
+    reference = trajectories[:, start + 1 : start + 1 + steps].double()
+    dt = np.broadcast_to(np.asarray(1.0 if dt is None else dt, dtype=np.float64), (n,)).copy()
+    predictions, seconds = [], 0.0
+    for seed in seeds:
+        chunks = []
+        for i in range(0, n, batch_size):
+            batch_params = None if params is None else params[i : i + batch_size]
+            tic = time.perf_counter()
+            # every batch gets its own seed, so results do not depend on the batch size only through the seed
+            chunks.append(surrogate.rollout_tensor(trajectories[i : i + batch_size, start], steps, batch_params, seed + 7919 * i).cpu())
+            seconds += time.perf_counter() - tic
+        predictions.append(torch.cat(chunks))
+    pred = torch.stack(predictions)  # (S, N, steps, C, *spatial)
+    curves = [metrics.rollout_metrics(p.double(), reference, torch.as_tensor(dt), thresholds) for p in pred]
+    return RolloutEvaluation(
+        name=name,
+        seeds=seeds,
+        predictions=pred.numpy(),
+        corr=torch.stack([c["corr"] for c in curves]).numpy(),
+        mse=torch.stack([c["mse"] for c in curves]).numpy(),
+        high_corr_time={t: torch.stack([c[f"high_corr_time_{t:g}"] for c in curves]).numpy() for t in thresholds},
+        dt=dt,
+        evaluations_per_step=int(surrogate.evaluations_per_step),
+        ms_per_step=1000.0 * seconds / (len(seeds) * steps * n),
+        checkpoint=str(getattr(surrogate, "metadata", {}).get("checkpoint", "")),
+    )
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+def plot_correlation(
+    evaluations: Sequence[RolloutEvaluation],
+    path: str | Path,
+    thresholds: Sequence[float] = metrics.HIGH_CORRELATION_THRESHOLDS,
+    time_label: str = "time",
+    title: str = "",
+) -> Path:
+    """Mean correlation vs time of every model in one plot (band: min-max over seeds), threshold lines."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, ev in enumerate(evaluations):
+        time_axis = np.arange(1, ev.corr.shape[2] + 1) * float(ev.dt.mean())
+        per_seed = np.nanmean(ev.corr, axis=1)  # (S, T)
+        color = f"C{k}"
+        hct = ev.summary()
+        label = ev.name + "".join(
+            f", t({t:g}) = {hct[f'high_corr_time_{t:g}']:.1f}" for t in thresholds
+        )
+        ax.plot(time_axis, per_seed.mean(axis=0), color=color, lw=1.8, label=label)
+        if per_seed.shape[0] > 1:
+            ax.fill_between(time_axis, per_seed.min(axis=0), per_seed.max(axis=0), color=color, alpha=0.25, lw=0)
+    for t in thresholds:
+        ax.axhline(t, color="0.5", ls=":", lw=1)
+    ax.set_xlabel(time_label)
+    ax.set_ylabel("correlation with the reference")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_spacetime(
+    reference: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    path: str | Path,
+    dt: float = 1.0,
+    title: str = "",
+) -> Path:
+    """Space-time images of one trajectory ``(T, X)``: reference | each prediction | each error (one shared error scale)."""
+    plt = _pyplot()
+    panels = [("reference", reference, "RdBu_r")]
+    panels += [(name, pred, "RdBu_r") for name, pred in predictions.items()]
+    panels += [(f"{name} - reference", pred - reference, "PuOr_r") for name, pred in predictions.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1, 4.6), squeeze=False)
+    vmax = float(np.abs(reference).max())
+    # one color scale for all errors, so that the models compare at a glance
+    error_max = max([float(np.abs(pred - reference).max()) for pred in predictions.values()] + [1e-12])
+    extent = (0.0, 1.0, dt * 0.5, dt * (reference.shape[0] + 0.5))
+    for ax, (name, field, cmap) in zip(axes[0], panels):
+        limit = vmax if cmap == "RdBu_r" else error_max
+        image = ax.imshow(field, origin="lower", aspect="auto", cmap=cmap, vmin=-limit, vmax=limit, extent=extent)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("x / L")
+        fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
+    axes[0, 0].set_ylabel("time after the initial state")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def _label(surrogate: Any) -> str:
+    k = surrogate.refinement_steps
+    return f"PDE-Refiner (K={k})" if k else "MSE U-Net"
+
+
+def evaluate_rollout_checkpoint(cfg: Any) -> dict[str, Any]:
+    """``surrogates-evaluate`` for rollout checkpoints: metrics.json, correlation.png, spacetime.png.
+
+    Reads ``cfg.ckpt``, optional ``cfg.compare_ckpt`` (a second rollout model, e.g. the baseline),
+    ``cfg.data_dir`` (default: the checkpoint's), ``cfg.split``, ``cfg.batch_size``, ``cfg.device``,
+    ``cfg.paths.output_dir`` and ``cfg.rollout`` (``steps``, ``seeds``, ``n_trajectories``, ``start``).
+    Returns the summary written to ``metrics.json``.
+    """
+    from surrogates.data.autoregressive import AutoregressiveDataset
+    from surrogates.data.shards import split_files
+    from surrogates.serve.rollout import RolloutSurrogate
+
+    options = dict(cfg.get("rollout") or {})
+    device = cfg.get("device", "cpu")
+    surrogates_ = [RolloutSurrogate.load(cfg.ckpt, device=device)]
+    if cfg.get("compare_ckpt"):
+        surrogates_.append(RolloutSurrogate.load(cfg.compare_ckpt, device=device))
+    first = surrogates_[0]
+    for other in surrogates_[1:]:
+        if other.conditioning != first.conditioning or other.schema.get("state") != first.schema.get("state"):
+            raise ValueError("the compared checkpoints take different state variables or conditioning")
+    data_dir = cfg.get("data_dir") or first.schema.get("data_dir")
+    if not data_dir:
+        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    dataset = AutoregressiveDataset(
+        split_files(data_dir, cfg.split), first.schema.get("state") or first.schema.get("inputs") or ["u"],
+        first.conditioning, pairs=False, n_trajectories=options.get("n_trajectories"),
+    )
+    trajectories, params = dataset.trajectories()
+    dt = params[:, first.conditioning.index("dt")].double().numpy() if "dt" in first.conditioning else None
+    time_label = "time" if dt is not None else "steps"
+    seeds = list(options.get("seeds") or [0, 1, 2])
+    evaluations = []
+    names = []
+    for surrogate in surrogates_:
+        name = _label(surrogate)
+        name = name if name not in names else f"{name} [{len(names) + 1}]"
+        names.append(name)
+        evaluations.append(
+            evaluate_rollouts(
+                surrogate, trajectories, params if first.conditioning else None, steps=options.get("steps"),
+                seeds=seeds, start=int(options.get("start") or 0), dt=dt, batch_size=cfg.batch_size, name=name,
+            )
+        )
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "kind": "rollout",
+        "data_dir": str(data_dir),
+        "split": cfg.split,
+        "pde": first.schema.get("pde"),
+        "time_units": "dt of each trajectory" if dt is not None else "steps",
+        "models": {ev.name: ev.summary() for ev in evaluations},
+    }
+    if len(evaluations) == 2:
+        summary["ratios"] = {
+            f"high_corr_time_{t:g}": evaluations[0].summary()[f"high_corr_time_{t:g}"]
+            / max(evaluations[1].summary()[f"high_corr_time_{t:g}"], 1e-12)
+            for t in metrics.HIGH_CORRELATION_THRESHOLDS
+        }
+    metrics_path = output_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(summary, indent=2))
+    pde = first.schema.get("pde") or ""
+    plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {cfg.split}: rollout correlation")
+    sample = 0
+    plot_spacetime(
+        trajectories[sample, 1 + int(options.get("start") or 0) :][: evaluations[0].corr.shape[2], 0].numpy(),
+        {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
+        output_dir / "spacetime.png",
+        dt=float(evaluations[0].dt[sample]),
+        title=f"{pde} {cfg.split} trajectory {sample} (seed {evaluations[0].seeds[0]})",
+    )
+    for ev in evaluations:
+        s = summary["models"][ev.name]
+        print(
+            f"{ev.name}: high-correlation time {s['high_corr_time_0.8']:.2f} (0.8), {s['high_corr_time_0.9']:.2f} (0.9) "
+            f"[{time_label}], rollout MSE {s['mse_mean']:.4g}, {s['evaluations_per_step']} evaluation(s) per step"
+        )
+    print(f"metrics: {metrics_path}")
+    print(f"figures: {output_dir / 'correlation.png'}, {output_dir / 'spacetime.png'}")
+    return summary

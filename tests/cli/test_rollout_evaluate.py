@@ -1,0 +1,68 @@
+"""surrogates-train on KS with the PDE-Refiner and MSE U-Net experiments, then surrogates-evaluate on the rollout checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from surrogates.cli.evaluate import evaluate
+from surrogates.cli.train import train
+
+SMALL = ["model.hidden_channels=8", "model.channel_multipliers=[1,2]", "model.norm_groups=4", "trainer.max_epochs=1",
+         "trainer.enable_progress_bar=false", "data.batch_size=16"]
+
+
+def _train(compose_cfg, experiment: str, ks_dir: Path) -> Path:
+    cfg = compose_cfg("train", [f"experiment={experiment}", f"data.data_dir={ks_dir}", *SMALL])
+    results = train(cfg)
+    assert np.isfinite(results["test/rel_l2"])
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    assert best.is_file()
+    copy = best.parent.parent.parent / f"{experiment}.ckpt"  # the next run reuses the output folder
+    copy.write_bytes(best.read_bytes())
+    return copy
+
+
+@pytest.fixture(scope="module")
+def checkpoints(ks_dir, tmp_path_factory):
+    from tests.cli.conftest import compose_config
+
+    root = tmp_path_factory.mktemp("rollout_runs")
+    out = {}
+    for experiment in ("ks_pde_refiner", "ks_unet_mse"):
+        out[experiment] = _train(lambda name, overrides: compose_config(name, overrides, root / experiment), experiment, ks_dir)
+    return out
+
+
+def test_evaluate_writes_rollout_metrics_and_figures_for_both_models(compose_cfg, checkpoints, ks_dir):
+    cfg = compose_cfg(
+        "evaluate",
+        [f"ckpt={checkpoints['ks_pde_refiner']}", f"compare_ckpt={checkpoints['ks_unet_mse']}",
+         "rollout.seeds=[0,1]", "rollout.steps=8"],
+    )
+    summary = evaluate(cfg)
+    out = Path(cfg.paths.output_dir)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert written["kind"] == "rollout" and written["pde"] == "ks" and written["data_dir"] == str(ks_dir)
+    refiner, baseline = written["models"]["PDE-Refiner (K=3)"], written["models"]["MSE U-Net"]
+    assert refiner["evaluations_per_step"] == 4 and baseline["evaluations_per_step"] == 1
+    assert refiner["seeds"] == [0, 1] and baseline["seeds"] == [0]
+    for model in (refiner, baseline):
+        assert model["steps"] == 8 and model["n_trajectories"] == 4
+        assert 0 <= model["high_corr_time_0.9"] <= model["high_corr_time_0.8"] <= 8 * 0.9
+        assert len(model["curves"]["corr"]) == 8 and np.isfinite(model["mse_mean"])
+    assert refiner["spread_at_high_corr_time_0.8"] > 0 and baseline["spread_at_high_corr_time_0.8"] == 0
+    assert set(written["ratios"]) == {"high_corr_time_0.8", "high_corr_time_0.9"}
+    for name in ("correlation.png", "spacetime.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_a_single_rollout_checkpoint(compose_cfg, checkpoints):
+    cfg = compose_cfg("evaluate", [f"ckpt={checkpoints['ks_unet_mse']}", "rollout.n_trajectories=2"])
+    summary = evaluate(cfg)
+    assert list(summary["models"]) == ["MSE U-Net"] and "ratios" not in summary
+    assert summary["models"]["MSE U-Net"]["steps"] == 11  # to the end of the stored trajectories

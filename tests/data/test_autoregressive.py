@@ -1,0 +1,104 @@
+"""AutoregressiveDataset / AutoregressiveDataModule: one-step pairs of trajectories with conditioning."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from surrogates.data.autoregressive import AutoregressiveDataModule, AutoregressiveDataset
+from surrogates.data.schema import DatasetFileError
+from surrogates.data.shards import split_files
+
+
+@pytest.fixture(scope="module")
+def reference(ks_dir):
+    with h5py.File(ks_dir / "train.h5", "r") as f:
+        return {name: np.asarray(f[name][...]) for name in ("u", "dt", "dx")}
+
+
+def test_pairs_are_consecutive_states_with_their_parameters(ks_dir, reference):
+    ds = AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["dt", "dx"])
+    n, t = reference["u"].shape[:2]
+    assert len(ds) == n * (t - 1) and ds.pairs_per_trajectory == t - 1
+    assert ds.spatial_dims == ("x",) and ds.spatial_shape == (64,)
+    for index in (0, 5, t - 2, t - 1, len(ds) - 1):
+        s, i = divmod(index, t - 1)
+        item = ds[index]
+        assert (item["sample"], item["step"]) == (s, i)
+        assert item["x"].shape == (1, 64) and item["x"].dtype == torch.float32
+        np.testing.assert_array_equal(item["x"][0].numpy(), reference["u"][s, i])
+        np.testing.assert_array_equal(item["y"][0].numpy(), reference["u"][s, i + 1])
+        np.testing.assert_array_equal(item["params"].numpy(), [reference["dt"][s], reference["dx"][s]])
+    assert ds[-1]["step"] == t - 2
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_trajectory_mode_and_limits(ks_dir, reference):
+    ds = AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["dt"], pairs=False, n_trajectories=3)
+    assert len(ds) == 3
+    item = ds[2]
+    assert item["u"].shape == (12, 1, 64)
+    np.testing.assert_array_equal(item["u"][:, 0].numpy(), reference["u"][2])
+    u, p = ds.trajectories([0, 2])
+    assert u.shape == (2, 12, 1, 64) and p.shape == (2, 1)
+    mean, std, param_mean = ds.statistics()
+    np.testing.assert_allclose(mean, [reference["u"][:3].mean()], atol=1e-6)
+    np.testing.assert_allclose(std, [reference["u"][:3].std()], rtol=1e-5)
+    np.testing.assert_allclose(param_mean, [reference["dt"][:3].mean()], rtol=1e-6)
+    with pytest.raises(ValueError, match="n_trajectories"):
+        AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], [], n_trajectories=1000)
+
+
+def test_files_are_opened_lazily_per_process(ks_dir):
+    ds = AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["dt", "dx"])
+    assert ds._handles == {}  # nothing opened by the constructor
+    ds[0]
+    assert len(ds._handles) == 1
+    clone = pickle.loads(pickle.dumps(ds))  # what a worker receives: no handles
+    assert clone._handles == {} and clone._pid is None
+    torch.testing.assert_close(clone[3]["x"], ds[3]["x"])
+    ds._pid = -1  # as if inherited through fork: a new handle is opened, the parent's is not reused
+    inherited = dict(ds._handles)
+    ds[1]
+    assert ds._handles.keys() == inherited.keys() and all(ds._handles[k][0] is not inherited[k][0] for k in inherited)
+    ds.close()
+    assert ds._handles == {}
+
+
+def test_worker_processes_read_the_same_pairs(ks_dir):
+    ds = AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["dt", "dx"])
+    ds[0]  # a handle opened in the parent before the workers start
+    serial = [b["x"] for b in DataLoader(ds, batch_size=16)]
+    parallel = [b["x"] for b in DataLoader(ds, batch_size=16, num_workers=2)]
+    torch.testing.assert_close(torch.cat(serial), torch.cat(parallel))
+
+
+def test_wrong_variables_are_reported(ks_dir, darcy_dir):
+    with pytest.raises(DatasetFileError, match="per-sample scalar"):
+        AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["u"])
+    with pytest.raises(DatasetFileError, match="sample, time"):
+        AutoregressiveDataset(split_files(darcy_dir, "train"), ["u"], [])
+
+
+def test_datamodule_statistics_schema_and_loaders(ks_dir, reference):
+    dm = AutoregressiveDataModule(ks_dir, inputs=["u"], conditioning=["dt", "dx"], batch_size=8, n_train=10)
+    dm.setup("fit")
+    assert dm.in_channels == dm.out_channels == 1
+    np.testing.assert_allclose(dm.state_normalizer.mean.numpy(), [reference["u"][:10].mean()], atol=1e-6)
+    np.testing.assert_allclose(dm.param_scale, [reference["dt"][:10].mean(), reference["dx"][:10].mean()], rtol=1e-6)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (8, 1, 64) and batch["params"].shape == (8, 2)
+    assert len(dm.dataset("train")) == 10 * 11
+    again = next(iter(dm.train_dataloader()))
+    torch.testing.assert_close(batch["x"], again["x"])  # seeded shuffle
+    assert len(dm.val_dataloader().dataset) == 4 * 11 and len(dm.test_dataloader().dataset) == 4 * 11
+    schema = dm.data_schema()
+    assert schema["kind"] == "trajectory" and schema["pde"] == "ks"
+    assert schema["state"] == ["u"] and schema["conditioning"] == ["dt", "dx"] and schema["n_steps"] == 12
+    assert schema["spatial_dims"] == ["x"] and schema["variables"]["u"] == ["sample", "time", "x"]
