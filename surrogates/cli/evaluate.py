@@ -25,7 +25,7 @@ from surrogates.tasks.evaluation import evaluate_dataset
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate ``cfg.ckpt`` on ``cfg.split`` of ``cfg.data_dir`` (default: the training data folder)."""
     if is_rollout_checkpoint(cfg.ckpt):  # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
-        from surrogates.tasks.rollout_evaluation import evaluate_rollout_checkpoint
+        from surrogates.cli.evaluate_rollout import evaluate_rollout_checkpoint
 
         return evaluate_rollout_checkpoint(cfg)
     if is_reduced_model_file(cfg.ckpt):

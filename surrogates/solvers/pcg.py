@@ -339,7 +339,7 @@ def _iterate_one_host(A, b, x, r, apply_m, tol: float, converged: bool, maxiter:
     unknowns an iteration takes ~100 us, of which torch's per-call overhead (several us a call)
     would otherwise be a sizable share. Returns ``iterations (1,), converged (1,), history``.
     """
-    bn, xn, rn = _flat(b), _flat(x), _flat(r)
+    rn = _flat(r)
     p, q = torch.zeros_like(r), torch.zeros_like(r)
     pn, qn = _flat(p), _flat(q)
     kernel = A.numpy_kernel()

@@ -1,7 +1,7 @@
 """Rollout evaluation of one-step models: correlation and error over time, spread across noise seeds, figures.
 
-Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]`` and by
-``tools/bench_pde_refiner.py``. Every test trajectory is rolled out from its state ``start`` for
+Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]``
+(:mod:`surrogates.cli.evaluate_rollout`) and by ``tools/bench_pde_refiner.py``. Every test trajectory is rolled out from its state ``start`` for
 ``steps`` steps and compared with the reference states ``start + 1 .. start + steps``:
 
 - per-step Pearson correlation and MSE (:func:`surrogates.metrics.rollout_metrics`), and the
@@ -16,7 +16,6 @@ Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from surrogates.plots import _pyplot
 
 __all__ = [
     "RolloutEvaluation",
-    "evaluate_rollout_checkpoint",
     "evaluate_rollouts",
     "plot_correlation",
     "plot_spacetime",
@@ -252,95 +250,3 @@ def plot_spacetime(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-# -- entry point ---------------------------------------------------------------------------------
-
-
-def _label(surrogate: Any) -> str:
-    k = surrogate.refinement_steps
-    return f"PDE-Refiner (K={k})" if k else "MSE U-Net"
-
-
-def evaluate_rollout_checkpoint(cfg: Any) -> dict[str, Any]:
-    """``surrogates-evaluate`` for rollout checkpoints: metrics.json, correlation.png, spacetime.png.
-
-    Reads ``cfg.ckpt``, optional ``cfg.compare_ckpt`` (a second rollout model, e.g. the baseline),
-    ``cfg.data_dir`` (default: the checkpoint's), ``cfg.split``, ``cfg.batch_size``, ``cfg.device``,
-    ``cfg.paths.output_dir`` and ``cfg.rollout`` (``steps``, ``seeds``, ``n_trajectories``, ``start``).
-    Returns the summary written to ``metrics.json``.
-    """
-    from surrogates.data.autoregressive import AutoregressiveDataset
-    from surrogates.data.shards import split_files
-    from surrogates.serve.rollout import RolloutSurrogate
-
-    options = dict(cfg.get("rollout") or {})
-    device = cfg.get("device", "cpu")
-    surrogates_ = [RolloutSurrogate.load(cfg.ckpt, device=device)]
-    if cfg.get("compare_ckpt"):
-        surrogates_.append(RolloutSurrogate.load(cfg.compare_ckpt, device=device))
-    first = surrogates_[0]
-    for other in surrogates_[1:]:
-        if other.conditioning != first.conditioning or other.schema.get("state") != first.schema.get("state"):
-            raise ValueError("the compared checkpoints take different state variables or conditioning")
-    data_dir = cfg.get("data_dir") or first.schema.get("data_dir")
-    if not data_dir:
-        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
-    dataset = AutoregressiveDataset(
-        split_files(data_dir, cfg.split), first.schema.get("state") or first.schema.get("inputs") or ["u"],
-        first.conditioning, pairs=False, n_trajectories=options.get("n_trajectories"),
-    )
-    trajectories, params = dataset.trajectories()
-    dt = params[:, first.conditioning.index("dt")].double().numpy() if "dt" in first.conditioning else None
-    time_label = "time" if dt is not None else "steps"
-    seeds = list(options.get("seeds") or [0, 1, 2])
-    evaluations = []
-    names = []
-    for surrogate in surrogates_:
-        name = _label(surrogate)
-        name = name if name not in names else f"{name} [{len(names) + 1}]"
-        names.append(name)
-        evaluations.append(
-            evaluate_rollouts(
-                surrogate, trajectories, params if first.conditioning else None, steps=options.get("steps"),
-                seeds=seeds, start=int(options.get("start") or 0), dt=dt, batch_size=cfg.batch_size, name=name,
-            )
-        )
-
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {
-        "kind": "rollout",
-        "data_dir": str(data_dir),
-        "split": cfg.split,
-        "pde": first.schema.get("pde"),
-        "time_units": "dt of each trajectory" if dt is not None else "steps",
-        "models": {ev.name: ev.summary() for ev in evaluations},
-    }
-    if len(evaluations) == 2:
-        summary["ratios"] = {
-            f"high_corr_time_{t:g}": evaluations[0].summary()[f"high_corr_time_{t:g}"]
-            / max(evaluations[1].summary()[f"high_corr_time_{t:g}"], 1e-12)
-            for t in metrics.HIGH_CORRELATION_THRESHOLDS
-        }
-    metrics_path = output_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(summary, indent=2))
-    pde = first.schema.get("pde") or ""
-    plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {cfg.split}: rollout correlation")
-    sample = 0
-    plot_spacetime(
-        trajectories[sample, 1 + int(options.get("start") or 0) :][: evaluations[0].corr.shape[2], 0].numpy(),
-        {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
-        output_dir / "spacetime.png",
-        dt=float(evaluations[0].dt[sample]),
-        title=f"{pde} {cfg.split} trajectory {sample} (seed {evaluations[0].seeds[0]})",
-    )
-    for ev in evaluations:
-        s = summary["models"][ev.name]
-        print(
-            f"{ev.name}: high-correlation time {s['high_corr_time_0.8']:.2f} (0.8), {s['high_corr_time_0.9']:.2f} (0.9) "
-            f"[{time_label}], rollout MSE {s['mse_mean']:.4g}, {s['evaluations_per_step']} evaluation(s) per step"
-        )
-    print(f"metrics: {metrics_path}")
-    print(f"figures: {output_dir / 'correlation.png'}, {output_dir / 'spacetime.png'}")
-    return summary
