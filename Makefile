@@ -11,7 +11,7 @@ DEMO_DIR  := outputs/demo
 DEMO_DATA := datasets/darcy_demo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-full bench clean
+.PHONY: help setup demo test test-full bench serve clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,8 +48,20 @@ BENCH_EPOCHS ?= 25
 bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmarks.md (BENCH_EPOCHS=25)
 	$(BIN)/surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64
 	$(BIN)/python tools/bench_fno_darcy.py --data-dir datasets/darcy_64 --epochs $(BENCH_EPOCHS)
+	$(BIN)/surrogates-generate pde=burgers resolution=256 n_train=1000 n_val=100 n_test=200 name=burgers_256
+	$(BIN)/python tools/bench_operators.py --epochs $(BENCH_EPOCHS)
 	$(BIN)/python tools/bench_pcg.py --sizes 128 256 512 --threads 1 --budget 30
+	$(BIN)/python tools/bench_reduced_basis.py
+	$(BIN)/python tools/bench_pig.py
+	$(BIN)/python tools/bench_pde_refiner.py
+	$(BIN)/python tools/bench_hard_constraints.py --threads 1
 	$(BIN)/python tools/train_learned_preconditioner.py --resolution 32 --n-train 32 --n-test 10 --epochs 40 --threads 1 --eval-resolutions 64
+	$(BIN)/python tools/load_test_serve.py
+
+MODELS_DIR ?= models
+
+serve: $(STAMP)  ## Serve every checkpoint under MODELS_DIR (default models/) over HTTP on 127.0.0.1:8000
+	$(BIN)/surrogates-serve models_dir=$(MODELS_DIR)
 
 clean:  ## Remove outputs, caches and the virtual environment (keeps datasets/)
 	rm -rf outputs multirun lightning_logs .pytest_cache $(VENV)
