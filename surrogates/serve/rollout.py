@@ -19,28 +19,15 @@ import torch
 from surrogates.data.normalization import Normalizer
 from surrogates.models.base import CHECKPOINT_KEY, build_model
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
-from surrogates.serve.surrogate import CheckpointError, _sub_state, _training_summary
+from surrogates.serve.surrogate import CheckpointError, _sub_state, checkpoint_metadata, read_checkpoint
 
 __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint"]
-
-
-def _read(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
-    if not isinstance(checkpoint, dict) or not checkpoint.get(CHECKPOINT_KEY):
-        raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
-    return checkpoint
 
 
 def is_rollout_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a checkpoint of a one-step (rollout) model; False for other or unreadable files."""
     try:
-        return _read(path)[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
+        return read_checkpoint(path)[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
     except CheckpointError:
         return False
 
@@ -79,7 +66,7 @@ class RolloutSurrogate:
         CheckpointError
             When the file is missing, unreadable, or not a rollout checkpoint.
         """
-        checkpoint = _read(path)
+        checkpoint = read_checkpoint(path)
         meta = checkpoint[CHECKPOINT_KEY]
         if meta.get("kind") != ROLLOUT_KIND:
             raise CheckpointError(f"{path} is not a rollout checkpoint (kind {meta.get('kind')!r}); use Surrogate.load")
@@ -87,9 +74,7 @@ class RolloutSurrogate:
         model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
         stats = meta["normalization"]["input"]
         conditioning = meta.get("conditioning", {})
-        metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
-        metadata["checkpoint"] = str(path)
-        metadata["training"] = _training_summary(checkpoint)
+        metadata = checkpoint_metadata(checkpoint, path)
         return cls(
             model, Normalizer.from_stats(stats["mean"], stats["std"]), conditioning.get("names", []),
             conditioning.get("scale", []), meta.get("data_schema") or {}, metadata, device,

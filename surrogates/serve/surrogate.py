@@ -54,28 +54,16 @@ class Surrogate:
         CheckpointError
             When the file is missing, unreadable, or not written by a surrogates task.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        try:
-            # weights_only: a checkpoint holds tensors and plain data only, so loading runs no pickled code.
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for truncated or foreign files
-            raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
-        meta = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
-        if not meta:
-            raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+        checkpoint = read_checkpoint(path)
+        meta = checkpoint[CHECKPOINT_KEY]
         model = build_model(meta["model"])
-        state = checkpoint["state_dict"]
-        model.load_state_dict(_sub_state(state, "net."))
+        model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
         normalizers = []
         for name in ("input", "target"):
             stats = meta["normalization"][name]
             normalizers.append(Normalizer.from_stats(stats["mean"], stats["std"]))
         schema = meta.get("data_schema") or {}
-        metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
-        metadata["checkpoint"] = str(path)
-        metadata["training"] = _training_summary(checkpoint)
+        metadata = checkpoint_metadata(checkpoint, path)
         return cls(model, normalizers[0], normalizers[1], schema, metadata, device)
 
     # -- schema -----------------------------------------------------------------------------------
@@ -212,6 +200,36 @@ class Surrogate:
             f"input of shape {tuple(shape)} does not match the model: expected (n, {len(self.inputs)}, {spatial}) "
             f"with channels [{names}], or (n, {spatial}) / ({spatial}) when there is one input variable"
         )
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint written by a surrogates task, as the dict ``torch.load`` returns.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, unreadable, or has no surrogates metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        # weights_only: a checkpoint holds tensors and plain data only, so loading runs no pickled code.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
+    if not isinstance(checkpoint, dict) or not checkpoint.get(CHECKPOINT_KEY):
+        raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
+    return checkpoint
+
+
+def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's surrogates metadata without model and schema, plus its path and training summary."""
+    meta = checkpoint[CHECKPOINT_KEY]
+    metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
+    metadata["checkpoint"] = str(path)
+    metadata["training"] = _training_summary(checkpoint)
+    return metadata
 
 
 def _training_summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
