@@ -237,7 +237,7 @@ class PhysicsInformed(L.LightningModule):
 
 def load_solution(path: str | Path) -> tuple[OperatorModel, PhysicsProblem | None]:
     """The trained network (in eval mode) and its problem from a physics-informed checkpoint; no Hydra needed."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     meta = checkpoint[CHECKPOINT_KEY]
     net = build_model(meta["model"])
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
