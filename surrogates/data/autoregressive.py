@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from surrogates.data.datamodule import make_loader
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import SCHEMA_VERSION, TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import has_split, split_files
@@ -327,11 +328,7 @@ class AutoregressiveDataModule(L.LightningDataModule):
             self.dataset("test")
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
-        )
+        return make_loader(dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled pairs ``{"x", "y": (B, C, *spatial), "params": (B, P), "sample", "step"}``."""

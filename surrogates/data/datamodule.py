@@ -142,16 +142,7 @@ class FieldDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-        )
+        return make_loader(dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches ``{"x": (B, C_in, *spatial), "y": (B, C_out, *spatial)}``."""
@@ -219,3 +210,21 @@ class FieldDataModule(L.LightningDataModule):
             "variables": {name: list(info.variables[name].dims) for name in sorted(dataset.variable_dims)},
             "coords": coords,
         }
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    """The DataLoader every DataModule of the package uses: seeded shuffling, persistent workers.
+
+    The shuffle order depends on ``seed`` only, so runs with 0 and with several workers see the same
+    batches; each worker opens its own HDF5 handles (the datasets open lazily).
+    """
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )
