@@ -53,6 +53,18 @@ class OperatorModel(nn.Module):
 
         cls.__init__ = recording_init
 
+    def check_grid_input(self, x: Any) -> None:
+        """Raise ``ValueError`` unless ``x`` has shape ``(B, self.in_channels, *spatial)`` with ``self.dim`` spatial dims.
+
+        For the grid models (FNO, MgNO, U-Net), which set ``in_channels`` and ``dim``.
+        """
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
+            spatial = ", ".join(f"n{i + 1}" for i in range(self.dim))
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (batch, {self.in_channels}, {spatial}) "
+                f"({self.dim}D, {self.in_channels} channels), got {tuple(x.shape)}"
+            )
+
     def init_config(self) -> dict[str, Any]:
         """``{"class": "module.Class", "kwargs": {...}}``: everything needed to rebuild the model."""
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "kwargs": dict(self.init_kwargs)}

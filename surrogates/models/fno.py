@@ -165,12 +165,7 @@ class FNO(OperatorModel):
         return self.projection_out(_ACTIVATIONS[self.activation](self.projection_hidden(v)))
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
-            spatial = ", ".join(f"n{i + 1}" for i in range(self.dim))
-            raise ValueError(
-                f"FNO expects input of shape (batch, {self.in_channels}, {spatial}) "
-                f"({self.dim}D, {self.in_channels} channels), got {tuple(x.shape)}"
-            )
+        self.check_grid_input(x)
 
     def _pad(self, v: torch.Tensor) -> torch.Tensor:
         if self.padding <= 0:

@@ -150,12 +150,7 @@ class MgNO(OperatorModel):
         torch.Tensor
             Shape ``(B, out_channels, *spatial)``.
         """
-        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
-            spatial = ", ".join(f"n{i + 1}" for i in range(self.dim))
-            raise ValueError(
-                f"MgNO expects input of shape (batch, {self.in_channels}, {spatial}) "
-                f"({self.dim}D, {self.in_channels} channels), got {tuple(x.shape)}"
-            )
+        self.check_grid_input(x)
         v = self.embedding(x) if self.embedding is not None else x
         act = _ACTIVATIONS[self.activation]
         for i, (cycle, pointwise) in enumerate(zip(self.cycles, self.pointwise)):

@@ -163,12 +163,7 @@ class UNet(OperatorModel):
         torch.Tensor
             Shape ``(B, out_channels, *spatial)``.
         """
-        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
-            spatial = ", ".join(f"n{i + 1}" for i in range(self.dim))
-            raise ValueError(
-                f"UNet expects input of shape (batch, {self.in_channels}, {spatial}) "
-                f"({self.dim}D, {self.in_channels} channels), got {tuple(x.shape)}"
-            )
+        self.check_grid_input(x)
         if self.condition is not None:
             if cond is None:
                 raise ValueError(f"this UNet is conditioned on {self.n_cond} scalars: pass cond of shape (batch, {self.n_cond})")
