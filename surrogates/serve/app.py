@@ -16,6 +16,7 @@ large), and inference runs in the model's worker thread through its
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -223,6 +224,11 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             ge=1,
             description="Rollout steps (for NetCDF bodies; JSON bodies may also use the `steps` field).",
         ),
+        seed: int | None = Query(
+            default=None,
+            ge=0,
+            description="Noise seed of a stochastic model (for NetCDF bodies; JSON bodies may also use the `seed` field).",
+        ),
     ) -> Response:
         started = time.perf_counter()
         entry = registry.get(name)
@@ -234,10 +240,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if kind == "json":
             parsed = await _maybe_thread(offload, _decode_json, body)
             arrays, coords, engine = parsed[0], {}, None
-            if parsed[1] is not None:
-                if steps is not None and steps != parsed[1]:
-                    raise unprocessable("invalid_request", f"steps={steps} in the query and {parsed[1]} in the body disagree")
-                steps = parsed[1]
+            steps = _agree("steps", steps, parsed[1])
+            seed = _agree("seed", seed, parsed[2])
         else:
             ds, engine = await _maybe_thread(offload, codecs.read_netcdf, body)
             arrays, coords = codecs.netcdf_inputs(ds, {v.name: v.dims for v in entry.inputs})
@@ -250,8 +254,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 )
             if steps > settings.max_steps:
                 raise unprocessable("too_many_steps", f"steps={steps} exceeds the service's max_steps={settings.max_steps}")
+        if seed is not None and not entry.stochastic:
+            raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
         prepared = entry.prepare(arrays, settings.max_elements)
-        outputs, info = await _run(entry, batchers[name], prepared.x, steps)
+        outputs, info = await _run(entry, batchers[name], prepared.x, steps, seed or 0)
         answer = {}
         for var in entry.outputs:
             dims = (["sample"] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
@@ -321,9 +327,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None]:
+def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None, int | None]:
     request = codecs.parse_json_request(body)
-    return {name: codecs.json_array(name, value) for name, value in request.inputs.items()}, request.steps
+    return {name: codecs.json_array(name, value) for name, value in request.inputs.items()}, request.steps, request.seed
+
+
+def _agree(field: str, query: int | None, body: int | None) -> int | None:
+    """A value given in the query, the JSON body, or both (then equal)."""
+    if query is not None and body is not None and query != body:
+        raise unprocessable("invalid_request", f"{field}={query} in the query and {body} in the body disagree")
+    return body if body is not None else query
 
 
 def _encode_json(name: str, answer: dict[str, tuple[list[str], np.ndarray]], steps: int | None, info: dict, started: float) -> bytes:
@@ -344,9 +357,21 @@ async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
 
 
 async def _run(
-    entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, steps: int | None
+    entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, steps: int | None, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """One prediction, or a rollout of ``steps`` predictions (each output fed back as the next input)."""
+    """One prediction, or a rollout of ``steps`` predictions (each output fed back as the next input).
+
+    A model that rolls out itself (``entry.rollout_runner``) gets the whole request in one call of its
+    worker thread, with the noise ``seed``.
+    """
+    if entry.rollout_runner is not None:
+        loop = asyncio.get_running_loop()
+        try:
+            outputs, info = await loop.run_in_executor(batcher.executor, entry.rollout_runner, x, steps or 1, seed)
+        except ValueError as error:
+            raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+        _check_finite(entry, outputs)
+        return (outputs if steps else {name: value[:, 0] for name, value in outputs.items()}), info
     if not steps:
         outputs, info = await _submit(entry, batcher, x)
         return outputs, info
@@ -363,6 +388,11 @@ async def _submit(entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, step:
         outputs, info = await batcher.submit(x)
     except ValueError as error:  # the model refused this input (e.g. a grid it cannot take)
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+    _check_finite(entry, outputs, step)
+    return outputs, info
+
+
+def _check_finite(entry: ModelEntry, outputs: dict[str, np.ndarray], step: int | None = None) -> None:
     for name, value in outputs.items():
         if not np.all(np.isfinite(value)):
             where = f" at rollout step {step + 1}" if step is not None else ""
@@ -371,4 +401,3 @@ async def _submit(entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, step:
                 f"model {entry.name!r} produced NaN or infinite {name!r}{where}; the input is probably far outside "
                 "the range the model was trained on",
             )
-    return outputs, info

@@ -35,6 +35,10 @@ log = logging.getLogger("surrogates.serve")
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
 
+RolloutRunner = Callable[[np.ndarray, int, int], tuple[dict[str, np.ndarray], dict[str, Any]]]
+"""``(x (B, C_in, *spatial), steps, seed)`` -> (outputs ``name -> (B, steps, *dims)``, info): a model that
+rolls out itself (one-step models such as PDE-Refiner), with the seed of its noise."""
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -131,6 +135,8 @@ class ModelEntry:
     model_config: dict[str, Any] | None = None
     ignored_inputs: tuple[str, ...] = ()
     runner: Runner | None = None
+    rollout_runner: RolloutRunner | None = None
+    stochastic: bool = False
 
     @classmethod
     def unavailable(cls, name: str, kind: str, source: str, error: str) -> "ModelEntry":
@@ -142,7 +148,10 @@ class ModelEntry:
 
     @property
     def rollout(self) -> bool:
-        """Whether outputs can be fed back as inputs: same variables, all of them fields on the same dims."""
+        """Whether ``steps`` is accepted: the model rolls out itself, or its outputs can be fed back as its
+        inputs (same variables, all of them fields on the same dims)."""
+        if self.ready and self.rollout_runner is not None:
+            return True
         names_in, names_out = [v.name for v in self.inputs], [v.name for v in self.outputs]
         return (
             self.ready
@@ -166,6 +175,7 @@ class ModelEntry:
             "spatial_dims": list(self.spatial_dims),
             "resolution": self.resolution.info() if self.ready else None,
             "rollout": self.rollout,
+            "stochastic": self.stochastic,
             "batching": bool(batching and self.batchable and self.ready),
             "device": self.device,
             "metrics": self.metrics,
@@ -190,9 +200,15 @@ class ModelEntry:
         if missing:
             raise unprocessable("missing_input", f"model {self.name!r} needs input(s) {missing}; its inputs are {names}")
         singles, counts, sizes = set(), set(), {}
+        # a number for a scalar input (e.g. a time step) goes with every sample when fields carry the sample dim
+        broadcast = {v.name for v in self.inputs if not v.dims and np.ndim(arrays[v.name]) == 0}
+        if len(broadcast) == len(self.inputs) or not any(v.dims for v in self.inputs):
+            broadcast = set()
         for var in self.inputs:
             array = arrays[var.name]
             d = len(var.dims)
+            if var.name in broadcast:
+                continue
             if array.ndim not in (d, d + 1):
                 layout = ", ".join(var.dims)
                 raise unprocessable(
@@ -236,7 +252,7 @@ class ModelEntry:
                 )
         x = np.empty((n, len(self.inputs), *spatial_shape), dtype=np.float32)
         for k, var in enumerate(self.inputs):
-            array = arrays[var.name]
+            array = np.broadcast_to(arrays[var.name], (n,)) if var.name in broadcast else arrays[var.name]
             per_sample = array.shape[array.ndim - len(var.dims) :]  # () for a scalar
             # fields fill their channel; a scalar per sample becomes a constant channel
             x[:, k] = array.reshape((n, *per_sample, *(1,) * (len(spatial_shape) - len(per_sample))))
@@ -245,11 +261,15 @@ class ModelEntry:
 
 # -- loaders ----------------------------------------------------------------------------------------
 def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
-    """A neural surrogate from a training checkpoint (``*.ckpt``), through :class:`~surrogates.serve.surrogate.Surrogate`."""
+    """A neural surrogate from a training checkpoint (``*.ckpt``), through :class:`~surrogates.serve.surrogate.Surrogate`
+    (one-step models of rollouts: :func:`load_rollout_checkpoint`)."""
     import torch
 
+    from surrogates.serve.rollout import is_rollout_checkpoint
     from surrogates.serve.surrogate import Surrogate
 
+    if is_rollout_checkpoint(path):
+        return load_rollout_checkpoint(path, name, device)
     surrogate = Surrogate.load(path, device=device)
     schema = surrogate.schema or {}
     spatial = list(surrogate.spatial_dims)
@@ -297,6 +317,71 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
         metrics=_training_metrics(path, surrogate.metadata),
         model_config=surrogate.model.init_config(),
         runner=run,
+    )
+
+
+def load_rollout_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
+    """A one-step model (PDE-Refiner, MSE U-Net) through :class:`~surrogates.serve.rollout.RolloutSurrogate`.
+
+    Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
+    sample; outputs: the next state, or ``steps`` states with a rollout. Every request, rollout or
+    not, is one call of :meth:`RolloutSurrogate.rollout_tensor` with the request's seed, so answers
+    equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
+    micro-batched (a refiner's noise would then depend on the other requests of its batch).
+    """
+    import torch
+
+    from surrogates.serve.rollout import RolloutSurrogate
+
+    surrogate = RolloutSurrogate.load(path, device=device)
+    schema = surrogate.schema
+    dim = surrogate.model.unet.dim
+    spatial = list(schema.get("spatial_dims") or ["x", "y", "z"][:dim])
+    state = list(schema.get("state") or [f"u_{i}" for i in range(surrogate.model.in_channels)])
+    conditioning = list(surrogate.conditioning)
+    if len(spatial) != dim or len(state) != surrogate.model.in_channels:
+        raise ValueError(f"the checkpoint's schema (state {state} on {spatial}) does not match its {dim}D model "
+                         f"with {surrogate.model.in_channels} state channel(s)")
+    n_state = len(state)
+
+    def roll(x: np.ndarray, steps: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        states = torch.from_numpy(np.ascontiguousarray(x[:, :n_state]))
+        params = None
+        if conditioning:  # scalars arrive as constant channels: read one point of each
+            params = torch.from_numpy(x[:, n_state:].reshape(len(x), len(conditioning), -1)[:, :, 0].copy())
+        out = surrogate.rollout_tensor(states, steps, params, seed).cpu().numpy()  # (B, steps, C, *spatial)
+        info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
+        if surrogate.stochastic:
+            info["seed"] = int(seed)
+        return {var: out[:, :, k] for k, var in enumerate(state)}, info
+
+    def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        outputs, info = roll(x, 1, 0)
+        return {var: value[:, 0] for var, value in outputs.items()}, info
+
+    kind = "PDE-Refiner" if surrogate.stochastic else "MSE-trained one-step model"
+    return ModelEntry(
+        name=name,
+        kind="surrogate",
+        source=str(path),
+        pde=schema.get("pde") or None,
+        description=(
+            f"{kind} (K={surrogate.refinement_steps}, {surrogate.evaluations_per_step} network evaluation(s) per step); "
+            f"conditioned on {conditioning}; send `steps` for a rollout"
+            + ("" if not surrogate.stochastic else " and `seed` for its refinement noise")
+        ),
+        inputs=[Variable(v, tuple(spatial)) for v in state]
+        + [Variable(p, (), long_name=f"trajectory parameter {p} (physical units)") for p in conditioning],
+        outputs=[Variable(v, tuple(spatial)) for v in state],
+        spatial_dims=spatial,
+        resolution=ResolutionRule(policy="any", trained=None, min_size=2),
+        batchable=False,
+        device=str(surrogate.device),
+        metrics=_training_metrics(path, surrogate.metadata),
+        model_config=surrogate.model.init_config(),
+        runner=run,
+        rollout_runner=roll,
+        stochastic=surrogate.stochastic,
     )
 
 

@@ -34,8 +34,17 @@ class PredictRequest(BaseModel):
         ge=1,
         description=(
             "Rollout: apply the model this many times, feeding each output back as the next input "
-            "(only for models whose inputs equal their targets, `rollout: true`). The answer gains a "
-            "`time` axis after `sample`: (n, steps, *spatial)."
+            "(only for models with `rollout: true`: inputs equal targets, or one-step models whose "
+            "conditioning parameters are held fixed). The answer gains a `time` axis after `sample`: "
+            "(n, steps, *spatial)."
+        ),
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Seed of the noise of a stochastic model (`stochastic: true`, e.g. PDE-Refiner); default 0, so "
+            "equal requests get equal answers. Deterministic models refuse it."
         ),
     )
 
@@ -93,7 +102,8 @@ class ModelInfo(BaseModel):
     outputs: list[VariableInfo] = Field(default_factory=list)
     spatial_dims: list[str] = Field(default_factory=list)
     resolution: ResolutionInfo | None = None
-    rollout: bool = Field(default=False, description="Whether `steps` is accepted (inputs equal targets).")
+    rollout: bool = Field(default=False, description="Whether `steps` is accepted.")
+    stochastic: bool = Field(default=False, description="Whether answers depend on `seed` (noise in the model).")
     batching: bool = Field(default=False, description="Whether concurrent requests are micro-batched.")
     device: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, description="Training metrics recorded with the model.")

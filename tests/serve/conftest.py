@@ -15,6 +15,7 @@ import torch
 
 from surrogates import __version__
 from surrogates.models.base import CHECKPOINT_KEY
+from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 
 DARCY_SOLVER = {"darcy-pcg": {"pde": {"_target_": "surrogates.pdes.darcy.Darcy", "resolution": 16}}}
 
@@ -52,9 +53,28 @@ def save_constructed_checkpoint(
     return path
 
 
+def save_rollout_checkpoint(path: Path, refinement_steps: int) -> Path:
+    """An (untrained) one-step model in the format of the autoregressive task, conditioned on dt and dx."""
+    torch.manual_seed(refinement_steps)
+    net = PDERefiner(1, 1, n_params=2, num_refinement_steps=refinement_steps, hidden_channels=8, channel_multipliers=[1, 2])
+    stats = {"mean": [0.1], "std": [1.5]}
+    meta = {
+        "kind": ROLLOUT_KIND,
+        "model": net.init_config(),
+        "normalization": {"input": stats, "target": stats},
+        "conditioning": {"names": ["dt", "dx"], "scale": [0.8, 0.25]},
+        "data_schema": {"kind": "trajectory", "pde": "ks", "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]},
+        "version": __version__,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, CHECKPOINT_KEY: meta}, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def models_dir(darcy_checkpoint, tmp_path_factory) -> Path:
-    """``fno-darcy`` (trained, 16x16), ``rollout/fno-heat`` (inputs = targets), ``fixed/fno-darcy``
+    """``fno-darcy`` (trained, 16x16), ``rollout/fno-heat`` (inputs = targets), ``rollout/ks-refiner``
+    (PDE-Refiner, 1D, conditioned on dt and dx), ``fixed/fno-darcy``
     (records a fixed grid), ``rb/thermal`` (reduced basis), and broken files."""
     from surrogates.models.fno import FNO
 
@@ -63,6 +83,7 @@ def models_dir(darcy_checkpoint, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     heat = FNO(in_channels=1, out_channels=1, dim=2, modes=3, width=8, projection_channels=8)
     save_constructed_checkpoint(root / "rollout" / "fno-heat.ckpt", heat, ["u"], ["u"], [12, 12], pde="heat")
+    save_rollout_checkpoint(root / "rollout" / "ks-refiner.ckpt", 2)  # a one-step model conditioned on dt, dx
     fixed = torch.load(darcy_checkpoint, map_location="cpu", weights_only=True)
     fixed[CHECKPOINT_KEY]["serving"] = {"resolution": "fixed"}
     (root / "fixed").mkdir()

@@ -45,7 +45,7 @@ def assert_bitwise_equal(actual: np.ndarray, expected: np.ndarray) -> None:
 def test_health_lists_ready_models_and_broken_files(client):
     health = client.get("/health").json()
     assert health["status"] == "degraded"
-    assert set(health["ready"]) == {"fno-darcy", "fixed/fno-darcy", "rollout/fno-heat", "rb/thermal", "darcy-pcg"}
+    assert set(health["ready"]) == {"fno-darcy", "fixed/fno-darcy", "rollout/fno-heat", "rollout/ks-refiner", "rb/thermal", "darcy-pcg"}
     assert set(health["unavailable"]) == {"corrupt", "foreign"}
     assert "cannot read checkpoint" in health["unavailable"]["corrupt"]
     assert "not a surrogates checkpoint" in health["unavailable"]["foreign"]
