@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="evaluate an exponential moving average of the weights (0: the last weights)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--save-dir", type=Path, default=ROOT / "outputs" / "bench_pde_refiner")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/")
@@ -97,6 +99,7 @@ def train(models: dict[str, PDERefiner], u: torch.Tensor, params: torch.Tensor, 
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=args.lr, weight_decay=1e-5) for name, m in models.items()}
     schedules = {name: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for name, o in optimizers.items()}
     generators = {name: torch.Generator().manual_seed(args.seed + 1) for name in models}
+    averages = {name: ema_copy(m, args.ema_decay) for name, m in models.items()} if args.ema_decay > 0 else {}
     seconds = {name: 0.0 for name in models}
     losses: dict[str, list[float]] = {name: [] for name in models}
     order = torch.randperm(pairs, generator=torch.Generator().manual_seed(args.seed))
@@ -115,12 +118,23 @@ def train(models: dict[str, PDERefiner], u: torch.Tensor, params: torch.Tensor, 
             loss.backward()
             optimizers[name].step()
             schedules[name].step()
+            if averages:
+                averages[name].update_parameters(model)
             seconds[name] += time.perf_counter() - tic
             losses[name].append(loss.item())
         if (step + 1) % max(1, steps // 20) == 0:
             report = ", ".join(f"{name} {np.mean(v[-50:]):.4g}" for name, v in losses.items())
             print(f"  step {step + 1}/{steps}: loss {report}", flush=True)
+    for name, average in averages.items():  # evaluate (and save) the averaged weights
+        models[name].load_state_dict(average.module.state_dict())
     return {"steps": steps, "seconds": seconds, "final_loss": {k: float(np.mean(v[-100:])) for k, v in losses.items()}}
+
+
+def ema_copy(model: PDERefiner, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``model``'s weights (buffers copied), updated after each step."""
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
 
 
 def save_checkpoints(models: dict[str, PDERefiner], normalizer: Normalizer, param_mean: np.ndarray, args) -> None:
@@ -158,7 +172,8 @@ def render(args, results, training, data_seconds, figures, total_seconds) -> str
         f"140 states dt ~ 0.8 +- 10 % apart after a dropped transient; "
         f"{f'generated in {data_seconds:.0f} s' if data_seconds else 'reused from an earlier run'}). "
         f"Training: {args.n_train} trajectories, {args.n_train * 139} pairs, {args.epochs:g} epoch(s) = "
-        f"{training['steps']} steps of {args.batch_size}, AdamW lr {args.lr:g} with cosine decay, the same batches and "
+        f"{training['steps']} steps of {args.batch_size}, AdamW lr {args.lr:g} with cosine decay"
+        f"{f', weights averaged (EMA, decay {args.ema_decay:g})' if args.ema_decay > 0 else ''}, the same batches and "
         f"initial weights for both. Network (both): `PDERefiner(hidden_channels={args.hidden_channels}, "
         f"channel_multipliers={args.channel_multipliers}, padding_mode=circular)`, "
         f"{count_parameters(results['refiner']['model']):,} parameters; refiner K = {args.refinement_steps}, "
