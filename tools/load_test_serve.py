@@ -9,6 +9,7 @@ Every level is bounded in requests and in seconds. Results go to the ``serving``
 
     .venv/bin/python tools/load_test_serve.py                       # defaults: 300 requests / 20 s per level
     .venv/bin/python tools/load_test_serve.py --requests 100 --seconds 5 --no-write
+    .venv/bin/python tools/load_test_serve.py --device cuda --torch-threads 0   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def sample_inputs(n: int, resolution: int = 64) -> np.ndarray:
     return Darcy(resolution=resolution).sample_inputs(n, np.random.default_rng(0))["a"].astype(np.float32)
 
 
+def device_name(device: str) -> str:
+    """``cpu``, or the GPU's name for ``cuda`` / ``auto`` on a machine with one."""
+    if device != "cpu" and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name()})"
+    return device
+
+
 class Server:
     """The `surrogates-serve` entry point in a subprocess."""
 
@@ -81,6 +89,7 @@ class Server:
             sys.executable, "-m", "surrogates.cli.serve", f"models_dir={models_dir}", f"port={port}",
             f"micro_batching={str(batching).lower()}", f"max_batch_size={args.max_batch_size}",
             f"max_wait_ms={args.max_wait_ms}", "solvers={}", "log_level=warning", f"hydra.run.dir={run_dir}",
+            f"device={args.device}",
         ]
         if args.torch_threads:
             command.append(f"torch_threads={args.torch_threads}")
@@ -199,7 +208,7 @@ def markdown(results: dict[str, list[dict]], args: argparse.Namespace, checks: d
         f"driven by httpx async clients in another process; JSON bodies (one 64x64 sample per request); "
         f"FNO width 32, 12 modes, 4 layers (the `darcy_fno` architecture). Each level: at most {args.requests} "
         f"requests or {args.seconds:g} s after a warm-up. Micro-batching: `max_batch_size={args.max_batch_size}`, "
-        f"`max_wait_ms={args.max_wait_ms:g}`. Server torch threads: {args.torch_threads or 'default'}; "
+        f"`max_wait_ms={args.max_wait_ms:g}`. Server device: {device_name(args.device)}; torch threads: {args.torch_threads or 'default'}; "
         f"machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
         f"load average before the run {args.load_before}, shared with other jobs.",
         "",
@@ -253,6 +262,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--torch-threads", type=int, default=1, help="server torch threads (0: torch default; 1 leaves a core to the clients)")
+    parser.add_argument("--device", default="cpu", help="the server's device (cpu, cuda, auto)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the section, do not write docs/benchmarks.md")
     args = parser.parse_args()
