@@ -10,6 +10,7 @@ import torch
 
 from surrogates.data.normalization import Normalizer
 from surrogates.models.base import CHECKPOINT_KEY, OperatorModel, build_model
+from surrogates.models.pde_refiner import ROLLOUT_KIND
 
 
 class CheckpointError(ValueError):
@@ -56,6 +57,11 @@ class Surrogate:
         """
         checkpoint = read_checkpoint(path)
         meta = checkpoint[CHECKPOINT_KEY]
+        if meta.get("kind") == ROLLOUT_KIND:
+            raise CheckpointError(
+                f"{path} holds a one-step model for rollouts; load it with "
+                "surrogates.serve.rollout.RolloutSurrogate.load(path)"
+            )
         model = build_model(meta["model"])
         model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
         normalizers = []

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from surrogates.serve.rollout import RolloutSurrogate
@@ -120,3 +119,11 @@ def test_bad_rollout_requests_name_the_problem(client, u0, inputs, extra, words)
     response = client.post("/v1/models/ks/refiner/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
     assert all(w in response.json()["detail"] for w in words), response.json()["detail"]
+
+
+def test_surrogate_load_points_rollout_checkpoints_to_rollout_surrogate(rollout_dir):
+    from surrogates import Surrogate
+    from surrogates.serve.surrogate import CheckpointError
+
+    with pytest.raises(CheckpointError, match="RolloutSurrogate.load"):
+        Surrogate.load(rollout_dir / "ks" / "refiner.ckpt")
