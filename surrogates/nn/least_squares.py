@@ -258,10 +258,11 @@ def levenberg_marquardt(
             wa = torch.where(accept[:, None], w_new, wa)
             r = torch.where(accept[:, None], r_new, r)
             F = torch.where(accept, F_new, F)
-            acc = accept.nonzero().squeeze(-1)
-            J_acc = jac(wa[acc], *_take(p_act, acc))
-            J = J.clone()
-            J[acc] = J_acc
+            if bool(accept.all()):  # the common case: no gather of the parameters, no copy of J
+                J = jac(wa, *p_act)
+            else:
+                acc = accept.nonzero().squeeze(-1)
+                J = J.index_copy(0, acc, jac(wa[acc], *_take(p_act, acc)))  # out of place: J may be a caller's tensor
             A = J.transpose(1, 2) @ J
             g = (J.transpose(1, 2) @ r.unsqueeze(-1)).squeeze(-1)
         if small_decrease.any():
