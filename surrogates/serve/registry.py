@@ -265,12 +265,14 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     (one-step models of rollouts: :func:`load_rollout_checkpoint`)."""
     import torch
 
-    from surrogates.serve.rollout import is_rollout_checkpoint
-    from surrogates.serve.surrogate import Surrogate
+    from surrogates.models.base import CHECKPOINT_KEY
+    from surrogates.models.pde_refiner import ROLLOUT_KIND
+    from surrogates.serve.surrogate import Surrogate, read_checkpoint
 
-    if is_rollout_checkpoint(path):
-        return load_rollout_checkpoint(path, name, device)
-    surrogate = Surrogate.load(path, device=device)
+    checkpoint = read_checkpoint(path)  # read once, whichever kind of model it holds
+    if checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND:
+        return load_rollout_checkpoint(path, name, device, checkpoint)
+    surrogate = Surrogate.from_checkpoint(checkpoint, path, device=device)
     schema = surrogate.schema or {}
     spatial = list(surrogate.spatial_dims)
     stored = schema.get("variables") or {}
@@ -320,7 +322,7 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     )
 
 
-def load_rollout_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
+def load_rollout_checkpoint(path: Path, name: str, device: str, checkpoint: dict[str, Any] | None = None) -> ModelEntry:
     """A one-step model (PDE-Refiner, MSE U-Net) through :class:`~surrogates.serve.rollout.RolloutSurrogate`.
 
     Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
@@ -328,12 +330,16 @@ def load_rollout_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     not, is one call of :meth:`RolloutSurrogate.rollout_tensor` with the request's seed, so answers
     equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
     micro-batched (a refiner's noise would then depend on the other requests of its batch).
+    ``checkpoint``: the file's contents when the caller has read them already.
     """
     import torch
 
     from surrogates.serve.rollout import RolloutSurrogate
 
-    surrogate = RolloutSurrogate.load(path, device=device)
+    if checkpoint is None:
+        surrogate = RolloutSurrogate.load(path, device=device)
+    else:
+        surrogate = RolloutSurrogate.from_checkpoint(checkpoint, path, device=device)
     schema = surrogate.schema
     dim = surrogate.model.unet.dim
     spatial = list(schema.get("spatial_dims") or ["x", "y", "z"][:dim])

@@ -66,7 +66,13 @@ class RolloutSurrogate:
         CheckpointError
             When the file is missing, unreadable, or not a rollout checkpoint.
         """
-        checkpoint = read_checkpoint(path)
+        return cls.from_checkpoint(read_checkpoint(path), path, device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+    ) -> "RolloutSurrogate":
+        """:meth:`load` on a checkpoint already read by :func:`~surrogates.serve.surrogate.read_checkpoint`."""
         meta = checkpoint[CHECKPOINT_KEY]
         if meta.get("kind") != ROLLOUT_KIND:
             raise CheckpointError(f"{path} is not a rollout checkpoint (kind {meta.get('kind')!r}); use Surrogate.load")

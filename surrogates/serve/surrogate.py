@@ -55,7 +55,13 @@ class Surrogate:
         CheckpointError
             When the file is missing, unreadable, or not written by a surrogates task.
         """
-        checkpoint = read_checkpoint(path)
+        return cls.from_checkpoint(read_checkpoint(path), path, device)
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
+    ) -> "Surrogate":
+        """:meth:`load` on a checkpoint already read by :func:`read_checkpoint` (``path`` is recorded)."""
         meta = checkpoint[CHECKPOINT_KEY]
         if meta.get("kind") == ROLLOUT_KIND:
             raise CheckpointError(
