@@ -379,10 +379,11 @@ class HardConstraintMoE(OperatorModel):
             ic_w = layout["initial_weight"].to(dtype)[None].expand(B, K, -1).reshape(B * K, -1)
             params += [ic_basis, target, ic_w]
 
-        residual, jacobian = self._residual_functions(names, offset_names)
+        residual, jacobian, exact_hessian = self._residual_functions(names, offset_names)
         w0 = torch.full((B * K, N), self.w_init, dtype=dtype, device=device)
         result = solve_least_squares(
-            residual, w0, params, jacobian=jacobian, hessian=self.hessian, **self.solver_options
+            residual, w0, params, jacobian=jacobian, hessian=self.hessian, exact_hessian=exact_hessian,
+            **self.solver_options,
         )
         w = result.w.view(B, K, N)
         labels = layout["labels"]
@@ -397,7 +398,8 @@ class HardConstraintMoE(OperatorModel):
         )
 
     def _residual_functions(self, names: list[str], offset_names: list[str]):
-        """Batched residual and analytic Jacobian of the experts' problems over the parameter list of :meth:`_hard`."""
+        """Batched residual, analytic Jacobian and analytic exact Hessian (of ``0.5 ||r||^2``) of the experts'
+        problems over the parameter list of :meth:`_hard`."""
         physics, ridge, residual_ic = self.physics, self.ridge, self.ic_mode == "residual"
         n_terms, n_offsets = len(names), len(offset_names)
 
@@ -423,19 +425,34 @@ class HardConstraintMoE(OperatorModel):
             pieces.append(ridge * w)
             return torch.cat(pieces, dim=-1)
 
-        def jacobian(w, *params):
-            terms, offs, row_w, rest = split(params)
+        def partials(w, terms, offs, order):
+            """``f_a`` (``order`` 1) or also ``f_ab`` (``order`` 2) of ``pointwise`` at the rows, by name; None where identically 0."""
             with torch.enable_grad():
                 vals = values(w, terms, offs)
                 leaves = {k: v.detach().requires_grad_(k in names) for k, v in vals.items()}
                 out = physics.pointwise(leaves)
                 wanted = [leaves[name] for name in names]
                 # pointwise is elementwise: the gradient of the sum is each entry's own derivative
-                partials = torch.autograd.grad(out.sum(), wanted, allow_unused=True)
+                first = torch.autograd.grad(out.sum(), wanted, allow_unused=True, create_graph=order > 1)
+                second = {}
+                if order > 1:
+                    for a, f_a in zip(names, first):
+                        if f_a is None or not f_a.requires_grad:
+                            continue  # f is linear in term a
+                        row = torch.autograd.grad(f_a.sum(), wanted, allow_unused=True, retain_graph=True)
+                        for b, f_ab in zip(names, row):
+                            if f_ab is not None:
+                                second[a, b] = f_ab.detach()
+            first = [None if f_a is None else f_a.detach() for f_a in first]
+            return out.detach(), first, second
+
+        def jacobian(w, *params):
+            terms, offs, row_w, rest = split(params)
+            _, first, _ = partials(w, terms, offs, order=1)
             J = 0.0
-            for term, partial in zip(terms, partials):
-                if partial is not None:
-                    J = J + partial.unsqueeze(-1) * term
+            for term, f_a in zip(terms, first):
+                if f_a is not None:
+                    J = J + f_a.unsqueeze(-1) * term
             pieces = [row_w.unsqueeze(-1) * J]
             if residual_ic:
                 ic_basis, _, ic_w = rest
@@ -444,7 +461,23 @@ class HardConstraintMoE(OperatorModel):
             pieces.append(ridge * torch.eye(n, dtype=w.dtype, device=w.device).expand(w.shape[0], n, n))
             return torch.cat(pieces, dim=1)
 
-        return residual, jacobian
+        def hessian(w, *params):
+            # Hessian of 0.5 ||r||^2: J^T J + sum_i r_i grad^2 r_i. Only the PDE rows r_i = rho_i f(v_i) are
+            # nonlinear in w, with v_a = T_a w + offset: grad^2 r_i = rho_i sum_ab f_ab(v_i) t_ai t_bi^T.
+            terms, offs, row_w, _ = split(params)
+            f, _, second = partials(w, terms, offs, order=2)
+            J = jacobian(w, *params)
+            H = J.transpose(1, 2) @ J
+            index = {name: i for i, name in enumerate(names)}
+            for (a, b), f_ab in second.items():
+                if index[b] < index[a]:
+                    continue  # the symmetric pair is added with the transpose below
+                coefficient = row_w * row_w * f * f_ab  # (P, m)
+                block = terms[index[a]].transpose(1, 2) @ (coefficient.unsqueeze(-1) * terms[index[b]])
+                H = H + (block if a == b else block + block.transpose(1, 2))
+            return H
+
+        return residual, jacobian, hessian
 
 
 def _row_weights(own: torch.Tensor, weight: float) -> torch.Tensor:
