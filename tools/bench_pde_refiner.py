@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--channel-multipliers", type=int, nargs="+", default=[1, 2, 2, 4])
     p.add_argument("--refinement-steps", type=int, default=3)
     p.add_argument("--min-noise-std", type=float, default=6.3e-4)
+    p.add_argument("--first-step-probability", type=float, default=None,
+                   help="share of the refiner's training samples drawn at k = 0 (default 1/(K+1), the paper's uniform draw)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -87,6 +89,7 @@ def build(args: argparse.Namespace, k: int) -> PDERefiner:
     torch.manual_seed(args.seed)  # the same initial weights for both
     return PDERefiner(
         1, 1, n_params=2, num_refinement_steps=k, min_noise_std=args.min_noise_std, dim=1,
+        first_step_probability=args.first_step_probability if k > 0 else None,
         hidden_channels=args.hidden_channels, channel_multipliers=args.channel_multipliers, padding_mode="circular",
     )
 

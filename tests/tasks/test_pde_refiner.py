@@ -115,6 +115,30 @@ def test_loss_targets_follow_the_sampled_step():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-3)
 
 
+@pytest.mark.parametrize("probability", [None, 0.5, 0.1])
+def test_training_steps_are_drawn_with_the_first_step_probability(probability):
+    """k = 0 with the given probability, the refinement steps equally often; None: uniform over 0..K."""
+    model = tiny_model(3, first_step_probability=probability)
+    draws = 40_000
+    k = model._draw_steps(draws, torch.Generator().manual_seed(0), "cpu")
+    share = torch.bincount(k, minlength=4).double() / draws
+    p0 = 0.25 if probability is None else probability
+    expected = torch.tensor([p0] + [(1 - p0) / 3] * 3, dtype=torch.float64)
+    tolerance = 4 * torch.sqrt(expected * (1 - expected) / draws)  # four binomial standard deviations
+    assert torch.all((share - expected).abs() < tolerance), (share, expected)
+    assert model.init_config()["kwargs"]["first_step_probability"] == probability
+
+
+def test_uniform_first_step_probability_keeps_the_paper_s_draw():
+    """Passing 1/(K+1) explicitly draws the same steps as the default (checkpoints train identically)."""
+    default, explicit = tiny_model(3), tiny_model(3, first_step_probability=0.25)
+    draw = [m._draw_steps(100, torch.Generator().manual_seed(1), "cpu") for m in (default, explicit)]
+    assert torch.equal(draw[0], draw[1])
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="first_step_probability"):
+            tiny_model(3, first_step_probability=bad)
+
+
 def test_model_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="in_channels"):
         PDERefiner(1, 2, **TINY)
