@@ -200,16 +200,26 @@ class PDERefiner(OperatorModel):
         generator
             Source of the refinement noise (a fixed seed gives a reproducible prediction).
         """
+        return self.refinement_estimates(state, params, generator)[-1]
+
+    def refinement_estimates(
+        self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """The estimate of the next state after each step ``k = 0 .. K`` (``K + 1`` tensors ``(B, C, *spatial)``).
+
+        The last one is :meth:`predict`'s answer (same noise for the same generator); comparing each with
+        the true next state shows what every refinement step adds.
+        """
         params = self._check(state, params)
         batch = state.shape[0]
         k = torch.zeros(batch, dtype=torch.long, device=state.device)
-        estimate = self.denoiser(state, torch.zeros_like(state), k, params)
+        estimates = [self.denoiser(state, torch.zeros_like(state), k, params)]
         for step in range(1, self.num_refinement_steps + 1):
             sigma = self.sigmas[step].to(state.dtype)
             noise = torch.randn(state.shape, generator=generator, device=state.device, dtype=state.dtype)
-            noised = estimate + sigma * noise
-            estimate = noised - sigma * self.denoiser(state, noised, k + step, params)
-        return estimate
+            noised = estimates[-1] + sigma * noise
+            estimates.append(noised - sigma * self.denoiser(state, noised, k + step, params))
+        return estimates
 
     def forward(
         self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None

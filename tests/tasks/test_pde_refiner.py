@@ -91,6 +91,19 @@ def test_refinement_step_subtracts_the_predicted_noise():
     assert len(levels) == 2 and all(0.5 < level < 1.5 for level in levels)  # noise of std sigma_k at step k
 
 
+def test_refinement_estimates_end_with_the_prediction():
+    """One estimate per step k = 0 .. K; the last is predict's answer for the same noise, the first the k = 0 output."""
+    model = tiny_model(3).eval()
+    state, params = torch.randn(2, 1, 32), torch.ones(2, 2)
+    with torch.no_grad():
+        estimates = model.refinement_estimates(state, params, torch.Generator().manual_seed(5))
+        prediction = model.predict(state, params, torch.Generator().manual_seed(5))
+        first = model.denoiser(state, torch.zeros_like(state), torch.zeros(2, dtype=torch.long), params)
+    assert len(estimates) == 4 and all(e.shape == state.shape for e in estimates)
+    assert torch.equal(estimates[-1], prediction) and torch.equal(estimates[0], first)
+    assert not torch.equal(estimates[1], estimates[0])
+
+
 def test_loss_targets_follow_the_sampled_step():
     """k = 0: the network's target is the next state from a zero estimate; k > 0: the noise."""
     model = tiny_model(3)
