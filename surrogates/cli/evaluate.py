@@ -16,24 +16,29 @@ from surrogates.cli import CONFIG_PATH
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.plots import plot_comparison
-from surrogates.serve.rollout import is_rollout_checkpoint
-from surrogates.serve.surrogate import Surrogate
+from surrogates.models.base import CHECKPOINT_KEY
+from surrogates.models.pde_refiner import ROLLOUT_KIND
+from surrogates.serve.rollout import RolloutSurrogate
+from surrogates.serve.surrogate import Surrogate, read_checkpoint
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
 from surrogates.tasks.evaluation import evaluate_dataset
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate ``cfg.ckpt`` on ``cfg.split`` of ``cfg.data_dir`` (default: the training data folder)."""
-    if is_rollout_checkpoint(cfg.ckpt):  # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
-        from surrogates.cli.evaluate_rollout import evaluate_rollout_checkpoint
-
-        return evaluate_rollout_checkpoint(cfg)
     if is_reduced_model_file(cfg.ckpt):
         from surrogates.solvers.reduced_basis.predictor import ReducedBasisPredictor
 
         surrogate = ReducedBasisPredictor.load(cfg.ckpt)
     else:
-        surrogate = Surrogate.load(cfg.ckpt, device=cfg.device)
+        checkpoint = read_checkpoint(cfg.ckpt)  # read once, whichever kind of model it holds
+        if checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND:
+            # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
+            from surrogates.cli.evaluate_rollout import evaluate_rollout_checkpoint
+
+            device = cfg.get("device", "cpu")
+            return evaluate_rollout_checkpoint(cfg, RolloutSurrogate.from_checkpoint(checkpoint, cfg.ckpt, device))
+        surrogate = Surrogate.from_checkpoint(checkpoint, cfg.ckpt, device=cfg.device)
     schema = surrogate.schema
     data_dir = cfg.data_dir or schema.get("data_dir")
     if not data_dir:

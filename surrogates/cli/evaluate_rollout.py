@@ -22,17 +22,17 @@ def _label(surrogate: Any) -> str:
     return f"PDE-Refiner (K={k})" if k else "MSE U-Net"
 
 
-def evaluate_rollout_checkpoint(cfg: Any) -> dict[str, Any]:
+def evaluate_rollout_checkpoint(cfg: Any, surrogate: RolloutSurrogate | None = None) -> dict[str, Any]:
     """``surrogates-evaluate`` for rollout checkpoints: metrics.json, correlation.png, spacetime.png.
 
     Reads ``cfg.ckpt``, optional ``cfg.compare_ckpt`` (a second rollout model, e.g. the baseline),
     ``cfg.data_dir`` (default: the checkpoint's), ``cfg.split``, ``cfg.batch_size``, ``cfg.device``,
     ``cfg.paths.output_dir`` and ``cfg.rollout`` (``steps``, ``seeds``, ``n_trajectories``, ``start``).
-    Returns the summary written to ``metrics.json``.
+    ``surrogate``, when given, is ``cfg.ckpt`` already loaded. Returns the summary written to ``metrics.json``.
     """
     options = dict(cfg.get("rollout") or {})
     device = cfg.get("device", "cpu")
-    surrogates_ = [RolloutSurrogate.load(cfg.ckpt, device=device)]
+    surrogates_ = [surrogate or RolloutSurrogate.load(cfg.ckpt, device=device)]
     if cfg.get("compare_ckpt"):
         surrogates_.append(RolloutSurrogate.load(cfg.compare_ckpt, device=device))
     first = surrogates_[0]
