@@ -171,6 +171,11 @@ class VorticityResidual:
         Time of the last snapshot; snapshots are equally spaced from 0.
     nu, forcing_amplitude, length
         Viscosity, FNO forcing amplitude, side of the periodic square.
+    derivatives
+        ``"spectral"`` (default) or ``"finite_difference"``: how ``w_x``, ``w_y`` and ``lap_w`` are taken
+        (periodic second-order central differences, as the hard-constraint reference code; the velocity
+        stays spectral). Finite differences keep the effect of a jump local, e.g. between the experts of
+        :class:`~surrogates.models.hc_moe.HardConstraintMoE`.
     """
 
     term_names = ("w_t", "w_x", "w_y", "lap_w", "u", "v")
@@ -178,9 +183,15 @@ class VorticityResidual:
     periodic = True
     zero_mean = True  # periodic vorticity has zero mean
 
-    def __init__(self, final_time: float, nu: float = 1e-3, forcing_amplitude: float = 0.1, length: float = 1.0):
+    def __init__(
+        self, final_time: float, nu: float = 1e-3, forcing_amplitude: float = 0.1, length: float = 1.0,
+        derivatives: str = "spectral",
+    ):
+        if derivatives not in ("spectral", "finite_difference"):
+            raise ValueError(f"derivatives must be 'spectral' or 'finite_difference', got {derivatives!r}")
         self.final_time, self.nu = float(final_time), float(nu)
         self.forcing_amplitude, self.length = float(forcing_amplitude), float(length)
+        self.derivatives = derivatives
 
     def linear_terms(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every term of ``w`` (shape ``(..., T, n, n)``), each of ``w``'s shape; linear in ``w``."""
@@ -200,14 +211,22 @@ class VorticityResidual:
             return torch.fft.irfft2(spectrum, s=(n, n))
 
         dt = self.final_time / (nt - 1)
-        return {
+        terms = {
             "w_t": torch.gradient(w, spacing=dt, dim=-3, edge_order=2)[0],
-            "w_x": back(1j * kx * w_hat),
-            "w_y": back(1j * ky * w_hat),
-            "lap_w": back(-k2_full * w_hat),
             "u": back(1j * ky * psi_hat),
             "v": back(-1j * kx * psi_hat),
         }
+        if self.derivatives == "spectral":
+            terms.update(w_x=back(1j * kx * w_hat), w_y=back(1j * ky * w_hat), lap_w=back(-k2_full * w_hat))
+        else:
+            h = self.length / n
+            east, west = w.roll(-1, dims=-2), w.roll(1, dims=-2)
+            north, south = w.roll(-1, dims=-1), w.roll(1, dims=-1)
+            terms.update(
+                w_x=(east - west) / (2 * h), w_y=(north - south) / (2 * h),
+                lap_w=(east + west + north + south - 4 * w) / h**2,
+            )
+        return terms
 
     def constant_terms(self, grid_shape: tuple[int, ...], dtype: torch.dtype, device=None) -> dict[str, torch.Tensor]:
         """Parts of the pointwise inputs that do not depend on the solution: the forcing ``f`` on the grid
