@@ -97,9 +97,9 @@ class PDERefiner(OperatorModel):
         Probability of drawing ``k = 0`` (the plain prediction) for a training sample; the refinement
         steps share the rest uniformly. None (default): ``1 / (K + 1)``, every step equally often, as
         in the paper. A refinement step keeps the components of its input that stand above its noise
-        level, so the large-scale accuracy of a rollout is that of the ``k = 0`` prediction; on a
-        short training budget a larger share for ``k = 0`` lets it catch up with an MSE-trained
-        network.
+        level, so the large-scale accuracy of a rollout is that of the ``k = 0`` prediction. A larger
+        share sharpens it on a short budget but leaves the denoisers fewer samples (in the CPU
+        benchmark 0.5 did not lengthen rollouts; docs/models.md).
     dim, hidden_channels, channel_multipliers, blocks_per_level, norm_groups, padding_mode, cond_channels
         The U-Net's arguments (:class:`~surrogates.models.unet.UNet`); ``padding_mode="circular"``
         for periodic data.
