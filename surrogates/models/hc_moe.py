@@ -379,10 +379,10 @@ class HardConstraintMoE(OperatorModel):
             ic_w = layout["initial_weight"].to(dtype)[None].expand(B, K, -1).reshape(B * K, -1)
             params += [ic_basis, target, ic_w]
 
-        residual, jacobian, exact_hessian = self._residual_functions(names, offset_names)
+        residual, jacobian, curvature = self._residual_functions(names, offset_names)
         w0 = torch.full((B * K, N), self.w_init, dtype=dtype, device=device)
         result = solve_least_squares(
-            residual, w0, params, jacobian=jacobian, hessian=self.hessian, exact_hessian=exact_hessian,
+            residual, w0, params, jacobian=jacobian, hessian=self.hessian, curvature=curvature,
             **self.solver_options,
         )
         w = result.w.view(B, K, N)
@@ -398,8 +398,9 @@ class HardConstraintMoE(OperatorModel):
         )
 
     def _residual_functions(self, names: list[str], offset_names: list[str]):
-        """Batched residual, analytic Jacobian and analytic exact Hessian (of ``0.5 ||r||^2``) of the experts'
-        problems over the parameter list of :meth:`_hard`."""
+        """Batched residual, analytic Jacobian and closed-form curvature (``sum_i r_i grad^2 r_i``, the
+        second-order part of the Hessian of ``0.5 ||r||^2``) of the experts' problems over the parameter
+        list of :meth:`_hard`."""
         physics, ridge, residual_ic = self.physics, self.ridge, self.ic_mode == "residual"
         n_terms, n_offsets = len(names), len(offset_names)
 
@@ -461,13 +462,12 @@ class HardConstraintMoE(OperatorModel):
             pieces.append(ridge * torch.eye(n, dtype=w.dtype, device=w.device).expand(w.shape[0], n, n))
             return torch.cat(pieces, dim=1)
 
-        def hessian(w, *params):
-            # Hessian of 0.5 ||r||^2: J^T J + sum_i r_i grad^2 r_i. Only the PDE rows r_i = rho_i f(v_i) are
-            # nonlinear in w, with v_a = T_a w + offset: grad^2 r_i = rho_i sum_ab f_ab(v_i) t_ai t_bi^T.
+        def curvature(w, *params):
+            # sum_i r_i grad^2 r_i: only the PDE rows r_i = rho_i f(v_i) are nonlinear in w, with
+            # v_a = T_a w + offset: grad^2 r_i = rho_i sum_ab f_ab(v_i) t_ai t_bi^T.
             terms, offs, row_w, _ = split(params)
             f, _, second = partials(w, terms, offs, order=2)
-            J = jacobian(w, *params)
-            H = J.transpose(1, 2) @ J
+            H = torch.zeros(w.shape[0], w.shape[1], w.shape[1], dtype=w.dtype, device=w.device)
             index = {name: i for i, name in enumerate(names)}
             for (a, b), f_ab in second.items():
                 if index[b] < index[a]:
@@ -477,7 +477,7 @@ class HardConstraintMoE(OperatorModel):
                 H = H + (block if a == b else block + block.transpose(1, 2))
             return H
 
-        return residual, jacobian, hessian
+        return residual, jacobian, curvature
 
 
 def _row_weights(own: torch.Tensor, weight: float) -> torch.Tensor:

@@ -57,7 +57,8 @@ For an incoming gradient ``g = dL/dw^*`` the layer solves ``H lambda = g`` and r
 
 with ``lambda`` and ``w^*`` held fixed (computed by double backward through the residual).
 ``hessian="exact"`` (default) uses this formula with the full ``H`` (second derivatives by
-forward-over-reverse differentiation, or a closed form the caller passes as ``exact_hessian``). ``hessian="gauss_newton"`` drops the second-order terms
+forward-over-reverse differentiation, or ``J^T J`` plus a closed-form ``sum_i r_i grad^2 r_i`` the
+caller passes as ``curvature``). ``hessian="gauss_newton"`` drops the second-order terms
 (``sum_i r_i grad^2 r_i``) in both places: ``H ~ J^T J`` and
 ``dL/dtheta ~ -d/dtheta [r(w^*, theta)^T (J lambda)]`` with ``J lambda`` held fixed; it is exact
 when the residual vanishes at the optimum (or is linear in ``w``) and cheaper otherwise. Nothing
@@ -285,8 +286,8 @@ class _ImplicitLeastSquares(torch.autograd.Function):
     """Identity on the solved ``w*`` forward; implicit-function-theorem backward (module docstring)."""
 
     @staticmethod
-    def forward(ctx, residual, jacobian, hessian, exact_hessian, w_star, *params):
-        ctx.residual, ctx.jacobian, ctx.hessian, ctx.exact_hessian = residual, jacobian, hessian, exact_hessian
+    def forward(ctx, residual, jacobian, hessian, curvature, w_star, *params):
+        ctx.residual, ctx.jacobian, ctx.hessian, ctx.curvature = residual, jacobian, hessian, curvature
         ctx.save_for_backward(w_star, *params)
         return w_star.clone()
 
@@ -313,9 +314,9 @@ class _ImplicitLeastSquares(torch.autograd.Function):
         H = H_gn
         gauss_newton = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
         if ctx.hessian == "exact":
-            if ctx.exact_hessian is not None:
+            if ctx.curvature is not None:
                 with torch.no_grad():
-                    H_exact = ctx.exact_hessian(w, *detached)
+                    H_exact = H_gn + ctx.curvature(w, *detached)
             else:
                 H_exact = _hessian(residual, w, detached)
             # where the exact Hessian is not positive definite (w* is not a strict minimum, e.g. stopped by
@@ -370,7 +371,7 @@ def solve_least_squares(
     params: Sequence[torch.Tensor] = (),
     jacobian: Jacobian | None = None,
     hessian: str = "exact",
-    exact_hessian: Jacobian | None = None,
+    curvature: Jacobian | None = None,
     max_iter: int = 50,
     ftol: float = 1e-10,
     xtol: float = 1e-10,
@@ -389,10 +390,11 @@ def solve_least_squares(
         As in :func:`levenberg_marquardt`. ``jacobian`` is also used by the Gauss-Newton backward.
     hessian
         ``"exact"`` or ``"gauss_newton"``: the ``H`` of the backward (module docstring).
-    exact_hessian
-        Optional ``exact_hessian(w, *params) -> (P, n, n)``, the exact ``grad_w^2 0.5 ||r||^2`` in closed
-        form, used by ``hessian="exact"`` instead of forward-over-reverse differentiation (which costs
-        ``n`` Jacobian-vector products through the residual's gradient).
+    curvature
+        Optional ``curvature(w, *params) -> (P, n, n)``: the second-order part ``sum_i r_i grad_w^2 r_i``
+        of the exact Hessian in closed form. ``hessian="exact"`` then uses ``J^T J`` (which the backward
+        has) plus this, instead of forward-over-reverse differentiation (``n`` Jacobian-vector products
+        through the residual's gradient).
     dtype
         Computation dtype; ``w0`` and ``params`` are cast (differentiably) to it. Float64 by default,
         because the normal equations square the condition number.
@@ -415,5 +417,5 @@ def solve_least_squares(
             residual, w0.detach().to(dtype), [p.detach() for p in params], jacobian=jacobian,
             max_iter=max_iter, ftol=ftol, xtol=xtol, gtol=gtol, damping=damping,
         )
-    solution.w = _ImplicitLeastSquares.apply(residual, jacobian, hessian, exact_hessian, solution.w, *params)
+    solution.w = _ImplicitLeastSquares.apply(residual, jacobian, hessian, curvature, solution.w, *params)
     return solution
