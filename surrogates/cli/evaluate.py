@@ -16,10 +16,7 @@ from surrogates.cli import CONFIG_PATH
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.plots import plot_comparison
-from surrogates.models.base import CHECKPOINT_KEY
-from surrogates.models.pde_refiner import ROLLOUT_KIND
-from surrogates.serve.rollout import RolloutSurrogate
-from surrogates.serve.surrogate import Surrogate, read_checkpoint
+from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
 from surrogates.tasks.evaluation import evaluate_dataset
 
@@ -31,14 +28,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
         surrogate = ReducedBasisPredictor.load(cfg.ckpt)
     else:
-        checkpoint = read_checkpoint(cfg.ckpt)  # read once, whichever kind of model it holds
-        if checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND:
-            # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
+        surrogate = load_surrogate(cfg.ckpt, device=cfg.device)
+        if isinstance(surrogate, RolloutSurrogate):  # one-step models (PDE-Refiner, MSE U-Net): rollout metrics and figures
             from surrogates.cli.evaluate_rollout import evaluate_rollout_checkpoint
 
-            device = cfg.get("device", "cpu")
-            return evaluate_rollout_checkpoint(cfg, RolloutSurrogate.from_checkpoint(checkpoint, cfg.ckpt, device))
-        surrogate = Surrogate.from_checkpoint(checkpoint, cfg.ckpt, device=cfg.device)
+            return evaluate_rollout_checkpoint(cfg, surrogate)
     schema = surrogate.schema
     data_dir = cfg.data_dir or schema.get("data_dir")
     if not data_dir:

@@ -24,11 +24,14 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from surrogates.serve.errors import ServiceError, unprocessable
+
+if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded
+    from surrogates.serve.rollout import RolloutSurrogate
 
 log = logging.getLogger("surrogates.serve")
 
@@ -265,14 +268,11 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     (one-step models of rollouts: :func:`load_rollout_checkpoint`)."""
     import torch
 
-    from surrogates.models.base import CHECKPOINT_KEY
-    from surrogates.models.pde_refiner import ROLLOUT_KIND
-    from surrogates.serve.surrogate import Surrogate, read_checkpoint
+    from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 
-    checkpoint = read_checkpoint(path)  # read once, whichever kind of model it holds
-    if checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND:
-        return load_rollout_checkpoint(path, name, device, checkpoint)
-    surrogate = Surrogate.from_checkpoint(checkpoint, path, device=device)
+    surrogate = load_surrogate(path, device=device)  # reads the file once, whichever kind of model it holds
+    if isinstance(surrogate, RolloutSurrogate):
+        return load_rollout_checkpoint(path, name, device, surrogate)
     schema = surrogate.schema or {}
     spatial = list(surrogate.spatial_dims)
     stored = schema.get("variables") or {}
@@ -322,7 +322,7 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     )
 
 
-def load_rollout_checkpoint(path: Path, name: str, device: str, checkpoint: dict[str, Any] | None = None) -> ModelEntry:
+def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: RolloutSurrogate | None = None) -> ModelEntry:
     """A one-step model (PDE-Refiner, MSE U-Net) through :class:`~surrogates.serve.rollout.RolloutSurrogate`.
 
     Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
@@ -330,16 +330,13 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, checkpoint: dict
     not, is one call of :meth:`RolloutSurrogate.rollout_tensor` with the request's seed, so answers
     equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
     micro-batched (a refiner's noise would then depend on the other requests of its batch).
-    ``checkpoint``: the file's contents when the caller has read them already.
+    ``surrogate``: the file's :class:`RolloutSurrogate` when the caller has loaded it already.
     """
     import torch
 
     from surrogates.serve.rollout import RolloutSurrogate
 
-    if checkpoint is None:
-        surrogate = RolloutSurrogate.load(path, device=device)
-    else:
-        surrogate = RolloutSurrogate.from_checkpoint(checkpoint, path, device=device)
+    surrogate = surrogate or RolloutSurrogate.load(path, device=device)
     schema = surrogate.schema
     dim = surrogate.model.unet.dim
     spatial = list(schema.get("spatial_dims") or ["x", "y", "z"][:dim])

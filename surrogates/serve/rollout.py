@@ -19,17 +19,39 @@ import torch
 from surrogates.data.normalization import Normalizer
 from surrogates.models.base import CHECKPOINT_KEY, build_model
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
-from surrogates.serve.surrogate import CheckpointError, _sub_state, checkpoint_metadata, read_checkpoint
+from surrogates.serve.surrogate import (
+    CheckpointError,
+    Surrogate,
+    _sub_state,
+    checkpoint_metadata,
+    holds_rollout_model,
+    read_checkpoint,
+)
 
-__all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint"]
+__all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_surrogate"]
 
 
 def is_rollout_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a checkpoint of a one-step (rollout) model; False for other or unreadable files."""
     try:
-        return read_checkpoint(path)[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
+        return holds_rollout_model(read_checkpoint(path))
     except CheckpointError:
         return False
+
+
+def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> "Surrogate | RolloutSurrogate":
+    """The model of a training checkpoint, reading the file once: a :class:`RolloutSurrogate` for a
+    one-step model (PDE-Refiner, MSE U-Net), a :class:`~surrogates.serve.surrogate.Surrogate` otherwise.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, unreadable, or not written by a surrogates task.
+    """
+    checkpoint = read_checkpoint(path)
+    if holds_rollout_model(checkpoint):
+        return RolloutSurrogate.from_checkpoint(checkpoint, path, device)
+    return Surrogate.from_checkpoint(checkpoint, path, device)
 
 
 class RolloutSurrogate:
@@ -74,7 +96,7 @@ class RolloutSurrogate:
     ) -> "RolloutSurrogate":
         """:meth:`load` on a checkpoint already read by :func:`~surrogates.serve.surrogate.read_checkpoint`."""
         meta = checkpoint[CHECKPOINT_KEY]
-        if meta.get("kind") != ROLLOUT_KIND:
+        if not holds_rollout_model(checkpoint):
             raise CheckpointError(f"{path} is not a rollout checkpoint (kind {meta.get('kind')!r}); use Surrogate.load")
         model = build_model(meta["model"])
         model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))

@@ -63,7 +63,7 @@ class Surrogate:
     ) -> "Surrogate":
         """:meth:`load` on a checkpoint already read by :func:`read_checkpoint` (``path`` is recorded)."""
         meta = checkpoint[CHECKPOINT_KEY]
-        if meta.get("kind") == ROLLOUT_KIND:
+        if holds_rollout_model(checkpoint):
             raise CheckpointError(
                 f"{path} holds a one-step model for rollouts; load it with "
                 "surrogates.serve.rollout.RolloutSurrogate.load(path)"
@@ -212,6 +212,12 @@ class Surrogate:
             f"input of shape {tuple(shape)} does not match the model: expected (n, {len(self.inputs)}, {spatial}) "
             f"with channels [{names}], or (n, {spatial}) / ({spatial}) when there is one input variable"
         )
+
+
+def holds_rollout_model(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint read by :func:`read_checkpoint` holds a one-step model for rollouts
+    (PDE-Refiner, MSE U-Net), which :class:`~surrogates.serve.rollout.RolloutSurrogate` loads."""
+    return checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
