@@ -7,6 +7,9 @@ aggregate. Norms are taken over all channels and grid points of a sample.
 Rollout metrics (:data:`ROLLOUT_METRICS`, :func:`high_correlation_time`, :func:`rollout_metrics`)
 compare trajectories ``(B, T, *spatial)`` step by step and return ``(B, T)`` curves or one time per
 trajectory ``(B,)``.
+
+:func:`error_spectrum` splits an error over the Fourier modes of a periodic axis (which scales a
+model gets wrong: PDE-Refiner's argument is about the low-amplitude high frequencies).
 """
 
 from __future__ import annotations
@@ -259,3 +262,31 @@ def rollout_metrics(
     for threshold in thresholds:
         out[f"high_corr_time_{threshold:g}"] = correlation_time(out["corr"], threshold, dt)
     return out
+
+
+def error_spectrum(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per Fourier mode of the last (periodic) axis, shape ``(n // 2 + 1,)``.
+
+    Entry ``m`` is the power of ``pred - target`` in wavenumber ``m`` (modes ``m`` and ``-m``
+    together), averaged over every other axis, so the entries sum to the MSE (Parseval); float64. Call
+    it with ``target = 0`` for the spectrum of the reference itself.
+
+    Parameters
+    ----------
+    pred, target
+        Same shape ``(..., n)``, the last axis periodic and uniformly sampled.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+    if pred.ndim < 1 or pred.shape[-1] < 2:
+        raise ValueError(f"need a periodic last axis of at least 2 points, got shape {tuple(pred.shape)}")
+    error = (pred - target).double()  # float64: the high modes of a good prediction are tiny
+    n = error.shape[-1]
+    power = torch.fft.rfft(error, dim=-1, norm="forward").abs().pow(2)
+    power = power.reshape(-1, power.shape[-1]).mean(dim=0)
+    # every mode but the mean (and the Nyquist mode of an even n) stands for +m and -m
+    doubled = torch.full_like(power, 2.0)
+    doubled[0] = 1.0
+    if n % 2 == 0:
+        doubled[-1] = 1.0
+    return power * doubled

@@ -146,3 +146,24 @@ def test_a_blown_up_rollout_ends_the_high_correlation_time():
     pred[:, 4, 3] = float("inf")
     assert torch.isnan(metrics.rollout_correlation(pred, target, undefined=0.0)[0, 4])
     assert metrics.high_correlation_time(pred, target, dt=0.5).item() == 2.0
+
+
+def test_error_spectrum_sums_to_the_mse_and_locates_a_sine():
+    torch.manual_seed(0)
+    for n in (64, 65):
+        pred, target = torch.randn(3, 2, n), torch.randn(3, 2, n)
+        spectrum = metrics.error_spectrum(pred, target)
+        assert spectrum.shape == (n // 2 + 1,)
+        torch.testing.assert_close(spectrum.sum(), (pred - target).double().pow(2).mean())
+    x = torch.arange(128) * 2 * math.pi / 128
+    wave = 0.3 * torch.sin(5 * x) + 0.1                        # amplitude 0.3 at m = 5, mean 0.1
+    spectrum = metrics.error_spectrum(wave[None], torch.zeros(1, 128))
+    expected = torch.zeros(65, dtype=torch.float64)
+    expected[0], expected[5] = 0.01, 0.3**2 / 2                # mean^2; a sine's mean square is a^2 / 2
+    torch.testing.assert_close(spectrum, expected, atol=1e-9, rtol=1e-6)
+    assert metrics.error_spectrum(wave[None], wave[None]).abs().max() == 0
+
+
+def test_error_spectrum_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="differs"):
+        metrics.error_spectrum(torch.zeros(2, 8), torch.zeros(2, 9))

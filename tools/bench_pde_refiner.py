@@ -8,8 +8,9 @@ objective (``PDERefiner.loss``). They are then rolled out on the test trajectori
 state to their last; the refiner once per noise seed. Reported: high-correlation time (Pearson
 correlation >= 0.8 / 0.9, time units), rollout MSE, the refiner's spread across seeds (next to its
 error), network evaluations and milliseconds per step, wall times. Written to
-``docs/benchmarks.md`` (section ``pde_refiner``) with ``docs/figures/pde_refiner_correlation.png``
-and ``docs/figures/pde_refiner_spacetime.png``.
+``docs/benchmarks.md`` (section ``pde_refiner``) with ``docs/figures/pde_refiner_correlation.png``,
+``docs/figures/pde_refiner_spacetime.png`` and ``docs/figures/pde_refiner_spectrum.png`` (the
+one-step error per wavenumber of the baseline and of the refiner after each refinement step).
 
 Usage::
 
@@ -40,7 +41,13 @@ from surrogates.data.normalization import Normalizer  # noqa: E402
 from surrogates.data.shards import split_files  # noqa: E402
 from surrogates.models.pde_refiner import PDERefiner  # noqa: E402
 from surrogates.serve.rollout import RolloutSurrogate  # noqa: E402
-from surrogates.tasks.rollout_evaluation import evaluate_rollouts, plot_correlation, plot_spacetime  # noqa: E402
+from surrogates.metrics import error_spectrum  # noqa: E402
+from surrogates.tasks.rollout_evaluation import (  # noqa: E402
+    evaluate_rollouts,
+    plot_correlation,
+    plot_error_spectrum,
+    plot_spacetime,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = "surrogates-generate pde=ks resolution=256 n_train={n_train} n_val=0 n_test={n_test} name=ks_256"
@@ -161,16 +168,49 @@ def save_checkpoints(models: dict[str, PDERefiner], normalizer: Normalizer, para
 
 @torch.no_grad()
 def refinement_chain(models: dict[str, PDERefiner], u: torch.Tensor, params: torch.Tensor, std: float) -> dict:
-    """One-step RMSE (physical units) of the refiner's estimate after each step ``k = 0 .. K`` and of the
-    baseline, on pairs ``u[:, i] -> u[:, i + 1]`` for ``i = 10, 15, .., 55`` of normalized test trajectories."""
+    """One-step RMSE and error spectrum (physical units) of the refiner's estimate after each step
+    ``k = 0 .. K`` and of the baseline, on pairs ``u[:, i] -> u[:, i + 1]`` for ``i = 10, 15, .., 55``
+    of normalized test trajectories; with the spectrum of the true next states."""
     x = u[:, 10:60:5].flatten(0, 1)
     y = u[:, 11:61:5].flatten(0, 1)
     p = params[:, None].expand(-1, 10, -1).flatten(0, 1)
     rmse = lambda e: float((e - y).pow(2).mean().sqrt()) * std  # noqa: E731
+    spectrum = lambda e: (error_spectrum(e, y) * std**2).numpy()  # noqa: E731
     for m in models.values():
         m.eval()
     refiner = models["refiner"].refinement_estimates(x, p, torch.Generator().manual_seed(0))
-    return {"pairs": x.shape[0], "refiner": [rmse(e) for e in refiner], "baseline": rmse(models["baseline"].predict(x, p))}
+    baseline = models["baseline"].predict(x, p)
+    return {
+        "pairs": x.shape[0], "refiner": [rmse(e) for e in refiner], "baseline": rmse(baseline),
+        "refiner_spectra": [spectrum(e) for e in refiner], "baseline_spectrum": spectrum(baseline),
+        "reference_spectrum": (error_spectrum(y, torch.zeros_like(y)) * std**2).numpy(),
+    }
+
+
+def plot_chain_spectra(chain: dict, path: Path, refinement_steps: int) -> Path:
+    """The one-step error spectrum of the MSE U-Net and of the refiner after each step, next to the solution's."""
+    spectra = {"MSE U-Net": chain["baseline_spectrum"]}
+    for k, spectrum in enumerate(chain["refiner_spectra"]):
+        spectra[f"PDE-Refiner after k = {k}" + (" (its prediction)" if k == 0 else "")] = spectrum
+    return plot_error_spectrum(spectra, path, reference=chain["reference_spectrum"],
+                               title=f"KS, one-step error per wavenumber ({chain['pairs']} test pairs, K = {refinement_steps})")
+
+
+SPECTRAL_BANDS = ((0, 8), (8, 24), (24, 48), (48, None))
+"""Wavenumber bands of the chain table (with L ~ 64 the linearly unstable modes are m < ~10)."""
+
+
+def band_table(chain: dict, refinement_steps: int) -> list[str]:
+    """Markdown rows: RMS of the solution and of each one-step error in each wavenumber band."""
+    def band(spectrum: np.ndarray, lo: int, hi: int | None) -> str:
+        return f"{float(np.sqrt(spectrum[lo:hi].sum())):.1e}"
+
+    names = [f"m {lo}-{(hi or len(chain['reference_spectrum'])) - 1}" for lo, hi in SPECTRAL_BANDS]
+    rows = [("true next state", chain["reference_spectrum"]), ("MSE U-Net error", chain["baseline_spectrum"])]
+    rows += [(f"PDE-Refiner error after k = {k}", sp) for k, sp in enumerate(chain["refiner_spectra"])]
+    lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(band(sp, lo, hi) for lo, hi in SPECTRAL_BANDS) + " |" for label, sp in rows]
+    return lines
 
 
 def render(args, results, training, data_seconds, figures, total_seconds, chain=None) -> str:
@@ -232,8 +272,11 @@ def render(args, results, training, data_seconds, figures, total_seconds, chain=
         *([
             f"Refinement chain (one-step RMSE, physical units, {chain['pairs']} test pairs, noise seed 0) after steps "
             f"k = 0 .. {args.refinement_steps}: " + " / ".join(f"{v:.2g}" for v in chain["refiner"])
-            + f"; MSE U-Net {chain['baseline']:.2g}. A refinement step at noise level sigma_k keeps the components of "
-            "its input that stand above sigma_k, so errors of the k = 0 prediction larger than that stay.",
+            + f"; MSE U-Net {chain['baseline']:.2g}. By wavenumber (modes per domain; RMS over the band):",
+            "",
+            *band_table(chain, args.refinement_steps),
+            "",
+            f"![one-step error per wavenumber]({rel(figures[2])})",
             "",
         ] if chain else []),
         f"The paper (Lippe et al. 2023) reports about 1.3x on its full setup (2048+ trajectories, a U-Net of ~hidden 64, "
@@ -297,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     u_test_n = normalizer.encode(u_test.flatten(0, 1)).view(u_test.shape)
     chain = refinement_chain(models, u_test_n, p_test / torch.as_tensor(param_mean, dtype=torch.float32), float(std[0]))
+    figures += (plot_chain_spectra(chain, figure_dir / "pde_refiner_spectrum.png", args.refinement_steps),)
     section = render(args, results, training, data_seconds, figures, time.perf_counter() - wall, chain)
     if args.no_write:
         print(section)

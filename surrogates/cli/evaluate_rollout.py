@@ -10,11 +10,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from surrogates import metrics
 from surrogates.data.autoregressive import AutoregressiveDataset
 from surrogates.data.shards import split_files
 from surrogates.serve.rollout import RolloutSurrogate
-from surrogates.tasks.rollout_evaluation import evaluate_rollouts, plot_correlation, plot_spacetime
+from surrogates.tasks.rollout_evaluation import (
+    evaluate_rollouts,
+    plot_correlation,
+    plot_error_spectrum,
+    plot_spacetime,
+)
 
 
 def _label(surrogate: Any) -> str:
@@ -23,7 +31,7 @@ def _label(surrogate: Any) -> str:
 
 
 def evaluate_rollout_checkpoint(cfg: Any, surrogate: RolloutSurrogate | None = None) -> dict[str, Any]:
-    """``surrogates-evaluate`` for rollout checkpoints: metrics.json, correlation.png, spacetime.png.
+    """``surrogates-evaluate`` for rollout checkpoints: metrics.json, correlation.png, spacetime.png (and spectrum.png in 1D).
 
     Reads ``cfg.ckpt``, optional ``cfg.compare_ckpt`` (a second rollout model, e.g. the baseline),
     ``cfg.data_dir`` (default: the checkpoint's), ``cfg.split``, ``cfg.batch_size``, ``cfg.device``,
@@ -79,13 +87,28 @@ def evaluate_rollout_checkpoint(cfg: Any, surrogate: RolloutSurrogate | None = N
             / max(evaluations[1].summary()[f"high_corr_time_{t:g}"], 1e-12)
             for t in metrics.HIGH_CORRELATION_THRESHOLDS
         }
+    start = int(options.get("start") or 0)
+    spectra = None
+    if trajectories.ndim == 4:  # (N, T, C, X): one periodic spatial axis
+        first_states = trajectories[:, start + 1].double()  # (N, C, X), the reference after one step
+        spectra = {
+            ev.name: metrics.error_spectrum(torch.from_numpy(np.asarray(ev.predictions[:, :, 0])).double(),
+                                            first_states.expand(len(ev.seeds), *first_states.shape))
+            for ev in evaluations
+        }
+        reference = metrics.error_spectrum(first_states, torch.zeros_like(first_states))
+        summary["one_step_error_spectrum"] = {name: v.tolist() for name, v in spectra.items()}
+        summary["reference_spectrum"] = reference.tolist()
     metrics_path = output_dir / "metrics.json"
     metrics_path.write_text(json.dumps(summary, indent=2))
     pde = first.schema.get("pde") or ""
+    if spectra is not None:
+        plot_error_spectrum({name: v.numpy() for name, v in spectra.items()}, output_dir / "spectrum.png",
+                            reference=reference.numpy(), title=f"{pde} {cfg.split}: error of the first step per wavenumber")
     plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {cfg.split}: rollout correlation")
     sample = 0
     plot_spacetime(
-        trajectories[sample, 1 + int(options.get("start") or 0) :][: evaluations[0].corr.shape[2], 0].numpy(),
+        trajectories[sample, 1 + start :][: evaluations[0].corr.shape[2], 0].numpy(),
         {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
         output_dir / "spacetime.png",
         dt=float(evaluations[0].dt[sample]),
@@ -98,5 +121,6 @@ def evaluate_rollout_checkpoint(cfg: Any, surrogate: RolloutSurrogate | None = N
             f"[{time_label}], rollout MSE {s['mse_mean']:.4g}, {s['evaluations_per_step']} evaluation(s) per step"
         )
     print(f"metrics: {metrics_path}")
-    print(f"figures: {output_dir / 'correlation.png'}, {output_dir / 'spacetime.png'}")
+    figures = ["correlation.png", "spacetime.png"] + (["spectrum.png"] if spectra is not None else [])
+    print("figures: " + ", ".join(str(output_dir / name) for name in figures))
     return summary

@@ -32,6 +32,7 @@ __all__ = [
     "RolloutEvaluation",
     "evaluate_rollouts",
     "plot_correlation",
+    "plot_error_spectrum",
     "plot_spacetime",
 ]
 
@@ -248,5 +249,41 @@ def plot_spacetime(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_error_spectrum(
+    spectra: dict[str, np.ndarray],
+    path: str | Path,
+    reference: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """Error power per wavenumber of several predictions in one log plot (:func:`surrogates.metrics.error_spectrum`).
+
+    Parameters
+    ----------
+    spectra
+        Label -> ``(M,)`` error spectrum (e.g. the one-step error after each refinement step).
+    reference
+        ``(M,)`` spectrum of the reference states, drawn dashed: where a curve lies above it, the
+        prediction's error at that scale exceeds the solution itself.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    floor = 1e-30  # keep exact zeros off the log axis
+    if reference is not None:
+        ax.semilogy(np.arange(len(reference)), np.maximum(reference, floor), "k--", lw=1.2, label="reference states")
+    for k, (name, spectrum) in enumerate(spectra.items()):
+        ax.semilogy(np.arange(len(spectrum)), np.maximum(spectrum, floor), color=f"C{k}", lw=1.5, label=name)
+    ax.set_xlabel("wavenumber (modes per domain)")
+    ax.set_ylabel("power")
+    ax.legend(fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -57,8 +57,13 @@ def test_evaluate_writes_rollout_metrics_and_figures_for_both_models(compose_cfg
         assert len(model["curves"]["corr"]) == 8 and np.isfinite(model["mse_mean"])
     assert refiner["spread_at_high_corr_time_0.8"] > 0 and baseline["spread_at_high_corr_time_0.8"] == 0
     assert set(written["ratios"]) == {"high_corr_time_0.8", "high_corr_time_0.9"}
-    for name in ("correlation.png", "spacetime.png"):
+    for name in ("correlation.png", "spacetime.png", "spectrum.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the first step's error spectrum sums to its MSE (averaged over seeds)
+    for name, model in written["models"].items():
+        spectrum = written["one_step_error_spectrum"][name]
+        assert len(spectrum) == len(written["reference_spectrum"]) and min(spectrum) >= 0
+        assert np.isclose(sum(spectrum), model["curves"]["rmse"][0] ** 2, rtol=1e-4)
 
 
 def test_evaluate_a_single_rollout_checkpoint(compose_cfg, checkpoints):
