@@ -8,8 +8,8 @@ objective (``PDERefiner.loss``). They are then rolled out on the test trajectori
 state to their last; the refiner once per noise seed. Reported: high-correlation time (Pearson
 correlation >= 0.8 / 0.9, time units), rollout MSE, the refiner's spread across seeds (next to its
 error), network evaluations and milliseconds per step, wall times. Written to
-``docs/benchmarks.md`` (section ``pde_refiner``) with ``docs/figures/pde_refiner_correlation.png``,
-``docs/figures/pde_refiner_spacetime.png`` and ``docs/figures/pde_refiner_spectrum.png`` (the
+``docs/benchmarks.md`` (section ``pde_refiner``, or ``--section``) with ``docs/figures/<section>_correlation.png``,
+``docs/figures/<section>_spacetime.png`` and ``docs/figures/<section>_spectrum.png`` (the
 one-step error per wavenumber of the baseline and of the refiner after each refinement step).
 
 Usage::
@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="evaluate an exponential moving average of the weights (0: the last weights)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--save-dir", type=Path, default=ROOT / "outputs" / "bench_pde_refiner")
+    p.add_argument("--section", default="pde_refiner",
+                   help="section of docs/benchmarks.md and prefix of the figures (one per setup, e.g. pde_refiner_64)")
     p.add_argument("--no-write", action="store_true", help="print the section instead of writing docs/")
     return p.parse_args(argv)
 
@@ -213,22 +215,23 @@ def band_table(chain: dict, refinement_steps: int) -> list[str]:
     return lines
 
 
-def render(args, results, training, data_seconds, figures, total_seconds, chain=None) -> str:
+def render(args, results, training, data_seconds, figures, total_seconds, available, chain=None) -> str:
     refiner, baseline = results["refiner"], results["baseline"]
     r, b = refiner["summary"], baseline["summary"]
     ratio = {t: r[f"high_corr_time_{t}"] / max(b[f"high_corr_time_{t}"], 1e-12) for t in ("0.8", "0.9")}
     met = ratio["0.8"] >= 1.2
     rel = lambda p: Path(p).resolve().relative_to(args.out.resolve().parent).as_posix()  # noqa: E731
     lines = [
-        "## PDE-Refiner vs MSE U-Net (Kuramoto-Sivashinsky)",
+        f"## PDE-Refiner vs MSE U-Net (Kuramoto-Sivashinsky, {args.n_train} training trajectories)",
         "",
         f"`tools/bench_pde_refiner.py`, run {datetime.date.today().isoformat()} on {cpu_model()} "
         f"({args.threads} thread, a machine shared with other jobs; torch {torch.__version__}, Python {platform.python_version()}).",
         "",
-        f"Data: `{GENERATE.format(n_train=args.n_train, n_test=args.n_test)}` (256 points, L ~ 64 +- 10 %, "
+        f"Data: `{GENERATE.format(n_train=available['train'], n_test=available['test'])}` (256 points, L ~ 64 +- 10 %, "
         f"140 states dt ~ 0.8 +- 10 % apart after a dropped transient; "
         f"{f'generated in {data_seconds:.0f} s' if data_seconds else 'reused from an earlier run'}). "
-        f"Training: {args.n_train} trajectories, {args.n_train * 139} pairs, {args.epochs:g} epoch(s) = "
+        f"Training: {'the first ' if args.n_train < available['train'] else ''}{args.n_train} trajectories, "
+        f"{args.n_train * 139} pairs, {args.epochs:g} epoch(s) = "
         f"{training['steps']} steps of {args.batch_size}, AdamW lr {args.lr:g} with cosine decay"
         f"{f', weights averaged (EMA, decay {args.ema_decay:g})' if args.ema_decay > 0 else ''}, the same batches and "
         f"initial weights for both. Network (both): `PDERefiner(hidden_channels={args.hidden_channels}, "
@@ -236,7 +239,7 @@ def render(args, results, training, data_seconds, figures, total_seconds, chain=
         f"{count_parameters(results['refiner']['model']):,} parameters; refiner K = {args.refinement_steps}, "
         f"min_noise_std = {args.min_noise_std:g}, "
         f"{'k drawn uniformly' if args.first_step_probability is None else f'k = 0 drawn with probability {args.first_step_probability:g}'}"
-        f" in training. Test: {args.n_test} trajectories rolled out from their first state for "
+        f" in training. Test: {'the first ' if args.n_test < available['test'] else ''}{args.n_test} trajectories rolled out from their first state for "
         f"139 steps (~111 time units); the refiner with seeds {args.seeds}.",
         "",
         "| model | high-corr. time 0.8 | high-corr. time 0.9 | one-step RMSE | rollout MSE | spread / RMSE at t(0.8) | evaluations per step | ms per step (per trajectory) | training wall |",
@@ -333,19 +336,21 @@ def main(argv: list[str] | None = None) -> int:
     figure_dir = args.out.parent / "figures"
     evaluations = [results["baseline"]["evaluation"], results["refiner"]["evaluation"]]
     figures = (
-        plot_correlation(evaluations + [results["refiner_k0"]["evaluation"]], figure_dir / "pde_refiner_correlation.png", time_label="time",
+        plot_correlation(evaluations + [results["refiner_k0"]["evaluation"]], figure_dir / f"{args.section}_correlation.png", time_label="time",
                          title=f"KS, {args.n_test} test trajectories (band: min-max over seeds)"),
         plot_spacetime(u_test[0, 1:, 0].numpy(), {ev.name: ev.predictions[0, 0, :, 0] for ev in evaluations},
-                       figure_dir / "pde_refiner_spacetime.png", dt=float(dt[0]), title="KS test trajectory 0"),
+                       figure_dir / f"{args.section}_spacetime.png", dt=float(dt[0]), title="KS test trajectory 0"),
     )
     u_test_n = normalizer.encode(u_test.flatten(0, 1)).view(u_test.shape)
     chain = refinement_chain(models, u_test_n, p_test / torch.as_tensor(param_mean, dtype=torch.float32), float(std[0]))
-    figures += (plot_chain_spectra(chain, figure_dir / "pde_refiner_spectrum.png", args.refinement_steps),)
-    section = render(args, results, training, data_seconds, figures, time.perf_counter() - wall, chain)
+    figures += (plot_chain_spectra(chain, figure_dir / f"{args.section}_spectrum.png", args.refinement_steps),)
+    available = {split: AutoregressiveDataset(split_files(args.data_dir, split), ["u"], ["dt", "dx"], pairs=False).n_trajectories
+                 for split in ("train", "test")}  # what the files hold (the run may use fewer)
+    section = render(args, results, training, data_seconds, figures, time.perf_counter() - wall, available, chain)
     if args.no_write:
         print(section)
     else:
-        update_section(args.out, "pde_refiner", section)
+        update_section(args.out, args.section, section)
         print(f"wrote {args.out} and {figures[0]}, {figures[1]}")
     return 0
 
