@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from surrogates.data.schema import SAMPLE_DIM, inspect_file
 from surrogates.data.shards import split_files
@@ -24,7 +26,8 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
         Variables such as ``a (sample, x, y)`` with coordinates ``x``, ``y`` (with ``units``) and
         the file attributes. A single-file split is opened lazily (close it, or use it in a
         ``with`` block, when done); a sharded split is concatenated in memory and its files are
-        closed. The attributes are those of the first shard without ``shard``; ``source_files``
+        closed. The attributes are those of the first shard without ``shard``, except
+        ``solver_report``, which sums the shards' (:func:`combined_solver_report`); ``source_files``
         lists the files.
 
     Raises
@@ -53,5 +56,32 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
         for part in parts:
             part.close()
     combined.attrs.pop("shard", None)
+    combined.attrs["solver_report"] = json.dumps(
+        combined_solver_report([json.loads(part.attrs.get("solver_report") or "{}") for part in parts])
+    )
     combined.attrs["source_files"] = " ".join(path.name for path in files)
     return combined
+
+
+def combined_solver_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``solver_report`` for the shards of a split: solves summed, maxima of maxima, means weighted by solves.
+
+    Settings (tolerances, time steps) are taken from the first shard; a setting that differs
+    between shards becomes the list of the shards' values, so nothing is hidden.
+    """
+    reports = [r for r in reports if r]
+    if not reports:
+        return {}
+    out: dict[str, Any] = dict(reports[0])
+    solves = [int(r.get("solves", 0)) for r in reports]
+    for key in set().union(*reports) - {"solves", "iterations_max", "iterations_mean", "residual_max"}:
+        values = [r.get(key) for r in reports]
+        if any(v != values[0] for v in values):
+            out[key] = values
+    out["solves"] = sum(solves)
+    for key in ("iterations_max", "residual_max"):
+        if all(key in r for r in reports):
+            out[key] = max(r[key] for r in reports)
+    if all("iterations_mean" in r for r in reports) and sum(solves):
+        out["iterations_mean"] = sum(r["iterations_mean"] * n for r, n in zip(reports, solves)) / sum(solves)
+    return out

@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 
 from surrogates.data.shards import shard_path
 from surrogates.data.writer import write_dataset
-from surrogates.data.xarray_view import open_split
+from surrogates.data.xarray_view import combined_solver_report, open_split
 from tests.data.conftest import stationary
 
 
@@ -25,6 +27,16 @@ def test_shards_are_concatenated_along_sample(tmp_path):
     np.testing.assert_allclose(ds["u"].values, np.concatenate(parts), rtol=1e-6)
     assert ds["y"].attrs["units"] == "m" and "shard" not in ds.attrs and ds.attrs["num_shards"] == 2
     assert ds.attrs["source_files"].split() == ["train-00000-of-00002.h5", "train-00001-of-00002.h5"]
+    assert json.loads(ds.attrs["solver_report"])["solves"] == 8  # both shards' 4 solves, not the first's
+
+
+def test_combined_solver_report_sums_the_shards():
+    a = {"method": "pcg+amg", "rtol": 1e-10, "solves": 3, "iterations_max": 14, "iterations_mean": 12.0, "residual_max": 1e-11}
+    b = {"method": "pcg+amg", "rtol": 1e-8, "solves": 1, "iterations_max": 16, "iterations_mean": 16.0, "residual_max": 5e-11}
+    out = combined_solver_report([a, b])
+    assert out == {"method": "pcg+amg", "rtol": [1e-10, 1e-8], "solves": 4, "iterations_max": 16,
+                   "iterations_mean": 13.0, "residual_max": 5e-11}
+    assert combined_solver_report([{}, {}]) == {} and combined_solver_report([a]) == a
 
 
 def test_missing_shard(tmp_path):
