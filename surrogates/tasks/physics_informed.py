@@ -283,7 +283,7 @@ def plot_solution(
     """
     from matplotlib.collections import EllipseCollection
 
-    from surrogates.plots import _pyplot
+    from surrogates.plots import _pyplot, save_figure
 
     d = len(reference.coords)
     if d > 2:
@@ -336,8 +336,4 @@ def plot_solution(
             ax.set_ylabel(labels[1])
     if title:
         fig.suptitle(f"{title}   rel. L2 {rel:.2e}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from surrogates import metrics
-from surrogates.plots import _pyplot
+from surrogates.plots import _pyplot, save_figure
 
 __all__ = [
     "RolloutEvaluation",
@@ -212,11 +212,7 @@ def plot_correlation(
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_spacetime(
@@ -246,11 +242,7 @@ def plot_spacetime(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_error_spectrum(
@@ -282,8 +274,4 @@ def plot_error_spectrum(
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
