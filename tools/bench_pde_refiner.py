@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of the refiner's training samples drawn at k = 0 (default 1/(K+1), the paper's uniform draw)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (training, rollouts and timings on that device)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ema-decay", type=float, default=0.0,
                    help="evaluate an exponential moving average of the weights (0: the last weights)")
@@ -110,7 +111,7 @@ def train(models: dict[str, PDERefiner], u: torch.Tensor, params: torch.Tensor, 
     steps = max(1, math.ceil(args.epochs * pairs / args.batch_size))
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=args.lr, weight_decay=1e-5) for name, m in models.items()}
     schedules = {name: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for name, o in optimizers.items()}
-    generators = {name: torch.Generator().manual_seed(args.seed + 1) for name in models}
+    generators = {name: torch.Generator(device=u.device).manual_seed(args.seed + 1) for name in models}
     averages = {name: ema_copy(m, args.ema_decay) for name, m in models.items()} if args.ema_decay > 0 else {}
     seconds = {name: 0.0 for name in models}
     losses: dict[str, list[float]] = {name: [] for name in models}
@@ -132,8 +133,8 @@ def train(models: dict[str, PDERefiner], u: torch.Tensor, params: torch.Tensor, 
             schedules[name].step()
             if averages:
                 averages[name].update_parameters(model)
+            losses[name].append(loss.item())  # waits for the device, so the time below is the step's
             seconds[name] += time.perf_counter() - tic
-            losses[name].append(loss.item())
         if (step + 1) % max(1, steps // 20) == 0:
             report = ", ".join(f"{name} {np.mean(v[-50:]):.4g}" for name, v in losses.items())
             print(f"  step {step + 1}/{steps}: loss {report}", flush=True)
@@ -163,7 +164,7 @@ def save_checkpoints(models: dict[str, PDERefiner], normalizer: Normalizer, para
         meta = {"kind": ROLLOUT_KIND, "model": model.init_config(), "normalization": {"input": stats, "target": stats},
                 "conditioning": {"names": ["dt", "dx"], "scale": [float(v) for v in param_mean]},
                 "data_schema": schema, "task": "tools/bench_pde_refiner.py", "version": __version__}
-        state = {f"net.{name}": value for name, value in model.state_dict().items()}
+        state = {f"net.{name}": value.cpu() for name, value in model.state_dict().items()}
         torch.save({"state_dict": state, CHECKPOINT_KEY: meta}, args.save_dir / f"{key}.ckpt")
     print(f"checkpoints: {args.save_dir}/{{refiner,baseline}}.ckpt", flush=True)
 
@@ -177,15 +178,15 @@ def refinement_chain(models: dict[str, PDERefiner], u: torch.Tensor, params: tor
     y = u[:, 11:61:5].flatten(0, 1)
     p = params[:, None].expand(-1, 10, -1).flatten(0, 1)
     rmse = lambda e: float((e - y).pow(2).mean().sqrt()) * std  # noqa: E731
-    spectrum = lambda e: (error_spectrum(e, y) * std**2).numpy()  # noqa: E731
+    spectrum = lambda e: (error_spectrum(e, y) * std**2).cpu().numpy()  # noqa: E731
     for m in models.values():
         m.eval()
-    refiner = models["refiner"].refinement_estimates(x, p, torch.Generator().manual_seed(0))
+    refiner = models["refiner"].refinement_estimates(x, p, torch.Generator(device=x.device).manual_seed(0))
     baseline = models["baseline"].predict(x, p)
     return {
         "pairs": x.shape[0], "refiner": [rmse(e) for e in refiner], "baseline": rmse(baseline),
         "refiner_spectra": [spectrum(e) for e in refiner], "baseline_spectrum": spectrum(baseline),
-        "reference_spectrum": (error_spectrum(y, torch.zeros_like(y)) * std**2).numpy(),
+        "reference_spectrum": (error_spectrum(y, torch.zeros_like(y)) * std**2).cpu().numpy(),
     }
 
 
@@ -215,6 +216,13 @@ def band_table(chain: dict, refinement_steps: int) -> list[str]:
     return lines
 
 
+def device_label(args: argparse.Namespace) -> str:
+    """Where the run trained and rolled out: CPU threads, or the GPU's name."""
+    if str(args.device).startswith("cuda"):
+        return f"GPU {torch.cuda.get_device_name(torch.device(args.device))}"
+    return f"{args.threads} thread"
+
+
 def render(args, results, training, data_seconds, figures, total_seconds, available, chain=None) -> str:
     refiner, baseline = results["refiner"], results["baseline"]
     r, b = refiner["summary"], baseline["summary"]
@@ -225,7 +233,7 @@ def render(args, results, training, data_seconds, figures, total_seconds, availa
         f"## PDE-Refiner vs MSE U-Net (Kuramoto-Sivashinsky, {args.n_train} training trajectories)",
         "",
         f"`tools/bench_pde_refiner.py`, run {datetime.date.today().isoformat()} on {cpu_model()} "
-        f"({args.threads} thread, a machine shared with other jobs; torch {torch.__version__}, Python {platform.python_version()}).",
+        f"({device_label(args)}, a machine shared with other jobs; torch {torch.__version__}, Python {platform.python_version()}).",
         "",
         f"Data: `{GENERATE.format(n_train=available['train'], n_test=available['test'])}` (256 points, L ~ 64 +- 10 %, "
         f"140 states dt ~ 0.8 +- 10 % apart after a dropped transient; "
@@ -307,15 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     mean, std, param_mean = train_set.statistics()
     normalizer = Normalizer.from_stats(mean, std)
     u_train, p_train = train_set.trajectories()
-    u_n = normalizer.encode(u_train.flatten(0, 1)).view(u_train.shape)
-    p_n = p_train / torch.as_tensor(param_mean, dtype=torch.float32)
+    u_n = normalizer.encode(u_train.flatten(0, 1)).view(u_train.shape).to(args.device)
+    p_n = (p_train / torch.as_tensor(param_mean, dtype=torch.float32)).to(args.device)
 
-    models = {"refiner": build(args, args.refinement_steps), "baseline": build(args, 0)}
+    models = {"refiner": build(args, args.refinement_steps).to(args.device), "baseline": build(args, 0).to(args.device)}
     training = train(models, u_n, p_n, args)
 
     save_checkpoints(models, normalizer, param_mean, args)
     # ablation: the trained refiner's first step alone (its k = 0 prediction, no refinement)
-    first_step = build(args, 0)
+    first_step = build(args, 0).to(args.device)
     first_step.load_state_dict(models["refiner"].state_dict())
     runs = {**models, "refiner_k0": first_step}
 
@@ -323,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     dt = p_test[:, 0].double().numpy()
     results = {}
     for key, model in runs.items():
-        surrogate = RolloutSurrogate(model, normalizer, ["dt", "dx"], param_mean.tolist(), {"spatial_dims": ["x"], "pde": "ks"})
+        surrogate = RolloutSurrogate(model, normalizer, ["dt", "dx"], param_mean.tolist(), {"spatial_dims": ["x"], "pde": "ks"},
+                                     device=args.device)
         name = {"refiner": f"PDE-Refiner (K={args.refinement_steps})", "baseline": "MSE U-Net",
                 "refiner_k0": "PDE-Refiner, first step only"}[key]
         print(f"rolling out {name}", flush=True)
@@ -341,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         plot_spacetime(u_test[0, 1:, 0].numpy(), {ev.name: ev.predictions[0, 0, :, 0] for ev in evaluations},
                        figure_dir / f"{args.section}_spacetime.png", dt=float(dt[0]), title="KS test trajectory 0"),
     )
-    u_test_n = normalizer.encode(u_test.flatten(0, 1)).view(u_test.shape)
-    chain = refinement_chain(models, u_test_n, p_test / torch.as_tensor(param_mean, dtype=torch.float32), float(std[0]))
+    normalizer.to(args.device)  # (the surrogates above moved it already)
+    u_test_n = normalizer.encode(u_test.flatten(0, 1).to(args.device)).view(u_test.shape)
+    chain = refinement_chain(models, u_test_n,
+                             (p_test / torch.as_tensor(param_mean, dtype=torch.float32)).to(args.device), float(std[0]))
     figures += (plot_chain_spectra(chain, figure_dir / f"{args.section}_spectrum.png", args.refinement_steps),)
     available = {split: AutoregressiveDataset(split_files(args.data_dir, split), ["u"], ["dt", "dx"], pairs=False).n_trajectories
                  for split in ("train", "test")}  # what the files hold (the run may use fewer)

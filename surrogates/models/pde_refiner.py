@@ -251,7 +251,9 @@ class PDERefiner(OperatorModel):
         K = self.num_refinement_steps
         if abs(self.first_step_probability - 1.0 / (K + 1)) < 1e-12:  # the paper's uniform draw
             return torch.randint(0, K + 1, (batch,), generator=generator, device=device)
-        probabilities = torch.full((K + 1,), (1.0 - self.first_step_probability) / max(K, 1))
+        # on the generator's device (a CUDA generator cannot sample CPU probabilities)
+        where = generator.device if generator is not None else device
+        probabilities = torch.full((K + 1,), (1.0 - self.first_step_probability) / max(K, 1), device=where)
         probabilities[0] = self.first_step_probability if K > 0 else 1.0
         k = torch.multinomial(probabilities, batch, replacement=True, generator=generator)
         return k.to(device)
