@@ -154,11 +154,17 @@ def run_problem(key: str, spec: dict, args, seed: int, sweep: bool) -> dict:
     total = epochs * steps_per_epoch
     schedulers = {kind: torch.optim.lr_scheduler.CosineAnnealingLR(optimizers[kind], T_max=total) for kind in MODELS}
     step_times = {kind: [] for kind in MODELS}
+    # one loader per model, kept across epochs, so that each epoch gets a new order (the same for the
+    # three models: their loaders share the seed); and one random stream per model for the training
+    # points, so that a model's draws do not depend on the models trained before it
+    loaders = {kind: datamodules[kind].train_dataloader() for kind in MODELS}
+    streams = {kind: torch.Generator().manual_seed(seed).get_state() for kind in MODELS}
     for epoch in range(epochs):
         for kind in MODELS:
             task = tasks[kind]
             task.train()
-            for batch in datamodules[kind].train_dataloader():
+            torch.set_rng_state(streams[kind])
+            for batch in loaders[kind]:
                 start = time.perf_counter()
                 losses, _ = task._losses(batch)
                 optimizers[kind].zero_grad()
@@ -166,6 +172,7 @@ def run_problem(key: str, spec: dict, args, seed: int, sweep: bool) -> dict:
                 optimizers[kind].step()
                 schedulers[kind].step()
                 step_times[kind].append(time.perf_counter() - start)
+            streams[kind] = torch.get_rng_state()
         line = ", ".join(f"{kind} {test_error(tasks[kind], datamodules[kind].val_dataloader(), None):.3f}" for kind in MODELS)
         print(f"[{key}] epoch {epoch + 1}/{epochs}: val rel. L2 {line}", flush=True)
 
@@ -256,7 +263,9 @@ def markdown(all_runs: dict, specs: dict, args, seconds: float) -> str:
         "physics-informed training without solution data (loss: PDE residual + initial condition), as in the "
         "paper. All three models share the FNO backbone and the number of basis functions "
         "(`conf/experiment/<pde>_{soft,hard,moe}.yaml`); the experts of the MoE are a fixed uniform partition. "
-        f"Each PDE is trained with seed(s) {seeds} (initial weights, batches, sampled points); test errors are "
+        f"Each PDE is trained with seed(s) {seeds} (initial weights, batches, sampled points; the three models "
+        "see the same batches in the same order, reshuffled every epoch, and each draws its training points "
+        "from its own random stream); test errors are "
         "the mean (+- standard deviation) over the seeds. Training s/step and inference s/sample are medians "
         f"on one batch of 4 after training with seed {args.seeds[0]}; the rel. L2 column of the sweep "
         "re-solves the constraint of that trained model with that many points. " + NOTE,
