@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from surrogates import metrics
@@ -92,7 +91,7 @@ def evaluate_rollout_checkpoint(cfg: Any, surrogate: RolloutSurrogate | None = N
     if trajectories.ndim == 4:  # (N, T, C, X): one periodic spatial axis
         first_states = trajectories[:, start + 1].double()  # (N, C, X), the reference after one step
         spectra = {
-            ev.name: metrics.error_spectrum(torch.from_numpy(np.asarray(ev.predictions[:, :, 0])).double(),
+            ev.name: metrics.error_spectrum(torch.from_numpy(ev.predictions[:, :, 0]),  # (S, N, C, X), first step
                                             first_states.expand(len(ev.seeds), *first_states.shape))
             for ev in evaluations
         }
