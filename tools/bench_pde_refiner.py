@@ -153,19 +153,21 @@ def ema_copy(model: PDERefiner, decay: float) -> torch.optim.swa_utils.AveragedM
 def save_checkpoints(models: dict[str, PDERefiner], normalizer: Normalizer, param_mean: np.ndarray, args) -> None:
     """Rollout checkpoints of both models (``RolloutSurrogate.load``, ``surrogates-evaluate``) under ``--save-dir``."""
     from surrogates import __version__
-    from surrogates.models.base import CHECKPOINT_KEY
+    from surrogates.checkpoint import CheckpointMetadata, ClassSpec, Statistics, write_checkpoint
     from surrogates.models.pde_refiner import ROLLOUT_KIND
 
     args.save_dir.mkdir(parents=True, exist_ok=True)
-    stats = {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()}
+    stats = Statistics(normalizer.mean.tolist(), normalizer.std.tolist())
     schema = {"kind": "trajectory", "pde": "ks", "data_dir": str(args.data_dir), "inputs": ["u"], "targets": ["u"],
               "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]}
     for key, model in models.items():
-        meta = {"kind": ROLLOUT_KIND, "model": model.init_config(), "normalization": {"input": stats, "target": stats},
-                "conditioning": {"names": ["dt", "dx"], "scale": [float(v) for v in param_mean]},
-                "data_schema": schema, "task": "tools/bench_pde_refiner.py", "version": __version__}
-        state = {f"net.{name}": value.cpu() for name, value in model.state_dict().items()}
-        torch.save({"state_dict": state, CHECKPOINT_KEY: meta}, args.save_dir / f"{key}.ckpt")
+        metadata = CheckpointMetadata(
+            kind=ROLLOUT_KIND, model=ClassSpec.from_dict(model.init_config(), "model"),
+            normalization={"input": stats, "target": stats},
+            conditioning={"names": ["dt", "dx"], "scale": [float(v) for v in param_mean]},
+            data_schema=schema, task="autoregressive", package_version=__version__,
+        )
+        write_checkpoint(args.save_dir / f"{key}.ckpt", metadata, model.state_dict())
     print(f"checkpoints: {args.save_dir}/{{refiner,baseline}}.ckpt", flush=True)
 
 

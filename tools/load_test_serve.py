@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from surrogates import __version__  # noqa: E402
-from surrogates.models.base import CHECKPOINT_KEY  # noqa: E402
+from surrogates.checkpoint import CheckpointMetadata, ClassSpec, Statistics, write_checkpoint  # noqa: E402
 from surrogates.models.fno import FNO  # noqa: E402
 from tools.benchmarks_md import update_section  # noqa: E402
 
@@ -45,26 +45,23 @@ def save_checkpoint(path: Path, resolution: int = 64) -> Path:
     """An untrained FNO in the training checkpoint format (weights, constructor, normalization, schema)."""
     torch.manual_seed(0)
     net = FNO(in_channels=1, out_channels=1, dim=2, modes=12, width=32, n_layers=4, projection_channels=128)
-    checkpoint = {
-        "state_dict": {f"net.{key}": value for key, value in net.state_dict().items()},
-        CHECKPOINT_KEY: {
-            "model": net.init_config(),
-            "normalization": {"input": {"mean": [7.5], "std": [4.5]}, "target": {"mean": [0.005], "std": [0.003]}},
-            "data_schema": {
-                "pde": "darcy",
-                "inputs": ["a"],
-                "targets": ["u"],
-                "input_time": None,
-                "target_time": None,
-                "spatial_dims": ["x", "y"],
-                "spatial_shape": [resolution, resolution],
-                "variables": {"a": ["sample", "x", "y"], "u": ["sample", "x", "y"]},
-            },
-            "version": __version__,
+    metadata = CheckpointMetadata(
+        kind="operator",
+        model=ClassSpec.from_dict(net.init_config(), "model"),
+        normalization={"input": Statistics([7.5], [4.5]), "target": Statistics([0.005], [0.003])},
+        data_schema={
+            "pde": "darcy",
+            "inputs": ["a"],
+            "targets": ["u"],
+            "input_time": None,
+            "target_time": None,
+            "spatial_dims": ["x", "y"],
+            "spatial_shape": [resolution, resolution],
+            "variables": {"a": ["sample", "x", "y"], "u": ["sample", "x", "y"]},
         },
-    }
-    torch.save(checkpoint, path)
-    return path
+        package_version=__version__,
+    )
+    return write_checkpoint(path, metadata, net.state_dict())
 
 
 def sample_inputs(n: int, resolution: int = 64) -> np.ndarray:

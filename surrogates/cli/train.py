@@ -11,7 +11,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from surrogates.checkpoint import ClassSpec, read_checkpoint, to_plain
 from surrogates.cli import CONFIG_PATH
+from surrogates.errors import CheckpointError
 
 
 def instantiate_collection(cfg: DictConfig | None) -> list[Any]:
@@ -19,6 +21,23 @@ def instantiate_collection(cfg: DictConfig | None) -> list[Any]:
     if not cfg:
         return []
     return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def check_resumable(path: str | Path, task: L.LightningModule) -> None:
+    """Raise :class:`~surrogates.errors.CheckpointError` unless ``path`` is a valid checkpoint of the same model.
+
+    The run's network is built from the configs; a checkpoint of another architecture or size would
+    fail deep inside Lightning, so the registered name and constructor arguments are compared first.
+    """
+    checkpoint = read_checkpoint(path)
+    expected = ClassSpec.from_dict(task.net.init_config(), "model")
+    stored = checkpoint.metadata.model
+    if (stored.name, stored.kwargs) != (expected.name, to_plain(expected.kwargs)):
+        differing = sorted(k for k in set(stored.kwargs) | set(expected.kwargs) if stored.kwargs.get(k) != expected.kwargs.get(k))
+        raise CheckpointError(
+            path, f"holds a {stored.name!r} model that differs from the configured {expected.name!r} "
+            f"(arguments {differing[:8]}); resume with the configs it was trained with"
+        )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -37,13 +56,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_collection(cfg.get("callbacks")),
         logger=instantiate_collection(cfg.get("logger")) or False,
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    resume = cfg.get("ckpt_path")
+    if resume:
+        # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
+        check_resumable(resume, task)
+    # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     results = {name: float(value) for name, value in trainer.callback_metrics.items()}
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test"):
         # fast_dev_run saves no checkpoint: test the weights in memory then.
-        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         results.update({name: float(value) for name, value in (test_metrics[0] if test_metrics else {}).items()})
 
     output_dir = Path(cfg.paths.output_dir)

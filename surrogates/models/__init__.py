@@ -1,9 +1,9 @@
 """Neural operators, one file per architecture; each records its constructor arguments."""
 
-from surrogates.models.base import OperatorModel, build_model
+from surrogates.models.base import OperatorModel
 from surrogates.models.fno import FNO
 from surrogates.models.mgno import MgNO
 from surrogates.models.pde_refiner import PDERefiner
 from surrogates.models.unet import UNet
 
-__all__ = ["FNO", "MgNO", "OperatorModel", "PDERefiner", "UNet", "build_model"]
+__all__ = ["FNO", "MgNO", "OperatorModel", "PDERefiner", "UNet"]

@@ -1,21 +1,18 @@
 """Base class of neural operators: a model records its constructor arguments.
 
-A checkpoint stores ``model.init_config()`` next to the weights, so that
-:func:`build_model` rebuilds the same architecture without Hydra or the training code.
+A checkpoint stores ``model.init_config()`` (registered name and constructor arguments) next to the
+weights, so that :func:`surrogates.checkpoint.build_model` rebuilds the same architecture without
+Hydra or the training code. The name selects from the package's allowlist of models
+(:mod:`surrogates.checkpoint.registry`); nothing named in a file is imported.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from typing import Any
 
 from torch import nn
-
-CHECKPOINT_KEY = "surrogates"
-"""Key of the self-describing metadata in a training checkpoint (model config, normalization, schema)."""
-
 
 class OperatorModel(nn.Module):
     """An ``nn.Module`` that remembers how it was constructed.
@@ -26,6 +23,8 @@ class OperatorModel(nn.Module):
     """
 
     init_kwargs: dict[str, Any]
+    registered_name: str = ""
+    """Name under which checkpoints record the class (``"fno"``); the registry maps it back to the class."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,15 +65,13 @@ class OperatorModel(nn.Module):
             )
 
     def init_config(self) -> dict[str, Any]:
-        """``{"class": "module.Class", "kwargs": {...}}``: everything needed to rebuild the model."""
-        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "kwargs": dict(self.init_kwargs)}
+        """``{"name": registered name, "kwargs": {...}}``: everything needed to rebuild the model.
 
-
-def build_model(config: dict[str, Any]) -> OperatorModel:
-    """Rebuild a model from :meth:`OperatorModel.init_config` output (weights not loaded)."""
-    module_name, _, class_name = config["class"].rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**config["kwargs"])
+        The name is the class's own ``registered_name`` (not a parent's: a subclass must not be
+        rebuilt as its parent), else its name in lower case.
+        """
+        name = type(self).__dict__.get("registered_name") or type(self).__name__.lower()
+        return {"name": name, "kwargs": dict(self.init_kwargs)}
 
 
 def _plain(value: Any) -> Any:

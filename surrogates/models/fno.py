@@ -101,6 +101,8 @@ class FNO(OperatorModel):
     torch.Size([4, 1, 64, 64])
     """
 
+    registered_name = "fno"
+
     def __init__(
         self,
         in_channels: int,

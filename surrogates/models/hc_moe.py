@@ -178,6 +178,8 @@ class HardConstraintMoE(OperatorModel):
         Seed of the point sampling in evaluation mode.
     """
 
+    registered_name = "hc_moe"
+
     def __init__(
         self,
         in_channels: int = 1,

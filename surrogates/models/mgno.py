@@ -88,6 +88,8 @@ class MgNO(OperatorModel):
     torch.Size([4, 1, 64, 64])
     """
 
+    registered_name = "mgno"
+
     def __init__(
         self,
         in_channels: int,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from surrogates.models.base import OperatorModel
+from surrogates.nn.gaussian_features import box_bounds
 
 __all__ = ["MLP", "ACTIVATIONS", "BoxScaling"]
 
@@ -39,9 +40,7 @@ class BoxScaling(nn.Module):
 
     def __init__(self, dim: int, bounds: Sequence[Sequence[float]] | None):
         super().__init__()
-        box = torch.tensor([[-1.0, 1.0]] * dim if bounds is None else [list(map(float, b)) for b in bounds])
-        if box.shape != (dim, 2) or not bool(torch.all(box[:, 1] > box[:, 0])):
-            raise ValueError(f"bounds must be {dim} pairs (low, high) with low < high, got {bounds}")
+        box = torch.tensor(box_bounds(dim, bounds))
         self.register_buffer("center", box.mean(1), persistent=False)
         self.register_buffer("half_width", (box[:, 1] - box[:, 0]) / 2, persistent=False)
 
@@ -88,6 +87,8 @@ class MLP(OperatorModel):
     >>> net(torch.rand(10, 2)).shape
     torch.Size([10, 1])
     """
+
+    registered_name = "mlp"
 
     def __init__(
         self,

@@ -111,6 +111,8 @@ class PDERefiner(OperatorModel):
     torch.Size([4, 1, 64])
     """
 
+    registered_name = "pde_refiner"
+
     def __init__(
         self,
         in_channels: int,

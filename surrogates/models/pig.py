@@ -62,6 +62,8 @@ class PIG(OperatorModel):
     torch.Size([100, 2, 2])
     """
 
+    registered_name = "pig"
+
     def __init__(
         self,
         in_channels: int,

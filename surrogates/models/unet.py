@@ -82,6 +82,8 @@ class UNet(OperatorModel):
     torch.Size([4, 1, 100])
     """
 
+    registered_name = "unet"
+
     def __init__(
         self,
         in_channels: int,

@@ -26,9 +26,22 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["GaussianFeatures"]
+__all__ = ["GaussianFeatures", "box_bounds"]
 
 COVARIANCES = ("diagonal", "full")
+
+
+
+def box_bounds(dim: int, bounds: Sequence[Sequence[float]] | None) -> list[list[float]]:
+    """``bounds`` as ``dim`` pairs ``[low, high]`` of floats with ``low < high`` (``[-1, 1]^dim`` for None).
+
+    Checked on Python floats, not tensors: models are also built on the ``meta`` device, where
+    tensors hold no values (checkpoint loading compares shapes before allocating).
+    """
+    pairs = [[-1.0, 1.0]] * dim if bounds is None else [[float(v) for v in pair] for pair in bounds]
+    if len(pairs) != dim or any(len(pair) != 2 or not pair[1] > pair[0] for pair in pairs):
+        raise ValueError(f"bounds must be {dim} pairs (low, high) with low < high, got {bounds}")
+    return pairs
 
 
 class GaussianFeatures(nn.Module):
@@ -81,9 +94,7 @@ class GaussianFeatures(nn.Module):
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
         if sigma_init <= 0:
             raise ValueError(f"sigma_init must be positive, got {sigma_init}")
-        box = torch.tensor([[-1.0, 1.0]] * dim if bounds is None else [list(map(float, b)) for b in bounds])
-        if box.shape != (dim, 2) or not bool(torch.all(box[:, 1] > box[:, 0])):
-            raise ValueError(f"bounds must be {dim} pairs (low, high) with low < high, got {bounds}")
+        box = torch.tensor(box_bounds(dim, bounds))
         self.dim, self.n_gaussians, self.n_features = dim, n_gaussians, features
         self.covariance_type = covariance
         self.normalize, self.eps = normalize, eps

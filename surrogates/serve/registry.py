@@ -309,7 +309,7 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
         kind="surrogate",
         source=str(path),
         pde=schema.get("pde") or None,
-        description=f"{surrogate.model.init_config()['class'].rsplit('.', 1)[-1]} checkpoint",
+        description=f"{type(surrogate.model).__name__} checkpoint",
         inputs=inputs,
         outputs=outputs,
         spatial_dims=spatial,
@@ -612,8 +612,8 @@ def _training_metrics(path: Path, metadata: Mapping[str, Any]) -> dict[str, Any]
                 metrics["run"] = {k: v for k, v in values.items() if isinstance(v, (int, float, str))}
                 metrics["run_file"] = str(candidate)
             break
-    if metadata.get("version"):
-        metrics["package_version"] = metadata["version"]
+    if metadata.get("package_version"):
+        metrics["package_version"] = metadata["package_version"]
     return metrics
 
 

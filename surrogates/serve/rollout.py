@@ -16,17 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import CHECKPOINT_KEY, build_model
+from surrogates.errors import CheckpointError
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
-from surrogates.serve.surrogate import (
-    CheckpointError,
-    Surrogate,
-    _sub_state,
-    checkpoint_metadata,
-    holds_rollout_model,
-    read_checkpoint,
-)
+from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
 __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_surrogate"]
 
@@ -34,24 +28,29 @@ __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_su
 def is_rollout_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a checkpoint of a one-step (rollout) model; False for other or unreadable files."""
     try:
-        return holds_rollout_model(read_checkpoint(path))
+        return read_checkpoint(path).kind == ROLLOUT_KIND
     except CheckpointError:
         return False
 
 
-def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> "Surrogate | RolloutSurrogate":
-    """The model of a training checkpoint, reading the file once: a :class:`RolloutSurrogate` for a
-    one-step model (PDE-Refiner, MSE U-Net), a :class:`~surrogates.serve.surrogate.Surrogate` otherwise.
+def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """The model of a training checkpoint, reading the file once, by its kind: a :class:`RolloutSurrogate`
+    for a one-step model (PDE-Refiner, MSE U-Net), a :class:`~surrogates.serve.pointwise.PointwiseSurrogate`
+    for a physics-informed network (PIG, PINN), a :class:`~surrogates.serve.surrogate.Surrogate` for an operator.
 
     Raises
     ------
     CheckpointError
-        When the file is missing, unreadable, or not written by a surrogates task.
+        When the file is missing, unreadable, not written by a surrogates task, or invalid.
     """
     checkpoint = read_checkpoint(path)
-    if holds_rollout_model(checkpoint):
-        return RolloutSurrogate.from_checkpoint(checkpoint, path, device)
-    return Surrogate.from_checkpoint(checkpoint, path, device)
+    if checkpoint.kind == ROLLOUT_KIND:
+        return RolloutSurrogate.from_checkpoint(checkpoint, device)
+    if checkpoint.kind == "pointwise":
+        from surrogates.serve.pointwise import PointwiseSurrogate
+
+        return PointwiseSurrogate.from_checkpoint(checkpoint, device)
+    return Surrogate.from_checkpoint(checkpoint, device)
 
 
 class RolloutSurrogate:
@@ -86,26 +85,29 @@ class RolloutSurrogate:
         Raises
         ------
         CheckpointError
-            When the file is missing, unreadable, or not a rollout checkpoint.
+            When the file is missing, unreadable, not a rollout checkpoint, or invalid.
         """
-        return cls.from_checkpoint(read_checkpoint(path), path, device)
+        return cls.from_checkpoint(read_checkpoint(path), device)
 
     @classmethod
-    def from_checkpoint(
-        cls, checkpoint: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
-    ) -> "RolloutSurrogate":
-        """:meth:`load` on a checkpoint already read by :func:`~surrogates.serve.surrogate.read_checkpoint`."""
-        meta = checkpoint[CHECKPOINT_KEY]
-        if not holds_rollout_model(checkpoint):
-            raise CheckpointError(f"{path} is not a rollout checkpoint (kind {meta.get('kind')!r}); use Surrogate.load")
-        model = build_model(meta["model"])
-        model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
-        stats = meta["normalization"]["input"]
-        conditioning = meta.get("conditioning", {})
-        metadata = checkpoint_metadata(checkpoint, path)
+    def from_checkpoint(cls, checkpoint: Checkpoint, device: str | torch.device = "cpu") -> "RolloutSurrogate":
+        """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`."""
+        require_kind(checkpoint, ROLLOUT_KIND)
+        meta = checkpoint.metadata
+        model = checkpoint.build_model()
+        if not isinstance(model, PDERefiner):
+            raise CheckpointError(checkpoint.path, f"a rollout checkpoint must hold a PDERefiner, not a {type(model).__name__}")
+        stats = meta.normalization.get("input")
+        if stats is None or len(stats.mean) != model.in_channels:
+            raise CheckpointError(checkpoint.path, f"the state normalization must have {model.in_channels} channel(s)")
+        conditioning = meta.conditioning or {}
+        if len(conditioning.get("names", [])) != model.n_params:
+            raise CheckpointError(
+                checkpoint.path, f"the model takes {model.n_params} parameter(s) but the file names {conditioning.get('names', [])}"
+            )
         return cls(
-            model, Normalizer.from_stats(stats["mean"], stats["std"]), conditioning.get("names", []),
-            conditioning.get("scale", []), meta.get("data_schema") or {}, metadata, device,
+            model, Normalizer.from_stats(stats.mean, stats.std), conditioning.get("names", []),
+            conditioning.get("scale", []), meta.data_schema or {}, checkpoint_metadata(checkpoint), device,
         )
 
     # -- description ------------------------------------------------------------------------------

@@ -8,13 +8,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import CHECKPOINT_KEY, OperatorModel, build_model
-from surrogates.models.pde_refiner import ROLLOUT_KIND
+from surrogates.errors import CheckpointError
+from surrogates.models.base import OperatorModel
 
+__all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
-class CheckpointError(ValueError):
-    """A file is not a readable, self-describing surrogates checkpoint."""
+KIND_LOADERS = {
+    "operator": "surrogates.Surrogate.load(path)",
+    "rollout": "surrogates.serve.rollout.RolloutSurrogate.load(path)",
+    "pointwise": "surrogates.serve.pointwise.PointwiseSurrogate.load(path)",
+}
+"""Which loader takes a checkpoint of each kind (named in the error when the wrong one is used)."""
 
 
 class Surrogate:
@@ -48,35 +54,34 @@ class Surrogate:
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Surrogate":
-        """Rebuild a surrogate from a training checkpoint (``.ckpt``).
+        """Rebuild a surrogate from a training checkpoint (``.ckpt``) of an operator model.
 
         Raises
         ------
         CheckpointError
-            When the file is missing, unreadable, or not written by a surrogates task.
+            When the file is missing, unreadable, not a surrogates checkpoint, holds another kind of
+            model, or its metadata or weights are invalid (see :mod:`surrogates.checkpoint`).
         """
-        return cls.from_checkpoint(read_checkpoint(path), path, device)
+        return cls.from_checkpoint(read_checkpoint(path), device)
 
     @classmethod
-    def from_checkpoint(
-        cls, checkpoint: dict[str, Any], path: str | Path, device: str | torch.device = "cpu"
-    ) -> "Surrogate":
-        """:meth:`load` on a checkpoint already read by :func:`read_checkpoint` (``path`` is recorded)."""
-        meta = checkpoint[CHECKPOINT_KEY]
-        if holds_rollout_model(checkpoint):
-            raise CheckpointError(
-                f"{path} holds a one-step model for rollouts; load it with "
-                "surrogates.serve.rollout.RolloutSurrogate.load(path)"
-            )
-        model = build_model(meta["model"])
-        model.load_state_dict(_sub_state(checkpoint["state_dict"], "net."))
+    def from_checkpoint(cls, checkpoint: Checkpoint, device: str | torch.device = "cpu") -> "Surrogate":
+        """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`."""
+        require_kind(checkpoint, "operator")
+        meta = checkpoint.metadata
+        model = checkpoint.build_model()
         normalizers = []
-        for name in ("input", "target"):
-            stats = meta["normalization"][name]
-            normalizers.append(Normalizer.from_stats(stats["mean"], stats["std"]))
-        schema = meta.get("data_schema") or {}
-        metadata = checkpoint_metadata(checkpoint, path)
-        return cls(model, normalizers[0], normalizers[1], schema, metadata, device)
+        for name, channels in (("input", "in_channels"), ("target", "out_channels")):
+            stats = meta.normalization.get(name)
+            if stats is None:
+                raise CheckpointError(checkpoint.path, f"metadata lacks the {name} normalization")
+            expected = model.init_kwargs.get(channels)
+            if expected is not None and len(stats.mean) != expected:
+                raise CheckpointError(
+                    checkpoint.path, f"the {name} normalization has {len(stats.mean)} channels; the model has {expected}"
+                )
+            normalizers.append(Normalizer.from_stats(stats.mean, stats.std))
+        return cls(model, normalizers[0], normalizers[1], meta.data_schema or {}, checkpoint_metadata(checkpoint), device)
 
     # -- schema -----------------------------------------------------------------------------------
     @property
@@ -214,61 +219,24 @@ class Surrogate:
         )
 
 
-def holds_rollout_model(checkpoint: dict[str, Any]) -> bool:
-    """Whether a checkpoint read by :func:`read_checkpoint` holds a one-step model for rollouts
-    (PDE-Refiner, MSE U-Net), which :class:`~surrogates.serve.rollout.RolloutSurrogate` loads."""
-    return checkpoint[CHECKPOINT_KEY].get("kind") == ROLLOUT_KIND
+def require_kind(checkpoint: Checkpoint, kind: str) -> None:
+    """Raise :class:`CheckpointError` naming the right loader unless ``checkpoint`` holds a ``kind`` model."""
+    if checkpoint.kind != kind:
+        loader = KIND_LOADERS.get(checkpoint.kind, "the loader of its kind")
+        raise CheckpointError(
+            checkpoint.path, f"holds a {checkpoint.kind!r} model, not the {kind!r} kind this loader takes; load it with {loader}"
+        )
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint written by a surrogates task, as the dict ``torch.load`` returns.
-
-    Raises
-    ------
-    CheckpointError
-        When the file is missing, unreadable, or has no surrogates metadata.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        # weights_only: a checkpoint holds tensors and plain data only, so loading runs no pickled code.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file?): {error}") from error
-    if not isinstance(checkpoint, dict) or not checkpoint.get(CHECKPOINT_KEY):
-        raise CheckpointError(f"{path} is not a surrogates checkpoint (no '{CHECKPOINT_KEY}' metadata)")
-    return checkpoint
-
-
-def checkpoint_metadata(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    """The checkpoint's surrogates metadata without model and schema, plus its path and training summary."""
-    meta = checkpoint[CHECKPOINT_KEY]
-    metadata = {key: value for key, value in meta.items() if key not in {"model", "data_schema"}}
-    metadata["checkpoint"] = str(path)
-    metadata["training"] = _training_summary(checkpoint)
-    return metadata
-
-
-def _training_summary(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Epoch, step and the best monitored metric a Lightning checkpoint records (plain numbers)."""
-    summary: dict[str, Any] = {}
-    for key in ("epoch", "global_step"):
-        if isinstance(checkpoint.get(key), int):
-            summary[key] = checkpoint[key]
-    callbacks = checkpoint.get("callbacks")
-    for key, state in (callbacks.items() if isinstance(callbacks, dict) else []):
-        if not (str(key).startswith("ModelCheckpoint") and isinstance(state, dict)):
-            continue
-        monitor, score = state.get("monitor"), state.get("best_model_score")
-        if isinstance(monitor, str) and score is not None:
-            try:
-                summary.setdefault("best", {})[monitor] = float(score)
-            except (TypeError, ValueError):
-                pass
-    return summary
-
-
-def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """Entries of a state dict under ``prefix``, with the prefix removed."""
-    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+def checkpoint_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What a loaded model reports about its file: kind, task, versions, path and training summary (plain data)."""
+    meta = checkpoint.metadata
+    return {
+        "kind": meta.kind,
+        "task": meta.task,
+        "package_version": meta.package_version,
+        "format_version": meta.format_version,
+        "serving": meta.serving or {},
+        "checkpoint": str(checkpoint.path),
+        "training": checkpoint.training_summary(),
+    }

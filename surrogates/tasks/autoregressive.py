@@ -21,10 +21,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from surrogates import __version__, metrics
+from surrogates import metrics
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import CHECKPOINT_KEY
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
+from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
 
@@ -138,19 +138,12 @@ class Autoregressive(L.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint self-describing (see the module docstring)."""
-        stats = {"mean": self.state_normalizer.mean.tolist(), "std": self.state_normalizer.std.tolist()}
-        checkpoint[CHECKPOINT_KEY] = {
-            "kind": ROLLOUT_KIND,
-            "model": self.net.init_config(),
-            # input and target are the same state variables
-            "normalization": {"input": stats, "target": stats},
-            "conditioning": {"names": list(self.conditioning), "scale": self.param_scale.tolist()},
-            "data_schema": self.data_schema,
-            "task": f"{type(self).__module__}.{type(self).__qualname__}",
-            "version": __version__,
-        }
+        stats = statistics(self.state_normalizer)
+        conditioning = {"names": list(self.conditioning), "scale": self.param_scale.tolist()}
+        # input and target are the same state variables
+        save_metadata(self, checkpoint, ROLLOUT_KIND, {"input": stats, "target": stats}, self.data_schema, conditioning)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get(CHECKPOINT_KEY, {})
-        self.data_schema = meta.get("data_schema")
-        self.conditioning = list(meta.get("conditioning", {}).get("names", []))
+        meta = load_metadata(checkpoint)
+        self.data_schema = meta.data_schema
+        self.conditioning = list((meta.conditioning or {}).get("names", []))

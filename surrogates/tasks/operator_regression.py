@@ -8,9 +8,10 @@ from typing import Any
 import lightning as L
 import torch
 
-from surrogates import __version__, metrics
+from surrogates import metrics
 from surrogates.data.normalization import Normalizer
-from surrogates.models.base import CHECKPOINT_KEY, OperatorModel
+from surrogates.models.base import OperatorModel
+from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
 
 LOSSES = ("rel_l2", "rel_h1")
 """Metrics of :mod:`surrogates.metrics` that can serve as the training loss."""
@@ -138,17 +139,8 @@ class OperatorRegression(L.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint self-describing: model constructor, normalization, data schema, version."""
-        checkpoint[CHECKPOINT_KEY] = {
-            "model": self.net.init_config(),
-            "normalization": {
-                "input": {"mean": self.input_normalizer.mean.tolist(), "std": self.input_normalizer.std.tolist()},
-                "target": {"mean": self.target_normalizer.mean.tolist(), "std": self.target_normalizer.std.tolist()},
-            },
-            "data_schema": self.data_schema,
-            "task": f"{type(self).__module__}.{type(self).__qualname__}",
-            "version": __version__,
-        }
+        normalization = {"input": statistics(self.input_normalizer), "target": statistics(self.target_normalizer)}
+        save_metadata(self, checkpoint, "operator", normalization, self.data_schema)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.data_schema = checkpoint.get(CHECKPOINT_KEY, {}).get("data_schema")
-
+        self.data_schema = load_metadata(checkpoint).data_schema

@@ -22,9 +22,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from surrogates import __version__
-from surrogates.models.base import CHECKPOINT_KEY, OperatorModel, build_model
-from surrogates.pdes.physics.base import PhysicsProblem, Reference, build_problem
+from surrogates.checkpoint import ClassSpec, Statistics, construct, read_checkpoint, to_plain
+from surrogates.checkpoint.registry import physics_problem_class, physics_problem_name
+from surrogates.models.base import OperatorModel
+from surrogates.pdes.physics.base import PhysicsProblem, Reference
+from surrogates.tasks.checkpointing import load_metadata, save_metadata
 
 __all__ = ["PhysicsInformed", "load_solution", "plot_solution", "predict_on_points", "relative_l2"]
 
@@ -91,6 +93,8 @@ class PhysicsInformed(L.LightningModule):
             raise TypeError(f"net must be an OperatorModel (it records its constructor), got {type(net).__name__}")
         if lbfgs_steps < 0:
             raise ValueError(f"lbfgs_steps must be >= 0, got {lbfgs_steps}")
+        # Hydra passes DictConfigs: saved hyper-parameters must be plain data (checkpoints load with weights_only=True)
+        weights, lbfgs = to_plain(weights), to_plain(lbfgs)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "problem"], logger=False)
         self.automatic_optimization = False
         self.net = net
@@ -216,34 +220,33 @@ class PhysicsInformed(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Self-describing checkpoint: network constructor, problem, schema, version (identity normalization)."""
         d, c = self.net.init_kwargs.get("in_channels", 1), self.net.init_kwargs.get("out_channels", 1)
-        checkpoint[CHECKPOINT_KEY] = {
-            "model": self.net.init_config(),
-            "normalization": {
-                "input": {"mean": [0.0] * d, "std": [1.0] * d},
-                "target": {"mean": [0.0] * c, "std": [1.0] * c},
-            },
-            "data_schema": self.data_schema,
-            "problem": self.problem.config() if self.problem is not None else None,
-            "task": f"{type(self).__module__}.{type(self).__qualname__}",
-            "version": __version__,
-        }
+        identity = {"input": Statistics([0.0] * d, [1.0] * d), "target": Statistics([0.0] * c, [1.0] * c)}
+        problem = None
+        if self.problem is not None:
+            problem = ClassSpec(physics_problem_name(self.problem), self.problem.config()["kwargs"])
+        save_metadata(self, checkpoint, "pointwise", identity, self.data_schema, problem=problem)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get(CHECKPOINT_KEY, {})
-        self.data_schema = meta.get("data_schema")
-        if self.problem is None and meta.get("problem"):
-            self.problem = build_problem(meta["problem"])
+        meta = load_metadata(checkpoint)
+        self.data_schema = meta.data_schema
+        if self.problem is None and meta.problem is not None:
+            self.problem = construct(physics_problem_class(meta.problem.name), meta.problem.kwargs, "problem")
 
 
 def load_solution(path: str | Path) -> tuple[OperatorModel, PhysicsProblem | None]:
-    """The trained network (in eval mode) and its problem from a physics-informed checkpoint; no Hydra needed."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    meta = checkpoint[CHECKPOINT_KEY]
-    net = build_model(meta["model"])
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
-    problem = build_problem(meta["problem"]) if meta.get("problem") else None
-    return net.eval(), problem
+    """The trained network (in eval mode) and its problem from a physics-informed checkpoint; no Hydra needed.
+
+    Raises
+    ------
+    CheckpointError
+        When the file cannot be read, is not a pointwise checkpoint, or its metadata is invalid.
+    """
+    checkpoint = read_checkpoint(path)
+    if checkpoint.kind != "pointwise":
+        from surrogates.errors import CheckpointError
+
+        raise CheckpointError(path, f"holds a {checkpoint.kind!r} model, not a physics-informed (pointwise) one")
+    return checkpoint.build_model(), checkpoint.build_problem()
 
 
 # -- figures ----------------------------------------------------------------------------------------

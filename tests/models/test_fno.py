@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from surrogates.models.base import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.fno import FNO
 
 
@@ -18,7 +18,7 @@ def _structure(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
 def test_init_config_round_trip():
     model = FNO(in_channels=2, out_channels=3, modes=(6, 5), width=8, n_layers=3, projection_channels=16, padding=0.1)
     config = model.init_config()
-    assert config["class"] == "surrogates.models.fno.FNO"
+    assert config["name"] == "fno"
     assert config["kwargs"]["modes"] == [6, 5]  # tuples come back as lists
     rebuilt = build_model(config)
     assert _structure(rebuilt) == _structure(model)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from surrogates.models.base import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.hc_moe import HardConstraintMoE, assemble, expert_labels, partition
 from surrogates.nn.least_squares import levenberg_marquardt
 from surrogates.pdes.navier_stokes import VorticityResidual

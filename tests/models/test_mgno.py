@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from surrogates.models.base import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.mgno import MgNO
 from tests.cli.conftest import compose_config
 from tests.models.conftest import assert_surrogate_matches_task, fit_and_checkpoint
@@ -26,7 +26,7 @@ def test_init_config_round_trip():
     model = MgNO(2, 3, width=8, n_layers=2, levels=3, smoothing=(1, 2, 2), post_smoothing=[1, 0],
                  boundary="periodic", bias_points=5, positional_embedding=True, grid="periodic")
     config = model.init_config()
-    assert config["class"] == "surrogates.models.mgno.MgNO"
+    assert config["name"] == "mgno"
     assert config["kwargs"]["smoothing"] == [1, 2, 2]
     rebuilt = build_model(config)
     assert _structure(rebuilt) == _structure(model)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from surrogates.models import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.mlp import MLP
 from surrogates.models.pig import PIG
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from surrogates.models.base import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.unet import UNet
 from tests.models.conftest import assert_surrogate_matches_task, fit_and_checkpoint
 
@@ -21,7 +21,7 @@ def test_init_config_round_trip():
     model = UNet(2, 3, dim=1, hidden_channels=8, channel_multipliers=(1, 2), blocks_per_level=2,
                  padding_mode="circular", n_cond=2, positional_embedding=True, grid="periodic")
     config = model.init_config()
-    assert config["class"] == "surrogates.models.unet.UNet"
+    assert config["name"] == "unet"
     assert config["kwargs"]["channel_multipliers"] == [1, 2]
     rebuilt = build_model(config)
     assert _structure(rebuilt) == _structure(model)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from surrogates import __version__
-from surrogates.models.base import CHECKPOINT_KEY
+from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, Statistics, write_checkpoint
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 
 DARCY_SOLVER = {"darcy-pcg": {"pde": {"_target_": "surrogates.pdes.darcy.Darcy", "resolution": 16}}}
@@ -26,49 +26,40 @@ def save_constructed_checkpoint(
     """A checkpoint in the training format (weights under ``net.``, the ``surrogates`` metadata) for an untrained net."""
     c_in, c_out = len(inputs), len(targets)
     spatial_dims = ["x", "y"][: len(spatial_shape)]
-    checkpoint = {
-        "state_dict": {f"net.{key}": value for key, value in net.state_dict().items()},
-        CHECKPOINT_KEY: {
-            "model": net.init_config(),
-            "normalization": {
-                "input": {"mean": [0.5] * c_in, "std": [2.0] * c_in},
-                "target": {"mean": [0.1] * c_out, "std": [0.5] * c_out},
-            },
-            "data_schema": {
-                "pde": pde,
-                "inputs": inputs,
-                "targets": targets,
-                "input_time": None,
-                "target_time": None,
-                "spatial_dims": spatial_dims,
-                "spatial_shape": spatial_shape,
-                "variables": {name: ["sample", *spatial_dims] for name in {*inputs, *targets}},
-            },
-            "version": __version__,
-            **meta,
+    metadata = CheckpointMetadata(
+        kind="operator",
+        model=ClassSpec.from_dict(net.init_config(), "model"),
+        normalization={"input": Statistics([0.5] * c_in, [2.0] * c_in), "target": Statistics([0.1] * c_out, [0.5] * c_out)},
+        data_schema={
+            "pde": pde,
+            "inputs": inputs,
+            "targets": targets,
+            "input_time": None,
+            "target_time": None,
+            "spatial_dims": spatial_dims,
+            "spatial_shape": spatial_shape,
+            "variables": {name: ["sample", *spatial_dims] for name in {*inputs, *targets}},
         },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, path)
-    return path
+        package_version=__version__,
+        **meta,
+    )
+    return write_checkpoint(path, metadata, net.state_dict())
 
 
 def save_rollout_checkpoint(path: Path, refinement_steps: int) -> Path:
     """An (untrained) one-step model in the format of the autoregressive task, conditioned on dt and dx."""
     torch.manual_seed(refinement_steps)
     net = PDERefiner(1, 1, n_params=2, num_refinement_steps=refinement_steps, hidden_channels=8, channel_multipliers=[1, 2])
-    stats = {"mean": [0.1], "std": [1.5]}
-    meta = {
-        "kind": ROLLOUT_KIND,
-        "model": net.init_config(),
-        "normalization": {"input": stats, "target": stats},
-        "conditioning": {"names": ["dt", "dx"], "scale": [0.8, 0.25]},
-        "data_schema": {"kind": "trajectory", "pde": "ks", "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]},
-        "version": __version__,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, CHECKPOINT_KEY: meta}, path)
-    return path
+    stats = Statistics([0.1], [1.5])
+    metadata = CheckpointMetadata(
+        kind=ROLLOUT_KIND,
+        model=ClassSpec.from_dict(net.init_config(), "model"),
+        normalization={"input": stats, "target": stats},
+        conditioning={"names": ["dt", "dx"], "scale": [0.8, 0.25]},
+        data_schema={"kind": "trajectory", "pde": "ks", "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]},
+        package_version=__version__,
+    )
+    return write_checkpoint(path, metadata, net.state_dict())
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +76,7 @@ def models_dir(darcy_checkpoint, tmp_path_factory) -> Path:
     save_constructed_checkpoint(root / "rollout" / "fno-heat.ckpt", heat, ["u"], ["u"], [12, 12], pde="heat")
     save_rollout_checkpoint(root / "rollout" / "ks-refiner.ckpt", 2)  # a one-step model conditioned on dt, dx
     fixed = torch.load(darcy_checkpoint, map_location="cpu", weights_only=True)
-    fixed[CHECKPOINT_KEY]["serving"] = {"resolution": "fixed"}
+    fixed[METADATA_KEY]["serving"] = {"resolution": "fixed"}
     (root / "fixed").mkdir()
     torch.save(fixed, root / "fixed" / "fno-darcy.ckpt")
     (root / "corrupt.ckpt").write_bytes(darcy_checkpoint.read_bytes()[:2000])

@@ -61,7 +61,7 @@ def test_models_describe_schema_resolution_and_metrics(client):
     assert fno["resolution"]["policy"] == "any" and fno["resolution"]["trained"] == [16, 16]
     assert fno["rollout"] is False and fno["batching"] is True
     assert fno["metrics"]["epoch"] >= 1 and "val/rel_l2" in fno["metrics"]["best"]
-    assert fno["model"]["class"] == "surrogates.models.fno.FNO"
+    assert fno["model"]["name"] == "fno"
     assert models["rollout/fno-heat"]["rollout"] is True
     assert models["fixed/fno-darcy"]["resolution"]["policy"] == "fixed"
     assert models["darcy-pcg"]["kind"] == "solver" and models["darcy-pcg"]["batching"] is False

@@ -22,7 +22,7 @@ def test_inputs(darcy_dir):
 
 def test_predict_matches_the_lightning_module(surrogate, darcy_checkpoint, test_inputs):
     checkpoint = torch.load(darcy_checkpoint, map_location="cpu", weights_only=True)
-    from surrogates.models.base import build_model
+    from surrogates.checkpoint import build_model
 
     task = OperatorRegression(build_model(checkpoint["surrogates"]["model"]), optimizer=torch.optim.Adam)
     task.load_state_dict(checkpoint["state_dict"])

@@ -6,7 +6,8 @@ import torch
 
 from surrogates.data.datamodule import FieldDataModule
 from surrogates.models.fno import FNO
-from surrogates.tasks.operator_regression import CHECKPOINT_KEY, OperatorRegression
+from surrogates.checkpoint import FORMAT_VERSION, METADATA_KEY
+from surrogates.tasks.operator_regression import OperatorRegression
 from tests.conftest import train_tiny
 
 
@@ -33,12 +34,14 @@ def test_training_reduces_error_and_uses_training_statistics(darcy_dir, tmp_path
 
 def test_checkpoint_is_self_describing_and_safe_to_load(darcy_checkpoint):
     checkpoint = torch.load(darcy_checkpoint, map_location="cpu", weights_only=True)
-    meta = checkpoint[CHECKPOINT_KEY]
-    assert meta["model"]["class"] == "surrogates.models.fno.FNO"
+    meta = checkpoint[METADATA_KEY]
+    assert meta["format_version"] == FORMAT_VERSION and meta["kind"] == "operator"
+    assert meta["model"]["name"] == "fno" and meta["task"] == "operator_regression"
     assert meta["model"]["kwargs"]["width"] == 12
     assert meta["data_schema"]["inputs"] == ["a"] and meta["data_schema"]["targets"] == ["u"]
     assert len(meta["normalization"]["input"]["mean"]) == 1
-    assert meta["version"]
+    assert meta["package_version"]
+    assert meta["training"]["metrics"]["val/rel_l2"] > 0  # the metrics at save time travel with the weights
 
 
 def test_channel_mismatch_between_model_and_data_is_reported(darcy_dir):

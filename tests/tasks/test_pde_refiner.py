@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from surrogates.data.autoregressive import AutoregressiveDataModule
-from surrogates.models.base import build_model
+from surrogates.checkpoint import build_model
 from surrogates.models.pde_refiner import PDERefiner, noise_schedule
 from surrogates.serve.rollout import RolloutSurrogate, is_rollout_checkpoint
 from surrogates.serve.surrogate import CheckpointError
@@ -241,7 +241,7 @@ def test_rollout_surrogate_reports_wrong_inputs(refiner_checkpoint, darcy_checkp
     with pytest.raises(ValueError, match="NaN"):
         surrogate.rollout(np.full((2, 64), np.nan), 2, dt=0.8, dx=0.5)
     assert not is_rollout_checkpoint(darcy_checkpoint)
-    with pytest.raises(CheckpointError, match="not a rollout checkpoint"):
+    with pytest.raises(CheckpointError, match="not the .rollout. kind"):
         RolloutSurrogate.load(darcy_checkpoint)
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
     assert not is_rollout_checkpoint(tmp_path / "junk.ckpt")

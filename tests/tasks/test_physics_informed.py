@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from surrogates.data.collocation import CollocationDataModule
-from surrogates.models.base import CHECKPOINT_KEY
+from surrogates.checkpoint import METADATA_KEY
 from surrogates.models.mlp import MLP
 from surrogates.models.pig import PIG
 from surrogates.pdes.physics import AllenCahn, Helmholtz2D, KleinGordon
@@ -76,12 +76,13 @@ def test_pig_training_reduces_the_loss_keeps_spd_and_checkpoints(tmp_path):
     assert np.isfinite(results["test/rel_l2"])
     assert (tmp_path / FIGURE_NAME).is_file()
 
-    meta = torch.load(checkpoint.best_model_path, weights_only=False)[CHECKPOINT_KEY]
-    assert meta["problem"]["class"].endswith("Helmholtz2D") and meta["data_schema"]["inputs"] == ["x", "y"]
+    meta = torch.load(checkpoint.best_model_path, weights_only=True)[METADATA_KEY]
+    assert meta["kind"] == "pointwise" and meta["problem"]["name"] == "helmholtz"
+    assert meta["data_schema"]["inputs"] == ["x", "y"]
     restored, problem = load_solution(checkpoint.best_model_path)
     assert problem == dm.problem
     points = torch.rand(20, 2) * 2 - 1
-    state = torch.load(checkpoint.best_model_path, weights_only=False)["state_dict"]
+    state = torch.load(checkpoint.best_model_path, weights_only=True)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
     torch.testing.assert_close(predict_on_points(restored, points), predict_on_points(net, points))
 

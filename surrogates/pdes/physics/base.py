@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "PhysicsProblem", "Reference", "UFunction", "build_problem", "face_points", "flatten", "gradient",
+    "PhysicsProblem", "Reference", "UFunction", "face_points", "flatten", "gradient",
     "second_derivative", "uniform_points",
 ]
 
@@ -127,9 +127,10 @@ class PhysicsProblem(abc.ABC):
         return uniform_points(n, self.bounds(), generator)
 
     def config(self) -> dict:
-        """``{"class": "module.Class", "kwargs": {...}}``: enough to rebuild the problem."""
+        """``{"name": registered name, "kwargs": {...}}``: enough to rebuild the problem (checkpoints
+        resolve the name in :mod:`surrogates.checkpoint.registry`)."""
         kwargs = dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
-        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", "kwargs": kwargs}
+        return {"name": self.name, "kwargs": kwargs}
 
     def _resolution(self, resolution: int | list[int]) -> list[int]:
         sizes = [int(resolution)] * self.dim if isinstance(resolution, int) else [int(r) for r in resolution]
@@ -146,14 +147,6 @@ class PhysicsProblem(abc.ABC):
         points = torch.as_tensor(grid.points(), dtype=torch.float64)
         grid.values = self.exact_solution(points).reshape(grid.shape).numpy()
         return grid
-
-
-def build_problem(config: dict) -> PhysicsProblem:
-    """Rebuild a problem from :meth:`PhysicsProblem.config` output."""
-    import importlib
-
-    module_name, _, class_name = config["class"].rpartition(".")
-    return getattr(importlib.import_module(module_name), class_name)(**config["kwargs"])
 
 
 def face_points(

@@ -205,7 +205,7 @@ class PreconditionerGNN(nn.Module):
         return diagonal, lower
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
-        """Write ``{"init_kwargs", "state_dict", "metadata"}`` to ``path`` (parents created); see :func:`load`."""
+        """Write the network to ``path`` (parents created) through :mod:`surrogates.checkpoint`; see :func:`load`."""
         return save(self, path, metadata)
 
     @classmethod
@@ -215,29 +215,49 @@ class PreconditionerGNN(nn.Module):
 
 
 def save(model: PreconditionerGNN, path: str | Path, metadata: dict | None = None) -> Path:
-    """Save a :class:`PreconditionerGNN` as a torch file ``{"init_kwargs", "state_dict", "metadata"}``.
+    """Save a :class:`PreconditionerGNN` through :mod:`surrogates.checkpoint` (kind ``"preconditioner"``).
 
-    ``metadata`` (plain values only, e.g. how the network was trained) is stored as given, ``{}`` by
-    default; read it back with :func:`load_metadata`.
+    ``metadata`` (plain values only, e.g. how the network was trained) is stored as the file's
+    training record, ``{}`` by default; read it back with :func:`load_metadata`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"init_kwargs": dict(model.init_kwargs), "state_dict": model.state_dict(), "metadata": dict(metadata or {})}
-    torch.save(payload, path)
-    return path
+    from surrogates import __version__
+    from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoint
+    from surrogates.checkpoint.registry import preconditioner_name
+
+    record = CheckpointMetadata(
+        kind="preconditioner", model=ClassSpec(preconditioner_name(model), dict(model.init_kwargs)),
+        training=dict(metadata or {}), package_version=__version__,
+    )
+    return write_checkpoint(path, record, model.state_dict())
 
 
 def load_metadata(path: str | Path) -> dict:
-    """The ``metadata`` dict stored by :func:`save` (``{}`` if none)."""
-    return dict(torch.load(path, map_location="cpu", weights_only=True).get("metadata", {}))
+    """The ``metadata`` dict stored by :func:`save` (``{}`` if none); ``CheckpointError`` for an invalid file."""
+    from surrogates.checkpoint import read_checkpoint
+
+    return dict(_require_preconditioner(read_checkpoint(path)).metadata.training)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PreconditionerGNN:
-    """Load a :class:`PreconditionerGNN` written by :func:`save` (in eval mode)."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    model = PreconditionerGNN(**payload["init_kwargs"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval()
+    """Load a :class:`PreconditionerGNN` written by :func:`save` (in eval mode).
+
+    Raises
+    ------
+    CheckpointError
+        When the file is unreadable, not a learned-preconditioner file, or its weights do not fit.
+    """
+    from surrogates.checkpoint import read_checkpoint
+
+    model = _require_preconditioner(read_checkpoint(path)).build_model()
+    return model.to(map_location).eval()
+
+
+def _require_preconditioner(checkpoint):
+    from surrogates.errors import CheckpointError
+
+    if checkpoint.kind != "preconditioner":
+        raise CheckpointError(checkpoint.path, f"holds a {checkpoint.kind!r} model, not a learned preconditioner")
+    return checkpoint
 
 
 # -- factor -------------------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ None of this depends on the full dimension; only :meth:`ReducedModel.reconstruct
 fields) does.
 
 File (``*.rb.h5``), attributes: ``format = "surrogates.reduced_basis"``, ``format_version``,
-``problem_target`` / ``problem_config`` (the problem class and its constructor arguments, JSON),
+``kind = "reduced"``, ``problem_target`` / ``problem_config`` (the problem's registered name, looked up
+in :mod:`surrogates.checkpoint.registry`, and its constructor arguments, JSON; format 1.0/1.1 named the
+class by import path, accepted only for an allowed class),
 ``parameter_space`` (JSON), ``metadata`` (JSON: greedy and EIM history); datasets listed in
 :data:`DATASETS`. :meth:`ReducedModel.load` checks all of it and raises :class:`ReducedModelFileError`
 with the reason.
@@ -22,7 +24,6 @@ with the reason.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import h5py
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from surrogates.errors import CheckpointError
 from surrogates.solvers.reduced_basis.estimators import (
     ESTIMATORS,
     CompressedResidual,
@@ -46,7 +48,7 @@ from surrogates.solvers.reduced_basis.estimators import (
 from surrogates.solvers.reduced_basis.problem import DiffusionProblem, FieldLayout, LocalEntries, ParameterSpace
 
 FORMAT = "surrogates.reduced_basis"
-FORMAT_VERSION = "1.1"  # 1.1: optional compressed estimator data
+FORMAT_VERSION = "1.2"  # 1.1: optional compressed estimator data; 1.2: problem by registered name
 SUPPORTED_MAJOR_VERSIONS = ("1",)
 SUFFIX = ".rb.h5"
 
@@ -73,12 +75,8 @@ OPTIONAL_DATASETS = {
 DEFAULT_COMPRESSION_RTOL = 1e-10
 
 
-class ReducedModelFileError(ValueError):
+class ReducedModelFileError(CheckpointError):
     """A file is missing, unreadable, foreign, of an unsupported version or inconsistent."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = Path(path)
-        super().__init__(f"{self.path}: {problem}")
 
 
 @dataclass
@@ -103,18 +101,26 @@ class ReducedSolution:
     coercivity: np.ndarray
 
 
-def make_problem(target: str, config: dict) -> DiffusionProblem:
-    """Re-create a problem from its class path and constructor arguments (cheap: nothing is assembled).
+def make_problem(name: str, config: dict, path: str | Path | None = None) -> DiffusionProblem:
+    """Re-create a problem from its registered name and constructor arguments (cheap: nothing is assembled).
 
-    Only classes of this package deriving from :class:`DiffusionProblem` are accepted.
+    ``name`` selects from the package's allowlist of parametric problems
+    (:func:`surrogates.checkpoint.registry.reduced_problem_class`); files of format 1.0/1.1 name the
+    class by import path, accepted only when it is the path of an allowed class. Nothing is imported
+    from the name.
+
+    Raises
+    ------
+    CheckpointError
+        Unknown name, or arguments that do not fit the class.
     """
-    module_name, _, name = target.rpartition(".")
-    if not module_name.startswith("surrogates."):
-        raise ValueError(f"problem class {target!r} is not part of the surrogates package")
-    cls = getattr(importlib.import_module(module_name), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, DiffusionProblem)):
-        raise ValueError(f"{target!r} is not a DiffusionProblem")
-    return cls(**config)
+    # The allowlist lists the package's parametric PDEs, which live above this layer: imported on use.
+    from surrogates.checkpoint import construct
+    from surrogates.checkpoint.registry import reduced_problem_class
+
+    if not isinstance(config, dict):
+        raise CheckpointError(path, f"problem_config must be a JSON object, got {type(config).__name__}")
+    return construct(reduced_problem_class(name, path), config, "problem", path)
 
 
 @dataclass
@@ -316,14 +322,16 @@ class ReducedModel:
             arrays["estimator/compressed_P"] = self.compressed.P
             arrays["estimator/compressed_scale"] = self.compressed.scale
         from surrogates import __version__ as version  # noqa: PLC0415 (avoid a cycle at import time)
+        from surrogates.checkpoint.registry import reduced_problem_name  # the allowlist lives above this layer
 
         try:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = FORMAT_VERSION
+                f.attrs["kind"] = "reduced"
                 f.attrs["package_version"] = str(version)
                 f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                f.attrs["problem_target"] = self.problem.target
+                f.attrs["problem_target"] = reduced_problem_name(self.problem)
                 f.attrs["problem_config"] = json.dumps(self.problem.config())
                 f.attrs["parameter_space"] = json.dumps(self.parameter_space.to_dict())
                 f.attrs["eim_error"] = float(self.eim_error)
@@ -403,9 +411,9 @@ class ReducedModel:
             except (ValueError, KeyError, TypeError) as error:
                 raise ReducedModelFileError(path, f"unreadable attributes: {error}") from error
         try:
-            problem = make_problem(target, config)
-        except (ValueError, ImportError, TypeError) as error:
-            raise ReducedModelFileError(path, f"cannot re-create the problem {target!r}: {error}") from error
+            problem = make_problem(target, config, path)
+        except CheckpointError as error:
+            raise ReducedModelFileError(path, f"cannot re-create the problem {target!r}: {error.problem}") from None
         if problem.parameter_space.to_dict() != space.to_dict():
             raise ReducedModelFileError(
                 path, f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}"

@@ -356,10 +356,6 @@ class DiffusionProblem:
             "preconditioner": self.preconditioner,
         }
 
-    @property
-    def target(self) -> str:
-        return f"{type(self).__module__}.{type(self).__qualname__}"
-
     # -- assembly (lazy) ----------------------------------------------------------------------------
     @cached_property
     def _assembly(self) -> tuple[LocalAssembly, LocalAssembly, FieldLayout]:

@@ -1,0 +1,239 @@
+"""Reading and writing model files, and rebuilding the model they describe.
+
+One path for every reader (``Surrogate``, ``RolloutSurrogate``, the service, ``surrogates-evaluate``,
+resuming with ``ckpt_path=``, physics-informed solutions, learned preconditioners):
+
+1. :func:`read_checkpoint` loads the file with ``torch.load(weights_only=True)`` (tensors and plain
+   data only: no pickled code runs) and checks its metadata (:class:`CheckpointMetadata`);
+2. :func:`build_model` looks the model's name up in the registry, checks the constructor arguments
+   against the class's signature, builds it on the ``meta`` device first (no memory) and compares
+   every weight's shape with the file's before allocating, then loads the weights.
+
+Every failure raises :class:`~surrogates.errors.CheckpointError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from surrogates.checkpoint import registry
+from surrogates.checkpoint.metadata import METADATA_KEY, CheckpointMetadata, ClassSpec
+from surrogates.errors import CheckpointError
+
+__all__ = ["Checkpoint", "build_model", "construct", "load_torch_file", "read_checkpoint", "write_checkpoint"]
+
+STATE_PREFIX = "net."
+"""Prefix of the network's weights in a task's ``state_dict`` (the task holds the network as ``net``)."""
+
+
+@dataclass
+class Checkpoint:
+    """A model file read and checked by :func:`read_checkpoint`.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    metadata : CheckpointMetadata
+        Its checked metadata (format 1 migrated).
+    state_dict : dict[str, torch.Tensor]
+        Every tensor of the file's ``state_dict`` (task buffers included).
+    contents : dict
+        The whole dict ``torch.load`` returned (Lightning's epoch, callbacks, ...).
+    """
+
+    path: Path
+    metadata: CheckpointMetadata
+    state_dict: dict[str, torch.Tensor]
+    contents: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.metadata.kind
+
+    def network_state(self, prefix: str = STATE_PREFIX) -> dict[str, torch.Tensor]:
+        """The network's weights: entries of the state dict under ``prefix``, without it."""
+        return {key[len(prefix):]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
+
+    def build_model(self, prefix: str = STATE_PREFIX) -> torch.nn.Module:
+        """The network with its weights, in eval mode (see :func:`build_model`)."""
+        return build_model(self.metadata.model, self.network_state(prefix), self.path, self.kind).eval()
+
+    def build_problem(self) -> Any:
+        """The physics problem of a pointwise checkpoint (None when it records none)."""
+        spec = self.metadata.problem
+        if spec is None:
+            return None
+        cls = registry.physics_problem_class(spec.name, self.path)
+        return construct(cls, spec.kwargs, "problem", self.path)
+
+    def training_summary(self) -> dict[str, Any]:
+        """Epoch, step, the metrics at save time and the best monitored metric (plain numbers)."""
+        summary = dict(self.metadata.training)
+        for key in ("epoch", "global_step"):
+            value = self.contents.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                summary[key] = value
+        callbacks = self.contents.get("callbacks")
+        for key, state in (callbacks.items() if isinstance(callbacks, dict) else []):
+            if not (str(key).startswith("ModelCheckpoint") and isinstance(state, dict)):
+                continue
+            monitor, score = state.get("monitor"), state.get("best_model_score")
+            if isinstance(monitor, str) and score is not None:
+                try:
+                    summary.setdefault("best", {})[monitor] = float(score)
+                except (TypeError, ValueError, RuntimeError):
+                    pass
+        return summary
+
+
+def load_torch_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` on CPU, as a dict; :class:`CheckpointError` on any failure.
+
+    ``weights_only`` refuses every pickled global that is not a tensor or plain container, so a
+    crafted file (``__reduce__`` payloads, omegaconf objects, modules) is refused before anything runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file does not exist")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated, foreign or unsafe files
+        reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            path, f"cannot read checkpoint: not a weights-only torch file (truncated, foreign, or holding objects "
+            f"other than tensors and plain data): {reason}"
+        ) from error
+    if not isinstance(contents, dict):
+        raise CheckpointError(path, f"holds a {type(contents).__name__}, not a checkpoint dict")
+    return contents
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and check a training checkpoint (``.ckpt``) written by a surrogates task or :func:`write_checkpoint`.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable file, no surrogates metadata, invalid metadata (see
+        :meth:`CheckpointMetadata.from_dict`), a ``state_dict`` that is not a dict of tensors.
+    """
+    path = Path(path)
+    contents = load_torch_file(path)
+    if METADATA_KEY not in contents and set(contents) == set(_PRECONDITIONER_V1):
+        contents = _migrate_preconditioner_v1(contents, path)
+    if not contents.get(METADATA_KEY):
+        raise CheckpointError(path, f"not a surrogates checkpoint (no '{METADATA_KEY}' metadata)")
+    metadata = CheckpointMetadata.from_dict(contents[METADATA_KEY], path)
+    state = contents.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(path, "'state_dict' must map names to tensors")
+    return Checkpoint(path, metadata, state, contents)
+
+
+def write_checkpoint(
+    path: str | Path, metadata: CheckpointMetadata, network_state: dict[str, torch.Tensor], **extra: Any
+) -> Path:
+    """Write a checkpoint that :func:`read_checkpoint` reads, outside Lightning (tools, golden files).
+
+    ``network_state`` is the network's ``state_dict()``; it is stored under :data:`STATE_PREFIX` as a
+    task would. ``extra`` entries (plain data) are stored beside it. Written to a temporary name and
+    renamed, so an interrupted write leaves no file that looks complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contents = {
+        **extra,
+        "state_dict": {STATE_PREFIX + key: value.detach().cpu() for key, value in network_state.items()},
+        METADATA_KEY: metadata.to_dict(),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(contents, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def construct(cls: type, kwargs: dict[str, Any], what: str, path: Any = None, **build: Any) -> Any:
+    """``cls(**kwargs)`` after checking the arguments against the signature; :class:`CheckpointError` on failure."""
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as error:
+        raise CheckpointError(path, f"the {what} arguments do not fit {cls.__name__}: {error}") from None
+    try:
+        return cls(**kwargs, **build)
+    except Exception as error:  # a constructor refusing its arguments (ValueError, TypeError, ...)
+        raise CheckpointError(path, f"cannot build {cls.__name__} from the stored arguments: {type(error).__name__}: {error}") from None
+
+
+def build_model(
+    spec: ClassSpec | dict[str, Any], state: dict[str, torch.Tensor] | None = None, path: Any = None,
+    kind: str = "operator",
+) -> torch.nn.Module:
+    """The registered model ``spec.name`` built from ``spec.kwargs``, with ``state`` loaded when given.
+
+    ``spec`` is a :class:`ClassSpec` or the dict ``model.init_config()`` returns; ``kind`` picks the
+    allowlist (:func:`~surrogates.checkpoint.registry.network_class`).
+
+    The model is first built on the ``meta`` device (no memory), and every entry of its state dict is
+    compared with ``state`` (names and shapes): a file cannot make the loader allocate more than the
+    weights it holds, and a mismatch is reported by name before anything is loaded.
+
+    Raises
+    ------
+    CheckpointError
+        Unknown name, arguments that do not fit the constructor, weights that do not match.
+    """
+    if not isinstance(spec, ClassSpec):
+        spec = ClassSpec.from_dict(spec, "model", path)
+    cls = registry.network_class(kind, spec.name, path)
+    if state is not None:
+        with torch.device("meta"):
+            skeleton = construct(cls, spec.kwargs, "model", path)
+        _compare_state(skeleton.state_dict(), state, path)
+        del skeleton
+    model = construct(cls, spec.kwargs, "model", path)
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:  # dtype problems the shape check does not see
+            raise CheckpointError(path, f"weights do not load into {cls.__name__}: {error}") from None
+    return model
+
+
+def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any) -> None:
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            path, f"weights do not match the model: missing {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for key, value in expected.items():
+        if tuple(value.shape) != tuple(stored[key].shape):
+            raise CheckpointError(
+                path, f"weight {key!r} has shape {tuple(stored[key].shape)} in the file but {tuple(value.shape)} in the model"
+            )
+
+
+_PRECONDITIONER_V1 = ("init_kwargs", "state_dict", "metadata")
+"""Keys of a learned-preconditioner file of format 1 (before the checkpoint module)."""
+
+
+def _migrate_preconditioner_v1(contents: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 preconditioner file as a format-2 checkpoint (the one network class it could hold)."""
+    state, kwargs, training = contents["state_dict"], contents["init_kwargs"], contents["metadata"]
+    if not isinstance(state, dict) or not isinstance(kwargs, dict) or not isinstance(training, dict):
+        raise CheckpointError(path, "learned-preconditioner file (format 1) with malformed entries")
+    metadata = {
+        "format_version": 2, "kind": "preconditioner", "model": {"name": "gnn", "kwargs": kwargs},
+        "training": training, "task": "", "package_version": "",
+    }
+    return {"state_dict": {STATE_PREFIX + str(k): v for k, v in state.items()}, METADATA_KEY: metadata}

@@ -1,0 +1,286 @@
+"""The typed metadata a model file carries: what it holds, how to rebuild it, what data it expects.
+
+Stored in a training checkpoint under the key :data:`METADATA_KEY` as plain data
+(:meth:`CheckpointMetadata.to_dict`); read back, checked and migrated by
+:meth:`CheckpointMetadata.from_dict`.
+
+Format versions
+---------------
+1. (unversioned, up to package 0.1.0 before the checkpoint module) ``model`` and ``problem`` named by
+   import path (``{"class": "surrogates.models.fno.FNO", "kwargs": ...}``), ``version`` for the package
+   version, ``kind`` only for rollout models. Read by :func:`migrate_v1`.
+2. ``format_version``, ``kind``, ``model`` / ``problem`` by registered name (``{"name": "fno", "kwargs": ...}``),
+   ``package_version``, ``training`` metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from surrogates.checkpoint.plain import NotPlainData, check_plain, to_plain
+from surrogates.errors import CheckpointError
+
+METADATA_KEY = "surrogates"
+"""Key of the metadata in a training checkpoint (the rest is Lightning's: ``state_dict``, ``epoch`` ...)."""
+
+FORMAT_VERSION = 2
+"""Format written by this version; files of a higher version are refused (written by a newer package)."""
+
+KINDS = ("operator", "rollout", "pointwise", "reduced", "preconditioner")
+"""What a file holds: a field-to-field ``operator`` (FNO, MgNO, U-Net, hard-constraint models), a one-step
+model for ``rollout`` s (PDE-Refiner, MSE U-Net), a ``pointwise`` coordinate network of one PDE instance
+(PIG, PINN), a ``reduced`` basis model (``.rb.h5``), a learned CG ``preconditioner``."""
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A registered class and its constructor arguments (plain data).
+
+    Attributes
+    ----------
+    name : str
+        Registered name (:mod:`surrogates.checkpoint.registry`), e.g. ``"fno"``.
+    kwargs : dict
+        Constructor arguments: numbers, strings, bools, None, lists and dicts of them.
+    """
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kwargs": to_plain(dict(self.kwargs))}
+
+    @classmethod
+    def from_dict(cls, value: Any, what: str, path: Any = None) -> "ClassSpec":
+        if not isinstance(value, Mapping):
+            raise CheckpointError(path, f"'{what}' must be a mapping with 'name' and 'kwargs', got {type(value).__name__}")
+        missing = [key for key in ("name", "kwargs") if key not in value]
+        if missing:
+            raise CheckpointError(path, f"'{what}' lacks {missing}")
+        name, kwargs = value["name"], value["kwargs"]
+        if not isinstance(name, str) or not name:
+            raise CheckpointError(path, f"'{what}.name' must be a non-empty string, got {name!r}")
+        if not isinstance(kwargs, dict):
+            raise CheckpointError(path, f"'{what}.kwargs' must be a dict, got {type(kwargs).__name__}")
+        _check_plain(kwargs, f"{what}.kwargs", path)
+        return cls(name, dict(kwargs))
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Per-channel mean and standard deviation of a normalizer (physical units)."""
+
+    mean: list[float]
+    std: list[float]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, value: Any, what: str, path: Any = None) -> "Statistics":
+        if not isinstance(value, Mapping) or "mean" not in value or "std" not in value:
+            raise CheckpointError(path, f"'{what}' must hold 'mean' and 'std' lists")
+        mean, std = value["mean"], value["std"]
+        for name, values in (("mean", mean), ("std", std)):
+            if not isinstance(values, list) or not values or not all(_is_number(v) for v in values):
+                raise CheckpointError(path, f"'{what}.{name}' must be a non-empty list of numbers")
+            if not all(math.isfinite(v) for v in values):
+                raise CheckpointError(path, f"'{what}.{name}' holds NaN or infinite values")
+        if len(mean) != len(std):
+            raise CheckpointError(path, f"'{what}' has {len(mean)} means but {len(std)} standard deviations")
+        if not all(v > 0 for v in std):
+            raise CheckpointError(path, f"'{what}.std' must be positive")
+        return cls([float(v) for v in mean], [float(v) for v in std])
+
+
+@dataclass
+class CheckpointMetadata:
+    """Everything needed to use a model file without configs or training code.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    model : ClassSpec
+        The network's registered name and constructor arguments.
+    normalization : dict[str, Statistics]
+        ``"input"`` and ``"target"`` statistics (identity for models that normalize nothing).
+    data_schema : dict or None
+        The data the model was trained on: ``inputs``, ``targets``, ``spatial_dims``, ``coords`` ...
+    conditioning : dict or None
+        Rollout models: ``{"names": [...], "scale": [...]}`` of the trajectory parameters.
+    problem : ClassSpec or None
+        Pointwise models: the PDE instance they solve (registered physics problem).
+    task : str
+        Registered name of the training task (information only; never resolved).
+    training : dict
+        Epoch, step and the metrics at save time (plain numbers).
+    package_version : str
+        ``surrogates.__version__`` of the writer.
+    serving : dict or None
+        Optional serving hints (``{"resolution": ...}``).
+    format_version : int
+        :data:`FORMAT_VERSION` when written by this package.
+    """
+
+    kind: str
+    model: ClassSpec
+    normalization: dict[str, Statistics] = field(default_factory=dict)
+    data_schema: dict[str, Any] | None = None
+    conditioning: dict[str, Any] | None = None
+    problem: ClassSpec | None = None
+    task: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    package_version: str = ""
+    serving: dict[str, Any] | None = None
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the checkpoint (raises :class:`~surrogates.checkpoint.plain.NotPlainData` otherwise)."""
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        out = {
+            "format_version": int(self.format_version),
+            "kind": self.kind,
+            "model": self.model.to_dict(),
+            "normalization": {name: stats.to_dict() for name, stats in self.normalization.items()},
+            "data_schema": to_plain(self.data_schema),
+            "conditioning": to_plain(self.conditioning),
+            "problem": self.problem.to_dict() if self.problem is not None else None,
+            "task": str(self.task),
+            "training": to_plain(self.training),
+            "package_version": str(self.package_version),
+            "serving": to_plain(self.serving),
+        }
+        check_plain(out, METADATA_KEY)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Any, path: Any = None) -> "CheckpointMetadata":
+        """Check and read stored metadata (format 1 is migrated first).
+
+        Raises
+        ------
+        CheckpointError
+            Not a mapping, a newer format version, an unknown kind, a missing key, values that are not
+            plain data, malformed normalization statistics or schema.
+        """
+        if not isinstance(raw, Mapping):
+            raise CheckpointError(path, f"'{METADATA_KEY}' metadata must be a mapping, got {type(raw).__name__}")
+        version = raw.get("format_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise CheckpointError(path, f"format_version must be a positive integer, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                path, f"format version {version} is newer than this package reads ({FORMAT_VERSION}); "
+                "upgrade surrogates to load it"
+            )
+        if version == 1:
+            raw = migrate_v1(raw, path)
+        for key in ("kind", "model"):
+            if key not in raw:
+                raise CheckpointError(path, f"metadata lacks {key!r}")
+        kind = raw["kind"]
+        if kind not in KINDS:
+            raise CheckpointError(path, f"unknown kind {kind!r}; known: {list(KINDS)}")
+        model = ClassSpec.from_dict(raw["model"], "model", path)
+        normalization_raw = raw.get("normalization") or {}
+        if not isinstance(normalization_raw, Mapping):
+            raise CheckpointError(path, "'normalization' must be a mapping")
+        normalization = {
+            str(name): Statistics.from_dict(value, f"normalization.{name}", path) for name, value in normalization_raw.items()
+        }
+        problem = ClassSpec.from_dict(raw["problem"], "problem", path) if raw.get("problem") is not None else None
+        extras = {}
+        for key in ("data_schema", "conditioning", "training", "serving"):
+            value = raw.get(key)
+            if value is not None and not isinstance(value, dict):
+                raise CheckpointError(path, f"'{key}' must be a mapping, got {type(value).__name__}")
+            _check_plain(value, key, path)
+            extras[key] = value
+        _check_schema(extras["data_schema"], path)
+        _check_conditioning(extras["conditioning"], path)
+        for key in ("task", "package_version"):
+            if not isinstance(raw.get(key, ""), str):
+                raise CheckpointError(path, f"'{key}' must be a string")
+        return cls(
+            kind=kind, model=model, normalization=normalization, data_schema=extras["data_schema"],
+            conditioning=extras["conditioning"], problem=problem, task=raw.get("task", ""),
+            training=extras["training"] or {}, package_version=raw.get("package_version", ""),
+            serving=extras["serving"], format_version=FORMAT_VERSION,
+        )
+
+
+# -- format 1 ---------------------------------------------------------------------------------------
+_V1_TASKS = {
+    "OperatorRegression": "operator_regression", "Autoregressive": "autoregressive",
+    "PhysicsInformed": "physics_informed", "HardConstraintTask": "hard_constraint",
+}
+
+
+def migrate_v1(raw: Mapping[str, Any], path: Any = None) -> dict[str, Any]:
+    """Format-1 metadata (unversioned) as format 2: class paths become registered names.
+
+    A class path is accepted only when it is the path of a registered class; it is looked up, never imported.
+    """
+    from surrogates.checkpoint import registry
+
+    meta = dict(raw)
+    model = meta.get("model")
+    if not isinstance(model, Mapping) or "class" not in model or "kwargs" not in model:
+        raise CheckpointError(path, "metadata (format 1) lacks 'model' with 'class' and 'kwargs'")
+    cls = registry.model_class(model["class"], path)
+    meta["model"] = {"name": registry.model_name(cls), "kwargs": model["kwargs"]}
+    problem = meta.get("problem")
+    if problem is not None:
+        if not isinstance(problem, Mapping) or "class" not in problem or "kwargs" not in problem:
+            raise CheckpointError(path, "metadata (format 1) has a 'problem' without 'class' and 'kwargs'")
+        problem_cls = registry.physics_problem_class(problem["class"], path)
+        meta["problem"] = {"name": problem_cls.name, "kwargs": problem["kwargs"]}
+    task = meta.get("task", "")
+    task_class = task.rpartition(".")[2] if isinstance(task, str) else ""
+    meta["task"] = _V1_TASKS.get(task_class, task_class)
+    if meta.get("kind") != "rollout":
+        meta["kind"] = "pointwise" if meta["task"] == "physics_informed" else "operator"
+    meta["package_version"] = str(meta.pop("version", ""))
+    meta["format_version"] = 2
+    return meta
+
+
+# -- checks -----------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_plain(value: Any, where: str, path: Any) -> None:
+    try:
+        check_plain(value, where)
+    except NotPlainData as error:
+        raise CheckpointError(path, str(error)) from None
+
+
+def _check_schema(schema: dict[str, Any] | None, path: Any) -> None:
+    if not schema:
+        return
+    for key in ("inputs", "targets", "spatial_dims", "state"):
+        value = schema.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise CheckpointError(path, f"data_schema.{key} must be a list of strings, got {value!r}")
+    shape = schema.get("spatial_shape")
+    if shape is not None and not (isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise CheckpointError(path, f"data_schema.spatial_shape must be a list of positive integers, got {shape!r}")
+
+
+def _check_conditioning(conditioning: dict[str, Any] | None, path: Any) -> None:
+    if not conditioning:
+        return
+    names, scale = conditioning.get("names", []), conditioning.get("scale", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(path, "conditioning.names must be a list of strings")
+    if not (isinstance(scale, list) and all(_is_number(v) and math.isfinite(v) and v != 0 for v in scale)):
+        raise CheckpointError(path, "conditioning.scale must be a list of finite, non-zero numbers")
+    if len(names) != len(scale):
+        raise CheckpointError(path, f"conditioning has {len(names)} names but {len(scale)} scales")

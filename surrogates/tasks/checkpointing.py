@@ -1,0 +1,74 @@
+"""What a task writes into its Lightning checkpoints, through :mod:`surrogates.checkpoint`.
+
+Every task calls :func:`save_metadata` from ``on_save_checkpoint`` and :func:`load_metadata` from
+``on_load_checkpoint``, so a training checkpoint always carries checked, typed metadata
+(:class:`~surrogates.checkpoint.CheckpointMetadata`) and a resumed or tested run refuses a file whose
+metadata is not valid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+
+from surrogates import __version__
+from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, Statistics
+from surrogates.checkpoint.registry import task_name
+
+__all__ = ["load_metadata", "save_metadata", "statistics"]
+
+
+def statistics(normalizer: Any) -> Statistics:
+    """A :class:`~surrogates.data.normalization.Normalizer`'s mean and std as plain lists."""
+    return Statistics(normalizer.mean.detach().cpu().tolist(), normalizer.std.detach().cpu().tolist())
+
+
+def save_metadata(
+    task: L.LightningModule,
+    checkpoint: dict[str, Any],
+    kind: str,
+    normalization: Mapping[str, Statistics],
+    data_schema: Mapping[str, Any] | None,
+    conditioning: Mapping[str, Sequence[Any]] | None = None,
+    problem: ClassSpec | None = None,
+) -> None:
+    """Store the task's :class:`CheckpointMetadata` in ``checkpoint`` (the dict Lightning is saving).
+
+    The network is ``task.net``; the metrics at save time are the trainer's finite callback metrics.
+    """
+    metadata = CheckpointMetadata(
+        kind=kind,
+        model=ClassSpec.from_dict(task.net.init_config(), "model"),
+        normalization=dict(normalization),
+        data_schema=dict(data_schema) if data_schema is not None else None,
+        conditioning=dict(conditioning) if conditioning is not None else None,
+        problem=problem,
+        task=task_name(task),
+        training=_training(task),
+        package_version=__version__,
+    )
+    checkpoint[METADATA_KEY] = metadata.to_dict()
+
+
+def load_metadata(checkpoint: Mapping[str, Any]) -> CheckpointMetadata:
+    """The checked metadata of a checkpoint Lightning is loading (``CheckpointError`` when invalid)."""
+    return CheckpointMetadata.from_dict(checkpoint.get(METADATA_KEY))
+
+
+def _training(task: L.LightningModule) -> dict[str, Any]:
+    """Epoch, step and the finite scalar metrics the trainer holds (empty outside a trainer)."""
+    if task._trainer is None:
+        return {}
+    trainer = task.trainer
+    metrics = {}
+    for name, value in trainer.callback_metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if math.isfinite(number):
+            metrics[str(name)] = number
+    return {"epoch": int(trainer.current_epoch), "global_step": int(trainer.global_step), "metrics": metrics}
