@@ -130,6 +130,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not contents.get(METADATA_KEY):
         raise CheckpointError(path, f"not a surrogates checkpoint (no '{METADATA_KEY}' metadata)")
     metadata = CheckpointMetadata.from_dict(contents[METADATA_KEY], path)
+    # Names are checked against the allowlists now (a lookup, nothing built), so every reader refuses alike.
+    registry.network_class(metadata.kind, metadata.model.name, path)
+    if metadata.problem is not None:
+        registry.physics_problem_class(metadata.problem.name, path)
     state = contents.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(path, "'state_dict' must map names to tensors")

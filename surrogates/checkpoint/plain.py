@@ -34,13 +34,6 @@ def to_plain(value: Any) -> PlainData:
     NotPlainData
         When a value cannot be represented as plain data (a function, a module, a tensor ...).
     """
-    try:  # omegaconf is a dependency; Hydra hands models DictConfig / ListConfig arguments
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, (DictConfig, ListConfig)):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
     return _convert(value, "", 0)
 
 
@@ -49,6 +42,10 @@ def _convert(value: Any, where: str, depth: int) -> PlainData:
         raise NotPlainData(where, value)
     if value is None or isinstance(value, (bool, str)):
         return value
+    if _is_omegaconf(value):  # Hydra hands models DictConfig / ListConfig arguments, at any depth
+        from omegaconf import OmegaConf
+
+        return _convert(OmegaConf.to_container(value, resolve=True), where, depth)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -65,6 +62,10 @@ def _convert(value: Any, where: str, depth: int) -> PlainData:
     if isinstance(value, (list, tuple)):
         return [_convert(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     raise NotPlainData(where, value)
+
+
+def _is_omegaconf(value: Any) -> bool:
+    return type(value).__module__.startswith("omegaconf.")
 
 
 def check_plain(value: Any, where: str = "") -> None:

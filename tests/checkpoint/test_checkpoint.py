@@ -1,0 +1,207 @@
+"""The checkpoint module: typed metadata, plain data, allowlisted names, format migration, safe building."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from surrogates.checkpoint import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    CheckpointMetadata,
+    ClassSpec,
+    NotPlainData,
+    Statistics,
+    build_model,
+    check_plain,
+    read_checkpoint,
+    register_model,
+    registered_models,
+    to_plain,
+    write_checkpoint,
+)
+from surrogates.checkpoint.registry import _MODELS
+from surrogates.errors import CheckpointError
+from surrogates.models.fno import FNO
+
+
+def _fno() -> FNO:
+    torch.manual_seed(0)
+    return FNO(in_channels=1, out_channels=1, dim=2, modes=3, width=4, projection_channels=4)
+
+
+def _metadata(net, **changes) -> CheckpointMetadata:
+    fields = dict(
+        kind="operator", model=ClassSpec.from_dict(net.init_config(), "model"),
+        normalization={"input": Statistics([1.0], [2.0]), "target": Statistics([0.5], [0.25])},
+        data_schema={"inputs": ["a"], "targets": ["u"], "spatial_dims": ["x", "y"], "spatial_shape": [8, 8]},
+        task="operator_regression", training={"epoch": 3, "metrics": {"val/rel_l2": 0.1}}, package_version="0.1.0",
+    )
+    return CheckpointMetadata(**{**fields, **changes})
+
+
+def _raw(net, **changes) -> dict:
+    return _metadata(net).to_dict() | changes
+
+
+# -- metadata ---------------------------------------------------------------------------------------
+def test_metadata_round_trips_through_plain_data():
+    meta = _metadata(_fno())
+    raw = meta.to_dict()
+    check_plain(raw)
+    assert raw["format_version"] == FORMAT_VERSION and raw["model"]["name"] == "fno"
+    assert CheckpointMetadata.from_dict(raw) == meta
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"format_version": FORMAT_VERSION + 1}, "newer than this package reads"),
+        ({"format_version": "2"}, "format_version must be a positive integer"),
+        ({"kind": "script"}, "unknown kind 'script'"),
+        ({"model": {"name": "fno"}}, r"'model' lacks \['kwargs'\]"),
+        ({"model": {"name": "fno", "kwargs": {"modes": (3, 3)}}}, "not plain data"),
+        ({"model": {"name": "fno", "kwargs": {"width": torch.ones(1)}}}, r"model.kwargs.width is a torch.Tensor"),
+        ({"normalization": {"input": {"mean": [float("nan")], "std": [1.0]}}}, "NaN or infinite"),
+        ({"normalization": {"input": {"mean": [0.0], "std": [0.0]}}}, "std' must be positive"),
+        ({"normalization": {"input": {"mean": [0.0, 1.0], "std": [1.0]}}}, "2 means but 1 standard deviations"),
+        ({"data_schema": {"inputs": "a"}}, "data_schema.inputs must be a list of strings"),
+        ({"conditioning": {"names": ["dt"], "scale": [0.0]}}, "finite, non-zero"),
+        ({"training": [1, 2]}, "'training' must be a mapping"),
+    ],
+)
+def test_invalid_metadata_is_refused_with_the_reason(changes, message, tmp_path):
+    with pytest.raises(CheckpointError, match=message) as error:
+        CheckpointMetadata.from_dict(_raw(_fno(), **changes), tmp_path / "m.ckpt")
+    assert str(tmp_path / "m.ckpt") in str(error.value)
+
+
+def test_missing_model_key_is_refused():
+    raw = _raw(_fno())
+    del raw["model"]
+    with pytest.raises(CheckpointError, match="lacks 'model'"):
+        CheckpointMetadata.from_dict(raw)
+
+
+def test_format_1_metadata_migrates():
+    net = _fno()
+    legacy = {  # what the tasks wrote before format 2 (no format_version)
+        "model": {"class": "surrogates.models.fno.FNO", "kwargs": net.init_kwargs},
+        "normalization": {"input": {"mean": [1.0], "std": [2.0]}, "target": {"mean": [0.5], "std": [0.25]}},
+        "data_schema": {"inputs": ["a"], "targets": ["u"]},
+        "task": "surrogates.tasks.operator_regression.OperatorRegression",
+        "version": "0.1.0",
+    }
+    meta = CheckpointMetadata.from_dict(legacy)
+    assert (meta.kind, meta.model.name, meta.task, meta.package_version) == ("operator", "fno", "operator_regression", "0.1.0")
+    assert meta.model.kwargs == net.init_kwargs and meta.format_version == FORMAT_VERSION
+    pointwise = {**legacy, "model": {"class": "surrogates.models.pig.PIG", "kwargs": {"in_channels": 2}},
+                 "problem": {"class": "surrogates.pdes.physics.helmholtz.Helmholtz2D", "kwargs": {}},
+                 "task": "surrogates.tasks.physics_informed.PhysicsInformed"}
+    meta = CheckpointMetadata.from_dict(pointwise)
+    assert (meta.kind, meta.model.name, meta.problem.name) == ("pointwise", "pig", "helmholtz")
+    rollout = {**legacy, "kind": "rollout", "model": {"class": "surrogates.models.pde_refiner.PDERefiner", "kwargs": {}}}
+    assert CheckpointMetadata.from_dict(rollout).kind == "rollout"
+
+
+# -- plain data -------------------------------------------------------------------------------------
+def test_to_plain_converts_hydra_containers_and_tuples():
+    config = OmegaConf.create({"weights": {"boundary": 10}, "modes": [4, 4]})
+    assert to_plain({"a": config, "b": (1, 2.5), "c": np.float64(0.5)}) == {
+        "a": {"weights": {"boundary": 10}, "modes": [4, 4]}, "b": [1, 2.5], "c": 0.5,
+    }
+    with pytest.raises(NotPlainData, match="x.f is a builtins.function"):
+        to_plain({"x": {"f": lambda: None}})
+
+
+def test_check_plain_refuses_deep_nesting():
+    value: list = []
+    for _ in range(100):
+        value = [value]
+    with pytest.raises(NotPlainData):
+        check_plain(value)
+
+
+# -- files ------------------------------------------------------------------------------------------
+def test_write_then_read_rebuilds_the_same_model(tmp_path):
+    net = _fno()
+    path = write_checkpoint(tmp_path / "sub" / "m.ckpt", _metadata(net), net.state_dict(), epoch=3)
+    assert [p.name for p in path.parent.iterdir()] == ["m.ckpt"]  # no temporary file left
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "operator" and checkpoint.training_summary()["epoch"] == 3
+    rebuilt = checkpoint.build_model()
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(rebuilt(x), net.eval()(x), rtol=0, atol=0)
+
+
+def test_unreadable_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    net = _fno()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), net.state_dict())
+    (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_checkpoint(tmp_path / "cut.ckpt")
+    torch.save([1, 2], tmp_path / "list.ckpt")
+    with pytest.raises(CheckpointError, match="holds a list"):
+        read_checkpoint(tmp_path / "list.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointError, match="not a surrogates checkpoint"):
+        read_checkpoint(tmp_path / "foreign.ckpt")
+    torch.save({"state_dict": {"w": [1.0]}, METADATA_KEY: _raw(net)}, tmp_path / "bad_state.ckpt")
+    with pytest.raises(CheckpointError, match="must map names to tensors"):
+        read_checkpoint(tmp_path / "bad_state.ckpt")
+
+
+def test_weights_that_do_not_match_are_named(tmp_path):
+    net = _fno()
+    state = net.state_dict()
+    key = next(iter(state))
+    with pytest.raises(CheckpointError, match=f"weight '{key}' has shape"):
+        build_model(net.init_config(), {**state, key: torch.zeros(3)}, tmp_path / "m.ckpt")
+    with pytest.raises(CheckpointError, match="missing"):
+        build_model(net.init_config(), {k: v for k, v in state.items() if k != key})
+
+
+def test_huge_constructor_arguments_allocate_nothing():
+    # width 10^6 and 64 modes would need terabytes; the meta-device skeleton shows the mismatch first.
+    net = _fno()
+    config = {"name": "fno", "kwargs": {**net.init_kwargs, "width": 1_000_000, "modes": [64, 64]}}
+    with pytest.raises(CheckpointError, match="has shape"):
+        build_model(config, net.state_dict())
+
+
+def test_arguments_that_do_not_fit_the_constructor_are_refused():
+    net = _fno()
+    with pytest.raises(CheckpointError, match="do not fit FNO"):
+        build_model({"name": "fno", "kwargs": {**net.init_kwargs, "command": "rm -rf /"}}, net.state_dict())
+    with pytest.raises(CheckpointError, match="cannot build FNO"):
+        build_model({"name": "fno", "kwargs": {**net.init_kwargs, "dim": 7}}, net.state_dict())
+
+
+# -- registry ---------------------------------------------------------------------------------------
+def test_registry_lists_the_package_models():
+    assert set(registered_models()) >= {"fno", "mgno", "unet", "pde_refiner", "pig", "mlp", "hc_moe"}
+    for name, cls in registered_models().items():
+        assert cls.__module__.startswith("surrogates.models.") or name not in {"fno", "mgno"}
+
+
+def test_a_subclass_is_never_rebuilt_as_its_parent(tmp_path):
+    class WiderFNO(FNO):
+        def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 4, extra: int = 0):
+            super().__init__(in_channels, out_channels, dim=2, modes=3, width=width, projection_channels=4)
+
+    net = WiderFNO()
+    assert net.init_config()["name"] == "widerfno"
+    with pytest.raises(CheckpointError, match="unknown model 'widerfno'"):
+        build_model(net.init_config(), net.state_dict())
+    try:
+        register_model(WiderFNO)  # a decision made in code, not by a file
+        rebuilt = build_model(net.init_config(), net.state_dict())
+        assert type(rebuilt) is WiderFNO
+    finally:
+        _MODELS._extra.pop("widerfno", None)
+    with pytest.raises(TypeError, match="only subclasses of OperatorModel"):
+        register_model(torch.nn.Linear, "linear")
