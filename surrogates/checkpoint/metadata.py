@@ -139,7 +139,15 @@ class CheckpointMetadata:
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the checkpoint (raises :class:`~surrogates.checkpoint.plain.NotPlainData` otherwise)."""
+        """Plain data for the checkpoint, checked as the readers check it.
+
+        Raises
+        ------
+        NotPlainData
+            When a value cannot be stored as plain data.
+        CheckpointError
+            When the metadata would be refused on reading (malformed statistics, schema ...).
+        """
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         out = {
@@ -156,6 +164,7 @@ class CheckpointMetadata:
             "serving": to_plain(self.serving),
         }
         check_plain(out, METADATA_KEY)
+        CheckpointMetadata.from_dict(out)  # a writer must never write what the readers refuse
         return out
 
     @classmethod
