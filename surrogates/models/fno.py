@@ -14,53 +14,16 @@ over the flattened grid, and the FFTs run over contiguous memory.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from surrogates.models.base import OperatorModel
 from surrogates.nn.embeddings import GridEmbedding
+from surrogates.nn.pointwise import ACTIVATIONS, PointwiseLinear
 from surrogates.nn.spectral_conv import SpectralConv
 
 __all__ = ["FNO"]
-
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
-
-
-class PointwiseLinear(nn.Module):
-    """A linear map of the channels at every grid point (a 1x1 convolution of any dimension).
-
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Channels before and after.
-
-    Notes
-    -----
-    Computed as ``einsum("oi,bi...->bo...")`` on the channels-first tensor, which PyTorch lowers to
-    one batched matrix product over the flattened grid. Measured on CPU (2 threads, 20 x 32 x 64 x 64,
-    forward + backward) it is faster than a 1x1 ``conv2d`` and than ``F.linear`` on a channels-last
-    copy. Initialized like ``nn.Linear``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
-        self.bias = nn.Parameter(torch.empty(out_channels))
-        bound = 1.0 / math.sqrt(in_channels)
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
-
-    def extra_repr(self) -> str:
-        return f"in_channels={self.weight.shape[1]}, out_channels={self.weight.shape[0]}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, *spatial) -> (B, C_out, *spatial)``."""
-        bias = self.bias.view(-1, *([1] * (x.ndim - 2)))
-        return torch.einsum("oi,bi...->bo...", self.weight, x) + bias
-
 
 class FNO(OperatorModel):
     """Fourier Neural Operator on a regular 1D, 2D or 3D grid.
@@ -123,8 +86,8 @@ class FNO(OperatorModel):
         modes_list = [int(modes)] * dim if isinstance(modes, int) else [int(m) for m in modes]
         if len(modes_list) != dim:
             raise ValueError(f"modes has {len(modes_list)} entries but dim={dim}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
@@ -162,9 +125,9 @@ class FNO(OperatorModel):
         for i, (spectral, skip) in enumerate(zip(self.spectral, self.skips)):
             v = spectral(v) + skip(v)
             if i < last:
-                v = _ACTIVATIONS[self.activation](v)
+                v = ACTIVATIONS[self.activation](v)
         v = self._crop(v, sizes)
-        return self.projection_out(_ACTIVATIONS[self.activation](self.projection_hidden(v)))
+        return self.projection_out(ACTIVATIONS[self.activation](self.projection_hidden(v)))
 
     def _check_input(self, x: torch.Tensor) -> None:
         self.check_grid_input(x)

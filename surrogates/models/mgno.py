@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from surrogates.models.base import OperatorModel
-from surrogates.models.fno import _ACTIVATIONS, PointwiseLinear
+from surrogates.nn.pointwise import ACTIVATIONS, PointwiseLinear
 from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.multigrid import BOUNDARY_CONDITIONS, VCycle
 
@@ -110,8 +110,8 @@ class MgNO(OperatorModel):
         super().__init__()
         if dim not in (1, 2):
             raise ValueError(f"MgNO supports dim 1 or 2, got {dim}")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if boundary not in BOUNDARY_CONDITIONS:
             raise ValueError(f"boundary must be one of {sorted(BOUNDARY_CONDITIONS)}, got {boundary!r}")
         if n_layers < 1:
@@ -154,7 +154,7 @@ class MgNO(OperatorModel):
         """
         self.check_grid_input(x)
         v = self.embedding(x) if self.embedding is not None else x
-        act = _ACTIVATIONS[self.activation]
+        act = ACTIVATIONS[self.activation]
         for i, (cycle, pointwise) in enumerate(zip(self.cycles, self.pointwise)):
             h = cycle(v) + pointwise(v)
             if self.bias_fields is not None:

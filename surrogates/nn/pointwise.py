@@ -1,0 +1,50 @@
+"""Pointwise layers of grid operators: a channel-mixing linear map at every grid point, and activations.
+
+Shared by FNO and MgNO (lifting, skips, projections): both keep channels first, ``(B, C, *spatial)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "PointwiseLinear"]
+
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
+"""Activation functions of the grid operators, by the name their ``activation`` argument takes."""
+
+
+class PointwiseLinear(nn.Module):
+    """A linear map of the channels at every grid point (a 1x1 convolution of any dimension).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels before and after.
+
+    Notes
+    -----
+    Computed as ``einsum("oi,bi...->bo...")`` on the channels-first tensor, which PyTorch lowers to
+    one batched matrix product over the flattened grid. Measured on CPU (2 threads, 20 x 32 x 64 x 64,
+    forward + backward) it is faster than a 1x1 ``conv2d`` and than ``F.linear`` on a channels-last
+    copy. Initialized like ``nn.Linear``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        bound = 1.0 / math.sqrt(in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.weight.shape[1]}, out_channels={self.weight.shape[0]}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, *spatial) -> (B, C_out, *spatial)``."""
+        bias = self.bias.view(-1, *([1] * (x.ndim - 2)))
+        return torch.einsum("oi,bi...->bo...", self.weight, x) + bias
