@@ -25,6 +25,7 @@ from surrogates import metrics
 from surrogates.data.normalization import Normalizer
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
+from surrogates.tasks.optimization import optimizer_config
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
 
@@ -130,10 +131,7 @@ class Autoregressive(L.LightningModule):
         self._log_errors("test", batch, batch_idx)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+        return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from surrogates import metrics
 from surrogates.data.normalization import Normalizer
 from surrogates.models.base import OperatorModel
 from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
+from surrogates.tasks.optimization import optimizer_config
 
 LOSSES = ("rel_l2", "rel_h1")
 """Metrics of :mod:`surrogates.metrics` that can serve as the training loss."""
@@ -131,10 +132,7 @@ class OperatorRegression(L.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2", batch_size=batch["x"].shape[0])
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+        return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
