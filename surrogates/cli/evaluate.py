@@ -1,7 +1,8 @@
 """`surrogates-evaluate ckpt=...`: metrics JSON and a prediction/target/error figure for a checkpoint.
 
 ``ckpt`` is a training checkpoint, or a reduced basis model file (``*.rb.h5``, recognized by its
-content), which is then evaluated through the same metrics on the same split.
+content), which is then evaluated through the same metrics on the same split. A physics-informed
+checkpoint (PIG, PINN) needs no dataset: it is compared with its problem's reference solution.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import json
 from pathlib import Path
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 
 from surrogates.cli import CONFIG_PATH
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.plots import plot_comparison
+from surrogates.serve.pointwise import PointwiseSurrogate
 from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
 from surrogates.tasks.evaluation import evaluate_dataset
@@ -33,6 +36,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             from surrogates.cli.evaluate_rollout import evaluate_rollout_checkpoint
 
             return evaluate_rollout_checkpoint(cfg, surrogate)
+        if isinstance(surrogate, PointwiseSurrogate):  # PIG, PINN: against the problem's reference, no dataset
+            return evaluate_pointwise(cfg, surrogate)
     schema = surrogate.schema
     data_dir = cfg.data_dir or schema.get("data_dir")
     if not data_dir:
@@ -69,6 +74,44 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     print(f"metrics: {metrics_path}")
     print(f"figure:  {figure}")
     return summary["metrics"]
+
+
+def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[str, float]:
+    """A physics-informed network (PIG, PINN) against its problem's reference solution on a grid.
+
+    The grid is the one the training task tested on (the checkpoint's ``eval_resolution``; override
+    with ``+eval_resolution=201``), so ``rel_l2`` equals the run's ``test/rel_l2`` up to round-off.
+    Writes ``metrics.json`` (relative L2, max abs error) and the solution figure ``physics_informed.png``.
+    """
+    from surrogates.tasks.physics_informed import FIGURE_NAME, plot_solution, relative_l2
+
+    problem = surrogate.problem
+    if problem is None:
+        raise ValueError(f"{cfg.ckpt} records no physics problem: there is no reference to evaluate it against")
+    resolution = cfg.get("eval_resolution") or surrogate.schema.get("eval_resolution") or 101
+    resolution = resolution if isinstance(resolution, int) else [int(n) for n in resolution]
+    reference = problem.reference(resolution)
+    prediction = surrogate.predict(reference.points())  # (M,) on the grid's points, in C order of reference.values
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        "rel_l2": relative_l2(prediction, reference.values.reshape(-1)),
+        "max_abs_error": float(np.abs(prediction.astype(np.float64) - reference.values.reshape(-1)).max()),
+        "n_points": int(prediction.size),
+    }
+    summary = {
+        "checkpoint": str(cfg.ckpt), "kind": "pointwise", "pde": problem.name, "problem": problem.config(),
+        "domain": surrogate.domain, "resolution": resolution, "reference": reference.method, "metrics": metrics,
+    }
+    metrics_path = output_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(summary, indent=2))
+    title = f"{problem.name}: {type(surrogate.net).__name__}"
+    figure = plot_solution(surrogate.net, reference, prediction, output_dir / FIGURE_NAME, title=title, names=tuple(surrogate.coordinates))
+    print(f"relative L2 against the {reference.method} reference on {reference.shape}: {metrics['rel_l2']:.4e}")
+    print(f"metrics: {metrics_path}")
+    if figure is not None:
+        print(f"figure:  {figure}")
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")

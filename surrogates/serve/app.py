@@ -17,7 +17,10 @@ large), and inference runs in the model's worker thread through its
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -42,6 +45,7 @@ from surrogates.serve.schemas import (
     HealthResponse,
     ModelInfo,
     ModelList,
+    PointwisePredictRequest,
     PredictRequest,
     PredictResponse,
 )
@@ -87,7 +91,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "Content-Type other than JSON or NetCDF."},
     422: {
         "model": ErrorResponse,
-        "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout.",
+        "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout, "
+        "query points outside a pointwise model's domain.",
     },
     503: {"model": ErrorResponse, "description": "The model file could not be loaded (see `GET /health`)."},
 }
@@ -289,6 +294,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(definitions.pop("$defs", {}))
             components["PredictRequest"] = definitions
+            _add_pointwise_schemas(schema, registry)
             # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
             names = sorted(entry.name for entry in registry.ready)
             for path_item in schema.get("paths", {}).values():
@@ -304,6 +310,53 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
+    """The request schemas of pointwise models (PIG, PINN) in an OpenAPI document.
+
+    ``PointwisePredictRequest`` (one array per coordinate) is always a component; for every set of
+    coordinates of the ready pointwise models, ``PointwisePredictRequest_<coordinates>`` names them
+    (and their box, when the models share it), and the JSON body of ``predict`` is either form.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    generic = PointwisePredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(generic.pop("$defs", {}))
+    components["PointwisePredictRequest"] = generic
+    groups: dict[tuple[str, ...], list[ModelEntry]] = {}
+    for entry in registry.ready:
+        if entry.kind == "pointwise":
+            groups.setdefault(tuple(v.name for v in entry.inputs), []).append(entry)
+    refs = []
+    for coordinates, entries in sorted(groups.items()):
+        domains = {json.dumps(getattr(entry, "domain", None), sort_keys=True) for entry in entries}
+        domain = json.loads(domains.pop()) if len(domains) == 1 else None
+        properties = {}
+        for name in coordinates:
+            number: dict[str, Any] = {"type": "number"}
+            if domain and name in domain:
+                number.update(minimum=domain[name][0], maximum=domain[name][1])
+            properties[name] = {"anyOf": [number, {"type": "array", "items": number, "minItems": 1}]}
+        key = "PointwisePredictRequest_" + "_".join(re.sub(r"[^A-Za-z0-9.-]", "-", name) for name in coordinates)
+        components[key] = {
+            **generic,
+            "title": key,
+            "description": f"Query points of the pointwise model(s) {[e.name for e in entries]}: one array per "
+            f"coordinate {list(coordinates)}" + (f", inside {domain}" if domain else "") + ".",
+            "properties": {
+                **generic["properties"],
+                "inputs": {
+                    **generic["properties"]["inputs"], "type": "object", "properties": properties,
+                    "required": list(coordinates), "additionalProperties": False,
+                },
+            },
+        }
+        refs.append({"$ref": f"#/components/schemas/{key}"})
+    if refs:  # a copy: the operation's requestBody is PREDICT_OPENAPI's own dict
+        operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
+        operation["requestBody"] = copy.deepcopy(operation["requestBody"])
+        json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
+        json_body["schema"] = {"anyOf": [{"$ref": "#/components/schemas/PredictRequest"}, *refs]}
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413) by ``Content-Length`` or while streaming."""
     declared = request.headers.get("content-length")

@@ -273,6 +273,9 @@ def load_checkpoint(path: Path, name: str, device: str) -> ModelEntry:
     surrogate = load_surrogate(path, device=device)  # reads the file once, whichever kind of model it holds
     if isinstance(surrogate, RolloutSurrogate):
         return load_rollout_checkpoint(path, name, device, surrogate)
+    from surrogates.serve.pointwise import PointwiseSurrogate  # physics-informed coordinate networks (PIG, PINN)
+    if isinstance(surrogate, PointwiseSurrogate):
+        return load_pointwise_checkpoint(path, name, device, surrogate)
     schema = surrogate.schema or {}
     spatial = list(surrogate.spatial_dims)
     stored = schema.get("variables") or {}
@@ -385,6 +388,70 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
         runner=run,
         rollout_runner=roll,
         stochastic=surrogate.stochastic,
+    )
+
+
+@dataclass
+class PointwiseEntry(ModelEntry):
+    """A pointwise model (PIG, PINN): one scalar input per coordinate, so that ``n`` samples are ``n`` query
+    points; :meth:`prepare` also refuses points outside the trained domain (422 ``outside_domain``)."""
+
+    domain: dict[str, list[float]] | None = None
+    check_domain: Callable[[np.ndarray], None] | None = None
+
+    def prepare(self, arrays: Mapping[str, np.ndarray], max_elements: int) -> Prepared:
+        prepared = super().prepare(arrays, max_elements)
+        if self.check_domain is not None:
+            try:
+                self.check_domain(prepared.x)
+            except ValueError as error:
+                raise unprocessable("outside_domain", f"model {self.name!r}: {error}") from None
+        return prepared
+
+    def info(self, batching: bool) -> dict[str, Any]:
+        return {**super().info(batching), "domain": self.domain}
+
+
+def load_pointwise_checkpoint(path: Path, name: str, device: str, surrogate: Any = None) -> PointwiseEntry:
+    """A physics-informed coordinate network (PIG, PINN) through :class:`~surrogates.serve.pointwise.PointwiseSurrogate`.
+
+    Inputs: one scalar per coordinate (``x``, ``y`` ...), so a request of ``n`` samples asks for ``n``
+    points; outputs: the solution ``u`` at them. Points are checked like ``PointwiseSurrogate.predict``
+    does (NaN, the domain box), and requests are micro-batched along the points.
+    ``surrogate``: the file's ``PointwiseSurrogate`` when the caller has loaded it already.
+    """
+    import torch
+
+    from surrogates.serve.pointwise import PointwiseSurrogate
+
+    surrogate = surrogate or PointwiseSurrogate.load(path, device=device)
+    names = list(surrogate.outputs)
+
+    def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # x: (B, d) points, checked by prepare
+        y = surrogate.predict_tensor(torch.from_numpy(np.ascontiguousarray(x))).cpu().numpy()
+        return {var: y[:, k] for k, var in enumerate(names)}, {}
+
+    domain = surrogate.domain
+    return PointwiseEntry(
+        name=name,
+        kind="pointwise",
+        source=str(path),
+        pde=surrogate.pde,
+        description=(
+            f"{type(surrogate.net).__name__} solution of one {surrogate.pde or 'PDE'} instance on {surrogate.describe_domain()}: "
+            f"send the points' coordinates {surrogate.coordinates}, one array each; points outside the box are refused"
+        ),
+        inputs=[Variable(c, (), long_name=f"coordinate {c} of the query points") for c in surrogate.coordinates],
+        outputs=[Variable(v, (), long_name=f"{v} at the query points") for v in names],
+        spatial_dims=[],
+        resolution=ResolutionRule(policy="none"),
+        batchable=True,
+        device=str(surrogate.device),
+        metrics=_training_metrics(path, surrogate.metadata),
+        model_config=surrogate.net.init_config() if hasattr(surrogate.net, "init_config") else None,
+        runner=run,
+        domain=None if domain is None else {c: [lo, hi] for c, (lo, hi) in domain.items()},
+        check_domain=surrogate.check_domain,
     )
 
 

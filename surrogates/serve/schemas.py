@@ -49,6 +49,36 @@ class PredictRequest(BaseModel):
     )
 
 
+COORDINATES_SCHEMA = {
+    "title": "Coordinates",
+    "description": "One coordinate of the query points: n numbers for n points, or a number for one point.",
+    "anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}],
+}
+
+Coordinates = Annotated[Any, WithJsonSchema(COORDINATES_SCHEMA)]
+
+
+class PointwisePredictRequest(BaseModel):
+    """JSON body of ``POST /v1/models/{name}/predict`` for a pointwise model (PIG, PINN: ``kind: pointwise``).
+
+    A pointwise model is the solution ``u(x)`` of one PDE instance on a box: its inputs are the
+    coordinates of query points, one array per coordinate name (``GET /v1/models``: ``inputs[].name``,
+    ``domain``), and it answers ``u`` at every point, ``(n,)`` (a number for one point). Points outside
+    the domain box are refused (422 ``outside_domain``). NetCDF bodies carry the same variables with
+    dims ``("sample",)``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": {"x": [0.0, 0.5, -0.25], "y": [0.25, -1.0, 0.75]}}]},
+    )
+
+    inputs: dict[str, Coordinates] = Field(
+        description="One array per coordinate of the model (its `inputs`), all of the same length n: point i is "
+        "(x[i], y[i], ...).",
+    )
+
+
 class PredictResponse(BaseModel):
     """Answer of a JSON predict request."""
 
@@ -92,7 +122,10 @@ class ResolutionInfo(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str = Field(description="Registry name: the file's path relative to `models_dir`, without suffix.")
-    kind: Literal["surrogate", "solver", "reduced_basis"]
+    kind: Literal["surrogate", "solver", "reduced_basis", "pointwise"] = Field(
+        description="`surrogate` (fields in, fields out), `solver`, `reduced_basis` (parameters in), `pointwise` "
+        "(a PIG or PINN solution of one PDE instance: query points in, values out)."
+    )
     status: Literal["ready", "unavailable"]
     error: str | None = Field(default=None, description="Why an unavailable model could not be loaded.")
     source: str = Field(description="Checkpoint file, or the solver's PDE class.")
@@ -108,6 +141,9 @@ class ModelInfo(BaseModel):
     device: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict, description="Training metrics recorded with the model.")
     model: dict[str, Any] | None = Field(default=None, description="Architecture: class and constructor arguments.")
+    domain: dict[str, list[float]] | None = Field(
+        default=None, description="Pointwise models: the box they were trained on, coordinate -> [low, high]."
+    )
     usage: dict[str, int] | None = Field(
         default=None,
         description="Since start-up: `requests` answered, model `calls` (fewer than requests when micro-batching "
