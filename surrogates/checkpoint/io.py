@@ -30,6 +30,9 @@ __all__ = ["Checkpoint", "build_model", "construct", "load_torch_file", "read_ch
 STATE_PREFIX = "net."
 """Prefix of the network's weights in a task's ``state_dict`` (the task holds the network as ``net``)."""
 
+EMA_PREFIX = "ema.module."
+"""Prefix of the weight average a task may keep (``torch.optim.swa_utils.AveragedModel`` as ``ema``)."""
+
 
 @dataclass
 class Checkpoint:
@@ -60,9 +63,16 @@ class Checkpoint:
         """The network's weights: entries of the state dict under ``prefix``, without it."""
         return {key[len(prefix):]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
 
-    def build_model(self, prefix: str = STATE_PREFIX) -> torch.nn.Module:
-        """The network with its weights, in eval mode (see :func:`build_model`)."""
-        return build_model(self.metadata.model, self.network_state(prefix), self.path, self.kind).eval()
+    @property
+    def inference_prefix(self) -> str:
+        """Where the weights used for predictions live: a task's weight average (``ema.module.``) when it
+        saved one, else the trained network (``net.``)."""
+        return EMA_PREFIX if any(key.startswith(EMA_PREFIX) for key in self.state_dict) else STATE_PREFIX
+
+    def build_model(self, prefix: str | None = None) -> torch.nn.Module:
+        """The network with its weights (default: :attr:`inference_prefix`), in eval mode (see :func:`build_model`)."""
+        state = self.network_state(self.inference_prefix if prefix is None else prefix)
+        return build_model(self.metadata.model, state, self.path, self.kind).eval()
 
     def build_problem(self) -> Any:
         """The physics problem of a pointwise checkpoint (None when it records none)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from surrogates import metrics
 from surrogates.data.normalization import Normalizer
@@ -44,6 +45,17 @@ class Autoregressive(L.LightningModule):
         Optional partial constructor taking the optimizer; stepped once per epoch.
     eval_seed
         Seed of the refinement noise in validation and test (batch ``b`` uses ``eval_seed + b``).
+    ema_decay
+        Decay of an exponential moving average of the weights, updated after every optimizer step
+        and used for validation, test and the saved model (as in PDE-Refiner's reference code);
+        0 turns it off.
+    rollout_trajectories
+        Validation trajectories rolled out from their first state at every validation, scored by
+        their high-correlation time (``val/high_corr_time``, in the units of the ``dt`` conditioning
+        when there is one, else in steps), so that the best checkpoint can be chosen by rollout
+        quality rather than one-step error; 0 turns it off.
+    rollout_threshold
+        Correlation threshold of ``val/high_corr_time``.
     """
 
     def __init__(
@@ -52,12 +64,23 @@ class Autoregressive(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         eval_seed: int = 0,
+        ema_decay: float = 0.0,
+        rollout_trajectories: int = 0,
+        rollout_threshold: float = 0.8,
     ):
         super().__init__()
         if not isinstance(net, PDERefiner):
             raise TypeError(f"net must be a PDERefiner (num_refinement_steps=0 for the MSE baseline), got {type(net).__name__}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if rollout_trajectories < 0:
+            raise ValueError(f"rollout_trajectories must be >= 0, got {rollout_trajectories}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
+        # The average is a module of the task, so it is saved, resumed and moved with it.
+        self.ema = None
+        if ema_decay > 0:
+            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.state_normalizer = Normalizer(net.in_channels)
@@ -92,8 +115,13 @@ class Autoregressive(L.LightningModule):
         self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """The next state in physical units, ``(B, C, *spatial)``."""
-        pred = self.net.predict(self.state_normalizer.encode(state), self.encode_params(params), generator)
+        pred = self.evaluated_net.predict(self.state_normalizer.encode(state), self.encode_params(params), generator)
         return self.state_normalizer.decode(pred)
+
+    @property
+    def evaluated_net(self) -> PDERefiner:
+        """The network that predicts outside training: the weight average when there is one."""
+        return self.ema.module if self.ema is not None and not self.training else self.net
 
     @torch.no_grad()
     def rollout(
@@ -104,7 +132,7 @@ class Autoregressive(L.LightningModule):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """``steps`` predictions from ``state`` ``(B, C, *spatial)`` in physical units: ``(B, steps, C, *spatial)``."""
-        out = self.net.rollout(self.state_normalizer.encode(state), steps, self.encode_params(params), generator)
+        out = self.evaluated_net.rollout(self.state_normalizer.encode(state), steps, self.encode_params(params), generator)
         return self.state_normalizer.decode(out.flatten(0, 1)).view(out.shape)
 
     # -- steps ------------------------------------------------------------------------------------
@@ -124,8 +152,31 @@ class Autoregressive(L.LightningModule):
         self.log(f"{stage}/mse", (pred - batch["y"]).pow(2).mean(), batch_size=size)
         self.log(f"{stage}/rel_l2", metrics.relative_l2(pred, batch["y"]).mean(), prog_bar=True, batch_size=size)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._log_errors("val", batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        """Roll out the first ``rollout_trajectories`` validation trajectories and log ``val/high_corr_time``."""
+        n = self.hparams.rollout_trajectories
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if n == 0 or not hasattr(datamodule, "dataset"):
+            return
+        dataset = datamodule.dataset("val", pairs=False)
+        try:
+            states, params = dataset.trajectories(range(min(n, dataset.n_trajectories)))
+        finally:
+            dataset.close()
+        states = states.to(self.device, torch.float32)
+        params = params.to(self.device, torch.float32) if self.conditioning else None
+        generator = torch.Generator(device=self.device).manual_seed(self.hparams.eval_seed)
+        pred = self.rollout(states[:, 0], states.shape[1] - 1, params, generator)
+        dt = params[:, self.conditioning.index("dt")] if params is not None and "dt" in self.conditioning else 1.0
+        times = metrics.high_correlation_time(pred.double(), states[:, 1:].double(), dt, self.hparams.rollout_threshold)
+        self.log("val/high_corr_time", times.mean().float(), prog_bar=True, batch_size=len(times))
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._log_errors("test", batch, batch_idx)
