@@ -300,6 +300,28 @@ def test_openapi_documents_the_pointwise_request(client):
     assert name["schema"]["enum"] == ["helmholtz/pig", "helmholtz/pinn"]
 
 
+def test_schemathesis_requests_from_the_pointwise_schema_never_get_a_5xx(client):
+    """Requests derived from the served OpenAPI document, whose JSON body is PredictRequest or the pointwise form."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import given, settings
+
+    from .test_fuzz import FUZZ_SETTINGS
+
+    schema = schemathesis.openapi.from_url(f"{client.base_url}/openapi.json")
+    operation = schema["/v1/models/{name}/predict"]["POST"]
+    statuses = []
+
+    @settings(FUZZ_SETTINGS, max_examples=40)
+    @given(case=operation.as_strategy())
+    def check(case):
+        response = case.call(base_url=str(client.base_url), timeout=60)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (case.path_parameters, case.media_type, response.text)
+
+    check()
+    assert statuses and all(s < 500 for s in statuses)
+
+
 def test_random_requests_never_get_a_5xx(client):
     """The fuzzers of test_fuzz.py on the pointwise models: the real coordinate names with any values and shapes."""
     from hypothesis import given
