@@ -2,6 +2,8 @@
 
 - :mod:`~surrogates.serve.surrogate`: load a checkpoint, predict on numpy or xarray data;
 - :mod:`~surrogates.serve.registry`: the models of a folder and the reference solvers;
+- :mod:`~surrogates.serve.entries`: what one served model is (variables, grid rule, request checks);
+- :mod:`~surrogates.serve.loaders`: one loader per kind of model file, and the reference solvers;
 - :mod:`~surrogates.serve.batching`: per-model micro-batching in a worker thread;
 - :mod:`~surrogates.serve.codecs`: JSON and NetCDF bodies;
 - :mod:`~surrogates.serve.app`: the FastAPI app (``create_app``), started by ``surrogates-serve``.

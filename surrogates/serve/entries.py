@@ -1,0 +1,268 @@
+"""What the service serves: a model's variables, the grids it takes, and its entry in the registry.
+
+An entry turns request arrays into one float32 batch ``x`` (:meth:`ModelEntry.prepare`), and its
+``runner`` maps ``x`` to output arrays (called in a worker thread, possibly on a micro-batch).
+The loaders of :mod:`surrogates.serve.loaders` build entries; :mod:`surrogates.serve.registry` holds them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from surrogates.serve.errors import ServiceError, unprocessable
+
+Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
+"""``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
+
+RolloutRunner = Callable[[np.ndarray, int, int], tuple[dict[str, np.ndarray], dict[str, Any]]]
+"""``(x (B, C_in, *spatial), steps, seed)`` -> (outputs ``name -> (B, steps, *dims)``, info): a model that
+rolls out itself (one-step models such as PDE-Refiner), with the seed of its noise."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An input or output variable of a model: its name and the dims of one sample."""
+
+    name: str
+    dims: tuple[str, ...]
+    units: str | None = None
+    long_name: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "dims": list(self.dims), "units": self.units, "long_name": self.long_name}
+
+
+@dataclass(frozen=True)
+class ResolutionRule:
+    """Which grid sizes a model takes; :meth:`check` raises a 422 naming the rule a grid breaks.
+
+    ``policy``: ``"any"`` (at least ``min_size`` points per dim), ``"fixed"`` (exactly ``trained``),
+    ``"multiple_of"`` (sizes divisible by ``multiple``), ``"none"`` (no field inputs).
+    """
+
+    policy: str = "any"
+    trained: tuple[int, ...] | None = None
+    min_size: int = 1
+    multiple: int | None = None
+    equal_sizes: bool = False
+
+    def check(self, model: str, shape: tuple[int, ...]) -> None:
+        def refuse(why: str) -> ServiceError:
+            return unprocessable("wrong_resolution", f"model {model!r} cannot take a grid of {_shape(shape)}: {why}")
+
+        if self.policy == "none":
+            return
+        if self.policy == "fixed" and self.trained is not None and tuple(shape) != tuple(self.trained):
+            raise refuse(f"it only takes its own grid {_shape(self.trained)}")
+        if min(shape, default=self.min_size) < self.min_size:
+            raise refuse(f"every spatial dim needs at least {self.min_size} points")
+        if self.policy == "multiple_of" and self.multiple and any(n % self.multiple for n in shape):
+            raise refuse(f"every spatial size must be a multiple of {self.multiple}")
+        if self.equal_sizes and len(set(shape)) > 1:
+            raise refuse("all spatial dims must have the same size (a square grid)")
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "trained": list(self.trained) if self.trained is not None else None,
+            "min_size": self.min_size,
+            "multiple": self.multiple,
+            "equal_sizes": self.equal_sizes,
+        }
+
+    @classmethod
+    def from_record(cls, record: Any, trained: tuple[int, ...] | None) -> "ResolutionRule":
+        """A rule recorded by a model or checkpoint: ``"fixed"``, ``"any"``, or a dict of the fields."""
+        if isinstance(record, str):
+            return cls(policy=record, trained=trained)
+        if isinstance(record, Mapping):
+            fields = {k: record[k] for k in ("policy", "min_size", "multiple", "equal_sizes") if k in record}
+            if "multiple" in fields and "policy" not in fields:
+                fields["policy"] = "multiple_of"
+            return cls(trained=tuple(record.get("trained") or trained or ()) or None, **fields)
+        return cls(trained=trained)
+
+
+@dataclass
+class Prepared:
+    """Request arrays as one model batch."""
+
+    x: np.ndarray
+    single: bool
+    n: int
+    spatial_shape: tuple[int, ...]
+
+
+@dataclass
+class ModelEntry:
+    """One servable model (ready) or a file that failed to load (unavailable)."""
+
+    name: str
+    kind: str  # "surrogate", "solver", "reduced_basis"
+    source: str
+    status: str = "ready"
+    error: str | None = None
+    pde: str | None = None
+    description: str = ""
+    inputs: list[Variable] = field(default_factory=list)
+    outputs: list[Variable] = field(default_factory=list)
+    spatial_dims: list[str] = field(default_factory=list)
+    resolution: ResolutionRule = field(default_factory=ResolutionRule)
+    batchable: bool = False
+    device: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] | None = None
+    ignored_inputs: tuple[str, ...] = ()
+    runner: Runner | None = None
+    rollout_runner: RolloutRunner | None = None
+    stochastic: bool = False
+
+    @classmethod
+    def unavailable(cls, name: str, kind: str, source: str, error: str) -> "ModelEntry":
+        return cls(name=name, kind=kind, source=source, status="unavailable", error=error)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready" and self.runner is not None
+
+    @property
+    def rollout(self) -> bool:
+        """Whether ``steps`` is accepted: the model rolls out itself, or its outputs can be fed back as its
+        inputs (same variables, all of them fields on the same dims)."""
+        if self.ready and self.rollout_runner is not None:
+            return True
+        names_in, names_out = [v.name for v in self.inputs], [v.name for v in self.outputs]
+        return (
+            self.ready
+            and bool(names_in)
+            and names_in == names_out
+            and all(v.dims == tuple(self.spatial_dims) for v in self.inputs + self.outputs)
+        )
+
+    def info(self, batching: bool) -> dict[str, Any]:
+        """The ``GET /v1/models`` record."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "error": self.error,
+            "source": self.source,
+            "pde": self.pde,
+            "description": self.description,
+            "inputs": [v.info() for v in self.inputs],
+            "outputs": [v.info() for v in self.outputs],
+            "spatial_dims": list(self.spatial_dims),
+            "resolution": self.resolution.info() if self.ready else None,
+            "rollout": self.rollout,
+            "stochastic": self.stochastic,
+            "batching": bool(batching and self.batchable and self.ready),
+            "device": self.device,
+            "metrics": self.metrics,
+            "model": self.model_config,
+        }
+
+    # -- requests ---------------------------------------------------------------------------------
+    def prepare(self, arrays: Mapping[str, np.ndarray], max_elements: int) -> Prepared:
+        """Check request arrays against the model and stack them as channels: ``(n, C_in, *spatial)``.
+
+        Raises
+        ------
+        ServiceError
+            422 for unknown or missing variables, wrong shapes, disagreeing sample counts or grids,
+            a grid the model cannot take, NaN or infinite values; 413 when the batch is too large.
+        """
+        names = [v.name for v in self.inputs]
+        unknown = sorted(set(arrays) - set(names) - set(self.ignored_inputs))
+        if unknown:
+            raise unprocessable("unknown_input", f"model {self.name!r} has no input(s) {unknown}; its inputs are {names}")
+        missing = [name for name in names if name not in arrays]
+        if missing:
+            raise unprocessable("missing_input", f"model {self.name!r} needs input(s) {missing}; its inputs are {names}")
+        singles, counts, sizes = set(), set(), {}
+        # a number for a scalar input (e.g. a time step) goes with every sample when fields carry the sample dim
+        broadcast = {v.name for v in self.inputs if not v.dims and np.ndim(arrays[v.name]) == 0}
+        if len(broadcast) == len(self.inputs) or not any(v.dims for v in self.inputs):
+            broadcast = set()
+        for var in self.inputs:
+            array = arrays[var.name]
+            d = len(var.dims)
+            if var.name in broadcast:
+                continue
+            if array.ndim not in (d, d + 1):
+                layout = ", ".join(var.dims)
+                raise unprocessable(
+                    "wrong_shape",
+                    f"input {var.name!r} has shape {_shape(array.shape)}; model {self.name!r} expects "
+                    f"(n{', ' + layout if layout else ''}) for n samples or ({layout}) for one sample",
+                )
+            single = array.ndim == d
+            singles.add(single)
+            counts.add(1 if single else array.shape[0])
+            for dim, size in zip(var.dims, array.shape[array.ndim - d :]):
+                sizes.setdefault(dim, set()).add(size)
+        if len(singles) > 1:
+            raise unprocessable("wrong_shape", "send every input with a leading sample dim, or none of them (one sample)")
+        if len(counts) > 1:
+            raise unprocessable("wrong_shape", f"inputs disagree on the number of samples: {sorted(counts)}")
+        n = counts.pop()
+        if n == 0:
+            raise unprocessable("wrong_shape", "the request holds no samples (a leading dim of size 0)")
+        disagreeing = {dim: sorted(values) for dim, values in sizes.items() if len(values) > 1}
+        if disagreeing:
+            raise unprocessable("wrong_shape", f"inputs disagree on grid sizes: {disagreeing}")
+        spatial_shape = tuple(sizes[dim].copy().pop() for dim in self.spatial_dims if dim in sizes)
+        if any(var.dims for var in self.inputs):
+            self.resolution.check(self.name, spatial_shape)
+        total = n * len(self.inputs) * math.prod(spatial_shape)
+        if total > max_elements:
+            raise ServiceError(
+                413, "too_many_values", f"the request holds {total} input values; the limit is {max_elements} (max_elements)"
+            )
+        for var in self.inputs:
+            array = arrays[var.name]
+            finite = np.isfinite(array)
+            if not finite.all():
+                flat = finite.reshape(1 if array.ndim == len(var.dims) else array.shape[0], -1)
+                bad = np.flatnonzero(~flat.all(axis=1)).tolist()
+                raise unprocessable(
+                    "non_finite",
+                    f"input {var.name!r} contains NaN or infinite values (samples {bad[:10]}; values beyond "
+                    "float32's range, about 3.4e38, count as infinite); nothing was predicted",
+                )
+        x = np.empty((n, len(self.inputs), *spatial_shape), dtype=np.float32)
+        for k, var in enumerate(self.inputs):
+            array = np.broadcast_to(arrays[var.name], (n,)) if var.name in broadcast else arrays[var.name]
+            per_sample = array.shape[array.ndim - len(var.dims) :]  # () for a scalar
+            # fields fill their channel; a scalar per sample becomes a constant channel
+            x[:, k] = array.reshape((n, *per_sample, *(1,) * (len(spatial_shape) - len(per_sample))))
+        return Prepared(x, single, n, spatial_shape)
+
+
+@dataclass
+class PointwiseEntry(ModelEntry):
+    """A pointwise model (PIG, PINN): one scalar input per coordinate, so that ``n`` samples are ``n`` query
+    points; :meth:`prepare` also refuses points outside the trained domain (422 ``outside_domain``)."""
+
+    domain: dict[str, list[float]] | None = None
+    check_domain: Callable[[np.ndarray], None] | None = None
+
+    def prepare(self, arrays: Mapping[str, np.ndarray], max_elements: int) -> Prepared:
+        prepared = super().prepare(arrays, max_elements)
+        if self.check_domain is not None:
+            try:
+                self.check_domain(prepared.x)
+            except ValueError as error:
+                raise unprocessable("outside_domain", f"model {self.name!r}: {error}") from None
+        return prepared
+
+    def info(self, batching: bool) -> dict[str, Any]:
+        return {**super().info(batching), "domain": self.domain}
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(int(n)) for n in shape) + ")" if len(shape) != 1 else f"({int(shape[0])},)"

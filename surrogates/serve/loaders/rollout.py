@@ -1,0 +1,80 @@
+"""Rollout checkpoints: one-step models (PDE-Refiner, MSE U-Net) that roll out themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from surrogates.serve.entries import ModelEntry, ResolutionRule, Variable
+from surrogates.serve.loaders.common import training_metrics
+
+if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded
+    from surrogates.serve.rollout import RolloutSurrogate
+
+
+def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: RolloutSurrogate | None = None) -> ModelEntry:
+    """A one-step model (PDE-Refiner, MSE U-Net) through :class:`~surrogates.serve.rollout.RolloutSurrogate`.
+
+    Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
+    sample; outputs: the next state, or ``steps`` states with a rollout. Every request, rollout or
+    not, is one call of :meth:`RolloutSurrogate.rollout_tensor` with the request's seed, so answers
+    equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
+    micro-batched (a refiner's noise would then depend on the other requests of its batch).
+    ``surrogate``: the file's :class:`RolloutSurrogate` when the caller has loaded it already.
+    """
+    import torch
+
+    from surrogates.serve.rollout import RolloutSurrogate
+
+    surrogate = surrogate or RolloutSurrogate.load(path, device=device)
+    schema = surrogate.schema
+    dim = surrogate.model.unet.dim
+    spatial = list(schema.get("spatial_dims") or ["x", "y", "z"][:dim])
+    state = list(schema.get("state") or [f"u_{i}" for i in range(surrogate.model.in_channels)])
+    conditioning = list(surrogate.conditioning)
+    if len(spatial) != dim or len(state) != surrogate.model.in_channels:
+        raise ValueError(f"the checkpoint's schema (state {state} on {spatial}) does not match its {dim}D model "
+                         f"with {surrogate.model.in_channels} state channel(s)")
+    n_state = len(state)
+
+    def roll(x: np.ndarray, steps: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        states = torch.from_numpy(np.ascontiguousarray(x[:, :n_state]))
+        params = None
+        if conditioning:  # scalars arrive as constant channels: read one point of each
+            params = torch.from_numpy(x[:, n_state:].reshape(len(x), len(conditioning), -1)[:, :, 0].copy())
+        out = surrogate.rollout_tensor(states, steps, params, seed).cpu().numpy()  # (B, steps, C, *spatial)
+        info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
+        if surrogate.stochastic:
+            info["seed"] = int(seed)
+        return {var: out[:, :, k] for k, var in enumerate(state)}, info
+
+    def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        outputs, info = roll(x, 1, 0)
+        return {var: value[:, 0] for var, value in outputs.items()}, info
+
+    kind = "PDE-Refiner" if surrogate.stochastic else "MSE-trained one-step model"
+    return ModelEntry(
+        name=name,
+        kind="surrogate",
+        source=str(path),
+        pde=schema.get("pde") or None,
+        description=(
+            f"{kind} (K={surrogate.refinement_steps}, {surrogate.evaluations_per_step} network evaluation(s) per step); "
+            f"conditioned on {conditioning}; send `steps` for a rollout"
+            + ("" if not surrogate.stochastic else " and `seed` for its refinement noise")
+        ),
+        inputs=[Variable(v, tuple(spatial)) for v in state]
+        + [Variable(p, (), long_name=f"trajectory parameter {p} (physical units)") for p in conditioning],
+        outputs=[Variable(v, tuple(spatial)) for v in state],
+        spatial_dims=spatial,
+        resolution=ResolutionRule(policy="any", trained=None, min_size=2),
+        batchable=False,
+        device=str(surrogate.device),
+        metrics=training_metrics(path, surrogate.metadata),
+        model_config=surrogate.model.init_config(),
+        runner=run,
+        rollout_runner=roll,
+        stochastic=surrogate.stochastic,
+    )
