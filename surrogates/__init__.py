@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Surrogate", "__version__"]
+__all__ = ["PointwiseSurrogate", "RolloutSurrogate", "Surrogate", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,12 @@ def __getattr__(name: str):
         from surrogates.serve.surrogate import Surrogate
 
         return Surrogate
+    if name == "RolloutSurrogate":
+        from surrogates.serve.rollout import RolloutSurrogate
+
+        return RolloutSurrogate
+    if name == "PointwiseSurrogate":
+        from surrogates.serve.pointwise import PointwiseSurrogate
+
+        return PointwiseSurrogate
     raise AttributeError(f"module 'surrogates' has no attribute {name!r}")

@@ -21,7 +21,7 @@ from surrogates.plots import plot_comparison
 from surrogates.serve.pointwise import PointwiseSurrogate
 from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
-from surrogates.tasks.evaluation import evaluate_dataset
+from surrogates.evaluation.dataset import evaluate_dataset
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -80,7 +80,7 @@ def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[s
     """A physics-informed network (PIG, PINN) against its problem's reference solution on a grid.
 
     The grid is the one the training task tested on (the checkpoint's ``eval_resolution``; override
-    with ``+eval_resolution=201``), so ``rel_l2`` equals the run's ``test/rel_l2`` up to round-off.
+    with ``eval_resolution=201``), so ``rel_l2`` equals the run's ``test/rel_l2`` up to round-off.
     Writes ``metrics.json`` (relative L2, max abs error) and the solution figure ``physics_informed.png``.
     """
     from surrogates.tasks.physics_informed import FIGURE_NAME, plot_solution, relative_l2
