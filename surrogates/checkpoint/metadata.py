@@ -253,7 +253,8 @@ def migrate_v1(raw: Mapping[str, Any], path: Any = None) -> dict[str, Any]:
     task_class = task.rpartition(".")[2] if isinstance(task, str) else ""
     meta["task"] = _V1_TASKS.get(task_class, task_class)
     if meta.get("kind") != "rollout":
-        meta["kind"] = "pointwise" if meta["task"] == "physics_informed" else "operator"
+        # only physics-informed tasks recorded a problem (a user's subclass records its own task path)
+        meta["kind"] = "pointwise" if meta["task"] == "physics_informed" or problem is not None else "operator"
     meta["package_version"] = str(meta.pop("version", ""))
     meta["format_version"] = 2
     return meta

@@ -102,6 +102,8 @@ def test_format_1_metadata_migrates():
                  "task": "surrogates.tasks.physics_informed.PhysicsInformed"}
     meta = CheckpointMetadata.from_dict(pointwise)
     assert (meta.kind, meta.model.name, meta.problem.name) == ("pointwise", "pig", "helmholtz")
+    subclass = {**pointwise, "task": "my_project.tasks.MyPhysicsInformed"}  # a user's task: the problem decides
+    assert CheckpointMetadata.from_dict(subclass).kind == "pointwise"
     rollout = {**legacy, "kind": "rollout", "model": {"class": "surrogates.models.pde_refiner.PDERefiner", "kwargs": {}}}
     assert CheckpointMetadata.from_dict(rollout).kind == "rollout"
 
