@@ -42,7 +42,7 @@ from surrogates.data.shards import split_files  # noqa: E402
 from surrogates.models.pde_refiner import PDERefiner  # noqa: E402
 from surrogates.serve.rollout import RolloutSurrogate  # noqa: E402
 from surrogates.metrics import error_spectrum  # noqa: E402
-from surrogates.tasks.rollout_evaluation import (  # noqa: E402
+from surrogates.evaluation.rollouts import (  # noqa: E402
     evaluate_rollouts,
     plot_correlation,
     plot_error_spectrum,

@@ -1,8 +1,8 @@
 """Rollout evaluation of one-step models: correlation and error over time, spread across noise seeds, figures.
 
-Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]``
-(:mod:`surrogates.cli.evaluate_rollout`) and by ``tools/bench_pde_refiner.py``. Every test trajectory is rolled out from its state ``start`` for
-``steps`` steps and compared with the reference states ``start + 1 .. start + steps``:
+Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]`` (:mod:`surrogates.cli.evaluate_rollout`
+loads the checkpoints and calls :func:`report_rollouts`) and by ``tools/bench_pde_refiner.py``. Every test trajectory is
+rolled out from its state ``start`` for ``steps`` steps and compared with the reference states ``start + 1 .. start + steps``:
 
 - per-step Pearson correlation and MSE (:func:`surrogates.metrics.rollout_metrics`), and the
   high-correlation times at 0.8 and 0.9, in the time units of the data's ``dt`` (per trajectory)
@@ -16,6 +16,7 @@ Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from surrogates import metrics
+from surrogates.data.autoregressive import AutoregressiveDataset
+from surrogates.data.shards import split_files
 from surrogates.plots import _pyplot, save_figure
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "plot_correlation",
     "plot_error_spectrum",
     "plot_spacetime",
+    "report_rollouts",
+    "rollout_label",
 ]
 
 
@@ -177,6 +182,122 @@ def evaluate_rollouts(
         ms_per_step=1000.0 * seconds / (len(seeds) * steps * n),
         checkpoint=str(getattr(surrogate, "metadata", {}).get("checkpoint", "")),
     )
+
+
+def rollout_label(surrogate: Any) -> str:
+    """A one-step model's name in tables and figures: ``PDE-Refiner (K=3)`` or ``MSE U-Net``."""
+    k = surrogate.refinement_steps
+    return f"PDE-Refiner (K={k})" if k else "MSE U-Net"
+
+
+def report_rollouts(
+    surrogates: Sequence[Any],
+    data_dir: str | Path | None,
+    split: str,
+    output_dir: str | Path,
+    batch_size: int = 64,
+    steps: int | None = None,
+    seeds: Sequence[int] | None = None,
+    n_trajectories: int | None = None,
+    start: int = 0,
+) -> dict[str, Any]:
+    """Roll one or two one-step models out on the trajectories of ``split`` of ``data_dir`` and write the report:
+    ``metrics.json``, ``correlation.png``, ``spacetime.png`` (and ``spectrum.png`` for 1D states) in ``output_dir``.
+
+    Parameters
+    ----------
+    surrogates
+        :class:`~surrogates.serve.rollout.RolloutSurrogate` objects (the first one's schema selects the data's
+        state variables and conditioning; the others must take the same). With two, the ratios of the first's
+        high-correlation times to the second's are reported too.
+    data_dir
+        The data folder (``None``: the one the first model's checkpoint records).
+    steps, seeds, n_trajectories, start
+        As in :func:`evaluate_rollouts` (seeds default ``[0, 1, 2]``); ``n_trajectories``: the first ones of the split.
+
+    Returns the summary written to ``metrics.json``.
+    """
+    first = surrogates[0]
+    for other in surrogates[1:]:
+        if other.conditioning != first.conditioning or other.schema.get("state") != first.schema.get("state"):
+            raise ValueError("the compared checkpoints take different state variables or conditioning")
+    data_dir = data_dir or first.schema.get("data_dir")
+    if not data_dir:
+        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    dataset = AutoregressiveDataset(
+        split_files(data_dir, split), first.schema.get("state") or first.schema.get("inputs") or ["u"],
+        first.conditioning, pairs=False, n_trajectories=n_trajectories,
+    )
+    trajectories, params = dataset.trajectories()
+    dt = params[:, first.conditioning.index("dt")].double().numpy() if "dt" in first.conditioning else None
+    time_label = "time" if dt is not None else "steps"
+    seeds = list(seeds or [0, 1, 2])
+    start = int(start or 0)
+    evaluations = []
+    names = []
+    for surrogate in surrogates:
+        name = rollout_label(surrogate)
+        name = name if name not in names else f"{name} [{len(names) + 1}]"
+        names.append(name)
+        evaluations.append(
+            evaluate_rollouts(
+                surrogate, trajectories, params if first.conditioning else None, steps=steps,
+                seeds=seeds, start=start, dt=dt, batch_size=batch_size, name=name,
+            )
+        )
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "kind": "rollout",
+        "data_dir": str(data_dir),
+        "split": split,
+        "pde": first.schema.get("pde"),
+        "time_units": "dt of each trajectory" if dt is not None else "steps",
+        "models": {ev.name: ev.summary() for ev in evaluations},
+    }
+    if len(evaluations) == 2:
+        summary["ratios"] = {
+            f"high_corr_time_{t:g}": evaluations[0].summary()[f"high_corr_time_{t:g}"]
+            / max(evaluations[1].summary()[f"high_corr_time_{t:g}"], 1e-12)
+            for t in metrics.HIGH_CORRELATION_THRESHOLDS
+        }
+    spectra = None
+    if trajectories.ndim == 4:  # (N, T, C, X): one periodic spatial axis
+        first_states = trajectories[:, start + 1].double()  # (N, C, X), the reference after one step
+        spectra = {
+            ev.name: metrics.error_spectrum(torch.from_numpy(ev.predictions[:, :, 0]),  # (S, N, C, X), first step
+                                            first_states.expand(len(ev.seeds), *first_states.shape))
+            for ev in evaluations
+        }
+        reference = metrics.error_spectrum(first_states, torch.zeros_like(first_states))
+        summary["one_step_error_spectrum"] = {name: v.tolist() for name, v in spectra.items()}
+        summary["reference_spectrum"] = reference.tolist()
+    metrics_path = output_dir / "metrics.json"
+    metrics_path.write_text(json.dumps(summary, indent=2))
+    pde = first.schema.get("pde") or ""
+    if spectra is not None:
+        plot_error_spectrum({name: v.numpy() for name, v in spectra.items()}, output_dir / "spectrum.png",
+                            reference=reference.numpy(), title=f"{pde} {split}: error of the first step per wavenumber")
+    plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {split}: rollout correlation")
+    sample = 0
+    plot_spacetime(
+        trajectories[sample, 1 + start :][: evaluations[0].corr.shape[2], 0].numpy(),
+        {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
+        output_dir / "spacetime.png",
+        dt=float(evaluations[0].dt[sample]),
+        title=f"{pde} {split} trajectory {sample} (seed {evaluations[0].seeds[0]})",
+    )
+    for ev in evaluations:
+        s = summary["models"][ev.name]
+        print(
+            f"{ev.name}: high-correlation time {s['high_corr_time_0.8']:.2f} (0.8), {s['high_corr_time_0.9']:.2f} (0.9) "
+            f"[{time_label}], rollout MSE {s['mse_mean']:.4g}, {s['evaluations_per_step']} evaluation(s) per step"
+        )
+    print(f"metrics: {metrics_path}")
+    figures = ["correlation.png", "spacetime.png"] + (["spectrum.png"] if spectra is not None else [])
+    print("figures: " + ", ".join(str(output_dir / name) for name in figures))
+    return summary
 
 
 # -- figures -------------------------------------------------------------------------------------
