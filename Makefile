@@ -11,7 +11,7 @@ DEMO_DIR  := outputs/demo
 DEMO_DATA := datasets/darcy_demo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-full bench serve clean
+.PHONY: help setup demo test test-full test-blas bench serve clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ test: $(STAMP)  ## Run the fast test suite (no tests marked slow)
 
 test-full: $(STAMP)  ## Run every test, slow ones included
 	$(BIN)/python -m pytest -q
+
+test-blas: $(STAMP)  ## Run the numerics tests with BLAS and torch on 1, then 2 threads (two summation orders)
+	$(BIN)/python -m pytest -q -m "not slow" --threads 1 tests/solvers tests/nn tests/test_metrics.py tests/models
+	$(BIN)/python -m pytest -q -m "not slow" --threads 2 tests/solvers tests/nn tests/test_metrics.py tests/models
 
 BENCH_EPOCHS ?= 25
 

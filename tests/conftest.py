@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 TINY_SIZES = {"train": 48, "val": 16, "test": 16}
+
+THREADS_ENV = "SURROGATES_TEST_THREADS"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"limit BLAS (threadpoolctl) and torch intra-op threads to N for the whole session "
+        f"(default: ${THREADS_ENV}, else the libraries' own defaults); "
+        "a different thread count changes the blocking, hence the summation order and the rounding",
+    )
+
+
+def pytest_configure(config):
+    """``--threads N``: one summation order for the session, set before any test runs.
+
+    Only the thread counts change: BLAS through threadpoolctl (every BLAS/OpenMP library loaded by
+    numpy, scipy and torch, which are imported first so that their libraries are covered) and torch's
+    intra-op pool. ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` and the like are left as the machine
+    sets them: some machines set them on purpose to avoid wrong results.
+    """
+    threads = config.getoption("--threads")
+    if threads is None and os.environ.get(THREADS_ENV):
+        threads = int(os.environ[THREADS_ENV])
+    if threads is None:
+        return
+    if threads < 1:
+        raise pytest.UsageError(f"--threads / {THREADS_ENV} must be >= 1, got {threads}")
+    import numpy  # noqa: F401  (load each library's BLAS before limiting it)
+    import scipy.linalg  # noqa: F401
+    import scipy.sparse.linalg  # noqa: F401
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    # kept on the config for the whole session (threadpool_limits restores the old limits only on exit)
+    config._surrogates_thread_limits = threadpool_limits(limits=threads)
+    torch.set_num_threads(threads)
+    config._surrogates_threads = threads
+
+
+def pytest_report_header(config):
+    threads = getattr(config, "_surrogates_threads", None)
+    if threads is None:
+        return None
+    import torch
+    from threadpoolctl import threadpool_info
+
+    pools = ", ".join(f"{p['prefix']}={p['num_threads']}" for p in threadpool_info())
+    return f"threads limited to {threads}: torch={torch.get_num_threads()}, {pools}"
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,9 @@ def test_relative_l2_matches_numpy():
 
 def test_relative_l2_is_zero_for_exact_and_scale_invariant():
     t = torch.randn(2, 1, 16)
-    assert torch.all(metrics.relative_l2(t, t) == 0)
+    assert torch.all(metrics.relative_l2(t, t) == 0)  # t - t is exactly zero
+    # float32: the rounding of 1.1 and of 1.1 t (2 u32 of 1.1 |t|, 22 u32 of the 0.1 |t| difference) and
+    # two norms of 16 terms (16 u32): ~40 u32 = 2.4e-6 relative at most
     np.testing.assert_allclose(metrics.relative_l2(1.1 * t, t).numpy(), 0.1, rtol=1e-5)
     np.testing.assert_allclose(metrics.relative_l2(110 * t, 100 * t).numpy(), 0.1, rtol=1e-5)
 
@@ -51,9 +53,13 @@ def test_vrmse_of_mean_prediction_is_one():
 
 def test_pearson_identical_negated_shifted():
     t = torch.randn(2, 1, 64)
-    np.testing.assert_allclose(metrics.pearson_correlation(t, t).numpy(), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(metrics.pearson_correlation(-t, t).numpy(), -1.0, rtol=1e-6)
-    np.testing.assert_allclose(metrics.pearson_correlation(3 * t + 5, t).numpy(), 1.0, rtol=1e-6)
+    # float32 sums of n = 64 terms (the covariance and two norms, torch's summation order): each within
+    # gamma_n ~ n eps32 / 2 relative, so the ratio within n eps32 = 7.6e-6 of +-1 (the rounding of 3 t + 5
+    # and of the means only enters at second order)
+    rtol = t.shape[-1] * torch.finfo(torch.float32).eps
+    np.testing.assert_allclose(metrics.pearson_correlation(t, t).numpy(), 1.0, rtol=rtol)
+    np.testing.assert_allclose(metrics.pearson_correlation(-t, t).numpy(), -1.0, rtol=rtol)
+    np.testing.assert_allclose(metrics.pearson_correlation(3 * t + 5, t).numpy(), 1.0, rtol=rtol)
 
 
 def test_shape_mismatch_is_rejected():
@@ -155,7 +161,9 @@ def test_error_spectrum_sums_to_the_mse_and_locates_a_sine():
         spectrum = metrics.error_spectrum(pred, target)
         assert spectrum.shape == (n // 2 + 1,)
         torch.testing.assert_close(spectrum.sum(), (pred - target).double().pow(2).mean())
-    x = torch.arange(128) * 2 * math.pi / 128
+    # float64: in float32 the rounding of x (up to 5 x u32 = 2e-6 in the phase) moves the power at m = 5
+    # by up to ~1e-5 relative, above the tolerance; the float64 FFT is accurate to ~log2(n) eps
+    x = torch.arange(128, dtype=torch.float64) * 2 * math.pi / 128
     wave = 0.3 * torch.sin(5 * x) + 0.1                        # amplitude 0.3 at m = 5, mean 0.1
     spectrum = metrics.error_spectrum(wave[None], torch.zeros(1, 128))
     expected = torch.zeros(65, dtype=torch.float64)

@@ -32,6 +32,40 @@ def _scipy_cg(A, b, M=None, rtol=1e-8, atol=0.0):
     return x, count[0]
 
 
+EPS = np.finfo(np.float64).eps
+
+
+def _assert_within_residual_bound(x: np.ndarray, x_ref: np.ndarray, A: sp.spmatrix, b: np.ndarray) -> None:
+    """Two approximate solutions of ``A x = b`` (rows of ``(B, n)`` arrays) that differ only in rounding.
+
+    ``x - x_ref = A^-1 (r_ref - r)``, so ``||x - x_ref|| <= (||r|| + ||r_ref||) / lambda_min(A)`` whatever
+    rounding and however many iterations each run took; the residuals are computed with an error of
+    at most ~6 eps (|b| + |A| |x|) (five nonzeros a row and a subtraction), added to each.
+    """
+    x, x_ref, b = np.atleast_2d(x), np.atleast_2d(x_ref), np.atleast_2d(b)
+    lam = np.linalg.eigvalsh(A.toarray())[0]
+    absA = abs(A)
+
+    def residual_bound(y):
+        r = b - (A @ y.T).T
+        return np.linalg.norm(r, axis=1) + 6 * EPS * np.linalg.norm(np.abs(b) + (absA @ np.abs(y).T).T, axis=1)
+
+    bound = (residual_bound(x) + residual_bound(x_ref)) / lam
+    assert np.all(np.linalg.norm(x - x_ref, axis=1) <= bound), (np.linalg.norm(x - x_ref, axis=1), bound)
+
+
+def _assert_same_early_history(result: PCGResult, reference: PCGResult, n: int, iterations: int = 10) -> None:
+    """The same recurrences: the first residual norms agree to the round-off of ``iterations`` steps.
+
+    Each step's inner products of length ``n`` have a relative error up to ~n eps; before CG loses
+    orthogonality (from iteration ~40 for the unpreconditioned runs here, after which the difference
+    between two summation orders grows ~10x per iteration) the errors add up, so ``k n eps`` bounds
+    row ``k`` (measured: below 1e-14).
+    """
+    rows = min(iterations + 1, len(result.residual_norms), len(reference.residual_norms))
+    torch.testing.assert_close(result.residual_norms[:rows], reference.residual_norms[:rows], rtol=iterations * n * EPS, atol=0.0)
+
+
 @pytest.mark.parametrize("kind", ["none", "jacobi", "ic0"])
 def test_agrees_with_scipy_cg_float64(kind):
     A = _darcy()
@@ -40,8 +74,13 @@ def test_agrees_with_scipy_cg_float64(kind):
     x_ref, it_ref = _scipy_cg(A, b, None if P is None else P.scipy_operator(), rtol=1e-12)
     res = pcg(A, torch.from_numpy(b), P, rtol=1e-12)
     assert res.converged.item()
-    assert res.iterations.item() == it_ref
-    np.testing.assert_allclose(res.x.numpy(), x_ref, rtol=0, atol=1e-10 * np.abs(x_ref).max())
+    # scipy's recurrences in another summation order: the same count up to round-off. Unpreconditioned
+    # CG (96 iterations, 256 unknowns) loses orthogonality and amplifies round-off ~10x per iteration:
+    # its last residual differs from scipy's by ~0.3%, 3% from the threshold, and a 1-ulp perturbation
+    # of b moves scipy's count to 95 (1 draw in 40), so the two may stop one iteration apart. The
+    # preconditioned runs agree to ~3e-5 at the end and stop 15% / 25% away from the threshold.
+    assert abs(res.iterations.item() - it_ref) <= (1 if kind == "none" else 0)
+    _assert_within_residual_bound(res.x.numpy(), x_ref, A, b)
 
 
 def test_converges_within_n_iterations_on_small_spd():
@@ -237,15 +276,34 @@ def test_threaded_chunks_equal_one_batched_call(kind, chunk_size):
     one = pcg(A, b, P, x0=x0, rtol=1e-10)
     split = pcg(A, b, P, x0=x0, rtol=1e-10, workers=3, chunk_size=chunk_size)
     assert torch.get_num_threads() == threads_before  # the workers' thread setting does not leak
-    assert torch.equal(split.iterations, one.iterations)
-    assert torch.allclose(split.x, one.x, rtol=0, atol=1e-12)
     assert bool(split.converged.all())
-    assert split.residual_norms.shape == (int(one.iterations.max()) + 1, 5)
+    # the chunks run the same recurrences in another summation order (one system: numpy/BLAS dot
+    # products, a batch: einsum; one torch thread per worker)
+    _assert_same_early_history(split, one, A.shape[0])
+    _assert_within_residual_bound(split.x.numpy(), one.x.numpy(), A, b.numpy())
+    if kind == "none":
+        # 118-119 unpreconditioned iterations: past iteration ~40 the two orders' residuals drift apart
+        # (up to 25% at the end, measured), with final residuals as close as 0.7% to the threshold, so
+        # a system may stop one iteration earlier or later
+        assert (split.iterations - one.iterations).abs().max() <= 1
+        assert bool((split.true_residual_norms <= split.tolerance).all())
+    else:
+        # preconditioned (22-34 iterations): histories agree to ~1e-8 (measured), the final residuals stay
+        # >= 1.5% from the threshold, so the counts and the last residuals agree
+        assert torch.equal(split.iterations, one.iterations)
+        torch.testing.assert_close(split.residual_norms[-1], one.residual_norms[-1], rtol=1e-6, atol=0.0)
+    # ||b - A x|| is near the attainable accuracy (its round-off and the recurrence's drift are a few
+    # % of it here), so the true residuals are compared through the solutions: | ||r|| - ||r_ref|| |
+    # <= ||A (x - x_ref)||, plus the ~6 eps (|b| + |A| |x|) error of each computed residual
+    assert bool((split.true_residual_norms <= split.tolerance).all())
+    dx = split.x.numpy() - one.x.numpy()
+    roundoff = 12 * EPS * np.linalg.norm(np.abs(b.numpy()) + (abs(A) @ np.abs(one.x.numpy()).T).T, axis=1)
+    gap = (split.true_residual_norms - one.true_residual_norms).abs().numpy()
+    assert np.all(gap <= np.linalg.norm((A @ dx.T).T, axis=1) + roundoff), gap
+    assert split.residual_norms.shape == (int(split.iterations.max()) + 1, 5)
     # each system's history ends at its own iteration count and is padded with its last value
-    for i, k in enumerate(one.iterations.tolist()):
+    for i, k in enumerate(split.iterations.tolist()):
         assert torch.all(split.residual_norms[k:, i] == split.residual_norms[k, i])
-    assert torch.allclose(split.residual_norms[-1], one.residual_norms[-1], rtol=1e-6)
-    assert torch.allclose(split.true_residual_norms, one.true_residual_norms, rtol=1e-6)
 
 
 def test_workers_must_be_positive():
@@ -271,5 +329,11 @@ def test_large_unpreconditioned_batch_is_solved_system_by_system_with_same_answe
     assert torch.equal(looped.iterations, reference.iterations)
     assert torch.allclose(looped.x, reference.x, rtol=0, atol=1e-12)
     looped_plain = pcg(A, b, rtol=1e-10)  # now also system by system
-    assert torch.equal(looped_plain.iterations, batched.iterations)
-    assert torch.allclose(looped_plain.x, batched.x, rtol=0, atol=1e-12)
+    # unpreconditioned CG (78 iterations) in another summation order: the same recurrences (identical
+    # early history) but past iteration ~40 round-off grows ~10x per iteration; the batched run's last
+    # residual is 0.13% below the threshold and the looped one's differs by 2%, and a 1-ulp perturbation
+    # of b gives 79 iterations in 1 draw of 4: the counts may differ by one
+    _assert_same_early_history(looped_plain, batched, A.shape[0])
+    assert (looped_plain.iterations - batched.iterations).abs().max() <= 1
+    assert bool(looped_plain.converged.all())
+    _assert_within_residual_bound(looped_plain.x.numpy(), batched.x.numpy(), A, b.numpy())

@@ -11,6 +11,7 @@ from surrogates.solvers.finite_differences import diffusion_operator, poisson_op
 from surrogates.solvers.preconditioners.ic0 import IC0Preconditioner, ic0_factor
 from surrogates.solvers.preconditioners.jacobi import JacobiPreconditioner
 from surrogates.solvers.sparse import SparseMatrix
+from tests.solvers.conftest import factored_solve_error_bound
 
 
 def _dense_ic0(A: sp.spmatrix) -> np.ndarray:
@@ -45,7 +46,8 @@ def _darcy(s: int = 12, seed: int = 0) -> sp.csr_matrix:
 def test_jacobi_applies_inverse_diagonal():
     A = _darcy()
     P = JacobiPreconditioner(A)
-    r = torch.randn(3, A.shape[0], dtype=torch.float64)
+    r = torch.randn(3, A.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    # no sums: r * fl(1 / d) and r / d differ by at most three roundings, 1.5 eps = 3.3e-16 relative
     np.testing.assert_allclose(P.apply(r).numpy(), r.numpy() / A.diagonal(), rtol=1e-15)
     np.testing.assert_allclose(P.scipy_operator().matvec(r[0].numpy()), r[0].numpy() / A.diagonal(), rtol=1e-15)
 
@@ -101,10 +103,14 @@ def test_ic0_apply_and_scipy_operator_agree():
 def test_ic0_batched_matrices_and_float32():
     mats = [_darcy(seed=s) for s in range(3)]
     P = IC0Preconditioner(SparseMatrix.from_scipy(mats))
-    r = torch.randn(3, mats[0].shape[0], dtype=torch.float64)
+    r = torch.randn(3, mats[0].shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     out = P.apply(r)
     for i, A in enumerate(mats):
-        np.testing.assert_allclose(out[i].numpy(), IC0Preconditioner(A).apply(r[i : i + 1])[0].numpy(), rtol=1e-12)
+        one = IC0Preconditioner(A)
+        # one block-diagonal solve against one solve per matrix: another kernel call, so the two agree to
+        # the triangular solves' rounding error (up to ~1e-12 relative on the smallest entries here)
+        bound = 2 * factored_solve_error_bound(one.factors[0].toarray(), r[i].numpy())[0]
+        assert np.all(np.abs(out[i].numpy() - one.apply(r[i : i + 1])[0].numpy()) <= bound)
     out32 = P.to(dtype=torch.float32).apply(r.float())
     assert out32.dtype == torch.float32
     np.testing.assert_allclose(out32.numpy(), out.numpy(), rtol=1e-4, atol=1e-4 * float(out.abs().max()))
