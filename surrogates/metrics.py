@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 _EPS = 1e-12
@@ -42,6 +43,15 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check(pred, target)
     diff = torch.linalg.vector_norm(_flat(pred - target), dim=1)
     return diff / torch.linalg.vector_norm(_flat(target), dim=1).clamp_min(_EPS)
+
+
+def field_relative_l2(prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
+    """``||prediction - reference|| / ||reference||`` over all points of one field, in float64, as a number.
+
+    The error of a physics-informed solution against its reference on a grid (one instance, no batch).
+    """
+    prediction, reference = np.asarray(prediction, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return float(np.linalg.norm(prediction - reference) / np.linalg.norm(reference))
 
 
 def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -42,12 +42,8 @@ from surrogates.data.shards import split_files  # noqa: E402
 from surrogates.models.pde_refiner import PDERefiner  # noqa: E402
 from surrogates.serve.rollout import RolloutSurrogate  # noqa: E402
 from surrogates.metrics import error_spectrum  # noqa: E402
-from surrogates.evaluation.rollouts import (  # noqa: E402
-    evaluate_rollouts,
-    plot_correlation,
-    plot_error_spectrum,
-    plot_spacetime,
-)
+from surrogates.evaluation.rollouts import evaluate_rollouts  # noqa: E402
+from surrogates.plots import plot_correlation, plot_error_spectrum, plot_spacetime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATE = "surrogates-generate pde=ks resolution=256 n_train={n_train} n_val=0 n_test={n_test} name=ks_256"

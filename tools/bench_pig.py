@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 from benchmarks_md import update_section  # noqa: E402
 
 import surrogates.cli  # noqa: E402,F401  (registers the config resolvers)
-from surrogates.tasks.physics_informed import plot_solution, predict_on_points, relative_l2  # noqa: E402
+from surrogates.metrics import field_relative_l2  # noqa: E402
+from surrogates.plots import plot_solution  # noqa: E402
+from surrogates.tasks.physics_informed import predict_on_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = {
@@ -78,7 +80,7 @@ def run(name: str, overrides: list[str], figure: Path | None, work_dir: Path) ->
     net.eval()
     points = torch.as_tensor(reference.points(), dtype=torch.get_default_dtype())
     prediction = predict_on_points(net, points).numpy()
-    error = relative_l2(prediction, reference.values.reshape(-1))
+    error = field_relative_l2(prediction, reference.values.reshape(-1))
     if figure is not None:
         title = f"{PROBLEMS[name.rsplit('_', 1)[0]]}: {MODELS[name.rsplit('_', 1)[1]]}"
         plot_solution(net, reference, prediction, figure, title=title, names=tuple(datamodule.problem.coordinates))

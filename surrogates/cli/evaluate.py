@@ -17,11 +17,12 @@ from omegaconf import DictConfig
 from surrogates.cli import CONFIG_PATH
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
-from surrogates.plots import plot_comparison
+from surrogates.evaluation.dataset import evaluate_dataset
+from surrogates.metrics import field_relative_l2
+from surrogates.plots import plot_comparison, plot_solution
 from surrogates.serve.pointwise import PointwiseSurrogate
 from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
-from surrogates.evaluation.dataset import evaluate_dataset
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -83,7 +84,7 @@ def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[s
     with ``eval_resolution=201``), so ``rel_l2`` equals the run's ``test/rel_l2`` up to round-off.
     Writes ``metrics.json`` (relative L2, max abs error) and the solution figure ``physics_informed.png``.
     """
-    from surrogates.tasks.physics_informed import FIGURE_NAME, plot_solution, relative_l2
+    from surrogates.tasks.physics_informed import FIGURE_NAME
 
     problem = surrogate.problem
     if problem is None:
@@ -95,7 +96,7 @@ def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[s
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
-        "rel_l2": relative_l2(prediction, reference.values.reshape(-1)),
+        "rel_l2": field_relative_l2(prediction, reference.values.reshape(-1)),
         "max_abs_error": float(np.abs(prediction.astype(np.float64) - reference.values.reshape(-1)).max()),
         "n_points": int(prediction.size),
     }

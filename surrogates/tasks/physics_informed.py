@@ -26,9 +26,10 @@ from surrogates.checkpoint import ClassSpec, Statistics, construct, read_checkpo
 from surrogates.checkpoint.registry import physics_problem_class, physics_problem_name
 from surrogates.models.base import OperatorModel
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
+from surrogates.plots.physics_informed import plot_solution
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 
-__all__ = ["PhysicsInformed", "load_solution", "plot_solution", "predict_on_points", "relative_l2"]
+__all__ = ["PhysicsInformed", "load_solution", "predict_on_points"]
 
 FIGURE_NAME = "physics_informed.png"
 
@@ -37,12 +38,6 @@ def predict_on_points(net: torch.nn.Module, points: torch.Tensor, chunk: int = 1
     """Network values ``(M,)`` at ``points`` (``(M, d)``), without gradients, in chunks of ``chunk`` points."""
     with torch.no_grad():
         return torch.cat([net(p).reshape(-1) for p in torch.split(points, chunk)])
-
-
-def relative_l2(prediction: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
-    """``||prediction - reference|| / ||reference||`` over all grid points."""
-    prediction, reference = np.asarray(prediction, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    return float(np.linalg.norm(prediction - reference) / np.linalg.norm(reference))
 
 
 class PhysicsInformed(L.LightningModule):
@@ -247,96 +242,3 @@ def load_solution(path: str | Path) -> tuple[OperatorModel, PhysicsProblem | Non
 
         raise CheckpointError(path, f"holds a {checkpoint.kind!r} model, not a physics-informed (pointwise) one")
     return checkpoint.build_model(), checkpoint.build_problem()
-
-
-# -- figures ----------------------------------------------------------------------------------------
-def _gaussian_ellipses(net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
-    """Centers ``(N, 2)`` and covariances ``(N, 2, 2)`` of a 2D Gaussian embedding, if the network has one."""
-    gaussians = getattr(net, "gaussians", None)
-    if gaussians is None or getattr(gaussians, "dim", None) != 2:
-        return None
-    with torch.no_grad():
-        return gaussians.means.detach().cpu().double().numpy(), gaussians.covariance().detach().cpu().double().numpy()
-
-
-def plot_solution(
-    net: torch.nn.Module, reference: Reference, prediction: np.ndarray, path: str | Path, title: str = "",
-    names: tuple[str, ...] | None = None,
-) -> Path | None:
-    """Save ``solution | reference | |error| | Gaussians`` for a problem with one or two coordinates.
-
-    Parameters
-    ----------
-    net
-        The trained network; if it has 2D Gaussian features (``net.gaussians``) a fourth panel shows
-        their centers and one-standard-deviation ellipses.
-    reference
-        The reference on its grid.
-    prediction
-        Network values on the reference grid, flattened (``(M,)``) or of the grid's shape.
-    path
-        PNG to write.
-    names
-        Axis labels (the problem's coordinates); ``("x", "y")`` by default.
-
-    Returns
-    -------
-    Path or None
-        The file written, or None for problems of more than two coordinates.
-    """
-    from matplotlib.collections import EllipseCollection
-
-    from surrogates.plots import _pyplot, save_figure
-
-    d = len(reference.coords)
-    if d > 2:
-        return None
-    plt = _pyplot()
-    prediction = np.asarray(prediction).reshape(reference.shape)
-    error = np.abs(prediction - reference.values)
-    rel = relative_l2(prediction, reference.values)
-    ellipses = _gaussian_ellipses(net) if d == 2 else None
-    panels = 3 + (ellipses is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), constrained_layout=True)
-    labels = names or (("x", "y") if d == 2 else ("x",))
-    if d == 1:
-        x = reference.coords[0]
-        axes[0].plot(x, prediction, label="network")
-        axes[1].plot(x, reference.values, color="k", label="reference")
-        axes[2].semilogy(x, np.maximum(error, 1e-16))
-        for ax, name in zip(axes, ("solution", "reference", "|error|")):
-            ax.set_title(name)
-            ax.set_xlabel(labels[0])
-    else:
-        c0, c1 = reference.coords
-        extent = [c0[0], c0[-1], c1[0], c1[-1]]  # first coordinate horizontal, second vertical
-        vmin, vmax = float(reference.values.min()), float(reference.values.max())
-        for ax, field, name, kwargs in (
-            (axes[0], prediction, "solution", {"vmin": vmin, "vmax": vmax, "cmap": "RdBu_r"}),
-            (axes[1], reference.values, "reference", {"vmin": vmin, "vmax": vmax, "cmap": "RdBu_r"}),
-            (axes[2], error, f"|error| (rel. L2 {rel:.2e})", {"cmap": "magma"}),
-        ):
-            image = ax.imshow(field.T, origin="lower", extent=extent, aspect="auto", **kwargs)
-            fig.colorbar(image, ax=ax, shrink=0.85)
-            ax.set_title(name)
-        if ellipses is not None:
-            centers, covariances = ellipses
-            values, vectors = np.linalg.eigh(covariances)  # ascending eigenvalues
-            major = vectors[:, :, 1]
-            angles = np.degrees(np.arctan2(major[:, 1], major[:, 0]))
-            widths, heights = 2 * np.sqrt(values[:, 1]), 2 * np.sqrt(values[:, 0])
-            ax = axes[3]
-            ax.add_collection(EllipseCollection(
-                widths, heights, angles, units="xy", offsets=centers, offset_transform=ax.transData,
-                facecolors="none", edgecolors="tab:blue", linewidths=0.5, alpha=0.7,
-            ))
-            ax.plot(centers[:, 0], centers[:, 1], ".", color="tab:red", markersize=1.5)
-            ax.set_xlim(extent[0], extent[1])
-            ax.set_ylim(extent[2], extent[3])
-            ax.set_title(f"{len(centers)} Gaussians (1-sigma ellipses)")
-        for ax in axes:
-            ax.set_xlabel(labels[0])
-            ax.set_ylabel(labels[1])
-    if title:
-        fig.suptitle(f"{title}   rel. L2 {rel:.2e}")
-    return save_figure(fig, path, dpi=110)

@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: prediction vs target vs error."""
+"""Fields of a dataset split: prediction vs target vs error, one row per sample (``surrogates-evaluate``)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``path`` (folders created), close it, and return the path."""
-    plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+from surrogates.plots.base import pyplot, save_figure
 
 
 def plot_comparison(
@@ -48,7 +31,7 @@ def plot_comparison(
     Path
         The PNG written.
     """
-    plt = _pyplot()
+    plt = pyplot()
     n, ndim = targets.shape[0], targets.ndim - 2
     if ndim not in (1, 2):
         raise ValueError(f"plot_comparison draws 1D or 2D fields, got {ndim} spatial dims")
