@@ -1,8 +1,8 @@
 """Every experiment of ``conf/experiment/``, end to end: train -> best.ckpt -> test from it -> reload it.
 
 Each config is composed as ``surrogates-train experiment=<name>`` would compose it, with overrides
-that only shrink it (steps, batches, points, widths, reference grids) so that it runs in about a
-second on tiny fixture data, yet long enough for a validation pass, so that the checkpoint callback
+that only shrink its run (steps, batches, collocation points, reference solutions) so that it runs in
+about a second on tiny fixture data, yet long enough for a validation pass, so that the checkpoint callback
 writes ``best.ckpt`` and the test step loads it the way a real run does (``weights_only=True``).
 Then the file itself is checked: it loads with ``torch.load(weights_only=True)``, passes
 :func:`surrogates.checkpoint.read_checkpoint` with the kind its task writes, holds plain-data
@@ -46,53 +46,39 @@ EPOCH = [
     "+trainer.limit_test_batches=1",
 ]
 # Physics-informed experiments count steps (max_epochs=-1): an "epoch" is data.steps_per_epoch steps,
-# validated at its end; 2 steps of few points, a coarse reference grid.
+# validated at its end; 2 steps of few points.
 STEPS = ["trainer.max_steps=2", "data.steps_per_epoch=2", "data.n_collocation=64", "data.n_boundary=16"]
 # The figure after testing takes seconds (matplotlib); drawn for one experiment (tests/tasks covers the others' kinds).
 FIGURE = "helmholtz_pig"
 
-# Overrides that shrink each experiment (by name; by family for hard-constraint and physics-informed ones).
-SHRINK = {
-    "darcy_fno": ["model.width=8", "model.modes=4", "model.projection_channels=16"],
-    "darcy_fno_demo": ["model.width=8", "model.modes=4", "model.projection_channels=16"],
-    "darcy_mgno": ["model.width=8"],
-    "darcy_unet": ["model.hidden_channels=8"],
-    "burgers_fno": ["model.width=8", "model.modes=4", "model.projection_channels=16"],
-    "burgers_mgno": ["model.width=8"],
-    "burgers_unet": ["model.hidden_channels=8"],
-    "ks_pde_refiner": ["model.hidden_channels=8"],
-    "ks_unet_mse": ["model.hidden_channels=8"],
-    # Hard constraints: one Levenberg-Marquardt solve per sample and step; few points and iterations.
-    "hard": ["model.n_points=64", "model.max_iter=3", "model.width=8", "model.n_layers=2",
-             "model.projection_channels=16", "data.batch_size=2"],
-    "pig": ["model.n_gaussians=32"],
-    "pinn": ["model.width=8", "model.depth=2"],
+# Physics-informed problems (by family): a coarser reference solve and a small evaluation grid.
+# Models keep their configured sizes everywhere: on this data a step takes milliseconds, and the
+# checkpoint then holds the architecture users train.
+REFERENCE = {
     "allen_cahn": ["data.problem.reference_modes=64", "data.problem.reference_dt=0.01", "data.eval_resolution=[6,11]"],
+    "poisson": ["data.problem.reference_resolution=33", "data.eval_resolution=11"],
     "helmholtz": ["data.eval_resolution=11"],
     "klein_gordon": ["data.eval_resolution=11"],
-    "poisson": ["data.problem.reference_resolution=33", "data.eval_resolution=11"],
 }
 
 
 def _overrides(experiment: str, data_dir: Path) -> list[str]:
-    family, _, variant = experiment.rpartition("_")
+    family = experiment.rpartition("_")[0]
     overrides = [f"experiment={experiment}", f"data.data_dir={data_dir}", *RUN]
-    if variant in ("pig", "pinn") and family in SHRINK:
-        return overrides + STEPS + SHRINK[variant] + SHRINK[family] + [f"task.save_figure={experiment == FIGURE}"]
-    if variant in ("hard", "moe", "soft"):
-        return overrides + EPOCH + SHRINK["hard"]
-    if experiment not in SHRINK:
-        pytest.fail(f"new experiment {experiment!r}: add overrides that make it run in a second to SHRINK in {__file__}")
-    return overrides + EPOCH + SHRINK[experiment]
+    if family in REFERENCE:
+        return overrides + STEPS + REFERENCE[family] + [f"task.save_figure={experiment == FIGURE}"]
+    return overrides + EPOCH
 
 
 @pytest.fixture
 def data_dir(experiment: str, request, tmp_path: Path) -> Path:
     """The experiment's tiny dataset (made in the set-up phase, so --durations shows the run alone)."""
+    if experiment.rpartition("_")[0] in REFERENCE:
+        return tmp_path / "references"  # physics-informed: no dataset, the reference solution's cache
     for prefix in ("darcy", "burgers", "ks", "diffusion_sorption", "navier_stokes"):
         if experiment.startswith(prefix + "_"):
             return request.getfixturevalue(f"{prefix}_dir")  # fixtures are made only when needed
-    return tmp_path / "references"  # physics-informed: the reference cache
+    pytest.fail(f"no tiny dataset for {experiment!r}: add a fixture (tests/conftest.py) and its prefix here")
 
 
 @pytest.fixture(autouse=True)
@@ -158,8 +144,7 @@ def test_fast_dev_run_tests_the_weights_in_memory(compose_cfg, darcy_dir):
     """``trainer.fast_dev_run=true`` writes no checkpoint: the test step then uses the trained weights."""
     cfg = compose_cfg(
         "train",
-        ["experiment=darcy_fno_demo", f"data.data_dir={darcy_dir}", "trainer.fast_dev_run=true",
-         "model.width=8", "model.modes=4", "model.projection_channels=16", "trainer.enable_progress_bar=false"],
+        ["experiment=darcy_fno_demo", f"data.data_dir={darcy_dir}", "trainer.fast_dev_run=true", *RUN],
     )
     results = train(cfg)
     summary = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
