@@ -4,7 +4,8 @@
 - :mod:`~surrogates.data.writer`: atomic writer (:func:`write_dataset`).
 - :mod:`~surrogates.data.shards`: split and shard file names (:func:`shard_path`, :func:`split_files`).
 - :mod:`~surrogates.data.xarray_view`: a split as one ``xarray.Dataset`` (:func:`open_split`).
-- :mod:`~surrogates.data.dataset`, :mod:`~surrogates.data.datamodule`: torch / Lightning loading.
+- :mod:`~surrogates.data.dataset`, :mod:`~surrogates.data.datamodule`: torch / Lightning loading
+  (:mod:`~surrogates.data.base`: what the DataModules of split folders share).
 - :mod:`~surrogates.data.normalization`: per-channel :class:`Normalizer` and its statistics.
 
 The names below are imported on first access (module ``__getattr__``), so that importing one

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from surrogates.data.datamodule import make_loader
+from surrogates.data.base import SplitDataModule
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import SCHEMA_VERSION, TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
-from surrogates.data.shards import has_split, split_files
+from surrogates.data.shards import split_files
 
 __all__ = ["AutoregressiveDataModule", "AutoregressiveDataset"]
 
@@ -228,8 +227,11 @@ class AutoregressiveDataset(Dataset):
         )
 
 
-class AutoregressiveDataModule(L.LightningDataModule):
+class AutoregressiveDataModule(SplitDataModule):
     """Loaders of one-step pairs from a folder of trajectory splits, with training-split normalization.
+
+    Batches are pairs ``{"x", "y": (B, C, *spatial), "params": (B, P), "sample", "step"}`` (shuffled for
+    training); splits, loaders and their settings are those of :class:`~surrogates.data.base.SplitDataModule`.
 
     Parameters
     ----------
@@ -270,29 +272,13 @@ class AutoregressiveDataModule(L.LightningDataModule):
         check_finite: bool = True,
         pin_memory: bool = False,
     ):
-        super().__init__()
-        self.data_dir = Path(str(data_dir))
+        super().__init__(data_dir, batch_size, num_workers, seed, check_finite, pin_memory)
         self.inputs = [str(name) for name in inputs]
         self.conditioning = [str(name) for name in conditioning]
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
         self.limits = {"train": n_train, "val": n_val, "test": n_test}
-        self.check_finite = bool(check_finite)
-        self.pin_memory = bool(pin_memory)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.datasets: dict[str, AutoregressiveDataset] = {}
         self.state_normalizer: Normalizer | None = None
         self.param_scale: np.ndarray | None = None
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.inputs)
-
-    @property
-    def out_channels(self) -> int:
-        return len(self.inputs)
 
     @property
     def targets(self) -> list[str]:
@@ -311,41 +297,17 @@ class AutoregressiveDataModule(L.LightningDataModule):
             self.datasets[split] = dataset
         return dataset
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the datasets a stage needs and, once, the training statistics."""
-        if stage in (None, "fit"):
-            train = self.dataset("train")
-            if self.state_normalizer is None:
-                mean, std, param_mean = train.statistics()
-                self.state_normalizer = Normalizer.from_stats(mean, std)
-                self.param_scale = np.where(param_mean != 0, np.abs(param_mean), 1.0)
-                train.close()
-            if has_split(self.data_dir, "val"):
-                self.dataset("val")
-        if stage == "validate":
-            self.dataset("val")
-        if stage in ("test", "predict") or (stage is None and has_split(self.data_dir, "test")):
-            self.dataset("test")
+    def _load(self, split: str) -> AutoregressiveDataset:
+        return self.dataset(split)
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled pairs ``{"x", "y": (B, C, *spatial), "params": (B, P), "sample", "step"}``."""
+    def _setup_train(self) -> None:
+        train = self.dataset("train")
         if self.state_normalizer is None:
-            self.setup("fit")
-        return self._loader(self.dataset("train"), shuffle=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        if "val" not in self.datasets and not has_split(self.data_dir, "val"):
-            return []
-        return self._loader(self.dataset("val"), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset("test"), shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+            mean, std, param_mean = train.statistics()
+            self.state_normalizer = Normalizer.from_stats(mean, std)
+            self.param_scale = np.where(param_mean != 0, np.abs(param_mean), 1.0)
+            train.close()
+        self.train_set = train
 
     def data_schema(self) -> dict[str, Any]:
         """What a model trained on this data expects (JSON-serializable), for checkpoints.
@@ -355,16 +317,7 @@ class AutoregressiveDataModule(L.LightningDataModule):
         """
         dataset = next(iter(self.datasets.values()), None) or self.dataset("train")
         info = dataset.infos[0]
-        coords = {}
-        for name, values in dataset.coords.items():
-            attrs = info.coords[name].attrs
-            coords[name] = {
-                "size": int(values.size),
-                "units": str(attrs.get("units", "")),
-                "long_name": str(attrs.get("long_name", "")),
-                "min": float(values.min()) if values.size else None,
-                "max": float(values.max()) if values.size else None,
-            }
+        coords = self._coords_schema(dataset)
         names = sorted({*self.inputs, *self.conditioning})
         return {
             "kind": "trajectory",
