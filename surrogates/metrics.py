@@ -127,6 +127,7 @@ METRICS = {
     "rel_l2": relative_l2,
     "rel_h1": relative_h1,
     "rmse": rmse,
+    "nrmse": nrmse,
     "vrmse": vrmse,
     "pearson": pearson_correlation,
 }
