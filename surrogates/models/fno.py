@@ -95,7 +95,7 @@ class FNO(OperatorModel):
         self.activation = activation
 
         self.embedding = GridEmbedding(dim, grid) if positional_embedding else None
-        lift_in = in_channels + (dim if positional_embedding else 0)
+        lift_in = in_channels + (self.embedding.extra_channels if self.embedding is not None else 0)
         self.lifting = PointwiseLinear(lift_in, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes_list) for _ in range(n_layers))
         self.skips = nn.ModuleList(PointwiseLinear(width, width) for _ in range(n_layers))

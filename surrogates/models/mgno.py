@@ -121,7 +121,7 @@ class MgNO(OperatorModel):
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
         self.activation = activation
         self.embedding = GridEmbedding(dim, grid) if positional_embedding else None
-        first = in_channels + (dim if positional_embedding else 0)
+        first = in_channels + (self.embedding.extra_channels if self.embedding is not None else 0)
         channels = [first] + [width] * n_layers
         cycle = dict(
             dim=dim, levels=levels, smoothing=smoothing, post_smoothing=post_smoothing,

@@ -121,7 +121,7 @@ class UNet(OperatorModel):
         self.condition = ConditionEmbedding(n_cond, cond_width) if n_cond else None
         block = dict(cond_channels=cond_width, norm_groups=norm_groups, padding_mode=padding_mode)
 
-        stem_in = in_channels + (dim if positional_embedding else 0)
+        stem_in = in_channels + (self.embedding.extra_channels if self.embedding is not None else 0)
         self.stem = conv_nd(dim, stem_in, hidden_channels, padding_mode=padding_mode)
         widths = [hidden_channels * m for m in multipliers]
         self.down = nn.ModuleList()
