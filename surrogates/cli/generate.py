@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,17 +10,25 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli import CONFIG_PATH
-from surrogates.data.generation import generate_dataset
+from surrogates.data.generation import GenerationError, GenerationInterrupted, check_settings, generate_dataset
 
 
 def generate(cfg: DictConfig) -> list[Path]:
-    """Instantiate ``cfg.pde`` and write this job's shard of each split under ``paths.data_dir/name``."""
+    """Instantiate ``cfg.pde`` and write this job's shard of each split under ``paths.data_dir/name``.
+
+    The settings are checked before anything else (:func:`~surrogates.data.generation.check_settings`);
+    the resolved ``cfg.pde`` node enters the files' fingerprint.
+    """
+    sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
+    check_settings(sizes, cfg.seed, cfg.shard, cfg.num_shards, cfg.chunk_size, cfg.overwrite)
+    pde_config = OmegaConf.to_container(cfg.pde, resolve=True)
     pde = instantiate(cfg.pde)
     data_dir = Path(cfg.paths.data_dir) / cfg.name
     files = generate_dataset(
         pde,
         data_dir,
-        sizes={"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test},
+        sizes=sizes,
+        pde_config=pde_config,
         seed=cfg.seed,
         shard=cfg.shard,
         num_shards=cfg.num_shards,
@@ -33,7 +42,14 @@ def generate(cfg: DictConfig) -> list[Path]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="generate")
 def main(cfg: DictConfig) -> None:
-    generate(cfg)
+    try:
+        generate(cfg)
+    except GenerationError as error:  # refused before any work: one line, exit status 2
+        print(f"surrogates-generate: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except GenerationInterrupted as error:  # SIGTERM / SIGINT: temporary files removed, 128 + signal number
+        print(f"surrogates-generate: {error}", file=sys.stderr)
+        sys.exit(128 + error.signum)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,22 @@
 
 Random numbers are drawn per chunk of ``chunk_size`` samples, seeded by ``(seed, split, first
 sample index)``, so a dataset does not depend on how it was split into shards or jobs.
+
+Generation never mixes data: every file records the dataset's fingerprint
+(:mod:`surrogates.data.fingerprint`); a rerun whose fingerprint differs from the files already in
+the folder is refused (:class:`GenerationError`) unless ``overwrite`` replaces them. Settings are
+checked before any work (:func:`check_settings`), and SIGTERM / SIGINT remove this process's
+temporary files before the run stops (:class:`GenerationInterrupted`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,12 +26,111 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from surrogates.data.schema import SCHEMA_VERSION
-from surrogates.data.shards import is_complete, shard_path
-from surrogates.data.writer import write_dataset
+from surrogates.data import fingerprint as fp
+from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError, inspect_file
+from surrogates.data.shards import SUFFIX, shard_path
+from surrogates.data.writer import remove_stale_temporaries, temporary_path, write_dataset
 
 SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
+
+_SHARD_NAME = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.h5$")
+MAX_SHARDS = 99_999
+
+
+class GenerationError(ValueError):
+    """A generation run refused before doing any work; the message is one line saying why and what to do."""
+
+
+class GenerationInterrupted(BaseException):
+    """SIGTERM or SIGINT arrived during generation; this process's temporary files were removed.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name}: this job's temporary files were removed, complete files are kept; "
+            "rerun the same command to resume"
+        )
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise GenerationError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def check_settings(
+    sizes: Mapping[str, Any], seed: Any, shard: Any, num_shards: Any, chunk_size: Any, overwrite: Any = False
+) -> tuple[dict[str, int], int, int, int, int]:
+    """Check generation settings before any work; returns them as ints ``(sizes, seed, shard, num_shards, chunk_size)``.
+
+    Raises
+    ------
+    GenerationError
+        With a one-line message naming the setting (``n_<split>``, ``seed``, ``shard``,
+        ``num_shards``, ``chunk_size``, ``overwrite``) when a value is not an integer (``abc``,
+        ``1.5``, ``true``), is negative, or is zero where that is not allowed: split sizes are
+        ``>= 0`` with at least one ``> 0``, ``chunk_size >= 1``, ``1 <= num_shards <= 99999``,
+        ``0 <= shard < num_shards``, ``seed >= 0``.
+    """
+    checked: dict[str, int] = {}
+    for split, n in sizes.items():
+        if not split or "/" in split or "\\" in split:
+            raise GenerationError(f"invalid split name {split!r}")
+        checked[split] = _integer(f"n_{split}", n)
+        if checked[split] < 0:
+            raise GenerationError(f"n_{split} must be >= 0 (0 skips the split), got {checked[split]}")
+    if not any(checked.values()):
+        names = ", ".join(f"n_{split}" for split in checked) or "the split sizes"
+        raise GenerationError(f"nothing to generate: {names} are all 0; set at least one to a positive number")
+    seed = _integer("seed", seed)
+    if seed < 0:
+        raise GenerationError(f"seed must be >= 0, got {seed}")
+    chunk_size = _integer("chunk_size", chunk_size)
+    if chunk_size < 1:
+        raise GenerationError(f"chunk_size must be >= 1, got {chunk_size}")
+    num_shards = _integer("num_shards", num_shards)
+    if not 1 <= num_shards <= MAX_SHARDS:
+        raise GenerationError(f"num_shards must be in [1, {MAX_SHARDS}], got {num_shards}")
+    shard = _integer("shard", shard)
+    if not 0 <= shard < num_shards:
+        raise GenerationError(f"shard must be in [0, num_shards) = [0, {num_shards}), got {shard}")
+    if not isinstance(overwrite, bool | np.bool_):
+        raise GenerationError(f"overwrite must be true or false, got {overwrite!r}")
+    return checked, seed, shard, num_shards, chunk_size
+
+
+@contextmanager
+def stop_cleanly_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`GenerationInterrupted` while the block runs (main thread only).
+
+    The exception unwinds through the writers, which remove their temporary files. Further
+    signals are ignored until the block exits, so the clean-up itself is not interrupted.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise GenerationInterrupted(signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
 
 
 def shard_range(n: int, shard: int, num_shards: int, chunk_size: int) -> range:
@@ -56,9 +165,24 @@ def generate_split(
         Extra file attributes (config, shard, ...); ``pde``, ``split``, ``seed``, ``solver_report``,
         ``created``, ``schema_version``, ``inputs`` and ``targets`` are filled in here.
     """
+    tmp = temporary_path(path)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.touch()  # claims the name at once: an interrupted run removes it (or the next run does)
+    try:
+        return _generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after the rename; still there after a failure
+
+
+def _generate_split(
+    pde: Any, path: Path, split: str, indices: range, seed: int, chunk_size: int, attrs: Mapping[str, Any],
+    progress: bool,
+) -> Path:
     chunks: dict[str, list[np.ndarray]] = {}
     report = None
-    bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", disable=not progress)
+    # Without an explicit `disable`, tqdm honours TQDM_DISABLE=1 from the environment.
+    disable = {} if progress else {"disable": True}
+    bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
     for start in range(indices.start, indices.stop, chunk_size):
         count = min(chunk_size, indices.stop - start)
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_IDS.get(split, 99), start]))
@@ -97,31 +221,130 @@ def generate_dataset(
     config_yaml: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    pde_config: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Generate this job's shard of every split; complete shards are skipped unless ``overwrite``.
+    """Generate this job's shard of every split; complete files of the same dataset are skipped.
 
     Parameters
     ----------
     sizes
         Number of samples per split, e.g. ``{"train": 1000, "val": 100, "test": 200}``.
+    pde_config
+        The resolved config that built ``pde`` (the CLI passes the Hydra ``pde`` node); it enters
+        the fingerprint. ``None``: the PDE's class path and public plain-valued attributes.
+    overwrite
+        Replace the folder's dataset: this job's files are regenerated (each replaced atomically)
+        and dataset files the new dataset would not write (other splits, another shard layout)
+        are removed. Without it, a folder holding files of a different fingerprint is refused.
 
     Returns
     -------
     list of Path
         The shard files of this job, one per non-empty split.
+
+    Raises
+    ------
+    GenerationError
+        Before any work: invalid settings (:func:`check_settings`), or files of another dataset
+        (different or unknown fingerprint) in ``data_dir`` without ``overwrite``.
+    GenerationInterrupted
+        On SIGTERM / SIGINT (when called from the main thread), after removing this job's
+        temporary files.
     """
+    sizes, seed, shard, num_shards, chunk_size = check_settings(sizes, seed, shard, num_shards, chunk_size, overwrite)
+    fingerprint = fp.make_fingerprint(
+        pde_config if pde_config is not None else fp.describe_pde(pde), seed, sizes, chunk_size, num_shards,
+        SCHEMA_VERSION,
+    )
     data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise GenerationError(f"{data_dir} exists and is not a folder")
+    own = {split: shard_path(data_dir, split, shard, num_shards) for split, n in sizes.items() if n > 0}
+    planned = {
+        shard_path(data_dir, split, i, num_shards).name for split, n in sizes.items() if n > 0 for i in range(num_shards)
+    }
+    existing = _dataset_files(data_dir, set(sizes) | set(SPLITS))
+    conflicts = {path: old for path, old in existing.items() if old is not _UNREADABLE and old != fingerprint}
+    if conflicts and not overwrite:
+        raise GenerationError(_conflict_message(data_dir, conflicts, fingerprint))
+
     data_dir.mkdir(parents=True, exist_ok=True)
+    for path in remove_stale_temporaries(data_dir):
+        print(f"removed {path.name}, left by a process of this host that no longer runs")
+    if overwrite:
+        for path in sorted(existing):
+            if path.name not in planned:
+                path.unlink(missing_ok=True)
+                print(f"removed {path} (overwrite=true: not part of the new dataset)")
+        others = sorted(p.name for p in conflicts if p.name in planned and p not in own.values())
+        if others:
+            print(f"{', '.join(others)} still hold the previous dataset until their shard jobs run with overwrite=true")
+
+    file_attrs = {
+        "config": config_yaml, "shard": shard, "num_shards": num_shards, fp.FINGERPRINT_ATTR: fp.dumps(fingerprint),
+    }
     written = []
-    for split, n in sizes.items():
-        if n <= 0:
-            continue
-        path = shard_path(data_dir, split, shard, num_shards)
-        if not overwrite and is_complete(path):
-            print(f"{path} is complete; skipping (overwrite=true regenerates it)")
-            written.append(path)
-            continue
-        indices = shard_range(n, shard, num_shards, chunk_size)
-        attrs = {"config": config_yaml, "shard": shard, "num_shards": num_shards, "n_total": n}
-        written.append(generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress))
+    with stop_cleanly_on_signals():
+        for split, n in sizes.items():
+            if n <= 0:
+                continue
+            path = own[split]
+            indices = shard_range(n, shard, num_shards, chunk_size)
+            if not overwrite and _is_done(path, fingerprint, len(indices)):
+                print(f"{path} is complete; skipping (overwrite=true regenerates it)")
+                written.append(path)
+                continue
+            attrs = {**file_attrs, "n_total": n}
+            written.append(generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress))
     return written
+
+
+_UNREADABLE = object()
+
+
+def _dataset_files(data_dir: Path, splits: set[str]) -> dict[Path, Any]:
+    """Dataset files of ``splits`` in ``data_dir`` (single or shard names) -> fingerprint, None or _UNREADABLE."""
+    if not data_dir.is_dir():
+        return {}
+    found: dict[Path, Any] = {}
+    for candidate in sorted(data_dir.iterdir()):
+        match = _SHARD_NAME.match(candidate.name)
+        single = candidate.name.endswith(SUFFIX) and candidate.name[: -len(SUFFIX)] in splits
+        if not candidate.is_file() or not (single or (match and match["split"] in splits)):
+            continue
+        try:
+            found[candidate] = fp.read_fingerprint(candidate)
+        except OSError:  # truncated or not HDF5: never published by a writer, regenerated when it is ours
+            found[candidate] = _UNREADABLE
+    return found
+
+
+def _conflict_message(data_dir: Path, conflicts: Mapping[Path, Any], fingerprint: dict[str, Any]) -> str:
+    groups: dict[str, list[str]] = {}
+    for path, old in conflicts.items():
+        groups.setdefault(fp.dumps(old) if old is not None else "", []).append(path.name)
+    parts = []
+    for key, names in groups.items():
+        listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        if key == "":
+            parts.append(f"{listed}: unknown fingerprint (written before fingerprints existed)")
+        else:
+            parts.append(f"{listed}: {fp.differences(json.loads(key), fingerprint)} (existing -> requested)")
+    return (
+        f"{data_dir} holds another dataset ({'; '.join(parts)}); refusing to mix them. "
+        "Rerun with overwrite=true to replace it, or choose another name=<folder>"
+    )
+
+
+def _is_done(path: Path, fingerprint: dict[str, Any], n_samples: int) -> bool:
+    """Whether ``path`` is a complete file of this dataset with the expected number of samples."""
+    try:
+        info = inspect_file(path, check_finite=False)
+    except DatasetFileError:
+        return False
+    stored = info.attrs.get(fp.FINGERPRINT_ATTR)
+    try:
+        stored = json.loads(stored) if isinstance(stored, str) else None
+    except ValueError:
+        return False
+    return stored == fingerprint and info.n_samples == n_samples

@@ -38,7 +38,8 @@ REQUIRED_ATTRS = ("pde", "schema_version", "inputs", "targets", "created", "conf
 
 ``pde`` (str), ``schema_version`` (str), ``inputs`` / ``targets`` (space-separated variable names),
 ``created`` (ISO 8601 UTC), ``config`` (resolved generator config as YAML, may be empty),
-``solver_report`` (JSON), ``seed`` (int). Optional: ``split``, ``shard``, ``num_shards``.
+``solver_report`` (JSON), ``seed`` (int). Optional: ``split``, ``shard``, ``num_shards``, ``n_total``,
+``fingerprint`` (JSON, :mod:`surrogates.data.fingerprint`).
 """
 
 _SCAN_BYTES = 64 * 2**20  # finite scan reads at most this many bytes at a time

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from surrogates.data import fingerprint as fp
 from surrogates.data.schema import DatasetFileError, inspect_file
 
 SUFFIX = ".h5"
@@ -61,6 +62,8 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
         If the folder or the split is missing (the message lists what the folder holds), if some of
         the ``num_shards`` shards are missing (it names them), or if the folder mixes a single file
         with shards or shards of different ``num_shards``.
+    DatasetFileError
+        If the shards carry different generator fingerprints (:func:`check_same_fingerprint`).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -95,7 +98,43 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
             f"split {split!r} in {data_dir} is incomplete: {len(missing)} of {total} shards missing "
             f"(shard {listed}); run the generation for them (shard=<i> num_shards={total})"
         )
-    return [found[i] for i in range(total)]
+    files = [found[i] for i in range(total)]
+    check_same_fingerprint(files)
+    return files
+
+
+def check_same_fingerprint(files: list[Path]) -> None:
+    """Refuse files of one split whose generator fingerprints differ (data of different datasets).
+
+    Files without a fingerprint (written before fingerprints existed) may be combined with each
+    other, not with files that have one. Files that cannot be opened are left to the schema check.
+
+    Raises
+    ------
+    DatasetFileError
+        Naming the first file and the first one that differs from it, and the differing keys.
+    """
+    if len(files) < 2:
+        return
+    prints = []
+    for path in files:
+        try:
+            prints.append((path, fp.read_fingerprint(path)))
+        except OSError:
+            continue
+    if not prints:
+        return
+    first, reference = prints[0]
+    for path, other in prints[1:]:
+        if other != reference:
+            count = sum(1 for _, value in prints if value != reference)
+            raise DatasetFileError(
+                path,
+                f"was generated with another fingerprint than {first.name} "
+                f"({fp.differences(reference, other)}; {first.name} -> {path.name}); "
+                f"{count} of {len(prints)} shards differ, refusing to combine data of different datasets "
+                "(regenerate the shards with the same settings, or overwrite=true)",
+            )
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:

@@ -1,0 +1,214 @@
+"""Generation never mixes data (issue 18, item 3): fingerprints, overwrite, settings checks, signals.
+
+Each case is run as a user would: `generate(cfg)` on a config composed like `surrogates-generate`,
+or the console script in a subprocess (exit codes, one-line messages, signals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+from surrogates.cli.generate import generate
+from surrogates.data.fingerprint import FINGERPRINT_ATTR, read_fingerprint
+from surrogates.data.generation import GenerationError
+from surrogates.data.schema import DatasetFileError
+from surrogates.data.shards import shard_path, split_files
+from surrogates.data.writer import host_name, temporary_path, write_dataset
+from surrogates.data.xarray_view import open_split
+from tests.cli.conftest import compose_cfg  # noqa: F401  (the fixture composing configs like the entry point)
+from tests.data.conftest import stationary
+
+SCRIPT = str(Path(sys.executable).parent / "surrogates-generate")
+QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+
+
+def _run(compose_cfg, root: Path, *overrides: str) -> list[Path]:
+    cfg = compose_cfg(
+        "generate",
+        ["pde=darcy", "resolution=8", "n_train=8", "n_val=4", "n_test=0", "chunk_size=4", "name=d",
+         f"paths.data_dir={root}", *overrides],
+    )
+    return generate(cfg)
+
+
+def _stamps(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.iterdir())}
+
+
+def test_every_file_records_the_same_fingerprint_without_path_time_or_shard(compose_cfg, tmp_path):
+    files = _run(compose_cfg, tmp_path / "a")
+    files += _run(compose_cfg, tmp_path / "b", "name=elsewhere", "shard=1", "num_shards=2")
+    fingerprints = [read_fingerprint(f) for f in files]
+    assert fingerprints[0] == fingerprints[1]  # train and val of one dataset
+    assert fingerprints[2]["num_shards"] == 2 and fingerprints[0]["num_shards"] == 1
+    fp = fingerprints[0]
+    assert set(fp) == {"schema_version", "pde", "seed", "sizes", "chunk_size", "num_shards"}
+    assert fp["sizes"] == {"train": 8, "val": 4, "test": 0} and fp["seed"] == 0 and fp["chunk_size"] == 4
+    assert fp["pde"]["_target_"].endswith("Darcy") and fp["pde"]["resolution"] == 8
+    assert str(tmp_path) not in json.dumps(fp)
+
+
+def test_rerun_with_another_seed_and_size_refuses_and_keeps_the_files(compose_cfg, tmp_path):
+    _run(compose_cfg, tmp_path)
+    before = _stamps(tmp_path / "d")
+    with pytest.raises(GenerationError) as error:
+        _run(compose_cfg, tmp_path, "n_train=12", "seed=7")
+    message = str(error.value)
+    assert "\n" not in message and "overwrite=true" in message
+    assert "seed 0 -> 7" in message and "sizes.train 8 -> 12" in message and "train.h5" in message
+    assert _stamps(tmp_path / "d") == before  # nothing touched
+
+
+def test_same_fingerprint_resumes_and_skips_complete_files(compose_cfg, tmp_path):
+    files = _run(compose_cfg, tmp_path)
+    files[1].unlink()  # val lost: the rerun regenerates only it
+    train_stamp = files[0].stat().st_mtime_ns
+    _run(compose_cfg, tmp_path)
+    assert files[0].stat().st_mtime_ns == train_stamp and files[1].is_file()
+
+
+def test_overwrite_replaces_the_dataset_and_removes_files_it_would_not_write(compose_cfg, tmp_path):
+    _run(compose_cfg, tmp_path)  # train.h5, val.h5
+    files = _run(compose_cfg, tmp_path, "n_train=12", "n_val=0", "seed=7", "overwrite=true")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["train.h5"]
+    assert [f.name for f in files] == ["train.h5"]
+    fp = read_fingerprint(files[0])
+    assert fp["seed"] == 7 and fp["sizes"]["train"] == 12
+    with h5py.File(files[0]) as f:
+        assert f["a"].shape[0] == 12
+
+
+def test_files_without_fingerprint_are_refused_as_unknown(compose_cfg, tmp_path):
+    folder = tmp_path / "d"
+    fields, variables, coords, attrs = stationary(64)  # a dataset written before fingerprints existed
+    write_dataset(folder / "train.h5", fields, variables, coords, attrs)
+    with pytest.raises(GenerationError, match=r"train\.h5: unknown fingerprint \(written before fingerprints"):
+        _run(compose_cfg, tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["train.h5"]
+    _run(compose_cfg, tmp_path, "overwrite=true")
+    assert read_fingerprint(folder / "train.h5")["sizes"]["train"] == 8
+
+
+def test_a_zero_sample_leftover_is_not_taken_as_complete(compose_cfg, tmp_path):
+    # What chunk_size=-16 used to leave: a valid file with 0 samples and no fingerprint.
+    fields, variables, coords, attrs = stationary(0)
+    write_dataset(tmp_path / "d" / "train.h5", {}, variables, coords, attrs)
+    with pytest.raises(GenerationError, match="unknown fingerprint"):
+        _run(compose_cfg, tmp_path)
+
+
+def test_a_shard_job_with_other_settings_is_refused(compose_cfg, tmp_path):
+    _run(compose_cfg, tmp_path, "shard=0", "num_shards=2")
+    with pytest.raises(GenerationError, match=r"train-00000-of-00002\.h5.*seed 0 -> 7"):
+        _run(compose_cfg, tmp_path, "shard=1", "num_shards=2", "seed=7")
+
+
+def test_split_files_and_open_split_refuse_shards_of_different_fingerprints(compose_cfg, tmp_path):
+    _run(compose_cfg, tmp_path / "a", "shard=0", "num_shards=2")
+    _run(compose_cfg, tmp_path / "b", "shard=1", "num_shards=2", "seed=7")
+    shutil.copy(shard_path(tmp_path / "b" / "d", "train", 1, 2), tmp_path / "a" / "d")
+    pattern = r"train-00001-of-00002\.h5: .*another fingerprint than train-00000-of-00002\.h5 \(seed 0 -> 7"
+    with pytest.raises(DatasetFileError, match=pattern):
+        split_files(tmp_path / "a" / "d", "train")
+    with pytest.raises(DatasetFileError, match=pattern):
+        open_split(tmp_path / "a" / "d", "train")
+
+
+def test_shards_without_fingerprints_still_combine_but_not_with_fingerprinted_ones(compose_cfg, tmp_path):
+    for shard in range(2):
+        fields, variables, coords, attrs = stationary(3, seed=shard)
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
+    assert len(split_files(tmp_path, "train")) == 2
+    with h5py.File(shard_path(tmp_path, "train", 1, 2), "a") as f:
+        f.attrs[FINGERPRINT_ATTR] = json.dumps({"seed": 1})
+    with pytest.raises(DatasetFileError, match="unknown fingerprint"):
+        split_files(tmp_path, "train")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["n_train=-1"], "n_train must be >= 0 (0 skips the split), got -1"),
+        (["chunk_size=-16"], "chunk_size must be >= 1, got -16"),
+        (["chunk_size=0"], "chunk_size must be >= 1, got 0"),
+        (["n_train=abc"], "n_train must be an integer, got 'abc' (str)"),
+        (["n_train=1.5"], "n_train must be an integer, got 1.5 (float)"),
+        (["n_val=true"], "n_val must be an integer, got True (bool)"),
+        (["n_train=0", "n_val=0"], "nothing to generate: n_train, n_val, n_test are all 0"),
+        (["num_shards=0"], "num_shards must be in [1, 99999], got 0"),
+        (["shard=2", "num_shards=2"], "shard must be in [0, num_shards) = [0, 2), got 2"),
+        (["shard=-1"], "shard must be in [0, num_shards) = [0, 1), got -1"),
+        (["seed=-3"], "seed must be >= 0, got -3"),
+        (["overwrite=maybe"], "overwrite must be true or false, got 'maybe'"),
+    ],
+)
+def test_invalid_settings_are_refused_before_any_work(compose_cfg, tmp_path, monkeypatch, overrides, message):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the PDE was instantiated before the settings were checked")
+
+    monkeypatch.setattr("surrogates.cli.generate.instantiate", no_work)
+    with pytest.raises(GenerationError) as error:
+        _run(compose_cfg, tmp_path, *overrides)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    assert not tmp_path.joinpath("d").exists()
+
+
+def test_console_script_refuses_with_one_line_and_exit_status_2(tmp_path):
+    result = subprocess.run([SCRIPT, "n_train=abc", "name=d"], cwd=tmp_path, env=QUIET_ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["surrogates-generate: error: n_train must be an integer, got 'abc' (str)"]
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_temporary_files_of_dead_processes_of_this_host_are_removed(compose_cfg, tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f"train.h5.tmp-{host_name()}-{dead.pid}"
+    kept = [
+        folder / f"train.h5.tmp-some-other-host-{dead.pid}",  # another host's: its pid means nothing here
+        folder / f"val.h5.tmp-{host_name()}-{os.getppid()}",  # a live process
+        folder / f"val.h5.tmp-{dead.pid}",  # old name without host
+    ]
+    for path in (stale, *kept):
+        path.write_bytes(b"partial")
+    assert temporary_path(folder / "train.h5").name == f"train.h5.tmp-{host_name()}-{os.getpid()}"
+    _run(compose_cfg, tmp_path)
+    assert not stale.exists() and all(path.exists() for path in kept)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_removes_temporary_files_and_exits_with_one_line(tmp_path, signum):
+    # Large enough to be still solving when the signal arrives.
+    command = [SCRIPT, "pde=darcy", "resolution=32", "n_train=100000", "n_val=0", "n_test=0", "chunk_size=8", "name=d"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=QUIET_ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "datasets" / "d"
+    deadline = time.monotonic() + 60
+    try:
+        while not list(folder.glob("*.tmp-*")):
+            assert process.poll() is None and time.monotonic() < deadline, "no temporary file appeared"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum
+    assert stderr.splitlines() == [
+        f"surrogates-generate: interrupted by {signal.Signals(signum).name}: this job's temporary files were "
+        "removed, complete files are kept; rerun the same command to resume"
+    ]
+    assert list(folder.iterdir()) == []  # no temporary file, and nothing that looks complete
