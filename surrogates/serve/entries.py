@@ -167,6 +167,17 @@ class ModelEntry:
         }
 
     # -- requests ---------------------------------------------------------------------------------
+    def output_elements(self, prepared: Prepared, steps: int | None = None) -> int:
+        """Values of the answer to ``prepared``: samples x steps x (grid points of every output variable).
+
+        An output dim the request's grid does not give (a reduced model's field) has the size of the
+        model's own grid (``resolution.trained``)."""
+        sizes = dict(zip(self.spatial_dims, prepared.spatial_shape))
+        for dim, size in zip(self.spatial_dims, self.resolution.trained or ()):
+            sizes.setdefault(dim, int(size))
+        per_sample = sum(math.prod(sizes.get(dim, 1) for dim in var.dims) for var in self.outputs)
+        return prepared.n * max(steps or 1, 1) * per_sample
+
     def prepare(self, arrays: Mapping[str, np.ndarray], max_elements: int) -> Prepared:
         """Check request arrays against the model and stack them as channels: ``(n, C_in, *spatial)``.
 
