@@ -150,6 +150,8 @@ class NetcdfVariable:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...] | None = None
+    elsewhere: bool = False
+    """The data lives outside the body (an HDF5 external or virtual dataset): reading it would read server files."""
 
     @property
     def elements(self) -> int:
@@ -181,6 +183,7 @@ def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
                     str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape),
                     np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object),
                     tuple(int(c) for c in var.chunks) if var.chunks else None,
+                    elsewhere=_stored_elsewhere(var),
                 )
                 for name, var in f.variables.items()
             }
@@ -191,6 +194,19 @@ def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
             str(name): NetcdfVariable(str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape), np.dtype(var.data.dtype))
             for name, var in f.variables.items()
         }
+
+
+_ELSEWHERE = (
+    "variable {name!r} keeps its data outside the body (an HDF5 external or virtual dataset); "
+    "send a file that holds its data"
+)
+
+
+def _stored_elsewhere(var: Any) -> bool:
+    dataset = getattr(var, "_h5ds", None)
+    if dataset is None:  # pragma: no cover - h5netcdf always has it; refuse rather than guess
+        return True
+    return bool(dataset.external) or bool(getattr(dataset, "is_virtual", False))
 
 
 def read_netcdf(
@@ -235,6 +251,8 @@ def read_netcdf(
             )
         if var.dtype.kind not in "fiu":
             raise unprocessable("invalid_array", f"variable {name!r} has dtype {var.dtype}; expected numbers")
+        if var.elsewhere:
+            raise unprocessable("invalid_array", _ELSEWHERE.format(name=name))
         total_elements += var.elements
         if var.elements > max_elements or total_elements > max_elements:
             raise ServiceError(
@@ -246,6 +264,9 @@ def read_netcdf(
         orders[name] = [dim for dim in allowed if dim in var.dims]
         used_dims.update(orders[name])
     coord_names = [dim for dim in used_dims if dim in header and header[dim].dims == (dim,) and header[dim].dtype.kind in "fiuMmSUb"]
+    for dim in coord_names:
+        if header[dim].elsewhere:
+            raise unprocessable("invalid_array", _ELSEWHERE.format(name=dim))
     total_bytes += sum(header[dim].decoded_bytes for dim in coord_names)
     if total_bytes > limit:
         raise ServiceError(

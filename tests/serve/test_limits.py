@@ -185,6 +185,27 @@ def test_needed_variables_are_checked_before_their_data_is_read(client, variable
         assert client.post("/v1/models/op/predict", content=classic, headers=NETCDF).json()["code"] == code
 
 
+@pytest.mark.parametrize("variable", ["a", "x"])
+def test_data_stored_outside_the_body_is_never_read(client, tmp_path, variable):
+    secret = tmp_path / "server-file.bin"  # stands for any file on the server
+    secret.write_bytes(np.arange(16, dtype="f4").tobytes())
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for dim in ("x", "y"):
+            external = [(str(secret), 0, h5py.h5f.UNLIMITED)] if dim == variable else None
+            f.create_dataset(dim, shape=(4,), dtype="f4", external=external)
+            f[dim].make_scale(dim)
+        external = [(str(secret), 0, h5py.h5f.UNLIMITED)] if variable == "a" else None
+        a = f.create_dataset("a", shape=(4, 4), dtype="f4", external=external)
+        if variable != "a":
+            a[...] = 1.0
+        a.dims[0].attach_scale(f["x"])
+        a.dims[1].attach_scale(f["y"])
+    response = client.post("/v1/models/op/predict", content=buf.getvalue(), headers=NETCDF)
+    assert response.status_code == 422, response.text
+    assert "outside the body" in response.json()["detail"] and f"{variable!r}" in response.json()["detail"]
+
+
 # -- answers --------------------------------------------------------------------------------------------
 def test_rollouts_are_bounded_before_they_run(client, server):
     batcher = server.server.config.app.state.batchers["heat"]
