@@ -191,7 +191,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
     # -- endpoints ------------------------------------------------------------------------------------
     @app.get("/health", response_model=HealthResponse, tags=["service"], summary="Service status")
     async def health() -> dict[str, Any]:
-        unavailable = {e.name: e.error or "not loaded" for e in registry.unavailable}
+        unavailable = {e.name: e.reason or "cannot load model" for e in registry.unavailable}
         return {
             "status": "degraded" if unavailable else "ok",
             "version": __version__,
@@ -254,7 +254,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         started = time.perf_counter()
         entry = registry.get(name)
         if not entry.ready:
-            raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.error}")
+            raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.reason or 'cannot load model'}")
         kind = codecs.body_kind(request.headers.get("content-type"))
         body = await read_body(request, settings.max_body_bytes)
         offload = len(body) > settings.offload_bytes

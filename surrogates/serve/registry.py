@@ -93,9 +93,10 @@ class Registry:
             other = self.entries[entry.name]
             entry = ModelEntry.unavailable(
                 f"{entry.name} (duplicate)", entry.kind, entry.source,
+                f"model name {entry.name!r} is already used by {other.source}; rename the file or the solver",
                 f"duplicate model name (also used by {other.source})",
             )
-            log.error("model %s: the name is already used by %s; rename the file or the solver", entry.name, other.source)
+            log.error("model %s: %s", entry.name, entry.error)
         self.entries[entry.name] = entry
         return entry
 
@@ -150,8 +151,10 @@ class Registry:
                     log.info("model %s: loaded %s", name, path)
                 except Exception as error:  # one bad file must not stop the others
                     # the answers say why in a few words; the path and the exception stay in the log
-                    entry = ModelEntry.unavailable(name, _KINDS.get(suffix, "surrogate"), relative, load_failure_reason(error))
-                    log.error("model %s: cannot load %s: %s: %s", name, path, type(error).__name__, error)
+                    entry = ModelEntry.unavailable(
+                        name, _KINDS.get(suffix, "surrogate"), relative, f"{type(error).__name__}: {error}", load_failure_reason(error)
+                    )
+                    log.error("model %s: cannot load %s: %s", name, path, entry.error)
                 _relative_paths(entry, root, relative)
                 registry.add(entry)
         for name, node in (solvers or {}).items():
@@ -163,8 +166,10 @@ class Registry:
                 entry = solver_entry(str(name), config, description or "")
                 log.info("solver %s: %s", name, entry.source)
             except Exception as error:
-                entry = ModelEntry.unavailable(str(name), "solver", str(_target_of(config)), "cannot build solver")
-                log.error("solver %s: cannot build it: %s: %s", name, type(error).__name__, error)
+                entry = ModelEntry.unavailable(
+                    str(name), "solver", str(_target_of(config)), f"{type(error).__name__}: {error}", "cannot build solver"
+                )
+                log.error("solver %s: cannot build it: %s", name, entry.error)
             registry.add(entry)
         return registry
 

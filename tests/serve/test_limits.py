@@ -248,8 +248,10 @@ def test_answers_show_no_server_paths_or_exception_text(client, models_root):
 
 def test_load_failures_are_logged_with_their_path(models_root, caplog):
     with caplog.at_level("ERROR", logger="surrogates.serve"):
-        Registry.from_folder(models_root)
+        registry = Registry.from_folder(models_root)
     assert str(models_root / "runs" / "a" / "corrupt.ckpt") in caplog.text and "CheckpointError" in caplog.text
+    corrupt = registry.get("runs/a/corrupt")  # the entry keeps the whole error for the log and the console
+    assert corrupt.error.startswith("CheckpointError: ") and corrupt.reason == "cannot read checkpoint"
 
 
 def test_405_and_options_agree_on_the_allowed_methods(client):
