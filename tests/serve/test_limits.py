@@ -22,7 +22,7 @@ import xarray as xr
 from surrogates.serve.app import ServeSettings, create_app
 from surrogates.serve.registry import ModelEntry, Registry, ResolutionRule, Variable
 
-from .conftest import LiveServer
+from .conftest import LiveServer, save_constructed_checkpoint
 
 NETCDF = {"content-type": "application/x-netcdf"}
 MAX_ELEMENTS = 1 << 16
@@ -56,6 +56,11 @@ def models_root(tmp_path_factory):
     (root / "runs" / "a").mkdir(parents=True)
     (root / "runs" / "a" / "corrupt.ckpt").write_bytes(b"\x00" * 100)
     torch.save({"state_dict": {}}, root / "runs" / "foreign.ckpt")
+    from surrogates.models.fno import FNO
+
+    net = FNO(in_channels=1, out_channels=1, dim=2, modes=2, width=4, projection_channels=4)
+    save_constructed_checkpoint(root / "runs" / "fno" / "best.ckpt", net, ["a"], ["u"], [8, 8])
+    (root / "runs" / "fno" / "metrics.json").write_text('{"metrics": {"test/rel_l2": 0.5}}')
     return root
 
 
@@ -237,6 +242,9 @@ def test_answers_show_no_server_paths_or_exception_text(client, models_root):
     records = {m["name"]: m for m in models.json()["models"]}
     assert records["runs/a/corrupt"]["source"] == "runs/a/corrupt.ckpt"
     assert records["runs/a/corrupt"]["error"] == "cannot read checkpoint"
+    fno = records["runs/fno/best"]  # a ready model: its file and its run's metrics.json relative to models_dir
+    assert fno["status"] == "ready" and fno["error"] is None and fno["source"] == "runs/fno/best.ckpt"
+    assert fno["metrics"]["run_file"] == "runs/fno/metrics.json" and fno["metrics"]["run"] == {"test/rel_l2": 0.5}
     unavailable = client.post("/v1/models/runs/a/corrupt/predict", json={"inputs": {"a": [[1.0]]}})
     assert unavailable.status_code == 503 and unavailable.json()["detail"].endswith("unavailable: cannot read checkpoint")
     unknown = client.get("/v1/models/nope")
