@@ -31,6 +31,8 @@ def build_app(cfg: DictConfig):
         max_body_bytes=int(cfg.max_body_bytes),
         max_elements=int(cfg.max_elements),
         max_steps=int(cfg.max_steps),
+        max_output_elements=int(cfg.get("max_output_elements", 1 << 24)),
+        max_decoded_bytes=None if cfg.get("max_decoded_bytes") is None else int(cfg.max_decoded_bytes),
     )
     return create_app(registry, settings)
 

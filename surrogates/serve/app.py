@@ -34,6 +34,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from surrogates import __version__
 from surrogates.serve import codecs
@@ -71,6 +72,12 @@ class ServeSettings:
         Most input values (samples x variables x grid points) per request; more is refused with 413.
     max_steps
         Largest ``steps`` of a rollout request.
+    max_output_elements
+        Most output values (samples x steps x grid points x output variables) per request, checked before
+        the model runs; more is refused with 413.
+    max_decoded_bytes
+        Most bytes that reading a NetCDF body's inputs may decompress (whole chunks, coordinates
+        included), checked from the file's header before any data is read; ``None``: ``8 * max_elements``.
     offload_bytes
         Bodies larger than this are decoded and answers encoded in a thread instead of on the event loop.
     """
@@ -81,6 +88,8 @@ class ServeSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_elements: int = 1 << 24
     max_steps: int = 1000
+    max_output_elements: int = 1 << 24
+    max_decoded_bytes: int | None = None
     offload_bytes: int = 256 * 1024
 
 
@@ -137,7 +146,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         for entry in registry.unavailable:
-            log.error("model %s is unavailable: %s", entry.name, entry.error)
+            log.error("model %s is unavailable: %s (%s)", entry.name, entry.error, entry.source)
         log.info("serving %d model(s): %s", len(registry.ready), ", ".join(e.name for e in registry.ready))
         yield
         for batcher in batchers.values():
@@ -170,16 +179,19 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405 and "Allow" in headers:  # the methods of the path, as OPTIONS answers them
+            headers["Allow"] = _allow(m.strip() for m in headers["Allow"].split(","))
         return JSONResponse(
             {"detail": str(error.detail), "code": f"http_{error.status_code}"},
             status_code=error.status_code,
-            headers=getattr(error, "headers", None),
+            headers=headers or None,
         )
 
     # -- endpoints ------------------------------------------------------------------------------------
     @app.get("/health", response_model=HealthResponse, tags=["service"], summary="Service status")
     async def health() -> dict[str, Any]:
-        unavailable = {e.name: e.error or "not loaded" for e in registry.unavailable}
+        unavailable = {e.name: e.reason or "cannot load model" for e in registry.unavailable}
         return {
             "status": "degraded" if unavailable else "ok",
             "version": __version__,
@@ -205,13 +217,17 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             }
         return info
 
-    @app.get(
+    @app.api_route(
         "/v1/models/{name:path}/predict",
+        methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"],
         include_in_schema=False,
     )
-    async def predict_get(name: str) -> None:
+    async def predict_other_methods(name: str, request: Request) -> Response:
         registry.get(name)
-        raise StarletteHTTPException(405, f"use POST /v1/models/{name}/predict")
+        allow = {"Allow": _allow(["POST"])}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=allow)
+        raise StarletteHTTPException(405, f"use POST /v1/models/{name}/predict", headers=allow)
 
     @app.post(
         "/v1/models/{name:path}/predict",
@@ -238,7 +254,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         started = time.perf_counter()
         entry = registry.get(name)
         if not entry.ready:
-            raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.error}")
+            raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.reason or 'cannot load model'}")
         kind = codecs.body_kind(request.headers.get("content-type"))
         body = await read_body(request, settings.max_body_bytes)
         offload = len(body) > settings.offload_bytes
@@ -248,8 +264,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             steps = _agree("steps", steps, parsed[1])
             seed = _agree("seed", seed, parsed[2])
         else:
-            ds, engine = await _maybe_thread(offload, codecs.read_netcdf, body)
-            arrays, coords = codecs.netcdf_inputs(ds, {v.name: v.dims for v in entry.inputs})
+            specs = {v.name: v.dims for v in entry.inputs}
+            arrays, coords, engine = await _maybe_thread(
+                offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes
+            )
         if steps is not None:
             if not entry.rollout:
                 raise unprocessable(
@@ -262,6 +280,13 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if seed is not None and not entry.stochastic:
             raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
         prepared = entry.prepare(arrays, settings.max_elements)
+        produced = entry.output_elements(prepared, steps)
+        if produced > settings.max_output_elements:
+            raise ServiceError(
+                413, "too_many_output_values",
+                f"the answer would hold {produced} values ({prepared.n} sample(s) x {steps or 1} step(s) x the output "
+                f"fields); the limit is {settings.max_output_elements} (max_output_elements): send fewer samples or steps",
+            )
         outputs, info = await _run(entry, batchers[name], prepared.x, steps, seed or 0)
         answer = {}
         for var in entry.outputs:
@@ -287,6 +312,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
     async def model_info(name: str) -> dict[str, Any]:
         return _info(registry.get(name))
 
+    app.add_middleware(_AnswerOptions, routes=app.router.routes, skip=predict_other_methods)
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -294,6 +321,22 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(definitions.pop("$defs", {}))
             components["PredictRequest"] = definitions
+            # One request schema serves every model (the model is a path parameter): `steps` and `seed` say
+            # which ready models take them; the others answer 422 (steps_not_supported, seed_not_supported).
+            takers = {
+                "steps": (sorted(e.name for e in registry.ready if e.rollout), "steps_not_supported"),
+                "seed": (sorted(e.name for e in registry.ready if e.stochastic), "seed_not_supported"),
+            }
+            for field, (names, code) in takers.items():
+                note = f" Only for the models {names}; any other model answers 422 `{code}`." if names else (
+                    f" No served model takes it (422 `{code}`)."
+                )
+                definitions["properties"][field]["description"] += note
+                for path_item in schema.get("paths", {}).values():
+                    for operation in path_item.values():
+                        for parameter in operation.get("parameters", []):
+                            if parameter.get("in") == "query" and parameter.get("name") == field:
+                                parameter["description"] = parameter.get("description", "") + note
             _add_pointwise_schemas(schema, registry)
             # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
             names = sorted(entry.name for entry in registry.ready)
@@ -310,6 +353,30 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+class _AnswerOptions:
+    """ASGI middleware answering ``OPTIONS`` with 204 and the ``Allow`` header of the route the path reaches
+    (the same methods as its 405 answers); the route ``skip`` answers OPTIONS itself, a path no route
+    reaches gets the router's 404."""
+
+    def __init__(self, app: Any, routes: list, skip: Any):
+        self.app, self.routes, self.skip = app, routes, skip
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            for route in self.routes:
+                if route.matches(scope)[0] != Match.NONE and getattr(route, "methods", None):
+                    if getattr(route, "endpoint", None) is not self.skip:
+                        await Response(status_code=204, headers={"Allow": _allow(route.methods)})(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def _allow(methods: Any) -> str:
+    """An ``Allow`` header: the given methods and OPTIONS, sorted."""
+    return ", ".join(sorted({str(m).upper() for m in methods} | {"OPTIONS"}))
+
+
 def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
     """The request schemas of pointwise models (PIG, PINN) in an OpenAPI document.
 

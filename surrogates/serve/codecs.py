@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,8 @@ JSON_MEDIA_TYPE = "application/json"
 NETCDF_MEDIA_TYPE = "application/x-netcdf"
 NETCDF_MEDIA_TYPES = (NETCDF_MEDIA_TYPE, "application/netcdf", "application/x-hdf5", "application/x-hdf")
 """Content types read as NetCDF (NetCDF-4/HDF5 or classic NetCDF-3, told apart by the file signature)."""
+
+log = logging.getLogger("surrogates.serve")
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02")
@@ -136,63 +141,156 @@ def netcdf_engine(body: bytes) -> str:
     )
 
 
-def read_netcdf(body: bytes) -> tuple[Any, str]:
-    """Open NetCDF bytes as an in-memory ``xarray.Dataset``; returns the dataset and the engine used."""
-    import xarray as xr
+@dataclass(frozen=True)
+class NetcdfVariable:
+    """What a NetCDF file's header says about one variable (nothing of its data is read)."""
 
-    engine = netcdf_engine(body)
-    try:
-        with xr.open_dataset(io.BytesIO(body), engine=engine) as ds:
-            return ds.load(), engine
-    except ServiceError:
-        raise
-    except Exception as error:  # h5py, scipy and xarray raise many types for truncated or corrupt files
-        raise bad_request("malformed_netcdf", f"cannot read the NetCDF body (truncated or corrupt?): {error}") from None
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...] | None = None
+    elsewhere: bool = False
+    """The data lives outside the body (an HDF5 external or virtual dataset): reading it would read server files."""
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def decoded_bytes(self) -> int:
+        """Bytes produced by reading the whole variable: for a chunked (compressed) variable every chunk it
+        touches is decompressed whole, so a chunk larger than the variable counts in full."""
+        itemsize = max(int(self.dtype.itemsize), 1)
+        if not self.chunks:
+            return self.elements * itemsize
+        touched = math.prod(-(-n // c) for n, c in zip(self.shape, self.chunks)) if self.elements else 0
+        return touched * math.prod(self.chunks) * itemsize
 
 
-def netcdf_inputs(ds: Any, specs: Mapping[str, Sequence[str]]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The model's input variables of a dataset, transposed to ``("sample", *dims)`` or ``dims``.
+def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
+    """Every variable of a NetCDF body with its dims, shape, dtype and chunks, read from the header only.
 
-    Parameters
-    ----------
-    ds
-        The request's ``xarray.Dataset``.
-    specs
-        Input name -> its dims without ``"sample"`` (``()`` for a scalar per sample).
+    NetCDF-4 (HDF5) bodies are opened with ``h5netcdf``, which reads metadata and no variable data;
+    NetCDF-3 bodies are uncompressed, so whatever scipy reads is bounded by the body's size.
+    """
+    if engine == "h5netcdf":
+        import h5netcdf
+
+        with h5netcdf.File(io.BytesIO(body), "r") as f:
+            return {
+                str(name): NetcdfVariable(
+                    str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape),
+                    np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object),
+                    tuple(int(c) for c in var.chunks) if var.chunks else None,
+                    elsewhere=_stored_elsewhere(var),
+                )
+                for name, var in f.variables.items()
+            }
+    from scipy.io import netcdf_file
+
+    with netcdf_file(io.BytesIO(body), "r", mmap=False) as f:
+        return {
+            str(name): NetcdfVariable(str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape), np.dtype(var.data.dtype))
+            for name, var in f.variables.items()
+        }
+
+
+_ELSEWHERE = (
+    "variable {name!r} keeps its data outside the body (an HDF5 external or virtual dataset); "
+    "send a file that holds its data"
+)
+
+
+def _stored_elsewhere(var: Any) -> bool:
+    dataset = getattr(var, "_h5ds", None)
+    if dataset is None:  # pragma: no cover - h5netcdf always has it; refuse rather than guess
+        return True
+    return bool(dataset.external) or bool(getattr(dataset, "is_virtual", False))
+
+
+def read_netcdf(
+    body: bytes, specs: Mapping[str, Sequence[str]], max_elements: int, max_decoded_bytes: int | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """The model's input variables of a NetCDF body, read after their sizes were checked in the header.
+
+    Only the inputs (``specs``: name -> dims without ``"sample"``) and the coordinates of their dims
+    are decoded; other variables are never read, whatever they hold. Before any data is read, every
+    input must have the dims of its layout, a numeric dtype and at most ``max_elements`` values
+    (all inputs together too), and the bytes that reading decompresses (whole chunks, inputs and
+    coordinates together) must stay within ``max_decoded_bytes`` (default: 8 bytes per allowed value).
 
     Returns
     -------
-    arrays, coords
-        float32 arrays per input, and the dataset's coordinates (numpy, with attrs) on the dims used,
-        to be written back with the answer.
+    arrays, coords, engine
+        float32 arrays per input transposed to ``("sample", *dims)`` or ``dims``, the coordinates
+        (numpy, with attrs) of the dims used, to be written back with the answer, and the xarray engine.
     """
-    missing = [name for name in specs if name not in ds.data_vars]
+    import xarray as xr
+
+    engine = netcdf_engine(body)
+    limit = 8 * max_elements if max_decoded_bytes is None else max_decoded_bytes
+    try:
+        header = netcdf_header(body, engine)
+    except ServiceError:
+        raise
+    except Exception as error:  # h5py, h5netcdf and scipy raise many types for truncated or corrupt files
+        log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
+        raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
+    missing = [name for name in specs if name not in header]
     if missing:
-        raise unprocessable(
-            "missing_input", f"the NetCDF body lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}"
-        )
-    arrays, used_dims = {}, set()
+        raise unprocessable("missing_input", f"the NetCDF body lacks input variable(s) {missing}; it has {sorted(header)}")
+    orders, used_dims, total_elements, total_bytes = {}, set(), 0, 0
     for name, dims in specs.items():
-        var = ds[name]
+        var = header[name]
         allowed = ("sample", *dims)
-        if set(var.dims) - set(allowed) or not set(dims) <= set(var.dims):
+        if len(var.dims) > len(allowed) or len(set(var.dims)) != len(var.dims) or set(var.dims) - set(allowed) or not set(dims) <= set(var.dims):
             raise unprocessable(
                 "wrong_dims",
-                f"variable {name!r} has dims {tuple(var.dims)}; expected {allowed} (or {tuple(dims)} for one sample)",
+                f"variable {name!r} has dims {var.dims}; expected {allowed} (or {tuple(dims)} for one sample)",
             )
-        order = [dim for dim in allowed if dim in var.dims]
-        values = var.transpose(*order).values
-        if values.dtype.kind not in "fiu":
-            raise unprocessable("invalid_array", f"variable {name!r} has dtype {values.dtype}; expected numbers")
-        with np.errstate(over="ignore"):
-            arrays[name] = values.astype(np.float32)
-        used_dims.update(order)
-    coords = {}
-    for dim in used_dims:
-        if dim in ds.coords:
-            coord = ds.coords[dim]
-            coords[dim] = (coord.values, dict(coord.attrs))
-    return arrays, coords
+        if var.dtype.kind not in "fiu":
+            raise unprocessable("invalid_array", f"variable {name!r} has dtype {var.dtype}; expected numbers")
+        if var.elsewhere:
+            raise unprocessable("invalid_array", _ELSEWHERE.format(name=name))
+        total_elements += var.elements
+        if var.elements > max_elements or total_elements > max_elements:
+            raise ServiceError(
+                413, "too_many_values",
+                f"the NetCDF input variable(s) hold {total_elements} values (variable {name!r}: shape {var.shape}); "
+                f"the limit is {max_elements} (max_elements)",
+            )
+        total_bytes += var.decoded_bytes
+        orders[name] = [dim for dim in allowed if dim in var.dims]
+        used_dims.update(orders[name])
+    coord_names = [dim for dim in used_dims if dim in header and header[dim].dims == (dim,) and header[dim].dtype.kind in "fiuMmSUb"]
+    for dim in coord_names:
+        if header[dim].elsewhere:
+            raise unprocessable("invalid_array", _ELSEWHERE.format(name=dim))
+    total_bytes += sum(header[dim].decoded_bytes for dim in coord_names)
+    if total_bytes > limit:
+        raise ServiceError(
+            413, "too_many_values",
+            f"reading the NetCDF inputs would decompress {total_bytes} bytes (whole chunks, with coordinates); "
+            f"the limit is {limit} bytes (max_decoded_bytes)",
+        )
+    keep = set(specs) | set(coord_names)
+    try:
+        with xr.open_dataset(io.BytesIO(body), engine=engine, drop_variables=[n for n in header if n not in keep]) as ds:
+            arrays = {}
+            for name, order in orders.items():
+                values = ds[name].transpose(*order).values
+                if values.dtype.kind not in "fiu":  # e.g. decoded to datetimes by CF conventions
+                    raise unprocessable("invalid_array", f"variable {name!r} has dtype {values.dtype}; expected numbers")
+                with np.errstate(over="ignore"):
+                    arrays[name] = values.astype(np.float32)
+            coords = {dim: (ds.coords[dim].values, dict(ds.coords[dim].attrs)) for dim in coord_names if dim in ds.coords}
+    except ServiceError:
+        raise
+    except Exception as error:
+        log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
+        raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
+    return arrays, coords, engine
 
 
 def write_netcdf(

@@ -107,6 +107,11 @@ class ModelEntry:
     source: str
     status: str = "ready"
     error: str | None = None
+    """Why the model could not be loaded, in full (exception type and message, paths included): for the
+    log and the operator's console, never for answers."""
+    reason: str | None = None
+    """The same in a few words, without paths or exception text: what ``GET /health``, ``GET /v1/models``
+    and 503 answers say."""
     pde: str | None = None
     description: str = ""
     inputs: list[Variable] = field(default_factory=list)
@@ -123,8 +128,8 @@ class ModelEntry:
     stochastic: bool = False
 
     @classmethod
-    def unavailable(cls, name: str, kind: str, source: str, error: str) -> "ModelEntry":
-        return cls(name=name, kind=kind, source=source, status="unavailable", error=error)
+    def unavailable(cls, name: str, kind: str, source: str, error: str, reason: str = "cannot load model") -> "ModelEntry":
+        return cls(name=name, kind=kind, source=source, status="unavailable", error=error, reason=reason)
 
     @property
     def ready(self) -> bool:
@@ -150,7 +155,7 @@ class ModelEntry:
             "name": self.name,
             "kind": self.kind,
             "status": self.status,
-            "error": self.error,
+            "error": (self.reason or "cannot load model") if not self.ready else None,
             "source": self.source,
             "pde": self.pde,
             "description": self.description,
@@ -167,6 +172,17 @@ class ModelEntry:
         }
 
     # -- requests ---------------------------------------------------------------------------------
+    def output_elements(self, prepared: Prepared, steps: int | None = None) -> int:
+        """Values of the answer to ``prepared``: samples x steps x (grid points of every output variable).
+
+        An output dim the request's grid does not give (a reduced model's field) has the size of the
+        model's own grid (``resolution.trained``)."""
+        sizes = dict(zip(self.spatial_dims, prepared.spatial_shape))
+        for dim, size in zip(self.spatial_dims, self.resolution.trained or ()):
+            sizes.setdefault(dim, int(size))
+        per_sample = sum(math.prod(sizes.get(dim, 1) for dim in var.dims) for var in self.outputs)
+        return prepared.n * max(steps or 1, 1) * per_sample
+
     def prepare(self, arrays: Mapping[str, np.ndarray], max_elements: int) -> Prepared:
         """Check request arrays against the model and stack them as channels: ``(n, C_in, *spatial)``.
 

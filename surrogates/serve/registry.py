@@ -21,6 +21,7 @@ Those names are re-exported here.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from surrogates.serve.entries import (
     Runner,
     Variable,
 )
+from surrogates.errors import CheckpointError
 from surrogates.serve.errors import ServiceError
 from surrogates.serve.loaders import (
     load_checkpoint,
@@ -56,6 +58,7 @@ __all__ = [
     "Runner",
     "Variable",
     "load_checkpoint",
+    "load_failure_reason",
     "load_operator_checkpoint",
     "load_pointwise_checkpoint",
     "load_reduced_model",
@@ -91,6 +94,7 @@ class Registry:
             entry = ModelEntry.unavailable(
                 f"{entry.name} (duplicate)", entry.kind, entry.source,
                 f"model name {entry.name!r} is already used by {other.source}; rename the file or the solver",
+                f"duplicate model name (also used by {other.source})",
             )
             log.error("model %s: %s", entry.name, entry.error)
         self.entries[entry.name] = entry
@@ -140,13 +144,18 @@ class Registry:
             if not files:
                 log.warning("no model files (%s) under %s", ", ".join(LOADERS), root)
             for path, suffix in files:
-                name = path.relative_to(root).as_posix()[: -len(suffix)]
+                relative = path.relative_to(root).as_posix()
+                name = relative[: -len(suffix)]
                 try:
                     entry = LOADERS[suffix](path, name, device)
                     log.info("model %s: loaded %s", name, path)
                 except Exception as error:  # one bad file must not stop the others
-                    entry = ModelEntry.unavailable(name, _KINDS.get(suffix, "surrogate"), str(path), f"{type(error).__name__}: {error}")
+                    # the answers say why in a few words; the path and the exception stay in the log
+                    entry = ModelEntry.unavailable(
+                        name, _KINDS.get(suffix, "surrogate"), relative, f"{type(error).__name__}: {error}", load_failure_reason(error)
+                    )
                     log.error("model %s: cannot load %s: %s", name, path, entry.error)
+                _relative_paths(entry, root, relative)
                 registry.add(entry)
         for name, node in (solvers or {}).items():
             if node is None:
@@ -157,10 +166,41 @@ class Registry:
                 entry = solver_entry(str(name), config, description or "")
                 log.info("solver %s: %s", name, entry.source)
             except Exception as error:
-                entry = ModelEntry.unavailable(str(name), "solver", str(_target_of(config)), f"{type(error).__name__}: {error}")
+                entry = ModelEntry.unavailable(
+                    str(name), "solver", str(_target_of(config)), f"{type(error).__name__}: {error}", "cannot build solver"
+                )
                 log.error("solver %s: cannot build it: %s", name, entry.error)
             registry.add(entry)
         return registry
+
+
+def load_failure_reason(error: BaseException) -> str:
+    """Why a model file failed to load, in a few words for ``GET /health`` and 503 answers: no path, no
+    exception text (those go to the log)."""
+    if isinstance(error, CheckpointError):
+        problem = error.problem
+        if problem.startswith("cannot read checkpoint") or problem == "file does not exist":
+            return "cannot read checkpoint"
+        if problem.startswith("not a surrogates checkpoint"):
+            return "not a surrogates checkpoint"
+        if problem.startswith("unknown "):
+            return "unknown model name"
+        if "newer than this package" in problem:
+            return "written by a newer package version"
+        return "invalid checkpoint"
+    if isinstance(error, OSError):
+        return "cannot read model file"
+    if isinstance(error, (ValueError, KeyError, TypeError)):
+        return "unsupported model layout"
+    return "cannot load model"
+
+
+def _relative_paths(entry: ModelEntry, root: Path, relative: str) -> None:
+    """Name files relative to ``models_dir`` in what the service answers (never absolute server paths)."""
+    entry.source = relative
+    run_file = entry.metrics.get("run_file") if isinstance(entry.metrics, dict) else None
+    if isinstance(run_file, str):
+        entry.metrics["run_file"] = os.path.relpath(run_file, root)
 
 
 def scan(root: Path) -> list[tuple[Path, str]]:

@@ -127,8 +127,12 @@ class ModelInfo(BaseModel):
         "(a PIG or PINN solution of one PDE instance: query points in, values out)."
     )
     status: Literal["ready", "unavailable"]
-    error: str | None = Field(default=None, description="Why an unavailable model could not be loaded.")
-    source: str = Field(description="Checkpoint file, or the solver's PDE class.")
+    error: str | None = Field(
+        default=None,
+        description="Why an unavailable model could not be loaded, in a few words (e.g. `cannot read checkpoint`, "
+        "`unknown model name`); the server's log has the details.",
+    )
+    source: str = Field(description="Model file relative to `models_dir`, or the solver's PDE class.")
     pde: str | None = None
     description: str = ""
     inputs: list[VariableInfo] = Field(default_factory=list)
@@ -159,5 +163,7 @@ class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"] = Field(description="`degraded` when some model files could not be loaded.")
     version: str
     ready: list[str] = Field(description="Names of the models that answer predictions.")
-    unavailable: dict[str, str] = Field(description="Model name -> load error.")
+    unavailable: dict[str, str] = Field(
+        description="Model name -> why it could not be loaded, in a few words (the server's log has the details)."
+    )
     micro_batching: bool
