@@ -57,11 +57,11 @@ class Checkpoint:
     path : Path
         The file.
     metadata : CheckpointMetadata
-        Its checked metadata (format 1 migrated).
+        Its checked metadata (formats 1 and 2 migrated).
     state_dict : dict[str, torch.Tensor]
-        Every tensor of the file's ``state_dict`` (task buffers included).
+        Every tensor of the file's ``state_dict``, in the current layout (older formats migrated).
     contents : dict
-        The whole dict ``torch.load`` returned (Lightning's epoch, callbacks, ...).
+        The whole dict ``torch.load`` returned, migrated (Lightning's epoch, callbacks, ...).
     """
 
     path: Path
