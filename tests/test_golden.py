@@ -2,7 +2,8 @@
 and reproduces its stored output (``tests/golden/README.md``; written by ``tools/make_golden_checkpoints.py``).
 
 A format change that breaks old files fails here. ``v1/`` holds files of format 1 (before the checkpoint
-module), which must load through migration; ``v2/`` files of format 2.
+module) and ``v2/`` files of format 2 (statistics as metadata lists), which must load through migration;
+``v3/`` files of format 3 (statistics only in the ``state_dict``, as buffers of the saved model).
 
 Tolerances come from a round-off analysis, not from what passed. The stored outputs were computed on
 another machine (another BLAS, FFT, vector unit, thread count), so bit equality is not expected:
@@ -225,7 +226,24 @@ def check_checkpoint_metadata(entry: dict[str, Any], path: Path) -> None:
         assert raw[METADATA_KEY]["format_version"] == entry["format_version"]
         assert raw[METADATA_KEY]["kind"] == entry["kind"]
         assert raw[METADATA_KEY]["model"]["name"] == entry["model"]
+    raw_meta = raw.get(METADATA_KEY, {})
+    wrapped = entry["kind"] in ("operator", "rollout")
+    if entry["format_version"] >= 3:  # the statistics are stored once: buffers of the saved model
+        assert "normalization" not in raw_meta and "scale" not in (raw_meta.get("conditioning") or {})
+        if wrapped:
+            assert any(key.startswith("model.") and "normalizer." in key for key in raw["state_dict"])
+            assert not any(key.startswith(("net.", "input_normalizer.", "state_normalizer.")) for key in raw["state_dict"])
     checkpoint = read_checkpoint(path)  # migrates older formats
+    if wrapped and entry["format_version"] < 3:  # the statistics the old readers took from the metadata lists
+        names = {"operator": {"input": "input_normalizer", "target": "target_normalizer"},
+                 "rollout": {"input": "state_normalizer"}}[entry["kind"]]
+        for stats, buffer in names.items():
+            for stat in ("mean", "std"):
+                expected = torch.tensor(raw_meta["normalization"][stats][stat], dtype=torch.float64).float()
+                assert torch.equal(checkpoint.state_dict[f"model.{buffer}.{stat}"], expected), (buffer, stat)
+        if entry["kind"] == "rollout":
+            expected = torch.tensor(raw_meta["conditioning"]["scale"], dtype=torch.float64).float()
+            assert torch.equal(checkpoint.state_dict["model.param_scale"], expected)
     meta = checkpoint.metadata
     assert meta.format_version == FORMAT_VERSION
     assert meta.kind == entry["kind"]
@@ -256,7 +274,8 @@ def test_manifest_lists_every_golden_file_and_they_are_small():
         content = (GOLDEN / entry["file"]).read_bytes()
         assert hashlib.sha256(content).hexdigest() == entry["sha256"], f"{entry['file']} was modified"
         assert len(content) == entry["bytes"] and len(content) < 400_000, entry["file"]
-    assert sum((GOLDEN / name).stat().st_size for name in on_disk) < 2_000_000
+    for folder in {entry["version"] for entry in MANIFEST["files"]}:  # each format's folder stays small
+        assert sum((GOLDEN / name).stat().st_size for name in on_disk if name.startswith(f"{folder}/")) < 1_200_000, folder
 
 
 # -- operator kind ----------------------------------------------------------------------------------------

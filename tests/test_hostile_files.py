@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from surrogates import Surrogate
-from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, Statistics, write_checkpoint
+from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, write_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.fno import FNO
+from surrogates.models.normalized import NormalizedOperator
 from surrogates.serve.registry import Registry
 from surrogates.serve.rollout import RolloutSurrogate
 from tests.cli.conftest import compose_cfg  # noqa: F401  (fixture)
@@ -40,9 +41,9 @@ def _valid_checkpoint(path: Path) -> Path:
     schema = {"pde": "darcy", "inputs": ["a"], "targets": ["u"], "spatial_dims": ["x", "y"], "spatial_shape": [8, 8]}
     meta = CheckpointMetadata(
         kind="operator", model=ClassSpec.from_dict(net.init_config(), "model"),
-        normalization={"input": Statistics([0.0], [1.0]), "target": Statistics([0.0], [1.0])}, data_schema=schema,
+        data_schema=schema,
     )
-    return write_checkpoint(path, meta, net.state_dict())
+    return write_checkpoint(path, meta, NormalizedOperator(net).state_dict())
 
 
 def _edited(base: Path, path: Path, edit) -> Path:

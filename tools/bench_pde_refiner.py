@@ -146,24 +146,31 @@ def ema_copy(model: PDERefiner, decay: float) -> torch.optim.swa_utils.AveragedM
     )
 
 
+def stepper(model: PDERefiner, normalizer: Normalizer, param_mean: np.ndarray):
+    """The saved model of a trained network: normalize -> network -> denormalize (a copy of the normalizer)."""
+    import copy
+
+    from surrogates.models.normalized import NormalizedStepper
+
+    return NormalizedStepper(model, copy.deepcopy(normalizer), torch.as_tensor(param_mean, dtype=torch.float32))
+
+
 def save_checkpoints(models: dict[str, PDERefiner], normalizer: Normalizer, param_mean: np.ndarray, args) -> None:
     """Rollout checkpoints of both models (``RolloutSurrogate.load``, ``surrogates-evaluate``) under ``--save-dir``."""
     from surrogates import __version__
-    from surrogates.checkpoint import CheckpointMetadata, ClassSpec, Statistics, write_checkpoint
+    from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoint
     from surrogates.models.pde_refiner import ROLLOUT_KIND
 
     args.save_dir.mkdir(parents=True, exist_ok=True)
-    stats = Statistics(normalizer.mean.tolist(), normalizer.std.tolist())
     schema = {"kind": "trajectory", "pde": "ks", "data_dir": str(args.data_dir), "inputs": ["u"], "targets": ["u"],
               "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]}
     for key, model in models.items():
         metadata = CheckpointMetadata(
             kind=ROLLOUT_KIND, model=ClassSpec.from_dict(model.init_config(), "model"),
-            normalization={"input": stats, "target": stats},
-            conditioning={"names": ["dt", "dx"], "scale": [float(v) for v in param_mean]},
+            conditioning={"names": ["dt", "dx"]},
             data_schema=schema, task="autoregressive", package_version=__version__,
         )
-        write_checkpoint(args.save_dir / f"{key}.ckpt", metadata, model.state_dict())
+        write_checkpoint(args.save_dir / f"{key}.ckpt", metadata, stepper(model, normalizer, param_mean).state_dict())
     print(f"checkpoints: {args.save_dir}/{{refiner,baseline}}.ckpt", flush=True)
 
 
@@ -329,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     dt = p_test[:, 0].double().numpy()
     results = {}
     for key, model in runs.items():
-        surrogate = RolloutSurrogate(model, normalizer, ["dt", "dx"], param_mean.tolist(), {"spatial_dims": ["x"], "pde": "ks"},
-                                     device=args.device)
+        surrogate = RolloutSurrogate(stepper(model, normalizer, param_mean), ["dt", "dx"],
+                                     {"spatial_dims": ["x"], "pde": "ks"}, device=args.device)
         name = {"refiner": f"PDE-Refiner (K={args.refinement_steps})", "baseline": "MSE U-Net",
                 "refiner_k0": "PDE-Refiner, first step only"}[key]
         print(f"rolling out {name}", flush=True)
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_spacetime(u_test[0, 1:, 0].numpy(), {ev.name: ev.predictions[0, 0, :, 0] for ev in evaluations},
                        figure_dir / f"{args.section}_spacetime.png", dt=float(dt[0]), title="KS test trajectory 0"),
     )
-    normalizer.to(args.device)  # (the surrogates above moved it already)
+    normalizer.to(args.device)  # (the surrogates hold copies of it)
     u_test_n = normalizer.encode(u_test.flatten(0, 1).to(args.device)).view(u_test.shape)
     chain = refinement_chain(models, u_test_n,
                              (p_test / torch.as_tensor(param_mean, dtype=torch.float32)).to(args.device), float(std[0]))

@@ -4,7 +4,7 @@ For every kind of model file the package reads, one tiny file written by the pac
 with a fixed input and the output its public reader gives (``<name>.npz`` next to the file), listed
 in ``tests/golden/manifest.json``:
 
-``v<FORMAT_VERSION>/`` (now ``v2/``: checkpoint format 2, ``.rb.h5`` format 1.2), written by this version:
+``v<FORMAT_VERSION>/`` (now ``v3/``: checkpoint format 3, ``.rb.h5`` format 1.2), written by this version:
     operator models (FNO 1D, 2D, 3D, MgNO, U-Net, the hard-constraint MoE, its single-expert and
     soft-constraint variants), rollout models (PDE-Refiner with ``K = 2`` and a weight average, the MSE
     U-Net ``K = 0``) and pointwise models (PIG, PINN) are trained for two steps by their Lightning task on
@@ -13,6 +13,8 @@ in ``tests/golden/manifest.json``:
     with ``ReducedModel.save``; the learned preconditioner is trained for one epoch and saved with
     ``learned.save``. Settings: the tasks' and models' defaults (the hard-constraint ones from
     ``conf/experiment/diffusion_sorption_*.yaml``) with tiny widths, modes, bases and grids.
+``v2/`` (format 2, statistics as metadata lists): written by the previous version with ``--only current``
+    and kept, like every older folder (they are never rewritten).
 ``v1/`` (format 1, before the checkpoint module): an FNO, a PDE-Refiner and a PIG checkpoint with the
     old unversioned metadata, a learned preconditioner in its old ``{"init_kwargs", "state_dict",
     "metadata"}`` layout and a reduced model of ``.rb.h5`` format 1.1 (problem named by import path).
@@ -195,10 +197,9 @@ def _relative_error(y32: np.ndarray, y64: np.ndarray) -> float:
 
 
 def _operator_float64(surrogate, x: np.ndarray) -> np.ndarray:
-    model = copy.deepcopy(surrogate.model).double()
-    encode, decode = copy.deepcopy(surrogate.input_normalizer).double(), copy.deepcopy(surrogate.target_normalizer).double()
+    predictor = copy.deepcopy(surrogate.predictor).double()  # network and normalizers
     with torch.no_grad():
-        return decode.decode(model(encode.encode(torch.from_numpy(x).double()))).numpy()
+        return predictor(torch.from_numpy(x).double()).numpy()
 
 
 # -- the entries --------------------------------------------------------------------------------------------
@@ -328,15 +329,12 @@ class Golden:
         # the first refinement noise of this rollout: the test checks torch's CPU normal generator on its own
         noise = torch.randn((len(u0), 1, u0.shape[-1]), generator=torch.Generator().manual_seed(seed)).numpy()
         # float64 evaluation with the same (float32) noise
-        s64 = copy.copy(surrogate)
-        s64.model, s64.normalizer = copy.deepcopy(surrogate.model).double(), copy.deepcopy(surrogate.normalizer).double()
-        s64.param_scale = surrogate.param_scale.double()
+        predictor64 = copy.deepcopy(surrogate.predictor).double()  # network, normalizer, parameter scale
         with _float32_noise(), torch.no_grad():
             generator = torch.Generator().manual_seed(seed)
-            state = s64.normalizer.encode(torch.from_numpy(u0).double()[:, None])
-            params = torch.from_numpy(np.stack([dt, dx], axis=1)).double() / s64.param_scale
-            out = s64.model.rollout(state, steps, params, generator)
-            y64 = s64.normalizer.decode(out.flatten(0, 1)).view(out.shape)[:, :, 0].numpy()
+            params = torch.from_numpy(np.stack([dt, dx], axis=1)).double()
+            out = predictor64.rollout(torch.from_numpy(u0).double()[:, None], steps, params, generator)
+            y64 = out[:, :, 0].numpy()
         self._record(name, version, ".ckpt", "rollout", 1 if legacy else checkpoint_format(), "pde_refiner",
                      "surrogates.serve.rollout.RolloutSurrogate.load", produced,
                      {"u0": u0, "dt": dt, "dx": dx, "steps": np.int64(steps), "seed": np.int64(seed), "y": y,
@@ -464,24 +462,41 @@ def _factor_float64(model, A, reference) -> np.ndarray:
 
 # -- format 1 (before the checkpoint module), built explicitly ------------------------------------------
 def _rewrite_as_v1(path: Path, task_path: str) -> None:
-    """Replace the format-2 metadata of a task checkpoint by what the format-1 task wrote (``git show ef95a2b``).
+    """Replace a task checkpoint of the current format by what the format-1 task wrote (``git show ef95a2b``).
 
     Format 1: ``{"model": {"class": import path, "kwargs"}, "normalization", "data_schema", "task": import
-    path, "version"}``; rollout checkpoints also ``"kind": "rollout"`` and ``"conditioning"``; pointwise ones
-    ``"problem": {"class": import path, "kwargs"}``. No ``format_version``, ``package_version``, ``training``.
+    path, "version"}``; rollout checkpoints also ``"kind": "rollout"`` and ``"conditioning"`` (names and
+    scale); pointwise ones ``"problem": {"class": import path, "kwargs"}`` and identity statistics. No
+    ``format_version``, ``package_version``, ``training``. The ``state_dict`` of the format-1 tasks held the
+    network under ``net.`` and the statistics again as the task's buffers (``input_normalizer.mean`` ...):
+    the saved model's entries (``model.*``) without their prefix.
     """
-    from surrogates.checkpoint import METADATA_KEY, model_class
+    from surrogates.checkpoint import METADATA_KEY, MODEL_PREFIX, model_class
 
     contents = torch.load(path, map_location="cpu", weights_only=True)
     new = contents[METADATA_KEY]
+    contents["state_dict"] = {key.removeprefix(MODEL_PREFIX): value for key, value in contents["state_dict"].items()}
+    state = contents["state_dict"]
+
+    def stats(name: str) -> dict[str, list[float]]:
+        return {"mean": state[f"{name}.mean"].tolist(), "std": state[f"{name}.std"].tolist()}
+
     cls = model_class(new["model"]["name"])
     old: dict[str, Any] = {}
     if new["kind"] == "rollout":
         old["kind"] = "rollout"
     old["model"] = {"class": f"{cls.__module__}.{cls.__qualname__}", "kwargs": new["model"]["kwargs"]}
-    old["normalization"] = new["normalization"]
+    if new["kind"] == "operator":
+        old["normalization"] = {"input": stats("input_normalizer"), "target": stats("target_normalizer")}
+    elif new["kind"] == "rollout":
+        old["normalization"] = {"input": stats("state_normalizer"), "target": stats("state_normalizer")}
+    else:  # the physics-informed task wrote identity statistics
+        kwargs = new["model"]["kwargs"]
+        d, c = kwargs.get("in_channels", 1), kwargs.get("out_channels", 1)
+        old["normalization"] = {"input": {"mean": [0.0] * d, "std": [1.0] * d},
+                                "target": {"mean": [0.0] * c, "std": [1.0] * c}}
     if new["kind"] == "rollout":
-        old["conditioning"] = new["conditioning"]
+        old["conditioning"] = {**new["conditioning"], "scale": state["param_scale"].tolist()}
     old["data_schema"] = new["data_schema"]
     if new["kind"] == "pointwise":
         from surrogates.checkpoint.registry import physics_problem_class

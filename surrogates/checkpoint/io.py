@@ -4,10 +4,18 @@ One path for every reader (``Surrogate``, ``RolloutSurrogate``, the service, ``s
 resuming with ``ckpt_path=``, physics-informed solutions, learned preconditioners):
 
 1. :func:`read_checkpoint` loads the file with ``torch.load(weights_only=True)`` (tensors and plain
-   data only: no pickled code runs) and checks its metadata (:class:`CheckpointMetadata`);
+   data only: no pickled code runs), migrates older formats (:func:`migrate_checkpoint`) and checks its
+   metadata (:class:`CheckpointMetadata`);
 2. :func:`build_model` looks the model's name up in the registry, checks the constructor arguments
    against the class's signature, builds it on the ``meta`` device first (no memory) and compares
-   every weight's shape with the file's before allocating, then loads the weights.
+   every weight's shape with the file's before allocating, then loads the weights;
+   :meth:`Checkpoint.build_predictor` does the same for the saved model of the ``operator`` and
+   ``rollout`` kinds: the network inside its normalization wrapper (a fixed package class chosen by
+   the kind), statistics included.
+
+State layout (format 3): the saved model of an ``operator`` or ``rollout`` checkpoint under ``model.``
+(``model.net.*``, ``model.input_normalizer.mean`` ...), a weight average of the network under
+``ema.module.``; the network of the other kinds (pointwise, preconditioner) under ``net.``.
 
 Every failure raises :class:`~surrogates.errors.CheckpointError` naming the file and the problem.
 """
@@ -22,16 +30,22 @@ from typing import Any
 import torch
 
 from surrogates.checkpoint import registry
-from surrogates.checkpoint.metadata import METADATA_KEY, CheckpointMetadata, ClassSpec
+from surrogates.checkpoint.metadata import MODEL_PREFIX, METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint
 from surrogates.errors import CheckpointError
 
-__all__ = ["Checkpoint", "build_model", "construct", "load_torch_file", "read_checkpoint", "write_checkpoint"]
+__all__ = [
+    "Checkpoint", "build_model", "build_predictor", "construct", "load_torch_file", "read_checkpoint", "write_checkpoint",
+]
 
 STATE_PREFIX = "net."
-"""Prefix of the network's weights in a task's ``state_dict`` (the task holds the network as ``net``)."""
+"""Prefix of the network's weights in the ``state_dict`` of the kinds without a normalization wrapper
+(pointwise, preconditioner: the task holds the network as ``net``)."""
 
 EMA_PREFIX = "ema.module."
-"""Prefix of the weight average a task may keep (``torch.optim.swa_utils.AveragedModel`` as ``ema``)."""
+"""Prefix of the weight average of the network a task may keep (``torch.optim.swa_utils.AveragedModel`` as ``ema``)."""
+
+WRAPPED_KINDS = ("operator", "rollout")
+"""Kinds whose saved model is a normalization wrapper (:mod:`surrogates.models.normalized`) under :data:`MODEL_PREFIX`."""
 
 
 @dataclass
@@ -43,11 +57,11 @@ class Checkpoint:
     path : Path
         The file.
     metadata : CheckpointMetadata
-        Its checked metadata (format 1 migrated).
+        Its checked metadata (formats 1 and 2 migrated).
     state_dict : dict[str, torch.Tensor]
-        Every tensor of the file's ``state_dict`` (task buffers included).
+        Every tensor of the file's ``state_dict``, in the current layout (older formats migrated).
     contents : dict
-        The whole dict ``torch.load`` returned (Lightning's epoch, callbacks, ...).
+        The whole dict ``torch.load`` returned, migrated (Lightning's epoch, callbacks, ...).
     """
 
     path: Path
@@ -59,20 +73,52 @@ class Checkpoint:
     def kind(self) -> str:
         return self.metadata.kind
 
-    def network_state(self, prefix: str = STATE_PREFIX) -> dict[str, torch.Tensor]:
-        """The network's weights: entries of the state dict under ``prefix``, without it."""
+    @property
+    def network_prefix(self) -> str:
+        """Where the trained network's weights live: ``model.net.`` (operator, rollout) or ``net.`` (other kinds)."""
+        return MODEL_PREFIX + STATE_PREFIX if self.kind in WRAPPED_KINDS else STATE_PREFIX
+
+    def network_state(self, prefix: str | None = None) -> dict[str, torch.Tensor]:
+        """The network's weights: entries of the state dict under ``prefix`` (default :attr:`network_prefix`), without it."""
+        prefix = self.network_prefix if prefix is None else prefix
         return {key[len(prefix):]: value for key, value in self.state_dict.items() if key.startswith(prefix)}
 
     @property
     def inference_prefix(self) -> str:
-        """Where the weights used for predictions live: a task's weight average (``ema.module.``) when it
-        saved one, else the trained network (``net.``)."""
-        return EMA_PREFIX if any(key.startswith(EMA_PREFIX) for key in self.state_dict) else STATE_PREFIX
+        """Where the network weights used for predictions live: a task's weight average (``ema.module.``)
+        when it saved one, else the trained network (:attr:`network_prefix`)."""
+        return EMA_PREFIX if any(key.startswith(EMA_PREFIX) for key in self.state_dict) else self.network_prefix
+
+    def predictor_state(self) -> dict[str, torch.Tensor]:
+        """The saved model's ``state_dict`` (entries under ``model.``) with the network weights of
+        :attr:`inference_prefix` (the weight average when there is one)."""
+        state = {
+            key[len(MODEL_PREFIX):]: value for key, value in self.state_dict.items()
+            if key.startswith(MODEL_PREFIX) and not key.startswith(MODEL_PREFIX + STATE_PREFIX)
+        }
+        state.update({STATE_PREFIX + key: value for key, value in self.network_state(self.inference_prefix).items()})
+        return state
 
     def build_model(self, prefix: str | None = None) -> torch.nn.Module:
-        """The network with its weights (default: :attr:`inference_prefix`), in eval mode (see :func:`build_model`)."""
+        """The network alone with its weights (default: :attr:`inference_prefix`), in eval mode (see :func:`build_model`).
+
+        For the operator and rollout kinds this is the network *without* its normalization; predictions
+        in physical units come from :meth:`build_predictor`.
+        """
         state = self.network_state(self.inference_prefix if prefix is None else prefix)
         return build_model(self.metadata.model, state, self.path, self.kind).eval()
+
+    def build_predictor(self) -> torch.nn.Module:
+        """The saved model of an operator or rollout checkpoint, in eval mode: the network (the weight
+        average when there is one) inside its normalization wrapper, statistics loaded from the
+        ``state_dict`` (see :func:`build_predictor`).
+
+        Raises
+        ------
+        CheckpointError
+            Another kind, weights or statistics that do not match, statistics that are not usable.
+        """
+        return build_predictor(self.metadata.model, self.predictor_state(), self.path, self.kind).eval()
 
     def build_problem(self) -> Any:
         """The physics problem of a pointwise checkpoint (None when it records none)."""
@@ -139,6 +185,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         contents = _migrate_preconditioner_v1(contents, path)
     if not contents.get(METADATA_KEY):
         raise CheckpointError(path, f"not a surrogates checkpoint (no '{METADATA_KEY}' metadata)")
+    contents = migrate_checkpoint(contents, path)  # formats 1 and 2: metadata and state_dict in the current layout
     metadata = CheckpointMetadata.from_dict(contents[METADATA_KEY], path)
     # Names are checked against the allowlists now (a lookup, nothing built), so every reader refuses alike.
     registry.network_class(metadata.kind, metadata.model.name, path)
@@ -151,19 +198,30 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def write_checkpoint(
-    path: str | Path, metadata: CheckpointMetadata, network_state: dict[str, torch.Tensor], **extra: Any
+    path: str | Path, metadata: CheckpointMetadata, state: dict[str, torch.Tensor], **extra: Any
 ) -> Path:
     """Write a checkpoint that :func:`read_checkpoint` reads, outside Lightning (tools, golden files).
 
-    ``network_state`` is the network's ``state_dict()``; it is stored under :data:`STATE_PREFIX` as a
-    task would. ``extra`` entries (plain data) are stored beside it. Written to a temporary name and
-    renamed, so an interrupted write leaves no file that looks complete.
+    ``state`` is the ``state_dict()`` of what the file saves: for the ``operator`` and ``rollout`` kinds
+    the saved model (:class:`~surrogates.models.normalized.NormalizedOperator`,
+    :class:`~surrogates.models.normalized.NormalizedStepper`: network and statistics), stored under
+    ``model.``; for the other kinds the network, stored under :data:`STATE_PREFIX`; as a task would.
+    ``extra`` entries (plain data) are stored beside it. Written to a temporary name and renamed, so an
+    interrupted write leaves no file that looks complete.
     """
     path = Path(path)
+    prefix = STATE_PREFIX
+    if metadata.kind in WRAPPED_KINDS:
+        if not any(key.startswith(STATE_PREFIX) for key in state):
+            raise ValueError(
+                f"a {metadata.kind!r} checkpoint saves the network with its normalization: pass the state_dict of "
+                "surrogates.models.normalized.NormalizedOperator / NormalizedStepper, not the network's"
+            )
+        prefix = MODEL_PREFIX
     path.parent.mkdir(parents=True, exist_ok=True)
     contents = {
         **extra,
-        "state_dict": {STATE_PREFIX + key: value.detach().cpu() for key, value in network_state.items()},
+        "state_dict": {prefix + key: value.detach().cpu() for key, value in state.items()},
         METADATA_KEY: metadata.to_dict(),
     }
     tmp = path.with_name(f".{path.name}.tmp")
@@ -208,17 +266,58 @@ def build_model(
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
     cls = registry.network_class(kind, spec.name, path)
+    return _build(lambda: construct(cls, spec.kwargs, "model", path), state, path, cls.__name__)
+
+
+def build_predictor(
+    spec: ClassSpec | dict[str, Any], state: dict[str, torch.Tensor], path: Any = None, kind: str = "operator",
+) -> torch.nn.Module:
+    """The saved model of an ``operator`` or ``rollout`` file: the registered network ``spec.name`` inside
+    the normalization wrapper of ``kind`` (:func:`~surrogates.checkpoint.registry.predictor_class`, a fixed
+    package class), with ``state`` (the wrapper's ``state_dict``: ``net.*`` and the statistics) loaded.
+
+    As :func:`build_model`: built on the ``meta`` device first and every entry (weights and statistics)
+    compared by name and shape before anything is allocated; then the statistics are checked (finite,
+    non-negative spreads, non-zero parameter scales).
+
+    Raises
+    ------
+    CheckpointError
+        A kind without a wrapper, an unknown name, arguments that do not fit, entries that do not match,
+        unusable statistics.
+    """
+    if not isinstance(spec, ClassSpec):
+        spec = ClassSpec.from_dict(spec, "model", path)
+    wrapper = registry.predictor_class(kind, path)
+    cls = registry.network_class(kind, spec.name, path)
+
+    def make() -> torch.nn.Module:
+        net = construct(cls, spec.kwargs, "model", path)
+        try:
+            return wrapper(net)
+        except Exception as error:  # a network without the channel counts the wrapper needs
+            raise CheckpointError(path, f"cannot wrap {cls.__name__} in {wrapper.__name__}: {type(error).__name__}: {error}") from None
+
+    predictor = _build(make, state, path, f"{wrapper.__name__}({cls.__name__})")
+    problems = predictor.problems()
+    if problems:
+        raise CheckpointError(path, "; ".join(problems))
+    return predictor
+
+
+def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: str) -> torch.nn.Module:
+    """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)."""
     if state is not None:
         with torch.device("meta"):
-            skeleton = construct(cls, spec.kwargs, "model", path)
+            skeleton = make()
         _compare_state(skeleton.state_dict(), state, path)
         del skeleton
-    model = construct(cls, spec.kwargs, "model", path)
+    model = make()
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:  # dtype problems the shape check does not see
-            raise CheckpointError(path, f"weights do not load into {cls.__name__}: {error}") from None
+            raise CheckpointError(path, f"weights do not load into {what}: {error}") from None
     return model
 
 

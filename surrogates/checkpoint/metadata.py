@@ -10,7 +10,12 @@ Format versions
    import path (``{"class": "surrogates.models.fno.FNO", "kwargs": ...}``), ``version`` for the package
    version, ``kind`` only for rollout models. Read by :func:`migrate_v1`.
 2. ``format_version``, ``kind``, ``model`` / ``problem`` by registered name (``{"name": "fno", "kwargs": ...}``),
-   ``package_version``, ``training`` metrics.
+   ``package_version``, ``training`` metrics; the normalization statistics as lists (``normalization``,
+   ``conditioning.scale``), which the readers used (a task's ``state_dict`` held them a second time, as
+   buffers of the task). Read by :func:`migrate_v2`.
+3. The statistics live only in the ``state_dict``, as buffers of the saved model
+   (:mod:`surrogates.models.normalized`, under ``model.``): no ``normalization``, and ``conditioning``
+   holds only the parameters' ``names``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from surrogates.errors import CheckpointError
 METADATA_KEY = "surrogates"
 """Key of the metadata in a training checkpoint (the rest is Lightning's: ``state_dict``, ``epoch`` ...)."""
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Format written by this version; files of a higher version are refused (written by a newer package)."""
 
 KINDS = ("operator", "rollout", "pointwise", "reduced", "preconditioner")
@@ -106,12 +111,11 @@ class CheckpointMetadata:
         One of :data:`KINDS`.
     model : ClassSpec
         The network's registered name and constructor arguments.
-    normalization : dict[str, Statistics]
-        ``"input"`` and ``"target"`` statistics (identity for models that normalize nothing).
     data_schema : dict or None
         The data the model was trained on: ``inputs``, ``targets``, ``spatial_dims``, ``coords`` ...
     conditioning : dict or None
-        Rollout models: ``{"names": [...], "scale": [...]}`` of the trajectory parameters.
+        Rollout models: ``{"names": [...]}``, the trajectory parameters the model is conditioned on (their
+        scale is a buffer of the saved model, like the normalization statistics).
     problem : ClassSpec or None
         Pointwise models: the PDE instance they solve (registered physics problem).
     task : str
@@ -128,7 +132,6 @@ class CheckpointMetadata:
 
     kind: str
     model: ClassSpec
-    normalization: dict[str, Statistics] = field(default_factory=dict)
     data_schema: dict[str, Any] | None = None
     conditioning: dict[str, Any] | None = None
     problem: ClassSpec | None = None
@@ -154,7 +157,6 @@ class CheckpointMetadata:
             "format_version": int(self.format_version),
             "kind": self.kind,
             "model": self.model.to_dict(),
-            "normalization": {name: stats.to_dict() for name, stats in self.normalization.items()},
             "data_schema": to_plain(self.data_schema),
             "conditioning": to_plain(self.conditioning),
             "problem": self.problem.to_dict() if self.problem is not None else None,
@@ -169,13 +171,18 @@ class CheckpointMetadata:
 
     @classmethod
     def from_dict(cls, raw: Any, path: Any = None) -> "CheckpointMetadata":
-        """Check and read stored metadata (format 1 is migrated first).
+        """Check and read stored metadata (formats 1 and 2 are migrated first).
+
+        Only the metadata is migrated here: the statistics of a format-2 file are checked and dropped.
+        A reader of a whole file migrates its ``state_dict`` too (:func:`migrate_checkpoint`), which
+        moves them into the saved model's buffers.
 
         Raises
         ------
         CheckpointError
             Not a mapping, a newer format version, an unknown kind, a missing key, values that are not
-            plain data, malformed normalization statistics or schema.
+            plain data, malformed (format 2) normalization statistics or schema, statistics in a
+            format-3 file's metadata.
         """
         if not isinstance(raw, Mapping):
             raise CheckpointError(path, f"'{METADATA_KEY}' metadata must be a mapping, got {type(raw).__name__}")
@@ -189,6 +196,13 @@ class CheckpointMetadata:
             )
         if version == 1:
             raw = migrate_v1(raw, path)
+        if raw.get("format_version") == 2:
+            raw, _ = _metadata_v2_to_v3(raw, path)
+        for key in ("normalization",):
+            if raw.get(key) is not None:
+                raise CheckpointError(
+                    path, f"format {FORMAT_VERSION} metadata must not hold {key!r}: the statistics live in the state_dict"
+                )
         for key in ("kind", "model"):
             if key not in raw:
                 raise CheckpointError(path, f"metadata lacks {key!r}")
@@ -196,12 +210,6 @@ class CheckpointMetadata:
         if kind not in KINDS:
             raise CheckpointError(path, f"unknown kind {kind!r}; known: {list(KINDS)}")
         model = ClassSpec.from_dict(raw["model"], "model", path)
-        normalization_raw = raw.get("normalization") or {}
-        if not isinstance(normalization_raw, Mapping):
-            raise CheckpointError(path, "'normalization' must be a mapping")
-        normalization = {
-            str(name): Statistics.from_dict(value, f"normalization.{name}", path) for name, value in normalization_raw.items()
-        }
         problem = ClassSpec.from_dict(raw["problem"], "problem", path) if raw.get("problem") is not None else None
         extras = {}
         for key in ("data_schema", "conditioning", "training", "serving"):
@@ -216,7 +224,7 @@ class CheckpointMetadata:
             if not isinstance(raw.get(key, ""), str):
                 raise CheckpointError(path, f"'{key}' must be a string")
         return cls(
-            kind=kind, model=model, normalization=normalization, data_schema=extras["data_schema"],
+            kind=kind, model=model, data_schema=extras["data_schema"],
             conditioning=extras["conditioning"], problem=problem, task=raw.get("task", ""),
             training=extras["training"] or {}, package_version=raw.get("package_version", ""),
             serving=extras["serving"], format_version=FORMAT_VERSION,
@@ -260,6 +268,116 @@ def migrate_v1(raw: Mapping[str, Any], path: Any = None) -> dict[str, Any]:
     return meta
 
 
+# -- format 2 ---------------------------------------------------------------------------------------
+MODEL_PREFIX = "model."
+"""Prefix of the saved model (:mod:`surrogates.models.normalized`) in a format-3 task's ``state_dict``."""
+
+_V2_TASK_BUFFERS = frozenset({
+    "input_normalizer.mean", "input_normalizer.std", "target_normalizer.mean", "target_normalizer.std",
+    "state_normalizer.mean", "state_normalizer.std", "param_scale",
+})
+"""Buffers of the format-2 tasks that copied the metadata's statistics (the readers used the metadata)."""
+
+
+def _metadata_v2_to_v3(raw: Mapping[str, Any], path: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Format-2 metadata as format 3, and the statistics it held (checked): ``{"normalization": {name:
+    Statistics}, "param_scale": [...] or None}``."""
+    meta = dict(raw)
+    normalization_raw = meta.pop("normalization", None) or {}
+    if not isinstance(normalization_raw, Mapping):
+        raise CheckpointError(path, "'normalization' must be a mapping")
+    normalization = {
+        str(name): Statistics.from_dict(value, f"normalization.{name}", path) for name, value in normalization_raw.items()
+    }
+    scale = None
+    conditioning = meta.get("conditioning")
+    if isinstance(conditioning, Mapping) and conditioning:
+        scale = _check_scale(conditioning, path)
+        meta["conditioning"] = {key: value for key, value in conditioning.items() if key != "scale"}
+    meta["format_version"] = 3
+    return meta, {"normalization": normalization, "param_scale": scale}
+
+
+def migrate_v2(contents: Mapping[str, Any], path: Any = None) -> dict[str, Any]:
+    """A whole format-2 checkpoint (``state_dict`` and metadata) in the format-3 layout.
+
+    Format 2 kept the statistics twice: as lists in the metadata, which the readers used, and as the
+    task's buffers (``input_normalizer.*``, ``target_normalizer.*``, ``state_normalizer.*``,
+    ``param_scale``; absent from files written by ``write_checkpoint``). Format 3 keeps them once, as
+    buffers of the saved model under ``model.``. For the ``operator`` and ``rollout`` kinds:
+
+    - ``net.<key>`` becomes ``model.net.<key>``;
+    - the metadata's statistics become ``model.input_normalizer.{mean,std}`` and
+      ``model.target_normalizer.{mean,std}`` (operator), ``model.state_normalizer.{mean,std}`` and
+      ``model.param_scale`` (rollout; ``conditioning.scale``), float32 as the readers built them;
+    - the task's copies are dropped; every other entry (a weight average ``ema.module.*``) is kept.
+
+    Other kinds (pointwise, preconditioner) keep their ``state_dict``; their (identity) statistics are
+    dropped from the metadata. Returns a new dict; ``contents`` is not modified.
+
+    Raises
+    ------
+    CheckpointError
+        Malformed statistics, or an operator / rollout file without the statistics it needs.
+    """
+    import torch
+
+    contents = dict(contents)
+    meta, extracted = _metadata_v2_to_v3(contents[METADATA_KEY], path)
+    contents[METADATA_KEY] = meta
+    state = contents.get("state_dict")
+    kind = meta.get("kind")
+    if kind not in ("operator", "rollout") or not isinstance(state, Mapping):
+        return contents
+    normalization = extracted["normalization"]
+
+    def stats(name: str) -> Statistics:
+        if name not in normalization:
+            raise CheckpointError(path, f"format-2 {kind} checkpoint lacks the {name} normalization")
+        return normalization[name]
+
+    def vector(values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float64).to(torch.float32)
+
+    new_state: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(key, str) and key.startswith("net."):
+            new_state[MODEL_PREFIX + key] = value
+        elif key not in _V2_TASK_BUFFERS:
+            new_state[key] = value
+    if kind == "operator":
+        buffers = {"input_normalizer": stats("input"), "target_normalizer": stats("target")}
+    else:
+        buffers = {"state_normalizer": stats("input")}
+        new_state[MODEL_PREFIX + "param_scale"] = vector(extracted["param_scale"] or [])
+    for name, value in buffers.items():
+        new_state[f"{MODEL_PREFIX}{name}.mean"] = vector(value.mean)
+        new_state[f"{MODEL_PREFIX}{name}.std"] = vector(value.std)
+    contents["state_dict"] = new_state
+    return contents
+
+
+def migrate_checkpoint(contents: Mapping[str, Any], path: Any = None) -> dict[str, Any]:
+    """A whole checkpoint dict in the current format: :func:`migrate_v1` (metadata), then :func:`migrate_v2`.
+
+    Files of the current format are returned as they are (a new dict); malformed metadata is left for
+    :meth:`CheckpointMetadata.from_dict` to refuse.
+    """
+    contents = dict(contents)
+    raw = contents.get(METADATA_KEY)
+    if not isinstance(raw, Mapping):
+        return contents
+    version = raw.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        return contents
+    if version == 1:
+        contents[METADATA_KEY] = migrate_v1(raw, path)
+        version = 2
+    if version == 2:
+        contents = migrate_v2(contents, path)
+    return contents
+
+
 # -- checks -----------------------------------------------------------------------------------------
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -287,6 +405,17 @@ def _check_schema(schema: dict[str, Any] | None, path: Any) -> None:
 def _check_conditioning(conditioning: dict[str, Any] | None, path: Any) -> None:
     if not conditioning:
         return
+    names = conditioning.get("names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(path, "conditioning.names must be a list of strings")
+    if "scale" in conditioning:
+        raise CheckpointError(
+            path, f"format {FORMAT_VERSION} conditioning must not hold 'scale': it is the saved model's param_scale buffer"
+        )
+
+
+def _check_scale(conditioning: Mapping[str, Any], path: Any) -> list[float]:
+    """The ``conditioning.scale`` of format-2 metadata, checked (finite, non-zero, one per name)."""
     names, scale = conditioning.get("names", []), conditioning.get("scale", [])
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise CheckpointError(path, "conditioning.names must be a list of strings")
@@ -294,3 +423,4 @@ def _check_conditioning(conditioning: dict[str, Any] | None, path: Any) -> None:
         raise CheckpointError(path, "conditioning.scale must be a list of finite, non-zero numbers")
     if len(names) != len(scale):
         raise CheckpointError(path, f"conditioning has {len(names)} names but {len(scale)} scales")
+    return [float(v) for v in scale]

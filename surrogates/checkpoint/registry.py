@@ -23,7 +23,7 @@ from typing import Any
 from surrogates.errors import CheckpointError
 
 __all__ = [
-    "model_class", "model_name", "network_class", "physics_problem_class", "preconditioner_name", "physics_problem_name", "register_model",
+    "model_class", "model_name", "network_class", "predictor_class", "physics_problem_class", "preconditioner_name", "physics_problem_name", "register_model",
     "reduced_problem_class", "reduced_problem_name", "registered_models", "task_name",
 ]
 
@@ -171,6 +171,24 @@ def network_class(kind: str, name: Any, path: Any = None) -> type:
 
         return _PRECONDITIONERS.lookup(name, nn.Module, path)
     return model_class(name, path)
+
+
+def predictor_class(kind: str, path: Any = None) -> type:
+    """The normalization wrapper of a file's saved model, fixed by its kind (never named by the file):
+    :class:`~surrogates.models.normalized.NormalizedOperator` for ``"operator"``,
+    :class:`~surrogates.models.normalized.NormalizedStepper` for ``"rollout"``.
+
+    Raises
+    ------
+    CheckpointError
+        For the other kinds, which save the network alone.
+    """
+    from surrogates.models.normalized import NormalizedOperator, NormalizedStepper
+
+    wrappers = {"operator": NormalizedOperator, "rollout": NormalizedStepper}
+    if kind not in wrappers:
+        raise CheckpointError(path, f"a {kind!r} checkpoint has no normalization wrapper (only {sorted(wrappers)} do)")
+    return wrappers[kind]
 
 
 def preconditioner_name(model: Any) -> str:

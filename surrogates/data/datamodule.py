@@ -22,7 +22,7 @@ class FieldDataModule(SplitDataModule):
 
     Normalization statistics (per-channel mean and std, see
     :mod:`surrogates.data.normalization`) are computed from the training split only and exposed as
-    :attr:`input_normalizer` / :attr:`target_normalizer`; the task copies them into its checkpoint.
+    :attr:`input_normalizer` / :attr:`target_normalizer`; the task copies them into its saved model (``task.model``).
 
     Parameters
     ----------

@@ -57,10 +57,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from surrogates.data.normalization import Normalizer
 from surrogates.models.base import OperatorModel
 from surrogates.models.fno import FNO
 from surrogates.nn.least_squares import solve_least_squares
+from surrogates.nn.normalization import Normalizer
 from surrogates.pdes.diffusion_sorption import DiffusionSorptionResidual
 from surrogates.pdes.navier_stokes import VorticityResidual
 

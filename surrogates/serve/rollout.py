@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from surrogates.checkpoint import Checkpoint, read_checkpoint
-from surrogates.data.normalization import Normalizer
 from surrogates.errors import CheckpointError
+from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -57,26 +57,40 @@ class RolloutSurrogate:
     """A one-step model with its normalization, conditioning and data schema, for rollouts.
 
     Load with :meth:`load`. :meth:`rollout` takes initial states and the trajectory parameters
-    (e.g. ``dt``, ``dx``) in physical units and returns the predicted states after them.
+    (e.g. ``dt``, ``dx``) in physical units and returns the predicted states after them, by calling
+    the saved model (:class:`~surrogates.models.normalized.NormalizedStepper`: state normalizer,
+    parameter scale, network; the weight average when the task kept one).
+
+    Parameters
+    ----------
+    predictor
+        The saved model.
+    conditioning
+        Names of the parameters, in the order of the model's ``P`` parameters.
+    schema, metadata, device
+        As for :class:`~surrogates.serve.surrogate.Surrogate`.
     """
 
     def __init__(
         self,
-        model: PDERefiner,
-        normalizer: Normalizer,
+        predictor: NormalizedStepper,
         conditioning: Sequence[str],
-        param_scale: Sequence[float],
         schema: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
     ):
+        if not isinstance(predictor, NormalizedStepper):
+            raise TypeError(f"predictor must be a NormalizedStepper, got {type(predictor).__name__}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.normalizer = normalizer.to(self.device)
+        self.predictor = predictor.to(self.device).eval()
         self.conditioning = list(conditioning)
-        self.param_scale = torch.as_tensor(list(param_scale), dtype=torch.float32, device=self.device)
         self.schema = schema or {}
         self.metadata = metadata or {}
+
+    @property
+    def model(self) -> PDERefiner:
+        """The network inside :attr:`predictor` (on normalized states)."""
+        return self.predictor.net
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "RolloutSurrogate":
@@ -94,21 +108,17 @@ class RolloutSurrogate:
         """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`."""
         require_kind(checkpoint, ROLLOUT_KIND)
         meta = checkpoint.metadata
-        model = checkpoint.build_model()
-        if not isinstance(model, PDERefiner):
-            raise CheckpointError(checkpoint.path, f"a rollout checkpoint must hold a PDERefiner, not a {type(model).__name__}")
-        stats = meta.normalization.get("input")
-        if stats is None or len(stats.mean) != model.in_channels:
-            raise CheckpointError(checkpoint.path, f"the state normalization must have {model.in_channels} channel(s)")
-        conditioning = meta.conditioning or {}
-        if len(conditioning.get("names", [])) != model.n_params:
+        predictor = checkpoint.build_predictor()
+        if not isinstance(predictor.net, PDERefiner):
             raise CheckpointError(
-                checkpoint.path, f"the model takes {model.n_params} parameter(s) but the file names {conditioning.get('names', [])}"
+                checkpoint.path, f"a rollout checkpoint must hold a PDERefiner, not a {type(predictor.net).__name__}"
             )
-        return cls(
-            model, Normalizer.from_stats(stats.mean, stats.std), conditioning.get("names", []),
-            conditioning.get("scale", []), meta.data_schema or {}, checkpoint_metadata(checkpoint), device,
-        )
+        names = (meta.conditioning or {}).get("names", [])
+        if len(names) != predictor.net.n_params:
+            raise CheckpointError(
+                checkpoint.path, f"the model takes {predictor.net.n_params} parameter(s) but the file names {names}"
+            )
+        return cls(predictor, names, meta.data_schema or {}, checkpoint_metadata(checkpoint), device)
 
     # -- description ------------------------------------------------------------------------------
     @property
@@ -169,10 +179,8 @@ class RolloutSurrogate:
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        state = self.normalizer.encode(u0.to(self.device, torch.float32))
-        scaled = None if params is None else params.to(self.device, torch.float32) / self.param_scale
-        out = self.model.rollout(state, int(steps), scaled, generator)
-        return self.normalizer.decode(out.flatten(0, 1)).view(out.shape)
+        params = None if params is None else params.to(self.device, torch.float32)
+        return self.predictor.rollout(u0.to(self.device, torch.float32), int(steps), params, generator)
 
     def rollout(self, u0: Any, steps: int, seed: int | None = 0, **params: Any) -> np.ndarray:
         """Roll out ``steps`` steps from initial states (numpy in, numpy out).

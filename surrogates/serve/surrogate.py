@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from surrogates.checkpoint import Checkpoint, read_checkpoint
-from surrogates.data.normalization import Normalizer
 from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
+from surrogates.models.normalized import NormalizedOperator
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -26,8 +26,21 @@ KIND_LOADERS = {
 class Surrogate:
     """A neural operator with its normalization and data schema, ready for inference.
 
-    Load with :meth:`load`; no Hydra config or training code is needed, the checkpoint describes
-    the model (constructor arguments), the normalization statistics and the data it expects.
+    Load with :meth:`load`; no Hydra config or training code is needed: the checkpoint describes
+    the model (constructor arguments) and the data it expects, and holds the saved model's weights and
+    normalization statistics. Predictions are calls of that saved model, the
+    :class:`~surrogates.models.normalized.NormalizedOperator` the training task trained and evaluated.
+
+    Parameters
+    ----------
+    predictor
+        The saved model: network with its input and target normalizers (physical units in and out).
+    schema
+        The checkpoint's data schema.
+    metadata
+        What :func:`checkpoint_metadata` reports about the file.
+    device
+        Where the model runs.
 
     Examples
     --------
@@ -37,19 +50,22 @@ class Surrogate:
 
     def __init__(
         self,
-        model: OperatorModel,
-        input_normalizer: Normalizer,
-        target_normalizer: Normalizer,
+        predictor: NormalizedOperator,
         schema: dict[str, Any],
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
     ):
+        if not isinstance(predictor, NormalizedOperator):
+            raise TypeError(f"predictor must be a NormalizedOperator, got {type(predictor).__name__}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.input_normalizer = input_normalizer.to(self.device)
-        self.target_normalizer = target_normalizer.to(self.device)
+        self.predictor = predictor.to(self.device).eval()
         self.schema = schema
         self.metadata = metadata or {}
+
+    @property
+    def model(self) -> OperatorModel:
+        """The network inside :attr:`predictor` (on normalized fields; its ``init_kwargs`` describe it)."""
+        return self.predictor.net
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -60,7 +76,7 @@ class Surrogate:
         ------
         CheckpointError
             When the file is missing, unreadable, not a surrogates checkpoint, holds another kind of
-            model, or its metadata or weights are invalid (see :mod:`surrogates.checkpoint`).
+            model, or its metadata, weights or statistics are invalid (see :mod:`surrogates.checkpoint`).
         """
         return cls.from_checkpoint(read_checkpoint(path), device)
 
@@ -68,20 +84,8 @@ class Surrogate:
     def from_checkpoint(cls, checkpoint: Checkpoint, device: str | torch.device = "cpu") -> "Surrogate":
         """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`."""
         require_kind(checkpoint, "operator")
-        meta = checkpoint.metadata
-        model = checkpoint.build_model()
-        normalizers = []
-        for name, channels in (("input", "in_channels"), ("target", "out_channels")):
-            stats = meta.normalization.get(name)
-            if stats is None:
-                raise CheckpointError(checkpoint.path, f"metadata lacks the {name} normalization")
-            expected = model.init_kwargs.get(channels)
-            if expected is not None and len(stats.mean) != expected:
-                raise CheckpointError(
-                    checkpoint.path, f"the {name} normalization has {len(stats.mean)} channels; the model has {expected}"
-                )
-            normalizers.append(Normalizer.from_stats(stats.mean, stats.std))
-        return cls(model, normalizers[0], normalizers[1], meta.data_schema or {}, checkpoint_metadata(checkpoint), device)
+        predictor = checkpoint.build_predictor()
+        return cls(predictor, checkpoint.metadata.data_schema or {}, checkpoint_metadata(checkpoint), device)
 
     # -- schema -----------------------------------------------------------------------------------
     @property
@@ -121,8 +125,7 @@ class Surrogate:
         outputs = []
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start : start + batch_size].to(self.device, torch.float32)
-            pred = self.target_normalizer.decode(self.model(self.input_normalizer.encode(chunk)))
-            outputs.append(pred.to(x.device))
+            outputs.append(self.predictor(chunk).to(x.device))
         return torch.cat(outputs)
 
     def predict(self, x: Any, batch_size: int = 64) -> Any:

@@ -8,9 +8,15 @@ std, conditioning parameters divided by their training mean. Validation and test
 errors of the full prediction (``K + 1`` evaluations) in physical units (``*/mse``, ``*/rel_l2``),
 with refinement noise drawn from a fixed seed. :meth:`Autoregressive.rollout` rolls trajectories out.
 
-The checkpoint is self-describing (model constructor, normalization, conditioning scale, data schema,
-version, ``kind = "rollout"``): :class:`surrogates.serve.rollout.RolloutSurrogate` loads it without
-Hydra or Lightning.
+The task holds the saved model, :attr:`Autoregressive.model`, a
+:class:`~surrogates.models.normalized.NormalizedStepper` (network, state normalizer, parameter scale:
+normalize -> network -> denormalize); training, validation and rollouts go through it. The checkpoint is
+self-describing (model constructor, conditioning names, data schema, version, ``kind = "rollout"``; the
+statistics are buffers of the model, in the ``state_dict``): :class:`surrogates.serve.rollout.RolloutSurrogate`
+loads it without Hydra or Lightning.
+
+The weight average (``ema_decay > 0``) averages the network only (``ema.module.*`` in the checkpoint); it
+predicts inside the same normalization (:meth:`NormalizedStepper.with_network`).
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from surrogates import metrics
-from surrogates.data.normalization import Normalizer
+from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
-from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
+from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
@@ -76,17 +82,20 @@ class Autoregressive(L.LightningModule):
         if rollout_trajectories < 0:
             raise ValueError(f"rollout_trajectories must be >= 0, got {rollout_trajectories}")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.net = net
-        # The average is a module of the task, so it is saved, resumed and moved with it.
+        self.model = NormalizedStepper(net)
+        # The average (of the network) is a module of the task, so it is saved, resumed and moved with it.
         self.ema = None
         if ema_decay > 0:
             self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.state_normalizer = Normalizer(net.in_channels)
-        self.register_buffer("param_scale", torch.ones(net.n_params))
         self.conditioning: list[str] = []
         self.data_schema: dict[str, Any] | None = None
+
+    @property
+    def net(self) -> PDERefiner:
+        """The trained network inside :attr:`model` (on normalized states)."""
+        return self.model.net
 
     # -- data -------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -99,29 +108,29 @@ class Autoregressive(L.LightningModule):
                 f"the model takes {self.net.in_channels} state channel(s) and {self.net.n_params} parameter(s); the data "
                 f"has {datamodule.in_channels} state variable(s) {datamodule.inputs} and conditioning {datamodule.conditioning}"
             )
-        self.state_normalizer.load_state_dict(datamodule.state_normalizer.state_dict())
-        self.param_scale.copy_(torch.as_tensor(datamodule.param_scale, dtype=self.param_scale.dtype))
+        self.model.state_normalizer.load_state_dict(datamodule.state_normalizer.state_dict())
+        param_scale = self.model.param_scale
+        param_scale.copy_(torch.as_tensor(datamodule.param_scale, dtype=param_scale.dtype))
         self.conditioning = list(datamodule.conditioning)
         self.data_schema = datamodule.data_schema()
-
-    def encode_params(self, params: torch.Tensor | None) -> torch.Tensor | None:
-        """Parameters ``(B, P)`` in physical units -> the model's scaled parameters."""
-        if self.net.n_params == 0:
-            return None
-        return params.to(self.param_scale.dtype) / self.param_scale
 
     # -- prediction -------------------------------------------------------------------------------
     def forward(
         self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """The next state in physical units, ``(B, C, *spatial)``."""
-        pred = self.evaluated_net.predict(self.state_normalizer.encode(state), self.encode_params(params), generator)
-        return self.state_normalizer.decode(pred)
+        """The next state in physical units, ``(B, C, *spatial)`` (:attr:`evaluated_model`)."""
+        return self.evaluated_model.predict(state, params, generator)
 
     @property
     def evaluated_net(self) -> PDERefiner:
         """The network that predicts outside training: the weight average when there is one."""
         return self.ema.module if self.ema is not None and not self.training else self.net
+
+    @property
+    def evaluated_model(self) -> NormalizedStepper:
+        """:attr:`model`, or outside training with a weight average, the average in the same normalization."""
+        net = self.evaluated_net
+        return self.model if net is self.net else self.model.with_network(net)
 
     @torch.no_grad()
     def rollout(
@@ -132,16 +141,11 @@ class Autoregressive(L.LightningModule):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """``steps`` predictions from ``state`` ``(B, C, *spatial)`` in physical units: ``(B, steps, C, *spatial)``."""
-        out = self.evaluated_net.rollout(self.state_normalizer.encode(state), steps, self.encode_params(params), generator)
-        return self.state_normalizer.decode(out.flatten(0, 1)).view(out.shape)
+        return self.evaluated_model.rollout(state, steps, params, generator)
 
     # -- steps ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.net.loss(
-            self.state_normalizer.encode(batch["x"]),
-            self.state_normalizer.encode(batch["y"]),
-            self.encode_params(batch.get("params")),
-        )
+        loss = self.model.loss(batch["x"], batch["y"], batch.get("params"))
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
         return loss
 
@@ -187,10 +191,7 @@ class Autoregressive(L.LightningModule):
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint self-describing (see the module docstring)."""
-        stats = statistics(self.state_normalizer)
-        conditioning = {"names": list(self.conditioning), "scale": self.param_scale.tolist()}
-        # input and target are the same state variables
-        save_metadata(self, checkpoint, ROLLOUT_KIND, {"input": stats, "target": stats}, self.data_schema, conditioning)
+        save_metadata(self, checkpoint, ROLLOUT_KIND, self.data_schema, {"names": list(self.conditioning)})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = load_metadata(checkpoint)

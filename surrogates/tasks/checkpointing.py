@@ -3,7 +3,9 @@
 Every task calls :func:`save_metadata` from ``on_save_checkpoint`` and :func:`load_metadata` from
 ``on_load_checkpoint``, so a training checkpoint always carries checked, typed metadata
 (:class:`~surrogates.checkpoint.CheckpointMetadata`) and a resumed or tested run refuses a file whose
-metadata is not valid.
+metadata is not valid. Normalization statistics are not metadata: they are buffers of the task's saved
+model (:mod:`surrogates.models.normalized`) and travel in the ``state_dict``. :func:`load_metadata`
+migrates an older file in place first, so that Lightning restores its ``state_dict`` in the current layout.
 """
 
 from __future__ import annotations
@@ -15,22 +17,16 @@ from typing import Any
 import lightning as L
 
 from surrogates import __version__
-from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, Statistics
+from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint
 from surrogates.checkpoint.registry import task_name
 
-__all__ = ["load_metadata", "save_metadata", "statistics"]
-
-
-def statistics(normalizer: Any) -> Statistics:
-    """A :class:`~surrogates.data.normalization.Normalizer`'s mean and std as plain lists."""
-    return Statistics(normalizer.mean.detach().cpu().tolist(), normalizer.std.detach().cpu().tolist())
+__all__ = ["load_metadata", "save_metadata"]
 
 
 def save_metadata(
     task: L.LightningModule,
     checkpoint: dict[str, Any],
     kind: str,
-    normalization: Mapping[str, Statistics],
     data_schema: Mapping[str, Any] | None,
     conditioning: Mapping[str, Sequence[Any]] | None = None,
     problem: ClassSpec | None = None,
@@ -42,7 +38,6 @@ def save_metadata(
     metadata = CheckpointMetadata(
         kind=kind,
         model=ClassSpec.from_dict(task.net.init_config(), "model"),
-        normalization=dict(normalization),
         data_schema=dict(data_schema) if data_schema is not None else None,
         conditioning=dict(conditioning) if conditioning is not None else None,
         problem=problem,
@@ -53,8 +48,14 @@ def save_metadata(
     checkpoint[METADATA_KEY] = metadata.to_dict()
 
 
-def load_metadata(checkpoint: Mapping[str, Any]) -> CheckpointMetadata:
-    """The checked metadata of a checkpoint Lightning is loading (``CheckpointError`` when invalid)."""
+def load_metadata(checkpoint: dict[str, Any]) -> CheckpointMetadata:
+    """The checked metadata of a checkpoint Lightning is loading (``CheckpointError`` when invalid).
+
+    ``checkpoint`` of an older format is migrated in place (:func:`~surrogates.checkpoint.migrate_checkpoint`:
+    metadata and ``state_dict``): Lightning calls ``on_load_checkpoint`` before it loads the ``state_dict``,
+    so resuming or testing from a format-1 or format-2 file restores the current layout.
+    """
+    checkpoint.update(migrate_checkpoint(checkpoint))
     return CheckpointMetadata.from_dict(checkpoint.get(METADATA_KEY))
 
 

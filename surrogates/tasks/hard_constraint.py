@@ -19,8 +19,11 @@ constraint (``constraint="soft"``) the loss is its only appearance.
 Metrics: relative L2 and H1 over the whole space-time trajectory (``val/rel_l2``, ``test/rel_l2``),
 the residual (``*/pde_residual``) and the solver's iterations (``train/lm_iterations``).
 The checkpoint has the layout of :class:`~surrogates.tasks.operator_regression.OperatorRegression`'s,
-so :class:`surrogates.Surrogate` loads it; the task's normalizers are the identity (the model
-normalizes its backbone's input itself and needs the initial state in physical units).
+so :class:`surrogates.Surrogate` loads it; the saved model's normalizers (``task.model``, a
+:class:`~surrogates.models.normalized.NormalizedOperator`) keep their identity statistics (mean 0,
+std 1): the network normalizes its backbone's input itself and needs the initial state in physical
+units. The physics losses and validation call ``net.solve`` on the physical inputs, for the residual and
+the solver's iterations that ``forward`` does not return.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class HardConstraintTask(OperatorRegression):
 
     # -- data -------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Give the model the training split's input statistics; keep the task's normalizers the identity."""
+        """Give the network the training split's input statistics; keep the saved model's normalizers the identity."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or stage != "fit":
             return

@@ -9,9 +9,9 @@ import lightning as L
 import torch
 
 from surrogates import metrics
-from surrogates.data.normalization import Normalizer
 from surrogates.models.base import OperatorModel
-from surrogates.tasks.checkpointing import load_metadata, save_metadata, statistics
+from surrogates.models.normalized import NormalizedOperator
+from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
 
 LOSSES = ("rel_l2", "rel_h1")
@@ -23,10 +23,12 @@ VALIDATION_METRICS = ("rel_l2", "rel_h1")
 class OperatorRegression(L.LightningModule):
     """Train a neural operator on (input field, target field) pairs.
 
-    Inputs are normalized with per-channel statistics of the training split, the network predicts
-    normalized targets, and losses and metrics are computed on decoded (physical) fields.
-    The statistics and the data schema are saved in every checkpoint, so that
-    :class:`surrogates.Surrogate` can use the model without the data module.
+    The task holds the saved model, :attr:`model` (a
+    :class:`~surrogates.models.normalized.NormalizedOperator`: inputs normalized with per-channel
+    statistics of the training split, the network predicting normalized targets, decoded to physical
+    units); losses and metrics are computed on its physical outputs. The model (statistics included,
+    as buffers) and the data schema are saved in every checkpoint, so that :class:`surrogates.Surrogate`
+    calls the same module without the data module.
 
     Parameters
     ----------
@@ -55,12 +57,15 @@ class OperatorRegression(L.LightningModule):
             raise TypeError(f"net must be an OperatorModel (it records its constructor), got {type(net).__name__}")
         # Optimizer factories are not plain data; keep them out of the checkpoint's hyperparameters.
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
-        self.net = net
+        self.model = NormalizedOperator(net)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.input_normalizer = Normalizer(net.init_kwargs["in_channels"])
-        self.target_normalizer = Normalizer(net.init_kwargs["out_channels"])
         self.data_schema: dict[str, Any] | None = None
+
+    @property
+    def net(self) -> OperatorModel:
+        """The network inside :attr:`model` (on normalized fields)."""
+        return self.model.net
 
     # -- data -------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -74,13 +79,13 @@ class OperatorRegression(L.LightningModule):
                 f"the model maps {expected[0]} -> {expected[1]} channels but the data has "
                 f"{datamodule.in_channels} input and {datamodule.out_channels} target channels"
             )
-        self.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
-        self.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
+        self.model.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
+        self.model.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
         self.data_schema = datamodule.data_schema()
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict targets in physical units from inputs in physical units.
+        """Predict targets in physical units from inputs in physical units (:attr:`model`).
 
         Parameters
         ----------
@@ -92,7 +97,7 @@ class OperatorRegression(L.LightningModule):
         torch.Tensor
             Predicted fields, shape ``(B, C_out, *spatial)``.
         """
-        return self.target_normalizer.decode(self.net(self.input_normalizer.encode(x)))
+        return self.model(x)
 
     def _grid_spacing(self, shape: torch.Size) -> list[float] | None:
         """Grid spacing per spatial dim from the data schema (unit domain when unknown)."""
@@ -136,9 +141,9 @@ class OperatorRegression(L.LightningModule):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Make the checkpoint self-describing: model constructor, normalization, data schema, version."""
-        normalization = {"input": statistics(self.input_normalizer), "target": statistics(self.target_normalizer)}
-        save_metadata(self, checkpoint, "operator", normalization, self.data_schema)
+        """Make the checkpoint self-describing: model constructor, data schema, version (the statistics are
+        buffers of :attr:`model`, in the ``state_dict``)."""
+        save_metadata(self, checkpoint, "operator", self.data_schema)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.data_schema = load_metadata(checkpoint).data_schema

@@ -22,7 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from surrogates.checkpoint import ClassSpec, Statistics, construct, read_checkpoint, to_plain
+from surrogates.checkpoint import ClassSpec, construct, read_checkpoint, to_plain
 from surrogates.checkpoint.registry import physics_problem_class, physics_problem_name
 from surrogates.models.base import OperatorModel
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
@@ -213,13 +213,11 @@ class PhysicsInformed(L.LightningModule):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Self-describing checkpoint: network constructor, problem, schema, version (identity normalization)."""
-        d, c = self.net.init_kwargs.get("in_channels", 1), self.net.init_kwargs.get("out_channels", 1)
-        identity = {"input": Statistics([0.0] * d, [1.0] * d), "target": Statistics([0.0] * c, [1.0] * c)}
+        """Self-describing checkpoint: network constructor, problem, schema, version (no normalization)."""
         problem = None
         if self.problem is not None:
             problem = ClassSpec(physics_problem_name(self.problem), self.problem.config()["kwargs"])
-        save_metadata(self, checkpoint, "pointwise", identity, self.data_schema, problem=problem)
+        save_metadata(self, checkpoint, "pointwise", self.data_schema, problem=problem)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = load_metadata(checkpoint)

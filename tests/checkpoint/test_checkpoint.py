@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,9 +15,9 @@ from surrogates.checkpoint import (
     CheckpointMetadata,
     ClassSpec,
     NotPlainData,
-    Statistics,
     build_model,
     check_plain,
+    migrate_v2,
     read_checkpoint,
     register_model,
     registered_models,
@@ -25,6 +27,9 @@ from surrogates.checkpoint import (
 from surrogates.checkpoint.registry import _MODELS
 from surrogates.errors import CheckpointError
 from surrogates.models.fno import FNO
+from surrogates.models.normalized import NormalizedOperator, NormalizedStepper
+from surrogates.models.pde_refiner import PDERefiner
+from surrogates.nn.normalization import Normalizer
 
 
 def _fno() -> FNO:
@@ -35,7 +40,6 @@ def _fno() -> FNO:
 def _metadata(net, **changes) -> CheckpointMetadata:
     fields = dict(
         kind="operator", model=ClassSpec.from_dict(net.init_config(), "model"),
-        normalization={"input": Statistics([1.0], [2.0]), "target": Statistics([0.5], [0.25])},
         data_schema={"inputs": ["a"], "targets": ["u"], "spatial_dims": ["x", "y"], "spatial_shape": [8, 8]},
         task="operator_regression", training={"epoch": 3, "metrics": {"val/rel_l2": 0.1}}, package_version="0.1.0",
     )
@@ -44,6 +48,11 @@ def _metadata(net, **changes) -> CheckpointMetadata:
 
 def _raw(net, **changes) -> dict:
     return _metadata(net).to_dict() | changes
+
+
+def _wrapped(net) -> NormalizedOperator:
+    """The saved model of an operator checkpoint: input statistics (1, 2), target statistics (0.5, 0.25)."""
+    return NormalizedOperator(net, Normalizer.from_stats([1.0], [2.0]), Normalizer.from_stats([0.5], [0.25]))
 
 
 # -- metadata ---------------------------------------------------------------------------------------
@@ -64,11 +73,16 @@ def test_metadata_round_trips_through_plain_data():
         ({"model": {"name": "fno"}}, r"'model' lacks \['kwargs'\]"),
         ({"model": {"name": "fno", "kwargs": {"modes": (3, 3)}}}, "not plain data"),
         ({"model": {"name": "fno", "kwargs": {"width": torch.ones(1)}}}, r"model.kwargs.width is a torch.Tensor"),
-        ({"normalization": {"input": {"mean": [float("nan")], "std": [1.0]}}}, "NaN or infinite"),
-        ({"normalization": {"input": {"mean": [0.0], "std": [0.0]}}}, "std' must be positive"),
-        ({"normalization": {"input": {"mean": [0.0, 1.0], "std": [1.0]}}}, "2 means but 1 standard deviations"),
+        # format 2 kept the statistics in the metadata: they are checked when migrated
+        ({"format_version": 2, "normalization": {"input": {"mean": [float("nan")], "std": [1.0]}}}, "NaN or infinite"),
+        ({"format_version": 2, "normalization": {"input": {"mean": [0.0], "std": [0.0]}}}, "std' must be positive"),
+        ({"format_version": 2, "normalization": {"input": {"mean": [0.0, 1.0], "std": [1.0]}}},
+         "2 means but 1 standard deviations"),
+        ({"format_version": 2, "conditioning": {"names": ["dt"], "scale": [0.0]}}, "finite, non-zero"),
+        # format 3 keeps them once, in the state_dict
+        ({"normalization": {"input": {"mean": [0.0], "std": [1.0]}}}, "must not hold 'normalization'"),
+        ({"conditioning": {"names": ["dt"], "scale": [0.8]}}, "must not hold 'scale'"),
         ({"data_schema": {"inputs": "a"}}, "data_schema.inputs must be a list of strings"),
-        ({"conditioning": {"names": ["dt"], "scale": [0.0]}}, "finite, non-zero"),
         ({"training": [1, 2]}, "'training' must be a mapping"),
     ],
 )
@@ -129,20 +143,139 @@ def test_check_plain_refuses_deep_nesting():
 # -- files ------------------------------------------------------------------------------------------
 def test_write_then_read_rebuilds_the_same_model(tmp_path):
     net = _fno()
-    path = write_checkpoint(tmp_path / "sub" / "m.ckpt", _metadata(net), net.state_dict(), epoch=3)
+    model = _wrapped(net).eval()
+    path = write_checkpoint(tmp_path / "sub" / "m.ckpt", _metadata(net), model.state_dict(), epoch=3)
     assert [p.name for p in path.parent.iterdir()] == ["m.ckpt"]  # no temporary file left
     checkpoint = read_checkpoint(path)
     assert checkpoint.kind == "operator" and checkpoint.training_summary()["epoch"] == 3
-    rebuilt = checkpoint.build_model()
+    # format 3: the statistics are in the state_dict only, as buffers of the saved model
+    assert "normalization" not in torch.load(path, weights_only=True)[METADATA_KEY]
+    assert checkpoint.state_dict["model.input_normalizer.std"].tolist() == [2.0]
     x = torch.randn(2, 1, 8, 8)
-    torch.testing.assert_close(rebuilt(x), net.eval()(x), rtol=0, atol=0)
+    torch.testing.assert_close(checkpoint.build_model()(x), net.eval()(x), rtol=0, atol=0)  # the network alone
+    predictor = checkpoint.build_predictor()
+    assert type(predictor) is NormalizedOperator and not predictor.training
+    torch.testing.assert_close(predictor(x), model(x), rtol=0, atol=0)
+
+
+def test_write_refuses_a_bare_network_for_a_wrapped_kind(tmp_path):
+    net = _fno()
+    with pytest.raises(ValueError, match="NormalizedOperator"):
+        write_checkpoint(tmp_path / "m.ckpt", _metadata(net), net.state_dict())
+
+
+def test_statistics_are_checked_by_shape_and_value(tmp_path):
+    net = _fno()
+    state = _wrapped(net).state_dict()
+    wide = {**state, "input_normalizer.mean": torch.zeros(3), "input_normalizer.std": torch.ones(3)}
+    path = write_checkpoint(tmp_path / "wide.ckpt", _metadata(net), wide)
+    with pytest.raises(CheckpointError, match="'input_normalizer.mean' has shape"):
+        read_checkpoint(path).build_predictor()
+    for name, value in (("target_normalizer.std", torch.tensor([float("nan")])), ("input_normalizer.std", torch.tensor([-1.0]))):
+        path = write_checkpoint(tmp_path / "bad.ckpt", _metadata(net), {**state, name: value})
+        with pytest.raises(CheckpointError, match="NaN or infinite|must not be negative"):
+            read_checkpoint(path).build_predictor()
+    missing = {k: v for k, v in state.items() if not k.startswith("target_normalizer")}
+    path = write_checkpoint(tmp_path / "missing.ckpt", _metadata(net), missing)
+    with pytest.raises(CheckpointError, match="missing"):
+        read_checkpoint(path).build_predictor()
+
+
+def _v2_operator_file(path, net, model: NormalizedOperator, **task_buffers) -> None:
+    """What the format-2 operator task wrote: the network under ``net.``, the statistics as metadata lists
+    (which the readers used) and again as the task's buffers."""
+    meta = _metadata(net).to_dict()
+    meta["format_version"] = 2
+    meta["normalization"] = {
+        "input": {"mean": model.input_normalizer.mean.tolist(), "std": model.input_normalizer.std.tolist()},
+        "target": {"mean": model.target_normalizer.mean.tolist(), "std": model.target_normalizer.std.tolist()},
+    }
+    state = {"net." + k: v for k, v in net.state_dict().items()}
+    for name in ("input_normalizer", "target_normalizer"):
+        for stat in ("mean", "std"):
+            state[f"{name}.{stat}"] = getattr(getattr(model, name), stat).clone()
+    state.update(task_buffers)
+    torch.save({"state_dict": state, METADATA_KEY: meta, "epoch": 1}, path)
+
+
+def test_format_2_files_migrate_to_the_format_3_layout(tmp_path):
+    net = _fno()
+    model = _wrapped(net).eval()
+    path = tmp_path / "v2.ckpt"
+    _v2_operator_file(path, net, model)
+    raw = torch.load(path, weights_only=True)
+    migrated = migrate_v2(raw, path)
+    assert raw[METADATA_KEY]["format_version"] == 2 and "input_normalizer.mean" in raw["state_dict"]  # not modified
+    assert migrated[METADATA_KEY]["format_version"] == 3 and "normalization" not in migrated[METADATA_KEY]
+    # the network moved under model.net., the statistics became the saved model's buffers, the task's copies went
+    assert set(migrated["state_dict"]) == {"model." + k for k in model.state_dict()}
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.metadata.format_version == FORMAT_VERSION
+    for key, value in model.state_dict().items():
+        assert torch.equal(checkpoint.state_dict["model." + key], value), key
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(checkpoint.build_predictor()(x), model(x), rtol=0, atol=0)
+    # the readers of format 2 used the metadata lists: they win over the task's buffers
+    other = tmp_path / "v2_other.ckpt"
+    _v2_operator_file(other, net, model, **{"input_normalizer.mean": torch.tensor([99.0])})
+    assert read_checkpoint(other).state_dict["model.input_normalizer.mean"].tolist() == [1.0]
+    # an operator file of format 2 without its statistics cannot be used
+    raw[METADATA_KEY]["normalization"] = {"input": raw[METADATA_KEY]["normalization"]["input"]}
+    torch.save(raw, tmp_path / "no_target.ckpt")
+    with pytest.raises(CheckpointError, match="lacks the target normalization"):
+        read_checkpoint(tmp_path / "no_target.ckpt")
+
+
+def test_format_2_rollout_files_migrate_with_their_weight_average(tmp_path):
+    torch.manual_seed(0)
+    net = PDERefiner(1, 1, n_params=2, num_refinement_steps=1, hidden_channels=4, channel_multipliers=[1, 2],
+                     norm_groups=2, cond_channels=8)
+    average = PDERefiner(**net.init_kwargs)
+    meta = CheckpointMetadata(kind="rollout", model=ClassSpec.from_dict(net.init_config(), "model"),
+                              conditioning={"names": ["dt", "dx"]}).to_dict()
+    meta.update(format_version=2, conditioning={"names": ["dt", "dx"], "scale": [0.8, 0.25]},
+                normalization={"input": {"mean": [0.5], "std": [2.0]}, "target": {"mean": [0.5], "std": [2.0]}})
+    state = {"net." + k: v for k, v in net.state_dict().items()}
+    state.update({"ema.module." + k: v for k, v in average.state_dict().items()})
+    state.update({"ema.n_averaged": torch.tensor(3), "state_normalizer.mean": torch.tensor([0.5]),
+                  "state_normalizer.std": torch.tensor([2.0]), "param_scale": torch.tensor([0.8, 0.25])})
+    torch.save({"state_dict": state, METADATA_KEY: meta}, tmp_path / "v2.ckpt")
+    checkpoint = read_checkpoint(tmp_path / "v2.ckpt")
+    assert checkpoint.metadata.conditioning == {"names": ["dt", "dx"]}
+    assert torch.equal(checkpoint.state_dict["model.param_scale"], torch.tensor([0.8, 0.25]))
+    assert "param_scale" not in checkpoint.state_dict and "ema.n_averaged" in checkpoint.state_dict
+    predictor = checkpoint.build_predictor()
+    assert type(predictor) is NormalizedStepper
+    for key, value in average.state_dict().items():  # the readers predict with the average
+        assert torch.equal(predictor.net.state_dict()[key], value), key
+    for key, value in net.state_dict().items():  # the trained network stays where it was saved
+        assert torch.equal(checkpoint.network_state()[key], value), key
+    assert predictor.state_normalizer.std.tolist() == [2.0]
+
+
+def test_lightning_restores_a_format_2_file_in_the_format_3_layout():
+    """Resuming or testing from a format-2 training checkpoint: the task's ``on_load_checkpoint`` migrates it
+    before Lightning loads the ``state_dict`` (the golden file written by the format-2 task)."""
+    from surrogates.tasks.operator_regression import OperatorRegression
+
+    path = Path(__file__).parents[1] / "golden" / "v2" / "fno2d.ckpt"
+    checkpoint = read_checkpoint(path)
+    task = OperatorRegression.load_from_checkpoint(
+        path, net=FNO(**checkpoint.metadata.model.kwargs), optimizer=torch.optim.Adam, map_location="cpu"
+    ).eval()
+    expected = checkpoint.build_predictor()
+    for key, value in expected.state_dict().items():
+        assert torch.equal(task.model.state_dict()[key], value), key
+    x = torch.rand(2, 1, 16, 16) * 10
+    with torch.no_grad():
+        torch.testing.assert_close(task(x), expected(x), rtol=0, atol=0)
 
 
 def test_unreadable_files_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         read_checkpoint(tmp_path / "missing.ckpt")
     net = _fno()
-    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), net.state_dict())
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), _wrapped(net).state_dict())
     (tmp_path / "cut.ckpt").write_bytes(path.read_bytes()[:500])
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         read_checkpoint(tmp_path / "cut.ckpt")

@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from surrogates import __version__
-from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, Statistics, write_checkpoint
+from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, write_checkpoint
+from surrogates.models.normalized import NormalizedOperator, NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
+from surrogates.nn.normalization import Normalizer
 
 DARCY_SOLVER = {"darcy-pcg": {"pde": {"_target_": "surrogates.pdes.darcy.Darcy", "resolution": 16}}}
 
@@ -23,13 +25,13 @@ DARCY_SOLVER = {"darcy-pcg": {"pde": {"_target_": "surrogates.pdes.darcy.Darcy",
 def save_constructed_checkpoint(
     path: Path, net, inputs: list[str], targets: list[str], spatial_shape: list[int], pde: str = "test", **meta
 ) -> Path:
-    """A checkpoint in the training format (weights under ``net.``, the ``surrogates`` metadata) for an untrained net."""
+    """A checkpoint in the training format (the saved model under ``model.``, the ``surrogates`` metadata) for an
+    untrained net, with input statistics (0.5, 2.0) and target statistics (0.1, 0.5) per channel."""
     c_in, c_out = len(inputs), len(targets)
     spatial_dims = ["x", "y"][: len(spatial_shape)]
     metadata = CheckpointMetadata(
         kind="operator",
         model=ClassSpec.from_dict(net.init_config(), "model"),
-        normalization={"input": Statistics([0.5] * c_in, [2.0] * c_in), "target": Statistics([0.1] * c_out, [0.5] * c_out)},
         data_schema={
             "pde": pde,
             "inputs": inputs,
@@ -43,23 +45,25 @@ def save_constructed_checkpoint(
         package_version=__version__,
         **meta,
     )
-    return write_checkpoint(path, metadata, net.state_dict())
+    model = NormalizedOperator(
+        net, Normalizer.from_stats([0.5] * c_in, [2.0] * c_in), Normalizer.from_stats([0.1] * c_out, [0.5] * c_out)
+    )
+    return write_checkpoint(path, metadata, model.state_dict())
 
 
 def save_rollout_checkpoint(path: Path, refinement_steps: int) -> Path:
     """An (untrained) one-step model in the format of the autoregressive task, conditioned on dt and dx."""
     torch.manual_seed(refinement_steps)
     net = PDERefiner(1, 1, n_params=2, num_refinement_steps=refinement_steps, hidden_channels=8, channel_multipliers=[1, 2])
-    stats = Statistics([0.1], [1.5])
     metadata = CheckpointMetadata(
         kind=ROLLOUT_KIND,
         model=ClassSpec.from_dict(net.init_config(), "model"),
-        normalization={"input": stats, "target": stats},
-        conditioning={"names": ["dt", "dx"], "scale": [0.8, 0.25]},
+        conditioning={"names": ["dt", "dx"]},
         data_schema={"kind": "trajectory", "pde": "ks", "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"]},
         package_version=__version__,
     )
-    return write_checkpoint(path, metadata, net.state_dict())
+    model = NormalizedStepper(net, Normalizer.from_stats([0.1], [1.5]), torch.tensor([0.8, 0.25]))
+    return write_checkpoint(path, metadata, model.state_dict())
 
 
 @pytest.fixture(scope="session")

@@ -21,15 +21,19 @@ def test_inputs(darcy_dir):
 
 
 def test_predict_matches_the_lightning_module(surrogate, darcy_checkpoint, test_inputs):
+    """Training, evaluation and serving call one module (the task's ``model``, a NormalizedOperator): on the
+    same batch the served prediction equals the task's forward bit for bit."""
     checkpoint = torch.load(darcy_checkpoint, map_location="cpu", weights_only=True)
     from surrogates.checkpoint import build_model
+    from surrogates.models.normalized import NormalizedOperator
 
     task = OperatorRegression(build_model(checkpoint["surrogates"]["model"]), optimizer=torch.optim.Adam)
-    task.load_state_dict(checkpoint["state_dict"])
+    task.load_state_dict(checkpoint["state_dict"])  # the checkpoint's state is the task's, statistics included
     task.eval()
+    assert type(surrogate.predictor) is NormalizedOperator
     with torch.no_grad():
         expected = task(torch.from_numpy(test_inputs)[:, None])[:, 0].numpy()
-    np.testing.assert_allclose(surrogate.predict(test_inputs), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(surrogate.predict(test_inputs, batch_size=len(test_inputs)), expected)
 
 
 def test_numpy_layouts(surrogate, test_inputs):

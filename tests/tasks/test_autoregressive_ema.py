@@ -83,7 +83,7 @@ def test_the_checkpoint_serves_the_average(trained):
     task, datamodule, _, path = trained
     checkpoint = read_checkpoint(path)
     assert checkpoint.inference_prefix == "ema.module."
-    assert any(not torch.equal(checkpoint.state_dict["net." + k], v) for k, v in checkpoint.network_state("ema.module.").items())
+    assert any(not torch.equal(checkpoint.state_dict["model.net." + k], v) for k, v in checkpoint.network_state("ema.module.").items())
     surrogate = RolloutSurrogate.load(path)
     for key, value in surrogate.model.state_dict().items():
         assert torch.equal(value, checkpoint.state_dict["ema.module." + key])

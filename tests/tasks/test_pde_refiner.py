@@ -191,8 +191,8 @@ def test_one_training_step_runs_for_both_tasks(ks_dir, k):
     trainer.fit(task, datamodule=datamodule)
     assert any(not torch.equal(a, b) for a, b in zip(before, task.net.parameters()))
     assert np.isfinite(float(trainer.callback_metrics["train/loss"]))
-    assert torch.allclose(task.state_normalizer.mean, torch.as_tensor(datamodule.state_normalizer.mean))
-    assert task.param_scale.tolist() == pytest.approx(datamodule.param_scale.tolist())
+    assert torch.allclose(task.model.state_normalizer.mean, torch.as_tensor(datamodule.state_normalizer.mean))
+    assert task.model.param_scale.tolist() == pytest.approx(datamodule.param_scale.tolist())
 
 
 def test_task_rejects_other_networks():
@@ -270,8 +270,8 @@ def test_tiny_training_lowers_the_one_step_error(ks_dir, k):
 
     def one_step_error():
         with torch.no_grad():
-            task.state_normalizer.load_state_dict(datamodule.state_normalizer.state_dict())
-            task.param_scale.copy_(torch.as_tensor(datamodule.param_scale))
+            task.model.state_normalizer.load_state_dict(datamodule.state_normalizer.state_dict())
+            task.model.param_scale.copy_(torch.as_tensor(datamodule.param_scale))
             pred = task(batch["x"], batch["params"], torch.Generator().manual_seed(0))
         return (pred - batch["y"]).pow(2).mean().item()
 
