@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from surrogates.cli import CONFIG_PATH
+from surrogates.cli.errors import report_user_errors
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.evaluation.dataset import evaluate_dataset
@@ -117,7 +118,7 @@ def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[s
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    report_user_errors("surrogates-evaluate", evaluate, cfg)
 
 
 if __name__ == "__main__":

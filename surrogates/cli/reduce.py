@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli import CONFIG_PATH
+from surrogates.cli.errors import report_user_errors
 from surrogates.solvers.reduced_basis.model import SUFFIX, ReducedModel
 
 MODES = ("offline", "query")
@@ -76,7 +77,7 @@ def reduce(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reduce")
 def main(cfg: DictConfig) -> None:
-    reduce(cfg)
+    report_user_errors("surrogates-reduce", reduce, cfg)
 
 
 if __name__ == "__main__":

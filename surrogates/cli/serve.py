@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from surrogates.cli import CONFIG_PATH
+from surrogates.cli.errors import report_user_errors
 
 
 def build_app(cfg: DictConfig):
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> None:
     import uvicorn
 
     logging.getLogger("surrogates.serve").setLevel(str(cfg.log_level).upper())
-    app = build_app(cfg)
+    app = report_user_errors("surrogates-serve", build_app, cfg)  # e.g. a models_dir that does not exist
     registry = app.state.registry
     print(f"serving {len(registry.ready)} model(s) on http://{cfg.host}:{cfg.port} (OpenAPI: /docs, /openapi.json)")
     for entry in registry.unavailable:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from surrogates.checkpoint import ClassSpec, read_checkpoint, to_plain
 from surrogates.cli import CONFIG_PATH
+from surrogates.cli.errors import report_user_errors
 from surrogates.errors import CheckpointError
 
 
@@ -82,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
+    results = report_user_errors("surrogates-train", train, cfg)
     # Hydra sweepers (Optuna) minimize the value returned here.
     return results.get(cfg.get("optimized_metric"))
 

@@ -1,0 +1,52 @@
+"""User errors in one line: every entry point reports a bad input (data, checkpoint, config value) as
+``surrogates-<command>: error: <message>`` on stderr and exits with status 2, instead of a traceback
+through Hydra and Lightning. ``HYDRA_FULL_ERROR=1`` (or ``verbose=true`` on the command line) shows the
+traceback; Ctrl-C prints one line and exits with 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = ["USER_ERRORS", "report_user_errors"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
+"""What a user's input causes: bad or missing data and checkpoints (``DatasetFileError``, ``CheckpointError``
+are ``ValueError`` s), invalid config values, missing mandatory keys. A ``ValueError`` from a bug is shown the
+same way; ``HYDRA_FULL_ERROR=1`` brings its traceback back."""
+
+
+def _verbose(cfg: Any) -> bool:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return True
+    try:
+        return bool(isinstance(cfg, DictConfig) and cfg.get("verbose", False))
+    except OmegaConfBaseException:
+        return False
+
+
+def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """``job(cfg)``, ending a user error with one line on stderr and exit status 2 (Ctrl-C: 130).
+
+    Called inside each ``@hydra.main`` function (not as a decorator, so that Hydra still sees the
+    entry point's own module: its job name and log file).
+    """
+    try:
+        return job(cfg)
+    except USER_ERRORS as error:
+        if _verbose(cfg):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{command}: error: {message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if _verbose(cfg):
+            raise
+        print(f"{command}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,46 @@
+"""User errors end every entry point with one line on stderr and exit status 2 (the traceback on request)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _run(tmp_path: Path, command: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / command), *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, "PYTHONWARNINGS": "ignore", **(env or {})},
+    )
+
+
+def _error_lines(stderr: str, command: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"{command}: error:")]
+
+
+@pytest.mark.parametrize(
+    ("command", "overrides", "message"),
+    [
+        ("surrogates-evaluate", ["ckpt=missing.ckpt"], "missing.ckpt: file does not exist"),
+        ("surrogates-evaluate", [], "Missing mandatory value: ckpt"),
+        ("surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder"], "no_such_folder does not exist"),
+        ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path, command, overrides, message):
+    result = _run(tmp_path, command, *overrides)
+    assert result.returncode == 2, result.stderr
+    lines = _error_lines(result.stderr, command)
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_traceback_is_shown_on_request(tmp_path):
+    result = _run(tmp_path, "surrogates-evaluate", "ckpt=missing.ckpt", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr and "CheckpointError" in result.stderr
