@@ -44,3 +44,8 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, command, overrides, messa
 def test_the_traceback_is_shown_on_request(tmp_path):
     result = _run(tmp_path, "surrogates-evaluate", "ckpt=missing.ckpt", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0 and "Traceback" in result.stderr and "CheckpointError" in result.stderr
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    result = _run(tmp_path, "surrogates-evaluate", "ckpt=missing.ckpt", "verbose=true")
+    assert result.returncode != 0 and "Traceback" in result.stderr
