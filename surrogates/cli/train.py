@@ -57,6 +57,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_collection(cfg.get("callbacks")),
         logger=instantiate_collection(cfg.get("logger")) or False,
     )
+    if cfg.get("test"):
+        # Every split the run will use is checked (schema, NaN) before the first step, not after training.
+        datamodule.setup("test")
     resume = cfg.get("ckpt_path")
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
