@@ -231,6 +231,6 @@ def task_name(task: Any) -> str:
         if cls is registered:
             return name
     for name, registered in _TASKS.classes.items():  # a user's subclass records its package parent
-        if issubclass(cls, registered) and registered is not object:
+        if issubclass(cls, registered):
             return name
     return cls.__name__

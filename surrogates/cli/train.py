@@ -11,7 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from surrogates.checkpoint import ClassSpec, read_checkpoint, to_plain
+from surrogates.checkpoint import ClassSpec, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.errors import CheckpointError
@@ -33,7 +33,7 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
     checkpoint = read_checkpoint(path)
     expected = ClassSpec.from_dict(task.net.init_config(), "model")
     stored = checkpoint.metadata.model
-    if (stored.name, stored.kwargs) != (expected.name, to_plain(expected.kwargs)):
+    if (stored.name, stored.kwargs) != (expected.name, expected.kwargs):  # both checked plain data
         differing = sorted(k for k in set(stored.kwargs) | set(expected.kwargs) if stored.kwargs.get(k) != expected.kwargs.get(k))
         raise CheckpointError(
             path, f"holds a {stored.name!r} model that differs from the configured {expected.name!r} "
