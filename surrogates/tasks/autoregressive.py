@@ -91,6 +91,8 @@ class Autoregressive(L.LightningModule):
         self.scheduler_factory = scheduler
         self.conditioning: list[str] = []
         self.data_schema: dict[str, Any] | None = None
+        # validation trajectories of the rollout metric (CPU), read once per fit
+        self._rollout_reference: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def net(self) -> PDERefiner:
@@ -103,6 +105,7 @@ class Autoregressive(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or stage != "fit":
             return
+        self._rollout_reference = None
         if datamodule.in_channels != self.net.in_channels or len(datamodule.conditioning) != self.net.n_params:
             raise ValueError(
                 f"the model takes {self.net.in_channels} state channel(s) and {self.net.n_params} parameter(s); the data "
@@ -169,11 +172,13 @@ class Autoregressive(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if n == 0 or not hasattr(datamodule, "dataset"):
             return
-        dataset = datamodule.dataset("val", pairs=False)
-        try:
-            states, params = dataset.trajectories(range(min(n, dataset.n_trajectories)))
-        finally:
-            dataset.close()
+        if self._rollout_reference is None:  # the same trajectories every validation: read (and checked) once
+            dataset = datamodule.dataset("val", pairs=False)
+            try:
+                self._rollout_reference = dataset.trajectories(range(min(n, dataset.n_trajectories)))
+            finally:
+                dataset.close()
+        states, params = self._rollout_reference
         states = states.to(self.device, torch.float32)
         params = params.to(self.device, torch.float32) if self.conditioning else None
         generator = torch.Generator(device=self.device).manual_seed(self.hparams.eval_seed)
