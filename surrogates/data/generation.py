@@ -13,8 +13,10 @@ temporary files before the run stops (:class:`GenerationInterrupted`).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -104,21 +106,43 @@ def check_settings(
     return checked, seed, shard, num_shards, chunk_size
 
 
+SWALLOWED_SIGNAL_GRACE = 5.0
+"""Seconds after a signal before a run whose :class:`GenerationInterrupted` was swallowed is ended anyway."""
+
+
 @contextmanager
-def stop_cleanly_on_signals() -> Iterator[None]:
+def stop_cleanly_on_signals(folder: str | Path | None = None) -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :class:`GenerationInterrupted` while the block runs (main thread only).
 
     The exception unwinds through the writers, which remove their temporary files. Further
     signals are ignored until the block exits, so the clean-up itself is not interrupted.
+    Python drops an exception raised while it runs a weakref callback or a finalizer (a signal that
+    lands in the import machinery, say): the run would then go on with signals ignored. So a signal
+    also arms a timer: if the block has not ended :data:`SWALLOWED_SIGNAL_GRACE` seconds later, this
+    process's temporary files in ``folder`` are removed, the message is printed and the process exits
+    with ``128 + signal``, as the entry point would have.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     signals = (signal.SIGTERM, signal.SIGINT)
+    timers: list[threading.Timer] = []
+
+    def end_anyway(signum: int) -> None:
+        if folder is not None:  # this process's temporary files: <name>.tmp-<host>-<pid>
+            for path in Path(folder).glob("*.tmp-*"):
+                if path == temporary_path(path.with_name(path.name.rsplit(".tmp-", 1)[0])):
+                    path.unlink(missing_ok=True)
+        print(f"surrogates-generate: {GenerationInterrupted(signum)}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     def handler(signum: int, frame: Any) -> None:
         for sig in signals:
             signal.signal(sig, signal.SIG_IGN)
+        timer = threading.Timer(SWALLOWED_SIGNAL_GRACE, end_anyway, args=(signum,))
+        timer.daemon = True
+        timer.start()
+        timers.append(timer)
         raise GenerationInterrupted(signum)
 
     previous = {sig: signal.getsignal(sig) for sig in signals}
@@ -127,6 +151,8 @@ def stop_cleanly_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
+        for timer in timers:
+            timer.cancel()
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
@@ -284,7 +310,7 @@ def generate_dataset(
         "config": config_yaml, "shard": shard, "num_shards": num_shards, fp.FINGERPRINT_ATTR: fp.dumps(fingerprint),
     }
     written = []
-    with stop_cleanly_on_signals():
+    with stop_cleanly_on_signals(data_dir):
         for split, n in sizes.items():
             if n <= 0:
                 continue
