@@ -16,18 +16,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "surrogates"
 
 ALLOWED = {
     "errors": set(),
+    "schema": set(),
     "metrics": set(),
-    "nn": {"errors"},
-    "solvers": {"errors"},
-    "pdes": {"solvers", "errors"},
-    "data": {"pdes", "solvers", "nn", "errors"},
-    "checkpoint": {"errors"},
-    "models": {"nn", "pdes", "data", "errors"},
-    "plots": {"metrics"},
-    "evaluation": {"data", "plots", "metrics", "errors"},
-    "tasks": {"models", "nn", "data", "pdes", "checkpoint", "evaluation", "plots", "metrics", "errors"},
-    "serve": {"tasks", "models", "nn", "data", "checkpoint", "evaluation", "plots", "metrics", "errors"},
-    "cli": {"serve", "tasks", "models", "nn", "data", "pdes", "solvers", "checkpoint", "evaluation", "plots", "metrics", "errors"},
+    "nn": {"errors", "schema"},
+    "solvers": {"errors", "schema"},
+    "pdes": {"solvers", "errors", "schema"},
+    "data": {"pdes", "solvers", "nn", "errors", "schema"},
+    "checkpoint": {"errors", "schema"},
+    "models": {"nn", "pdes", "data", "errors", "schema"},
+    "plots": {"metrics", "schema"},
+    "evaluation": {"data", "plots", "metrics", "errors", "schema"},
+    "tasks": {"models", "nn", "data", "pdes", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
+    "serve": {"tasks", "models", "nn", "data", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
+    "cli": {"serve", "tasks", "models", "nn", "data", "pdes", "solvers", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
 }
 """Layer -> the layers its modules may import at module level (besides itself)."""
 

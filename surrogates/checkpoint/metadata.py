@@ -27,6 +27,7 @@ from typing import Any
 
 from surrogates.checkpoint.plain import NotPlainData, check_plain, to_plain
 from surrogates.errors import CheckpointError
+from surrogates.schema import DataSchema, SchemaError
 
 METADATA_KEY = "surrogates"
 """Key of the metadata in a training checkpoint (the rest is Lightning's: ``state_dict``, ``epoch`` ...)."""
@@ -111,8 +112,9 @@ class CheckpointMetadata:
         One of :data:`KINDS`.
     model : ClassSpec
         The network's registered name and constructor arguments.
-    data_schema : dict or None
-        The data the model was trained on: ``inputs``, ``targets``, ``spatial_dims``, ``coords`` ...
+    data_schema : DataSchema or None
+        The data the model was trained on (:class:`~surrogates.schema.DataSchema`): variables, coordinates,
+        grid; stored as :meth:`DataSchema.to_dict`.
     conditioning : dict or None
         Rollout models: ``{"names": [...]}``, the trajectory parameters the model is conditioned on (their
         scale is a buffer of the saved model, like the normalization statistics).
@@ -132,7 +134,7 @@ class CheckpointMetadata:
 
     kind: str
     model: ClassSpec
-    data_schema: dict[str, Any] | None = None
+    data_schema: DataSchema | None = None
     conditioning: dict[str, Any] | None = None
     problem: ClassSpec | None = None
     task: str = ""
@@ -140,6 +142,10 @@ class CheckpointMetadata:
     package_version: str = ""
     serving: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data_schema, Mapping):  # plain data, as written by DataSchema.to_dict
+            self.data_schema = _read_schema(dict(self.data_schema), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the checkpoint, checked as the readers check it.
@@ -157,7 +163,7 @@ class CheckpointMetadata:
             "format_version": int(self.format_version),
             "kind": self.kind,
             "model": self.model.to_dict(),
-            "data_schema": to_plain(self.data_schema),
+            "data_schema": self.data_schema.to_dict() if self.data_schema is not None else None,
             "conditioning": to_plain(self.conditioning),
             "problem": self.problem.to_dict() if self.problem is not None else None,
             "task": str(self.task),
@@ -218,13 +224,13 @@ class CheckpointMetadata:
                 raise CheckpointError(path, f"'{key}' must be a mapping, got {type(value).__name__}")
             _check_plain(value, key, path)
             extras[key] = value
-        _check_schema(extras["data_schema"], path)
+        schema = _read_schema(extras["data_schema"], path)
         _check_conditioning(extras["conditioning"], path)
         for key in ("task", "package_version"):
             if not isinstance(raw.get(key, ""), str):
                 raise CheckpointError(path, f"'{key}' must be a string")
         return cls(
-            kind=kind, model=model, data_schema=extras["data_schema"],
+            kind=kind, model=model, data_schema=schema,
             conditioning=extras["conditioning"], problem=problem, task=raw.get("task", ""),
             training=extras["training"] or {}, package_version=raw.get("package_version", ""),
             serving=extras["serving"], format_version=FORMAT_VERSION,
@@ -390,16 +396,13 @@ def _check_plain(value: Any, where: str, path: Any) -> None:
         raise CheckpointError(path, str(error)) from None
 
 
-def _check_schema(schema: dict[str, Any] | None, path: Any) -> None:
-    if not schema:
-        return
-    for key in ("inputs", "targets", "spatial_dims", "state"):
-        value = schema.get(key)
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise CheckpointError(path, f"data_schema.{key} must be a list of strings, got {value!r}")
-    shape = schema.get("spatial_shape")
-    if shape is not None and not (isinstance(shape, list) and all(isinstance(n, int) and n > 0 for n in shape)):
-        raise CheckpointError(path, f"data_schema.spatial_shape must be a list of positive integers, got {shape!r}")
+def _read_schema(raw: dict[str, Any] | None, path: Any) -> DataSchema | None:
+    if not raw:
+        return None
+    try:
+        return DataSchema.from_dict(raw)
+    except SchemaError as error:
+        raise CheckpointError(path, f"data_schema: {error}") from None
 
 
 def _check_conditioning(conditioning: dict[str, Any] | None, path: Any) -> None:

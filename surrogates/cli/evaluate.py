@@ -18,9 +18,11 @@ from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
+from surrogates.data.space_time import SpaceTimeDataset
 from surrogates.evaluation.dataset import evaluate_dataset
 from surrogates.metrics import field_relative_l2
 from surrogates.plots import plot_comparison, plot_solution
+from surrogates.schema import DataSchema
 from surrogates.serve.pointwise import PointwiseSurrogate
 from surrogates.serve.rollout import RolloutSurrogate, load_surrogate
 from surrogates.solvers.reduced_basis.model import is_reduced_model_file
@@ -41,17 +43,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if isinstance(surrogate, PointwiseSurrogate):  # PIG, PINN: against the problem's reference, no dataset
             return evaluate_pointwise(cfg, surrogate)
     schema = surrogate.schema
-    data_dir = cfg.data_dir or schema.get("data_dir")
+    data_dir = cfg.data_dir or schema.source
     if not data_dir:
         raise ValueError("the checkpoint records no data folder; pass data_dir=...")
-    dataset = FieldDataset(
-        split_files(data_dir, cfg.split),
-        inputs=surrogate.inputs,
-        targets=surrogate.targets,
-        input_time=schema.get("input_time"),
-        target_time=schema.get("target_time"),
+    dataset = dataset_of(schema, data_dir, cfg.split)
+    # the grid spacing of the data, as training computed its rel_h1 (not a unit domain)
+    spacing = schema.grid_spacing(dataset.spatial_shape)
+    result = evaluate_dataset(
+        surrogate.predict_tensor, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot, spacing=spacing
     )
-    result = evaluate_dataset(surrogate.predict_tensor, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot)
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "checkpoint": str(cfg.ckpt),
         "data_dir": str(data_dir),
         "split": cfg.split,
-        "pde": schema.get("pde"),
+        "pde": schema.pde,
         "metrics": result.summary(),
     }
     metrics_path = output_dir / "metrics.json"
@@ -70,12 +70,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         result.examples["pred"],
         output_dir / "comparison.png",
         errors=result.per_sample["rel_l2"][: cfg.n_plot],
-        title=f"{schema.get('pde', '')} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
+        title=f"{schema.pde} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
     )
     print(f"relative L2 on {cfg.split}: {summary['metrics']['rel_l2_mean']:.4f} (n={len(dataset)})")
     print(f"metrics: {metrics_path}")
     print(f"figure:  {figure}")
     return summary["metrics"]
+
+
+def dataset_of(schema: DataSchema, data_dir: str | Path, split: str) -> FieldDataset:
+    """The split's samples as the training run read them: the same variables, time indices and windows."""
+    files = split_files(data_dir, split)
+    if schema.time_stride is not None:  # a space-time operator: whole trajectories
+        return SpaceTimeDataset(
+            files, list(schema.inputs), list(schema.targets), input_time=schema.input_time or 0,
+            time_stride=schema.time_stride, n_times=schema.n_times,
+        )
+    return FieldDataset(
+        files, inputs=list(schema.inputs), targets=list(schema.targets),
+        input_time=schema.input_time, target_time=schema.target_time,
+    )
 
 
 def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[str, float]:
@@ -90,7 +104,7 @@ def evaluate_pointwise(cfg: DictConfig, surrogate: PointwiseSurrogate) -> dict[s
     problem = surrogate.problem
     if problem is None:
         raise ValueError(f"{cfg.ckpt} records no physics problem: there is no reference to evaluate it against")
-    resolution = cfg.get("eval_resolution") or surrogate.schema.get("eval_resolution") or 101
+    resolution = cfg.get("eval_resolution") or surrogate.schema.eval_resolution or 101
     resolution = resolution if isinstance(resolution, int) else [int(n) for n in resolution]
     reference = problem.reference(resolution)
     prediction = surrogate.predict(reference.points())  # (M,) on the grid's points, in C order of reference.values

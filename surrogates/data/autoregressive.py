@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
 from surrogates.data.normalization import Normalizer
-from surrogates.data.schema import SCHEMA_VERSION, TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
+from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import split_files
+from surrogates.schema import DataSchema
 
 __all__ = ["AutoregressiveDataModule", "AutoregressiveDataset"]
 
@@ -309,30 +310,11 @@ class AutoregressiveDataModule(SplitDataModule):
             train.close()
         self.train_set = train
 
-    def data_schema(self) -> dict[str, Any]:
-        """What a model trained on this data expects (JSON-serializable), for checkpoints.
-
-        The keys of :meth:`FieldDataModule.data_schema <surrogates.data.datamodule.FieldDataModule.data_schema>`
-        plus ``kind = "trajectory"``, ``state``, ``conditioning`` and ``n_steps``.
-        """
+    def data_schema(self) -> DataSchema:
+        """What a model trained on this data expects: a ``trajectory`` :class:`~surrogates.schema.DataSchema`
+        with the ``state`` variables (inputs and targets alike), the ``conditioning`` parameters and ``n_steps``."""
         dataset = next(iter(self.datasets.values()), None) or self.dataset("train")
-        info = dataset.infos[0]
-        coords = self._coords_schema(dataset)
-        names = sorted({*self.inputs, *self.conditioning})
-        return {
-            "kind": "trajectory",
-            "pde": str(dataset.attrs.get("pde", "")),
-            "schema_version": str(dataset.attrs.get("schema_version", SCHEMA_VERSION)),
-            "data_dir": str(self.data_dir),
-            "inputs": list(self.inputs),
-            "targets": list(self.inputs),
-            "state": list(self.inputs),
-            "conditioning": list(self.conditioning),
-            "input_time": None,
-            "target_time": None,
-            "n_steps": dataset.n_steps,
-            "spatial_dims": list(dataset.spatial_dims),
-            "spatial_shape": list(dataset.spatial_shape),
-            "variables": {name: list(info.variables[name].dims) for name in names},
-            "coords": coords,
-        }
+        return self._schema(
+            dataset, {*self.inputs, *self.conditioning}, kind="trajectory", inputs=tuple(self.inputs),
+            targets=tuple(self.inputs), state=tuple(self.inputs), conditioning=tuple(self.conditioning), n_steps=dataset.n_steps,
+        )

@@ -17,6 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from surrogates.data.shards import has_split
+from surrogates.data.schema import SCHEMA_VERSION
+from surrogates.schema import Coordinate, DataSchema, Variable
 
 __all__ = ["SplitDataModule", "make_loader"]
 
@@ -126,21 +128,49 @@ class SplitDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     # -- description ------------------------------------------------------------------------------
+    def _schema(self, dataset: Any, variables: Any, **fields: Any) -> DataSchema:
+        """The :class:`~surrogates.schema.DataSchema` of a split's dataset: what every kind of data shares (the
+        provenance, the grid, the ``variables`` and their coordinates) plus the kind's own ``fields``."""
+        return DataSchema(
+            pde=str(dataset.attrs.get("pde", "")),
+            schema_version=str(dataset.attrs.get("schema_version", SCHEMA_VERSION)),
+            source=str(self.data_dir),
+            spatial_dims=tuple(dataset.spatial_dims),
+            spatial_shape=tuple(dataset.spatial_shape),
+            variables=self._schema_variables(dataset, variables),
+            coords=self._schema_coords(dataset),
+            **fields,
+        )
+
     @staticmethod
-    def _coords_schema(dataset: Any) -> dict[str, dict[str, Any]]:
-        """The ``coords`` entry of a data schema: name -> ``size``, ``units``, ``long_name``, ``min``, ``max``."""
+    def _schema_coords(dataset: Any) -> dict[str, Coordinate]:
+        """The coordinates of a split's dataset as the data schema records them (extent, units, boundary)."""
         info = dataset.infos[0]
         coords = {}
         for name, values in dataset.coords.items():
             attrs = info.coords[name].attrs
-            coords[name] = {
-                "size": int(values.size),
-                "units": str(attrs.get("units", "")),
-                "long_name": str(attrs.get("long_name", "")),
-                "min": float(values.min()) if values.size else None,
-                "max": float(values.max()) if values.size else None,
-            }
+            coords[name] = Coordinate(
+                name,
+                int(values.size),
+                str(attrs.get("units") or "1"),
+                str(attrs.get("long_name") or ""),
+                float(values.min()) if values.size else None,
+                float(values.max()) if values.size else None,
+                boundary="periodic" if attrs.get("periodic") else "bounded",
+            )
         return coords
+
+    @staticmethod
+    def _schema_variables(dataset: Any, names: Any) -> dict[str, Variable]:
+        """The variables ``names`` of a split's dataset as the data schema records them (dims of one sample)."""
+        info = dataset.infos[0]
+        out = {}
+        for name in sorted(names):
+            stored = info.variables[name]
+            out[name] = Variable(
+                name, tuple(stored.dims[1:]), str(stored.attrs.get("units") or "1"), str(stored.attrs.get("long_name") or "")
+            )
+        return out
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool) -> DataLoader:

@@ -12,7 +12,6 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
+from surrogates.schema import DataSchema
 
 __all__ = ["CollocationDataModule"]
 
@@ -141,16 +141,17 @@ class CollocationDataModule(L.LightningDataModule):
             "u": torch.as_tensor(reference.values.reshape(-1), dtype=dtype),
         }
 
-    def data_schema(self) -> dict[str, Any]:
-        """What a checkpoint records about the problem: coordinates, box, targets, the problem's config."""
-        return {
-            "inputs": self.inputs,
-            "targets": self.targets,
-            "coordinates": list(self.problem.coordinates),
-            "bounds": [list(b) for b in self.problem.bounds()],
-            "problem": self.problem.config(),
-            "eval_resolution": self.eval_resolution,
-        }
+    def data_schema(self) -> DataSchema:
+        """What a checkpoint records about the problem: a ``pointwise`` :class:`~surrogates.schema.DataSchema`
+        with the box (coordinate -> bounds), the targets, the problem's config and the reference resolution."""
+        return DataSchema(
+            kind="pointwise",
+            inputs=tuple(self.inputs),
+            targets=tuple(self.targets),
+            bounds={name: (float(lo), float(hi)) for name, (lo, hi) in zip(self.problem.coordinates, self.problem.bounds())},
+            problem=self.problem.config(),
+            eval_resolution=self.eval_resolution,
+        )
 
     # -- loaders -----------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from torch.utils.data import Dataset, Subset
 
 from surrogates.data.base import SplitDataModule, make_loader
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.normalization import Normalizer, channel_statistics
-from surrogates.data.schema import SCHEMA_VERSION
 from surrogates.data.shards import split_files
+from surrogates.schema import DataSchema
 
 __all__ = ["FieldDataModule", "make_loader"]
 
@@ -116,31 +115,12 @@ class FieldDataModule(SplitDataModule):
             input_time=self.input_time, target_time=self.target_time, check_finite=False,
         )
 
-    def data_schema(self) -> dict[str, Any]:
-        """What a model trained on this data expects, JSON-serializable, for checkpoints.
-
-        Returns
-        -------
-        dict
-            ``pde``, ``schema_version``, ``data_dir``, ``inputs``, ``targets``, ``input_time``,
-            ``target_time``, ``spatial_dims`` (e.g. ``["x", "y"]``), ``spatial_shape``,
-            ``variables`` (name -> stored dims, e.g. ``["sample", "x", "y"]``) and ``coords``
-            (name -> ``size``, ``units``, ``long_name``, ``min``, ``max``).
-        """
+    def data_schema(self) -> DataSchema:
+        """What a model trained on this data expects: the :class:`~surrogates.schema.DataSchema` of the
+        input and target variables, their coordinates and grid, read from the dataset files."""
         dataset = self._reference()
-        info = dataset.infos[0]
-        coords = self._coords_schema(dataset)
-        return {
-            "pde": str(dataset.attrs.get("pde", "")),
-            "schema_version": str(dataset.attrs.get("schema_version", SCHEMA_VERSION)),
-            "data_dir": str(self.data_dir),
-            "inputs": list(self.inputs),
-            "targets": list(self.targets),
-            "input_time": self.input_time,
-            "target_time": self.target_time,
-            "spatial_dims": list(dataset.spatial_dims),
-            "spatial_shape": list(dataset.spatial_shape),
-            "variables": {name: list(info.variables[name].dims) for name in sorted(dataset.variable_dims)},
-            "coords": coords,
-        }
+        return self._schema(
+            dataset, dataset.variable_dims, kind="fields", inputs=tuple(self.inputs), targets=tuple(self.targets),
+            input_time=self.input_time, target_time=self.target_time,
+        )
 

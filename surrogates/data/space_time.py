@@ -12,6 +12,7 @@ from the training split, data schema).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from surrogates.data.datamodule import FieldDataModule
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.schema import TIME_DIM, DatasetFileError
 from surrogates.data.shards import split_files
+from surrogates.schema import DataSchema
 
 __all__ = ["SpaceTimeDataset", "SpaceTimeDataModule"]
 
@@ -139,9 +141,6 @@ class SpaceTimeDataModule(FieldDataModule):
                 return self.datasets[split]
         return self._load("train")
 
-    def data_schema(self) -> dict:
-        """:meth:`FieldDataModule.data_schema` plus ``time_stride`` and ``n_times``; ``spatial_dims`` starts with ``time``."""
-        schema = super().data_schema()
-        schema["time_stride"] = self.time_stride
-        schema["n_times"] = self.n_times
-        return schema
+    def data_schema(self) -> DataSchema:
+        """:meth:`FieldDataModule.data_schema` with ``time_stride`` and ``n_times``; ``spatial_dims`` starts with ``time``."""
+        return replace(super().data_schema(), time_stride=self.time_stride, n_times=self.n_times)

@@ -181,6 +181,40 @@ def evaluate_rollouts(
     )
 
 
+@torch.no_grad()
+def one_step_errors(surrogate: Any, dataset: AutoregressiveDataset, batch_size: int, eval_seed: int = 0) -> dict[str, float]:
+    """The training task's test metrics of a one-step model: one prediction from every state of a split.
+
+    Batches are the split's pairs in file order; the refinement noise of batch ``i`` is seeded with
+    ``eval_seed + i``, as :class:`~surrogates.tasks.autoregressive.Autoregressive` seeds its test step, so
+    with the run's batch size the numbers equal its ``test/rel_l2`` and ``test/mse``.
+
+    Parameters
+    ----------
+    surrogate
+        A :class:`~surrogates.serve.rollout.RolloutSurrogate`.
+    dataset
+        Pairs ``{"x": (C, *spatial), "y": (C, *spatial), "params": (P,)}`` in physical units.
+
+    Returns
+    -------
+    dict
+        ``rel_l2`` (mean over states) and ``mse`` (mean over values), ``n_states``.
+    """
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    rel_sum, mse_sum, count = 0.0, 0.0, 0
+    for index, batch in enumerate(loader):
+        x, y = batch["x"].to(surrogate.device), batch["y"].to(surrogate.device)
+        params = batch.get("params")
+        params = params.to(surrogate.device) if params is not None and surrogate.conditioning else None
+        generator = torch.Generator(device=surrogate.device).manual_seed(eval_seed + index)
+        pred = surrogate.predictor.predict(x, params, generator)
+        rel_sum += float(metrics.relative_l2(pred, y).double().sum())
+        mse_sum += float((pred - y).pow(2).mean().double()) * len(x)  # Lightning weighs batch means by size
+        count += len(x)
+    return {"rel_l2": rel_sum / count, "mse": mse_sum / count, "n_states": count}
+
+
 def rollout_label(surrogate: Any) -> str:
     """A one-step model's name in tables and figures: ``PDE-Refiner (K=3)`` or ``MSE U-Net``."""
     k = surrogate.refinement_steps
@@ -216,13 +250,13 @@ def report_rollouts(
     """
     first = surrogates[0]
     for other in surrogates[1:]:
-        if other.conditioning != first.conditioning or other.schema.get("state") != first.schema.get("state"):
+        if other.conditioning != first.conditioning or other.state != first.state:
             raise ValueError("the compared checkpoints take different state variables or conditioning")
-    data_dir = data_dir or first.schema.get("data_dir")
+    data_dir = data_dir or first.schema.source
     if not data_dir:
         raise ValueError("the checkpoint records no data folder; pass data_dir=...")
     dataset = AutoregressiveDataset(
-        split_files(data_dir, split), first.schema.get("state") or first.schema.get("inputs") or ["u"],
+        split_files(data_dir, split), first.state,
         first.conditioning, pairs=False, n_trajectories=n_trajectories,
     )
     trajectories, params = dataset.trajectories()
@@ -249,10 +283,16 @@ def report_rollouts(
         "kind": "rollout",
         "data_dir": str(data_dir),
         "split": split,
-        "pde": first.schema.get("pde"),
+        "pde": first.schema.pde,
         "time_units": "dt of each trajectory" if dt is not None else "steps",
         "models": {ev.name: ev.summary() for ev in evaluations},
     }
+    pairs = AutoregressiveDataset(split_files(data_dir, split), first.state, first.conditioning, pairs=True)
+    try:
+        for name, surrogate in zip(names, surrogates):
+            summary["models"][name]["one_step"] = one_step_errors(surrogate, pairs, batch_size)
+    finally:
+        pairs.close()
     if len(evaluations) == 2:
         summary["ratios"] = {
             f"high_corr_time_{t:g}": evaluations[0].summary()[f"high_corr_time_{t:g}"]
@@ -272,7 +312,7 @@ def report_rollouts(
         summary["reference_spectrum"] = reference.tolist()
     metrics_path = output_dir / "metrics.json"
     metrics_path.write_text(json.dumps(summary, indent=2))
-    pde = first.schema.get("pde") or ""
+    pde = first.schema.pde
     if spectra is not None:
         plot_error_spectrum({name: v.numpy() for name, v in spectra.items()}, output_dir / "spectrum.png",
                             reference=reference.numpy(), title=f"{pde} {split}: error of the first step per wavenumber")

@@ -11,20 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from surrogates.schema import Variable
 from surrogates.solvers.report import SolverReport
 
-
-@dataclass(frozen=True)
-class Variable:
-    """A per-sample field stored in a dataset.
-
-    ``dims`` excludes the leading ``"sample"`` dimension, e.g. ``("x", "y")`` or ``("time", "x")``;
-    scalars per sample (such as a viscosity) have ``dims == ()``.
-    """
-
-    dims: tuple[str, ...]
-    units: str = "1"
-    long_name: str = ""
+__all__ = ["PDE", "Coordinate", "Variable"]
 
 
 @dataclass(frozen=True)

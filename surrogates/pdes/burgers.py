@@ -228,8 +228,8 @@ class Burgers(PDE):
 
     def variables(self) -> dict[str, Variable]:
         return {
-            "u": Variable(("time", "x"), "1", "velocity"),
-            "nu": Variable((), "1", "viscosity"),
+            "u": Variable("u", ("time", "x"), "1", "velocity"),
+            "nu": Variable("nu", (), "1", "viscosity"),
         }
 
     def coords(self) -> dict[str, Coordinate]:

@@ -103,8 +103,8 @@ class Darcy(PDE):
 
     def variables(self) -> dict[str, Variable]:
         return {
-            "a": Variable(("x", "y"), "1", "diffusion coefficient"),
-            "u": Variable(("x", "y"), "1", "solution (pressure)"),
+            "a": Variable("a", ("x", "y"), "1", "diffusion coefficient"),
+            "u": Variable("u", ("x", "y"), "1", "solution (pressure)"),
         }
 
     def coords(self) -> dict[str, Coordinate]:

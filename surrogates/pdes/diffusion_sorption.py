@@ -115,8 +115,8 @@ class DiffusionSorption(PDE):
 
     def variables(self) -> dict[str, Variable]:
         return {
-            "u": Variable(("time", "x"), "1", "concentration"),
-            "u0": Variable((), "1", "initial concentration"),
+            "u": Variable("u", ("time", "x"), "1", "concentration"),
+            "u0": Variable("u0", (), "1", "initial concentration"),
         }
 
     def coords(self) -> dict[str, Coordinate]:

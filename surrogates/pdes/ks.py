@@ -236,11 +236,11 @@ class KuramotoSivashinsky(PDE):
 
     def variables(self) -> dict[str, Variable]:
         return {
-            "u": Variable(("time", "x"), "1", "solution"),
-            "dt": Variable((), "1", "time between stored states"),
-            "dx": Variable((), "1", "grid spacing L / resolution"),
-            "L": Variable((), "1", "domain length"),
-            "t0": Variable((), "1", "time of the first stored state (dropped transient)"),
+            "u": Variable("u", ("time", "x"), "1", "solution"),
+            "dt": Variable("dt", (), "1", "time between stored states"),
+            "dx": Variable("dx", (), "1", "grid spacing L / resolution"),
+            "L": Variable("L", (), "1", "domain length"),
+            "t0": Variable("t0", (), "1", "time of the first stored state (dropped transient)"),
         }
 
     def coords(self) -> dict[str, Coordinate]:

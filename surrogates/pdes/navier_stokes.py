@@ -96,8 +96,8 @@ class NavierStokes2D(PDE):
 
     def variables(self) -> dict[str, Variable]:
         return {
-            "omega": Variable(("time", "x", "y"), "1", "vorticity"),
-            "nu": Variable((), "1", "viscosity"),
+            "omega": Variable("omega", ("time", "x", "y"), "1", "vorticity"),
+            "nu": Variable("nu", (), "1", "viscosity"),
         }
 
     def coords(self) -> dict[str, Coordinate]:

@@ -38,10 +38,10 @@ class ParametricDiffusionPDE(DiffusionProblem, PDE):
         return np.column_stack([gx.ravel(), gy.ravel()])
 
     def variables(self) -> dict[str, Variable]:
-        out = {"a": Variable(("x", "y"), "1", "diffusion coefficient")}
+        out = {"a": Variable("a", ("x", "y"), "1", "diffusion coefficient")}
         for name in self.parameter_space.names:
-            out[name] = Variable((), "1", self.long_names.get(name, f"parameter {name}"))
-        out["u"] = Variable(("x", "y"), "1", "solution")
+            out[name] = Variable(name, (), "1", self.long_names.get(name, f"parameter {name}"))
+        out["u"] = Variable("u", ("x", "y"), "1", "solution")
         return out
 
     def coords(self) -> dict[str, Coordinate]:

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from surrogates.schema import DataSchema, Variable
 from surrogates.serve.errors import ServiceError, unprocessable
+from surrogates.serve.inputs import InputError, check_finite, check_layout, stack
 
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
@@ -22,19 +24,6 @@ Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 RolloutRunner = Callable[[np.ndarray, int, int], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``(x (B, C_in, *spatial), steps, seed)`` -> (outputs ``name -> (B, steps, *dims)``, info): a model that
 rolls out itself (one-step models such as PDE-Refiner), with the seed of its noise."""
-
-
-@dataclass(frozen=True)
-class Variable:
-    """An input or output variable of a model: its name and the dims of one sample."""
-
-    name: str
-    dims: tuple[str, ...]
-    units: str | None = None
-    long_name: str | None = None
-
-    def info(self) -> dict[str, Any]:
-        return {"name": self.name, "dims": list(self.dims), "units": self.units, "long_name": self.long_name}
 
 
 @dataclass(frozen=True)
@@ -117,6 +106,8 @@ class ModelEntry:
     inputs: list[Variable] = field(default_factory=list)
     outputs: list[Variable] = field(default_factory=list)
     spatial_dims: list[str] = field(default_factory=list)
+    data_schema: DataSchema | None = None
+    """What the model was trained on (coordinates with units and spacing, boundary kind), when its file says."""
     resolution: ResolutionRule = field(default_factory=ResolutionRule)
     batchable: bool = False
     device: str | None = None
@@ -159,9 +150,10 @@ class ModelEntry:
             "source": self.source,
             "pde": self.pde,
             "description": self.description,
-            "inputs": [v.info() for v in self.inputs],
-            "outputs": [v.info() for v in self.outputs],
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
             "spatial_dims": list(self.spatial_dims),
+            "data_schema": self.data_schema.for_service() if self.data_schema is not None and self.ready else None,
             "resolution": self.resolution.info() if self.ready else None,
             "rollout": self.rollout,
             "stochastic": self.stochastic,
@@ -192,71 +184,19 @@ class ModelEntry:
             422 for unknown or missing variables, wrong shapes, disagreeing sample counts or grids,
             a grid the model cannot take, NaN or infinite values; 413 when the batch is too large.
         """
-        names = [v.name for v in self.inputs]
-        unknown = sorted(set(arrays) - set(names) - set(self.ignored_inputs))
-        if unknown:
-            raise unprocessable("unknown_input", f"model {self.name!r} has no input(s) {unknown}; its inputs are {names}")
-        missing = [name for name in names if name not in arrays]
-        if missing:
-            raise unprocessable("missing_input", f"model {self.name!r} needs input(s) {missing}; its inputs are {names}")
-        singles, counts, sizes = set(), set(), {}
-        # a number for a scalar input (e.g. a time step) goes with every sample when fields carry the sample dim
-        broadcast = {v.name for v in self.inputs if not v.dims and np.ndim(arrays[v.name]) == 0}
-        if len(broadcast) == len(self.inputs) or not any(v.dims for v in self.inputs):
-            broadcast = set()
-        for var in self.inputs:
-            array = arrays[var.name]
-            d = len(var.dims)
-            if var.name in broadcast:
-                continue
-            if array.ndim not in (d, d + 1):
-                layout = ", ".join(var.dims)
-                raise unprocessable(
-                    "wrong_shape",
-                    f"input {var.name!r} has shape {_shape(array.shape)}; model {self.name!r} expects "
-                    f"(n{', ' + layout if layout else ''}) for n samples or ({layout}) for one sample",
+        try:
+            layout = check_layout(self.name, self.inputs, arrays, self.spatial_dims, self.ignored_inputs)
+            if any(var.dims for var in self.inputs):
+                self.resolution.check(self.name, layout.spatial_shape)
+            total = layout.n * len(self.inputs) * math.prod(layout.spatial_shape)
+            if total > max_elements:  # before the values are read or copied
+                raise ServiceError(
+                    413, "too_many_values", f"the request holds {total} input values; the limit is {max_elements} (max_elements)"
                 )
-            single = array.ndim == d
-            singles.add(single)
-            counts.add(1 if single else array.shape[0])
-            for dim, size in zip(var.dims, array.shape[array.ndim - d :]):
-                sizes.setdefault(dim, set()).add(size)
-        if len(singles) > 1:
-            raise unprocessable("wrong_shape", "send every input with a leading sample dim, or none of them (one sample)")
-        if len(counts) > 1:
-            raise unprocessable("wrong_shape", f"inputs disagree on the number of samples: {sorted(counts)}")
-        n = counts.pop()
-        if n == 0:
-            raise unprocessable("wrong_shape", "the request holds no samples (a leading dim of size 0)")
-        disagreeing = {dim: sorted(values) for dim, values in sizes.items() if len(values) > 1}
-        if disagreeing:
-            raise unprocessable("wrong_shape", f"inputs disagree on grid sizes: {disagreeing}")
-        spatial_shape = tuple(sizes[dim].copy().pop() for dim in self.spatial_dims if dim in sizes)
-        if any(var.dims for var in self.inputs):
-            self.resolution.check(self.name, spatial_shape)
-        total = n * len(self.inputs) * math.prod(spatial_shape)
-        if total > max_elements:
-            raise ServiceError(
-                413, "too_many_values", f"the request holds {total} input values; the limit is {max_elements} (max_elements)"
-            )
-        for var in self.inputs:
-            array = arrays[var.name]
-            finite = np.isfinite(array)
-            if not finite.all():
-                flat = finite.reshape(1 if array.ndim == len(var.dims) else array.shape[0], -1)
-                bad = np.flatnonzero(~flat.all(axis=1)).tolist()
-                raise unprocessable(
-                    "non_finite",
-                    f"input {var.name!r} contains NaN or infinite values (samples {bad[:10]}; values beyond "
-                    "float32's range, about 3.4e38, count as infinite); nothing was predicted",
-                )
-        x = np.empty((n, len(self.inputs), *spatial_shape), dtype=np.float32)
-        for k, var in enumerate(self.inputs):
-            array = np.broadcast_to(arrays[var.name], (n,)) if var.name in broadcast else arrays[var.name]
-            per_sample = array.shape[array.ndim - len(var.dims) :]  # () for a scalar
-            # fields fill their channel; a scalar per sample becomes a constant channel
-            x[:, k] = array.reshape((n, *per_sample, *(1,) * (len(spatial_shape) - len(per_sample))))
-        return Prepared(x, single, n, spatial_shape)
+            check_finite(self.inputs, arrays, layout)
+        except InputError as error:
+            raise unprocessable(error.code, str(error)) from None
+        return Prepared(stack(self.inputs, arrays, layout), layout.single, layout.n, layout.spatial_shape)
 
 
 @dataclass

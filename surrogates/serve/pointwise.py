@@ -25,6 +25,7 @@ import torch
 from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.serve.surrogate import checkpoint_metadata, require_kind
+from surrogates.schema import DataSchema
 
 __all__ = ["BOUNDARY_TOLERANCE", "PointwiseSurrogate"]
 
@@ -68,7 +69,7 @@ class PointwiseSurrogate:
         bounds: Sequence[Sequence[float]] | None = None,
         outputs: Sequence[str] = ("u",),
         problem: Any = None,
-        schema: dict[str, Any] | None = None,
+        schema: DataSchema | None = None,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         chunk: int = 16384,
@@ -79,7 +80,7 @@ class PointwiseSurrogate:
         self.bounds = None if bounds is None else [(float(lo), float(hi)) for lo, hi in bounds]
         self.outputs = [str(o) for o in outputs]
         self.problem = problem
-        self.schema = schema or {}
+        self.schema = schema if schema is not None else DataSchema(kind="pointwise")
         self.metadata = metadata or {}
         self.chunk = int(chunk)
         if self.bounds is not None and (
@@ -107,23 +108,23 @@ class PointwiseSurrogate:
         """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`.
 
         The coordinates and the box come from the recorded problem (``problem.coordinates``,
-        ``problem.bounds()``), else from the data schema (``coordinates`` / ``inputs``, ``bounds``),
+        ``problem.bounds()``), else from the data schema (``bounds``, else ``inputs``),
         else from the network's own ``bounds`` argument; the output names from the schema's ``targets``.
         """
         require_kind(checkpoint, "pointwise")
         path = checkpoint.path
         net = checkpoint.build_model()
         problem = checkpoint.build_problem()
-        schema = checkpoint.metadata.data_schema or {}
+        schema = checkpoint.metadata.data_schema or DataSchema(kind="pointwise")
         kwargs = getattr(net, "init_kwargs", {})
-        d = int(kwargs.get("in_channels") or len(schema.get("coordinates") or schema.get("inputs") or []) or 0)
+        d = int(kwargs.get("in_channels") or len(schema.bounds or schema.inputs) or 0)
         c = int(kwargs.get("out_channels") or 1)
         if problem is not None:
             coordinates, bounds = list(problem.coordinates), [tuple(b) for b in problem.bounds()]
         else:
-            coordinates = list(schema.get("coordinates") or schema.get("inputs") or [f"x{i}" for i in range(d)])
-            bounds = schema.get("bounds") or kwargs.get("bounds")
-        outputs = list(schema.get("targets") or (["u"] if c == 1 else [f"u{i}" for i in range(c)]))
+            coordinates = list(schema.bounds or schema.inputs or [f"x{i}" for i in range(d)])
+            bounds = list(schema.bounds.values()) or kwargs.get("bounds")
+        outputs = list(schema.targets or (["u"] if c == 1 else [f"u{i}" for i in range(c)]))
         if len(coordinates) != d:
             raise CheckpointError(path, f"the network takes {d} coordinate(s) but the file names {coordinates}")
         if len(outputs) != c:
@@ -149,7 +150,7 @@ class PointwiseSurrogate:
         """The problem's registered name (e.g. ``"helmholtz"``)."""
         if self.problem is not None:
             return self.problem.name
-        problem = self.schema.get("problem")
+        problem = self.schema.problem
         return problem.get("name") if isinstance(problem, dict) else None
 
     # -- checks -----------------------------------------------------------------------------------

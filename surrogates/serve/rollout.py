@@ -20,6 +20,8 @@ from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
+from surrogates.schema import DataSchema, Variable
+from surrogates.serve.inputs import check_channels, check_finite, check_layout, split_channels, stack
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
 __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_surrogate"]
@@ -75,7 +77,7 @@ class RolloutSurrogate:
         self,
         predictor: NormalizedStepper,
         conditioning: Sequence[str],
-        schema: dict[str, Any] | None = None,
+        schema: DataSchema | None = None,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
     ):
@@ -84,7 +86,7 @@ class RolloutSurrogate:
         self.device = torch.device(device)
         self.predictor = predictor.to(self.device).eval()
         self.conditioning = list(conditioning)
-        self.schema = schema or {}
+        self.schema = schema if schema is not None else DataSchema(kind="trajectory")
         self.metadata = metadata or {}
 
     @property
@@ -118,7 +120,7 @@ class RolloutSurrogate:
             raise CheckpointError(
                 checkpoint.path, f"the model takes {predictor.net.n_params} parameter(s) but the file names {names}"
             )
-        return cls(predictor, names, meta.data_schema or {}, checkpoint_metadata(checkpoint), device)
+        return cls(predictor, names, meta.data_schema, checkpoint_metadata(checkpoint), device)
 
     # -- description ------------------------------------------------------------------------------
     @property
@@ -154,28 +156,45 @@ class RolloutSurrogate:
             columns.append(value.expand(n))
         return torch.stack(columns, dim=1).to(self.device)
 
-    def _states(self, u0: Any) -> tuple[torch.Tensor, str]:
-        """``u0`` as ``(n, C, *spatial)`` float32 and how it was given ("single", "batch" or "channels")."""
-        u = torch.as_tensor(np.asarray(u0, dtype=np.float32))
-        d, c = len(self.schema.get("spatial_dims") or [0] * self.model.unet.dim), self.model.in_channels
-        if u.ndim == d and c == 1:
-            return u[None, None], "single"
-        if u.ndim == d + 1 and c == 1:
-            return u[:, None], "batch"
-        if u.ndim == d + 2 and u.shape[1] == c:
-            return u, "channels"
-        raise ValueError(
-            f"initial states of shape {tuple(u.shape)} do not match the model: expected (n, {c}, *spatial) "
-            f"with {d} spatial dim(s), or (n, *spatial) / (*spatial) for one state variable"
-        )
+    @property
+    def state(self) -> list[str]:
+        """Names of the state variables, one channel each."""
+        return list(self.schema.state or self.schema.inputs) or [f"u_{i}" for i in range(self.model.in_channels)]
+
+    @property
+    def spatial_dims(self) -> list[str]:
+        """Names of the spatial dims, e.g. ``["x"]``."""
+        return list(self.schema.spatial_dims) or ["x", "y", "z"][: self.model.unet.dim]
+
+    def _states(self, u0: Any) -> tuple[torch.Tensor, bool, bool]:
+        """``u0`` as ``(n, C, *spatial)`` float32, whether one trajectory was given and whether with a channel axis.
+
+        Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests."""
+        arrays, single, channel_axis = split_channels(np.asarray(u0, dtype=np.float32), self.state, self.spatial_dims)
+        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.state]
+        layout = check_layout(Path(self.metadata.get("checkpoint") or "").name or "rollout model", variables, arrays, self.spatial_dims)
+        check_finite(variables, arrays, layout)
+        return torch.from_numpy(stack(variables, arrays, layout)), single, channel_axis
 
     @torch.no_grad()
     def rollout_tensor(
         self, u0: torch.Tensor, steps: int, params: torch.Tensor | None = None, seed: int | None = 0
     ) -> torch.Tensor:
-        """``(n, C, *spatial)`` physical states and ``(n, P)`` physical parameters -> ``(n, steps, C, *spatial)``."""
-        if not torch.isfinite(u0).all():
-            raise ValueError("initial states contain NaN or infinite values; nothing was predicted")
+        """``(n, C, *spatial)`` physical states and ``(n, P)`` physical parameters -> ``(n, steps, C, *spatial)``.
+
+        Raises
+        ------
+        surrogates.serve.inputs.InputError
+            (a ``ValueError``) when the states have another layout or a NaN or infinite value.
+        """
+        check_channels(u0, self.state, self.spatial_dims)
+        return self.rollout_checked(u0, steps, params, seed)
+
+    @torch.no_grad()
+    def rollout_checked(
+        self, u0: torch.Tensor, steps: int, params: torch.Tensor | None = None, seed: int | None = 0
+    ) -> torch.Tensor:
+        """:meth:`rollout_tensor` on states already checked (by the service, or by :meth:`rollout`)."""
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -188,7 +207,7 @@ class RolloutSurrogate:
         Parameters
         ----------
         u0
-            ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)`` or ``(n, C, *spatial)``.
+            ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)``, ``(C, *spatial)`` or ``(n, C, *spatial)``.
         steps
             Number of predicted states (any number).
         seed
@@ -203,11 +222,11 @@ class RolloutSurrogate:
             The ``steps`` states after ``u0``: ``(steps, *spatial)``, ``(n, steps, *spatial)`` or
             ``(n, steps, C, *spatial)``, following the layout of ``u0``.
         """
-        states, layout = self._states(u0)
-        out = self.rollout_tensor(states, steps, self._params(states.shape[0], params), seed).cpu().numpy()
-        if layout == "channels":
-            return out
-        return out[0, :, 0] if layout == "single" else out[:, :, 0]
+        states, single, channel_axis = self._states(u0)
+        out = self.rollout_checked(states, steps, self._params(states.shape[0], params), seed).cpu().numpy()
+        if channel_axis:
+            return out[0] if single else out
+        return out[0, :, 0] if single else out[:, :, 0]
 
     def rollout_ensemble(self, u0: Any, steps: int, seeds: Sequence[int] = (0, 1, 2), **params: Any) -> np.ndarray:
         """:meth:`rollout` for every seed, stacked on a leading axis: ``(len(seeds), ...)``."""
@@ -216,5 +235,5 @@ class RolloutSurrogate:
     def __repr__(self) -> str:
         return (
             f"RolloutSurrogate(K={self.refinement_steps}, conditioning={self.conditioning}, "
-            f"pde={self.schema.get('pde', '')!r}, checkpoint={self.metadata.get('checkpoint', '')!r})"
+            f"pde={self.schema.pde!r}, checkpoint={self.metadata.get('checkpoint', '')!r})"
         )

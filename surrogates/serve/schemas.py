@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from surrogates.schema import DataSchema, Variable
+
 NDARRAY_SCHEMA = {
     "title": "NDArray",
     "description": (
@@ -100,13 +102,6 @@ class ErrorResponse(BaseModel):
     code: str = Field(description="Stable identifier of the problem, e.g. `wrong_shape`, `non_finite`, `unknown_model`.")
 
 
-class VariableInfo(BaseModel):
-    name: str
-    dims: list[str] = Field(description="Dims of one sample (the request adds a leading `sample` dim for batches).")
-    units: str | None = None
-    long_name: str | None = None
-
-
 class ResolutionInfo(BaseModel):
     """Which grid sizes a model takes."""
 
@@ -135,9 +130,16 @@ class ModelInfo(BaseModel):
     source: str = Field(description="Model file relative to `models_dir`, or the solver's PDE class.")
     pde: str | None = None
     description: str = ""
-    inputs: list[VariableInfo] = Field(default_factory=list)
-    outputs: list[VariableInfo] = Field(default_factory=list)
+    inputs: list[Variable] = Field(
+        default_factory=list, description="Dims of one sample each (a request adds a leading `sample` dim for batches)."
+    )
+    outputs: list[Variable] = Field(default_factory=list)
     spatial_dims: list[str] = Field(default_factory=list)
+    data_schema: DataSchema | None = Field(
+        default=None,
+        description="The data the model was trained on, from its file: variables, coordinates with units, grid "
+        "spacing and boundary kind, the trained grid.",
+    )
     resolution: ResolutionInfo | None = None
     rollout: bool = Field(default=False, description="Whether `steps` is accepted.")
     stochastic: bool = Field(default=False, description="Whether answers depend on `seed` (noise in the model).")

@@ -12,6 +12,8 @@ from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
+from surrogates.schema import DataSchema, Variable
+from surrogates.serve.inputs import check_channels, check_finite, check_layout, split_channels, stack
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -36,7 +38,7 @@ class Surrogate:
     predictor
         The saved model: network with its input and target normalizers (physical units in and out).
     schema
-        The checkpoint's data schema.
+        The checkpoint's data schema (variables, grid, coordinates).
     metadata
         What :func:`checkpoint_metadata` reports about the file.
     device
@@ -51,7 +53,7 @@ class Surrogate:
     def __init__(
         self,
         predictor: NormalizedOperator,
-        schema: dict[str, Any],
+        schema: DataSchema | None,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
     ):
@@ -59,8 +61,13 @@ class Surrogate:
             raise TypeError(f"predictor must be a NormalizedOperator, got {type(predictor).__name__}")
         self.device = torch.device(device)
         self.predictor = predictor.to(self.device).eval()
-        self.schema = schema
+        self.schema = schema if schema is not None else DataSchema()
         self.metadata = metadata or {}
+
+    @property
+    def name(self) -> str:
+        """What messages call the model: its checkpoint file's name (``best.ckpt``), else its class."""
+        return Path(self.metadata.get("checkpoint") or "").name or type(self.model).__name__
 
     @property
     def model(self) -> OperatorModel:
@@ -85,26 +92,29 @@ class Surrogate:
         """:meth:`load` on a checkpoint already read by :func:`surrogates.checkpoint.read_checkpoint`."""
         require_kind(checkpoint, "operator")
         predictor = checkpoint.build_predictor()
-        return cls(predictor, checkpoint.metadata.data_schema or {}, checkpoint_metadata(checkpoint), device)
+        return cls(predictor, checkpoint.metadata.data_schema, checkpoint_metadata(checkpoint), device)
 
     # -- schema -----------------------------------------------------------------------------------
     @property
     def inputs(self) -> list[str]:
         """Input variable names, one channel each."""
-        return list(self.schema.get("inputs", []))
+        if self.schema.inputs:
+            return list(self.schema.inputs)
+        return [f"input_{i}" for i in range(int(self.model.init_kwargs.get("in_channels", 1)))]
 
     @property
     def targets(self) -> list[str]:
         """Target variable names, one channel each."""
-        return list(self.schema.get("targets", []))
+        if self.schema.targets:
+            return list(self.schema.targets)
+        return [f"output_{i}" for i in range(int(self.model.init_kwargs.get("out_channels", 1)))]
 
     @property
     def spatial_dims(self) -> list[str]:
         """Names of the spatial dimensions, e.g. ``["x", "y"]``."""
-        dims = self.schema.get("spatial_dims")
-        if dims is None:
+        if not self.schema.spatial_dims:
             return [f"dim_{i}" for i in range(self.model.init_kwargs.get("dim", 2))]
-        return list(dims)
+        return list(self.schema.spatial_dims)
 
     # -- prediction -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -121,7 +131,12 @@ class Surrogate:
         torch.Tensor
             Targets, shape ``(B, C_out, *spatial)``, on the input's device.
         """
-        self._check_tensor(x)
+        check_channels(x, self.inputs, self.spatial_dims)
+        return self.predict_checked(x, batch_size)
+
+    @torch.no_grad()
+    def predict_checked(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """:meth:`predict_tensor` on inputs already checked (by the service, or by :meth:`predict`)."""
         outputs = []
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start : start + batch_size].to(self.device, torch.float32)
@@ -155,48 +170,40 @@ class Surrogate:
         raise TypeError(f"predict takes a numpy array or an xarray.Dataset, got {type(x).__name__}")
 
     def _predict_numpy(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        d, c_in, c_out = len(self.spatial_dims), len(self.inputs) or 1, len(self.targets) or 1
-        if x.ndim == d and c_in == 1:
-            batch, single = x[None, None], True
-        elif x.ndim == d + 1 and c_in == 1:
-            batch, single = x[:, None], False
-        elif x.ndim == d + 1 and c_in > 1:
-            batch, single = x[None], True
-        elif x.ndim == d + 2 and x.shape[1] == c_in:
-            batch, single = x, False
-        else:
-            raise ValueError(self._layout_message(x.shape))
-        pred = self.predict_tensor(torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32), batch_size)
-        out = pred.cpu().numpy()
-        if x.ndim == d + 2 or c_out > 1:
+        arrays, single, channel_axis = split_channels(x, self.inputs, self.spatial_dims)
+        batch = self._batch(arrays)
+        out = self.predict_checked(torch.from_numpy(batch), batch_size).cpu().numpy()
+        if channel_axis or len(self.targets) > 1:
             return out[0] if single else out
         return out[0, 0] if single else out[:, 0]
+
+    def _batch(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Named input arrays, checked as the service checks them, as one ``(n, C_in, *spatial)`` float32 batch."""
+        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.inputs]
+        layout = check_layout(self.name, variables, arrays, self.spatial_dims)
+        check_finite(variables, arrays, layout)
+        return stack(variables, arrays, layout)
 
     def _predict_xarray(self, ds: Any, batch_size: int) -> Any:
         import xarray as xr
 
-        missing = [name for name in self.inputs if name not in ds.data_vars]
-        if missing:
-            raise ValueError(f"dataset lacks input variable(s) {missing}; it has {sorted(ds.data_vars)}")
-        fields = []
+        arrays = {}
         for name in self.inputs:
+            if name not in ds.data_vars:
+                continue  # the check below names every missing input
             var = ds[name]
-            time_index = self.schema.get("input_time")
             if "time" in var.dims and "time" not in self.spatial_dims:
-                if time_index is None:
+                if self.schema.input_time is None:
                     raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
-                var = var.isel(time=time_index)
+                var = var.isel(time=self.schema.input_time)
             expected = [dim for dim in ("sample", *self.spatial_dims) if dim in var.dims]
             if set(var.dims) != set(expected) or not set(self.spatial_dims) <= set(var.dims):
                 raise ValueError(
                     f"variable {name!r} has dims {var.dims}; expected ('sample', {', '.join(map(repr, self.spatial_dims))})"
                 )
-            fields.append(var.transpose(*expected).values)
-        has_sample = "sample" in ds[self.inputs[0]].dims
-        stacked = np.stack(fields, axis=1 if has_sample else 0)
-        if not has_sample:
-            stacked = stacked[None]
-        pred = self.predict_tensor(torch.as_tensor(stacked, dtype=torch.float32), batch_size).cpu().numpy()
+            arrays[name] = var.transpose(*expected).values
+        has_sample = any(self.inputs) and self.inputs[0] in ds.data_vars and "sample" in ds[self.inputs[0]].dims
+        pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
         dims = ("sample", *self.spatial_dims) if has_sample else tuple(self.spatial_dims)
         out_vars = {}
         for k, name in enumerate(self.targets):
@@ -204,22 +211,6 @@ class Surrogate:
             out_vars[name] = xr.DataArray(values, dims=dims, attrs={"long_name": f"predicted {name}"})
         coords = {name: ds.coords[name] for name in dims if name in ds.coords}
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
-
-    def _check_tensor(self, x: torch.Tensor) -> None:
-        d, c_in = len(self.spatial_dims), len(self.inputs) or self.model.init_kwargs.get("in_channels")
-        if x.ndim != d + 2 or x.shape[1] != c_in:
-            raise ValueError(self._layout_message(tuple(x.shape)))
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"input contains NaN or infinite values (samples {bad[:10]}); nothing was predicted")
-
-    def _layout_message(self, shape: tuple[int, ...]) -> str:
-        spatial = ", ".join(self.spatial_dims)
-        names = ", ".join(self.inputs) or "inputs"
-        return (
-            f"input of shape {tuple(shape)} does not match the model: expected (n, {len(self.inputs)}, {spatial}) "
-            f"with channels [{names}], or (n, {spatial}) / ({spatial}) when there is one input variable"
-        )
 
 
 def require_kind(checkpoint: Checkpoint, kind: str) -> None:

@@ -33,6 +33,7 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
+from surrogates.schema import DataSchema
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
 
@@ -90,7 +91,7 @@ class Autoregressive(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.conditioning: list[str] = []
-        self.data_schema: dict[str, Any] | None = None
+        self.data_schema: DataSchema | None = None
         # validation trajectories of the rollout metric (CPU), read once per fit
         self._rollout_reference: tuple[torch.Tensor, torch.Tensor] | None = None
 

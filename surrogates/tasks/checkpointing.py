@@ -19,6 +19,7 @@ import lightning as L
 from surrogates import __version__
 from surrogates.checkpoint import METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint
 from surrogates.checkpoint.registry import task_name
+from surrogates.schema import DataSchema
 
 __all__ = ["load_metadata", "save_metadata"]
 
@@ -27,7 +28,7 @@ def save_metadata(
     task: L.LightningModule,
     checkpoint: dict[str, Any],
     kind: str,
-    data_schema: Mapping[str, Any] | None,
+    data_schema: DataSchema | None,
     conditioning: Mapping[str, Sequence[Any]] | None = None,
     problem: ClassSpec | None = None,
 ) -> None:
@@ -38,7 +39,7 @@ def save_metadata(
     metadata = CheckpointMetadata(
         kind=kind,
         model=ClassSpec.from_dict(task.net.init_config(), "model"),
-        data_schema=dict(data_schema) if data_schema is not None else None,
+        data_schema=data_schema,
         conditioning=dict(conditioning) if conditioning is not None else None,
         problem=problem,
         task=task_name(task),

@@ -84,17 +84,17 @@ class HardConstraintTask(OperatorRegression):
 
     def _check_time_axis(self) -> None:
         """The model's ``final_time`` must be the data's last stored time."""
-        schema = self.data_schema or {}
-        if (schema.get("spatial_dims") or [None])[0] != "time":
+        schema = self.data_schema
+        if schema is None or schema.spatial_dims[:1] != ("time",):
             raise ValueError(
                 "the hard-constraint task needs whole trajectories (time as the first grid axis); "
                 "use surrogates.data.space_time.SpaceTimeDataModule"
             )
-        time = schema.get("coords", {}).get("time", {})
+        last = schema.coords["time"].max if "time" in schema.coords else None
         final = getattr(self.net.physics, "final_time", None)
-        if final is not None and time.get("max") is not None and abs(time["max"] - final) > 1e-6 * max(1.0, final):
+        if final is not None and last is not None and abs(last - final) > 1e-6 * max(1.0, final):
             raise ValueError(
-                f"the model's pde_params.final_time is {final} but the data's last time is {time['max']}; "
+                f"the model's pde_params.final_time is {final} but the data's last time is {last}; "
                 "set model.pde_params.final_time to match"
             )
 

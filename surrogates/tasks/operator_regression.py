@@ -13,6 +13,7 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
+from surrogates.schema import DataSchema
 
 LOSSES = ("rel_l2", "rel_h1")
 """Metrics of :mod:`surrogates.metrics` that can serve as the training loss."""
@@ -60,7 +61,7 @@ class OperatorRegression(L.LightningModule):
         self.model = NormalizedOperator(net)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.data_schema: dict[str, Any] | None = None
+        self.data_schema: DataSchema | None = None
 
     @property
     def net(self) -> OperatorModel:
@@ -100,18 +101,8 @@ class OperatorRegression(L.LightningModule):
         return self.model(x)
 
     def _grid_spacing(self, shape: torch.Size) -> list[float] | None:
-        """Grid spacing per spatial dim from the data schema (unit domain when unknown)."""
-        coords = (self.data_schema or {}).get("coords", {})
-        dims = (self.data_schema or {}).get("spatial_dims", [])
-        spacing = []
-        for dim, n in zip(dims, shape):
-            info = coords.get(dim, {})
-            # Uniform grids: the spacing follows from the extreme coordinates at the trained size.
-            if "min" in info and "max" in info and info.get("size") == n and n > 1:
-                spacing.append((info["max"] - info["min"]) / (n - 1))
-            else:
-                return None
-        return spacing if len(spacing) == len(shape) else None
+        """Grid spacing per spatial dim from the data schema (unit grid step when unknown)."""
+        return self.data_schema.grid_spacing(tuple(shape)) if self.data_schema is not None else None
 
     def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pred = self(batch["x"])

@@ -28,6 +28,7 @@ from surrogates.models.base import OperatorModel
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
 from surrogates.plots.physics_informed import plot_solution
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
+from surrogates.schema import DataSchema
 
 __all__ = ["PhysicsInformed", "load_solution", "predict_on_points"]
 
@@ -101,7 +102,7 @@ class PhysicsInformed(L.LightningModule):
         self.lbfgs_kwargs.update(dict(lbfgs or {}))
         self.problem = problem
         self.reference: Reference | None = None
-        self.data_schema: dict[str, Any] | None = None
+        self.data_schema: DataSchema | None = None
         self.eval_chunk, self.save_figure = int(eval_chunk), bool(save_figure)
         self._lbfgs_batch: dict[str, torch.Tensor] | None = None
 

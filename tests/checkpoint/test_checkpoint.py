@@ -82,7 +82,7 @@ def test_metadata_round_trips_through_plain_data():
         # format 3 keeps them once, in the state_dict
         ({"normalization": {"input": {"mean": [0.0], "std": [1.0]}}}, "must not hold 'normalization'"),
         ({"conditioning": {"names": ["dt"], "scale": [0.8]}}, "must not hold 'scale'"),
-        ({"data_schema": {"inputs": "a"}}, "data_schema.inputs must be a list of strings"),
+        ({"data_schema": {"inputs": "a"}}, "data_schema: inputs must be a list of strings"),
         ({"training": [1, 2]}, "'training' must be a mapping"),
     ],
 )

@@ -70,12 +70,30 @@ def test_train_then_evaluate_agree(compose_cfg, darcy_dir, tmp_path):
 
     eval_cfg = compose_cfg("evaluate", [f"ckpt={best}"])
     summary = evaluate(eval_cfg)
-    # Same checkpoint, same test split: the evaluation CLI reproduces the trainer's test metric.
+    # Same checkpoint, same test split, the grid spacing from the data schema: the evaluation CLI reproduces
+    # the trainer's test metrics. Per-sample errors agree to float32 round-off of sums over the grid (a few
+    # n * eps with n = 16 x 16 points); batching differs, so means agree to that relative size.
     assert summary["rel_l2_mean"] == pytest.approx(results["test/rel_l2"], rel=1e-4)
+    assert summary["rel_h1_mean"] == pytest.approx(results["test/rel_h1"], rel=1e-4)
     written = json.loads((Path(eval_cfg.paths.output_dir) / "metrics.json").read_text())
     assert written["metrics"]["n_samples"] == 16
     png = Path(eval_cfg.paths.output_dir) / "comparison.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_then_evaluate_agree_on_burgers_with_its_periodic_grid(compose_cfg, burgers_dir):
+    cfg = compose_cfg(
+        "train",
+        ["experiment=burgers_fno", f"data.data_dir={burgers_dir}", "trainer.max_epochs=2", "model.width=8",
+         "model.modes=4", "trainer.enable_progress_bar=false", "data.batch_size=8"],
+    )
+    results = train(cfg)
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    summary = evaluate(compose_cfg("evaluate", [f"ckpt={best}"]))
+    # rel_h1 weighs derivatives by the grid step 1 / n of the periodic unit interval: with a unit step
+    # instead it would differ from training's by far more than round-off
+    for name in ("rel_l2", "rel_h1"):
+        assert summary[f"{name}_mean"] == pytest.approx(results[f"test/{name}"], rel=1e-4)
 
 
 def test_multirun_sweep_over_width(darcy_dir, tmp_path):

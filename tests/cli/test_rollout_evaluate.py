@@ -15,10 +15,15 @@ SMALL = ["model.hidden_channels=8", "model.channel_multipliers=[1,2]", "model.no
          "trainer.enable_progress_bar=false", "data.batch_size=16"]
 
 
+TEST_METRICS: dict[str, dict[str, float]] = {}
+"""Experiment -> the training run's results (its test metrics), filled by the fixture."""
+
+
 def _train(compose_cfg, experiment: str, ks_dir: Path) -> Path:
     cfg = compose_cfg("train", [f"experiment={experiment}", f"data.data_dir={ks_dir}", *SMALL])
     results = train(cfg)
     assert np.isfinite(results["test/rel_l2"])
+    TEST_METRICS[experiment] = results
     best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
     assert best.is_file()
     copy = best.parent.parent.parent / f"{experiment}.ckpt"  # the next run reuses the output folder
@@ -71,3 +76,14 @@ def test_evaluate_a_single_rollout_checkpoint(compose_cfg, checkpoints):
     summary = evaluate(cfg)
     assert list(summary["models"]) == ["MSE U-Net"] and "ratios" not in summary
     assert summary["models"]["MSE U-Net"]["steps"] == 11  # to the end of the stored trajectories
+
+
+def test_evaluate_reproduces_the_training_test_metrics_of_one_step_models(compose_cfg, checkpoints):
+    # the run tested best.ckpt on the test split's pairs in batches of data.batch_size, noise seeded per batch
+    for experiment, path in checkpoints.items():
+        cfg = compose_cfg("evaluate", [f"ckpt={path}", "batch_size=16", "rollout.steps=2", "rollout.seeds=[0]"])
+        summary = evaluate(cfg)
+        (model,) = summary["models"].values()
+        # float32 errors of the same predictions, summed over different batches: a few n * eps of the mean
+        assert model["one_step"]["rel_l2"] == pytest.approx(TEST_METRICS[experiment]["test/rel_l2"], rel=1e-4)
+        assert model["one_step"]["mse"] == pytest.approx(TEST_METRICS[experiment]["test/mse"], rel=1e-4)

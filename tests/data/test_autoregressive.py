@@ -104,6 +104,6 @@ def test_datamodule_statistics_schema_and_loaders(ks_dir, reference):
     torch.testing.assert_close(batch["x"], again["x"])  # seeded shuffle
     assert len(dm.val_dataloader().dataset) == 4 * 11 and len(dm.test_dataloader().dataset) == 4 * 11
     schema = dm.data_schema()
-    assert schema["kind"] == "trajectory" and schema["pde"] == "ks"
-    assert schema["state"] == ["u"] and schema["conditioning"] == ["dt", "dx"] and schema["n_steps"] == 12
-    assert schema["spatial_dims"] == ["x"] and schema["variables"]["u"] == ["sample", "time", "x"]
+    assert schema.kind == "trajectory" and schema.pde == "ks"
+    assert schema.state == ("u",) and schema.conditioning == ("dt", "dx") and schema.n_steps == 12
+    assert schema.spatial_dims == ("x",) and schema.variables["u"].dims == ("time", "x")

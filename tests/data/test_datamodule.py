@@ -78,14 +78,16 @@ def test_hydra_lists_schema_and_channels(burgers_like):
     dm.setup("fit")  # no val split in this folder: fit works without it
     assert dm.val_dataloader() == []
     schema = dm.data_schema()
-    json.dumps(schema)
-    assert schema["pde"] == "tiny" and schema["schema_version"] == "1.0"
-    assert schema["inputs"] == ["u", "nu"] and schema["targets"] == ["u"]
-    assert schema["input_time"] == 0 and schema["target_time"] == -1
-    assert schema["spatial_dims"] == ["x"] and schema["spatial_shape"] == [16]
-    assert schema["variables"] == {"nu": ["sample"], "u": ["sample", "time", "x"]}
-    assert schema["coords"]["x"] == {"size": 16, "units": "m", "long_name": "", "min": 0.0, "max": 15 / 16}
-    assert schema["coords"]["time"]["units"] == "s"
+    json.dumps(schema.to_dict())
+    assert schema.pde == "tiny" and schema.schema_version == "1.0"
+    assert schema.inputs == ("u", "nu") and schema.targets == ("u",)
+    assert schema.input_time == 0 and schema.target_time == -1
+    assert schema.spatial_dims == ("x",) and schema.spatial_shape == (16,)
+    assert {name: var.dims for name, var in schema.variables.items()} == {"nu": (), "u": ("time", "x")}
+    x = schema.coords["x"]
+    assert (x.size, x.units, x.long_name, x.min, x.max) == (16, "m", "", 0.0, 15 / 16)
+    assert x.spacing == pytest.approx(1 / 16, rel=4 * float(np.finfo(np.float32).eps))
+    assert schema.coords["time"].units == "s"
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (8, 2, 16) and batch["y"].shape == (8, 1, 16)
 

@@ -329,7 +329,7 @@ def test_checkpoint_round_trip_through_surrogate_load(diffusion_sorption_dir, tm
     # the model normalizes its backbone's input with the training statistics; the task's normalizers are the identity
     torch.testing.assert_close(task.net.input_normalizer.mean, datamodule.input_normalizer.mean)
     assert task.model.input_normalizer.mean.abs().max() == 0 and task.model.target_normalizer.std.eq(1).all()
-    assert task.data_schema["spatial_dims"] == ["time", "x"]
+    assert task.data_schema.spatial_dims == ("time", "x")
     surrogate = Surrogate.load(path)
     assert type(surrogate.model) is HardConstraintMoE
     assert surrogate.model.init_kwargs == task.net.init_kwargs

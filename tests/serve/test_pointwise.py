@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import functools
 import io
 import json
@@ -181,14 +183,16 @@ def test_a_checkpoint_without_problem_takes_its_coordinates_and_box_from_the_sch
     checkpoint = read_checkpoint(trained["pinn"]["path"])
     metadata = checkpoint.metadata
     metadata.problem = None
-    metadata.data_schema = {**metadata.data_schema, "coordinates": ["t", "x"], "inputs": ["t", "x"], "bounds": [[0, 1], [-2, 2]]}
+    metadata.data_schema = replace(metadata.data_schema, inputs=("t", "x"), bounds={"t": (0, 1), "x": (-2, 2)})
     path = write_checkpoint(tmp_path / "no_problem.ckpt", metadata, checkpoint.network_state())
     surrogate = PointwiseSurrogate.load(path)
     assert surrogate.problem is None and surrogate.coordinates == ["t", "x"] and surrogate.bounds == [(0.0, 1.0), (-2.0, 2.0)]
     assert surrogate.predict([[0.5, -1.5]]).shape == (1,)
     with pytest.raises(ValueError, match=r"t in \[0, 1\]"):
         surrogate.predict([[-0.5, 0.0]])
-    metadata.data_schema = {**metadata.data_schema, "coordinates": ["t", "x", "y"], "inputs": ["t", "x", "y"]}
+    metadata.data_schema = replace(
+        metadata.data_schema, inputs=("t", "x", "y"), bounds={"t": (0, 1), "x": (-2, 2), "y": (0, 1)}
+    )
     write_checkpoint(tmp_path / "disagreeing.ckpt", metadata, checkpoint.network_state())
     with pytest.raises(CheckpointError, match=r"takes 2 coordinate\(s\) but the file names \['t', 'x', 'y'\]"):
         PointwiseSurrogate.load(tmp_path / "disagreeing.ckpt")

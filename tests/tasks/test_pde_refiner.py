@@ -207,7 +207,7 @@ def test_checkpoint_round_trip_gives_the_same_rollout(refiner_checkpoint, ks_dir
     assert is_rollout_checkpoint(path)
     surrogate = RolloutSurrogate.load(path)
     assert surrogate.refinement_steps == 3 and surrogate.conditioning == ["dt", "dx"]
-    assert surrogate.schema["pde"] == "ks" and surrogate.schema["kind"] == "trajectory"
+    assert surrogate.schema.pde == "ks" and surrogate.schema.kind == "trajectory"
     trajectories, params = datamodule.dataset("test", pairs=False).trajectories()
     u0, dt, dx = trajectories[:, 0, 0].numpy(), params[:, 0].numpy(), params[:, 1].numpy()
     first = surrogate.rollout(u0, 15, seed=4, dt=dt, dx=dx)  # longer than the stored trajectories
@@ -236,7 +236,7 @@ def test_rollout_surrogate_reports_wrong_inputs(refiner_checkpoint, darcy_checkp
         surrogate.rollout(u0, 2, dt=0.8)
     with pytest.raises(ValueError, match="unknown"):
         surrogate.rollout(u0, 2, dt=0.8, dx=0.5, nu=1.0)
-    with pytest.raises(ValueError, match="initial states"):
+    with pytest.raises(ValueError, match="does not match the model"):
         surrogate.rollout(np.zeros((2, 3, 2, 64)), 2, dt=0.8, dx=0.5)
     with pytest.raises(ValueError, match="NaN"):
         surrogate.rollout(np.full((2, 64), np.nan), 2, dt=0.8, dx=0.5)

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.serve.entries import ModelEntry, ResolutionRule, Variable
+from surrogates.schema import Variable
+from surrogates.serve.entries import ModelEntry, ResolutionRule
 from surrogates.serve.loaders.common import training_metrics
 
 
@@ -24,47 +25,42 @@ def load_operator_checkpoint(path: Path, name: str, device: str, surrogate: Any 
     from surrogates.serve.surrogate import Surrogate
 
     surrogate = surrogate or Surrogate.load(path, device=device)
-    schema = surrogate.schema or {}
+    schema = surrogate.schema
     spatial = list(surrogate.spatial_dims)
-    stored = schema.get("variables") or {}
 
-    def dims_of(var: str, time_index: Any) -> tuple[str, ...]:
-        if var not in stored:
-            return tuple(spatial)
-        dims = [d for d in stored[var] if d != "sample"]
-        if time_index is not None and "time" in dims and "time" not in spatial:
-            dims.remove("time")
-        return tuple(dims)
+    def variable(name: str) -> Variable:
+        known = schema.variables.get(name)
+        dims = schema.sample_dims(name) if known else tuple(spatial)
+        return Variable(name, dims, known.units if known else "1", known.long_name if known else "")
 
-    kwargs = surrogate.model.init_kwargs
-    input_names = surrogate.inputs or [f"input_{i}" for i in range(int(kwargs.get("in_channels", 1)))]
-    target_names = surrogate.targets or [f"output_{i}" for i in range(int(kwargs.get("out_channels", 1)))]
-    inputs = [Variable(v, dims_of(v, schema.get("input_time"))) for v in input_names]
-    outputs = [Variable(v, dims_of(v, schema.get("target_time"))) for v in target_names]
+    target_names = surrogate.targets
+    inputs = [variable(v) for v in surrogate.inputs]
+    outputs = [variable(v) for v in target_names]
     for var in inputs + outputs:
         if var.dims not in ((), tuple(spatial)):
             raise ValueError(f"variable {var.name!r} has dims {var.dims}; the service serves fields on {tuple(spatial)} or scalars")
     if not any(var.dims for var in inputs):
         raise ValueError("the model takes no field input; the service cannot tell the output grid")
-    trained = tuple(int(n) for n in schema.get("spatial_shape") or ()) or None
+    trained = tuple(schema.spatial_shape) or None
     serving = surrogate.metadata.get("serving")  # CheckpointMetadata.serving, e.g. {"resolution": "fixed"}
     record = serving.get("resolution") if isinstance(serving, dict) else None
     record = record if record is not None else getattr(surrogate.model, "resolution_rule", None)
     resolution = ResolutionRule.from_record(record, trained)
 
     def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        y = surrogate.predict_tensor(torch.from_numpy(x)).numpy()
+        y = surrogate.predict_checked(torch.from_numpy(x)).numpy()  # ModelEntry.prepare checked x
         return {name: y[:, k] for k, name in enumerate(target_names)}, {}
 
     return ModelEntry(
         name=name,
         kind="surrogate",
         source=str(path),
-        pde=schema.get("pde") or None,
+        pde=schema.pde or None,
         description=f"{type(surrogate.model).__name__} checkpoint",
         inputs=inputs,
         outputs=outputs,
         spatial_dims=spatial,
+        data_schema=schema,
         resolution=resolution,
         batchable=True,
         device=str(surrogate.device),

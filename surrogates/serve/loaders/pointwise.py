@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.serve.entries import PointwiseEntry, ResolutionRule, Variable
+from surrogates.schema import Variable
+from surrogates.serve.entries import PointwiseEntry, ResolutionRule
 from surrogates.serve.loaders.common import training_metrics
 
 

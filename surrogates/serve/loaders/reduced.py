@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.serve.entries import ModelEntry, ResolutionRule, Variable
+from surrogates.schema import Variable
+from surrogates.serve.entries import ModelEntry, ResolutionRule
 
 
 def load_reduced_model(path: Path, name: str, device: str) -> ModelEntry:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from surrogates.serve.entries import ModelEntry, ResolutionRule, Variable
+from surrogates.schema import Variable
+from surrogates.serve.entries import ModelEntry, ResolutionRule
 from surrogates.serve.loaders.common import training_metrics
 
 if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded
@@ -31,8 +32,8 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
     surrogate = surrogate or RolloutSurrogate.load(path, device=device)
     schema = surrogate.schema
     dim = surrogate.model.unet.dim
-    spatial = list(schema.get("spatial_dims") or ["x", "y", "z"][:dim])
-    state = list(schema.get("state") or [f"u_{i}" for i in range(surrogate.model.in_channels)])
+    spatial = surrogate.spatial_dims
+    state = surrogate.state
     conditioning = list(surrogate.conditioning)
     if len(spatial) != dim or len(state) != surrogate.model.in_channels:
         raise ValueError(f"the checkpoint's schema (state {state} on {spatial}) does not match its {dim}D model "
@@ -44,7 +45,7 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
         params = None
         if conditioning:  # scalars arrive as constant channels: read one point of each
             params = torch.from_numpy(x[:, n_state:].reshape(len(x), len(conditioning), -1)[:, :, 0].copy())
-        out = surrogate.rollout_tensor(states, steps, params, seed).cpu().numpy()  # (B, steps, C, *spatial)
+        out = surrogate.rollout_checked(states, steps, params, seed).cpu().numpy()  # ModelEntry.prepare checked x  # (B, steps, C, *spatial)
         info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
         if surrogate.stochastic:
             info["seed"] = int(seed)
@@ -59,7 +60,7 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
         name=name,
         kind="surrogate",
         source=str(path),
-        pde=schema.get("pde") or None,
+        pde=schema.pde or None,
         description=(
             f"{kind} (K={surrogate.refinement_steps}, {surrogate.evaluations_per_step} network evaluation(s) per step); "
             f"conditioned on {conditioning}; send `steps` for a rollout"
@@ -69,6 +70,7 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
         + [Variable(p, (), long_name=f"trajectory parameter {p} (physical units)") for p in conditioning],
         outputs=[Variable(v, tuple(spatial)) for v in state],
         spatial_dims=spatial,
+        data_schema=schema,
         resolution=ResolutionRule(policy="any", trained=None, min_size=2),
         batchable=False,
         device=str(surrogate.device),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.serve.entries import ModelEntry, ResolutionRule, Variable
+from surrogates.serve.entries import ModelEntry, ResolutionRule
 
 
 def solver_entry(name: str, pde_config: Any, description: str = "") -> ModelEntry:
@@ -19,8 +19,8 @@ def solver_entry(name: str, pde_config: Any, description: str = "") -> ModelEntr
     """
     pde = _instantiate(pde_config)
     variables = pde.variables()
-    inputs = [Variable(v, tuple(variables[v].dims), variables[v].units, variables[v].long_name) for v in pde.inputs]
-    outputs = [Variable(v, tuple(variables[v].dims), variables[v].units, variables[v].long_name) for v in pde.targets]
+    inputs = [variables[v] for v in pde.inputs]
+    outputs = [variables[v] for v in pde.targets]
     field_dims = {var.dims for var in inputs + outputs if var.dims}
     if len(field_dims) != 1 or "time" in next(iter(field_dims)):
         raise ValueError(f"the service serves solvers of stationary PDEs with fields on one grid; {pde.name!r} has dims {sorted(field_dims)}")

@@ -11,12 +11,12 @@ test split as the neural surrogates.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from surrogates.solvers.reduced_basis.model import ReducedModel
+from surrogates.schema import DataSchema
 
 
 class ReducedBasisPredictor:
@@ -51,16 +51,14 @@ class ReducedBasisPredictor:
         return predictor
 
     @property
-    def schema(self) -> dict[str, Any]:
-        return {
-            "pde": self.model.metadata.get("pde"),
-            "inputs": self.inputs,
-            "targets": self.targets,
-            "spatial_shape": list(self.model.layout.grid_shape),
-            "data_dir": None,
-            "input_time": None,
-            "target_time": None,
-        }
+    def schema(self) -> DataSchema:
+        """The data the reduced model answers for: its inputs and ``u`` on its grid (no data folder recorded)."""
+        return DataSchema(
+            pde=str(self.model.metadata.get("pde") or ""),
+            inputs=tuple(self.inputs),
+            targets=tuple(self.targets),
+            spatial_shape=tuple(self.model.layout.grid_shape),
+        )
 
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *grid) -> (B, 1, *grid)`` float32; the parameters are read from their constant channels."""

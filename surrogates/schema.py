@@ -1,0 +1,359 @@
+"""The data schema: what a model's data are, one type from the dataset file to the service's OpenAPI.
+
+A :class:`DataSchema` is built from a dataset file by the DataModule that trains on it, stored in the
+checkpoint as plain data (:meth:`DataSchema.to_dict`, read back by :meth:`DataSchema.from_dict`),
+used by :class:`~surrogates.serve.surrogate.Surrogate` and the evaluation to lay out inputs and to
+compute grid spacings, and listed by the service (``GET /v1/models``), whose OpenAPI document
+describes these very classes. Nothing else describes variables, coordinates or grids.
+
+This module imports nothing from the package, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["BOUNDARIES", "KINDS", "Coordinate", "DataSchema", "SchemaError", "Variable"]
+
+KINDS = ("fields", "trajectory", "pointwise")
+"""``fields``: input fields -> target fields (operators); ``trajectory``: states over time with
+per-trajectory parameters (one-step models); ``pointwise``: one PDE instance on a box (PIG, PINN)."""
+
+BOUNDARIES = ("bounded", "periodic")
+"""A coordinate's boundary kind: the grid ends at the domain's edges, or wraps around."""
+
+
+class SchemaError(ValueError):
+    """A stored data schema is malformed (the message names the entry and the problem)."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable of a dataset or model: its name and the dims of one sample.
+
+    ``dims`` excludes the leading ``"sample"`` dim, e.g. ``("x", "y")`` or ``("time", "x")``; a scalar per
+    sample (a viscosity, a time step) has ``dims == ()``.
+    """
+
+    name: str
+    dims: tuple[str, ...] = ()
+    units: str = "1"
+    long_name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(str(d) for d in self.dims))
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    """A 1D coordinate of the data (``x``, ``y``, ``time``) as a model needs it.
+
+    ``spacing`` is the distance between neighbouring points of the uniform grid of ``size`` points
+    from ``min`` to ``max`` (``None`` for a single point or an unknown extent).
+    """
+
+    name: str
+    size: int
+    units: str = "1"
+    long_name: str = ""
+    min: float | None = None
+    max: float | None = None
+    spacing: float | None = None
+    boundary: str = "bounded"
+
+    def __post_init__(self) -> None:
+        if self.boundary not in BOUNDARIES:
+            raise SchemaError(f"coordinate {self.name!r}: boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
+        if self.spacing is None and self.size > 1 and self.min is not None and self.max is not None:
+            object.__setattr__(self, "spacing", (self.max - self.min) / (self.size - 1))
+
+    def spacing_at(self, n: int) -> float | None:
+        """The spacing of an ``n``-point grid over the same domain (``spacing`` when ``n == size``).
+
+        A periodic grid of ``size`` points covers ``size * spacing`` (the last point is one step
+        before the first's image); a bounded grid covers ``max - min`` with points at both ends.
+        """
+        if self.spacing is None or n < 1:
+            return None
+        if n == self.size:
+            return self.spacing
+        if self.boundary == "periodic":
+            return self.spacing * self.size / n
+        return (self.max - self.min) / (n - 1) if n > 1 else None
+
+
+@dataclass(frozen=True)
+class DataSchema:
+    """What a model was trained on and expects: variables, coordinates, grid, and how samples are made.
+
+    Attributes
+    ----------
+    kind
+        One of :data:`KINDS`.
+    pde
+        Name of the PDE that generated the data (``"darcy"``), empty for unknown sources.
+    inputs, targets
+        Variable names, one channel each, in channel order.
+    variables
+        Every variable a model uses, by name (``dims`` of one sample).
+    coords
+        Coordinates of the dims, by name.
+    spatial_dims, spatial_shape
+        The grid a model maps on (``("x", "y")``, ``(64, 64)``); space-time operators start with ``time``.
+    input_time, target_time
+        Time index taken from time-dependent inputs / targets (``None``: no time dim, or all times).
+    state, conditioning, n_steps
+        Trajectories: the state variables, the per-trajectory parameters the model is conditioned on,
+        and the steps per trajectory.
+    time_stride, n_times
+        Space-time operators: stride and number of stored times.
+    bounds, problem, eval_resolution
+        Pointwise models: the box (coordinate -> ``(low, high)``), the problem's configuration and the
+        resolution of its reference grid.
+    schema_version
+        Version of the dataset file format.
+    source
+        Folder of the training data on the machine that trained (a default for evaluation; the
+        service never shows it).
+    """
+
+    kind: str = "fields"
+    pde: str = ""
+    inputs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    variables: dict[str, Variable] = field(default_factory=dict)
+    coords: dict[str, Coordinate] = field(default_factory=dict)
+    spatial_dims: tuple[str, ...] = ()
+    spatial_shape: tuple[int, ...] = ()
+    input_time: int | None = None
+    target_time: int | None = None
+    state: tuple[str, ...] = ()
+    conditioning: tuple[str, ...] = ()
+    n_steps: int | None = None
+    time_stride: int | None = None
+    n_times: int | None = None
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    problem: dict[str, Any] | None = None
+    eval_resolution: int | tuple[int, ...] | None = None
+    schema_version: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SchemaError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("inputs", "targets", "spatial_dims", "state", "conditioning"):
+            object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
+        object.__setattr__(self, "spatial_shape", tuple(int(n) for n in self.spatial_shape))
+        if isinstance(self.eval_resolution, (list, tuple)):
+            object.__setattr__(self, "eval_resolution", tuple(int(n) for n in self.eval_resolution))
+
+    # -- questions ---------------------------------------------------------------------------------
+    def variable(self, name: str) -> Variable:
+        """The variable ``name``; a field on the spatial dims when the schema does not list it."""
+        return self.variables.get(name) or Variable(name, self.spatial_dims)
+
+    def sample_dims(self, name: str) -> tuple[str, ...]:
+        """Dims of one sample of ``name`` as a model takes or returns it: a time-dependent variable from
+        which one time index is taken (``input_time`` / ``target_time``) loses its ``time`` dim."""
+        dims = list(self.variable(name).dims)
+        index = self.input_time if name in self.inputs else self.target_time
+        if index is not None and "time" in dims and "time" not in self.spatial_dims:
+            dims.remove("time")
+        return tuple(dims)
+
+    @property
+    def boundary(self) -> str:
+        """``"periodic"`` or ``"bounded"`` when every spatial dim has that kind, else ``"mixed"`` (``""``
+        without coordinates)."""
+        kinds = {self.coords[d].boundary for d in self.spatial_dims if d in self.coords}
+        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
+
+    def grid_spacing(self, shape: Sequence[int] | None = None) -> list[float] | None:
+        """Spacing per spatial dim of a grid of ``shape`` (default: the trained grid) over the data's domain.
+
+        ``None`` when a spatial dim has no known extent: metrics then assume a unit grid step.
+        """
+        shape = tuple(self.spatial_shape if shape is None else shape)
+        if len(shape) != len(self.spatial_dims) or not shape:
+            return None
+        spacing = []
+        for dim, n in zip(self.spatial_dims, shape):
+            coordinate = self.coords.get(dim)
+            step = coordinate.spacing_at(int(n)) if coordinate is not None else None
+            if step is None:
+                return None
+            spacing.append(step)
+        return spacing
+
+    def for_service(self) -> "DataSchema":
+        """This schema without :attr:`source` (a path on the training machine)."""
+        return replace(self, source="")
+
+    # -- plain data ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for a checkpoint (JSON-serializable); :meth:`from_dict` reads it back.
+
+        ``variables`` maps a name to its stored dims (with ``"sample"``), as checkpoint format 3 always
+        did; units and long names go in ``variable_attrs``.
+        """
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "pde": self.pde,
+            "schema_version": self.schema_version,
+            "data_dir": self.source,
+            "inputs": list(self.inputs),
+            "targets": list(self.targets),
+            "input_time": self.input_time,
+            "target_time": self.target_time,
+            "spatial_dims": list(self.spatial_dims),
+            "spatial_shape": list(self.spatial_shape),
+            "variables": {name: ["sample", *var.dims] for name, var in self.variables.items()},
+            "variable_attrs": {name: {"units": var.units, "long_name": var.long_name} for name, var in self.variables.items()},
+            "coords": {
+                name: {
+                    "size": c.size, "units": c.units, "long_name": c.long_name, "min": c.min, "max": c.max,
+                    "spacing": c.spacing, "boundary": c.boundary,
+                }
+                for name, c in self.coords.items()
+            },
+        }
+        optional = {
+            "state": list(self.state), "conditioning": list(self.conditioning), "n_steps": self.n_steps,
+            "time_stride": self.time_stride, "n_times": self.n_times, "problem": self.problem,
+            "eval_resolution": list(self.eval_resolution) if isinstance(self.eval_resolution, tuple) else self.eval_resolution,
+        }
+        out.update({key: value for key, value in optional.items() if value not in (None, [])})
+        if self.bounds:
+            out["coordinates"] = list(self.bounds)
+            out["bounds"] = [list(b) for b in self.bounds.values()]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "DataSchema":
+        """Read a schema written by :meth:`to_dict`, or by an earlier version of the package.
+
+        Earlier files have no ``kind`` (fields, or pointwise when they hold ``bounds``), no
+        ``variable_attrs`` and coordinates without ``spacing`` / ``boundary``.
+
+        Raises
+        ------
+        SchemaError
+            Naming the entry that has the wrong type or value.
+        """
+        if not isinstance(raw, Mapping):
+            raise SchemaError(f"a data schema must be a mapping, got {type(raw).__name__}")
+        kind = raw.get("kind") or ("pointwise" if "bounds" in raw else "fields")
+        attrs = _mapping(raw, "variable_attrs")
+        variables = {}
+        for name, dims in _mapping(raw, "variables").items():
+            dims = _strings(dims, f"variables.{name}")
+            extra = attrs.get(name) if isinstance(attrs.get(name), Mapping) else {}
+            variables[str(name)] = Variable(
+                str(name), tuple(d for d in dims if d != "sample"),
+                str(extra.get("units") or "1"), str(extra.get("long_name") or ""),
+            )
+        coords = {str(name): _coordinate(str(name), info) for name, info in _mapping(raw, "coords").items()}
+        bounds = {}
+        if raw.get("bounds") is not None:
+            names = _strings(raw.get("coordinates") or [], "coordinates")
+            boxes = raw["bounds"]
+            if not isinstance(boxes, list) or len(boxes) != len(names):
+                raise SchemaError(f"bounds must be one [low, high] per coordinate {names}, got {boxes!r}")
+            for name, box in zip(names, boxes):
+                if not (isinstance(box, list) and len(box) == 2 and all(_is_number(v) for v in box)):
+                    raise SchemaError(f"bounds of {name!r} must be [low, high], got {box!r}")
+                bounds[name] = (float(box[0]), float(box[1]))
+        shape = raw.get("spatial_shape") or []
+        if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+            raise SchemaError(f"spatial_shape must be a list of positive integers, got {shape!r}")
+        problem = raw.get("problem")
+        if problem is not None and not isinstance(problem, Mapping):
+            raise SchemaError(f"problem must be a mapping, got {type(problem).__name__}")
+        return cls(
+            kind=str(kind) if kind in KINDS else _refuse_kind(kind),
+            pde=str(raw.get("pde") or ""),
+            inputs=_strings(raw.get("inputs") or [], "inputs"),
+            targets=_strings(raw.get("targets") or [], "targets"),
+            variables=variables,
+            coords=coords,
+            spatial_dims=_strings(raw.get("spatial_dims") or [], "spatial_dims"),
+            spatial_shape=tuple(shape),
+            input_time=_optional_int(raw, "input_time"),
+            target_time=_optional_int(raw, "target_time"),
+            state=_strings(raw.get("state") or [], "state"),
+            conditioning=_strings(raw.get("conditioning") or [], "conditioning"),
+            n_steps=_optional_int(raw, "n_steps"),
+            time_stride=_optional_int(raw, "time_stride"),
+            n_times=_optional_int(raw, "n_times"),
+            bounds=bounds,
+            problem=dict(problem) if problem is not None else None,
+            eval_resolution=_resolution(raw.get("eval_resolution")),
+            schema_version=str(raw.get("schema_version") or ""),
+            source=str(raw.get("data_dir") or ""),
+        )
+
+
+# -- reading helpers --------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _refuse_kind(kind: Any) -> str:
+    raise SchemaError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"{key} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise SchemaError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _optional_int(raw: Mapping[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SchemaError(f"{key} must be an integer or null, got {value!r}")
+    return value
+
+
+def _resolution(value: Any) -> int | tuple[int, ...] | None:
+    """A reference grid's resolution: points per dim, one number for every dim or one per dim."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, list) and value and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value):
+        return tuple(value)
+    raise SchemaError(f"eval_resolution must be a positive integer or a list of them, got {value!r}")
+
+
+def _coordinate(name: str, info: Any) -> Coordinate:
+    if not isinstance(info, Mapping):
+        raise SchemaError(f"coords.{name} must be a mapping, got {type(info).__name__}")
+    size = info.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise SchemaError(f"coords.{name}.size must be a non-negative integer, got {size!r}")
+    numbers = {}
+    for key in ("min", "max", "spacing"):
+        value = info.get(key)
+        if value is not None and not _is_number(value):
+            raise SchemaError(f"coords.{name}.{key} must be a finite number or null, got {value!r}")
+        numbers[key] = float(value) if value is not None else None
+    boundary = info.get("boundary", "bounded")
+    if boundary not in BOUNDARIES:
+        raise SchemaError(f"coords.{name}.boundary must be one of {BOUNDARIES}, got {boundary!r}")
+    return Coordinate(
+        name, size, str(info.get("units") or "1"), str(info.get("long_name") or ""),
+        numbers["min"], numbers["max"], numbers["spacing"], boundary,
+    )

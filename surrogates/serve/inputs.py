@@ -1,0 +1,203 @@
+"""The one check of a model's inputs, used by every entry point with the same messages.
+
+The service (:meth:`~surrogates.serve.entries.ModelEntry.prepare`), :class:`~surrogates.serve.surrogate.Surrogate`
+(numpy, xarray and tensors) and :class:`~surrogates.serve.rollout.RolloutSurrogate` all check inputs here, once
+per request: named arrays against the model's input :class:`~surrogates.schema.Variable` list
+(:func:`check_layout`, :func:`check_finite`, then :func:`stack` into one ``(n, C, *spatial)`` batch), or
+one stacked array against the channel layout (:func:`split_channels`, :func:`check_channels`).
+An :class:`InputError` carries the service's error code; the Python API raises it as the ``ValueError`` it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from surrogates.schema import Variable
+
+__all__ = ["InputError", "Layout", "check_channels", "check_finite", "check_layout", "split_channels", "stack"]
+
+
+class InputError(ValueError):
+    """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How request arrays map onto a batch: one sample or ``n``, the grid, scalars sent once for all samples."""
+
+    single: bool
+    n: int
+    spatial_shape: tuple[int, ...]
+    broadcast: frozenset[str] = frozenset()
+
+
+def _shape(shape: Iterable[int]) -> str:
+    return "(" + ", ".join(str(int(n)) for n in shape) + ")"
+
+
+def check_layout(
+    model: str,
+    variables: Sequence[Variable],
+    arrays: Mapping[str, np.ndarray],
+    spatial_dims: Sequence[str],
+    ignored: Iterable[str] = (),
+) -> Layout:
+    """Check named input arrays against a model's input variables.
+
+    Each array is one sample ``(*dims)`` or a batch ``(n, *dims)``, all alike; a scalar variable may be
+    sent as one number for every sample.
+
+    Parameters
+    ----------
+    model
+        The model's name, for messages.
+    variables
+        The model's inputs in channel order (``dims`` of one sample).
+    arrays
+        Name -> array.
+    spatial_dims
+        The grid's dims, in order.
+    ignored
+        Names accepted and not used.
+
+    Raises
+    ------
+    InputError
+        Unknown or missing variables, wrong shapes, disagreeing sample counts or grid sizes, no samples.
+    """
+    names = [v.name for v in variables]
+    unknown = sorted(set(arrays) - set(names) - set(ignored))
+    if unknown:
+        raise InputError("unknown_input", f"model {model!r} has no input(s) {unknown}; its inputs are {names}")
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise InputError("missing_input", f"model {model!r} needs input(s) {missing}; its inputs are {names}")
+    # a number for a scalar input (e.g. a time step) goes with every sample when fields carry the sample dim
+    broadcast = {v.name for v in variables if not v.dims and np.ndim(arrays[v.name]) == 0}
+    if len(broadcast) == len(variables) or not any(v.dims for v in variables):
+        broadcast = set()
+    singles, counts, sizes = set(), set(), {}
+    for var in variables:
+        if var.name in broadcast:
+            continue
+        array, d = arrays[var.name], len(var.dims)
+        if np.ndim(array) not in (d, d + 1):
+            layout = ", ".join(var.dims)
+            raise InputError(
+                "wrong_shape",
+                f"input {var.name!r} has shape {_shape(np.shape(array))}; model {model!r} expects "
+                f"(n{', ' + layout if layout else ''}) for n samples or ({layout}) for one sample",
+            )
+        single = np.ndim(array) == d
+        singles.add(single)
+        counts.add(1 if single else np.shape(array)[0])
+        for dim, size in zip(var.dims, np.shape(array)[np.ndim(array) - d :]):
+            sizes.setdefault(dim, set()).add(int(size))
+    if len(singles) > 1:
+        raise InputError("wrong_shape", "send every input with a leading sample dim, or none of them (one sample)")
+    if len(counts) > 1:
+        raise InputError("wrong_shape", f"inputs disagree on the number of samples: {sorted(counts)}")
+    n = counts.pop()
+    if n == 0:
+        raise InputError("wrong_shape", "the request holds no samples (a leading dim of size 0)")
+    disagreeing = {dim: sorted(values) for dim, values in sizes.items() if len(values) > 1}
+    if disagreeing:
+        raise InputError("wrong_shape", f"inputs disagree on grid sizes: {disagreeing}")
+    spatial_shape = tuple(next(iter(sizes[dim])) for dim in spatial_dims if dim in sizes)
+    return Layout(singles.pop(), n, spatial_shape, frozenset(broadcast))
+
+
+def non_finite_message(name: str, bad_samples: Sequence[int]) -> str:
+    """The message of every non-finite input, naming the variable and the first bad samples."""
+    return (
+        f"input {name!r} contains NaN or infinite values (samples {list(bad_samples)[:10]}; values beyond "
+        "float32's range, about 3.4e38, count as infinite); nothing was predicted"
+    )
+
+
+def check_finite(variables: Sequence[Variable], arrays: Mapping[str, np.ndarray], layout: Layout) -> None:
+    """Raise :class:`InputError` (``non_finite``) naming the first input with a NaN or infinite value."""
+    for var in variables:
+        array = np.asarray(arrays[var.name])
+        finite = np.isfinite(array)
+        if not finite.all():
+            rows = 1 if array.ndim == len(var.dims) else array.shape[0]
+            bad = np.flatnonzero(~finite.reshape(rows, -1).all(axis=1)).tolist()
+            raise InputError("non_finite", non_finite_message(var.name, bad))
+
+
+def stack(variables: Sequence[Variable], arrays: Mapping[str, np.ndarray], layout: Layout) -> np.ndarray:
+    """Checked arrays as one float32 batch ``(n, C_in, *spatial)``; a scalar per sample fills a constant channel."""
+    n, spatial_shape = layout.n, layout.spatial_shape
+    x = np.empty((n, len(variables), *spatial_shape), dtype=np.float32)
+    for k, var in enumerate(variables):
+        array = np.asarray(arrays[var.name])
+        array = np.broadcast_to(array, (n,)) if var.name in layout.broadcast else array
+        per_sample = array.shape[array.ndim - len(var.dims) :]  # () for a scalar
+        x[:, k] = array.reshape((n, *per_sample, *(1,) * (len(spatial_shape) - len(per_sample))))
+    return x
+
+
+def layout_message(shape: Sequence[int], names: Sequence[str], spatial_dims: Sequence[str]) -> str:
+    """Why a stacked array does not fit: the layouts a model of ``names`` channels on ``spatial_dims`` takes."""
+    spatial = ", ".join(spatial_dims)
+    return (
+        f"input of shape {_shape(shape)} does not match the model: expected (n, {len(names)}, {spatial}) "
+        f"with channels [{', '.join(names)}], or (n, {spatial}) / ({spatial}) when there is one input variable"
+    )
+
+
+def split_channels(
+    x: np.ndarray, names: Sequence[str], spatial_dims: Sequence[str]
+) -> tuple[dict[str, np.ndarray], bool, bool]:
+    """One stacked array as named arrays: ``(*spatial)`` or ``(n, *spatial)`` for one variable, ``(C, *spatial)``
+    or ``(n, C, *spatial)`` for ``C`` variables.
+
+    Returns
+    -------
+    arrays, single, channel_axis
+        Name -> ``(n, *spatial)`` array; whether one sample was given; whether the array had a channel axis.
+
+    Raises
+    ------
+    InputError
+        ``wrong_shape`` when the array fits none of the layouts.
+    """
+    d, c = len(spatial_dims), len(names)
+    x = np.asarray(x)
+    if x.ndim == d and c == 1:
+        return {names[0]: x[None]}, True, False
+    if x.ndim == d + 1 and c == 1:
+        return {names[0]: x}, False, False
+    if x.ndim == d + 1 and c > 1 and x.shape[0] == c:
+        return {name: x[None, k] for k, name in enumerate(names)}, True, True
+    if x.ndim == d + 2 and x.shape[1] == c:
+        return {name: x[:, k] for k, name in enumerate(names)}, False, True
+    raise InputError("wrong_shape", layout_message(x.shape, names, spatial_dims))
+
+
+def check_channels(x: Any, names: Sequence[str], spatial_dims: Sequence[str]) -> None:
+    """Check a batch tensor (``torch.Tensor``) ``(n, C, *spatial)``: the channel layout and finite values, with the messages above.
+
+    Raises
+    ------
+    InputError
+        ``wrong_shape`` or ``non_finite``.
+    """
+    import torch
+
+    if x.ndim != len(spatial_dims) + 2 or x.shape[1] != len(names):
+        raise InputError("wrong_shape", layout_message(tuple(x.shape), names, spatial_dims))
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad_channel = int((~finite).transpose(0, 1).reshape(x.shape[1], -1).any(dim=1).nonzero()[0])
+        bad = (~finite[:, bad_channel]).reshape(x.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+        raise InputError("non_finite", non_finite_message(names[bad_channel], bad))
