@@ -349,25 +349,21 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            definitions = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(definitions.pop("$defs", {}))
-            components["PredictRequest"] = definitions
-            # One request schema serves every model (the model is a path parameter): `steps` and `seed` say
-            # which ready models take them; the others answer 422 (steps_not_supported, seed_not_supported).
+            # `steps` and `seed` appear only in the request forms of the models that take them; the query
+            # parameters serve every model, so their descriptions name the models (the others answer 422).
+            _add_request_schemas(schema, registry)
             takers = {
                 "steps": (sorted(e.name for e in registry.ready if e.rollout), "steps_not_supported"),
                 "seed": (sorted(e.name for e in registry.ready if e.stochastic), "seed_not_supported"),
             }
-            for field, (names, code) in takers.items():
+            for field_name, (names, code) in takers.items():
                 note = f" Only for the models {names}; any other model answers 422 `{code}`." if names else (
                     f" No served model takes it (422 `{code}`)."
                 )
-                definitions["properties"][field]["description"] += note
                 for path_item in schema.get("paths", {}).values():
                     for operation in path_item.values():
                         for parameter in operation.get("parameters", []):
-                            if parameter.get("in") == "query" and parameter.get("name") == field:
+                            if parameter.get("in") == "query" and parameter.get("name") == field_name:
                                 parameter["description"] = parameter.get("description", "") + note
             _add_pointwise_schemas(schema, registry)
             # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
@@ -411,6 +407,39 @@ def _allow(methods: Any) -> str:
     return ", ".join(sorted({str(m).upper() for m in methods} | {"OPTIONS"}))
 
 
+def _add_request_schemas(schema: dict[str, Any], registry: Registry) -> None:
+    """The JSON request forms of the field models in an OpenAPI document: ``steps`` and ``seed`` only where
+    some ready model takes them.
+
+    ``PredictRequest`` (``inputs`` only) fits every model. Models that roll out, or take a noise seed, get
+    ``PredictRequest_steps``, ``PredictRequest_seed`` or ``PredictRequest_steps_seed``, whose description
+    names them; the JSON body of ``predict`` is any of these forms.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    full = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(full.pop("$defs", {}))
+    optional = ("steps", "seed")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for entry in registry.ready:
+        if entry.kind != "pointwise":
+            takes = (("steps",) if entry.rollout else ()) + (("seed",) if entry.stochastic else ())
+            groups.setdefault(takes, []).append(entry.name)
+    refs = []
+    for takes in [(), *sorted(key for key in groups if key)]:
+        key = "_".join(("PredictRequest", *takes))
+        form = copy.deepcopy(full)
+        form["title"] = key
+        form["properties"] = {k: v for k, v in full["properties"].items() if k not in optional or k in takes}
+        if takes:
+            form["description"] = f"Body of `predict` for the model(s) {sorted(groups[takes])}, which take {list(takes)}."
+        components[key] = form
+        refs.append({"$ref": f"#/components/schemas/{key}"})
+    operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
+    operation["requestBody"] = copy.deepcopy(operation["requestBody"])  # PREDICT_OPENAPI's dict is shared
+    json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
+    json_body["schema"] = refs[0] if len(refs) == 1 else {"anyOf": refs}
+
+
 def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
     """The request schemas of pointwise models (PIG, PINN) in an OpenAPI document.
 
@@ -451,11 +480,9 @@ def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
             },
         }
         refs.append({"$ref": f"#/components/schemas/{key}"})
-    if refs:  # a copy: the operation's requestBody is PREDICT_OPENAPI's own dict
-        operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
-        operation["requestBody"] = copy.deepcopy(operation["requestBody"])
-        json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
-        json_body["schema"] = {"anyOf": [{"$ref": "#/components/schemas/PredictRequest"}, *refs]}
+    if refs:  # after _add_request_schemas, which made the operation's requestBody a copy of PREDICT_OPENAPI's
+        json_body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
+        json_body["schema"] = {"anyOf": [*json_body["schema"].get("anyOf", [json_body["schema"]]), *refs]}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -270,3 +270,19 @@ def test_binding_beyond_loopback_without_a_token_warns(caplog, host, token, warn
     with caplog.at_level(logging.WARNING, logger="surrogates.serve"):
         warn_if_exposed(host, token)
     assert any("not a loopback address" in r.getMessage() for r in caplog.records) == warned
+
+
+# -- request forms --------------------------------------------------------------------------------------
+def test_steps_and_seed_appear_only_in_the_request_forms_of_the_models_that_take_them(server):
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    components = schema["components"]["schemas"]
+    forms = {key: components[key] for key in components if key.startswith("PredictRequest")}
+    assert {key: set(form["properties"]) for key, form in forms.items()} == {
+        "PredictRequest": {"inputs"},
+        "PredictRequest_steps": {"inputs", "steps"},  # slow-heat rolls out (its outputs are its inputs)
+        "PredictRequest_steps_seed": {"inputs", "steps", "seed"},  # the refiner also takes a seed
+    }
+    assert "['slow-heat']" in forms["PredictRequest_steps"]["description"]
+    assert "['ks/refiner']" in forms["PredictRequest_steps_seed"]["description"]
+    body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [ref["$ref"].rsplit("/", 1)[1] for ref in body["anyOf"]] == list(forms)
