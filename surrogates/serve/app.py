@@ -38,10 +38,10 @@ from starlette.routing import Match
 
 from surrogates import __version__
 from surrogates.serve import codecs
+from surrogates.serve.auth import BearerAuth, declare_bearer_security
 from surrogates.serve.batching import MicroBatcher
 from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.registry import ModelEntry, Registry
-from surrogates.serve.auth import BearerAuth, declare_bearer_security
 from surrogates.serve.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -305,19 +305,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 f"the answer would hold {produced} values ({prepared.n} sample(s) x {steps or 1} step(s) x the output "
                 f"fields); the limit is {settings.max_output_elements} (max_output_elements): send fewer samples or steps",
             )
-        token = CancelToken()
-        work = _run(entry, batchers[name], prepared.x, steps, seed or 0, token, settings.rollout_slice_ms / 1000)
         try:
-            outputs, info = await guard(
-                work, token, request, deadline_of(arrived, settings.request_timeout_s), settings.request_timeout_s or 0
-            )
+            outputs, info = await _run_in_time(request, entry, batchers[name], prepared.x, steps, seed or 0, arrived, settings)
         except Cancelled:  # the client went away: nobody reads an answer
-            log.info("request to %s stopped: the client disconnected", name)
             return Response(status_code=499)
-        except ServiceError as error:
-            if error.code == "deadline_exceeded":
-                log.warning("request to %s stopped after %.1f s: %s", name, time.monotonic() - arrived, error.message)
-            raise
         answer = {}
         for var in entry.outputs:
             dims = (["sample"] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
@@ -535,6 +526,32 @@ def _encode_json(name: str, answer: dict[str, tuple[list[str], np.ndarray]], ste
 
 async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
     return await run_in_threadpool(fn, *args) if offload else fn(*args)
+
+
+async def _run_in_time(
+    request: Request,
+    entry: ModelEntry,
+    batcher: MicroBatcher,
+    x: np.ndarray,
+    steps: int | None,
+    seed: int,
+    arrived: float,
+    settings: ServeSettings,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`_run`, stopped at its next step or batch when the request's deadline passes (504) or its client
+    disconnects (:class:`~surrogates.serve.work.Cancelled`); ``arrived``: ``time.monotonic()`` at arrival."""
+    token = CancelToken()
+    work = _run(entry, batcher, x, steps, seed, token, settings.rollout_slice_ms / 1000)
+    deadline = deadline_of(arrived, settings.request_timeout_s)
+    try:
+        return await guard(work, token, request, deadline, settings.request_timeout_s or 0)
+    except Cancelled:
+        log.info("request to %s stopped: the client disconnected", entry.name)
+        raise
+    except ServiceError as error:
+        if error.code == "deadline_exceeded":
+            log.warning("request to %s stopped after %.1f s: %s", entry.name, time.monotonic() - arrived, error.message)
+        raise
 
 
 async def _run(
