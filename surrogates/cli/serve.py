@@ -7,6 +7,7 @@ The entry point only composes ``conf/serve.yaml``, builds the registry and start
 from __future__ import annotations
 
 import logging
+import os
 
 import hydra
 from omegaconf import DictConfig
@@ -34,8 +35,30 @@ def build_app(cfg: DictConfig):
         max_steps=int(cfg.max_steps),
         max_output_elements=int(cfg.get("max_output_elements", 1 << 24)),
         max_decoded_bytes=None if cfg.get("max_decoded_bytes") is None else int(cfg.max_decoded_bytes),
+        request_timeout_s=None if cfg.get("request_timeout_s") is None else float(cfg.request_timeout_s),
+        rollout_slice_ms=float(cfg.get("rollout_slice_ms", 100.0)),
+        api_token=api_token(cfg.get("token_env")),
     )
     return create_app(registry, settings)
+
+
+def api_token(token_env: str | None) -> str | None:
+    """The bearer token from the environment variable named ``token_env``; None when unnamed, unset or empty."""
+    return (os.environ.get(token_env) or None) if token_env else None
+
+
+def warn_if_exposed(host: str, token: str | None) -> None:
+    """Log a warning when the service binds beyond this machine without a token: anyone who reaches the
+    address can use every model."""
+    from surrogates.serve.auth import is_loopback
+
+    if not token and not is_loopback(str(host)):
+        logging.getLogger("surrogates.serve").warning(
+            "binding to %s, which is not a loopback address, without a bearer token: anyone who reaches it can run "
+            "every model. Set a token in the environment variable named by token_env, or put a proxy with "
+            "authentication in front",
+            host,
+        )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
@@ -45,6 +68,7 @@ def main(cfg: DictConfig) -> None:
     logging.getLogger("surrogates.serve").setLevel(str(cfg.log_level).upper())
     app = report_user_errors("surrogates-serve", build_app, cfg)  # e.g. a models_dir that does not exist
     registry = app.state.registry
+    warn_if_exposed(cfg.host, app.state.settings.api_token)
     print(f"serving {len(registry.ready)} model(s) on http://{cfg.host}:{cfg.port} (OpenAPI: /docs, /openapi.json)")
     for entry in registry.unavailable:
         print(f"  unavailable: {entry.name}: {entry.error}")

@@ -24,7 +24,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from starlette.routing import Match
 
 from surrogates import __version__
 from surrogates.serve import codecs
+from surrogates.serve.auth import BearerAuth, declare_bearer_security
 from surrogates.serve.batching import MicroBatcher
 from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.registry import ModelEntry, Registry
@@ -50,6 +51,7 @@ from surrogates.serve.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from surrogates.serve.work import CancelToken, Cancelled, advance, deadline_of, guard
 
 log = logging.getLogger("surrogates.serve")
 
@@ -80,6 +82,15 @@ class ServeSettings:
         included), checked from the file's header before any data is read; ``None``: ``8 * max_elements``.
     offload_bytes
         Bodies larger than this are decoded and answers encoded in a thread instead of on the event loop.
+    request_timeout_s
+        Deadline of a request from its arrival, seconds: past it the answer is 504 and the model's work
+        stops at its next step or batch boundary; ``None`` or ``0``: no deadline.
+    rollout_slice_ms
+        A rollout holds its model's worker thread for about this long (at least one step) before the
+        requests waiting for the model run, so that a long rollout delays a short request by about one slice.
+    api_token
+        When set, every route but ``GET /health`` needs ``Authorization: Bearer <api_token>`` (401 otherwise).
+        Not shown by ``repr``.
     """
 
     micro_batching: bool = True
@@ -91,6 +102,9 @@ class ServeSettings:
     max_output_elements: int = 1 << 24
     max_decoded_bytes: int | None = None
     offload_bytes: int = 256 * 1024
+    request_timeout_s: float | None = 30.0
+    rollout_slice_ms: float = 100.0
+    api_token: str | None = field(default=None, repr=False)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -104,6 +118,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "query points outside a pointwise model's domain.",
     },
     503: {"model": ErrorResponse, "description": "The model file could not be loaded (see `GET /health`)."},
+    504: {
+        "model": ErrorResponse,
+        "description": "The request did not finish within the service's `request_timeout_s`; its work was stopped.",
+    },
 }
 
 PREDICT_OPENAPI = {
@@ -251,7 +269,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             description="Noise seed of a stochastic model (for NetCDF bodies; JSON bodies may also use the `seed` field).",
         ),
     ) -> Response:
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), time.monotonic()
         entry = registry.get(name)
         if not entry.ready:
             raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.reason or 'cannot load model'}")
@@ -287,7 +305,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 f"the answer would hold {produced} values ({prepared.n} sample(s) x {steps or 1} step(s) x the output "
                 f"fields); the limit is {settings.max_output_elements} (max_output_elements): send fewer samples or steps",
             )
-        outputs, info = await _run(entry, batchers[name], prepared.x, steps, seed or 0)
+        try:
+            outputs, info = await _run_in_time(request, entry, batchers[name], prepared.x, steps, seed or 0, arrived, settings)
+        except Cancelled:  # the client went away: nobody reads an answer
+            return Response(status_code=499)
         answer = {}
         for var in entry.outputs:
             dims = (["sample"] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
@@ -313,29 +334,27 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         return _info(registry.get(name))
 
     app.add_middleware(_AnswerOptions, routes=app.router.routes, skip=predict_other_methods)
+    if settings.api_token:  # added last, so it runs first: OPTIONS and unknown paths need the token too
+        app.add_middleware(BearerAuth, token=settings.api_token, open_paths=("/health",))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            definitions = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(definitions.pop("$defs", {}))
-            components["PredictRequest"] = definitions
-            # One request schema serves every model (the model is a path parameter): `steps` and `seed` say
-            # which ready models take them; the others answer 422 (steps_not_supported, seed_not_supported).
+            # `steps` and `seed` appear only in the request forms of the models that take them; the query
+            # parameters serve every model, so their descriptions name the models (the others answer 422).
+            _add_request_schemas(schema, registry)
             takers = {
                 "steps": (sorted(e.name for e in registry.ready if e.rollout), "steps_not_supported"),
                 "seed": (sorted(e.name for e in registry.ready if e.stochastic), "seed_not_supported"),
             }
-            for field, (names, code) in takers.items():
+            for field_name, (names, code) in takers.items():
                 note = f" Only for the models {names}; any other model answers 422 `{code}`." if names else (
                     f" No served model takes it (422 `{code}`)."
                 )
-                definitions["properties"][field]["description"] += note
                 for path_item in schema.get("paths", {}).values():
                     for operation in path_item.values():
                         for parameter in operation.get("parameters", []):
-                            if parameter.get("in") == "query" and parameter.get("name") == field:
+                            if parameter.get("in") == "query" and parameter.get("name") == field_name:
                                 parameter["description"] = parameter.get("description", "") + note
             _add_pointwise_schemas(schema, registry)
             # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
@@ -345,6 +364,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                     for parameter in operation.get("parameters", []):
                         if parameter.get("in") == "path" and parameter.get("name") == "name" and names:
                             parameter["schema"] = {"type": "string", "enum": names, "title": "Name"}
+            if settings.api_token:
+                declare_bearer_security(schema, open_paths=("/health",))
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -375,6 +396,39 @@ class _AnswerOptions:
 def _allow(methods: Any) -> str:
     """An ``Allow`` header: the given methods and OPTIONS, sorted."""
     return ", ".join(sorted({str(m).upper() for m in methods} | {"OPTIONS"}))
+
+
+def _add_request_schemas(schema: dict[str, Any], registry: Registry) -> None:
+    """The JSON request forms of the field models in an OpenAPI document: ``steps`` and ``seed`` only where
+    some ready model takes them.
+
+    ``PredictRequest`` (``inputs`` only) fits every model. Models that roll out, or take a noise seed, get
+    ``PredictRequest_steps``, ``PredictRequest_seed`` or ``PredictRequest_steps_seed``, whose description
+    names them; the JSON body of ``predict`` is any of these forms.
+    """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    full = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(full.pop("$defs", {}))
+    optional = ("steps", "seed")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for entry in registry.ready:
+        if entry.kind != "pointwise":
+            takes = (("steps",) if entry.rollout else ()) + (("seed",) if entry.stochastic else ())
+            groups.setdefault(takes, []).append(entry.name)
+    refs = []
+    for takes in [(), *sorted(key for key in groups if key)]:
+        key = "_".join(("PredictRequest", *takes))
+        form = copy.deepcopy(full)
+        form["title"] = key
+        form["properties"] = {k: v for k, v in full["properties"].items() if k not in optional or k in takes}
+        if takes:
+            form["description"] = f"Body of `predict` for the model(s) {sorted(groups[takes])}, which take {list(takes)}."
+        components[key] = form
+        refs.append({"$ref": f"#/components/schemas/{key}"})
+    operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
+    operation["requestBody"] = copy.deepcopy(operation["requestBody"])  # PREDICT_OPENAPI's dict is shared
+    json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
+    json_body["schema"] = refs[0] if len(refs) == 1 else {"anyOf": refs}
 
 
 def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
@@ -417,11 +471,9 @@ def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
             },
         }
         refs.append({"$ref": f"#/components/schemas/{key}"})
-    if refs:  # a copy: the operation's requestBody is PREDICT_OPENAPI's own dict
-        operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
-        operation["requestBody"] = copy.deepcopy(operation["requestBody"])
-        json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
-        json_body["schema"] = {"anyOf": [{"$ref": "#/components/schemas/PredictRequest"}, *refs]}
+    if refs:  # after _add_request_schemas, which made the operation's requestBody a copy of PREDICT_OPENAPI's
+        json_body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
+        json_body["schema"] = {"anyOf": [*json_body["schema"].get("anyOf", [json_body["schema"]]), *refs]}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -476,31 +528,89 @@ async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:
     return await run_in_threadpool(fn, *args) if offload else fn(*args)
 
 
+async def _run_in_time(
+    request: Request,
+    entry: ModelEntry,
+    batcher: MicroBatcher,
+    x: np.ndarray,
+    steps: int | None,
+    seed: int,
+    arrived: float,
+    settings: ServeSettings,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`_run`, stopped at its next step or batch when the request's deadline passes (504) or its client
+    disconnects (:class:`~surrogates.serve.work.Cancelled`); ``arrived``: ``time.monotonic()`` at arrival."""
+    token = CancelToken()
+    work = _run(entry, batcher, x, steps, seed, token, settings.rollout_slice_ms / 1000)
+    deadline = deadline_of(arrived, settings.request_timeout_s)
+    try:
+        return await guard(work, token, request, deadline, settings.request_timeout_s or 0)
+    except Cancelled:
+        log.info("request to %s stopped: the client disconnected", entry.name)
+        raise
+    except ServiceError as error:
+        if error.code == "deadline_exceeded":
+            log.warning("request to %s stopped after %.1f s: %s", entry.name, time.monotonic() - arrived, error.message)
+        raise
+
+
 async def _run(
-    entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, steps: int | None, seed: int = 0
+    entry: ModelEntry,
+    batcher: MicroBatcher,
+    x: np.ndarray,
+    steps: int | None,
+    seed: int,
+    token: CancelToken,
+    slice_s: float,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """One prediction, or a rollout of ``steps`` predictions (each output fed back as the next input).
 
-    A model that rolls out itself (``entry.rollout_runner``) gets the whole request in one call of its
-    worker thread, with the noise ``seed``.
+    Every step is a separate job of the model's worker thread, so other requests run between the
+    steps of a rollout, and a cancelled request (``token``, or this coroutine cancelled) stops at a step
+    boundary. A model that rolls out itself (``entry.rollout_runner``) runs in slices of about
+    ``slice_s`` seconds (:func:`_roll_in_slices`).
     """
     if entry.rollout_runner is not None:
-        loop = asyncio.get_running_loop()
-        try:
-            outputs, info = await loop.run_in_executor(batcher.executor, entry.rollout_runner, x, steps or 1, seed)
-        except ValueError as error:
-            raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
-        _check_finite(entry, outputs)
-        return (outputs if steps else {name: value[:, 0] for name, value in outputs.items()}), info
+        return await _roll_in_slices(entry, batcher.executor, x, steps, seed, token, slice_s)
     if not steps:
-        outputs, info = await _submit(entry, batcher, x)
-        return outputs, info
-    frames = []
+        return await _submit(entry, batcher, x)
+    frames, info = [], {}
     for step in range(steps):
+        if token.cancelled:
+            raise Cancelled(token.reason or "cancelled")
         outputs, info = await _submit(entry, batcher, x, step)
         frames.append(outputs)
         x = np.stack([outputs[v.name] for v in entry.inputs], axis=1)
-    return {v.name: np.stack([frame[v.name] for frame in frames], axis=1) for v in entry.outputs}, info
+    return _stack(entry, frames), info
+
+
+async def _roll_in_slices(
+    entry: ModelEntry, executor: Any, x: np.ndarray, steps: int | None, seed: int, token: CancelToken, slice_s: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A model that rolls out itself, with the noise ``seed``: its steps in slices of about ``slice_s``
+    seconds of the worker thread each (:func:`~surrogates.serve.work.advance`); requests queued on the
+    thread meanwhile run between two slices. Without ``steps``: one step, without the time axis."""
+    assert entry.rollout_runner is not None
+    loop = asyncio.get_running_loop()
+    frames: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = []
+    try:
+        stepper = entry.rollout_runner(x, seed)
+        while len(frames) < (steps or 1):
+            done = await loop.run_in_executor(executor, advance, stepper, (steps or 1) - len(frames), slice_s, token)
+            for k, (outputs, _) in enumerate(done, start=len(frames)):  # a NaN stops the rollout where it appears
+                _check_finite(entry, outputs, k if steps else None)
+            frames += done
+            if token.cancelled:
+                raise Cancelled(token.reason or "cancelled")
+    except ValueError as error:
+        raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+    info = frames[-1][1]
+    return (_stack(entry, [outputs for outputs, _ in frames]) if steps else frames[0][0]), info
+
+
+def _stack(entry: ModelEntry, frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-step outputs ``name -> (B, *dims)`` as ``name -> (B, steps, *dims)``."""
+    return {v.name: np.stack([frame[v.name] for frame in frames], axis=1) for v in entry.outputs}
 
 
 async def _submit(entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, step: int | None = None):

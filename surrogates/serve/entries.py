@@ -8,7 +8,7 @@ The loaders of :mod:`surrogates.serve.loaders` build entries; :mod:`surrogates.s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +21,10 @@ from surrogates.serve.inputs import InputError, check_finite, check_layout, stac
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
 
-RolloutRunner = Callable[[np.ndarray, int, int], tuple[dict[str, np.ndarray], dict[str, Any]]]
-"""``(x (B, C_in, *spatial), steps, seed)`` -> (outputs ``name -> (B, steps, *dims)``, info): a model that
-rolls out itself (one-step models such as PDE-Refiner), with the seed of its noise."""
+RolloutRunner = Callable[[np.ndarray, int], Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]]
+"""``(x (B, C_in, *spatial), seed)`` -> the rollout's steps, each (outputs ``name -> (B, *dims)``, info) computed
+when asked for: a model that rolls out itself (one-step models such as PDE-Refiner), with the seed of its
+noise. The service asks for a few steps per job of the model's worker thread (``serve/work.py``)."""
 
 
 @dataclass(frozen=True)

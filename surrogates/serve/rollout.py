@@ -9,7 +9,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,60 @@ class RolloutSurrogate:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         params = None if params is None else params.to(self.device, torch.float32)
         return self.predictor.rollout(u0.to(self.device, torch.float32), int(steps), params, generator)
+
+    def rollout_steps(
+        self, u0: torch.Tensor, params: torch.Tensor | None = None, seed: int | None = 0, check: bool = True
+    ) -> Iterator[torch.Tensor]:
+        """The states after ``u0`` one at a time, each computed when asked for: the ``k``-th equals
+        ``rollout_tensor(u0, steps, params, seed)[:, k]`` bit for bit, for any ``steps > k``.
+
+        The service runs a rollout through this, a few steps per job of the model's worker thread, so
+        that other requests run in between and a stopped request stops at a step boundary. The iterator
+        may be advanced from different threads, one at a time.
+
+        Parameters
+        ----------
+        u0
+            ``(n, C, *spatial)`` physical states.
+        params
+            ``(n, P)`` physical parameters, the same for every step.
+        seed
+            Seed of the refinement noise; ``None`` draws from torch's global generator.
+        check
+            Check ``u0`` (:func:`surrogates.serve.inputs.check_channels`); the service passes ``False`` for
+            states its request check has already read.
+
+        Returns
+        -------
+        Iterator[torch.Tensor]
+            Endless; each item ``(n, C, *spatial)`` in physical units.
+
+        Raises
+        ------
+        surrogates.serve.inputs.InputError
+            (a ``ValueError``) when ``u0`` has another layout or a NaN or infinite value (at the call, before any step).
+        """
+        if check:
+            check_channels(u0, self.state, self.spatial_dims)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        # The loop stays in normalized units, as NormalizedStepper.rollout does: decoding and re-encoding
+        # between steps would round differently.
+        with torch.no_grad():
+            state = self.predictor.encode(u0.to(self.device, torch.float32))
+            scaled = self.predictor.encode_params(None if params is None else params.to(self.device, torch.float32))
+        return self._steps(state, scaled, generator)
+
+    def _steps(
+        self, state: torch.Tensor, scaled: torch.Tensor | None, generator: torch.Generator | None
+    ) -> Iterator[torch.Tensor]:
+        while True:
+            # no_grad per step, not around the yield: grad mode is per thread and the next step may run elsewhere
+            with torch.no_grad():
+                state = self.model.predict(state, scaled, generator)
+                decoded = self.predictor.decode(state)
+            yield decoded
 
     def rollout(self, u0: Any, steps: int, seed: int | None = 0, **params: Any) -> np.ndarray:
         """Roll out ``steps`` steps from initial states (numpy in, numpy out).

@@ -87,3 +87,18 @@ def test_the_service_and_surrogate_import_without_lightning():
     from surrogates.data.datamodule import FieldDataModule as defined
 
     assert FieldDataModule is defined and callable(open_split) and Normalizer.__name__ == "Normalizer"
+
+
+def test_the_config_sets_the_deadline_the_slices_and_the_token_from_the_environment(tmp_path, monkeypatch):
+    from surrogates.cli.serve import build_app
+
+    monkeypatch.setenv("SURROGATES_TEST_TOKEN", "from-the-environment")
+    monkeypatch.delenv("SURROGATES_API_TOKEN", raising=False)
+    (tmp_path / "models").mkdir()
+    overrides = [f"models_dir={tmp_path / 'models'}", "solvers={}", "token_env=SURROGATES_TEST_TOKEN",
+                 "request_timeout_s=2.5", "rollout_slice_ms=10"]
+    settings = build_app(compose_config("serve", overrides, tmp_path / "run")).state.settings
+    assert settings.api_token == "from-the-environment"
+    assert settings.request_timeout_s == 2.5 and settings.rollout_slice_ms == 10.0
+    defaults = build_app(compose_config("serve", overrides[:2], tmp_path / "run2")).state.settings
+    assert defaults.request_timeout_s == 30.0 and defaults.api_token is None  # SURROGATES_API_TOKEN is unset

@@ -279,12 +279,15 @@ def test_405_and_options_agree_on_the_allowed_methods(client):
     assert client.post("/no/such/path").status_code == 404
 
 
-def test_openapi_says_which_models_take_steps_and_seed(client):
+def test_openapi_puts_steps_only_in_the_request_form_of_the_models_that_roll_out(client):
     schema = client.get("/openapi.json").json()
-    properties = schema["components"]["schemas"]["PredictRequest"]["properties"]
-    assert "Only for the models ['heat']" in properties["steps"]["description"]
-    assert "steps_not_supported" in properties["steps"]["description"]
-    assert "No served model takes it" in properties["seed"]["description"]
+    components = schema["components"]["schemas"]
+    assert set(components["PredictRequest"]["properties"]) == {"inputs"}  # fits every model
+    rollout = components["PredictRequest_steps"]
+    assert set(rollout["properties"]) == {"inputs", "steps"} and "['heat']" in rollout["description"]
+    assert not any(key.startswith("PredictRequest_") and "seed" in key for key in components)  # no model takes a seed
+    body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"anyOf": [{"$ref": "#/components/schemas/PredictRequest"}, {"$ref": "#/components/schemas/PredictRequest_steps"}]}
     query = {p["name"]: p for p in schema["paths"]["/v1/models/{name}/predict"]["post"]["parameters"]}
     assert "['heat']" in query["steps"]["description"]
     refused = client.post("/v1/models/op/predict", json={"inputs": {"a": [[1.0]]}, "steps": 2})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,8 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
 
     Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
     sample; outputs: the next state, or ``steps`` states with a rollout. Every request, rollout or
-    not, is one call of :meth:`RolloutSurrogate.rollout_tensor` with the request's seed, so answers
-    equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
+    not, steps through :meth:`RolloutSurrogate.rollout_steps` with the request's seed (a few steps per
+    job of the worker thread), so answers equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
     micro-batched (a refiner's noise would then depend on the other requests of its batch).
     ``surrogate``: the file's :class:`RolloutSurrogate` when the caller has loaded it already.
     """
@@ -33,27 +34,27 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
     schema = surrogate.schema
     dim = surrogate.model.unet.dim
     spatial = surrogate.spatial_dims
-    state = surrogate.state
+    state_names = surrogate.state
     conditioning = list(surrogate.conditioning)
-    if len(spatial) != dim or len(state) != surrogate.model.in_channels:
-        raise ValueError(f"the checkpoint's schema (state {state} on {spatial}) does not match its {dim}D model "
+    if len(spatial) != dim or len(state_names) != surrogate.model.in_channels:
+        raise ValueError(f"the checkpoint's schema (state {state_names} on {spatial}) does not match its {dim}D model "
                          f"with {surrogate.model.in_channels} state channel(s)")
-    n_state = len(state)
+    n_state = len(state_names)
 
-    def roll(x: np.ndarray, steps: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
+
+    def roll(x: np.ndarray, seed: int) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
         states = torch.from_numpy(np.ascontiguousarray(x[:, :n_state]))
         params = None
         if conditioning:  # scalars arrive as constant channels: read one point of each
             params = torch.from_numpy(x[:, n_state:].reshape(len(x), len(conditioning), -1)[:, :, 0].copy())
-        out = surrogate.rollout_checked(states, steps, params, seed).cpu().numpy()  # ModelEntry.prepare checked x  # (B, steps, C, *spatial)
-        info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
-        if surrogate.stochastic:
-            info["seed"] = int(seed)
-        return {var: out[:, :, k] for k, var in enumerate(state)}, info
+        told = {**info, "seed": int(seed)} if surrogate.stochastic else info
+        for step in surrogate.rollout_steps(states, params, seed, check=False):  # ModelEntry.prepare checked x  # (B, C, *spatial) per step
+            out = step.cpu().numpy()
+            yield {var: out[:, k] for k, var in enumerate(state_names)}, told
 
     def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        outputs, info = roll(x, 1, 0)
-        return {var: value[:, 0] for var, value in outputs.items()}, info
+        return next(roll(x, 0))
 
     kind = "PDE-Refiner" if surrogate.stochastic else "MSE-trained one-step model"
     return ModelEntry(
@@ -66,9 +67,9 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
             f"conditioned on {conditioning}; send `steps` for a rollout"
             + ("" if not surrogate.stochastic else " and `seed` for its refinement noise")
         ),
-        inputs=[Variable(v, tuple(spatial)) for v in state]
+        inputs=[Variable(v, tuple(spatial)) for v in state_names]
         + [Variable(p, (), long_name=f"trajectory parameter {p} (physical units)") for p in conditioning],
-        outputs=[Variable(v, tuple(spatial)) for v in state],
+        outputs=[Variable(v, tuple(spatial)) for v in state_names],
         spatial_dims=spatial,
         data_schema=schema,
         resolution=ResolutionRule(policy="any", trained=None, min_size=2),
