@@ -75,6 +75,10 @@ class SplitDataModule(L.LightningDataModule):
         """Build the training set (:attr:`train_set`) and, once, the statistics of the training split."""
         raise NotImplementedError
 
+    def _has_split(self, split: str) -> bool:
+        """Whether the data have ``split`` (a complete file or set of shards in :attr:`data_dir`)."""
+        return has_split(self.data_dir, split)
+
     # -- channels ---------------------------------------------------------------------------------
     @property
     def in_channels(self) -> int:
@@ -96,11 +100,11 @@ class SplitDataModule(L.LightningDataModule):
         """
         if stage in (None, "fit"):
             self._setup_train()
-            if has_split(self.data_dir, "val"):
+            if self._has_split("val"):
                 self._load("val")
         if stage == "validate":
             self._load("val")
-        if stage in ("test", "predict") or (stage is None and has_split(self.data_dir, "test")):
+        if stage in ("test", "predict") or (stage is None and self._has_split("test")):
             self._load("test")
 
     # -- loaders ----------------------------------------------------------------------------------
@@ -115,7 +119,7 @@ class SplitDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches in file order; an empty list when the folder has no ``val`` split."""
-        if "val" not in self.datasets and not has_split(self.data_dir, "val"):
+        if "val" not in self.datasets and not self._has_split("val"):
             return []
         return self._loader(self._load("val"), shuffle=False)
 
