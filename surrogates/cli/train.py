@@ -41,6 +41,27 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
         )
 
 
+def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:
+    """The checkpoint a run resumes from: none, the given file, or for ``last`` the run's own ``last.ckpt``.
+
+    ``ckpt_path=last`` continues the run whose folder is the output folder (``hydra.run.dir=<run dir>``):
+    ``last.ckpt`` in its checkpoint folder; a clear error when there is none (Lightning would start
+    from scratch with a warning).
+    """
+    if not ckpt_path:
+        return None
+    if str(ckpt_path) != "last":
+        return str(ckpt_path)
+    callback = trainer.checkpoint_callback
+    folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
+    path = folder / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path=last: no checkpoint to resume at {path}; name the run's folder with hydra.run.dir=<run dir>"
+        )
+    return str(path)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
 
@@ -60,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         # Every split the run will use is checked (schema, NaN) before the first step, not after training.
         datamodule.setup("test")
-    resume = cfg.get("ckpt_path")
+    resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)
