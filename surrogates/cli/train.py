@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
 from surrogates.checkpoint import ClassSpec, read_checkpoint
@@ -62,6 +63,25 @@ def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Pat
     return str(path)
 
 
+def keep_earlier_logs(trainer: L.Trainer) -> list[Path]:
+    """Rename the CSV metrics of the run being resumed in its folder; returns the new names.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts; ``metrics.csv`` becomes
+    ``metrics.<k>.csv`` (``k = 0, 1, ...`` for successive resumes) and the resumed run writes a new
+    ``metrics.csv`` from the checkpoint's step on.
+    """
+    kept = []
+    for logger in trainer.loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        k = 0
+        while path.with_name(f"metrics.{k}.csv").exists():
+            k += 1
+        kept.append(path.rename(path.with_name(f"metrics.{k}.csv")))
+    return kept
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
 
@@ -85,6 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)
+        keep_earlier_logs(trainer)
     # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     results = {name: float(value) for name, value in trainer.callback_metrics.items()}

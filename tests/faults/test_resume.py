@@ -159,3 +159,19 @@ def test_resume_last_without_a_checkpoint_is_one_clear_error(darcy_dir, tmp_path
     cfg = compose_config("train", [*DARCY, f"data.data_dir={darcy_dir}", "ckpt_path=last"], tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"ckpt_path=last: no checkpoint to resume at .*empty/checkpoints/last.ckpt"):
         train(cfg)
+
+
+def test_resuming_in_the_run_folder_keeps_the_earlier_csv_metrics(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from surrogates.cli.train import keep_earlier_logs
+
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    (tmp_path / "csv").mkdir()
+    for text in ("first part\n", "second part\n"):
+        (tmp_path / "csv" / "metrics.csv").write_text(text)
+        keep_earlier_logs(L.Trainer(logger=logger, accelerator="cpu", enable_progress_bar=False))
+    assert (tmp_path / "csv" / "metrics.0.csv").read_text() == "first part\n"
+    assert (tmp_path / "csv" / "metrics.1.csv").read_text() == "second part\n"
+    assert not (tmp_path / "csv" / "metrics.csv").exists()
