@@ -122,6 +122,10 @@ class SplitDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.setup("fit")
         epoch, done = training_position(self.trainer)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning wraps the sampler in a distributed one that expects every index: no skipping
+            # (a multi-process run resumed mid-epoch repeats that epoch's first batches)
+            done = 0
         return self._loader(self.train_set, shuffle=True, epoch=epoch, start_batch=done)
 
     def val_dataloader(self) -> DataLoader | list:
