@@ -141,9 +141,8 @@ class CollocationDataModule(L.LightningDataModule):
     # -- checkpoint --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The point sampler's state before the first batch not yet trained (saved in checkpoints)."""
-        trained = training_position(self.trainer)[1] if self.trainer is not None else self._next_step
-        if self.trainer is not None and trained == 0:  # at an epoch's end: every drawn batch was trained
-            trained = self._next_step
+        # mid-epoch: the batches trained so far; at an epoch's end (or outside a fit): every batch drawn
+        trained = training_position(self.trainer)[1] or self._next_step
         state = self._states_before.get(trained, self.generator.get_state())
         return {"generator": state.clone()}
 
