@@ -98,13 +98,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_collection(cfg.get("callbacks")),
         logger=instantiate_collection(cfg.get("logger")) or False,
     )
-    if cfg.get("test"):
-        # Every split the run will use is checked (schema, NaN) before the first step, not after training.
-        datamodule.setup("test")
     resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)
+    if cfg.get("test"):
+        # Every split the run will use is checked (schema, NaN) before the first step, not after training.
+        datamodule.setup("test")
+    if resume:
         keep_earlier_logs(trainer)
     # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
