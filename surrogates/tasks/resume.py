@@ -115,6 +115,10 @@ class RunCheckpoint(ModelCheckpoint):
     The state key is ``ModelCheckpoint``'s, so checkpoints of either class restore each other's best
     score. A run resumed into another folder keeps the best score and the path of the best file (in
     the first folder, left in place) until it improves on it; Lightning's own class drops them.
+
+    A step checkpoint is written before a validation that follows its step inside an epoch
+    (``trainer.val_check_interval < 1``): a run killed during that validation and resumed from it is
+    not covered by the exactness tests, which validate at epochs' ends (the configs' default).
     """
 
     def __init__(self, *args: Any, last_every_n_train_steps: int = 0, save_last: bool = True, **kwargs: Any):
@@ -132,9 +136,10 @@ class RunCheckpoint(ModelCheckpoint):
     # -- when ---------------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-        every = self.last_every_n_train_steps
+        every, step = self.last_every_n_train_steps, trainer.global_step
         last_of_epoch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if every and trainer.global_step % every == 0 and not last_of_epoch:
+        # once a step: with gradient accumulation, the batch that stepped, not the ones accumulating after it
+        if every and step % every == 0 and step != self._last_step_written and not last_of_epoch:
             self._write_last(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
