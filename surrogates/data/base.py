@@ -183,7 +183,8 @@ def training_position(trainer: L.Trainer | None) -> tuple[int, int]:
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A 63-bit seed of ``(seed, epoch, stream)``, well mixed (nearby seeds and epochs share nothing)."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    entropy = [int(seed) % 2**64, int(epoch), int(stream)]  # SeedSequence takes non-negative numbers only
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class EpochShuffleSampler(Sampler[int]):

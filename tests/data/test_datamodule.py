@@ -110,6 +110,7 @@ def test_shuffle_order_is_a_function_of_seed_and_epoch():
     # a new sampler (a resumed run) at epoch 2 sees epoch 2's order, whatever came before
     assert list(EpochShuffleSampler(20, seed=3, epoch=2)) == epochs[2]
     assert list(EpochShuffleSampler(20, seed=4, epoch=2)) != epochs[2]
+    assert sorted(EpochShuffleSampler(20, seed=-1)) == list(range(20))  # any integer seed
     # `start` skips the first indices of one pass only
     resumed = EpochShuffleSampler(20, seed=3, epoch=1, start=6)
     assert len(resumed) == 20 and list(resumed) == epochs[1][6:] and list(resumed) == epochs[1]
