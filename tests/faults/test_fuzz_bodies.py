@@ -29,7 +29,7 @@ from surrogates.serve.app import ServeSettings, create_app
 from surrogates.serve.registry import Registry
 from tests.serve.conftest import LiveServer, save_constructed_checkpoint
 
-FUZZ = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 NETCDF = {"content-type": "application/x-netcdf"}
 JSON = {"content-type": "application/json"}
 MODELS = ["fno", "rollout/heat"]
