@@ -451,14 +451,14 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
     }
 
 
-def hostile_bodies_rss(server: ServerProcess, sampler: RssSampler, args) -> list[dict]:
+def hostile_bodies_rss(server: ServerProcess, sampler: RssSampler, bodies: dict, args) -> list[dict]:
     """Peak resident memory of surrogates-serve while it answers each hostile body alone."""
     import httpx
 
     big, n = largest_accepted_json(args)
     cases = [
         ("NetCDF decompression bomb (3.2 GB decoded)", bomb(), {"content-type": "application/x-netcdf"}),
-        ("oversize JSON body (> max_body_bytes)", make_bodies.oversize, JSON_HEADERS),
+        ("oversize JSON body (> max_body_bytes)", bodies["oversize"], JSON_HEADERS),
         (f"largest accepted JSON body ({n} samples of {args.resolution}x{args.resolution})", big, JSON_HEADERS),
     ]
     rows = []
@@ -513,7 +513,7 @@ def measure(name: str, server: ServerProcess, bodies: dict, checker: Checker, ar
             "after": {"alive": server.alive(), "health": health, "errors": after["errors"]},
         }
         if hostile:
-            result["hostile_bodies"] = hostile_bodies_rss(server, sampler, args)
+            result["hostile_bodies"] = hostile_bodies_rss(server, sampler, bodies, args)
             result["alive_after_hostile_bodies"] = server.alive()
         return result
     finally:
@@ -660,7 +660,6 @@ def main() -> None:
         surrogate = Surrogate.load(checkpoint)
         checker = Checker([surrogate.predict(a) for a in inputs])
         bodies = make_bodies(args, inputs)
-        make_bodies.oversize = bodies["oversize"]
         args.max_requests = max(1, args.max_requests)
 
         servers = {
@@ -671,18 +670,15 @@ def main() -> None:
                 "log_level=warning", f"hydra.run.dir={Path(tmp) / 'run'}",
             ] + ([f"torch_threads={args.torch_threads}"] if args.torch_threads else []),
         }
-        if not args.no_litserve:
-            try:
-                import litserve  # noqa: F401
-
-                servers["litserve"] = lambda port: [
-                    sys.executable, str(Path(__file__).resolve()), "--peer", "litserve", "--port", str(port),
-                    "--checkpoint", str(checkpoint), "--max-batch-size", str(args.max_batch_size),
-                    "--max-wait-ms", str(args.max_wait_ms), "--max-elements", str(args.max_elements),
-                    "--torch-threads", str(args.torch_threads), "--max-body-bytes", str(args.max_body_bytes),
-                ]
-            except ImportError as error:
-                results["litserve"] = {"error": f"litserve is not installed ({error}); `pip install litserve==0.2.19`"}
+        if not args.no_litserve and ls is None:
+            results["litserve"] = {"error": "litserve is not installed (`pip install -e '.[soak]'`)"}
+        elif not args.no_litserve:
+            servers["litserve"] = lambda port: [
+                sys.executable, str(Path(__file__).resolve()), "--peer", "litserve", "--port", str(port),
+                "--checkpoint", str(checkpoint), "--max-batch-size", str(args.max_batch_size),
+                "--max-wait-ms", str(args.max_wait_ms), "--max-elements", str(args.max_elements),
+                "--torch-threads", str(args.torch_threads), "--max-body-bytes", str(args.max_body_bytes),
+            ]
         for name, command in servers.items():
             port = free_port()
             server = ServerProcess(name, command(port), port, Path(tmp) / f"{name}.log", args.torch_threads)
