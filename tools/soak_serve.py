@@ -59,6 +59,7 @@ MODEL = "fno-darcy"
 PATH = f"/v1/models/{MODEL}/predict"
 JSON_HEADERS = {"content-type": "application/json"}
 KINDS = ("valid", "invalid", "oversize", "abandoned")
+INVALID = ("NaN", "ragged", "vector", "unknown name", "cut JSON")  # the invalid bodies, in make_bodies' order
 
 
 # -- the LitServe peer (runs in its own process: `soak_serve.py --peer litserve ...`) ----------------------
@@ -388,7 +389,7 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
     p /= p.sum()
     stats = {
         "sent": Counter(), "status": {k: Counter() for k in KINDS}, "transport_errors": Counter(),
-        "lost": 0, "mixed": 0, "latencies": [], "first_problem": None,
+        "lost": 0, "mixed": 0, "latencies": [], "first_problem": None, "invalid_by_body": {},
     }
     sent = [0]
     limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
@@ -411,7 +412,8 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
                         k = int(rng.integers(len(bodies["valid"])))
                         body = bodies["valid"][k]
                     elif kind == "invalid":
-                        body = bodies["invalid"][int(rng.integers(len(bodies["invalid"])))]
+                        which = int(rng.integers(len(bodies["invalid"])))
+                        body = bodies["invalid"][which]
                     else:
                         body = bodies["oversize"]
                     t0 = time.perf_counter()
@@ -427,6 +429,8 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
                     stats["transport_errors"][kind] += 1
                     continue
                 stats["status"][kind][response.status_code] += 1
+                if kind == "invalid":
+                    stats["invalid_by_body"].setdefault(INVALID[which], Counter())[response.status_code] += 1
                 if kind == "valid":
                     if response.status_code != 200:
                         stats["lost"] += 1
@@ -448,6 +452,7 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
         "valid_ok": latency["n"], "throughput_rps": latency["n"] / wall if wall > 0 else 0.0,
         "p50_ms": latency["p50_ms"], "p99_ms": latency["p99_ms"],
         "lost": stats["lost"], "mixed": stats["mixed"], "first_problem": stats["first_problem"],
+        "invalid_by_body": {label: dict(sorted(c.items())) for label, c in stats["invalid_by_body"].items()},
     }
 
 
@@ -568,6 +573,9 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
                          + (f"; transport: {transport}" if transport else "") + ")")
         lines.append(f"- {name}: " + "; ".join(parts) + f"; alive and healthy afterwards: "
                      f"{'yes' if r['after']['alive'] and r['after']['health'] == 200 and not r['after']['errors'] else 'no'}.")
+        by_body = soak.get("invalid_by_body", {})
+        lines.append(f"  Invalid bodies: " + "; ".join(
+            f"{label} ({', '.join(f'{s}: {n}' for s, n in by_body[label].items())})" for label in INVALID if label in by_body) + ".")
     ours = results.get("surrogates-serve", {})
     if "hostile_bodies" in ours:
         lines += ["", "`surrogates-serve`, one hostile body at a time (peak resident memory of the server process):", "",
