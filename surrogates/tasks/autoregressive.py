@@ -137,13 +137,7 @@ class Autoregressive(L.LightningModule):
         return self.model if net is self.net else self.model.with_network(net)
 
     @torch.no_grad()
-    def rollout(
-        self,
-        state: torch.Tensor,
-        steps: int,
-        params: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def rollout(self, state: torch.Tensor, steps: int, params: torch.Tensor | None = None, generator: Any = None) -> torch.Tensor:
         """``steps`` predictions from ``state`` ``(B, C, *spatial)`` in physical units: ``(B, steps, C, *spatial)``."""
         return self.evaluated_model.rollout(state, steps, params, generator)
 

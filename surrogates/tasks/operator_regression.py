@@ -86,18 +86,8 @@ class OperatorRegression(L.LightningModule):
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predict targets in physical units from inputs in physical units (:attr:`model`).
-
-        Parameters
-        ----------
-        x
-            Input fields, shape ``(B, C_in, *spatial)``.
-
-        Returns
-        -------
-        torch.Tensor
-            Predicted fields, shape ``(B, C_out, *spatial)``.
-        """
+        """Targets ``(B, C_out, *spatial)`` from inputs ``(B, C_in, *spatial)``, both in physical units: the saved
+        model :attr:`model` (:meth:`NormalizedOperator.forward <surrogates.models.normalized.NormalizedOperator.forward>`)."""
         return self.model(x)
 
     def _grid_spacing(self, shape: torch.Size) -> list[float] | None:
