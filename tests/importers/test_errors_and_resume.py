@@ -144,3 +144,26 @@ def test_streaming_writer_publishes_only_complete_files(tmp_path):
     assert info.n_samples == 3 and [p.name for p in tmp_path.iterdir()] == ["a.h5"]
     with pytest.raises(DatasetFileError, match="no provenance attributes"):
         StreamingDatasetWriter(tmp_path / "b.h5", 1, variables, coords, {k: attrs[k] for k in ("pde", "inputs", "targets")})
+
+
+def test_schema_reads_generated_and_imported_provenance_and_refuses_neither(tmp_path):
+    from types import SimpleNamespace as NS
+
+    import h5py as h5
+
+    variables = {"u": NS(dims=("x",), units="1", long_name="u")}
+    coords = {"x": NS(values=np.arange(4.0), units="1", long_name="x")}
+    imported = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
+    with StreamingDatasetWriter(tmp_path / "a.h5", 1, variables, coords, imported) as out:
+        out.write(0, {"u": np.ones((1, 4))})
+        out.commit()
+    assert inspect_file(tmp_path / "a.h5").attrs["source"] == "[]"
+    with h5.File(tmp_path / "a.h5", "r+") as f:
+        del f.attrs["source_sha256"]
+        f.attrs["schema_version"] = "1.0"
+    with pytest.raises(DatasetFileError, match=r"no provenance attributes: generated files need \['config', 'solver_report', "
+                                               r"'seed'\].*imported files need .*missing \['source_sha256'\]"):
+        inspect_file(tmp_path / "a.h5")
+    with h5.File(tmp_path / "a.h5", "r+") as f:  # a 1.0 file of the generator reads as before
+        f.attrs["config"], f.attrs["solver_report"], f.attrs["seed"] = "", "{}", 0
+    assert inspect_file(tmp_path / "a.h5").attrs["schema_version"] == "1.0"
