@@ -116,8 +116,11 @@ class DataSchema:
     schema_version
         Version of the dataset file format.
     source
-        Folder of the training data on the machine that trained (a default for evaluation; the
+        Folder (or file) of the training data on the machine that trained (a default for evaluation; the
         service never shows it).
+    reader
+        How to read :attr:`source` again when it is not a dataset folder of the package: plain data,
+        e.g. ``{"name": "xarray", "sample_dim": "n", "val_fraction": 0.1, ...}`` for ``data=xarray``.
     """
 
     kind: str = "fields"
@@ -140,6 +143,7 @@ class DataSchema:
     eval_resolution: int | tuple[int, ...] | None = None
     schema_version: str = ""
     source: str = ""
+    reader: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -189,8 +193,8 @@ class DataSchema:
         return spacing
 
     def for_service(self) -> "DataSchema":
-        """This schema without :attr:`source` (a path on the training machine)."""
-        return replace(self, source="")
+        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine)."""
+        return replace(self, source="", reader=None)
 
     # -- plain data ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -224,6 +228,7 @@ class DataSchema:
             "state": list(self.state), "conditioning": list(self.conditioning), "n_steps": self.n_steps,
             "time_stride": self.time_stride, "n_times": self.n_times, "problem": self.problem,
             "eval_resolution": list(self.eval_resolution) if isinstance(self.eval_resolution, tuple) else self.eval_resolution,
+            "reader": self.reader,
         }
         out.update({key: value for key, value in optional.items() if value not in (None, [])})
         if self.bounds:
@@ -272,6 +277,9 @@ class DataSchema:
         problem = raw.get("problem")
         if problem is not None and not isinstance(problem, Mapping):
             raise SchemaError(f"problem must be a mapping, got {type(problem).__name__}")
+        reader = raw.get("reader")
+        if reader is not None and not (isinstance(reader, Mapping) and isinstance(reader.get("name"), str)):
+            raise SchemaError(f"reader must be a mapping with a 'name', got {reader!r}")
         return cls(
             kind=str(kind) if kind in KINDS else _refuse_kind(kind),
             pde=str(raw.get("pde") or ""),
@@ -293,6 +301,7 @@ class DataSchema:
             eval_resolution=_resolution(raw.get("eval_resolution")),
             schema_version=str(raw.get("schema_version") or ""),
             source=str(raw.get("data_dir") or ""),
+            reader=dict(reader) if reader is not None else None,
         )
 
 

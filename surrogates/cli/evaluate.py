@@ -19,6 +19,8 @@ from surrogates.cli.errors import report_user_errors
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.shards import split_files
 from surrogates.data.space_time import SpaceTimeDataset
+from surrogates.data.xarray_datamodule import READER_NAME as XARRAY_READER
+from surrogates.data.xarray_datamodule import XarrayDataModule
 from surrogates.evaluation.dataset import evaluate_dataset
 from surrogates.metrics import field_relative_l2
 from surrogates.plots import plot_comparison, plot_solution
@@ -80,6 +82,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def dataset_of(schema: DataSchema, data_dir: str | Path, split: str) -> FieldDataset:
     """The split's samples as the training run read them: the same variables, time indices and windows."""
+    if schema.reader is not None and schema.reader.get("name") == XARRAY_READER:  # trained with data=xarray
+        return XarrayDataModule.from_schema(schema, data_dir)._load(split)
     files = split_files(data_dir, split)
     if schema.time_stride is not None:  # a space-time operator: whole trajectories
         return SpaceTimeDataset(

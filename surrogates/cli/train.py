@@ -9,6 +9,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
 from surrogates.checkpoint import ClassSpec, read_checkpoint
@@ -41,6 +42,46 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
         )
 
 
+def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:
+    """The checkpoint a run resumes from: none, the given file, or for ``last`` the run's own ``last.ckpt``.
+
+    ``ckpt_path=last`` continues the run whose folder is the output folder (``hydra.run.dir=<run dir>``):
+    ``last.ckpt`` in its checkpoint folder; a clear error when there is none (Lightning would start
+    from scratch with a warning).
+    """
+    if not ckpt_path:
+        return None
+    if str(ckpt_path) != "last":
+        return str(ckpt_path)
+    callback = trainer.checkpoint_callback
+    folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
+    path = folder / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path=last: no checkpoint to resume at {path}; name the run's folder with hydra.run.dir=<run dir>"
+        )
+    return str(path)
+
+
+def keep_earlier_logs(trainer: L.Trainer) -> list[Path]:
+    """Rename the CSV metrics of the run being resumed in its folder; returns the new names.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts; ``metrics.csv`` becomes
+    ``metrics.<k>.csv`` (``k = 0, 1, ...`` for successive resumes) and the resumed run writes a new
+    ``metrics.csv`` from the checkpoint's step on.
+    """
+    kept = []
+    for logger in trainer.loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        k = 0
+        while path.with_name(f"metrics.{k}.csv").exists():
+            k += 1
+        kept.append(path.rename(path.with_name(f"metrics.{k}.csv")))
+    return kept
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
 
@@ -57,13 +98,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=instantiate_collection(cfg.get("callbacks")),
         logger=instantiate_collection(cfg.get("logger")) or False,
     )
-    if cfg.get("test"):
-        # Every split the run will use is checked (schema, NaN) before the first step, not after training.
-        datamodule.setup("test")
-    resume = cfg.get("ckpt_path")
+    resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)
+    if cfg.get("test"):
+        # Every split the run will use is checked (schema, NaN) before the first step, not after training.
+        datamodule.setup("test")
+    if resume:
+        keep_earlier_logs(trainer)
     # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     results = {name: float(value) for name, value in trainer.callback_metrics.items()}

@@ -2,6 +2,10 @@
 
 A folder of ``train`` / ``val`` / ``test`` splits (single files or shards), the DataLoader settings,
 which splits a stage needs, the seeded loaders, and the coordinates part of the data schema.
+
+The training shuffle is a function of ``(seed, epoch)`` (:class:`EpochShuffleSampler`), and a loader
+made while a fit resumes mid-epoch starts at the first batch not yet trained
+(:func:`training_position`): a resumed run sees the batches the uninterrupted run saw.
 :class:`~surrogates.data.datamodule.FieldDataModule` (and its space-time variant) and
 :class:`~surrogates.data.autoregressive.AutoregressiveDataModule` add their dataset, the statistics
 of their training split and the rest of their data schema.
@@ -13,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from surrogates.data.shards import has_split
 from surrogates.data.schema import SCHEMA_VERSION
 from surrogates.schema import Coordinate, DataSchema, Variable
 
-__all__ = ["SplitDataModule", "make_loader"]
+__all__ = ["EpochShuffleSampler", "SplitDataModule", "make_loader", "training_position"]
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -37,7 +42,8 @@ class SplitDataModule(L.LightningDataModule):
     batch_size, num_workers, pin_memory
         DataLoader settings; workers are persistent when ``num_workers > 0``.
     seed
-        Seeds the training shuffle: the same seed gives the same batches, whatever ``num_workers``.
+        Seeds the training shuffle: the same seed gives the same batches, whatever ``num_workers``;
+        each epoch has its own order, a function of ``(seed, epoch)``.
     check_finite
         Scan the files for NaN/inf when they are opened.
     """
@@ -75,6 +81,10 @@ class SplitDataModule(L.LightningDataModule):
         """Build the training set (:attr:`train_set`) and, once, the statistics of the training split."""
         raise NotImplementedError
 
+    def _has_split(self, split: str) -> bool:
+        """Whether the data have ``split`` (a complete file or set of shards in :attr:`data_dir`)."""
+        return has_split(self.data_dir, split)
+
     # -- channels ---------------------------------------------------------------------------------
     @property
     def in_channels(self) -> int:
@@ -96,26 +106,37 @@ class SplitDataModule(L.LightningDataModule):
         """
         if stage in (None, "fit"):
             self._setup_train()
-            if has_split(self.data_dir, "val"):
+            if self._has_split("val"):
                 self._load("val")
         if stage == "validate":
             self._load("val")
-        if stage in ("test", "predict") or (stage is None and has_split(self.data_dir, "test")):
+        if stage in ("test", "predict") or (stage is None and self._has_split("test")):
             self._load("test")
 
     # -- loaders ----------------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return make_loader(dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
+    def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0, start_batch: int = 0) -> DataLoader:
+        return make_loader(
+            dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory, epoch, start_batch
+        )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled training batches (set up for ``fit`` on first use)."""
+        """Shuffled training batches (set up for ``fit`` on first use).
+
+        In a fit resumed from a checkpoint, the loader starts where the checkpoint's training loop
+        stood: the epoch's order, from its first batch not yet trained.
+        """
         if self.train_set is None:
             self.setup("fit")
-        return self._loader(self.train_set, shuffle=True)
+        epoch, done = training_position(self.trainer)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning wraps the sampler in a distributed one that expects every index: no skipping
+            # (a multi-process run resumed mid-epoch repeats that epoch's first batches)
+            done = 0
+        return self._loader(self.train_set, shuffle=True, epoch=epoch, start_batch=done)
 
     def val_dataloader(self) -> DataLoader | list:
         """Validation batches in file order; an empty list when the folder has no ``val`` split."""
-        if "val" not in self.datasets and not has_split(self.data_dir, "val"):
+        if "val" not in self.datasets and not self._has_split("val"):
             return []
         return self._loader(self._load("val"), shuffle=False)
 
@@ -173,18 +194,114 @@ class SplitDataModule(L.LightningDataModule):
         return out
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int, pin_memory: bool) -> DataLoader:
+def training_position(trainer: L.Trainer | None) -> tuple[int, int]:
+    """Where a fit stands: ``(epoch, batches of that epoch already trained)``; ``(0, 0)`` outside a fit.
+
+    Lightning restores its loop counters from a checkpoint before it asks for the training loader,
+    so a loader made then can start where the interrupted run stopped. A checkpoint written at an
+    epoch's end (every batch trained and processed) resumes at the start of the next epoch.
+
+    Parameters
+    ----------
+    trainer
+        The trainer the DataModule is attached to, or ``None``.
+    """
+    if trainer is None:
+        return 0, 0
+    epochs = trainer.fit_loop.epoch_progress.current
+    # `started` counts the epoch in progress, `processed` only the finished ones
+    mid_epoch = epochs.processed < epochs.started
+    batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed if mid_epoch else 0
+    return int(epochs.processed), int(batches)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed of ``(seed, epoch, stream)``, well mixed (nearby seeds and epochs share nothing)."""
+    entropy = [int(seed) % 2**64, int(epoch), int(stream)]  # SeedSequence takes non-negative numbers only
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Random order of ``size`` indices that depends on ``(seed, epoch)`` only.
+
+    Lightning calls :meth:`set_epoch` before each epoch. Nothing carries over from one epoch to the
+    next, so a run resumed at any epoch sees the order the uninterrupted run saw; ``start`` skips the
+    first indices of one pass (a run resumed mid-epoch).
+
+    Parameters
+    ----------
+    size
+        Number of samples.
+    seed
+        Seed of every epoch's order.
+    epoch
+        The epoch of the first pass.
+    start
+        Indices of the first pass to skip (the samples already trained on); later passes start at 0.
+
+    Attributes
+    ----------
+    generator : torch.Generator
+        Handed to the ``DataLoader`` (which draws its worker seeds from it), re-seeded from
+        ``(seed, epoch)`` each epoch: the loader then never draws from torch's global generator,
+        whose state a resumed run restores separately.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
+        self.size, self.seed = int(size), int(seed)
+        self.generator = torch.Generator()
+        self.epoch = int(epoch)
+        self.set_epoch(epoch)
+        self.start = int(start)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s order from now on (a new epoch also drops a pending ``start``)."""
+        if int(epoch) != self.epoch:
+            self.start = 0
+        self.epoch = int(epoch)
+        self.generator.manual_seed(_epoch_seed(self.seed, self.epoch, stream=1))
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The permutation of ``epoch`` (a function of ``seed`` and ``epoch`` only)."""
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, int(epoch), stream=0))
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        yield from self.order(self.epoch)[start:].tolist()
+
+    def __len__(self) -> int:
+        # the whole epoch, also when resuming in it: Lightning counts the batches already trained
+        return self.size
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    pin_memory: bool,
+    epoch: int = 0,
+    start_batch: int = 0,
+) -> DataLoader:
     """The DataLoader every DataModule of the package uses: seeded shuffling, persistent workers.
 
-    The shuffle order depends on ``seed`` only, so runs with 0 and with several workers see the same
-    batches; each worker opens its own HDF5 handles (the datasets open lazily).
+    The shuffle order depends on ``seed`` and the epoch only (:class:`EpochShuffleSampler`), so runs
+    with 0 and with several workers, and runs resumed from a checkpoint, see the same batches; each
+    worker opens its own HDF5 handles (the datasets open lazily).
+
+    Parameters
+    ----------
+    epoch, start_batch
+        Where a shuffled loader starts: ``epoch``'s order from batch ``start_batch`` (a resumed fit).
     """
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    sampler = EpochShuffleSampler(len(dataset), seed, epoch, start_batch * batch_size) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=sampler,
+        generator=sampler.generator if sampler is not None else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,

@@ -4,6 +4,10 @@ A physics-informed network sees no solution data. Each training step gets a batc
 collocation points for the PDE residual and points on the boundary / at the initial time for the side
 conditions, drawn by the problem (:class:`surrogates.pdes.physics.PhysicsProblem`). Validation and
 test batches are the reference solution on a grid, for the relative L2 error.
+
+The point sampler's state travels in the checkpoint (:meth:`CollocationDataModule.state_dict`), and a
+fit resumed mid-epoch draws only the epoch's remaining steps: a resumed run trains on the points the
+uninterrupted run drew.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from surrogates.data.base import training_position
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
 from surrogates.schema import DataSchema
 
@@ -25,13 +30,19 @@ __all__ = ["CollocationDataModule"]
 
 
 class _CollocationBatches(IterableDataset):
-    """``steps`` batches ``{"collocation": (n, d), "<condition>": (n_c, d), ...}`` per epoch."""
+    """``steps_per_epoch`` batches ``{"collocation": (n, d), "<condition>": (n_c, d), ...}`` per epoch.
 
-    def __init__(self, module: "CollocationDataModule"):
+    The first pass starts at step ``start`` (a fit resumed mid-epoch), later passes at 0.
+    """
+
+    def __init__(self, module: "CollocationDataModule", start: int = 0):
         self.module = module
+        self.start = int(start)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for _ in range(self.module.steps_per_epoch):
+        start, self.start = self.start, 0
+        self.module._begin_pass(start)
+        for _ in range(start, self.module.steps_per_epoch):
             yield self.module.next_batch()
 
 
@@ -88,24 +99,56 @@ class CollocationDataModule(L.LightningDataModule):
         self.resample, self.steps_per_epoch = bool(resample), int(steps_per_epoch)
         self.eval_resolution = eval_resolution if isinstance(eval_resolution, int) else [int(r) for r in eval_resolution]
         self.data_dir = None if data_dir is None else Path(data_dir)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self._fixed: dict[str, torch.Tensor] | None = None
+        # The sampler's state before each batch of the current pass, by step: the loader draws ahead
+        # of training, and a checkpoint must hold the state before the first batch not yet trained.
+        self._states_before: dict[int, torch.Tensor] = {}
+        self._next_step = 0
         self._reference: Reference | None = None
 
     # -- training points ---------------------------------------------------------------------------
-    def sample_batch(self) -> dict[str, torch.Tensor]:
-        """Fresh points: ``{"collocation": (n_collocation, d), <condition>: (n_c, d)}``."""
-        batch = {"collocation": self.problem.sample_collocation(self.n_collocation, self.generator)}
-        batch.update(self.problem.sample_conditions(self.n_boundary, self.generator))
+    def sample_batch(self, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Fresh points: ``{"collocation": (n_collocation, d), <condition>: (n_c, d)}``.
+
+        Drawn from ``generator``, by default the module's sampler (:attr:`generator`).
+        """
+        generator = self.generator if generator is None else generator
+        batch = {"collocation": self.problem.sample_collocation(self.n_collocation, generator)}
+        batch.update(self.problem.sample_conditions(self.n_boundary, generator))
         return batch
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        """The batch of the next step: fresh points, or the fixed set when ``resample=False``."""
+        """The batch of the next step: fresh points, or the fixed set when ``resample=False``.
+
+        The fixed set is the first draw of the seed, so a resumed run draws the same set again.
+        """
+        self._states_before[self._next_step] = self.generator.get_state()
+        self._states_before.pop(self._next_step - 8, None)  # Lightning draws one batch ahead; keep a few
+        self._next_step += 1
         if self.resample:
             return self.sample_batch()
         if self._fixed is None:
-            self._fixed = self.sample_batch()
+            self._fixed = self.sample_batch(torch.Generator().manual_seed(self.seed))
         return self._fixed
+
+    def _begin_pass(self, start: int) -> None:
+        """A pass over the training steps begins at step ``start`` of the epoch."""
+        self._states_before = {}
+        self._next_step = start
+
+    # -- checkpoint --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The point sampler's state before the first batch not yet trained (saved in checkpoints)."""
+        # mid-epoch: the batches trained so far; at an epoch's end (or outside a fit): every batch drawn
+        trained = training_position(self.trainer)[1] or self._next_step
+        state = self._states_before.get(trained, self.generator.get_state())
+        return {"generator": state.clone()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the point sampler (Lightning calls this when a fit resumes from a checkpoint)."""
+        self.generator.set_state(state_dict["generator"])
 
     # -- reference ---------------------------------------------------------------------------------
     @property
@@ -155,7 +198,8 @@ class CollocationDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(_CollocationBatches(self), batch_size=None)
+        """``steps_per_epoch`` batches of points per epoch; a resumed fit starts at its first untrained step."""
+        return DataLoader(_CollocationBatches(self, start=training_position(self.trainer)[1]), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader([self.reference_batch()], batch_size=None)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from surrogates.data.foreign import ForeignLayout, inspect_foreign
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 
 MAX_OPEN_FILES = 64
@@ -22,11 +23,16 @@ MAX_OPEN_FILES = 64
 
 @dataclass(frozen=True)
 class _Channel:
-    """How one variable becomes one channel: optional time index, or broadcast of a per-sample scalar."""
+    """How one variable becomes one channel: optional time index, or broadcast of a per-sample scalar.
+
+    ``source`` is the stored variable and ``component`` the index along its trailing component dim
+    (foreign files' vector and tensor fields, see :mod:`surrogates.data.foreign`)."""
 
     name: str
     time: int | None
     scalar: bool
+    source: str = ""
+    component: int | None = None
 
 
 class FieldDataset(Dataset):
@@ -50,6 +56,11 @@ class FieldDataset(Dataset):
         variables without a time dim.
     check_finite
         Scan every file for NaN/inf when the dataset is built.
+    layout
+        Read files not written by the package (:func:`~surrogates.data.foreign.inspect_foreign`): the
+        names of their sample, time and component dims. ``None``: files in the package's format.
+    indices
+        Use only these samples (numbered over all files), in this order: a split of one file.
 
     Attributes
     ----------
@@ -79,8 +90,11 @@ class FieldDataset(Dataset):
         input_time: int | None = None,
         target_time: int | None = None,
         check_finite: bool = True,
+        layout: ForeignLayout | None = None,
+        indices: Sequence[int] | None = None,
     ):
         self.files = [Path(f) for f in files]
+        self.layout = layout
         if not self.files:
             raise ValueError("FieldDataset needs at least one file")
         self.inputs = [str(name) for name in inputs]
@@ -92,7 +106,7 @@ class FieldDataset(Dataset):
 
         self.infos: list[FileInfo] = []
         for path in self.files:
-            info = inspect_file(path, check_finite=check_finite)
+            info = inspect_file(path, check_finite) if layout is None else inspect_foreign(path, layout, check_finite)
             require_variables(info, [*self.inputs, *self.targets])
             self.infos.append(info)
         first = self.infos[0]
@@ -104,6 +118,11 @@ class FieldDataset(Dataset):
         self.attrs = dict(first.attrs)
         self.coords = self._read_coords(first)
         self._offsets = np.cumsum([0] + [info.n_samples for info in self.infos])
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        if self.indices is not None and self.indices.size and not (
+            0 <= self.indices.min() and self.indices.max() < self._offsets[-1]
+        ):
+            raise IndexError(f"sample indices must lie in [0, {int(self._offsets[-1])})")
         self._handles: OrderedDict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = OrderedDict()
         self._pid: int | None = None
 
@@ -136,8 +155,13 @@ class FieldDataset(Dataset):
                 )
             if not -steps <= time < steps:
                 raise ValueError(f"{option}={time} is out of range for variable {name!r} with {steps} time steps")
-            return _Channel(name, time % steps, False)
-        return _Channel(name, None, not dims)
+            return _Channel(name, time % steps, False, *self._source(info, name))
+        return _Channel(name, None, not dims, *self._source(info, name))
+
+    @staticmethod
+    def _source(info: FileInfo, name: str) -> tuple[str, int | None]:
+        """The stored variable behind ``name`` and its component index (foreign vector fields)."""
+        return getattr(info, "sources", {}).get(name, (name, None))
 
     def _spatial_layout(self, info: FileInfo) -> tuple[tuple[str, ...], tuple[int, ...]]:
         layouts = {}
@@ -156,8 +180,9 @@ class FieldDataset(Dataset):
         return distinct.pop() if distinct else ((), ())
 
     def _read_coords(self, info: FileInfo) -> dict[str, np.ndarray]:
+        stored = getattr(info, "coord_sources", {})
         with h5py.File(info.path, "r") as f:
-            return {name: np.asarray(f[name][...]) for name in info.coords}
+            return {name: np.asarray(f[stored.get(name, name)][...]) for name in info.coords}
 
     @property
     def in_channels(self) -> int:
@@ -169,7 +194,7 @@ class FieldDataset(Dataset):
 
     # -- access -----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self._offsets[-1])
+        return int(self._offsets[-1]) if self.indices is None else int(self.indices.size)
 
     def locate(self, index: int) -> tuple[Path, int]:
         """The file holding global sample ``index`` and the sample's index within it."""
@@ -182,6 +207,8 @@ class FieldDataset(Dataset):
             index += n
         if not 0 <= index < n:
             raise IndexError(f"sample index {index} out of range for {n} samples")
+        if self.indices is not None:
+            index = int(self.indices[index])
         k = int(np.searchsorted(self._offsets, index, side="right")) - 1
         return k, int(index - self._offsets[k])
 
@@ -196,7 +223,8 @@ class FieldDataset(Dataset):
         if entry is None:
             handle = h5py.File(self.files[k], "r")
             # Looking a dataset up by name costs several times more than reading a small sample.
-            entry = (handle, {name: handle[name] for name in {*self.inputs, *self.targets}})
+            channels = [*self._input_channels, *self._target_channels]
+            entry = (handle, {channel.source: handle[channel.source] for channel in channels})
             self._handles[k] = entry
             while len(self._handles) > MAX_OPEN_FILES:
                 self._handles.popitem(last=False)[1][0].close()
@@ -205,12 +233,13 @@ class FieldDataset(Dataset):
         return entry[1]
 
     def _read(self, variables: dict[str, h5py.Dataset], channel: _Channel, local: int) -> np.ndarray:
-        data = variables[channel.name]
+        data = variables[channel.source]
+        index: tuple[Any, ...] = (local,) if channel.time is None else (local, channel.time)
+        if channel.component is not None:
+            index = (*index, Ellipsis, channel.component)
         if channel.scalar:
-            return np.full(self.spatial_shape, data[local], dtype=np.float32)
-        if channel.time is not None:
-            return np.asarray(data[local, channel.time], dtype=np.float32)
-        return np.asarray(data[local], dtype=np.float32)
+            return np.full(self.spatial_shape, data[index], dtype=np.float32)
+        return np.asarray(data[index], dtype=np.float32)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Sample ``index``: ``{"x": (C_in, *spatial), "y": (C_out, *spatial)}``, float32 tensors."""

@@ -192,7 +192,7 @@ def inspect_file(path: str | Path, check_finite: bool = True) -> FileInfo:
             _validate(info)
             if check_finite:
                 for name in sorted(info.variables):
-                    _check_finite(path, name, handle.variables[name])
+                    check_finite_values(path, name, handle.variables[name])
     except DatasetFileError:
         raise
     except Exception as error:  # reading a damaged file can fail anywhere
@@ -272,7 +272,8 @@ def _validate(info: FileInfo) -> None:
             )
 
 
-def _check_finite(path: Path, name: str, var: Any) -> None:
+def check_finite_values(path: Path, name: str, var: Any) -> None:
+    """Raise :class:`DatasetFileError` at the first sample of a float variable with a NaN or inf (bounded reads)."""
     if not np.issubdtype(var.dtype, np.floating) and not np.issubdtype(var.dtype, np.complexfloating):
         return
     n = int(var.shape[0])

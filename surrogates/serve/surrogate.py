@@ -187,11 +187,17 @@ class Surrogate:
     def _predict_xarray(self, ds: Any, batch_size: int) -> Any:
         import xarray as xr
 
+        reader = self.schema.reader or {}
+        # the user's layout when the model was trained on it (data=xarray): their sample dim name, components
+        sample_dim = reader.get("sample_dim", "sample")
+        if sample_dim not in ds.dims and "sample" in ds.dims:
+            sample_dim = "sample"
         arrays = {}
         for name in self.inputs:
-            if name not in ds.data_vars:
+            var = self._input_variable(ds, name, tuple(reader.get("component_dims") or ()))
+            if var is None:
                 continue  # the check below names every missing input
-            var = ds[name]
+            var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
             if "time" in var.dims and "time" not in self.spatial_dims:
                 if self.schema.input_time is None:
                     raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
@@ -199,18 +205,34 @@ class Surrogate:
             expected = [dim for dim in ("sample", *self.spatial_dims) if dim in var.dims]
             if set(var.dims) != set(expected) or not set(self.spatial_dims) <= set(var.dims):
                 raise ValueError(
-                    f"variable {name!r} has dims {var.dims}; expected ('sample', {', '.join(map(repr, self.spatial_dims))})"
+                    f"variable {name!r} has dims {var.dims}; expected ({sample_dim!r}, {', '.join(map(repr, self.spatial_dims))})"
                 )
             arrays[name] = var.transpose(*expected).values
-        has_sample = any(self.inputs) and self.inputs[0] in ds.data_vars and "sample" in ds[self.inputs[0]].dims
+        has_sample = bool(arrays) and next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
-        dims = ("sample", *self.spatial_dims) if has_sample else tuple(self.spatial_dims)
+        dims = (sample_dim, *self.spatial_dims) if has_sample else tuple(self.spatial_dims)
         out_vars = {}
         for k, name in enumerate(self.targets):
             values = pred[:, k] if has_sample else pred[0, k]
             out_vars[name] = xr.DataArray(values, dims=dims, attrs={"long_name": f"predicted {name}"})
         coords = {name: ds.coords[name] for name in dims if name in ds.coords}
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
+
+    @staticmethod
+    def _input_variable(ds: Any, name: str, component_dims: tuple[str, ...]) -> Any:
+        """``ds[name]``, or the component ``label`` of a vector field ``ds[field]`` for ``name == field_label``
+        (stored with a trailing component dim, as ``data=xarray`` reads it); None when neither exists."""
+        if name in ds.data_vars:
+            return ds[name]
+        field, _, label = name.rpartition("_")
+        if field in ds.data_vars and ds[field].dims and ds[field].dims[-1] in component_dims:
+            dim = ds[field].dims[-1]
+            labels = [str(v) for v in ds[dim].values] if dim in ds.coords else []
+            if label in labels:
+                return ds[field].isel({dim: labels.index(label)}, drop=True)
+            if label.isdigit() and int(label) < ds[field].sizes[dim]:
+                return ds[field].isel({dim: int(label)}, drop=True)
+        return None
 
 
 def require_kind(checkpoint: Checkpoint, kind: str) -> None:

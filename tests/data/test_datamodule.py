@@ -98,3 +98,44 @@ def test_missing_training_split(tmp_path):
     dm = FieldDataModule(tmp_path / "empty", inputs=["a"], targets=["u"])
     with pytest.raises(FileNotFoundError, match="no file for split 'train'"):
         dm.setup("fit")
+
+
+# -- resumable shuffling ---------------------------------------------------------------------------
+def test_shuffle_order_is_a_function_of_seed_and_epoch():
+    from surrogates.data.base import EpochShuffleSampler
+
+    sampler = EpochShuffleSampler(20, seed=3)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert sorted(epochs[0]) == list(range(20)) and epochs[0] != epochs[1] != epochs[2]
+    # a new sampler (a resumed run) at epoch 2 sees epoch 2's order, whatever came before
+    assert list(EpochShuffleSampler(20, seed=3, epoch=2)) == epochs[2]
+    assert list(EpochShuffleSampler(20, seed=4, epoch=2)) != epochs[2]
+    assert sorted(EpochShuffleSampler(20, seed=-1)) == list(range(20))  # any integer seed
+    # `start` skips the first indices of one pass only
+    resumed = EpochShuffleSampler(20, seed=3, epoch=1, start=6)
+    assert len(resumed) == 20 and list(resumed) == epochs[1][6:] and list(resumed) == epochs[1]
+
+
+def test_loader_started_mid_epoch_gives_the_remaining_batches(darcy_like):
+    from surrogates.data.base import make_loader
+
+    dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=3, seed=7)
+    dm.setup("fit")
+    whole = make_loader(dm.train_set, 3, True, 7, 0, False, epoch=1)
+    rest = make_loader(dm.train_set, 3, True, 7, 0, False, epoch=1, start_batch=2)
+    assert len(rest) == len(whole) == 4  # Lightning counts the batches already trained itself
+    expected = [b["x"] for b in whole][2:]
+    got = [b["x"] for b in rest]
+    assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_loaders_do_not_draw_from_the_global_generator(darcy_like):
+    dm = FieldDataModule(darcy_like, inputs=["a"], targets=["u"], batch_size=3, seed=7)
+    dm.setup("fit")
+    state = torch.get_rng_state()
+    for _ in range(2):
+        list(dm.train_dataloader())
+    assert torch.equal(torch.get_rng_state(), state)  # the state a resumed run restores is left alone
