@@ -48,3 +48,15 @@ def test_the_well_2d_with_a_vector_field_trains(run_import, compose_cfg, tmp_pat
     fields = "[buoyancy,velocity_x,velocity_y]"
     _train(compose_cfg, files[0].parent, "experiment=darcy_fno_demo", f"data.inputs={fields}", f"data.targets={fields}",
            f"+data.input_time={time[0]}", f"+data.target_time={time[1]}", "model.grid=periodic")
+
+
+def test_pdebench_burgers_trains_one_step_at_a_time(run_import, compose_cfg, tmp_path):
+    write_tensor_1d(tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5", n=20, steps=4, nx=16)
+    files = run_import(f"source={tmp_path / '1D_Burgers_Sols_Nu0.001.hdf5'}")
+    cfg = compose_cfg("train", [
+        "experiment=ks_unet_mse", f"data.data_dir={files[0].parent}", "data.inputs=[u]", "data.conditioning=[Nu]",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.batch_size=8", "model.hidden_channels=8",
+        "model.channel_multipliers=[1,2]", "model.norm_groups=4", "task.rollout_trajectories=2",
+    ])
+    results = train(cfg)
+    assert any(name.startswith("test/") for name in results)
