@@ -226,3 +226,31 @@ def test_a_glob_of_pdebench_files_is_one_pool(run_import, tmp_path):
     beta, sizes = _all(files[0].parent, "beta")
     assert sizes == [16, 2, 2] and sorted(set(beta.tolist())) == pytest.approx([0.1, 1.0])
     assert len(json.loads(inspect_file(files[0]).attrs["source_sha256"])) == 2
+
+
+def test_netcdf3_file(run_import, tmp_path):
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    source.to_netcdf(tmp_path / "classic.nc", engine="scipy")
+    files = run_import(f"source={tmp_path / 'classic.nc'}", "inputs=[a]", "targets=[u]")
+    a, _ = _all(files[0].parent, "a")
+    _same_samples(a, source["a"].values)
+
+
+def test_the_well_fields_constant_across_trajectories_or_dims_are_broadcast(run_import, tmp_path):
+    import h5py
+
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, s=8)
+    profile = np.linspace(0, 1, 8, dtype=np.float32)
+    with h5py.File(path, "r+") as f:
+        group = f["t0_fields"]
+        group.attrs["field_names"] = ["buoyancy", "profile"]
+        dset = group.create_dataset("profile", data=profile)  # varies along y only, same for every trajectory
+        dset.attrs["dim_varying"] = [False, True]
+        dset.attrs["sample_varying"] = False
+        dset.attrs["time_varying"] = False
+    files = run_import(f"source={path}", "name=bc", "val_fraction=0.25", "test_fraction=0.25")
+    ds = open_split(files[0].parent, "train")
+    assert ds["profile"].dims == ("sample", "x", "y")
+    np.testing.assert_array_equal(ds["profile"].values, np.broadcast_to(profile, (2, 8, 8)))
+    ds.close()
