@@ -254,3 +254,29 @@ def test_the_well_fields_constant_across_trajectories_or_dims_are_broadcast(run_
     assert ds["profile"].dims == ("sample", "x", "y")
     np.testing.assert_array_equal(ds["profile"].values, np.broadcast_to(profile, (2, 8, 8)))
     ds.close()
+
+
+def test_a_single_file_has_no_split_whatever_its_folder_is_called(run_import, tmp_path):
+    (tmp_path / "test").mkdir()
+    write_xarray(tmp_path / "test" / "plain.nc", n=20)
+    files = run_import(f"source={tmp_path / 'test' / 'plain.nc'}", "inputs=[a]", "targets=[u]")
+    assert [inspect_file(f, check_finite=False).n_samples for f in files] == [16, 2, 2]
+
+
+def test_split_files_of_a_glob_or_folder_are_kept_and_time_follows_sample(run_import, tmp_path):
+    rng = np.random.default_rng(0)
+    tmp_path = tmp_path / "src"
+    tmp_path.mkdir()
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        u = rng.random((n, 5, 4))  # (sample, x, time): time is moved after sample
+        xr.Dataset({"u": (("sample", "x", "time"), u)}, coords={"time": np.arange(4.0)}).to_netcdf(
+            tmp_path / f"{split}.nc", engine="h5netcdf")
+    for source, name in ((f"{tmp_path}/*.nc", "glob"), (str(tmp_path), "folder")):
+        files = run_import(f"source={source}", "inputs=[u]", "targets=[u]", f"name={name}")
+        infos = [inspect_file(f, check_finite=False) for f in files]
+        assert [i.n_samples for i in infos] == [6, 2, 3]
+        assert infos[0].variables["u"].dims == ("sample", "time", "x")
+        ds = xr.open_dataset(tmp_path / "test.nc", engine="h5netcdf")
+        got = open_split(files[0].parent, "test")
+        np.testing.assert_array_equal(got["u"].values, ds["u"].transpose("sample", "time", "x").values.astype(np.float32))
+        ds.close(), got.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +183,23 @@ def source_files(source: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+def source_root(source: str | os.PathLike) -> Path | None:
+    """The folder under which a source's files may name their splits: the folder itself, or a glob's fixed prefix;
+    ``None`` for a single file or store (it has no split, whatever its folder is called)."""
+    text = os.path.expanduser(str(source))
+    if any(ch in text for ch in "*?["):
+        prefix = Path(re.split(r"[*?\[]", text)[0])
+        return prefix if str(prefix).endswith(os.sep) or prefix.is_dir() else prefix.parent
+    path = Path(text)
+    return path if path.is_dir() and not is_zarr(path) else None
+
+
 def split_of(path: Path, root: Path | None) -> str | None:
-    """The split a source path names: a folder ``train/``, ``valid/``, ``test/`` ... or a file ``train.h5``; else ``None``."""
-    parts = path.relative_to(root).parts if root is not None and path.is_relative_to(root) else path.parts
+    """The split a source path names below ``root``: a folder ``train/``, ``valid/``, ``test/`` ... or a file
+    ``train.h5``; ``None`` otherwise, and always for a source without a root (:func:`source_root`)."""
+    if root is None or not path.is_relative_to(root):
+        return None
+    parts = path.relative_to(root).parts
     stem = Path(parts[-1]).stem.lower() if parts else ""
     if stem in SPLIT_ALIASES:
         return SPLIT_ALIASES[stem]

@@ -37,6 +37,7 @@ from surrogates.data.importers.plan import (
     expand_names,
     file_sha256,
     source_files,
+    source_root,
     split_of,
 )
 from surrogates.data.schema import SCHEMA_VERSION
@@ -169,8 +170,11 @@ def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
 
 def make_plan(settings: ImportSettings) -> Plan:
     """One plan over every source file (all must have the same layout and variables)."""
-    files = source_files(settings.source)
-    root = Path(settings.source) if Path(settings.source).is_dir() else None
+    output = Path(settings.data_dir).resolve()
+    files = [path for path in source_files(settings.source) if not path.resolve().is_relative_to(output)]
+    if not files:
+        raise ImportDataError(f"source={settings.source!r} holds only the output folder {settings.data_dir}")
+    root = source_root(settings.source)
     plans = [plan_file(path, split_of(path, root), settings) for path in files]
     first = plans[0]
     for plan in plans[1:]:

@@ -1,7 +1,7 @@
 """Anything xarray opens (NetCDF, HDF5 / NetCDF-4, zarr): variables mapped to inputs and targets, dims to ours.
 
 Every data variable with the sample dim (``dims.sample``, default ``sample``) is imported: a field
-``(sample, [time], *space)`` (the time dim named by ``dims.time`` is renamed ``time``, other dims keep their
+``(sample, [time], *space)`` (the time dim named by ``dims.time`` (default ``time``) is renamed ``time`` and put after ``sample``, other dims keep their
 names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and a vector or tensor field
 with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
@@ -58,7 +58,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
         raise ImportDataError(f"{path}: xarray cannot open it ({' '.join(str(error).split())[:200]})") from error
     dims_opt = dict(options.get("dims") or {})
     sample_dim = str(dims_opt.get("sample") or "sample")
-    time_dim = dims_opt.get("time")
+    time_dim = dims_opt.get("time") or ("time" if "time" in ds.dims and sample_dim != "time" else None)
     rename = {str(k): str(v) for k, v in (dims_opt.get("rename") or {}).items()}
     if time_dim:
         rename[str(time_dim)] = "time"
