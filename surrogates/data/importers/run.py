@@ -65,7 +65,7 @@ class ImportSettings:
     test_fraction: float = 0.1
     seed: int = 0
     chunk_size: int | None = None
-    chunk_bytes: int = 256 * 2**20
+    chunk_bytes: int = 64 * 2**20
     overwrite: bool = False
     progress: bool = True
     config_yaml: str = ""
