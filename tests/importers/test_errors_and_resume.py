@@ -167,3 +167,48 @@ def test_schema_reads_generated_and_imported_provenance_and_refuses_neither(tmp_
     with h5.File(tmp_path / "a.h5", "r+") as f:  # a 1.0 file of the generator reads as before
         f.attrs["config"], f.attrs["solver_report"], f.attrs["seed"] = "", "{}", 0
     assert inspect_file(tmp_path / "a.h5").attrs["schema_version"] == "1.0"
+
+
+def test_an_interrupt_midway_removes_the_temporary_files(tmp_path, monkeypatch):
+    from surrogates.data.importers import pdebench
+
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    original = pdebench.plan_file
+
+    def interrupted_plan(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        read = plan.parts[0].read
+
+        def read_then_stop(start, stop):
+            if start >= 6:
+                raise KeyboardInterrupt
+            return read(start, stop)
+
+        plan.parts[0].read = read_then_stop
+        return plan
+
+    monkeypatch.setattr(pdebench, "plan_file", interrupted_plan)
+    settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset(settings)
+    assert list((tmp_path / "out").iterdir()) == []  # no published file, no temporary left behind
+
+
+def test_the_well_time_varying_per_trajectory_is_kept_as_a_variable(run_import, tmp_path):
+    from tests.importers.conftest import write_the_well
+
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, steps=5)
+    times = np.arange(20, dtype=np.float32).reshape(4, 5) * 0.5
+    with h5py.File(path, "r+") as f:
+        del f["dimensions/time"]
+        f["dimensions"].create_dataset("time", data=times)
+        f["dimensions/time"].attrs["sample_varying"] = True
+    files = run_import(f"source={path}", "name=tv", "val_fraction=0.25", "test_fraction=0.25")
+    parts = [open_split(f.parent, f.stem) for f in files]
+    got = np.concatenate([p["time_values"].values for p in parts])
+    assert parts[0]["time"].values.tolist() == [0, 1, 2, 3, 4]  # the step index; the times per trajectory:
+    np.testing.assert_array_equal(np.sort(got[:, 0]), times[:, 0])
+    for p in parts:
+        p.close()
