@@ -118,6 +118,10 @@ class DataSchema:
     source
         Folder (or file) of the training data on the machine that trained (a default for evaluation; the
         service never shows it).
+    window
+        Time windows (``n_steps_input`` states -> ``n_steps_output`` states): the stored variables and the
+        window sizes, ``{"inputs": ["u"], "targets": ["u"], "n_steps_input": 2, "n_steps_output": 1}``;
+        :attr:`inputs` and :attr:`targets` then name the channels (``u_t0``, ``u_t1`` -> ``u_t2``).
     reader
         How to read :attr:`source` again when it is not a dataset folder of the package: plain data,
         e.g. ``{"name": "xarray", "sample_dim": "n", "val_fraction": 0.1, ...}`` for ``data=xarray``.
@@ -143,6 +147,7 @@ class DataSchema:
     eval_resolution: int | tuple[int, ...] | None = None
     schema_version: str = ""
     source: str = ""
+    window: dict[str, Any] | None = None
     reader: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -229,6 +234,7 @@ class DataSchema:
             "time_stride": self.time_stride, "n_times": self.n_times, "problem": self.problem,
             "eval_resolution": list(self.eval_resolution) if isinstance(self.eval_resolution, tuple) else self.eval_resolution,
             "reader": self.reader,
+            "window": self.window,
         }
         out.update({key: value for key, value in optional.items() if value not in (None, [])})
         if self.bounds:
@@ -277,6 +283,13 @@ class DataSchema:
         problem = raw.get("problem")
         if problem is not None and not isinstance(problem, Mapping):
             raise SchemaError(f"problem must be a mapping, got {type(problem).__name__}")
+        window = raw.get("window")
+        if window is not None and not (
+            isinstance(window, Mapping)
+            and all(isinstance(window.get(k), int) and window[k] >= 1 for k in ("n_steps_input", "n_steps_output"))
+            and all(isinstance(window.get(k), list) for k in ("inputs", "targets"))
+        ):
+            raise SchemaError(f"window must name inputs, targets and positive n_steps_input, n_steps_output; got {window!r}")
         reader = raw.get("reader")
         if reader is not None and not (isinstance(reader, Mapping) and isinstance(reader.get("name"), str)):
             raise SchemaError(f"reader must be a mapping with a 'name', got {reader!r}")
@@ -302,6 +315,7 @@ class DataSchema:
             schema_version=str(raw.get("schema_version") or ""),
             source=str(raw.get("data_dir") or ""),
             reader=dict(reader) if reader is not None else None,
+            window=dict(window) if window is not None else None,
         )
 
 

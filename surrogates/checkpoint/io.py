@@ -23,6 +23,7 @@ Every failure raises :class:`~surrogates.errors.CheckpointError` naming the file
 from __future__ import annotations
 
 import inspect
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,7 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
+    _check_archive(path)
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated, foreign or unsafe files
@@ -168,6 +170,21 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(contents, dict):
         raise CheckpointError(path, f"holds a {type(contents).__name__}, not a checkpoint dict")
     return contents
+
+
+def _check_archive(path: Path) -> None:
+    """Verify the CRC-32 of every entry of a (zip) torch file: torch's reader does not, so a changed byte in the
+    weights would load as other weights. Legacy non-zip files are left to ``torch.load``."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as error:  # zipfile raises BadZipFile, ValueError, EOFError, ... for damaged archives
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(path, f"cannot read checkpoint: damaged file ({reason})") from error
+    if damaged is not None:
+        raise CheckpointError(path, f"cannot read checkpoint: damaged file (CRC-32 mismatch in {damaged!r})")
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -85,6 +85,12 @@ def dataset_of(schema: DataSchema, data_dir: str | Path, split: str) -> FieldDat
     if schema.reader is not None and schema.reader.get("name") == XARRAY_READER:  # trained with data=xarray
         return XarrayDataModule.from_schema(schema, data_dir)._load(split)
     files = split_files(data_dir, split)
+    if schema.window is not None:  # time windows: the stored variables, the channels named after them
+        window = schema.window
+        return FieldDataset(
+            files, window["inputs"], window["targets"], n_steps_input=window["n_steps_input"],
+            n_steps_output=window["n_steps_output"],
+        )
     if schema.time_stride is not None:  # a space-time operator: whole trajectories
         return SpaceTimeDataset(
             files, list(schema.inputs), list(schema.targets), input_time=schema.input_time or 0,

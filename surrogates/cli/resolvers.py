@@ -6,12 +6,15 @@ from omegaconf import OmegaConf
 
 
 def register_resolvers() -> None:
-    """Register ``${len:...}`` (a model's channel counts from the data's variables) and ``${cwd:}``.
+    """Register ``${len:...}``, ``${channels:names,steps}`` (a model's channel counts from the data's
+    variables and time windows) and ``${cwd:}``.
 
     ``${cwd:}`` is the working directory; unlike ``${hydra:runtime.cwd}`` it also resolves while a
     multirun computes its sweep directory, before Hydra's runtime config exists.
     """
     OmegaConf.register_new_resolver("len", lambda value: len(value), replace=True)
+    # channels of a model: one per variable, times the window length with time windows (data.n_steps_input)
+    OmegaConf.register_new_resolver("channels", lambda names, steps=None: len(names) * (int(steps) if steps else 1), replace=True)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
@@ -11,7 +12,7 @@ from surrogates.data.base import SplitDataModule, make_loader
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.normalization import Normalizer, channel_statistics
 from surrogates.data.shards import split_files
-from surrogates.schema import DataSchema
+from surrogates.schema import DataSchema, Variable
 
 __all__ = ["FieldDataModule", "make_loader"]
 
@@ -37,6 +38,10 @@ class FieldDataModule(SplitDataModule):
         Seeds the training shuffle: the same seed gives the same batches, whatever ``num_workers``.
     n_train
         Use only the first ``n_train`` training samples (statistics included).
+    n_steps_input, n_steps_output
+        Time windows instead of ``input_time`` / ``target_time`` (see
+        :class:`~surrogates.data.dataset.FieldDataset`): ``n_steps_input`` states of each input in, the next
+        ``n_steps_output`` states of each target out, from every run of consecutive stored times.
     check_finite
         Scan the files for NaN/inf when they are opened.
 
@@ -61,8 +66,12 @@ class FieldDataModule(SplitDataModule):
         n_train: int | None = None,
         check_finite: bool = True,
         pin_memory: bool = False,
+        n_steps_input: int | None = None,
+        n_steps_output: int | None = None,
     ):
         super().__init__(data_dir, batch_size, num_workers, seed, check_finite, pin_memory)
+        self.n_steps_input = None if n_steps_input is None else int(n_steps_input)
+        self.n_steps_output = None if n_steps_output is None else int(n_steps_output)
         self.inputs = [str(name) for name in inputs]
         self.targets = [str(name) for name in targets]
         self.input_time = None if input_time is None else int(input_time)
@@ -84,6 +93,8 @@ class FieldDataModule(SplitDataModule):
                 input_time=self.input_time,
                 target_time=self.target_time,
                 check_finite=self.check_finite,
+                n_steps_input=self.n_steps_input,
+                n_steps_output=self.n_steps_output,
             )
         return self.datasets[split]
 
@@ -111,16 +122,43 @@ class FieldDataModule(SplitDataModule):
             if split in self.datasets:
                 return self.datasets[split]
         return FieldDataset(
-            split_files(self.data_dir, "train"), self.inputs, self.targets,
-            input_time=self.input_time, target_time=self.target_time, check_finite=False,
+            split_files(self.data_dir, "train"), self.inputs, self.targets, input_time=self.input_time,
+            target_time=self.target_time, check_finite=False, n_steps_input=self.n_steps_input,
+            n_steps_output=self.n_steps_output,
         )
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: one per input variable, times ``n_steps_input`` with time windows."""
+        return len(self.inputs) * (self.n_steps_input or 1 if self._windowed else 1)
+
+    @property
+    def out_channels(self) -> int:
+        """Target channels: one per target variable, times ``n_steps_output`` with time windows."""
+        return len(self.targets) * (self.n_steps_output or 1 if self._windowed else 1)
+
+    @property
+    def _windowed(self) -> bool:
+        return self.n_steps_input is not None or self.n_steps_output is not None
 
     def data_schema(self) -> DataSchema:
         """What a model trained on this data expects: the :class:`~surrogates.schema.DataSchema` of the
         input and target variables, their coordinates and grid, read from the dataset files."""
         dataset = self._reference()
-        return self._schema(
-            dataset, dataset.variable_dims, kind="fields", inputs=tuple(self.inputs), targets=tuple(self.targets),
-            input_time=self.input_time, target_time=self.target_time,
+        schema = self._schema(
+            dataset, dataset.variable_dims, kind="fields", inputs=tuple(dataset.input_names),
+            targets=tuple(dataset.target_names), input_time=self.input_time, target_time=self.target_time,
         )
+        if dataset.window is None:
+            return schema
+        # a window's channels are fields on the grid, named u_t0, u_t1 ...; the stored variables are kept aside
+        channels = {}
+        for channel in [*dataset._input_channels, *dataset._target_channels]:
+            stored = schema.variables[channel.variable]
+            channels[channel.name] = Variable(
+                channel.name, tuple(schema.spatial_dims), stored.units, f"{stored.long_name or channel.variable} at window step {channel.time}"
+            )
+        window = {"inputs": list(self.inputs), "targets": list(self.targets),
+                  "n_steps_input": dataset.window[0], "n_steps_output": dataset.window[1]}
+        return replace(schema, variables=channels, window=window)
 

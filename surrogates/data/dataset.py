@@ -33,6 +33,22 @@ class _Channel:
     scalar: bool
     source: str = ""
     component: int | None = None
+    variable: str = ""
+    """The variable read (its name in the file's offered variables; the channel's name without a window step)."""
+
+
+def _window(
+    n_steps_input: int | None, n_steps_output: int | None, input_time: int | None, target_time: int | None
+) -> tuple[int, int] | None:
+    """``(n_in, n_out)`` of time windows, or None; checked."""
+    if n_steps_input is None and n_steps_output is None:
+        return None
+    if input_time is not None or target_time is not None:
+        raise ValueError("give input_time / target_time or n_steps_input / n_steps_output, not both")
+    n_in, n_out = int(n_steps_input or 1), int(n_steps_output or 1)
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"n_steps_input and n_steps_output must be positive, got {n_steps_input}, {n_steps_output}")
+    return n_in, n_out
 
 
 class FieldDataset(Dataset):
@@ -61,6 +77,11 @@ class FieldDataset(Dataset):
         names of their sample, time and component dims. ``None``: files in the package's format.
     indices
         Use only these samples (numbered over all files), in this order: a split of one file.
+    n_steps_input, n_steps_output
+        Time windows instead of ``input_time`` / ``target_time``: every run of ``n_steps_input +
+        n_steps_output`` consecutive stored times of a sample is an item, the first ``n_steps_input``
+        states of the inputs as channels ``<name>_t0, <name>_t1, ...``, the next ``n_steps_output`` states
+        of the targets as channels ``<name>_t<n_steps_input>, ...``. Every variable needs a time dim.
 
     Attributes
     ----------
@@ -92,9 +113,12 @@ class FieldDataset(Dataset):
         check_finite: bool = True,
         layout: ForeignLayout | None = None,
         indices: Sequence[int] | None = None,
+        n_steps_input: int | None = None,
+        n_steps_output: int | None = None,
     ):
         self.files = [Path(f) for f in files]
         self.layout = layout
+        self.window = _window(n_steps_input, n_steps_output, input_time, target_time)
         if not self.files:
             raise ValueError("FieldDataset needs at least one file")
         self.inputs = [str(name) for name in inputs]
@@ -112,8 +136,11 @@ class FieldDataset(Dataset):
         first = self.infos[0]
         self._check_consistent()
         self.variable_dims = {name: first.variables[name].dims[1:] for name in {*self.inputs, *self.targets}}
-        self._input_channels = [self._channel(first, name, self.input_time, "input_time") for name in self.inputs]
-        self._target_channels = [self._channel(first, name, self.target_time, "target_time") for name in self.targets]
+        if self.window is None:
+            self._input_channels = [self._channel(first, name, self.input_time, "input_time") for name in self.inputs]
+            self._target_channels = [self._channel(first, name, self.target_time, "target_time") for name in self.targets]
+        else:
+            self._input_channels, self._target_channels, self._n_starts = self._window_channels(first)
         self.spatial_dims, self.spatial_shape = self._spatial_layout(first)
         self.attrs = dict(first.attrs)
         self.coords = self._read_coords(first)
@@ -158,6 +185,44 @@ class FieldDataset(Dataset):
             return _Channel(name, time % steps, False, *self._source(info, name))
         return _Channel(name, None, not dims, *self._source(info, name))
 
+    def _window_channels(self, info: FileInfo) -> tuple[list[_Channel], list[_Channel], int]:
+        """Channels of time windows (the time index of each is an offset from the window's start) and the
+        number of windows per sample."""
+        n_in, n_out = self.window
+        lengths = {}
+        for name in {*self.inputs, *self.targets}:
+            var = info.variables[name]
+            if var.dims[1:2] != (TIME_DIM,):
+                raise DatasetFileError(
+                    info.path, f"variable {name!r} has dims {var.dims}; time windows (n_steps_input, n_steps_output) "
+                    "need every input and target with a time dim right after 'sample'"
+                )
+            lengths[name] = var.shape[1]
+        if len(set(lengths.values())) > 1:
+            raise DatasetFileError(info.path, f"time windows need variables with the same number of times, got {lengths}")
+        steps = next(iter(lengths.values()))
+        n_starts = steps - n_in - n_out + 1
+        if n_starts < 1:
+            raise ValueError(f"n_steps_input={n_in} + n_steps_output={n_out} exceeds the {steps} stored times in {info.path}")
+        inputs = [
+            _Channel(f"{name}_t{k}", k, False, *self._source(info, name), name) for name in self.inputs for k in range(n_in)
+        ]
+        targets = [
+            _Channel(f"{name}_t{n_in + k}", n_in + k, False, *self._source(info, name), name)
+            for name in self.targets for k in range(n_out)
+        ]
+        return inputs, targets, n_starts
+
+    @property
+    def input_names(self) -> list[str]:
+        """The input channels' names: the ``inputs``, or with time windows ``u_t0, u_t1, ...``."""
+        return [channel.name for channel in self._input_channels]
+
+    @property
+    def target_names(self) -> list[str]:
+        """The target channels' names: the ``targets``, or with time windows ``u_t2, ...``."""
+        return [channel.name for channel in self._target_channels]
+
     @staticmethod
     def _source(info: FileInfo, name: str) -> tuple[str, int | None]:
         """The stored variable behind ``name`` and its component index (foreign vector fields)."""
@@ -168,7 +233,7 @@ class FieldDataset(Dataset):
         for channel in [*self._input_channels, *self._target_channels]:
             if channel.scalar:
                 continue
-            var = info.variables[channel.name]
+            var = info.variables[channel.variable or channel.name]
             skip = 2 if channel.time is not None else 1
             layouts[channel.name] = (var.dims[skip:], var.shape[skip:])
         distinct = set(layouts.values())
@@ -186,15 +251,27 @@ class FieldDataset(Dataset):
 
     @property
     def in_channels(self) -> int:
-        return len(self.inputs)
+        return len(self._input_channels)
 
     @property
     def out_channels(self) -> int:
-        return len(self.targets)
+        return len(self._target_channels)
 
     # -- access -----------------------------------------------------------------------------------
     def __len__(self) -> int:
+        return self._n_samples() * (1 if self.window is None else self._n_starts)
+
+    def _n_samples(self) -> int:
         return int(self._offsets[-1]) if self.indices is None else int(self.indices.size)
+
+    def _item(self, index: int) -> tuple[int, int]:
+        """Item ``index`` as (sample number, first time of its window; 0 without windows)."""
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"item {index} out of range for {n} items")
+        return divmod(index, self._n_starts) if self.window is not None else (index, 0)
 
     def locate(self, index: int) -> tuple[Path, int]:
         """The file holding global sample ``index`` and the sample's index within it."""
@@ -202,7 +279,7 @@ class FieldDataset(Dataset):
         return self.files[k], local
 
     def _locate(self, index: int) -> tuple[int, int]:
-        n = len(self)
+        n = self._n_samples()
         if index < 0:
             index += n
         if not 0 <= index < n:
@@ -232,9 +309,9 @@ class FieldDataset(Dataset):
             self._handles.move_to_end(k)
         return entry[1]
 
-    def _read(self, variables: dict[str, h5py.Dataset], channel: _Channel, local: int) -> np.ndarray:
+    def _read(self, variables: dict[str, h5py.Dataset], channel: _Channel, local: int, start: int = 0) -> np.ndarray:
         data = variables[channel.source]
-        index: tuple[Any, ...] = (local,) if channel.time is None else (local, channel.time)
+        index: tuple[Any, ...] = (local,) if channel.time is None else (local, start + channel.time)
         if channel.component is not None:
             index = (*index, Ellipsis, channel.component)
         if channel.scalar:
@@ -243,11 +320,12 @@ class FieldDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """Sample ``index``: ``{"x": (C_in, *spatial), "y": (C_out, *spatial)}``, float32 tensors."""
-        k, local = self._locate(int(index))
+        sample, start = self._item(int(index))
+        k, local = self._locate(sample)
         try:
             variables = self._open(k)
-            x = np.stack([self._read(variables, channel, local) for channel in self._input_channels])
-            y = np.stack([self._read(variables, channel, local) for channel in self._target_channels])
+            x = np.stack([self._read(variables, channel, local, start) for channel in self._input_channels])
+            y = np.stack([self._read(variables, channel, local, start) for channel in self._target_channels])
         except OSError as error:
             raise DatasetFileError(self.files[k], f"cannot read sample {local}: {error}") from error
         return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}

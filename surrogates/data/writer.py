@@ -285,7 +285,7 @@ def _write(
     with h5netcdf.File(tmp, "w") as f:
         f.dimensions = {SAMPLE_DIM: n_samples, **{name: len(values) for name, values in coord_arrays.items()}}
         for name, values in coord_arrays.items():
-            var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values)
+            var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **_CHECKSUM)
             _set_meta(var, coords[name])
             for key, value in (getattr(coords[name], "attrs", None) or {}).items():
                 var.attrs[key] = value
@@ -294,12 +294,18 @@ def _write(
             values = arrays[name]
             # One sample per chunk: a DataLoader reading sample i touches exactly one chunk.
             chunks = (1, *values.shape[1:]) if values.ndim > 1 and n_samples > 0 else None
-            var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks)
+            var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **_CHECKSUM)
             if n_samples:
                 var[...] = values
             _set_meta(var, variables[name])
         for key, value in attrs.items():
             f.attrs[key] = value
+
+
+# A Fletcher-32 checksum per chunk, and NaN as the fill value: a chunk whose bytes changed on disk fails to
+# read, and a chunk the damaged index no longer finds reads as NaN instead of zeros, so inspect_file (which
+# reads every chunk when it checks finiteness) refuses the file instead of training on other numbers.
+_CHECKSUM = {"fletcher32": True, "fillvalue": np.nan}
 
 
 def _set_meta(var: Any, spec: Any) -> None:

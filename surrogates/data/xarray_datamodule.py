@@ -120,6 +120,7 @@ class XarrayDataModule(FieldDataModule):
             self.datasets[split] = FieldDataset(
                 files, self.inputs, self.targets, input_time=self.input_time, target_time=self.target_time,
                 check_finite=self.check_finite, layout=self.layout, indices=indices,
+                n_steps_input=self.n_steps_input, n_steps_output=self.n_steps_output,
             )
         return self.datasets[split]
 
@@ -153,8 +154,12 @@ class XarrayDataModule(FieldDataModule):
             raise ValueError(f"the schema was not made by data=xarray (reader {reader.get('name')!r})")
         files = dict(reader.get("files") or {})
         path = None if files else (source or schema.source)
+        window = schema.window or {}
+        if window:
+            kwargs = {"n_steps_input": window["n_steps_input"], "n_steps_output": window["n_steps_output"], **kwargs}
         return cls(
-            list(schema.inputs), list(schema.targets), path=path, **({} if path else files),
+            list(window.get("inputs") or schema.inputs), list(window.get("targets") or schema.targets), path=path,
+            **({} if path else files),
             sample_dim=reader.get("sample_dim", "sample"), time_dim=reader.get("time_dim", "time"),
             component_dims=reader.get("component_dims", DEFAULT_COMPONENT_DIMS),
             val_fraction=reader.get("val_fraction", 0.1), test_fraction=reader.get("test_fraction", 0.1),

@@ -278,13 +278,14 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         offload = len(body) > settings.offload_bytes
         if kind == "json":
             parsed = await _maybe_thread(offload, _decode_json, body)
-            arrays, coords, engine = parsed[0], {}, None
+            arrays, coords, engine, sample_dim = parsed[0], {}, None, "sample"
             steps = _agree("steps", steps, parsed[1])
             seed = _agree("seed", seed, parsed[2])
         else:
             specs = {v.name: v.dims for v in entry.inputs}
-            arrays, coords, engine = await _maybe_thread(
-                offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes
+            arrays, coords, engine, sample_dim = await _maybe_thread(
+                offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes,
+                entry.sample_dims,
             )
         if steps is not None:
             if not entry.rollout:
@@ -311,7 +312,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             return Response(status_code=499)
         answer = {}
         for var in entry.outputs:
-            dims = (["sample"] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
+            dims = ([sample_dim] if not prepared.single else []) + (["time"] if steps else []) + list(var.dims)
             value = outputs[var.name]
             answer[var.name] = (dims, value[0] if prepared.single else value)
         if kind == "json":

@@ -210,8 +210,12 @@ def _stored_elsewhere(var: Any) -> bool:
 
 
 def read_netcdf(
-    body: bytes, specs: Mapping[str, Sequence[str]], max_elements: int, max_decoded_bytes: int | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    body: bytes,
+    specs: Mapping[str, Sequence[str]],
+    max_elements: int,
+    max_decoded_bytes: int | None = None,
+    sample_dims: Sequence[str] = ("sample",),
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str]:
     """The model's input variables of a NetCDF body, read after their sizes were checked in the header.
 
     Only the inputs (``specs``: name -> dims without ``"sample"``) and the coordinates of their dims
@@ -220,11 +224,15 @@ def read_netcdf(
     (all inputs together too), and the bytes that reading decompresses (whole chunks, inputs and
     coordinates together) must stay within ``max_decoded_bytes`` (default: 8 bytes per allowed value).
 
+    ``sample_dims``: the names a body may give its sample dim (``sample``, and the name in the model's
+    training data when it was trained on a file of the user's, ``data=xarray``); one body uses one of them.
+
     Returns
     -------
-    arrays, coords, engine
-        float32 arrays per input transposed to ``("sample", *dims)`` or ``dims``, the coordinates
-        (numpy, with attrs) of the dims used, to be written back with the answer, and the xarray engine.
+    arrays, coords, engine, sample_dim
+        float32 arrays per input transposed to ``(sample_dim, *dims)`` or ``dims``, the coordinates
+        (numpy, with attrs) of the dims used, to be written back with the answer, the xarray engine, and
+        the body's name of its sample dim (to answer with).
     """
     import xarray as xr
 
@@ -241,9 +249,13 @@ def read_netcdf(
     if missing:
         raise unprocessable("missing_input", f"the NetCDF body lacks input variable(s) {missing}; it has {sorted(header)}")
     orders, used_dims, total_elements, total_bytes = {}, set(), 0, 0
+    named = [dim for dim in dict.fromkeys(sample_dims) if any(dim in header[name].dims for name in specs)]
+    sample_dim = named[0] if named else sample_dims[0]
+    if len(named) > 1:
+        raise unprocessable("wrong_dims", f"the inputs use both {named[0]!r} and {named[1]!r} as their sample dim; use one")
     for name, dims in specs.items():
         var = header[name]
-        allowed = ("sample", *dims)
+        allowed = (sample_dim, *dims)
         if len(var.dims) > len(allowed) or len(set(var.dims)) != len(var.dims) or set(var.dims) - set(allowed) or not set(dims) <= set(var.dims):
             raise unprocessable(
                 "wrong_dims",
@@ -290,7 +302,7 @@ def read_netcdf(
     except Exception as error:
         log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
         raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
-    return arrays, coords, engine
+    return arrays, coords, engine, sample_dim
 
 
 def write_netcdf(

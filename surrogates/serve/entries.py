@@ -124,6 +124,13 @@ class ModelEntry:
         return cls(name=name, kind=kind, source=source, status="unavailable", error=error, reason=reason)
 
     @property
+    def sample_dims(self) -> tuple[str, ...]:
+        """Names a NetCDF body may give its sample dim: ``sample``, and the one of the model's training file
+        when it was trained on a user's file (``data=xarray``), so that file's layout is accepted and answered."""
+        reader = (self.data_schema.reader or {}) if self.data_schema is not None else {}
+        return tuple(dict.fromkeys(["sample", str(reader.get("sample_dim") or "sample")]))
+
+    @property
     def ready(self) -> bool:
         return self.status == "ready" and self.runner is not None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -120,6 +121,34 @@ def test_train_evaluate_and_predict_on_a_users_file(compose_cfg, tmp_path):
     stacked = np.stack([user["a"].values[:3], user["v"].values[:3, ..., 0], user["v"].values[:3, ..., 1]], axis=1)
     np.testing.assert_array_equal(out["u"].values, surrogate.predict(stacked)[:, 0])
     json.dumps(surrogate.schema.to_dict())
+    _serve_the_users_layout(best, user, surrogate)
+
+
+def _serve_the_users_layout(best: Path, user: xr.Dataset, surrogate: Surrogate) -> None:
+    """The service takes a NetCDF body with the user's sample dim and answers with it."""
+    import shutil
+
+    import httpx
+
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.registry import Registry
+    from tests.serve.conftest import LiveServer
+
+    models = best.parent / "served"
+    models.mkdir()
+    shutil.copy(best, models / "user.ckpt")
+    body = xr.Dataset({"a": user["a"][:2], "v_x": user["v"][:2, ..., 0].drop_vars("component"),
+                       "v_y": user["v"][:2, ..., 1].drop_vars("component")}).to_netcdf(engine="h5netcdf")
+    with LiveServer(create_app(Registry.from_folder(models), ServeSettings())) as server:
+        info = httpx.get(f"{server.url}/v1/models/user").json()
+        assert [v["name"] for v in info["inputs"]] == ["a", "v_x", "v_y"] and info["data_schema"]["reader"] is None
+        answer = httpx.post(f"{server.url}/v1/models/user/predict", content=bytes(body),
+                            headers={"content-type": "application/x-netcdf"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    out = xr.open_dataset(io.BytesIO(answer.content), engine="h5netcdf")
+    assert out["u"].dims == ("n", "x", "y")
+    stacked = np.stack([user["a"].values[:2], user["v"].values[:2, ..., 0], user["v"].values[:2, ..., 1]], axis=1)
+    np.testing.assert_array_equal(out["u"].values, surrogate.predict(stacked)[:, 0])
 
 
 def test_files_per_split_without_fractions(tmp_path):
