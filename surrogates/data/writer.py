@@ -385,14 +385,15 @@ class StreamingDatasetWriter:
             f = self._file
             f.dimensions = {SAMPLE_DIM: self.n_samples, **{name: len(v) for name, v in self.coord_arrays.items()}}
             for name, values in self.coord_arrays.items():
-                var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values)
+                var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **_CHECKSUM)
                 _set_meta(var, self.coords[name])
                 for key, value in (getattr(self.coords[name], "attrs", None) or {}).items():
                     var.attrs[key] = value
             for name in sorted(self.variables):
                 shape = self.shapes[name]
                 chunks = (1, *shape) if shape and self.n_samples > 0 else None
-                var = f.create_variable(name, (SAMPLE_DIM, *self.variables[name].dims), dtype=FIELD_DTYPE, chunks=chunks)
+                dims = (SAMPLE_DIM, *self.variables[name].dims)
+                var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **_CHECKSUM)
                 _set_meta(var, self.variables[name])
                 for key, value in self.variable_attrs.get(name, {}).items():
                     var.attrs[key] = value
