@@ -60,3 +60,13 @@ def test_pdebench_burgers_trains_one_step_at_a_time(run_import, compose_cfg, tmp
     ])
     results = train(cfg)
     assert any(name.startswith("test/") for name in results)
+
+
+def test_the_well_trains_on_time_windows(run_import, compose_cfg, tmp_path):
+    write_the_well(tmp_path / "toy_flow.hdf5", n=12, steps=4)
+    files = run_import(f"source={tmp_path / 'toy_flow.hdf5'}")
+    fields = "[buoyancy,velocity_x,velocity_y]"
+    # two states in -> the next one out, from every window of the 4 stored times
+    _train(compose_cfg, files[0].parent, "experiment=burgers_fno", "model.dim=2", f"data.inputs={fields}",
+           f"data.targets={fields}", "data.input_time=null", "data.target_time=null", "data.n_steps_input=2",
+           "data.n_steps_output=1")
