@@ -70,3 +70,18 @@ def test_the_well_trains_on_time_windows(run_import, compose_cfg, tmp_path):
     _train(compose_cfg, files[0].parent, "experiment=burgers_fno", "model.dim=2", f"data.inputs={fields}",
            f"data.targets={fields}", "data.input_time=null", "data.target_time=null", "data.n_steps_input=2",
            "data.n_steps_output=1")
+
+
+@pytest.mark.parametrize("layout", ["diffusion_reaction", "cfd"])
+def test_pdebench_2d_trajectories_train(run_import, compose_cfg, tmp_path, layout):
+    from tests.importers.conftest import write_cfd, write_groups
+
+    if layout == "cfd":
+        name, fields = "2D_CFD_Rand_Eta0.01_Zeta0.01_periodic_Train.hdf5", "[density,pressure,velocity_x,velocity_y]"
+        write_cfd(tmp_path / name, n=12, steps=3, space=(8, 8))
+    else:
+        name, fields = "2D_diff-react_NA_NA.h5", "[u,v]"
+        write_groups(tmp_path / name, n=12, steps=3, space=(8, 8), channels=2)
+    files = run_import(f"source={tmp_path / name}")
+    _train(compose_cfg, files[0].parent, "experiment=darcy_fno_demo", f"data.inputs={fields}", f"data.targets={fields}",
+           "+data.input_time=0", "+data.target_time=-1")
