@@ -114,7 +114,14 @@ def _found(path: Path) -> str:
                     break
             return f"HDF5 with {', '.join(items) or 'nothing'}"
     except OSError:
-        return "not HDF5"
+        pass
+    try:
+        ds = xarray_layout.open_source(path)
+    except Exception:  # noqa: BLE001 - any failure means: a format neither h5py nor xarray reads
+        return "a file neither HDF5 nor readable by xarray" if path.is_file() else "a folder xarray cannot open"
+    with ds:
+        listed = ", ".join(f"{name} {tuple(var.dims)} {tuple(var.shape)}" for name, var in ds.data_vars.items())
+    return f"an xarray dataset with {listed or 'no variables'}"
 
 
 def detect_layout(path: Path) -> tuple[str, Any]:
@@ -165,7 +172,8 @@ def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
     except ImportDataError as error:
         if settings.layout == "xarray":
             raise
-        raise unknown_layout(path, str(error).removeprefix(f"{path}: ")) from error
+        reason = str(error).removeprefix(f"{path}: ").split("; found")[0]  # what was found is listed once, below
+        raise unknown_layout(path, reason + ("; set dims.sample=<dim>" if "no dim" in reason else "")) from error
 
 
 def make_plan(settings: ImportSettings) -> Plan:
