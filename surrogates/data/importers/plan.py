@@ -121,20 +121,25 @@ def describe_variables(variables: Mapping[str, OutVar]) -> str:
     return ", ".join(f"{name} ({', '.join(('sample', *var.dims))})" for name, var in sorted(variables.items())) or "none"
 
 
-def file_sha256(path: Path, block: int = 8 * 2**20) -> str:
-    """SHA-256 of a file's bytes, read in blocks (a zarr store: of its files' relative names and bytes, in sorted order)."""
+def file_sha256(path: Path, block: int = 8 * 2**20, progress: Callable[[int], Any] | None = None) -> str:
+    """SHA-256 of a file's bytes, read in blocks (a zarr store: of its files' relative names and bytes, in sorted
+    order); ``progress(n)`` is called with the size of every block read."""
     digest = hashlib.sha256()
-    if path.is_dir():
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+    items = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in items:
+        if path.is_dir():
             digest.update(item.relative_to(path).as_posix().encode() + b"\0")
-            with open(item, "rb") as handle:
-                while chunk := handle.read(block):
-                    digest.update(chunk)
-        return digest.hexdigest()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
+        with open(item, "rb") as handle:
+            while chunk := handle.read(block):
+                digest.update(chunk)
+                if progress is not None:
+                    progress(len(chunk))
     return digest.hexdigest()
+
+
+def source_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file of a store."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 DATA_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nc", ".nc4", ".netcdf", ".cdf", ".zarr")

@@ -36,6 +36,7 @@ from surrogates.data.importers.plan import (
     describe_variables,
     expand_names,
     file_sha256,
+    source_bytes,
     source_files,
     source_root,
     split_of,
@@ -269,12 +270,14 @@ def _block_size(plan: Plan, settings: ImportSettings) -> int:
 
 
 def checksums(plan: Plan, progress: bool = True) -> dict[str, str]:
-    """SHA-256 of every source file (read in blocks)."""
+    """SHA-256 of every source file, read in blocks, with a progress bar in bytes."""
     files = sorted({path for part in plan.parts for path in part.files})
-    out = {}
-    for path in tqdm(files, desc="checksums", unit="file", disable=not progress or len(files) < 2):
-        out[str(path)] = file_sha256(path)
-    return out
+    bar = tqdm(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
+               **({} if progress else {"disable": True}))
+    try:
+        return {str(path): file_sha256(path, progress=bar.update) for path in files}
+    finally:
+        bar.close()
 
 
 def import_dataset(settings: ImportSettings) -> list[Path]:
