@@ -16,6 +16,7 @@ from surrogates.checkpoint import ClassSpec, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.errors import CheckpointError
+from surrogates.plots.curves import plot_training_curves
 
 
 def instantiate_collection(cfg: DictConfig | None) -> list[Any]:
@@ -124,7 +125,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if best:
         print(f"best checkpoint: {best}")
     print(f"metrics: {output_dir / 'metrics.json'}")
+    curves = plot_training_curves(logged_metric_files(trainer), output_dir / "curves.png", title=str(cfg.get("task_name", "")))
+    if curves is not None:
+        print(f"curves:  {curves}")
     return results
+
+
+def logged_metric_files(trainer: L.Trainer) -> list[Path]:
+    """The CSV logger's files of this run, a resumed run's earlier ones (``metrics.<k>.csv``) first."""
+    files: list[Path] = []
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            folder = Path(logger.log_dir)
+            files += sorted(folder.glob("metrics.*.csv"), key=lambda p: int(p.suffixes[0][1:]) if p.suffixes[0][1:].isdigit() else -1)
+            files += [folder / "metrics.csv"] if (folder / "metrics.csv").is_file() else []
+    return files
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

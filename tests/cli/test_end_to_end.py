@@ -106,6 +106,10 @@ def test_multirun_sweep_over_width(darcy_dir, tmp_path):
                    capture_output=True, timeout=600)
     runs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert len(runs) == 2
+    # the multirun ends with a ranking of its runs (surrogates/cli/sweep_summary.py) and each run's curves
+    summary = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and summary[0].startswith("rank,run,val/rel_l2")
+    assert all((r.parent / "curves.png").is_file() for r in runs)
     widths = [yaml.safe_load((r.parent / ".hydra" / "overrides.yaml").read_text()) for r in runs]
     assert {"model.width=8", "model.width=12"} <= {o for ov in widths for o in ov}
 

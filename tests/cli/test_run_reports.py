@@ -1,0 +1,66 @@
+"""What users look at: --help of every script, the whole-run progress line, curves.png, the sweep summary."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from surrogates.cli.sweep_summary import write_summary
+from surrogates.plots.curves import plot_training_curves, read_logged_metrics
+from surrogates.tasks.progress import RunProgress, format_seconds
+
+SCRIPTS = ["generate", "train", "evaluate", "serve", "reduce"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_starts_with_what_the_script_does(script):
+    command = [str(Path(sys.executable).parent / f"surrogates-{script}"), "--help"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.startswith(f"surrogates-{script}: ")
+    assert "Main options" in out and "Example: surrogates-" in out
+    if script == "generate":  # its own groups only, not the training ones
+        assert "pde:" in out and "model" not in out and "trainer" not in out
+
+
+def test_progress_line_estimates_the_time_left_from_the_epochs_so_far():
+    assert format_seconds(3725.4) == "1:02:05"
+    # 3 epochs of 20 took 30 s here: 17 left at 10 s each
+    assert RunProgress.line(3, 20, 30.0, 3) == "epoch 3/20  elapsed 0:00:30  about 0:02:50 left"
+    # resumed at epoch 10: the 2 epochs of this process set the pace
+    assert RunProgress.line(12, 20, 50.0, 2) == "epoch 12/20  elapsed 0:00:50  about 0:03:20 left"
+    assert RunProgress.line(5, -1, 7.0, 5) == "epoch 5  elapsed 0:00:07"
+
+
+def test_curves_read_resumed_logs_and_plot(tmp_path):
+    first = tmp_path / "metrics.0.csv"
+    first.write_text("epoch,step,train/loss,val/rel_l2\n0,0,1.0,\n0,1,0.5,\n0,1,,0.4\n")
+    second = tmp_path / "metrics.csv"  # the resumed run logs step 1 again, then goes on
+    second.write_text("epoch,step,train/loss,val/rel_l2,lr-Adam\n0,1,0.45,,0.001\n1,2,0.25,,0.001\n1,2,,0.2,\n")
+    series = read_logged_metrics([first, second])
+    assert series["train/loss"] == [(0, 1.0), (1, 0.45), (2, 0.25)]
+    assert series["val/rel_l2"] == [(1, 0.4), (2, 0.2)] and "lr-Adam" not in series
+    figure = plot_training_curves([first, second], tmp_path / "curves.png")
+    assert figure.read_bytes()[:8] == PNG
+    assert plot_training_curves([], tmp_path / "none.png") is None
+
+
+def test_sweep_summary_ranks_runs_by_the_metric(tmp_path):
+    for run, (width, value) in enumerate([(8, 0.3), (16, 0.1), (32, 0.2)]):
+        folder = tmp_path / str(run)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- model.width={width}\n- seed=0\n")
+        (folder / "metrics.json").write_text(f'{{"metrics": {{"val/rel_l2": {value}}}}}')
+    csv_path, md_path, png = write_summary(tmp_path, "val/rel_l2", "min")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["model.width"] for r in rows] == ["16", "32", "8"] and rows[0]["rank"] == "1"
+    assert "Best: run 1 with model.width=16, seed=0" in md_path.read_text()
+    assert "seed" not in md_path.read_text().split("Best")[0]  # the table shows what varied
+    assert png.read_bytes()[:8] == PNG
+    _, md_max, _ = write_summary(tmp_path, "val/rel_l2", "max")
+    assert "Best: run 0" in md_max.read_text()
+    assert write_summary(tmp_path / "empty", "val/rel_l2") is None
