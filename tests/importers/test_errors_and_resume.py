@@ -212,3 +212,9 @@ def test_the_well_time_varying_per_trajectory_is_kept_as_a_variable(run_import, 
     np.testing.assert_array_equal(np.sort(got[:, 0]), times[:, 0])
     for p in parts:
         p.close()
+
+
+def test_help_says_what_the_script_does():
+    command = [str(Path(sys.executable).parent / "surrogates-import"), "--help"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=REPO).stdout
+    assert out.startswith("surrogates-import: ") and "Main options" in out and "Example: surrogates-import" in out
