@@ -1,4 +1,4 @@
-"""The dataset file format (schema version 1.0) and a validating reader of its metadata.
+"""The dataset file format (schema version 1.1) and a validating reader of its metadata.
 
 A dataset file is an HDF5 file in NetCDF-4 conventions:
 
@@ -6,7 +6,10 @@ A dataset file is an HDF5 file in NetCDF-4 conventions:
   ``u (sample, time, x)`` or a per-sample scalar ``nu (sample,)``; fields are float32;
 - every other dimension has a 1D float64 coordinate variable of the same name (``x``, ``y``,
   ``time``) with a ``units`` attribute;
-- file attributes :data:`REQUIRED_ATTRS` describe the content and its provenance.
+- file attributes :data:`REQUIRED_ATTRS` describe the content, and one complete set of
+  :data:`PROVENANCE_ATTRS` its provenance: generated files record the generator config, the solver
+  report and the seed; imported files (``surrogates-import``, schema 1.1) the source, its checksum and
+  the import config.
 
 :func:`inspect_file` checks all of this and raises :class:`DatasetFileError`, naming the file and
 the problem, instead of letting a training run fail later on a bad file.
@@ -21,8 +24,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0"
-"""Version written by :func:`surrogates.data.writer.write_dataset`."""
+SCHEMA_VERSION = "1.1"
+"""Version written by :func:`surrogates.data.writer.write_dataset`.
+
+1.1 added imported files (provenance ``source``, ``source_sha256``, ``import_config`` instead of
+``config``, ``solver_report``, ``seed``); 1.0 files are read unchanged."""
 
 SUPPORTED_MAJOR_VERSIONS = ("1",)
 """Files whose ``schema_version`` has one of these major versions can be read."""
@@ -33,14 +39,37 @@ SAMPLE_DIM = "sample"
 TIME_DIM = "time"
 """Name of the (optional) time dimension; it follows ``sample`` in time-dependent variables."""
 
-REQUIRED_ATTRS = ("pde", "schema_version", "inputs", "targets", "created", "config", "solver_report", "seed")
-"""File attributes every dataset file carries.
+REQUIRED_ATTRS = ("pde", "schema_version", "inputs", "targets", "created")
+"""File attributes every dataset file carries, besides one set of :data:`PROVENANCE_ATTRS`.
 
-``pde`` (str), ``schema_version`` (str), ``inputs`` / ``targets`` (space-separated variable names),
-``created`` (ISO 8601 UTC), ``config`` (resolved generator config as YAML, may be empty),
-``solver_report`` (JSON), ``seed`` (int). Optional: ``split``, ``shard``, ``num_shards``, ``n_total``,
-``fingerprint`` (JSON, :mod:`surrogates.data.fingerprint`).
+``pde`` (str: the problem's name, e.g. ``darcy``, ``pdebench_darcy``, ``the_well_<dataset>``),
+``schema_version`` (str), ``inputs`` / ``targets`` (space-separated variable names),
+``created`` (ISO 8601 UTC). Optional: ``split``, ``shard``, ``num_shards``, ``n_total``,
+``fingerprint`` (JSON, :mod:`surrogates.data.fingerprint`), ``boundary_conditions`` (JSON, imported files).
 """
+
+PROVENANCE_ATTRS = {
+    "generated": ("config", "solver_report", "seed"),
+    "imported": ("source", "source_sha256", "import_config"),
+}
+"""Where the data come from: a file carries every attribute of at least one of these sets.
+
+- ``generated`` (``surrogates-generate``): ``config`` (resolved generator config as YAML, may be empty),
+  ``solver_report`` (JSON), ``seed`` (int);
+- ``imported`` (``surrogates-import``, schema 1.1): ``source`` (the source file(s), JSON list),
+  ``source_sha256`` (JSON: file -> SHA-256 of its bytes), ``import_config`` (the resolved import config, YAML).
+"""
+
+
+def missing_provenance(attrs: Mapping[str, Any]) -> str | None:
+    """``None`` when ``attrs`` hold one complete set of :data:`PROVENANCE_ATTRS`, else what is missing (one line)."""
+    if any(all(key in attrs for key in keys) for keys in PROVENANCE_ATTRS.values()):
+        return None
+    return "; ".join(
+        f"{kind} files need {list(keys)} (missing {[key for key in keys if key not in attrs]})"
+        for kind, keys in PROVENANCE_ATTRS.items()
+    )
+
 
 _SCAN_BYTES = 64 * 2**20  # finite scan reads at most this many bytes at a time
 
@@ -201,6 +230,9 @@ def _validate(info: FileInfo) -> None:
         raise DatasetFileError(
             path, f"missing file attribute(s) {missing} (schema {SCHEMA_VERSION} requires {list(REQUIRED_ATTRS)})"
         )
+    provenance = missing_provenance(info.attrs)
+    if provenance:
+        raise DatasetFileError(path, f"no provenance attributes: {provenance}")
     version = str(info.attrs["schema_version"])
     if version.split(".")[0] not in SUPPORTED_MAJOR_VERSIONS:
         raise DatasetFileError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.data.schema import REQUIRED_ATTRS, SAMPLE_DIM, SCHEMA_VERSION, DatasetFileError
+from surrogates.data.schema import REQUIRED_ATTRS, SAMPLE_DIM, SCHEMA_VERSION, DatasetFileError, missing_provenance
 
 FIELD_DTYPE = np.float32
 COORD_DTYPE = np.float64
@@ -116,7 +116,9 @@ def write_dataset(
     attrs
         File attributes: str, int, float or bool (stored as int). ``schema_version`` and ``created``
         are filled in when absent; the other :data:`~surrogates.data.schema.REQUIRED_ATTRS`
-        (``pde``, ``inputs``, ``targets``, ``config``, ``solver_report``, ``seed``) must be given.
+        (``pde``, ``inputs``, ``targets``) must be given, with one set of
+        :data:`~surrogates.data.schema.PROVENANCE_ATTRS` (generated: ``config``, ``solver_report``,
+        ``seed``; imported: ``source``, ``source_sha256``, ``import_config``).
     overwrite
         Replace an existing file at ``path``.
 
@@ -179,6 +181,9 @@ def _file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, An
     missing = [key for key in REQUIRED_ATTRS if key not in out]
     if missing:
         raise DatasetFileError(path, f"missing required attribute(s) {missing}; nothing was written")
+    provenance = missing_provenance(out)
+    if provenance:
+        raise DatasetFileError(path, f"no provenance attributes: {provenance}; nothing was written")
     out = {**{key: out[key] for key in REQUIRED_ATTRS}, **out}  # required ones first, in a fixed order
     for role in ("inputs", "targets"):
         unknown = [name for name in str(out[role]).split() if name not in variables]
@@ -314,3 +319,139 @@ def _fsync(path: Path) -> None:
     """Flush the closed file to disk so that the rename never publishes a partially persisted file."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+class StreamingDatasetWriter:
+    """Write a dataset file block by block, atomically: for data larger than memory.
+
+    The file is created under :func:`temporary_path` with every variable at its final size (float32,
+    one sample per chunk, like :func:`write_dataset`); :meth:`write` fills a block of samples (shapes
+    and finiteness checked, as by :func:`write_dataset`); :meth:`commit` closes, flushes and renames
+    the file onto ``path``. Leaving the ``with`` block without :meth:`commit` (an error, a signal)
+    removes the temporary file, so a file at ``path`` is always complete.
+
+    Examples
+    --------
+    >>> with StreamingDatasetWriter(path, n, variables, coords, attrs) as out:  # doctest: +SKIP
+    ...     for start, block in blocks:   # block: name -> (count, *dims) array
+    ...         out.write(start, block)
+    ...     out.commit()
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        n_samples: int,
+        variables: Mapping[str, Any],
+        coords: Mapping[str, Any],
+        attrs: Mapping[str, Any],
+        overwrite: bool = False,
+        variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
+        self.overwrite = overwrite
+        self.n_samples = int(n_samples)
+        self.variables = dict(variables)
+        if not self.variables:
+            raise DatasetFileError(self.path, "no variables to write")
+        self.attrs = _file_attrs(self.path, attrs, self.variables)
+        self.coords = dict(coords)
+        self.coord_arrays = _checked_coords(self.path, self.coords, self.variables, self.n_samples)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for name, spec in self.variables.items():
+            dims = tuple(spec.dims)
+            if SAMPLE_DIM in dims:
+                raise DatasetFileError(self.path, f"variable {name!r}: dims {dims} must not include 'sample' (it is implied)")
+            missing = [dim for dim in dims if dim not in self.coord_arrays]
+            if missing:
+                raise DatasetFileError(
+                    self.path, f"variable {name!r} has dim(s) {missing} without a coordinate (coordinates: {sorted(coords)})"
+                )
+            self.shapes[name] = tuple(len(self.coord_arrays[dim]) for dim in dims)
+        self.variable_attrs = {name: dict(extra) for name, extra in (variable_attrs or {}).items()}
+        self.tmp = temporary_path(self.path)
+        self._file: Any = None
+        self._vars: dict[str, Any] = {}
+        self._written = 0
+
+    def __enter__(self) -> StreamingDatasetWriter:
+        import h5netcdf
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file = h5netcdf.File(self.tmp, "w")
+            f = self._file
+            f.dimensions = {SAMPLE_DIM: self.n_samples, **{name: len(v) for name, v in self.coord_arrays.items()}}
+            for name, values in self.coord_arrays.items():
+                var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **_CHECKSUM)
+                _set_meta(var, self.coords[name])
+                for key, value in (getattr(self.coords[name], "attrs", None) or {}).items():
+                    var.attrs[key] = value
+            for name in sorted(self.variables):
+                shape = self.shapes[name]
+                chunks = (1, *shape) if shape and self.n_samples > 0 else None
+                dims = (SAMPLE_DIM, *self.variables[name].dims)
+                var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **_CHECKSUM)
+                _set_meta(var, self.variables[name])
+                for key, value in self.variable_attrs.get(name, {}).items():
+                    var.attrs[key] = value
+                self._vars[name] = var
+            for key, value in self.attrs.items():
+                f.attrs[key] = value
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def write(self, start: int, fields: Mapping[str, np.ndarray]) -> None:
+        """Store ``fields[name]`` (``(count, *dims)``) at samples ``start .. start + count`` of every variable."""
+        if set(fields) != set(self.variables):
+            raise DatasetFileError(self.path, f"block has variables {sorted(fields)}, expected {sorted(self.variables)}")
+        counts = {int(np.shape(values)[0]) for values in fields.values()}
+        if len(counts) != 1:
+            raise DatasetFileError(self.path, f"block at sample {start} has variables of different sample counts {sorted(counts)}")
+        count = counts.pop()
+        if start < 0 or start + count > self.n_samples:
+            raise DatasetFileError(self.path, f"block of {count} samples at {start} exceeds the {self.n_samples} samples")
+        for name in sorted(fields):
+            with np.errstate(over="ignore"):
+                values = np.asarray(fields[name]).astype(FIELD_DTYPE, copy=False)
+            if values.shape[1:] != self.shapes[name]:
+                raise DatasetFileError(
+                    self.path, f"variable {name!r} block has shape {values.shape}, expected (n, {', '.join(map(str, self.shapes[name]))})"
+                )
+            finite = np.isfinite(values).reshape(count, -1).all(axis=1) if values.size else np.ones(count, bool)
+            if not finite.all():
+                bad = start + np.flatnonzero(~finite)
+                raise DatasetFileError(
+                    self.path, f"variable {name!r} has NaN or inf values (as float32) at sample(s) "
+                    f"{', '.join(map(str, bad[:10]))}{' ...' if bad.size > 10 else ''}; nothing was written"
+                )
+            self._vars[name][start : start + count] = values
+        self._written += count
+
+    def commit(self) -> Path:
+        """Close the temporary file and rename it onto ``path`` (every sample must have been written once)."""
+        if self._written != self.n_samples:
+            raise DatasetFileError(self.path, f"{self._written} of {self.n_samples} samples were written; nothing was published")
+        self._file.close()
+        self._file = None
+        _fsync(self.tmp)
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def _abort(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # closing a half-written file may fail; it is removed anyway
+                pass
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._abort()  # after commit the temporary file is gone: nothing to do

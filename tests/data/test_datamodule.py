@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from surrogates.data.datamodule import FieldDataModule
 from surrogates.data.shards import split_files
+from surrogates.data.schema import SCHEMA_VERSION
 
 
 def _epoch(datamodule):
@@ -79,7 +80,7 @@ def test_hydra_lists_schema_and_channels(burgers_like):
     assert dm.val_dataloader() == []
     schema = dm.data_schema()
     json.dumps(schema.to_dict())
-    assert schema.pde == "tiny" and schema.schema_version == "1.0"
+    assert schema.pde == "tiny" and schema.schema_version == SCHEMA_VERSION
     assert schema.inputs == ("u", "nu") and schema.targets == ("u",)
     assert schema.input_time == 0 and schema.target_time == -1
     assert schema.spatial_dims == ("x",) and schema.spatial_shape == (16,)

@@ -1,0 +1,13 @@
+"""Import foreign data into the package's dataset format (``surrogates-import``).
+
+- :mod:`~surrogates.data.importers.xarray_layout`: anything xarray opens (NetCDF, HDF5/NetCDF-4, zarr);
+- :mod:`~surrogates.data.importers.pdebench`: PDEBench files, recognised by their layout;
+- :mod:`~surrogates.data.importers.the_well`: The Well's files and folders;
+- :mod:`~surrogates.data.importers.run`: splitting, streaming, atomic and resumable writing
+  (:func:`import_dataset`).
+"""
+
+from surrogates.data.importers.plan import ImportDataError
+from surrogates.data.importers.run import ImportSettings, import_dataset
+
+__all__ = ["ImportDataError", "ImportSettings", "import_dataset"]

@@ -1,0 +1,241 @@
+"""PDEBench files (https://github.com/pdebench/PDEBench), recognised by their layout.
+
+=====================  ==========================================================  ===========================
+layout                 source                                                      output
+=====================  ==========================================================  ===========================
+2D Darcy               ``nu (N, s, s)``, ``tensor (N, 1, s, s)``,                  ``nu (sample, x, y)`` ->
+                       ``x-coordinate (s)``, ``y-coordinate (s)``, attr ``beta``   ``u (sample, x, y)``; ``beta (sample)``
+1D tensor              ``tensor (N, T, X)``, ``x-coordinate (X)``,                 ``u (sample, time, x)``, x periodic;
+(Burgers, advection,   ``t-coordinate (T + 1)``, attr ``Nu`` / ``beta`` / ...      ``Nu`` etc. ``(sample)``
+1D reaction-diffusion)
+compressible NS (CFD)  ``density``, ``pressure``, ``Vx`` [``Vy``, ``Vz``]          ``density``, ``pressure``,
+1D / 2D / 3D           ``(N, T, *space)``, ``x/y/z-coordinate``, ``t-coordinate``  ``velocity_x`` ... (sample, time, ...)
+one group per sample   ``0000/data (T, *space, C)``, ``0000/grid/x`` [``y``],      ``u`` [``v``] / ``h``
+(diffusion-sorption,   ``0000/grid/t``                                             ``(sample, time, *space)``
+diffusion-reaction,
+shallow water)
+=====================  ==========================================================  ===========================
+
+Time coordinates: PDEBench's ``t-coordinate`` holds ``T + 1`` values (the edges of the saved steps' intervals);
+the first ``T`` are the times of the saved states.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, component_names
+
+EXPECTED = (
+    "PDEBench 2D Darcy: nu (N, s, s), tensor (N, 1, s, s), x-coordinate, y-coordinate; "
+    "PDEBench 1D: tensor (N, T, X), x-coordinate, t-coordinate; "
+    "PDEBench CFD: density, pressure, Vx [Vy, Vz] (N, T, *space), x-/y-/z-coordinate, t-coordinate; "
+    "PDEBench per-sample groups: 0000/data (T, *space, C), 0000/grid/x [y], 0000/grid/t"
+)
+
+_GROUP = re.compile(r"^\d+$")
+_AXES = ("x", "y", "z")
+
+
+def detect(handle: h5py.File) -> str | None:
+    """``"darcy"``, ``"tensor_1d"``, ``"cfd"``, ``"groups"`` or ``None`` for a file of another layout."""
+    keys = set(handle.keys())
+    if {"nu", "tensor", "x-coordinate", "y-coordinate"} <= keys:
+        return "darcy"
+    if {"density", "pressure", "Vx", "x-coordinate", "t-coordinate"} <= keys:
+        return "cfd"
+    if {"tensor", "x-coordinate", "t-coordinate"} <= keys and handle["tensor"].ndim == 3:
+        return "tensor_1d"
+    groups = sorted(k for k in keys if _GROUP.match(k))
+    if groups and len(groups) == len(keys):
+        first = handle[groups[0]]
+        if isinstance(first, h5py.Group) and "data" in first and "grid" in first and "t" in first["grid"]:
+            return "groups"
+    return None
+
+
+def _name(path: Path, kind: str, n_channels: int = 0) -> str:
+    stem = path.name.lower()
+    if kind == "darcy":
+        return "pdebench_darcy"
+    if kind == "tensor_1d":
+        for key, name in (("burgers", "burgers"), ("advection", "advection"), ("reacdiff", "reaction_diffusion"),
+                          ("react", "reaction_diffusion")):
+            if key in stem:
+                return f"pdebench_{name}"
+        return "pdebench_1d"
+    if kind == "cfd":
+        return "pdebench_cfd"
+    for key, name in (("diff-sorp", "diffusion_sorption"), ("diff_sorp", "diffusion_sorption"),
+                      ("diff-react", "diffusion_reaction"), ("diff_react", "diffusion_reaction"),
+                      ("rdb", "shallow_water"), ("swe", "shallow_water")):
+        if key in stem:
+            return f"pdebench_{name}"
+    return "pdebench"
+
+
+def _channel_names(pde: str, n: int) -> list[str]:
+    if pde == "pdebench_diffusion_reaction" and n == 2:
+        return ["u", "v"]
+    if pde == "pdebench_shallow_water" and n == 1:
+        return ["h"]
+    return ["u"] if n == 1 else [f"u{i}" for i in range(n)]
+
+
+def _file_params(handle: h5py.File) -> dict[str, float]:
+    """Numeric file attributes (PDEBench's ``beta``, ``Nu``, ``eta``, ``zeta``, ``M``): per-sample scalars."""
+    out = {}
+    for key, value in handle.attrs.items():
+        value = np.asarray(value)
+        if value.size == 1 and np.issubdtype(value.dtype, np.number) and re.match(r"^[A-Za-z_]\w*$", key):
+            out[key] = float(value.reshape(-1)[0])
+    return out
+
+
+def _periodic(path: Path, kind: str, pde: str) -> bool:
+    if kind == "cfd":
+        return "periodic" in path.name.lower()
+    return pde in ("pdebench_burgers", "pdebench_advection", "pdebench_reaction_diffusion")
+
+
+def plan_file(path: Path, kind: str, split: str | None) -> Plan:
+    """The plan of one PDEBench file of layout ``kind`` (from :func:`detect`)."""
+    with h5py.File(path, "r") as handle:
+        params = _file_params(handle)
+        pde = _name(path, kind)
+        periodic = _periodic(path, kind, pde)
+        variables: dict[str, OutVar] = {}
+        coords: dict[str, OutCoord] = {}
+
+        def space_coord(name: str, values: Any) -> None:
+            attrs = {"periodic": 1} if periodic else {}
+            coords[name] = OutCoord(np.asarray(values, dtype=np.float64).reshape(-1), "1", f"{name} coordinate", attrs)
+
+        if kind == "darcy":
+            nu, tensor = handle["nu"], handle["tensor"]
+            if nu.ndim != 3 or tensor.ndim != 4 or tensor.shape[1] != 1 or tensor.shape[0] != nu.shape[0] \
+                    or tensor.shape[2:] != nu.shape[1:]:
+                raise ImportDataError(
+                    f"{path}: PDEBench 2D Darcy layout expects nu (N, s, s) and tensor (N, 1, s, s); found "
+                    f"nu {nu.shape}, tensor {tensor.shape}"
+                )
+            n = nu.shape[0]
+            space_coord("x", handle["x-coordinate"][...])
+            space_coord("y", handle["y-coordinate"][...])
+            variables["nu"] = OutVar("nu", ("x", "y"), "1", "diffusion coefficient")
+            variables["u"] = OutVar("u", ("x", "y"), "1", "solution")
+            inputs, targets = ["nu"], ["u"]
+
+            def read(start: int, stop: int) -> dict[str, np.ndarray]:
+                with h5py.File(path, "r") as f:
+                    return {"nu": f["nu"][start:stop], "u": f["tensor"][start:stop, 0]}
+
+            sample_bytes = 2 * int(np.prod(nu.shape[1:])) * nu.dtype.itemsize
+        elif kind == "tensor_1d":
+            tensor = handle["tensor"]
+            n, steps, _ = tensor.shape
+            space_coord("x", handle["x-coordinate"][...])
+            coords["time"] = OutCoord(_times(handle["t-coordinate"][...], steps, path), "1", "time")
+            variables["u"] = OutVar("u", ("time", "x"), "1", "solution")
+            inputs, targets = ["u"], ["u"]
+
+            def read(start: int, stop: int) -> dict[str, np.ndarray]:
+                with h5py.File(path, "r") as f:
+                    return {"u": f["tensor"][start:stop]}
+
+            sample_bytes = int(np.prod(tensor.shape[1:])) * tensor.dtype.itemsize
+        elif kind == "cfd":
+            density = handle["density"]
+            n, steps = density.shape[:2]
+            ndim = density.ndim - 2
+            axes = _AXES[:ndim]
+            for axis in axes:
+                key = f"{axis}-coordinate"
+                if key not in handle:
+                    raise ImportDataError(f"{path}: PDEBench CFD layout with {ndim}D fields needs {key}; found {sorted(handle)}")
+                space_coord(axis, handle[key][...])
+            coords["time"] = OutCoord(_times(handle["t-coordinate"][...], steps, path), "1", "time")
+            sources = {"density": "density", "pressure": "pressure"}
+            variables["density"] = OutVar("density", ("time", *axes), "1", "density")
+            variables["pressure"] = OutVar("pressure", ("time", *axes), "1", "pressure")
+            for axis, name in zip(axes, component_names("velocity", axes)):
+                key = f"V{axis}"
+                if key not in handle:
+                    raise ImportDataError(f"{path}: PDEBench {ndim}D CFD layout needs {key}; found {sorted(handle)}")
+                sources[name] = key
+                variables[name] = OutVar(name, ("time", *axes), "1", f"velocity, {axis} component",
+                                         {"field": "velocity", "component": axis})
+            for name, key in sources.items():
+                if handle[key].shape != density.shape:
+                    raise ImportDataError(f"{path}: {key} has shape {handle[key].shape}, density {density.shape}")
+            inputs = targets = list(variables)
+
+            def read(start: int, stop: int) -> dict[str, np.ndarray]:
+                with h5py.File(path, "r") as f:
+                    return {name: f[key][start:stop] for name, key in sources.items()}
+
+            sample_bytes = len(sources) * int(np.prod(density.shape[1:])) * density.dtype.itemsize
+        else:  # one group per sample
+            groups = sorted(k for k in handle.keys() if _GROUP.match(k))
+            first = handle[groups[0]]
+            data = first["data"]
+            grid = first["grid"]
+            ndim = data.ndim - 2
+            if ndim < 1:
+                raise ImportDataError(f"{path}: group {groups[0]}/data has shape {data.shape}; expected (T, *space, C)")
+            axes = _AXES[:ndim]
+            for axis in axes:
+                if axis not in grid:
+                    raise ImportDataError(f"{path}: {groups[0]}/grid lacks {axis}; found {sorted(grid)}")
+                space_coord(axis, grid[axis][...])
+            steps = data.shape[0]
+            coords["time"] = OutCoord(_times(grid["t"][...], steps, path), "1", "time")
+            channels = _channel_names(pde, data.shape[-1])
+            for name in channels:
+                variables[name] = OutVar(name, ("time", *axes), "1", name)
+            inputs = targets = list(channels)
+            n = len(groups)
+            shape = data.shape
+
+            def read(start: int, stop: int) -> dict[str, np.ndarray]:
+                with h5py.File(path, "r") as f:
+                    blocks = []
+                    for key in groups[start:stop]:
+                        block = f[key]["data"]
+                        if block.shape != shape:
+                            raise ImportDataError(f"{path}: {key}/data has shape {block.shape}, {groups[0]}/data {shape}")
+                        blocks.append(block[...])
+                stacked = np.stack(blocks)
+                return {name: stacked[..., i] for i, name in enumerate(channels)}
+
+            sample_bytes = int(np.prod(shape)) * data.dtype.itemsize
+
+    for key, value in params.items():
+        if key in variables or key in coords:
+            continue
+        variables[key] = OutVar(key, (), "1", f"parameter {key} (file attribute)")
+
+    def read_all(start: int, stop: int, _read: Any = read, _params: dict = params) -> dict[str, np.ndarray]:
+        out = _read(start, stop)
+        count = stop - start
+        for key, value in _params.items():
+            if key not in out:
+                out[key] = np.full(count, value)
+        return out
+
+    layout_key = (pde, tuple((k, v.dims) for k, v in sorted(variables.items())),
+                  tuple((k, len(c.values)) for k, c in sorted(coords.items())))
+    part = Part(str(path), int(n), read_all, (path,), split, int(sample_bytes), layout_key)
+    return Plan(f"pdebench_{kind}", pde, variables, coords, inputs, targets, [part])
+
+
+def _times(values: Any, steps: int, path: Path) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < steps:
+        raise ImportDataError(f"{path}: the time coordinate has {values.size} values for {steps} saved steps")
+    return values[:steps]

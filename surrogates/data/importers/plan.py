@@ -1,0 +1,214 @@
+"""What an importer makes of a source: the output variables and coordinates, and the parts to read.
+
+A layout module (:mod:`.xarray_layout`, :mod:`.pdebench`, :mod:`.the_well`) turns source files into a
+:class:`Plan`: the variables of the output files (``(sample, [time], *space)`` float32, per-sample
+scalars ``(sample,)``), their coordinates, the inputs and targets, and a list of :class:`Part` s, each
+a run of source samples (one file, usually) that reads a block of samples at a time, already in the
+output layout. :mod:`.run` splits, streams and writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+"""Folder or file names that mark a split in a source (The Well's ``valid`` is our ``val``)."""
+
+
+class ImportDataError(ValueError):
+    """A source cannot be imported as asked; the message is one line naming what was found and what was expected."""
+
+
+@dataclass
+class OutVar:
+    """One variable of the output files: ``dims`` without ``sample``, ``attrs`` written on the variable."""
+
+    name: str
+    dims: tuple[str, ...]
+    units: str = "1"
+    long_name: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OutCoord:
+    """One coordinate of the output files (1D, stored as float64)."""
+
+    values: np.ndarray
+    units: str = "1"
+    long_name: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Part:
+    """A run of ``n_samples`` source samples, read ``read(start, stop) -> {output variable: (count, ...) array}``.
+
+    ``split`` is the split the source assigns them to (``None``: no split in the source), ``files`` the
+    source files whose checksums are recorded, ``sample_bytes`` what one sample costs to read.
+    """
+
+    label: str
+    n_samples: int
+    read: Callable[[int, int], dict[str, np.ndarray]]
+    files: tuple[Path, ...]
+    split: str | None = None
+    sample_bytes: int = 0
+    layout_key: Any = None  # what must agree between parts (variables and their shapes)
+
+
+@dataclass
+class Plan:
+    """Everything the writer needs from a layout: what to write and where to read it."""
+
+    layout: str
+    pde: str
+    variables: dict[str, OutVar]
+    coords: dict[str, OutCoord]
+    inputs: list[str]
+    targets: list[str]
+    parts: list[Part]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def component_names(field_name: str, components: Sequence[str]) -> list[str]:
+    """``velocity`` with components ``x, y`` -> ``["velocity_x", "velocity_y"]``."""
+    return [f"{field_name}_{component}" for component in components]
+
+
+def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: str, source: str) -> list[str]:
+    """Variable names of ``inputs`` / ``targets``, a vector or tensor field's name standing for all its components.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the unknown name and the available variables and fields.
+    """
+    fields: dict[str, list[str]] = {}
+    for name, var in variables.items():
+        if "field" in var.attrs:
+            fields.setdefault(str(var.attrs["field"]), []).append(name)
+    out: list[str] = []
+    for name in names:
+        name = str(name)
+        if name in variables:
+            out.append(name)
+        elif name in fields:
+            out.extend(fields[name])
+        else:
+            raise ImportDataError(
+                f"{role}: {name!r} is not a variable of {source}; available: {describe_variables(variables)}"
+                + (f" (fields with components: {', '.join(sorted(fields))})" if fields else "")
+            )
+    return list(dict.fromkeys(out))
+
+
+def describe_variables(variables: Mapping[str, OutVar]) -> str:
+    """``"a (sample, x, y), u (sample, x, y)"`` for messages."""
+    return ", ".join(f"{name} ({', '.join(('sample', *var.dims))})" for name, var in sorted(variables.items())) or "none"
+
+
+def file_sha256(path: Path, block: int = 8 * 2**20, progress: Callable[[int], Any] | None = None) -> str:
+    """SHA-256 of a file's bytes, read in blocks (a zarr store: of its files' relative names and bytes, in sorted
+    order); ``progress(n)`` is called with the size of every block read."""
+    digest = hashlib.sha256()
+    items = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in items:
+        if path.is_dir():
+            digest.update(item.relative_to(path).as_posix().encode() + b"\0")
+        with open(item, "rb") as handle:
+            while chunk := handle.read(block):
+                digest.update(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+    return digest.hexdigest()
+
+
+def source_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file of a store."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+DATA_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nc", ".nc4", ".netcdf", ".cdf", ".zarr")
+
+
+def is_zarr(path: Path) -> bool:
+    return path.is_dir() and (path.suffix == ".zarr" or any((path / name).exists() for name in (".zgroup", ".zattrs", "zarr.json")))
+
+
+def source_files(source: str | os.PathLike) -> list[Path]:
+    """The data files a ``source=`` names: a file, a zarr store, a folder (searched recursively) or a glob.
+
+    Raises
+    ------
+    ImportDataError
+        When nothing matches (naming what was looked for).
+    """
+    import glob
+
+    text = os.path.expanduser(str(source))
+    if any(ch in text for ch in "*?["):
+        matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        files: list[Path] = []
+        for match in matches:
+            files.extend(source_files(match) if match.is_dir() and not is_zarr(match) else [match])
+        if not files:
+            raise ImportDataError(f"source={source!r} matches no file")
+        return files
+    path = Path(text)
+    if not path.exists():
+        raise ImportDataError(f"source {path} does not exist")
+    if path.is_file() or is_zarr(path):
+        return [path]
+    found: list[Path] = []
+    for root, dirs, names in os.walk(path):
+        here = Path(root)
+        for name in sorted(dirs):
+            if is_zarr(here / name):
+                found.append(here / name)
+        dirs[:] = sorted(d for d in dirs if not is_zarr(here / d) and not d.startswith("."))
+        found.extend(here / name for name in sorted(names) if Path(name).suffix.lower() in DATA_SUFFIXES)
+    if not found:
+        raise ImportDataError(
+            f"source folder {path} holds no data file (looked for {', '.join(DATA_SUFFIXES)} and zarr stores)"
+        )
+    return sorted(found)
+
+
+def source_root(source: str | os.PathLike) -> Path | None:
+    """The folder under which a source's files may name their splits: the folder itself, or a glob's fixed prefix;
+    ``None`` for a single file or store (it has no split, whatever its folder is called)."""
+    text = os.path.expanduser(str(source))
+    if any(ch in text for ch in "*?["):
+        prefix = Path(re.split(r"[*?\[]", text)[0])
+        return prefix if str(prefix).endswith(os.sep) or prefix.is_dir() else prefix.parent
+    path = Path(text)
+    return path if path.is_dir() and not is_zarr(path) else None
+
+
+def split_of(path: Path, root: Path | None) -> str | None:
+    """The split a source path names below ``root``: a folder ``train/``, ``valid/``, ``test/`` ... or a file
+    ``train.h5``; ``None`` otherwise, and always for a source without a root (:func:`source_root`)."""
+    if root is None or not path.is_relative_to(root):
+        return None
+    parts = path.relative_to(root).parts
+    stem = Path(parts[-1]).stem.lower() if parts else ""
+    if stem in SPLIT_ALIASES:
+        return SPLIT_ALIASES[stem]
+    for part in reversed(parts[:-1]):
+        if part.lower() in SPLIT_ALIASES:
+            return SPLIT_ALIASES[part.lower()]
+    return None

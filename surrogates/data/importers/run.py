@@ -1,0 +1,385 @@
+"""Import a source into a dataset folder: recognise its layout, split it, stream it into our files.
+
+One pass over the source: blocks of samples (``chunk_size`` samples, or as many as fit in ``chunk_bytes``)
+are read part after part and each sample goes to the file of its split, so memory stays bounded whatever
+the source's size. Each output file is written under a temporary name and renamed when complete
+(:class:`~surrogates.data.writer.StreamingDatasetWriter`); a rerun with the same fingerprint (the import
+settings, the sources' checksums, the split sizes) skips complete files, one with another fingerprint is
+refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from surrogates.data import fingerprint as fp
+from surrogates.data.generation import (
+    _UNREADABLE,
+    GenerationError,
+    _conflict_message,
+    _dataset_files,
+    _is_done,
+    stop_cleanly_on_signals,
+)
+from surrogates.data.importers import pdebench, the_well, xarray_layout
+from surrogates.data.importers.plan import (
+    ImportDataError,
+    Plan,
+    describe_variables,
+    expand_names,
+    file_sha256,
+    source_bytes,
+    source_files,
+    source_root,
+    split_of,
+)
+from surrogates.data.schema import SCHEMA_VERSION
+from surrogates.data.shards import shard_path
+from surrogates.data.writer import StreamingDatasetWriter, remove_stale_temporaries
+
+SPLITS = ("train", "val", "test")
+LAYOUTS = ("auto", "xarray", "pdebench", "the_well")
+
+
+@dataclass
+class ImportSettings:
+    """What ``surrogates-import`` is asked to do (``conf/import.yaml``)."""
+
+    source: str
+    data_dir: Path
+    layout: str = "auto"
+    pde: str | None = None
+    inputs: Sequence[str] | None = None
+    targets: Sequence[str] | None = None
+    dims: Mapping[str, Any] = field(default_factory=dict)
+    component_dims: Sequence[str] | None = None
+    periodic: Sequence[str] = ()
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    chunk_size: int | None = None
+    chunk_bytes: int = 64 * 2**20
+    overwrite: bool = False
+    progress: bool = True
+    config_yaml: str = ""
+
+    def check(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ImportDataError(f"layout={self.layout!r}; expected one of {', '.join(LAYOUTS)}")
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ImportDataError(f"{name} must be a number in [0, 1), got {value!r}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ImportDataError(f"val_fraction + test_fraction must be < 1, got {self.val_fraction} + {self.test_fraction}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ImportDataError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.chunk_size is not None and (isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int)
+                                            or self.chunk_size < 1):
+            raise ImportDataError(f"chunk_size must be a positive integer or null, got {self.chunk_size!r}")
+        if isinstance(self.chunk_bytes, bool) or not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 1:
+            raise ImportDataError(f"chunk_bytes must be a positive integer, got {self.chunk_bytes!r}")
+        if not isinstance(self.overwrite, bool):
+            raise ImportDataError(f"overwrite must be true or false, got {self.overwrite!r}")
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """The settings that change the written data (not the paths, chunking or progress bar)."""
+        return {
+            "layout": self.layout, "pde": self.pde,
+            "inputs": list(self.inputs) if self.inputs else None, "targets": list(self.targets) if self.targets else None,
+            "dims": json.loads(json.dumps(dict(self.dims or {}), default=str)),
+            "component_dims": list(self.component_dims) if self.component_dims else None,
+            "periodic": sorted(str(p) for p in self.periodic or ()),
+            "val_fraction": float(self.val_fraction), "test_fraction": float(self.test_fraction),
+        }
+
+
+# -- recognising a layout --------------------------------------------------------------------------------------
+def _found(path: Path) -> str:
+    """What a source file holds, for messages: top-level variables / groups with shapes."""
+    try:
+        with h5py.File(path, "r") as f:
+            items = []
+            for key, obj in f.items():
+                items.append(f"{key} {obj.shape}" if isinstance(obj, h5py.Dataset) else f"{key}/")
+                if len(items) >= 12:
+                    items.append("...")
+                    break
+            return f"HDF5 with {', '.join(items) or 'nothing'}"
+    except OSError:
+        pass
+    try:
+        ds = xarray_layout.open_source(path)
+    except Exception:  # noqa: BLE001 - any failure means: a format neither h5py nor xarray reads
+        return "a file neither HDF5 nor readable by xarray" if path.is_file() else "a folder xarray cannot open"
+    with ds:
+        listed = ", ".join(f"{name} {tuple(var.dims)} {tuple(var.shape)}" for name, var in ds.data_vars.items())
+    return f"an xarray dataset with {listed or 'no variables'}"
+
+
+def detect_layout(path: Path) -> tuple[str, Any]:
+    """``("pdebench", kind)``, ``("the_well", None)`` or ``("xarray", None)`` for one source file.
+
+    Raises
+    ------
+    ImportDataError
+        Naming what the file holds and what every known layout expects.
+    """
+    if path.is_file():
+        try:
+            with h5py.File(path, "r") as handle:
+                if the_well.detect(handle):
+                    return "the_well", None
+                kind = pdebench.detect(handle)
+                if kind:
+                    return "pdebench", kind
+        except OSError:
+            pass  # not HDF5: NetCDF 3 or another format xarray may read
+    return "xarray", None
+
+
+def unknown_layout(path: Path, reason: str) -> ImportDataError:
+    expected = "; ".join((pdebench.EXPECTED, the_well.EXPECTED, xarray_layout.EXPECTED))
+    return ImportDataError(f"{path}: unknown layout ({reason}); found {_found(path)}; expected one of: {expected}")
+
+
+def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
+    """The plan of one source file, in the layout asked for or recognised."""
+    layout, kind = detect_layout(path)
+    wanted = settings.layout
+    if wanted != "auto" and wanted != layout:
+        if wanted == "xarray":
+            layout = "xarray"
+        else:
+            raise unknown_layout(path, f"layout={wanted} was asked for")
+    if layout == "pdebench":
+        return pdebench.plan_file(path, kind, split)
+    if layout == "the_well":
+        return the_well.plan_file(path, split)
+    options = {
+        "dims": settings.dims, "component_dims": settings.component_dims, "periodic": settings.periodic,
+        "pde": settings.pde, "inputs": settings.inputs, "targets": settings.targets,
+    }
+    try:
+        return xarray_layout.plan_file(path, split, options)
+    except ImportDataError as error:
+        if settings.layout == "xarray":
+            raise
+        reason = str(error).removeprefix(f"{path}: ").split("; found")[0]  # what was found is listed once, below
+        raise unknown_layout(path, reason + ("; set dims.sample=<dim>" if "no dim" in reason else "")) from error
+
+
+def make_plan(settings: ImportSettings) -> Plan:
+    """One plan over every source file (all must have the same layout and variables)."""
+    output = Path(settings.data_dir).resolve()
+    files = [path for path in source_files(settings.source) if not path.resolve().is_relative_to(output)]
+    if not files:
+        raise ImportDataError(f"source={settings.source!r} holds only the output folder {settings.data_dir}")
+    root = source_root(settings.source)
+    plans = [plan_file(path, split_of(path, root), settings) for path in files]
+    first = plans[0]
+    for plan in plans[1:]:
+        part = plan.parts[0]
+        if plan.layout != first.layout or part.layout_key != first.parts[0].layout_key:
+            raise ImportDataError(
+                f"{part.label} does not match {first.parts[0].label}: {plan.layout} with {describe_variables(plan.variables)} "
+                f"vs {first.layout} with {describe_variables(first.variables)}; import them separately"
+            )
+        first.parts.append(part)
+        first.notes += plan.notes
+    splits = {part.split for part in first.parts}
+    if None in splits and len(splits) > 1:
+        listed = ", ".join(f"{p.label} ({p.split or 'no split'})" for p in first.parts[:6])
+        raise ImportDataError(
+            f"some source files name a split (a train/, valid/, test/ folder or file) and others do not: {listed}"
+        )
+    if settings.pde:
+        first.pde = str(settings.pde)
+    source_name = settings.source
+    if settings.inputs:
+        first.inputs = expand_names(settings.inputs, first.variables, "inputs", source_name)
+    else:
+        first.inputs = expand_names(first.inputs, first.variables, "inputs (from the file)", source_name)
+    if settings.targets:
+        first.targets = expand_names(settings.targets, first.variables, "targets", source_name)
+    else:
+        first.targets = expand_names(first.targets, first.variables, "targets (from the file)", source_name)
+    if not first.inputs or not first.targets:
+        raise ImportDataError(
+            f"name the inputs and targets of {source_name}: inputs=[...] targets=[...]; "
+            f"available: {describe_variables(first.variables)}"
+        )
+    for name in settings.periodic or ():
+        if name in first.coords:
+            first.coords[name].attrs["periodic"] = 1
+        elif settings.layout != "xarray" and first.layout != "xarray":
+            raise ImportDataError(f"periodic: {name!r} is not a dim of the data; dims: {sorted(first.coords)}")
+    return first
+
+
+# -- splitting -------------------------------------------------------------------------------------------------
+def assign_splits(plan: Plan, settings: ImportSettings) -> list[np.ndarray]:
+    """Per part, the split index (0 train, 1 val, 2 test) of every sample.
+
+    Splits of the source are kept; a split the source lacks (all of them when it has none) is drawn from
+    its training samples with ``val_fraction`` / ``test_fraction`` of them, by a permutation seeded with ``seed``.
+    """
+    ids = {name: i for i, name in enumerate(SPLITS)}
+    assignment = [np.full(part.n_samples, ids.get(part.split or "train", 0), dtype=np.int8) for part in plan.parts]
+    present = {part.split or "train" for part in plan.parts if part.n_samples}
+    missing = [split for split in ("val", "test") if split not in present]
+    if not missing:
+        return assignment
+    offsets = np.cumsum([0] + [part.n_samples for part in plan.parts])
+    pool = np.concatenate([offsets[k] + np.flatnonzero(a == 0) for k, a in enumerate(assignment)]) if assignment else np.zeros(0)
+    n = pool.size
+    fractions = {"val": settings.val_fraction, "test": settings.test_fraction}
+    counts = {split: int(round(fractions[split] * n)) for split in missing}
+    for split in missing:
+        if fractions[split] > 0 and counts[split] == 0 and n >= 3:
+            counts[split] = 1  # a tiny source still gets a sample to validate / test on
+    if n - sum(counts.values()) < 1:
+        raise ImportDataError(f"the source has {n} training samples: too few to split off {counts}")
+    order = np.random.default_rng(settings.seed).permutation(n)
+    start = 0
+    for split in ("test", "val"):
+        if split not in counts:
+            continue
+        chosen = pool[order[start : start + counts[split]]]
+        start += counts[split]
+        for k in range(len(plan.parts)):
+            local = chosen[(chosen >= offsets[k]) & (chosen < offsets[k + 1])] - offsets[k]
+            assignment[k][local] = ids[split]
+    return assignment
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+def _block_size(plan: Plan, settings: ImportSettings) -> int:
+    if settings.chunk_size:
+        return int(settings.chunk_size)
+    per_sample = max(max(part.sample_bytes for part in plan.parts), 1)
+    return max(1, settings.chunk_bytes // per_sample)
+
+
+def checksums(plan: Plan, progress: bool = True) -> dict[str, str]:
+    """SHA-256 of every source file, read in blocks, with a progress bar in bytes."""
+    files = sorted({path for part in plan.parts for path in part.files})
+    bar = tqdm(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
+               **({} if progress else {"disable": True}))
+    try:
+        return {str(path): file_sha256(path, progress=bar.update) for path in files}
+    finally:
+        bar.close()
+
+
+def import_dataset(settings: ImportSettings) -> list[Path]:
+    """Import ``settings.source`` into ``settings.data_dir/{train,val,test}.h5``; returns the files of the dataset.
+
+    Raises
+    ------
+    ImportDataError
+        An unknown layout, a mapping that names a missing variable, bad settings (before any work).
+    GenerationError
+        The folder holds another dataset (different fingerprint) and ``overwrite`` is false.
+    """
+    settings.check()
+    plan = make_plan(settings)
+    assignment = assign_splits(plan, settings)
+    sizes = {split: int(sum(int((a == i).sum()) for a in assignment)) for i, split in enumerate(SPLITS)}
+    sums = checksums(plan, settings.progress)
+    fingerprint = json.loads(fp.dumps({
+        "schema_version": SCHEMA_VERSION, "import": settings.fingerprint_settings(), "layout": plan.layout,
+        "pde": plan.pde, "inputs": plan.inputs, "targets": plan.targets,
+        "source_sha256": sorted(sums.values()), "seed": int(settings.seed), "sizes": sizes,
+    }))
+    data_dir = Path(settings.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ImportDataError(f"{data_dir} exists and is not a folder")
+    existing = _dataset_files(data_dir, set(SPLITS))
+    conflicts = {path: old for path, old in existing.items() if old is not _UNREADABLE and old != fingerprint}
+    if conflicts and not settings.overwrite:
+        raise GenerationError(_conflict_message(data_dir, conflicts, fingerprint))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for path in remove_stale_temporaries(data_dir):
+        print(f"removed {path.name}, left by a process of this host that no longer runs")
+    targets = {split: shard_path(data_dir, split) for split in SPLITS if sizes[split] > 0}
+    if settings.overwrite:
+        for path in sorted(existing):
+            if path not in targets.values():
+                path.unlink(missing_ok=True)
+                print(f"removed {path} (overwrite=true: not part of the new dataset)")
+    pending = {}
+    for split, path in targets.items():
+        if not settings.overwrite and _is_done(path, fingerprint, sizes[split]):
+            print(f"{path} is complete; skipping (overwrite=true rewrites it)")
+        else:
+            pending[split] = path
+    for note in plan.notes:
+        print(note)
+    if pending:
+        with stop_cleanly_on_signals(data_dir):
+            _write(plan, settings, assignment, sizes, pending, sums, fingerprint)
+    return list(targets.values())
+
+
+def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
+           pending: dict[str, Path], sums: dict[str, str], fingerprint: dict[str, Any]) -> None:
+    ids = {name: i for i, name in enumerate(SPLITS)}
+    sources = [str(path) for path in sorted({p for part in plan.parts for p in part.files})]
+    names = [*plan.variables]
+    writers = {}
+    for split, path in pending.items():
+        attrs = {
+            **plan.attrs,
+            "pde": plan.pde, "schema_version": SCHEMA_VERSION,
+            "inputs": " ".join(plan.inputs), "targets": " ".join(plan.targets),
+            "source": json.dumps(sources), "source_sha256": json.dumps(sums, sort_keys=True),
+            "import_config": settings.config_yaml, "import_layout": plan.layout,
+            "split": split, "n_total": sizes[split], "split_seed": int(settings.seed),
+            fp.FINGERPRINT_ATTR: fp.dumps(fingerprint),
+        }
+        writers[split] = StreamingDatasetWriter(
+            path, sizes[split], plan.variables, plan.coords, attrs, overwrite=True,
+            variable_attrs={name: var.attrs for name, var in plan.variables.items()},
+        )
+    block = _block_size(plan, settings)
+    total = sum(int(np.isin(a, [ids[s] for s in pending]).sum()) for a in assignment)
+    positions = dict.fromkeys(pending, 0)
+    bar = tqdm(total=total, desc=f"{plan.pde} -> {Path(settings.data_dir).name}", unit="sample",
+               **({} if settings.progress else {"disable": True}))
+    opened = []
+    try:
+        for writer in writers.values():
+            opened.append(writer.__enter__())
+        for part, split_ids in zip(plan.parts, assignment):
+            wanted = np.isin(split_ids, [ids[s] for s in pending])
+            for start in range(0, part.n_samples, block):
+                stop = min(start + block, part.n_samples)
+                if not wanted[start:stop].any():
+                    continue
+                data = part.read(start, stop)
+                missing = [name for name in names if name not in data]
+                if missing:
+                    raise ImportDataError(f"{part.label}: could not read {missing}")
+                for split in pending:
+                    rows = np.flatnonzero(split_ids[start:stop] == ids[split])
+                    if rows.size == 0:
+                        continue
+                    chunk = {name: np.asarray(data[name])[rows] for name in names}
+                    writers[split].write(positions[split], chunk)
+                    positions[split] += rows.size
+                    bar.update(rows.size)
+        for split, writer in writers.items():
+            writer.commit()
+    finally:
+        bar.close()
+        for writer in opened:
+            writer.__exit__(None, None, None)

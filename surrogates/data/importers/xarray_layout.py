@@ -1,0 +1,163 @@
+"""Anything xarray opens (NetCDF, HDF5 / NetCDF-4, zarr): variables mapped to inputs and targets, dims to ours.
+
+Every data variable with the sample dim (``dims.sample``, default ``sample``) is imported: a field
+``(sample, [time], *space)`` (the time dim named by ``dims.time`` (default ``time``) is renamed ``time`` and put after ``sample``, other dims keep their
+names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and a vector or tensor field
+with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
+``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
+Coordinates keep their values, ``units`` and ``long_name``; a dim without coordinate gets ``0 .. n - 1``;
+``periodic=[x, y]`` marks periodic dims. Variables without the sample dim are left out (listed in the notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, is_zarr
+
+EXPECTED = "an xarray dataset (NetCDF, HDF5/NetCDF-4, zarr) whose data variables have a sample dim (dims.sample=<name>)"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def open_source(path: Path) -> Any:
+    """``xarray.open_dataset`` with the engine for the file's kind (lazy: nothing is read yet)."""
+    import xarray as xr
+
+    if is_zarr(path):
+        try:
+            import zarr  # noqa: F401
+        except ImportError as error:
+            raise ImportDataError(
+                f"{path} is a zarr store; reading it needs the zarr package (pip install 'surrogates[import]')"
+            ) from error
+        return xr.open_zarr(path, consolidated=None, chunks=None)
+    with open(path, "rb") as handle:
+        magic = handle.read(8)
+    if magic == HDF5_MAGIC:
+        return xr.open_dataset(path, engine="h5netcdf", phony_dims="access", chunks=None, cache=False)
+    if magic[:3] == b"CDF":
+        return xr.open_dataset(path, engine="scipy", chunks=None, cache=False)
+    return xr.open_dataset(path, chunks=None, cache=False)
+
+
+def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan:
+    """The plan of one file or store opened with xarray.
+
+    ``options``: ``dims`` (``sample``, ``time``, ``rename``), ``component_dims``, ``periodic``, ``pde``,
+    ``inputs``, ``targets`` (``None``: the file's own ``inputs`` / ``targets`` attributes, when it has them).
+    """
+    try:
+        ds = open_source(path)
+    except ImportDataError:
+        raise
+    except Exception as error:
+        raise ImportDataError(f"{path}: xarray cannot open it ({' '.join(str(error).split())[:200]})") from error
+    dims_opt = dict(options.get("dims") or {})
+    sample_dim = str(dims_opt.get("sample") or "sample")
+    time_dim = dims_opt.get("time") or ("time" if "time" in ds.dims and sample_dim != "time" else None)
+    rename = {str(k): str(v) for k, v in (dims_opt.get("rename") or {}).items()}
+    if time_dim:
+        rename[str(time_dim)] = "time"
+    component_dims = [str(d) for d in (options.get("component_dims") or ["component", "components"])]
+    periodic = {str(d) for d in (options.get("periodic") or [])}
+
+    found = ", ".join(f"{name} {tuple(var.dims)} {tuple(var.shape)}" for name, var in ds.data_vars.items()) or "no variables"
+    if sample_dim not in ds.dims:
+        ds.close()
+        raise ImportDataError(
+            f"{path}: no dim {sample_dim!r} to take samples along; found {found} (dims {dict(ds.sizes)}); "
+            f"set dims.sample=<dim> (and dims.time=<dim> for trajectories)"
+        )
+    variables: dict[str, OutVar] = {}
+    coords: dict[str, OutCoord] = {}
+    sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
+    skipped = []
+    for name, var in ds.data_vars.items():
+        name = str(name)
+        if sample_dim not in var.dims:
+            skipped.append(name)
+            continue
+        if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
+            skipped.append(name)
+            continue
+        others = [str(d) for d in var.dims if d != sample_dim]
+        comps = [d for d in others if d in component_dims]
+        if len(comps) > 1:
+            raise ImportDataError(f"{path}: variable {name!r} has several component dims {comps}; at most one is supported")
+        comp = comps[0] if comps else None
+        space = [d for d in others if d != comp]
+        order = [sample_dim] + ([str(time_dim)] if time_dim and str(time_dim) in space else [])
+        order += [d for d in space if d != time_dim]
+        out_dims = tuple(rename.get(d, d) for d in order[1:])
+        for dim, out in zip(order[1:], out_dims):
+            if out not in coords:
+                coords[out] = _coord(ds, dim, out, periodic)
+        attrs = {k: str(v) for k, v in var.attrs.items() if k in ("units", "long_name")}
+        if comp is None:
+            variables[name] = OutVar(name, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""))
+            sources[name] = (name, tuple(order), None, None)
+        else:
+            labels = _labels(ds, comp)
+            for i, label in enumerate(labels):
+                out = f"{name}_{label}"
+                variables[out] = OutVar(out, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""),
+                                        {"field": name, "component": label})
+                sources[out] = (name, tuple(order) + (comp,), comp, i)
+    if not variables:
+        ds.close()
+        raise ImportDataError(f"{path}: no numeric variable with the sample dim {sample_dim!r}; found {found}")
+    n = int(ds.sizes[sample_dim])
+    file_attrs = {str(k): v for k, v in ds.attrs.items()}
+    ds.close()
+
+    def read(start: int, stop: int) -> dict[str, np.ndarray]:
+        handle = open_source(path)
+        try:
+            out: dict[str, np.ndarray] = {}
+            cache: dict[str, np.ndarray] = {}
+            for name, (var, order, comp, index) in sources.items():
+                if var not in cache:
+                    cache[var] = np.asarray(handle[var].isel({sample_dim: slice(start, stop)}).transpose(*order).values)
+                out[name] = cache[var][..., index] if comp is not None else cache[var]
+            return out
+        finally:
+            handle.close()
+
+    sample_bytes = sum(4 * int(np.prod([len(coords[d].values) for d in v.dims])) for v in variables.values())
+    pde = str(options.get("pde") or file_attrs.get("pde") or "imported")
+    inputs = options.get("inputs") or str(file_attrs.get("inputs", "")).split()
+    targets = options.get("targets") or str(file_attrs.get("targets", "")).split()
+    layout_key = (tuple((k, v.dims) for k, v in sorted(variables.items())),
+                  tuple((k, len(c.values)) for k, c in sorted(coords.items())))
+    notes = [f"{path.name}: left out variables without the sample dim {sample_dim!r}: {skipped}"] if skipped else []
+    part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
+    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
+
+
+def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
+    size = int(ds.sizes[dim])
+    attrs: dict[str, Any] = {}
+    if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
+        values = np.asarray(ds[dim].values, dtype=np.float64)
+        units = str(ds[dim].attrs.get("units", "1"))
+        long_name = str(ds[dim].attrs.get("long_name", f"{out} coordinate"))
+        if ds[dim].attrs.get("periodic"):
+            attrs["periodic"] = 1
+    else:
+        values, units, long_name = np.arange(size, dtype=np.float64), "1", f"{out} index"
+    if dim in periodic or out in periodic:
+        attrs["periodic"] = 1
+    return OutCoord(values, units, long_name, attrs)
+
+
+def _labels(ds: Any, dim: str) -> list[str]:
+    if dim in ds.coords:
+        values = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(ds[dim].values).tolist()]
+        if all(v.isidentifier() or v.isalnum() for v in values) and len(set(values)) == len(values):
+            return values
+    return [str(i) for i in range(int(ds.sizes[dim]))]
+

@@ -1,0 +1,220 @@
+"""What `surrogates-import` refuses (one line naming what was found and expected), and how it resumes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from surrogates.data.generation import GenerationError
+from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
+from surrogates.data.schema import DatasetFileError, inspect_file
+from surrogates.data.writer import StreamingDatasetWriter
+from surrogates.data.xarray_view import open_split
+from tests.importers.conftest import write_darcy, write_tensor_1d, write_xarray
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_unknown_layout_names_what_was_found_and_what_each_layout_expects(run_import, tmp_path):
+    with h5py.File(tmp_path / "odd.h5", "w") as f:
+        f.create_dataset("fields", data=np.zeros((3, 4, 4)))
+        f.create_group("meta")
+    with pytest.raises(ImportDataError) as caught:
+        run_import(f"source={tmp_path / 'odd.h5'}")
+    message = str(caught.value)
+    assert "unknown layout" in message and "fields (3, 4, 4)" in message and "meta/" in message
+    for expected in ("PDEBench 2D Darcy: nu (N, s, s), tensor (N, 1, s, s)", "The Well: groups dimensions/",
+                     "an xarray dataset", "dims.sample="):
+        assert expected in message
+
+
+def test_a_named_variable_that_is_missing_lists_the_available_ones(run_import, tmp_path):
+    write_xarray(tmp_path / "plain.nc")
+    with pytest.raises(ImportDataError, match=r"targets: 'p' is not a variable .*available: a \(sample, x, y\), u \(sample, x, y\)"):
+        run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[p]")
+    with pytest.raises(ImportDataError, match=r"name the inputs and targets"):
+        run_import(f"source={tmp_path / 'plain.nc'}")
+    with pytest.raises(ImportDataError, match=r"no dim 'run'.*found a \('sample', 'x', 'y'\) \(20, 8, 8\)"):
+        run_import(f"source={tmp_path / 'plain.nc'}", "layout=xarray", "dims.sample=run", "inputs=[a]", "targets=[u]")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("val_fraction=1.5", "val_fraction must be a number in"),
+    ("test_fraction=abc", "test_fraction must be a number in"),
+    ("layout=pdebenchh", "layout='pdebenchh'; expected one of"),
+    ("chunk_size=0", "chunk_size must be a positive integer"),
+    ("seed=-1", "seed must be an integer >= 0"),
+])
+def test_settings_are_checked_before_any_work(run_import, tmp_path, override, message):
+    write_xarray(tmp_path / "plain.nc")
+    with pytest.raises(ImportDataError, match=message):
+        run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", override)
+    assert not (tmp_path / "datasets").exists()
+
+
+def test_missing_source(run_import, tmp_path):
+    with pytest.raises(ImportDataError, match="does not exist"):
+        run_import(f"source={tmp_path / 'nothing.h5'}")
+    with pytest.raises(ImportDataError, match="matches no file"):
+        run_import(f"source={tmp_path}/*.h5")
+
+
+def test_console_script_prints_one_line_and_exits_2(tmp_path):
+    (tmp_path / "notes.txt").write_text("not data")
+    command = [str(Path(sys.executable).parent / "surrogates-import"), f"source={tmp_path / 'notes.txt'}",
+               f"paths.data_dir={tmp_path / 'd'}", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("surrogates-import: error: ") and "unknown layout" in lines[0]
+
+
+def test_rerun_skips_complete_files_and_refuses_other_settings(run_import, tmp_path, capsys):
+    path = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
+    write_darcy(path, n=20)
+    files = run_import(f"source={path}", "name=d")
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    files[1].unlink()  # a lost split is rewritten, the others are kept
+    run_import(f"source={path}", "name=d")
+    assert [f.stat().st_mtime_ns for f in (files[0], files[2])] == [mtimes[0], mtimes[2]] and files[1].is_file()
+    assert "train.h5 is complete; skipping" in capsys.readouterr().out
+    with pytest.raises(GenerationError, match=r"seed 0 -> 1 \(existing -> requested\).*overwrite=true"):
+        run_import(f"source={path}", "name=d", "seed=1")
+    write_darcy(path, n=20, seed=5)  # same name, other content: the checksum differs
+    with pytest.raises(GenerationError, match="source_sha256"):
+        run_import(f"source={path}", "name=d")
+    run_import(f"source={path}", "name=d", "overwrite=true")
+    assert files[0].stat().st_mtime_ns != mtimes[0]
+
+
+def test_overwrite_removes_splits_the_new_import_does_not_write(run_import, tmp_path):
+    write_xarray(tmp_path / "plain.nc")
+    files = run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", "name=p")
+    assert len(files) == 3
+    files = run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", "name=p", "val_fraction=0",
+                       "overwrite=true")
+    assert sorted(p.name for p in files[0].parent.iterdir()) == ["test.h5", "train.h5"]
+
+
+def test_streaming_in_small_blocks_writes_the_same_files(run_import, tmp_path):
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=23)
+    whole = run_import(f"source={path}", "name=whole")
+    blocks = run_import(f"source={path}", "name=blocks", "chunk_size=2")
+    for a, b in zip(whole, blocks):
+        x, y = open_split(a.parent, a.stem), open_split(b.parent, b.stem)
+        np.testing.assert_array_equal(x["u"].values, y["u"].values)
+        x.close(), y.close()
+
+
+def test_an_error_midway_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    with h5py.File(path, "r+") as f:
+        f["tensor"][7, 2, 3] = np.nan
+    settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
+    with pytest.raises(DatasetFileError, match="NaN or inf"):
+        import_dataset(settings)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+def test_streaming_writer_publishes_only_complete_files(tmp_path):
+    from types import SimpleNamespace as NS
+
+    variables = {"u": NS(dims=("x",), units="1", long_name="u")}
+    coords = {"x": NS(values=np.arange(4.0), units="1", long_name="x")}
+    attrs = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
+    with StreamingDatasetWriter(tmp_path / "a.h5", 3, variables, coords, attrs) as out:
+        out.write(0, {"u": np.ones((2, 4))})
+        with pytest.raises(DatasetFileError, match="2 of 3 samples were written"):
+            out.commit()
+    assert list(tmp_path.iterdir()) == []
+    with StreamingDatasetWriter(tmp_path / "a.h5", 3, variables, coords, attrs) as out:
+        out.write(0, {"u": np.ones((2, 4))})
+        out.write(2, {"u": np.zeros((1, 4))})
+        out.commit()
+    info = inspect_file(tmp_path / "a.h5")
+    assert info.n_samples == 3 and [p.name for p in tmp_path.iterdir()] == ["a.h5"]
+    with pytest.raises(DatasetFileError, match="no provenance attributes"):
+        StreamingDatasetWriter(tmp_path / "b.h5", 1, variables, coords, {k: attrs[k] for k in ("pde", "inputs", "targets")})
+
+
+def test_schema_reads_generated_and_imported_provenance_and_refuses_neither(tmp_path):
+    from types import SimpleNamespace as NS
+
+    import h5py as h5
+
+    variables = {"u": NS(dims=("x",), units="1", long_name="u")}
+    coords = {"x": NS(values=np.arange(4.0), units="1", long_name="x")}
+    imported = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
+    with StreamingDatasetWriter(tmp_path / "a.h5", 1, variables, coords, imported) as out:
+        out.write(0, {"u": np.ones((1, 4))})
+        out.commit()
+    assert inspect_file(tmp_path / "a.h5").attrs["source"] == "[]"
+    with h5.File(tmp_path / "a.h5", "r+") as f:
+        del f.attrs["source_sha256"]
+        f.attrs["schema_version"] = "1.0"
+    with pytest.raises(DatasetFileError, match=r"no provenance attributes: generated files need \['config', 'solver_report', "
+                                               r"'seed'\].*imported files need .*missing \['source_sha256'\]"):
+        inspect_file(tmp_path / "a.h5")
+    with h5.File(tmp_path / "a.h5", "r+") as f:  # a 1.0 file of the generator reads as before
+        f.attrs["config"], f.attrs["solver_report"], f.attrs["seed"] = "", "{}", 0
+    assert inspect_file(tmp_path / "a.h5").attrs["schema_version"] == "1.0"
+
+
+def test_an_interrupt_midway_removes_the_temporary_files(tmp_path, monkeypatch):
+    from surrogates.data.importers import pdebench
+
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    original = pdebench.plan_file
+
+    def interrupted_plan(*args, **kwargs):
+        plan = original(*args, **kwargs)
+        read = plan.parts[0].read
+
+        def read_then_stop(start, stop):
+            if start >= 6:
+                raise KeyboardInterrupt
+            return read(start, stop)
+
+        plan.parts[0].read = read_then_stop
+        return plan
+
+    monkeypatch.setattr(pdebench, "plan_file", interrupted_plan)
+    settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        import_dataset(settings)
+    assert list((tmp_path / "out").iterdir()) == []  # no published file, no temporary left behind
+
+
+def test_the_well_time_varying_per_trajectory_is_kept_as_a_variable(run_import, tmp_path):
+    from tests.importers.conftest import write_the_well
+
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, steps=5)
+    times = np.arange(20, dtype=np.float32).reshape(4, 5) * 0.5
+    with h5py.File(path, "r+") as f:
+        del f["dimensions/time"]
+        f["dimensions"].create_dataset("time", data=times)
+        f["dimensions/time"].attrs["sample_varying"] = True
+    files = run_import(f"source={path}", "name=tv", "val_fraction=0.25", "test_fraction=0.25")
+    parts = [open_split(f.parent, f.stem) for f in files]
+    got = np.concatenate([p["time_values"].values for p in parts])
+    assert parts[0]["time"].values.tolist() == [0, 1, 2, 3, 4]  # the step index; the times per trajectory:
+    np.testing.assert_array_equal(np.sort(got[:, 0]), times[:, 0])
+    for p in parts:
+        p.close()
+
+
+def test_help_says_what_the_script_does():
+    command = [str(Path(sys.executable).parent / "surrogates-import"), "--help"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=REPO).stdout
+    assert out.startswith("surrogates-import: ") and "Main options" in out and "Example: surrogates-import" in out
