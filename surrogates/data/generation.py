@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from surrogates.data import fingerprint as fp
-from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError, inspect_file
+from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
 from surrogates.data.shards import SUFFIX, shard_path
 from surrogates.data.writer import remove_stale_temporaries, temporary_path, write_dataset
 
@@ -280,7 +280,7 @@ def generate_dataset(
     sizes, seed, shard, num_shards, chunk_size = check_settings(sizes, seed, shard, num_shards, chunk_size, overwrite)
     fingerprint = fp.make_fingerprint(
         pde_config if pde_config is not None else fp.describe_pde(pde), seed, sizes, chunk_size, num_shards,
-        SCHEMA_VERSION,
+        CONTENT_VERSION,
     )
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():

@@ -30,6 +30,11 @@ SCHEMA_VERSION = "1.1"
 1.1 added imported files (provenance ``source``, ``source_sha256``, ``import_config`` instead of
 ``config``, ``solver_report``, ``seed``); 1.0 files are read unchanged."""
 
+CONTENT_VERSION = "1.0"
+"""The format version a generated dataset's fingerprint records. Schema 1.1 added only the provenance of
+imported files; generated data are laid out as in 1.0, so folders written under 1.0 keep their
+fingerprint and a rerun resumes them."""
+
 SUPPORTED_MAJOR_VERSIONS = ("1",)
 """Files whose ``schema_version`` has one of these major versions can be read."""
 
