@@ -22,8 +22,12 @@ from surrogates.cli.train import instantiate_collection
 from surrogates.sweeps import OFFSET_ENV, OptunaPruning, PrepareStudy, SweepSummary
 from tests.cli.conftest import CONF_DIR
 
-optuna = pytest.importorskip("optuna", reason="the Optuna sweeper is the `sweep` extra: pip install -e .[sweep]")
-pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+try:
+    import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    import optuna
+except ImportError:  # the tests that need it skip
+    optuna = None
+needs_optuna = pytest.mark.skipif(optuna is None, reason="the Optuna sweeper is the `sweep` extra: pip install -e .[sweep]")
 
 REPO = Path(__file__).resolve().parents[2]
 SEARCHES = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
@@ -45,6 +49,7 @@ def _no_offset(monkeypatch):
     monkeypatch.delenv(OFFSET_ENV, raising=False)
 
 
+@needs_optuna
 @pytest.mark.parametrize("search", SEARCHES)
 def test_every_hparams_search_composes_and_instantiates(tmp_path, search):
     full = compose_full("train", [f"hparams_search={search}", f"experiment={EXPERIMENT[search]}"])
@@ -78,6 +83,7 @@ def test_every_hparams_search_composes_and_instantiates(tmp_path, search):
     assert instantiate(cfg.model) is not None
 
 
+@needs_optuna
 def test_pruning_callback_reports_to_the_stored_trial_and_stops_the_run(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="s", storage=storage)
@@ -101,6 +107,7 @@ def test_pruning_callback_reports_to_the_stored_trial_and_stops_the_run(tmp_path
     assert not trainer.should_stop
 
 
+@needs_optuna
 def test_prepare_study_fails_stale_trials_and_offsets_the_trial_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/sweep/optuna.db"
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
@@ -130,17 +137,36 @@ def test_sweep_summary_ranks_the_runs(tmp_path):
     assert Path(summary["best"]["dir"]).name == "0" and summary["best"]["val/x"] == 0.3
 
 
-def _sweep(data_dir: Path, sweep_dir: Path, n_trials: int) -> subprocess.CompletedProcess:
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    return subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_plain_multirun_names_its_best_run(darcy_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = _run([
+        str(Path(sys.executable).parent / "surrogates-train"), "-m", "experiment=darcy_fno_demo", "model.width=8,12",
+        "model.modes=4", "model.n_layers=2", "trainer.max_epochs=2", f"data.data_dir={darcy_dir}",
+        f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false",
+    ])
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    scores = {str(Path(r.parent)): json.loads(r.read_text())["metrics"]["val/rel_l2_best"] for r in sweep.glob("*/metrics.json")}
+    assert len(scores) == 2 and summary["metric"] == "val/rel_l2" and summary["mode"] == "min"
+    assert summary["best"]["dir"] == min(scores, key=scores.get)
+    assert summary["best"]["val/rel_l2"] == pytest.approx(min(scores.values()))
+    assert f"best val/rel_l2 = {summary['best']['val/rel_l2']} in {summary['best']['dir']}" in done.stdout
+
+
+def _sweep(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess:
     command = [
         str(Path(sys.executable).parent / "surrogates-train"), "hparams_search=darcy_fno", "experiment=darcy_fno_demo",
         f"data.data_dir={data_dir}", "trainer.max_epochs=2", "model.width=choice(8,12)", "model.modes=4",
         "model.n_layers=2", "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweep.dir={sweep_dir}", "callbacks.optuna_pruning.pruner.n_startup_trials=1",
-        "callbacks.optuna_pruning.pruner.n_warmup_steps=0", "callbacks.model_summary.max_depth=0",
+        "callbacks.optuna_pruning.pruner.n_warmup_steps=0", "callbacks.model_summary.max_depth=0", *extra,
     ]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    env.pop(OFFSET_ENV, None)
-    return subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return _run(command)
 
 
 def _check_two_trial_sweep(sweep: Path) -> None:
@@ -160,11 +186,13 @@ def _check_two_trial_sweep(sweep: Path) -> None:
     assert Path(summary["best"]["dir"]).name == f"trial_{study.best_trial.number}"
 
 
+@needs_optuna
 def test_optuna_sweep_of_two_trials(darcy_dir, tmp_path):
     _sweep(darcy_dir, tmp_path / "sweep", 2)
     _check_two_trial_sweep(tmp_path / "sweep")
 
 
+@needs_optuna
 @pytest.mark.slow
 def test_killed_optuna_sweep_resumes_from_its_study(darcy_dir, tmp_path):
     sweep = tmp_path / "sweep"
@@ -177,3 +205,13 @@ def test_killed_optuna_sweep_resumes_from_its_study(darcy_dir, tmp_path):
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
     assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0", "trial_1", "trial_3"]
     assert trials[3].intermediate_values  # the resumed job reported to trial 3, not to trial 0
+
+
+@needs_optuna
+@pytest.mark.slow
+def test_optuna_trials_in_parallel_through_the_local_launcher(darcy_dir, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e .[slurm]")
+    sweep = tmp_path / "sweep"
+    _sweep(darcy_dir, sweep, 2, "hydra/launcher=local", "hydra.sweeper.n_jobs=2")
+    _check_two_trial_sweep(sweep)  # both trials of the batch, each in its own process, reported to their own trial
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
