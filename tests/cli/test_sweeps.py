@@ -46,7 +46,7 @@ def compose_full(name: str, overrides: list[str]):
 
 @pytest.fixture(autouse=True)
 def _no_offset(monkeypatch):
-    monkeypatch.delenv(OFFSET_ENV, raising=False)
+    monkeypatch.setenv(OFFSET_ENV, "0")  # restored after each test, also when PrepareStudy set it
 
 
 @needs_optuna
