@@ -16,6 +16,8 @@ def register_resolvers() -> None:
     # channels of a model: one per variable, times the window length with time windows (data.n_steps_input)
     OmegaConf.register_new_resolver("channels", lambda names, steps=None: len(names) * (int(steps) if steps else 1), replace=True)
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+    # Optuna sweeps: ${trial_number:${hydra.job.num}} is the job's trial in a resumed study (surrogates.cli.sweeps)
+    OmegaConf.register_new_resolver("trial_number", lambda num: int(os.environ.get("SURROGATES_OPTUNA_TRIAL_OFFSET", "0")) + int(num), replace=True)
 
 
 register_resolvers()

@@ -111,6 +111,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     results = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    callback = trainer.checkpoint_callback
+    if callback is not None and callback.monitor and callback.best_model_score is not None:
+        # the run's best validation score (what best.ckpt holds), which sweeps compare; not the last epoch's
+        results[f"{callback.monitor}_best"] = float(callback.best_model_score)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test"):
@@ -145,8 +149,10 @@ def logged_metric_files(trainer: L.Trainer) -> list[Path]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     results = report_user_errors("surrogates-train", train, cfg)
-    # Hydra sweepers (Optuna) minimize the value returned here.
-    return results.get(cfg.get("optimized_metric"))
+    # Hydra sweepers (Optuna) optimize the value returned here: the best validation score of the run
+    # when the checkpoint callback monitors the metric, else its last logged value.
+    metric = cfg.get("optimized_metric")
+    return results.get(f"{metric}_best", results.get(metric))
 
 
 if __name__ == "__main__":

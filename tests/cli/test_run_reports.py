@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from surrogates.cli.sweep_summary import write_summary
+from surrogates.cli.sweeps import SweepSummary
 from surrogates.plots.curves import plot_training_curves, read_logged_metrics
 from surrogates.tasks.progress import RunProgress, format_seconds
 
@@ -49,18 +50,19 @@ def test_curves_read_resumed_logs_and_plot(tmp_path):
     assert plot_training_curves([], tmp_path / "none.png") is None
 
 
-def test_sweep_summary_ranks_runs_by_the_metric(tmp_path):
+def test_sweep_summary_tables_rank_runs_by_their_best_score(tmp_path):
     for run, (width, value) in enumerate([(8, 0.3), (16, 0.1), (32, 0.2)]):
         folder = tmp_path / str(run)
         (folder / ".hydra").mkdir(parents=True)
         (folder / ".hydra" / "overrides.yaml").write_text(f"- model.width={width}\n- seed=0\n")
-        (folder / "metrics.json").write_text(f'{{"metrics": {{"val/rel_l2": {value}}}}}')
-    csv_path, md_path, png = write_summary(tmp_path, "val/rel_l2", "min")
-    rows = list(csv.DictReader(csv_path.open()))
+        (folder / "metrics.json").write_text(f'{{"metrics": {{"val/rel_l2": 9.0, "val/rel_l2_best": {value}}}}}')
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    SweepSummary("val/rel_l2", "min").on_multirun_end(config)
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [r["model.width"] for r in rows] == ["16", "32", "8"] and rows[0]["rank"] == "1"
-    assert "Best: run 1 with model.width=16, seed=0" in md_path.read_text()
-    assert "seed" not in md_path.read_text().split("Best")[0]  # the table shows what varied
-    assert png.read_bytes()[:8] == PNG
-    _, md_max, _ = write_summary(tmp_path, "val/rel_l2", "max")
-    assert "Best: run 0" in md_max.read_text()
-    assert write_summary(tmp_path / "empty", "val/rel_l2") is None
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "Best: run 1 with model.width=16, seed=0" in markdown
+    assert "seed" not in markdown.split("Best")[0]  # the table shows what varied
+    assert (tmp_path / "summary.png").read_bytes()[:8] == PNG
+    SweepSummary("val/rel_l2", "max").on_multirun_end(config)
+    assert "Best: run 0" in (tmp_path / "summary.md").read_text()

@@ -1,0 +1,217 @@
+"""Optuna searches (conf/hparams_search) and the sweep summary: configs, pruning, a 2-trial sweep, resuming."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+
+from surrogates.cli.train import instantiate_collection
+from surrogates.cli.sweeps import OFFSET_ENV, OptunaPruning, PrepareStudy, SweepSummary
+from tests.cli.conftest import CONF_DIR
+
+try:
+    import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    import optuna
+except ImportError:  # the tests that need it skip
+    optuna = None
+needs_optuna = pytest.mark.skipif(optuna is None, reason="the Optuna sweeper is the `sweep` extra: pip install -e .[sweep]")
+
+REPO = Path(__file__).resolve().parents[2]
+SEARCHES = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*.yaml"))
+EXPERIMENT = {"optuna": "darcy_fno", "darcy_fno": "darcy_fno", "darcy_mgno": "darcy_mgno", "ks_pde_refiner": "ks_pde_refiner"}
+
+
+def compose_full(name: str, overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.job.num = 0
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_offset(monkeypatch):
+    monkeypatch.setenv(OFFSET_ENV, "0")  # restored after each test, also when PrepareStudy set it
+
+
+@needs_optuna
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_hparams_search_composes_and_instantiates(tmp_path, search):
+    full = compose_full("train", [f"hparams_search={search}", f"experiment={EXPERIMENT[search]}"])
+    with open_dict(full):
+        full.hydra.runtime.output_dir = str(tmp_path / "run")
+    # as in a job: the hydra node keeps its parent (its interpolations resolve), the job's config has none
+    HydraConfig.instance().set_config(full)
+    hydra_cfg = HydraConfig.get()
+    cfg = copy.deepcopy(full)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    assert hydra_cfg.mode.name == "MULTIRUN"
+    assert hydra_cfg.sweeper._target_.endswith("OptunaSweeper")
+    sweeper = instantiate(hydra_cfg.sweeper)
+    assert sweeper.sweeper.storage == f"sqlite:///{hydra_cfg.sweep.dir}/optuna.db"
+    assert hydra_cfg.sweep.subdir == "trial_0"
+    # the direction agrees with what the checkpoint callback keeps, every searched key exists in the run's config
+    mode = cfg.callbacks.model_checkpoint.mode
+    assert hydra_cfg.sweeper.direction == {"min": "minimize", "max": "maximize"}[mode]
+    assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
+    for key in hydra_cfg.sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, key
+    callbacks = instantiate_collection(cfg.callbacks)
+    pruning = [c for c in callbacks if isinstance(c, OptunaPruning)]
+    assert len(pruning) == 1 and pruning[0].trial_number == 0 and pruning[0].monitor == cfg.optimized_metric
+    assert isinstance(pruning[0].pruner, optuna.pruners.BasePruner)
+    hydra_callbacks = [instantiate(node) for node in hydra_cfg.callbacks.values()]
+    assert {type(c) for c in hydra_callbacks} == {PrepareStudy, SweepSummary}
+    # the experiment's network still builds
+    assert instantiate(cfg.model) is not None
+
+
+@needs_optuna
+def test_pruning_callback_reports_to_the_stored_trial_and_stops_the_run(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage)
+    for value in (0.1, 0.2):  # two finished trials with good intermediate values
+        trial = study.ask()
+        trial.report(value, step=0)
+        study.tell(trial, value)
+    running = study.ask()
+    callback = OptunaPruning(storage, "s", running.number, "val/loss",
+                             pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    trainer = SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=0, should_stop=False,
+                              callback_metrics={"val/loss": 5.0})
+    callback.on_validation_end(trainer, None)
+    stored = optuna.load_study(study_name="s", storage=storage).trials[running.number]  # a fresh read
+    assert stored.intermediate_values == {0: 5.0}
+    assert trainer.should_stop and callback.pruned_at == 0 and stored.user_attrs["pruned_at_epoch"] == 0
+    # outside a sweep (no storage) it does nothing
+    idle = OptunaPruning(None, None, None, "val/loss")
+    trainer.should_stop = False
+    idle.on_validation_end(trainer, None)
+    assert not trainer.should_stop
+
+
+@needs_optuna
+def test_prepare_study_fails_stale_trials_and_offsets_the_trial_numbers(tmp_path):
+    storage = f"sqlite:///{tmp_path}/sweep/optuna.db"
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    PrepareStudy(storage, "s").on_multirun_start(config)  # a new study: the folder exists, offset 0
+    assert (tmp_path / "sweep").is_dir() and os.environ[OFFSET_ENV] == "0"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.tell(study.ask(), 1.0)
+    study.ask()  # left running by a killed sweep
+    PrepareStudy(storage, "s").on_multirun_start(config)
+    states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert os.environ[OFFSET_ENV] == "2"
+    assert OmegaConf.create({"n": "${trial_number:3}"}).n == 5
+
+
+def test_sweep_summary_ranks_the_runs(tmp_path):
+    for name, value in (("0", 0.3), ("1", 0.1), ("2", None), ("3", 0.2)):
+        (tmp_path / name).mkdir()
+        metrics = {} if value is None else {"val/x": value + 1, "val/x_best": value}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    SweepSummary("val/x", "min").on_multirun_end(config)
+    summary = json.loads((tmp_path / "sweep_summary.json").read_text())
+    assert [Path(r["dir"]).name for r in summary["runs"]] == ["1", "3", "0", "2"]
+    SweepSummary("val/x", "max").on_multirun_end(config)
+    summary = json.loads((tmp_path / "sweep_summary.json").read_text())
+    assert Path(summary["best"]["dir"]).name == "0" and summary["best"]["val/x"] == 0.3
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    return subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_a_plain_multirun_names_its_best_run(darcy_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = _run([
+        str(Path(sys.executable).parent / "surrogates-train"), "-m", "experiment=darcy_fno_demo", "model.width=8,12",
+        "model.modes=4", "model.n_layers=2", "trainer.max_epochs=2", f"data.data_dir={darcy_dir}",
+        f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false",
+    ])
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    scores = {str(Path(r.parent)): json.loads(r.read_text())["metrics"]["val/rel_l2_best"] for r in sweep.glob("*/metrics.json")}
+    assert len(scores) == 2 and summary["metric"] == "val/rel_l2" and summary["mode"] == "min"
+    assert summary["best"]["dir"] == min(scores, key=scores.get)
+    assert summary["best"]["val/rel_l2"] == pytest.approx(min(scores.values()))
+    assert f"best val/rel_l2 = {summary['best']['val/rel_l2']} in {summary['best']['dir']}" in done.stdout
+
+
+def _sweep(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess:
+    command = [
+        str(Path(sys.executable).parent / "surrogates-train"), "hparams_search=darcy_fno", "experiment=darcy_fno_demo",
+        f"data.data_dir={data_dir}", "trainer.max_epochs=2", "model.width=choice(8,12)", "model.modes=4",
+        "model.n_layers=2", "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweep.dir={sweep_dir}", "callbacks.optuna_pruning.pruner.n_startup_trials=1",
+        "callbacks.optuna_pruning.pruner.n_warmup_steps=0", "callbacks.model_summary.max_depth=0", *extra,
+    ]
+    return _run(command)
+
+
+def _check_two_trial_sweep(sweep: Path) -> None:
+    study = optuna.load_study(study_name="darcy_fno", storage=f"sqlite:///{sweep}/optuna.db")
+    trials = study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0", "trial_1"]
+    for t in trials:  # each job reported its validation epochs to its own trial and returned its best score
+        metrics = json.loads((sweep / f"trial_{t.number}" / "metrics.json").read_text())["metrics"]
+        assert t.value == pytest.approx(metrics["val/rel_l2_best"])
+        assert t.intermediate_values and min(t.intermediate_values.values()) == pytest.approx(t.value)
+        overrides = yaml.safe_load((sweep / f"trial_{t.number}" / ".hydra" / "overrides.yaml").read_text())
+        assert f"model.width={t.params['model.width']}" in overrides
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert results["best_value"] == pytest.approx(study.best_value) == pytest.approx(summary["best"]["val/rel_l2"])
+    assert Path(summary["best"]["dir"]).name == f"trial_{study.best_trial.number}"
+
+
+@needs_optuna
+def test_optuna_sweep_of_two_trials(darcy_dir, tmp_path):
+    _sweep(darcy_dir, tmp_path / "sweep", 2)
+    _check_two_trial_sweep(tmp_path / "sweep")
+
+
+@needs_optuna
+@pytest.mark.slow
+def test_killed_optuna_sweep_resumes_from_its_study(darcy_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    _sweep(darcy_dir, sweep, 2)
+    _check_two_trial_sweep(sweep)
+    storage = f"sqlite:///{sweep}/optuna.db"
+    optuna.load_study(study_name="darcy_fno", storage=storage).ask()  # a trial a kill left running
+    _sweep(darcy_dir, sweep, 1)
+    trials = optuna.load_study(study_name="darcy_fno", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert sorted(p.name for p in sweep.glob("trial_*")) == ["trial_0", "trial_1", "trial_3"]
+    assert trials[3].intermediate_values  # the resumed job reported to trial 3, not to trial 0
+
+
+@needs_optuna
+@pytest.mark.slow
+def test_optuna_trials_in_parallel_through_the_local_launcher(darcy_dir, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e .[slurm]")
+    sweep = tmp_path / "sweep"
+    _sweep(darcy_dir, sweep, 2, "hydra/launcher=local", "hydra.sweeper.n_jobs=2")
+    _check_two_trial_sweep(sweep)  # both trials of the batch, each in its own process, reported to their own trial
+    assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
