@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from surrogates.data.shards import has_split
@@ -115,6 +116,17 @@ class SplitDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0, start_batch: int = 0) -> DataLoader:
+        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            # Evaluation with several processes: each takes every world_size-th sample, none repeated
+            # (Lightning's own DistributedSampler pads the last round with repeats); the tasks add sums
+            # and counts across processes (surrogates.tasks.reduction), so the split is evaluated once.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
+            )
+            return DataLoader(
+                dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
+            )
         return make_loader(
             dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory, epoch, start_batch
         )
