@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,46 @@ def test_two_processes_report_the_metrics_of_one_on_the_same_checkpoints(uneven_
     for name in ("rel_l2", "rel_h1"):
         assert written[f"val/{name}"] == pytest.approx(val[f"val/{name}"], rel=1e-5)
         assert written[f"test/{name}"] == pytest.approx(test[f"test/{name}"], rel=1e-5)
+
+
+def test_training_shares_of_two_processes_cover_the_epoch_order_and_resume_inside_it():
+    from surrogates.data.base import DistributedEpochShuffleSampler, EpochShuffleSampler
+
+    order = EpochShuffleSampler(9, seed=3).order(2).tolist()
+    shares = [list(DistributedEpochShuffleSampler(9, 3, 2, rank, epoch=2)) for rank in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 5  # padded with the order's first index: equal steps
+    assert sorted(shares[0] + shares[1]) == sorted(order + order[:1])
+    resumed = DistributedEpochShuffleSampler(9, 3, 2, 1, epoch=2, start=2)
+    assert list(resumed) == shares[1][2:]  # this process's batches not yet trained
+    resumed.set_epoch(3)
+    assert list(resumed) == list(DistributedEpochShuffleSampler(9, 3, 2, 1, epoch=3))
+
+
+@pytest.mark.slow
+def test_two_processes_killed_inside_an_epoch_and_resumed_train_what_the_uninterrupted_run_trains(uneven_darcy, tmp_path):
+    # 12 training samples on 2 processes in batches of 4: 2 steps an epoch. Both processes SIGKILL themselves
+    # before step 4 (tests/faults/callbacks.py), inside the second epoch, after the last.ckpt of step 3; the run
+    # resumes from it. `python -m` (cwd: the repository) so that the processes import the test callback.
+    ddp = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "test=false",
+           "callbacks.model_checkpoint.last_every_n_train_steps=1"]
+    kill = ["+callbacks.kill._target_=tests.faults.callbacks.KillAtStep", "+callbacks.kill.step=3"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+    def run(name: str, *overrides: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "surrogates.cli.train",
+                   *_train_command(uneven_darcy, tmp_path / name, *ddp, *overrides)[1:]]
+        return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+
+    done = run("whole")
+    assert done.returncode == 0, done.stderr[-3000:]
+    killed = run("interrupted", *kill)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    interrupted = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert interrupted["global_step"] == 3
+    done = run("interrupted", "ckpt_path=last")
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole, resumed = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True) for n in ("whole", "interrupted"))
+    assert whole["global_step"] == resumed["global_step"] == 4
+    # the same batches on every process in the same order: the same weights (CPU, gloo: bit for bit)
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
