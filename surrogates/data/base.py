@@ -5,7 +5,9 @@ which splits a stage needs, the seeded loaders, and the coordinates part of the 
 
 The training shuffle is a function of ``(seed, epoch)`` (:class:`EpochShuffleSampler`), and a loader
 made while a fit resumes mid-epoch starts at the first batch not yet trained
-(:func:`training_position`): a resumed run sees the batches the uninterrupted run saw.
+(:func:`training_position`): a resumed run sees the batches the uninterrupted run saw. With several
+processes (``trainer=ddp``) each trains on its share of that order (:class:`DistributedEpochShuffleSampler`)
+and evaluates every ``world_size``-th validation or test sample, none twice.
 :class:`~surrogates.data.datamodule.FieldDataModule` (and its space-time variant) and
 :class:`~surrogates.data.autoregressive.AutoregressiveDataModule` add their dataset, the statistics
 of their training split and the rest of their data schema.
