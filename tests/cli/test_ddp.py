@@ -97,7 +97,7 @@ def _one_process(data_dir: Path, stage: str, ckpt: Path) -> dict[str, float]:
     return {k: float(v) for k, v in run(task, datamodule=datamodule, verbose=False)[0].items()}
 
 
-@pytest.mark.slow
+# about 30 s on two busy cores: in the fast suite (the acceptance check of DDP's metrics)
 def test_two_processes_report_the_metrics_of_one_on_the_same_checkpoints(uneven_darcy, tmp_path):
     run_dir = tmp_path / "ddp"
     command = _train_command(
