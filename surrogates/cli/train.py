@@ -9,7 +9,9 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, DeviceStatsMonitor, LearningRateMonitor
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig
 
 from surrogates.checkpoint import ClassSpec, read_checkpoint
@@ -24,6 +26,24 @@ def instantiate_collection(cfg: DictConfig | None) -> list[Any]:
     if not cfg:
         return []
     return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+LOGGER_ONLY_CALLBACKS = (LearningRateMonitor, DeviceStatsMonitor)
+"""Callbacks whose only output goes to the loggers (Lightning refuses them in a run without a logger)."""
+
+
+def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logger]) -> list[Callback]:
+    """The callbacks a run keeps: all of them, less :data:`LOGGER_ONLY_CALLBACKS` when it has no logger.
+
+    ``logger=none`` with the default callbacks (which monitor the learning rate) would otherwise stop
+    at the start of training.
+    """
+    if loggers:
+        return callbacks
+    dropped = [type(c).__name__ for c in callbacks if isinstance(c, LOGGER_ONLY_CALLBACKS)]
+    if dropped:
+        rank_zero_info(f"no logger: left out the callbacks that only write to one ({', '.join(dropped)})")
+    return [c for c in callbacks if not isinstance(c, LOGGER_ONLY_CALLBACKS)]
 
 
 def check_resumable(path: str | Path, task: L.LightningModule) -> None:
@@ -69,9 +89,12 @@ def keep_earlier_logs(trainer: L.Trainer) -> list[Path]:
 
     Lightning's CSV logger deletes an existing ``metrics.csv`` when it starts; ``metrics.csv`` becomes
     ``metrics.<k>.csv`` (``k = 0, 1, ...`` for successive resumes) and the resumed run writes a new
-    ``metrics.csv`` from the checkpoint's step on.
+    ``metrics.csv`` from the checkpoint's step on. Only the first process renames (called before the
+    fit, when the trainer does not know its rank yet: Lightning's rank from the environment).
     """
-    kept = []
+    kept: list[Path] = []
+    if rank_zero_only.rank != 0:
+        return kept
     for logger in trainer.loggers:
         path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
         if path is None or not path.is_file():
@@ -87,18 +110,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
 
     The metrics (and the best checkpoint's path) are also written to ``metrics.json`` in the run
-    directory.
+    directory. With several processes (``trainer=ddp``) every process runs this function; the
+    validation and test metrics are those of the whole splits in each of them (the tasks reduce them
+    across processes), and only the first process writes ``metrics.json`` and prints.
     """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model)
     task = instantiate(cfg.task, net=net)
-    trainer = instantiate(
-        cfg.trainer,
-        callbacks=instantiate_collection(cfg.get("callbacks")),
-        logger=instantiate_collection(cfg.get("logger")) or False,
-    )
+    loggers = instantiate_collection(cfg.get("logger"))
+    callbacks = without_logger_only_callbacks(instantiate_collection(cfg.get("callbacks")), loggers)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
@@ -122,6 +145,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         results.update({name: float(value) for name, value in (test_metrics[0] if test_metrics else {}).items()})
 
+    if not trainer.is_global_zero:
+        return results
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = {"metrics": results, "best_checkpoint": best}

@@ -5,7 +5,9 @@ which splits a stage needs, the seeded loaders, and the coordinates part of the 
 
 The training shuffle is a function of ``(seed, epoch)`` (:class:`EpochShuffleSampler`), and a loader
 made while a fit resumes mid-epoch starts at the first batch not yet trained
-(:func:`training_position`): a resumed run sees the batches the uninterrupted run saw.
+(:func:`training_position`): a resumed run sees the batches the uninterrupted run saw. With several
+processes (``trainer=ddp``) each trains on its share of that order (:class:`DistributedEpochShuffleSampler`)
+and evaluates every ``world_size``-th validation or test sample, none twice.
 :class:`~surrogates.data.datamodule.FieldDataModule` (and its space-time variant) and
 :class:`~surrogates.data.autoregressive.AutoregressiveDataModule` add their dataset, the statistics
 of their training split and the rest of their data schema.
@@ -19,13 +21,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from surrogates.data.shards import has_split
 from surrogates.data.schema import SCHEMA_VERSION
 from surrogates.schema import Coordinate, DataSchema, Variable
 
-__all__ = ["EpochShuffleSampler", "SplitDataModule", "make_loader", "training_position"]
+__all__ = ["DistributedEpochShuffleSampler", "EpochShuffleSampler", "SplitDataModule", "make_loader", "training_position"]
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -115,6 +118,27 @@ class SplitDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0, start_batch: int = 0) -> DataLoader:
+        if shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            # Training with several processes: this process's share of the (seed, epoch) order, from the
+            # first batch not yet trained (Lightning keeps a DistributedSampler as it is)
+            sampler = DistributedEpochShuffleSampler(
+                len(dataset), self.seed, self.trainer.world_size, self.trainer.global_rank, epoch, start_batch * self.batch_size
+            )
+            return DataLoader(
+                dataset, batch_size=self.batch_size, sampler=sampler, generator=sampler.generator,
+                num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
+            )
+        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            # Evaluation with several processes: each takes every world_size-th sample, none repeated
+            # (Lightning's own DistributedSampler pads the last round with repeats); the tasks add sums
+            # and counts across processes (surrogates.tasks.reduction), so the split is evaluated once.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
+            )
+            return DataLoader(
+                dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
+            )
         return make_loader(
             dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory, epoch, start_batch
         )
@@ -128,10 +152,6 @@ class SplitDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.setup("fit")
         epoch, done = training_position(self.trainer)
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Lightning wraps the sampler in a distributed one that expects every index: no skipping
-            # (a multi-process run resumed mid-epoch repeats that epoch's first batches)
-            done = 0
         return self._loader(self.train_set, shuffle=True, epoch=epoch, start_batch=done)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -273,6 +293,35 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         # the whole epoch, also when resuming in it: Lightning counts the batches already trained
         return self.size
+
+
+class DistributedEpochShuffleSampler(DistributedSampler):
+    """One process's share of :class:`EpochShuffleSampler`'s order: what ``trainer=ddp`` trains on.
+
+    The epoch's order (a function of ``(seed, epoch)``) is padded with its first indices to a multiple of
+    ``num_replicas`` (as torch's ``DistributedSampler``: every process takes as many steps) and process
+    ``rank`` takes every ``num_replicas``-th index from ``rank``. ``start`` skips this process's first
+    indices of one pass: a run resumed mid-epoch continues with the batches the uninterrupted run took
+    next, on every process. Lightning keeps a ``DistributedSampler`` as it is and calls :meth:`set_epoch`.
+    """
+
+    def __init__(self, size: int, seed: int, num_replicas: int, rank: int, epoch: int = 0, start: int = 0):
+        super().__init__(range(int(size)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.order_of = EpochShuffleSampler(size, seed, epoch, start)
+        self.generator = self.order_of.generator
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.order_of.set_epoch(epoch)
+
+    def __iter__(self):
+        order = self.order_of.order(self.order_of.epoch).tolist()
+        order += order[: self.total_size - len(order)] if self.total_size > len(order) else []
+        start, self.order_of.start = self.order_of.start, 0
+        yield from order[self.rank : self.total_size : self.num_replicas][start:]
+
+    def __len__(self) -> int:
+        return self.num_samples  # the whole epoch, as EpochShuffleSampler
 
 
 def make_loader(

@@ -33,6 +33,7 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
+from surrogates.tasks.reduction import SampleMeans
 from surrogates.schema import DataSchema
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
@@ -94,6 +95,7 @@ class Autoregressive(L.LightningModule):
         self.data_schema: DataSchema | None = None
         # validation trajectories of the rollout metric (CPU), read once per fit
         self._rollout_reference: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._means = {stage: SampleMeans(("mse", "rel_l2")) for stage in ("val", "test")}
 
     @property
     def net(self) -> PDERefiner:
@@ -151,8 +153,22 @@ class Autoregressive(L.LightningModule):
         generator = torch.Generator(device=batch["x"].device).manual_seed(self.hparams.eval_seed + batch_idx)
         pred = self(batch["x"], batch.get("params"), generator)
         size = batch["x"].shape[0]
-        self.log(f"{stage}/mse", (pred - batch["y"]).pow(2).mean(), batch_size=size)
-        self.log(f"{stage}/rel_l2", metrics.relative_l2(pred, batch["y"]).mean(), prog_bar=True, batch_size=size)
+        errors = {"mse": (pred - batch["y"]).pow(2).flatten(1).mean(1), "rel_l2": metrics.relative_l2(pred, batch["y"])}
+        self._means[stage].update(errors, size)
+
+    # Means over the split's samples, summed across processes at the epoch's end (see OperatorRegression)
+    def on_validation_epoch_start(self) -> None:
+        self._means["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._means["test"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_means("test")
+
+    def _log_means(self, stage: str) -> None:
+        for name, value in self._means[stage].compute(self.trainer.strategy, self.device).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2")
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
@@ -162,7 +178,9 @@ class Autoregressive(L.LightningModule):
         self._log_errors("val", batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
-        """Roll out the first ``rollout_trajectories`` validation trajectories and log ``val/high_corr_time``."""
+        """Log the one-step means; roll out the first ``rollout_trajectories`` validation trajectories and log
+        ``val/high_corr_time`` (every process rolls out the same ones)."""
+        self._log_means("val")
         n = self.hparams.rollout_trajectories
         datamodule = getattr(self.trainer, "datamodule", None)
         if n == 0 or not hasattr(datamodule, "dataset"):

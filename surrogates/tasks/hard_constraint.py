@@ -53,6 +53,8 @@ class HardConstraintTask(OperatorRegression):
         Weights of the loss terms.
     """
 
+    eval_metric_names = (*VALIDATION_METRICS, "pde_residual", "loss")
+
     def __init__(
         self,
         net: HardConstraintMoE,
@@ -126,7 +128,7 @@ class HardConstraintTask(OperatorRegression):
         losses, out = self._losses(batch)
         pred = out.solution.to(batch["y"].dtype)
         spacing = self._grid_spacing(pred.shape[2:])
-        errors = {name: metrics.compute_metric(name, pred, batch["y"], spacing).mean() for name in VALIDATION_METRICS}
+        errors = {name: metrics.compute_metric(name, pred, batch["y"], spacing) for name in VALIDATION_METRICS}
         errors["pde_residual"] = losses["pde"].float()
         errors["loss"] = losses["loss"].float()
         return errors

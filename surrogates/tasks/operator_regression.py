@@ -13,12 +13,14 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
+from surrogates.tasks.reduction import SampleMeans
 from surrogates.schema import DataSchema
 
 LOSSES = ("rel_l2", "rel_h1")
 """Metrics of :mod:`surrogates.metrics` that can serve as the training loss."""
 
 VALIDATION_METRICS = ("rel_l2", "rel_h1")
+"""Metrics logged as ``val/<name>`` and ``test/<name>``: means over the split's samples (every process's)."""
 
 
 class OperatorRegression(L.LightningModule):
@@ -62,6 +64,10 @@ class OperatorRegression(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.data_schema: DataSchema | None = None
+        self._means = {stage: SampleMeans(self.eval_metric_names) for stage in ("val", "test")}
+
+    eval_metric_names: tuple[str, ...] = VALIDATION_METRICS
+    """The keys of :meth:`_errors`."""
 
     @property
     def net(self) -> OperatorModel:
@@ -95,9 +101,10 @@ class OperatorRegression(L.LightningModule):
         return self.data_schema.grid_spacing(tuple(shape)) if self.data_schema is not None else None
 
     def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-sample errors (shape ``(B,)``) or batch means (0-d), keyed by :attr:`eval_metric_names`."""
         pred = self(batch["x"])
         spacing = self._grid_spacing(pred.shape[2:])
-        return {name: metrics.compute_metric(name, pred, batch["y"], spacing).mean() for name in VALIDATION_METRICS}
+        return {name: metrics.compute_metric(name, pred, batch["y"], spacing) for name in VALIDATION_METRICS}
 
     # -- steps ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -113,9 +120,26 @@ class OperatorRegression(L.LightningModule):
         self._log_errors("test", batch)
 
     def _log_errors(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
-        errors = self._errors(batch)
-        for name, value in errors.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2", batch_size=batch["x"].shape[0])
+        self._means[stage].update(self._errors(batch), batch["x"].shape[0])
+
+    # Means over the split's samples, summed across processes at the epoch's end (SampleMeans): with
+    # trainer=ddp each process evaluates its share of the split, once, and every process logs the same
+    # values, those of one process evaluating the whole split.
+    def on_validation_epoch_start(self) -> None:
+        self._means["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._means["test"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_means("test")
+
+    def _log_means(self, stage: str) -> None:
+        for name, value in self._means[stage].compute(self.trainer.strategy, self.device).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2")
 
     def configure_optimizers(self) -> Any:
         return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory)

@@ -15,6 +15,10 @@ from tests.cli.conftest import CONF_DIR
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 PDES = sorted(p.stem for p in (CONF_DIR / "pde").glob("*.yaml"))
 TRAINERS = sorted(p.stem for p in (CONF_DIR / "trainer").glob("*.yaml"))
+LOGGERS = sorted(p.stem for p in (CONF_DIR / "logger").glob("*.yaml"))
+CALLBACKS = sorted(p.stem for p in (CONF_DIR / "callbacks").glob("*.yaml"))
+# the modules the loggers of the optional `loggers` extra need
+LOGGER_MODULES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 SOLVERS = sorted(p.stem for p in (CONF_DIR / "solver").glob("*.yaml"))
 REDUCIBLE_PDES = ["gaussian_bump", "thermal_block"]
 
@@ -44,6 +48,29 @@ def test_every_trainer_config_composes(compose_cfg, trainer_name):
     assert cfg.trainer._target_.endswith("Trainer")
     if trainer_name in {"default", "cpu"}:
         assert instantiate(cfg.trainer).max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+def test_every_logger_config_instantiates(compose_cfg, logger):
+    if logger in LOGGER_MODULES:
+        pytest.importorskip(LOGGER_MODULES[logger], reason="the `loggers` extra is not installed")
+    cfg = compose_cfg("train", [f"logger={logger}"])
+    OmegaConf.resolve(cfg)
+    loggers = instantiate_collection(cfg.logger)
+    assert len(loggers) == (0 if logger == "none" else 1)
+    for built in loggers:  # every logger writes under the run's folder
+        where = getattr(built, "save_dir", None) or getattr(built, "_tracking_uri", None) or built.experiment.dir
+        assert str(cfg.paths.output_dir) in str(where)
+
+
+@pytest.mark.parametrize("callbacks", CALLBACKS)
+def test_every_callbacks_config_instantiates(compose_cfg, callbacks):
+    cfg = compose_cfg("train", [f"callbacks={callbacks}"])
+    OmegaConf.resolve(cfg)
+    names = {type(c).__name__ for c in instantiate_collection(cfg.callbacks)}
+    if callbacks == "early_stopping":
+        assert {"EarlyStopping", "RunCheckpoint", "LearningRateMonitor"} <= names
+    assert ("RunCheckpoint" in names) == (callbacks != "none")
 
 
 @pytest.mark.parametrize("pde", PDES)
