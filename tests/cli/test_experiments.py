@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -153,14 +154,20 @@ def test_fast_dev_run_tests_the_weights_in_memory(compose_cfg, darcy_dir):
 
 
 def _documented_train_commands() -> list[tuple[str, list[str]]]:
-    """``surrogates-train ...`` command lines of the README and docs/ (lines that start with the command)."""
+    """``surrogates-train ...`` command lines of the README and docs/ (lines that start with the command;
+    a line ending in a backslash continues on the next)."""
     command = re.compile(r"^\s*(?:\.venv/bin/)?surrogates-train\s+(.*)$")
     found = []
     for path in DOCS:
-        for line in path.read_text().splitlines():
+        lines = iter(path.read_text().splitlines())
+        for line in lines:
             match = command.match(line)
-            if match:
-                found.append((f"{path.name}: {line.strip()}", match.group(1).split("#")[0].split()))
+            if not match:
+                continue
+            text = match.group(1)
+            while text.rstrip().endswith("\\"):
+                text = text.rstrip()[:-1] + " " + next(lines, "").strip()
+            found.append((f"{path.name}: {line.strip()}", shlex.split(text.split(" #")[0])))
     return found
 
 
@@ -178,7 +185,10 @@ def test_documented_train_commands_compose(compose_cfg):
     assert any(line.startswith("README.md") for line, _ in commands)
     for line, args in commands:
         overrides = [arg.split(",")[0] if "-m" in args else arg for arg in args if arg != "-m"]
+        # an Optuna search space (choice(...), interval(...)) is the sweeper's, not a value: compose without it
+        overrides = [arg for arg in overrides if not re.search(r"=\s*(choice|interval|range|tag)\(", arg)]
         experiment = next((arg.partition("=")[2] for arg in overrides if arg.startswith("experiment=")), None)
-        assert experiment in EXPERIMENTS, line
+        # a command names an experiment, or the data it trains on (data=xarray, data.data_dir=...)
+        assert experiment in EXPERIMENTS or any(arg.startswith("data") for arg in overrides), line
         cfg = compose_cfg("train", overrides)
         assert cfg.model._target_ and cfg.task._target_ and cfg.data._target_, line
