@@ -52,6 +52,11 @@ PROBLEMS = {
 }
 
 
+ABLATION_TEXT = """Every run of the results files, grouped by problem, size and model (mean +- std over the seeds
+listed; same training path as above). "change" lists the variant's constructor overrides of our FNO
+(`conf/model/fno.yaml` otherwise) or the arguments given to neuraloperator's FNO."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--problem", choices=sorted(PROBLEMS), default="darcy")
@@ -67,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", choices=["ours", "peer"], default=None, help="train one side only")
     p.add_argument("--results", type=Path, default=None, help="default: outputs/bench/fno_<problem>.json")
     p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    p.add_argument("--ablations", type=Path, nargs="*", default=None,
+                   help="results files whose variants are tabulated under the comparison "
+                        "(default: outputs/bench/fno_darcy.json and fno_burgers.json)")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--figure", type=Path, default=None, help="default: <out dir>/figures/fno_darcy_error.png")
     return p.parse_args(argv)
@@ -146,7 +154,41 @@ def summary(pairs: list[tuple[dict, dict]]) -> dict[str, tuple[float, float]]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def render(args: argparse.Namespace, pairs: list[tuple[dict, dict]], figure: Path, out: Path) -> str:
+def ablation_table(paths: list[Path]) -> str:
+    """Mean +- std test error and throughput of every (problem, size, model variant) in the results files."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths:
+        for key, r in load_results(path).items():
+            problem, n_train, epochs = key.split("|")[:3]
+            label = ("ours" if r["side"] == "ours" else "neuralop") + (f" {r['variant']}" if r["variant"] != "default" else "")
+            change = " ".join(o for o in r["overrides"] if o.startswith("model.")) if r["side"] == "ours" else \
+                ", ".join(f"{k}={v}" for k, v in (r.get("peer_kwargs") or {}).items())
+            groups.setdefault((problem, r["n_train"], epochs.split("=")[1], label, change), []).append(r)
+    if not groups:
+        return ""
+    rows = []
+    for (problem, n_train, epochs, label, change), runs in groups.items():
+        l2, rate = mean_std([r["test_rel_l2"] for r in runs]), mean_std([r["samples_per_s"] for r in runs])
+        seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        rows.append(f"| {problem} | {n_train} | {epochs} | {label} | {change or '-'} | {runs[0]['params']:,} | {seeds} | "
+                    f"{l2[0]:.4f} +- {l2[1]:.4f} | {rate[0]:.1f} |")
+    ratios = []
+    for (problem, n_train, epochs, label, change), runs in groups.items():
+        if label != "ours":
+            continue
+        peers = {r["seed"]: r for r in groups.get((problem, n_train, epochs, "neuralop", ""), [])}
+        pairs = [(r, peers[r["seed"]]) for r in runs if r["seed"] in peers]
+        if pairs:
+            s = summary(pairs)
+            ratios.append(f"- {problem}, {n_train} training samples, {epochs} epochs, {len(pairs)} seed(s): error ratio "
+                          f"(ours / neuralop) **{s['error_ratio'][0]:.3f} +- {s['error_ratio'][1]:.3f}**, throughput "
+                          f"ratio **{s['throughput_ratio'][0]:.2f}x +- {s['throughput_ratio'][1]:.2f}**")
+    return "\n".join([
+        "| problem | training samples | epochs | model | change | parameters | seeds | test rel. L2 | samples / s |",
+        "|---|---:|---:|---|---|---:|---|---:|---:|", *rows, "", *ratios])
+
+
+def render(args: argparse.Namespace, pairs: list[tuple[dict, dict]], figure: Path, out: Path, ablations: str = "") -> str:
     import neuralop
 
     s = summary(pairs)
@@ -177,7 +219,7 @@ by the task's `test_step` with the weights of the last epoch. neuraloperator's F
 same task as its network, so both see the same data, normalization, loss, optimizer, schedule and batch
 order (same seed). Runs interleaved: ours seed 0, neuralop seed 0, ours seed 1, ...
 
-Darcy {grid}, {ours0['n_train']} training / {ours0['n_test']} test samples, {args.epochs} epochs,
+Darcy {grid}, {ours0['n_train']} training{' (the first ' + str(ours0['n_train']) + ' of the generated split, `--n-train`)' if args.n_train else ''} / {ours0['n_test']} test samples, {args.epochs} epochs,
 {len(pairs)} seeds ({', '.join(str(o['seed']) for o, _ in pairs)}; a seed sets the weights' initialization
 and the batch order). Throughput: training samples per second of an epoch (data loading, forward,
 backward, Adam and the task's logging; validation excluded), median over the epochs of the run.
@@ -211,7 +253,7 @@ Data: `{PROBLEMS[args.problem]['generate']}`
 Command: `{ours0['command']}`
 
 ![validation error per epoch]({figure_link})
-"""
+{ablations}"""
 
 
 def plot(pairs: list[tuple[dict, dict]], path: Path, title: str) -> None:
@@ -257,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_docs:
         figure = args.figure or args.out.parent / "figures" / "fno_darcy_error.png"
         plot(pairs, figure, spec["title"])
-        update_section(args.out, "fno_darcy", render(args, pairs, figure, args.out))
+        paths = args.ablations if args.ablations is not None else [Path("outputs/bench/fno_darcy.json"),
+                                                                    Path("outputs/bench/fno_burgers.json")]
+        table = ablation_table([p for p in paths if p.exists()])
+        ablations = f"\n### All runs, variants included\n\n{ABLATION_TEXT}\n\n{table}\n" if table else ""
+        update_section(args.out, "fno_darcy", render(args, pairs, figure, args.out, ablations))
         print(f"wrote {args.out} and {figure}")
     return 0
 
