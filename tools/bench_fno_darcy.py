@@ -250,7 +250,7 @@ neuraloperator {neuralop.__version__}, Python {platform.python_version()}. Date:
 
 Data: `{PROBLEMS[args.problem]['generate']}`
 
-Command: `{ours0['command']}`
+Command: `{ours0['command'].replace(' --no-docs', '')}`
 
 ![validation error per epoch]({figure_link})
 {ablations}"""
