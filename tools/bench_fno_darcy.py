@@ -171,7 +171,7 @@ def ablation_table(paths: list[Path]) -> str:
         l2, rate = mean_std([r["test_rel_l2"] for r in runs]), mean_std([r["samples_per_s"] for r in runs])
         seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         rows.append(f"| {problem} | {n_train} | {epochs} | {label} | {change or '-'} | {runs[0]['params']:,} | {seeds} | "
-                    f"{l2[0]:.4f} +- {l2[1]:.4f} | {rate[0]:.1f} |")
+                    f"{l2[0]:.3g} +- {l2[1]:.2g} | {rate[0]:.1f} |")
     ratios = []
     for (problem, n_train, epochs, label, change), runs in groups.items():
         if label != "ours":
