@@ -1,8 +1,17 @@
-"""Shared pieces of the training benchmarks under ``tools/``: data, normalization, loop, timing.
+"""Shared pieces of the training benchmarks under ``tools/``: the package's own training path, timing.
 
-Every benchmark trains its models with the same plain loop (no Lightning, so that the loop costs
-nothing measurable): per-channel Gaussian normalization with training statistics, relative L2
-loss in physical units, Adam with a cosine or step schedule, a seeded batch order per epoch.
+A benchmark trains through what ``surrogates-train experiment=<name>`` runs: the Hydra configs of
+``conf/`` are composed with the experiment, and the DataModule (``cfg.data``), the task
+(``cfg.task``: :class:`~surrogates.tasks.operator_regression.OperatorRegression`, with its
+:class:`~surrogates.models.normalized.NormalizedOperator`, training-split normalizers, loss, Adam and
+schedule) and a Lightning ``Trainer`` (``cfg.trainer``) are instantiated from them. The only
+differences from the command: no logger, no checkpoint files, no progress bar, and the test split is
+evaluated with the weights of the last epoch (the command tests ``best.ckpt``, the epoch with the
+lowest validation error).
+
+A peer network (neuraloperator's FNO) is plugged into the same task as ``net``
+(:class:`NeuralopFNO`), so that it sees the same data, normalization, loss, optimizer, schedule and
+batch order as ours.
 """
 
 from __future__ import annotations
@@ -11,84 +20,43 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
-import h5py
 import torch
 
-from surrogates.metrics import relative_h1, relative_l2
-
 __all__ = [
-    "Gaussian",
+    "EpochTimer",
+    "NeuralopFNO",
+    "compose",
     "count_parameters",
     "cpu_model",
-    "epoch_order",
-    "evaluate",
-    "grid_spacing",
     "inference_ms_per_sample",
-    "load_pair",
-    "load_split",
-    "make_optimizer",
-    "neuralop_fno",
     "neuralop_modes",
-    "train_epoch",
+    "train_run",
 ]
 
-
-# -- data --------------------------------------------------------------------------------------
-
-
-def load_pair(
-    path: Path,
-    inputs: str = "a",
-    targets: str = "u",
-    input_time: int | None = None,
-    target_time: int | None = None,
-    limit: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)``, each ``(N, 1, *grid)`` float32, from one HDF5 split file.
-
-    For time-dependent variables ``(sample, time, *grid)`` pass the time indices, e.g. Burgers
-    ``inputs="u", targets="u", input_time=0, target_time=-1``.
-    """
-    with h5py.File(path, "r") as f:
-        x = f[inputs][:limit] if input_time is None else f[inputs][:limit, input_time]
-        y = f[targets][:limit] if target_time is None else f[targets][:limit, target_time]
-    return torch.from_numpy(x).float().unsqueeze(1), torch.from_numpy(y).float().unsqueeze(1)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_split(path: Path, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(a, u)``, each ``(N, 1, n, n)`` float32, from an HDF5 file with datasets ``a`` and ``u``."""
-    return load_pair(path, "a", "u", limit=limit)
+# -- configs -----------------------------------------------------------------------------------
 
 
-def grid_spacing(path: Path, dims: tuple[str, ...]) -> list[float]:
-    """Spacing of each named coordinate of a split file (uniform grids)."""
-    with h5py.File(path, "r") as f:
-        return [float(f[d][1] - f[d][0]) for d in dims]
+def compose(experiment: str, overrides: list[str] | None = None):
+    """The resolved config of ``surrogates-train experiment=<experiment> <overrides>`` (no Hydra run dir)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import surrogates.cli  # noqa: F401  (registers the config resolvers)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=[f"experiment={experiment}", *(overrides or [])])
+    GlobalHydra.instance().clear()
+    return cfg
 
 
-class Gaussian:
-    """Per-channel normalization ``(x - mean) / std`` with statistics from the training split."""
-
-    def __init__(self, x: torch.Tensor):
-        dims = [0] + list(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.mean = x.mean(dims).view(shape)
-        self.std = x.std(dims).clamp_min(1e-12).view(shape)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
-
-# -- models ------------------------------------------------------------------------------------
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Real parameters (a complex entry counts twice)."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+# -- the peer ----------------------------------------------------------------------------------
 
 
 def neuralop_modes(modes: int, dim: int) -> tuple[int, ...]:
@@ -96,71 +64,156 @@ def neuralop_modes(modes: int, dim: int) -> tuple[int, ...]:
     return (2 * modes,) * (dim - 1) + (2 * modes - 2,)
 
 
-def neuralop_fno(modes: int, width: int, layers: int, dim: int, in_channels: int = 1, out_channels: int = 1):
-    """``neuralop.models.FNO`` with its defaults and the same Fourier modes as ``FNO(modes=modes)``."""
-    from neuralop.models import FNO as PeerFNO
-
-    return PeerFNO(n_modes=neuralop_modes(modes, dim), hidden_channels=width, in_channels=in_channels,
-                   out_channels=out_channels, n_layers=layers)
+try:
+    from surrogates.models.base import OperatorModel
+except ImportError:  # pragma: no cover - run from a checkout without the package installed
+    OperatorModel = torch.nn.Module  # type: ignore[misc,assignment]
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, epochs: int,
-                   scheduler: str = "cosine", step_size: int = 100):
-    """Adam and a per-epoch schedule: ``cosine`` over ``epochs`` or ``step`` (halve every ``step_size``)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if scheduler == "cosine":
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    else:
-        schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.5)
-    return optimizer, schedule
+class NeuralopFNO(OperatorModel):
+    """``neuralop.models.FNO`` (its defaults unless ``peer_kwargs`` say otherwise) with the same Fourier
+    modes as ``surrogates.models.FNO(modes=modes)``, as a network the package's tasks accept.
+
+    Benchmark-only: it is not registered for checkpoints (the benchmarks write none).
+    """
+
+    registered_name = "neuralop_fno"
+
+    def __init__(self, in_channels: int, out_channels: int, modes: int = 12, width: int = 32, n_layers: int = 4,
+                 dim: int = 2, peer_kwargs: dict | None = None):
+        super().__init__()
+        from neuralop.models import FNO as PeerFNO
+
+        self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
+        self.peer = PeerFNO(n_modes=neuralop_modes(modes, dim), hidden_channels=width, in_channels=in_channels,
+                            out_channels=out_channels, n_layers=n_layers, **(peer_kwargs or {}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.peer(x)
+
+
+def build_net(cfg, peer: bool, peer_kwargs: dict | None = None) -> torch.nn.Module:
+    """The experiment's network (``cfg.model``), or neuraloperator's FNO with the same modes, width, layers."""
+    from hydra.utils import instantiate
+
+    if not peer:
+        return instantiate(cfg.model)
+    m = cfg.model
+    return NeuralopFNO(m.in_channels, m.out_channels, int(m.modes), int(m.width), int(m.n_layers), int(m.dim),
+                       peer_kwargs)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Real parameters (a complex entry counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
 # -- training ----------------------------------------------------------------------------------
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The sample order of an epoch: the same for every model trained with the same seed."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+try:
+    import lightning as L
+
+    _Callback = L.Callback
+except ImportError:  # pragma: no cover
+    _Callback = object  # type: ignore[misc,assignment]
 
 
-def train_epoch(model, optimizer, a, u, norm_a, norm_u, order, batch_size) -> float:
-    """One epoch in the given sample order; returns wall seconds. Loss: relative L2 in physical units."""
-    model.train()
-    start = time.perf_counter()
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        pred = norm_u.decode(model(norm_a.encode(a[idx])))
-        loss = relative_l2(pred, u[idx]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - start
+class EpochTimer(_Callback):
+    """Wall seconds of each training epoch: from its start to the end of its last optimizer step.
+
+    Data loading, forward, backward, optimizer and logging count; validation does not. The
+    validation error of each epoch is recorded too.
+    """
+
+    def __init__(self):
+        self.epoch_s: list[float] = []
+        self.samples: list[int] = []
+        self.val_rel_l2: list[float] = []
+        self._start = 0.0
+        self._seen = 0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._seen = 0
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._seen += int(batch["x"].shape[0])
+        if batch_idx == trainer.num_training_batches - 1:
+            self.epoch_s.append(time.perf_counter() - self._start)
+            self.samples.append(self._seen)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get("val/rel_l2")
+        if value is not None:
+            self.val_rel_l2.append(float(value))
+        if self.epoch_s:
+            print(f"  epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {self.epoch_s[-1]:.1f} s, "
+                  f"val rel. L2 {self.val_rel_l2[-1] if self.val_rel_l2 else float('nan'):.4f}", flush=True)
+
+
+def train_run(experiment: str, seed: int, epochs: int, peer: bool = False, overrides: list[str] | None = None,
+              peer_kwargs: dict | None = None, keep_model: bool = False) -> dict[str, Any]:
+    """Train one network as ``surrogates-train experiment=<experiment> seed=<seed> trainer.max_epochs=<epochs>``.
+
+    ``overrides`` are Hydra overrides (``data.data_dir=...``, ``data.n_train=...``, ``model.width=...``);
+    ``peer`` puts :class:`NeuralopFNO` (same modes, width, layers as ``cfg.model``) into the task
+    instead of the configured model. Returns test errors (last epoch's weights), the training
+    throughput (samples per second of training epochs, median over epochs) and the histories.
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+
+    cfg = compose(experiment, [f"seed={seed}", f"trainer.max_epochs={epochs}", *(overrides or [])])
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # as surrogates-train: data, then net, then task
+    datamodule = instantiate(cfg.data)
+    net = build_net(cfg, peer, peer_kwargs)
+    task = instantiate(cfg.task, net=net)
+    timer = EpochTimer()
+    trainer = instantiate(cfg.trainer, callbacks=[timer], logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=None)
+    trainer.fit(task, datamodule=datamodule)
+    test = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    rates = [n / s for n, s in zip(timer.samples, timer.epoch_s)]
+    out = {
+        "seed": seed,
+        "params": count_parameters(net),
+        "test_rel_l2": float(test["test/rel_l2"]),
+        "test_rel_h1": float(test["test/rel_h1"]),
+        "samples_per_s": statistics.median(rates),
+        "epoch_s": timer.epoch_s,
+        "val_rel_l2": timer.val_rel_l2,
+        "n_train": len(datamodule.train_set),
+        "n_test": len(datamodule.datasets["test"]),
+        "resolution": list(datamodule.datasets["test"].spatial_shape),
+        "model": {k: v for k, v in net.init_kwargs.items()},
+    }
+    if keep_model:
+        out["task"], out["datamodule"] = task, datamodule
+    return out
 
 
 @torch.no_grad()
-def evaluate(model, a, u, norm_a, norm_u, batch_size, spacing: list[float] | None = None) -> dict[str, float]:
-    """Mean per-sample relative L2 and relative H1 errors in physical units."""
+def inference_ms_per_sample(model: torch.nn.Module, loader, repeats: int = 3) -> float:
+    """Milliseconds per sample of ``model(x)`` (the saved model: normalize, network, decode) in eval mode
+    over the batches of ``loader``, median over ``repeats`` passes."""
     model.eval()
-    l2, h1 = [], []
-    for i in range(0, len(a), batch_size):
-        pred = norm_u.decode(model(norm_a.encode(a[i : i + batch_size])))
-        l2.append(relative_l2(pred, u[i : i + batch_size]))
-        h1.append(relative_h1(pred, u[i : i + batch_size], spacing))
-    return {"rel_l2": torch.cat(l2).mean().item(), "rel_h1": torch.cat(h1).mean().item()}
-
-
-@torch.no_grad()
-def inference_ms_per_sample(model, a, norm_a, batch_size: int, repeats: int = 3) -> float:
-    """Milliseconds per sample of ``model(normalized input)`` in eval mode, median over ``repeats`` passes."""
-    model.eval()
-    model(norm_a.encode(a[:batch_size]))  # warm-up: allocator, FFT plans
+    batches = [batch["x"] for batch in loader]
+    model(batches[0])  # warm-up: allocator, FFT plans
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        for i in range(0, len(a), batch_size):
-            model(norm_a.encode(a[i : i + batch_size]))
+        for x in batches:
+            model(x)
         times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / len(a)
+    return 1000.0 * statistics.median(times) / sum(len(x) for x in batches)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -1,11 +1,25 @@
-"""Our FNO against neuraloperator's FNO on Darcy flow: same data, loss, optimizer and batches.
+"""Our FNO against neuraloperator's FNO, trained through the package: same data, task, loss, optimizer, batches.
 
-Both models train in ONE process, alternating one epoch each, so that machine noise hits both.
-Written to ``docs/benchmarks.md`` (section ``fno_darcy``) with a plot of test error per epoch.
+Every run is ``surrogates-train experiment=darcy_fno`` (or ``burgers_fno``) in-process (see
+``tools/_training_bench.py``): the package's DataModule with its training-split normalizers, the
+``OperatorRegression`` task with its ``NormalizedOperator``, Adam and the cosine schedule of
+``conf/task/operator_regression.yaml``, a Lightning ``Trainer``. The peer, ``neuralop.models.FNO``
+with its defaults and the same Fourier modes, width and layers, is plugged into the same task as its
+network. Runs are interleaved (ours seed 0, peer seed 0, ours seed 1, ...) so that machine noise hits
+both; throughput is measured in the same runs (training samples per second of an epoch, median over
+epochs). Each seed gives one error ratio and one throughput ratio (ours / peer); the report gives
+their mean and standard deviation over the seeds. Written to ``docs/benchmarks.md`` (section
+``fno_darcy``) with a plot of the validation error per epoch.
+
+Results are appended to a JSON file run by run (``--results``), and a rerun with the same settings
+skips the runs already there, so an interrupted benchmark resumes. ``--variant NAME
+--ours model.KEY=VALUE ...`` trains a variant of our FNO (ablations) under its own name;
+``--peer-kwargs '{"use_channel_mlp": false}'`` changes the peer.
 
 Usage::
 
-    python tools/bench_fno_darcy.py --data-dir datasets/darcy_64 --epochs 100 --threads 2
+    python tools/bench_fno_darcy.py --epochs 10 --seeds 0 1 2 --threads 1
+    python tools/bench_fno_darcy.py --problem burgers --epochs 30 --no-docs
 
 Mode sets: our ``modes=m`` keeps frequencies ``[-m, m-1] x [0, m-1]``. ``neuralop``'s SpectralConv
 with ``n_modes=(2m, 2m-2)`` keeps, on the first dim, the ``2m`` bins centred on zero after
@@ -17,206 +31,246 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import platform
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
-from _training_bench import (  # noqa: E402
-    Gaussian,
-    count_parameters,
-    cpu_model,
-    epoch_order,
-    evaluate,
-    load_split,
-    make_optimizer,
-    neuralop_fno,
-    train_epoch,
-)
+from _training_bench import cpu_model, mean_std, train_run  # noqa: E402
 from benchmarks_md import update_section  # noqa: E402
 
-from surrogates.models.fno import FNO  # noqa: E402
+PROBLEMS = {
+    "darcy": {"experiment": "darcy_fno", "data_dir": "datasets/darcy_64", "title": "Darcy flow",
+              "generate": "surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64"},
+    "burgers": {"experiment": "burgers_fno", "data_dir": "datasets/burgers_256", "title": "Burgers 1D",
+                "generate": "surrogates-generate pde=burgers resolution=256 n_train=1000 n_val=100 n_test=200 "
+                            "name=burgers_256"},
+}
 
-GENERATE = "surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64"
+
+ABLATION_TEXT = """Every run of the results files, grouped by problem, size and model (mean +- std over the seeds
+listed; same training path as above). "change" lists the variant's constructor overrides of our FNO
+(`conf/model/fno.yaml` otherwise) or the arguments given to neuraloperator's FNO."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", type=Path, default=Path("datasets/darcy_64"))
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--modes", type=int, default=12)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--scheduler", choices=["cosine", "step"], default="cosine",
-                   help="cosine over all epochs, or step (halve every --step-size epochs)")
-    p.add_argument("--step-size", type=int, default=100)
+    p.add_argument("--problem", choices=sorted(PROBLEMS), default="darcy")
+    p.add_argument("--data-dir", type=Path, default=None, help="default: datasets/darcy_64 or datasets/burgers_256")
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=20, help="throughput phase: rounds of alternating step blocks")
-    p.add_argument("--steps-per-round", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--variant", default="default", help="name of our FNO's variant (with --ours overrides)")
+    p.add_argument("--ours", nargs="*", default=[], help="Hydra overrides of our model, e.g. model.padding=0.1")
+    p.add_argument("--peer-variant", default="default")
+    p.add_argument("--peer-kwargs", type=json.loads, default={}, help="JSON: extra neuralop.models.FNO arguments")
+    p.add_argument("--only", choices=["ours", "peer"], default=None, help="train one side only")
+    p.add_argument("--results", type=Path, default=None, help="default: outputs/bench/fno_<problem>.json")
+    p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    p.add_argument("--ablations", type=Path, nargs="*", default=None,
+                   help="results files whose variants are tabulated under the comparison "
+                        "(default: outputs/bench/fno_darcy.json and fno_burgers.json)")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--figure", type=Path, default=None, help="default: <out dir>/figures/fno_darcy_error.png")
     return p.parse_args(argv)
 
 
-# -- models ------------------------------------------------------------------------------------
+# -- runs --------------------------------------------------------------------------------------
 
 
-def build_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
-    torch.manual_seed(args.seed)
-    ours = FNO(1, 1, modes=args.modes, width=args.width, n_layers=args.layers)
-    torch.manual_seed(args.seed)
-    peer = neuralop_fno(args.modes, args.width, args.layers, dim=2)
-    return {"surrogates": ours, "neuralop": peer}
+def run_key(args: argparse.Namespace, side: str, seed: int) -> str:
+    variant = args.variant if side == "ours" else args.peer_variant
+    return f"{args.problem}|n_train={args.n_train}|epochs={args.epochs}|{side}:{variant}|seed={seed}"
 
 
-# -- training ----------------------------------------------------------------------------------
+def load_results(path: Path) -> dict[str, dict]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def measure_throughput(models, a, u, norm_a, norm_u, args) -> dict[str, dict[str, float]]:
-    """Training throughput in its own phase, robust to a busy machine.
-
-    Copies of the models (so the training phase starts from the same weights) take turns running
-    ``--steps-per-round`` optimizer steps on the same batches, for ``--rounds`` rounds. Pairing the
-    two models round by round cancels slow drifts in machine load; medians drop bursts.
-    """
-    import copy
-
-    contenders = {name: copy.deepcopy(model) for name, model in models.items()}
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-                  for name, m in contenders.items()}
-    generator = torch.Generator().manual_seed(args.seed)
-    step_times: dict[str, list[float]] = {name: [] for name in contenders}
-    ratios = []
-    for round_index in range(args.rounds + 1):  # round 0 warms up (allocator, FFT plans) and is dropped
-        order = torch.randperm(len(a), generator=generator)[: args.steps_per_round * args.batch_size]
-        seconds = {}
-        for name, model in contenders.items():
-            seconds[name] = train_epoch(model, optimizers[name], a, u, norm_a, norm_u, order, args.batch_size)
-        if round_index == 0:
-            continue
-        for name in contenders:
-            step_times[name].append(seconds[name] / args.steps_per_round)
-        ratios.append(seconds["neuralop"] / seconds["surrogates"])
-    out = {name: {"step_s": statistics.median(t), "samples_per_s": args.batch_size / statistics.median(t)}
-           for name, t in step_times.items()}
-    out["speedup"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-    return out
+def save_results(path: Path, results: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(path)
 
 
-def run(args: argparse.Namespace) -> dict:
-    a_train, u_train = load_split(args.data_dir / "train.h5", args.n_train)
-    a_test, u_test = load_split(args.data_dir / "test.h5")
-    norm_a, norm_u = Gaussian(a_train), Gaussian(u_train)
-    models = build_models(args)
-    throughput = measure_throughput(models, a_train, u_train, norm_a, norm_u, args)
-    print("throughput (samples/s): " + ", ".join(
-        f"{n}: {throughput[n]['samples_per_s']:.1f}" for n in models) +
-        f"; speed-up {throughput['speedup']['median']:.2f}x", flush=True)
-    optimizers = {name: make_optimizer(m, args.lr, args.weight_decay, args.epochs, args.scheduler, args.step_size)
-                  for name, m in models.items()}
-    history = {name: {"epoch_s": [], "test_rel_l2": []} for name in models}
-    for epoch in range(args.epochs):
-        # Same batches for both models: one permutation per epoch from a seeded generator.
-        order = epoch_order(len(a_train), args.seed, epoch)
-        for name, model in models.items():  # alternate: noise hits both
-            optimizer, scheduler = optimizers[name]
-            seconds = train_epoch(model, optimizer, a_train, u_train, norm_a, norm_u, order, args.batch_size)
-            scheduler.step()
-            history[name]["epoch_s"].append(seconds)
-            history[name]["test_rel_l2"].append(
-                evaluate(model, a_test, u_test, norm_a, norm_u, args.batch_size)["rel_l2"])
-        print(f"epoch {epoch + 1}/{args.epochs}  " + "  ".join(
-            f"{n}: {h['epoch_s'][-1]:.2f}s test {h['test_rel_l2'][-1]:.4f}" for n, h in history.items()), flush=True)
-    results = {}
-    for name, model in models.items():
-        median = statistics.median(history[name]["epoch_s"])
-        results[name] = {
-            "params": count_parameters(model),
-            "test_rel_l2": history[name]["test_rel_l2"][-1],
-            "epoch_s": median,
-            "samples_per_s": throughput[name]["samples_per_s"],
-            "history": history[name]["test_rel_l2"],
-        }
-    return {"results": results, "speedup": throughput["speedup"], "n_train": len(a_train), "n_test": len(a_test), "resolution": list(a_train.shape[2:])}
+def run(args: argparse.Namespace, results_path: Path) -> dict[str, dict]:
+    spec = PROBLEMS[args.problem]
+    data_dir = (args.data_dir or Path(spec["data_dir"])).resolve()
+    overrides = [f"data.data_dir={data_dir}"]
+    if args.n_train is not None:
+        overrides.append(f"++data.n_train={args.n_train}")
+    sides = [args.only] if args.only else ["ours", "peer"]
+    results = load_results(results_path)
+    for seed in args.seeds:
+        for side in sides:  # interleaved: ours seed 0, peer seed 0, ours seed 1, ...
+            key = run_key(args, side, seed)
+            if key in results:
+                print(f"{key}: done before, skipped", flush=True)
+                continue
+            run_overrides = overrides + (list(args.ours) if side == "ours" else [])
+            out = train_run(spec["experiment"], seed, args.epochs, peer=side == "peer", overrides=run_overrides,
+                            peer_kwargs=args.peer_kwargs if side == "peer" else None)
+            out.update(side=side, variant=args.variant if side == "ours" else args.peer_variant,
+                       overrides=run_overrides, peer_kwargs=args.peer_kwargs if side == "peer" else None,
+                       date=datetime.date.today().isoformat(), threads=torch.get_num_threads(),
+                       cpu=cpu_model(), torch=torch.__version__, command=command())
+            results[key] = out
+            save_results(results_path, results)
+            print(f"{key}: test rel. L2 {out['test_rel_l2']:.4f}, {out['samples_per_s']:.1f} samples/s", flush=True)
+    return results
+
+
+def command() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def paired(args: argparse.Namespace, results: dict[str, dict]) -> list[tuple[dict, dict]]:
+    """(ours, peer) for each seed that has both."""
+    pairs = []
+    for seed in args.seeds:
+        ours, peer = results.get(run_key(args, "ours", seed)), results.get(run_key(args, "peer", seed))
+        if ours and peer:
+            pairs.append((ours, peer))
+    return pairs
+
+
+def summary(pairs: list[tuple[dict, dict]]) -> dict[str, tuple[float, float]]:
+    return {
+        "error_ratio": mean_std([o["test_rel_l2"] / p["test_rel_l2"] for o, p in pairs]),
+        "throughput_ratio": mean_std([o["samples_per_s"] / p["samples_per_s"] for o, p in pairs]),
+        "ours_rel_l2": mean_std([o["test_rel_l2"] for o, _ in pairs]),
+        "peer_rel_l2": mean_std([p["test_rel_l2"] for _, p in pairs]),
+        "ours_samples_per_s": mean_std([o["samples_per_s"] for o, _ in pairs]),
+        "peer_samples_per_s": mean_std([p["samples_per_s"] for _, p in pairs]),
+    }
 
 
 # -- report ------------------------------------------------------------------------------------
 
 
-def render(args: argparse.Namespace, report: dict, figure: Path, out: Path) -> str:
+def ablation_table(paths: list[Path]) -> str:
+    """Mean +- std test error and throughput of every (problem, size, model variant) in the results files."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths:
+        for key, r in load_results(path).items():
+            problem, n_train, epochs = key.split("|")[:3]
+            label = ("ours" if r["side"] == "ours" else "neuralop") + (f" {r['variant']}" if r["variant"] != "default" else "")
+            change = " ".join(o for o in r["overrides"] if o.startswith("model.")) if r["side"] == "ours" else \
+                ", ".join(f"{k}={v}" for k, v in (r.get("peer_kwargs") or {}).items())
+            groups.setdefault((problem, r["n_train"], epochs.split("=")[1], label, change), []).append(r)
+    if not groups:
+        return ""
+    rows = []
+    for (problem, n_train, epochs, label, change), runs in groups.items():
+        l2, rate = mean_std([r["test_rel_l2"] for r in runs]), mean_std([r["samples_per_s"] for r in runs])
+        seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        rows.append(f"| {problem} | {n_train} | {epochs} | {label} | {change or '-'} | {runs[0]['params']:,} | {seeds} | "
+                    f"{l2[0]:.3g} +- {l2[1]:.2g} | {rate[0]:.1f} |")
+    ratios = []
+    for (problem, n_train, epochs, label, change), runs in groups.items():
+        if label != "ours":
+            continue
+        peers = {r["seed"]: r for r in groups.get((problem, n_train, epochs, "neuralop", ""), [])}
+        pairs = [(r, peers[r["seed"]]) for r in runs if r["seed"] in peers]
+        if pairs:
+            s = summary(pairs)
+            ratios.append(f"- {problem}, {n_train} training samples, {epochs} epochs, {len(pairs)} seed(s): error ratio "
+                          f"(ours / neuralop) **{s['error_ratio'][0]:.3f} +- {s['error_ratio'][1]:.3f}**, throughput "
+                          f"ratio **{s['throughput_ratio'][0]:.2f}x +- {s['throughput_ratio'][1]:.2f}**")
+    return "\n".join([
+        "| problem | training samples | epochs | model | change | parameters | seeds | test rel. L2 | samples / s |",
+        "|---|---:|---:|---|---|---:|---|---:|---:|", *rows, "", *ratios])
+
+
+def render(args: argparse.Namespace, pairs: list[tuple[dict, dict]], figure: Path, out: Path, ablations: str = "") -> str:
     import neuralop
 
-    ours, peer = report["results"]["surrogates"], report["results"]["neuralop"]
+    s = summary(pairs)
+    ours0, peer0 = pairs[0]
     rows = "\n".join(
-        f"| {name} | {r['params']:,} | {r['test_rel_l2']:.4f} | {r['epoch_s']:.2f} | {r['samples_per_s']:.1f} |"
-        for name, r in report["results"].items())
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    m = args.modes
+        f"| {o['seed']} | {o['test_rel_l2']:.4f} | {p['test_rel_l2']:.4f} | {o['test_rel_l2'] / p['test_rel_l2']:.3f} | "
+        f"{o['samples_per_s']:.1f} | {p['samples_per_s']:.1f} | {o['samples_per_s'] / p['samples_per_s']:.2f}x |"
+        for o, p in pairs)
+    m = ours0["model"]
+    modes, width = m["modes"], m["width"]
+    grid = "x".join(str(n) for n in ours0["resolution"])
     try:
         figure_link = figure.resolve().relative_to(out.resolve().parent)
     except ValueError:
         figure_link = figure
+    er, tr = s["error_ratio"], s["throughput_ratio"]
+    er_verdict = "met" if er[0] <= 1.0 else "not met"
+    tr_verdict = "met" if tr[0] >= 1.2 else "not met"
+    ours_args = ", ".join(f"{k}={v}" for k, v in m.items())
     return f"""## FNO on Darcy flow: `surrogates` vs `neuraloperator`
 
-Darcy {report['resolution'][0]}x{report['resolution'][1]}, {report['n_train']} training / {report['n_test']} test samples,
-{args.epochs} epochs, batch {args.batch_size}, Adam (lr {args.lr}, weight decay {args.weight_decay}),
-{args.scheduler} schedule, relative L2 loss in physical units, per-channel Gaussian normalization of
-input and target (training statistics), identical batch order; both models trained in one process,
-alternating one epoch each.
+Trained through the package, as `surrogates-train experiment={PROBLEMS[args.problem]['experiment']}` does:
+the DataModule of `conf/data/` (`FieldDataModule`, per-channel Gaussian normalization with training-split
+statistics, seeded shuffle), the `OperatorRegression` task (its `NormalizedOperator`, relative L2 loss in
+physical units), Adam (lr 0.001, weight decay 0.0001) with the cosine schedule over the epochs, batch
+20, a Lightning `Trainer` without logger, checkpoint files or progress bar; the test split is evaluated
+by the task's `test_step` with the weights of the last epoch. neuraloperator's FNO is plugged into the
+same task as its network, so both see the same data, normalization, loss, optimizer, schedule and batch
+order (same seed). Runs interleaved: ours seed 0, neuralop seed 0, ours seed 1, ...
 
-| model | parameters | test rel. L2 | s / epoch (median, training phase) | training samples / s (throughput phase) |
-|---|---:|---:|---:|---:|
+Darcy {grid}, {ours0['n_train']} training{' (the first ' + str(ours0['n_train']) + ' of the generated split, `--n-train`)' if args.n_train else ''} / {ours0['n_test']} test samples, {args.epochs} epochs,
+{len(pairs)} seeds ({', '.join(str(o['seed']) for o, _ in pairs)}; a seed sets the weights' initialization
+and the batch order). Throughput: training samples per second of an epoch (data loading, forward,
+backward, Adam and the task's logging; validation excluded), median over the epochs of the run.
+
+| seed | ours test rel. L2 | neuralop test rel. L2 | error ratio | ours samples / s | neuralop samples / s | throughput ratio |
+|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
-- error ratio (ours / neuralop): **{ours['test_rel_l2'] / peer['test_rel_l2']:.3f}**
-- training throughput ratio (ours / neuralop): **{report['speedup']['median']:.2f}x** (median over
-  {args.rounds} rounds; per-round range {report['speedup']['min']:.2f}x to {report['speedup']['max']:.2f}x)
+- error ratio (ours / neuralop), mean +- std over {len(pairs)} seeds: **{er[0]:.3f} +- {er[1]:.3f}** (goal <= 1.0: {er_verdict});
+  test rel. L2 ours {s['ours_rel_l2'][0]:.4f} +- {s['ours_rel_l2'][1]:.4f}, neuralop {s['peer_rel_l2'][0]:.4f} +- {s['peer_rel_l2'][1]:.4f}
+- training throughput ratio (ours / neuralop): **{tr[0]:.2f}x +- {tr[1]:.2f}** (goal >= 1.2x: {tr_verdict});
+  ours {s['ours_samples_per_s'][0]:.1f} +- {s['ours_samples_per_s'][1]:.1f} samples/s, neuralop {s['peer_samples_per_s'][0]:.1f} +- {s['peer_samples_per_s'][1]:.1f}
 
-Throughput is measured in its own phase before training: copies of both models take turns running
-{args.steps_per_round} optimizer steps (forward, backward, Adam) on the same batches, {args.rounds} rounds, and the
-ratio is taken round by round, so that a busy machine slows both alike. Epoch times of the training
-phase are listed for reference; they are noisier.
+Parameters: ours {ours0['params']:,}, neuralop {peer0['params']:,}.
 
-Models: `surrogates.models.FNO(1, 1, modes={m}, width={args.width}, n_layers={args.layers})` (linear lifting,
-spectral conv + linear skip per layer, projection MLP {args.width} -> 128 -> 1) and
-`neuralop.models.FNO(n_modes=({2 * m}, {2 * m - 2}), hidden_channels={args.width}, in_channels=1, out_channels=1,
-n_layers={args.layers})` with its defaults (2-layer lifting MLP with {2 * args.width} hidden channels, a channel MLP with
-soft-gating skip after every Fourier layer, spectral bias, projection {args.width} -> {2 * args.width} -> 1).
-Both keep the same Fourier modes: ours keeps frequencies [-{m}, {m - 1}] x [0, {m - 1}]; neuralop's SpectralConv
-keeps the {2 * m} `fftshift`-centred bins of the first dimension (frequencies [-{m}, {m - 1}]) and
-({2 * m - 2}) // 2 + 1 = {m} rfft bins of the last (frequencies [0, {m - 1}]).
+Models: `surrogates.models.FNO({ours_args})` (linear lifting,
+spectral conv + linear skip per layer, projection MLP {width} -> {m['projection_channels']} -> 1) and
+`neuralop.models.FNO(n_modes=({2 * modes}, {2 * modes - 2}), hidden_channels={width}, in_channels=1, out_channels=1,
+n_layers={m['n_layers']}{''.join(f', {k}={v}' for k, v in (peer0.get('peer_kwargs') or {}).items())})` with its defaults otherwise
+(grid positional embedding, 2-layer lifting MLP with {2 * width} hidden channels, a channel MLP with
+soft-gating skip after every Fourier layer, linear Fourier skip, projection {width} -> {2 * width} -> 1).
+Both keep the same Fourier modes: ours keeps frequencies [-{modes}, {modes - 1}] x [0, {modes - 1}];
+neuralop's SpectralConv keeps the {2 * modes} `fftshift`-centred bins of the first dimension (frequencies
+[-{modes}, {modes - 1}]) and ({2 * modes - 2}) // 2 + 1 = {modes} rfft bins of the last (frequencies [0, {modes - 1}]).
 
-Machine: {cpu_model()}, {args.threads} threads, torch {torch.__version__}, neuraloperator {neuralop.__version__},
-Python {platform.python_version()}. Date: {datetime.date.today().isoformat()}.
+Machine: {cpu_model()}, {ours0['threads']} torch thread(s), one training process at a time, torch {torch.__version__},
+neuraloperator {neuralop.__version__}, Python {platform.python_version()}. Date: {ours0['date']}.
 
-Command: `{command}`
+Data: `{PROBLEMS[args.problem]['generate']}`
 
-![test error per epoch]({figure_link})
-"""
+Command: `{ours0['command'].replace(' --no-docs', '')}`
+
+![validation error per epoch]({figure_link})
+{ablations}"""
 
 
-def plot(report: dict, path: Path) -> None:
+def plot(pairs: list[tuple[dict, dict]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, r in report["results"].items():
-        ax.plot(range(1, len(r["history"]) + 1), r["history"], label=name)
+    for i, (o, p) in enumerate(pairs):
+        for r, name, color in ((o, "surrogates", "C0"), (p, "neuralop", "C1")):
+            ax.plot(range(1, len(r["val_rel_l2"]) + 1), r["val_rel_l2"], color=color, alpha=0.8,
+                    label=name if i == 0 else None)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test relative L2")
+    ax.set_ylabel("validation relative L2")
     ax.set_yscale("log")
-    ax.set_title("FNO on Darcy")
+    ax.set_title(f"FNO on {title} ({len(pairs)} seeds)")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,17 +280,31 @@ def plot(report: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (args.data_dir / "train.h5").exists() or not (args.data_dir / "test.h5").exists():
-        print(f"no Darcy data in {args.data_dir} (train.h5, test.h5); generate it with:\n  {GENERATE}", file=sys.stderr)
+    spec = PROBLEMS[args.problem]
+    data_dir = args.data_dir or Path(spec["data_dir"])
+    if not all((data_dir / f"{split}.h5").exists() for split in ("train", "val", "test")):
+        print(f"no {args.problem} data in {data_dir} (train.h5, val.h5, test.h5); generate it with:\n  {spec['generate']}",
+              file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    report = run(args)
-    figure = args.figure or args.out.parent / "figures" / "fno_darcy_error.png"
-    plot(report, figure)
-    update_section(args.out, "fno_darcy", render(args, report, figure, args.out))
-    ours, peer = report["results"]["surrogates"], report["results"]["neuralop"]
-    print(f"wrote {args.out} and {figure}; throughput ratio {report['speedup']['median']:.2f}x, "
-          f"error ratio {ours['test_rel_l2'] / peer['test_rel_l2']:.3f}")
+    results_path = args.results or Path(f"outputs/bench/fno_{args.problem}.json")
+    results = run(args, results_path)
+    pairs = paired(args, results)
+    if not pairs:
+        print(f"results in {results_path}")
+        return 0
+    s = summary(pairs)
+    print(f"{len(pairs)} seeds: error ratio {s['error_ratio'][0]:.3f} +- {s['error_ratio'][1]:.3f}, "
+          f"throughput ratio {s['throughput_ratio'][0]:.2f} +- {s['throughput_ratio'][1]:.2f}; results in {results_path}")
+    if not args.no_docs:
+        figure = args.figure or args.out.parent / "figures" / "fno_darcy_error.png"
+        plot(pairs, figure, spec["title"])
+        paths = args.ablations if args.ablations is not None else [Path("outputs/bench/fno_darcy.json"),
+                                                                    Path("outputs/bench/fno_burgers.json")]
+        table = ablation_table([p for p in paths if p.exists()])
+        ablations = f"\n### All runs, variants included\n\n{ABLATION_TEXT}\n\n{table}\n" if table else ""
+        update_section(args.out, "fno_darcy", render(args, pairs, figure, args.out, ablations))
+        print(f"wrote {args.out} and {figure}")
     return 0
 
 

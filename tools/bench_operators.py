@@ -1,15 +1,18 @@
 """Neural operators side by side: our FNO, MgNO and U-Net and neuraloperator's FNO on Darcy and Burgers.
 
-Every model trains in ONE process with the same data, loss, optimizer, schedule, batch order and
-number of epochs, one epoch each in turn (so that machine noise hits all of them). The models are
-built from the project's experiment configs (``experiment=darcy_fno``, ``darcy_mgno``,
-``darcy_unet``, ``burgers_*``); neuraloperator's FNO keeps the same Fourier modes and width as ours.
-Written to ``docs/benchmarks.md`` (section ``operators``) with a plot of test error per epoch.
+Every model trains through the package, as ``surrogates-train experiment=<problem>_<model>`` does
+(see ``tools/_training_bench.py``): the DataModule of ``conf/data/`` with its training-split
+normalizers, the ``OperatorRegression`` task, Adam with the cosine schedule, a Lightning ``Trainer``.
+neuraloperator's FNO is plugged into the task of ``experiment=<problem>_fno`` as its network (same
+Fourier modes, width and layers as ours). All models see the same data, normalization, loss,
+optimizer, schedule, number of epochs and batch order (same seed); they train one after the other in
+one process. Written to ``docs/benchmarks.md`` (section ``operators``) with a plot of the validation
+error per epoch.
 
 Usage::
 
-    python tools/bench_operators.py --epochs 25                         # full size (make bench)
-    python tools/bench_operators.py --epochs 2 --n-train 64 --n-test 32  # a quick check
+    python tools/bench_operators.py --epochs 25 --threads 1                   # full size (make bench)
+    python tools/bench_operators.py --epochs 2 --n-train 64 --out /tmp/b.md  # a quick check
 
 Data (default folders; generate them with the commands printed when missing)::
 
@@ -23,41 +26,24 @@ import argparse
 import datetime
 import platform
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
-from _training_bench import (  # noqa: E402
-    Gaussian,
-    count_parameters,
-    cpu_model,
-    epoch_order,
-    evaluate,
-    grid_spacing,
-    inference_ms_per_sample,
-    load_pair,
-    make_optimizer,
-    neuralop_fno,
-    train_epoch,
-)
+from _training_bench import cpu_model, inference_ms_per_sample, train_run  # noqa: E402
 from benchmarks_md import update_section  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PROBLEMS = {
     "darcy": {
         "title": "Darcy flow 2D",
         "data_dir": "datasets/darcy_64",
-        "inputs": "a", "targets": "u", "input_time": None, "target_time": None, "dims": ("x", "y"),
         "generate": "surrogates-generate pde=darcy resolution=64 n_train=1000 n_val=100 n_test=200 name=darcy_64",
     },
     "burgers": {
         "title": "Burgers 1D",
         "data_dir": "datasets/burgers_256",
-        "inputs": "u", "targets": "u", "input_time": 0, "target_time": -1, "dims": ("x",),
         "generate": "surrogates-generate pde=burgers resolution=256 n_train=1000 n_val=100 n_test=200 name=burgers_256",
     },
 }
@@ -74,11 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--burgers-dir", type=Path, default=Path(PROBLEMS["burgers"]["data_dir"]))
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--n-train", type=int, default=None, help="use only the first N training samples")
-    p.add_argument("--n-test", type=int, default=None, help="use only the first N test samples")
-    p.add_argument("--batch-size", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--figure", type=Path, default=None,
@@ -86,86 +68,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# -- models ------------------------------------------------------------------------------------
-
-
-def experiment_model_configs(problem: str) -> dict[str, dict]:
-    """The ``model`` node of ``experiment=<problem>_<model>`` for fno, mgno and unet, resolved."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    import surrogates.cli  # noqa: F401  (registers the config resolvers)
-
-    configs = {}
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name in ("fno", "mgno", "unet"):
-            cfg = compose(config_name="train", overrides=[f"experiment={problem}_{name}"])
-            configs[name] = OmegaConf.to_container(cfg.model, resolve=True)
-    GlobalHydra.instance().clear()
-    return configs
-
-
-def build_models(problem: str, names: list[str], seed: int) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """Models (seeded alike) and a one-line description of each."""
-    from hydra.utils import instantiate
-
-    configs = experiment_model_configs(problem)
-    models, descriptions = {}, {}
-    for name in names:
-        torch.manual_seed(seed)
-        if name == "neuralop_fno":
-            fno = configs["fno"]
-            models[name] = neuralop_fno(fno["modes"], fno["width"], fno["n_layers"], dim=fno["dim"])
-            descriptions[name] = (f"`neuralop.models.FNO` with its defaults, width {fno['width']}, "
-                                  f"{fno['n_layers']} layers, the same Fourier modes as ours")
-        else:
-            models[name] = instantiate(configs[name])
-            kwargs = {k: v for k, v in configs[name].items() if k not in ("_target_", "in_channels", "out_channels")}
-            descriptions[name] = f"`experiment={problem}_{name}`: " + ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    return models, descriptions
-
-
 # -- training ----------------------------------------------------------------------------------
 
 
+def describe(problem: str, name: str, model: dict) -> str:
+    if name == "neuralop_fno":
+        return (f"`neuralop.models.FNO` with its defaults, width {model['width']}, {model['n_layers']} layers, "
+                f"the same Fourier modes as ours, in the task of `experiment={problem}_fno`")
+    kwargs = {k: v for k, v in model.items() if k not in ("in_channels", "out_channels")}
+    return f"`experiment={problem}_{name}`: " + ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+
 def run_problem(problem: str, data_dir: Path, args: argparse.Namespace) -> dict:
-    spec = PROBLEMS[problem]
-    load = dict(inputs=spec["inputs"], targets=spec["targets"], input_time=spec["input_time"],
-                target_time=spec["target_time"])
-    a_train, u_train = load_pair(data_dir / "train.h5", limit=args.n_train, **load)
-    a_test, u_test = load_pair(data_dir / "test.h5", limit=args.n_test, **load)
-    spacing = grid_spacing(data_dir / "test.h5", spec["dims"])
-    norm_a, norm_u = Gaussian(a_train), Gaussian(u_train)
-    models, descriptions = build_models(problem, args.models, args.seed)
-    optimizers = {name: make_optimizer(m, args.lr, args.weight_decay, args.epochs) for name, m in models.items()}
-    history = {name: {"epoch_s": [], "test_rel_l2": []} for name in models}
-    for epoch in range(args.epochs):
-        order = epoch_order(len(a_train), args.seed, epoch)  # the same batches for every model
-        for name, model in models.items():
-            optimizer, scheduler = optimizers[name]
-            history[name]["epoch_s"].append(
-                train_epoch(model, optimizer, a_train, u_train, norm_a, norm_u, order, args.batch_size))
-            scheduler.step()
-            history[name]["test_rel_l2"].append(
-                evaluate(model, a_test, u_test, norm_a, norm_u, args.batch_size, spacing)["rel_l2"])
-        print(f"{problem} epoch {epoch + 1}/{args.epochs}  " + "  ".join(
-            f"{n}: {h['epoch_s'][-1]:.1f}s {h['test_rel_l2'][-1]:.4f}" for n, h in history.items()), flush=True)
+    overrides = [f"data.data_dir={data_dir.resolve()}"]
+    if args.n_train is not None:
+        overrides.append(f"++data.n_train={args.n_train}")
     results = {}
-    for name, model in models.items():
-        errors = evaluate(model, a_test, u_test, norm_a, norm_u, args.batch_size, spacing)
+    for name in args.models:
+        peer = name == "neuralop_fno"
+        experiment = f"{problem}_{'fno' if peer else name}"
+        r = train_run(experiment, args.seed, args.epochs, peer=peer, overrides=overrides, keep_model=True)
+        task, datamodule = r.pop("task"), r.pop("datamodule")
         results[name] = {
-            "params": count_parameters(model),
-            "test_rel_l2": errors["rel_l2"],
-            "test_rel_h1": errors["rel_h1"],
-            "epoch_s": statistics.median(history[name]["epoch_s"]),
-            "inference_ms": inference_ms_per_sample(model, a_test, norm_a, args.batch_size),
-            "history": history[name]["test_rel_l2"],
-            "description": descriptions[name],
+            **r,
+            "epoch_s": sorted(r["epoch_s"])[len(r["epoch_s"]) // 2],
+            "inference_ms": inference_ms_per_sample(task.model, datamodule.test_dataloader()),
+            "history": r["val_rel_l2"],
+            "description": describe(problem, name, r["model"]),
         }
-    return {"results": results, "n_train": len(a_train), "n_test": len(a_test),
-            "resolution": list(a_train.shape[2:])}
+        print(f"{problem} {name}: test rel. L2 {r['test_rel_l2']:.4f}, {r['samples_per_s']:.1f} samples/s", flush=True)
+    first = next(iter(results.values()))
+    return {"results": results, "n_train": first["n_train"], "n_test": first["n_test"], "resolution": first["resolution"]}
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -204,22 +137,26 @@ def render(args: argparse.Namespace, reports: dict[str, dict], figure: Path, out
     sections = "\n\n".join(render_problem(problem, report) for problem, report in reports.items())
     return f"""## Neural operators: FNO, MgNO, U-Net and neuraloperator's FNO
 
-Same budget for every model: {args.epochs} epochs, batch {args.batch_size}, Adam (lr {args.lr}, weight decay
-{args.weight_decay}), cosine schedule over the epochs, relative L2 loss in physical units, per-channel
-Gaussian normalization of input and target (training statistics), identical batch order; all models
-trained in one process, one epoch each in turn. Errors: mean over the test samples after the last
-epoch (relative H1 with second-order finite-difference gradients on the data's grid spacing).
-Seconds per epoch: median training time of an epoch. Inference: forward passes in eval mode over the
-test set in batches of {args.batch_size}, median of 3 passes, divided by the number of samples.
+Trained through the package, as `surrogates-train experiment=<problem>_<model>` does: the
+DataModule of `conf/data/` (per-channel Gaussian normalization with training-split statistics, seeded
+shuffle, batch 20), the `OperatorRegression` task (relative L2 loss in physical units), Adam (lr 0.001,
+weight decay 0.0001) with the cosine schedule over {args.epochs} epochs, a Lightning `Trainer` without
+logger, checkpoint files or progress bar; seed {args.seed} for every model (same batch order);
+neuraloperator's FNO is the network of the FNO experiment's task. Models train one after the other in
+one process. Errors: the task's `test_step` (mean over the test samples) with the weights of the last
+epoch (relative H1 with second-order finite-difference gradients on the data's grid spacing). Seconds
+per epoch: median over the epochs of a training epoch (validation excluded). Inference: the saved
+model (`task.model`: normalize, network, decode) in eval mode over the test loader (batches of 20),
+median of 3 passes, divided by the number of samples.
 
 {sections}
 
-Machine: {cpu_model()}, {args.threads} threads, torch {torch.__version__}, neuraloperator {neuralop.__version__},
+Machine: {cpu_model()}, {args.threads} torch thread(s), torch {torch.__version__}, neuraloperator {neuralop.__version__},
 Python {platform.python_version()}. Date: {datetime.date.today().isoformat()}.
 
 Command: `{command}`
 
-![test error per epoch]({figure_link})
+![validation error per epoch]({figure_link})
 """
 
 
@@ -234,7 +171,7 @@ def plot(reports: dict[str, dict], path: Path) -> None:
         for name, r in report["results"].items():
             ax.plot(range(1, len(r["history"]) + 1), r["history"], label=f"{LABELS[name]} ({r['params'] / 1e6:.2f}M)")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test relative L2")
+        ax.set_ylabel("validation relative L2")
         ax.set_yscale("log")
         ax.set_title(PROBLEMS[problem]["title"])
         ax.legend(fontsize=8)
@@ -247,10 +184,10 @@ def plot(reports: dict[str, dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     dirs = {"darcy": args.darcy_dir, "burgers": args.burgers_dir}
-    missing = [p for p in args.problems if not all((dirs[p] / f"{s}.h5").exists() for s in ("train", "test"))]
+    missing = [p for p in args.problems if not all((dirs[p] / f"{s}.h5").exists() for s in ("train", "val", "test"))]
     if missing:
         for problem in missing:
-            print(f"no {problem} data in {dirs[problem]} (train.h5, test.h5); generate it with:\n"
+            print(f"no {problem} data in {dirs[problem]} (train.h5, val.h5, test.h5); generate it with:\n"
                   f"  {PROBLEMS[problem]['generate']}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)

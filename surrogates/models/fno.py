@@ -2,10 +2,16 @@
 
 Architecture, for an input ``a`` of shape ``(B, C_in, *spatial)``::
 
-    v_0     = P(a, grid)                                   lifting: pointwise linear
+    v_0     = P(a, grid)                                   lifting: pointwise linear (or MLP)
     v_{l+1} = act(K_l v_l + W_l v_l + b_l),  l < L - 1     Fourier layers: spectral conv + pointwise skip
     v_L     =     K_{L-1} v_{L-1} + W_{L-1} v_{L-1} + b    (no activation after the last one)
     u       = Q(v_L)                                       projection: pointwise MLP width -> p -> C_out
+
+Options that default to off (``lifting_channels=0``, ``channel_mlp_expansion=0``) add
+``neuraloperator``'s variants: a two-layer lifting MLP, and after every Fourier layer a channel MLP
+``M_l`` (width -> e * width -> width) with a per-channel scaling ``g_l`` of the layer's input as its
+skip: ``w = act(K_l v_l + W_l v_l + b_l)``, ``v_{l+1} = act(M_l(w) + g_l * v_l)`` (no activations
+after the last layer).
 
 The spectral convolutions ``K_l`` keep the FNO paper's modes (see :mod:`surrogates.nn.spectral_conv`).
 Channels stay first throughout (``(B, C, *spatial)``): pointwise layers are batched matrix products
@@ -56,6 +62,12 @@ class FNO(OperatorModel):
     grid : {"closed", "periodic"}
         Convention of the positional embedding (see :mod:`surrogates.nn.embeddings`): "closed" for
         data on grids that include both boundary nodes (Darcy), "periodic" for periodic data.
+    lifting_channels : int
+        0 (default): the lifting is one pointwise linear map; ``> 0``: a two-layer pointwise MLP with
+        this many hidden channels (``neuraloperator``'s default is ``2 * width``).
+    channel_mlp_expansion : float
+        0 (default): no channel MLP; ``> 0``: after every Fourier layer a pointwise MLP with
+        ``round(e * width)`` hidden channels and a soft-gating skip (``neuraloperator``'s default is 0.5).
 
     Examples
     --------
@@ -79,6 +91,8 @@ class FNO(OperatorModel):
         activation: str = "gelu",
         padding: float = 0.0,
         grid: str = "closed",
+        lifting_channels: int = 0,
+        channel_mlp_expansion: float = 0.0,
     ):
         super().__init__()
         if dim not in (1, 2, 3):
@@ -90,15 +104,30 @@ class FNO(OperatorModel):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}")
+        if lifting_channels < 0 or channel_mlp_expansion < 0:
+            raise ValueError("lifting_channels and channel_mlp_expansion must be >= 0, got "
+                             f"{lifting_channels} and {channel_mlp_expansion}")
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
         self.padding = float(padding)
         self.activation = activation
 
         self.embedding = GridEmbedding(dim, grid) if positional_embedding else None
         lift_in = in_channels + (self.embedding.extra_channels if self.embedding is not None else 0)
-        self.lifting = PointwiseLinear(lift_in, width)
+        if lifting_channels:
+            self.lifting_hidden = PointwiseLinear(lift_in, int(lifting_channels))
+            self.lifting = PointwiseLinear(int(lifting_channels), width)
+        else:
+            self.lifting_hidden = None
+            self.lifting = PointwiseLinear(lift_in, width)
         self.spectral = nn.ModuleList(SpectralConv(width, width, modes_list) for _ in range(n_layers))
         self.skips = nn.ModuleList(PointwiseLinear(width, width) for _ in range(n_layers))
+        if channel_mlp_expansion:
+            hidden = max(1, round(channel_mlp_expansion * width))
+            self.mlp_hidden = nn.ModuleList(PointwiseLinear(width, hidden) for _ in range(n_layers))
+            self.mlp_out = nn.ModuleList(PointwiseLinear(hidden, width) for _ in range(n_layers))
+            self.mlp_gates = nn.ParameterList(nn.Parameter(torch.ones(width)) for _ in range(n_layers))
+        else:
+            self.mlp_hidden = self.mlp_out = self.mlp_gates = None
         self.projection_hidden = PointwiseLinear(width, projection_channels)
         self.projection_out = PointwiseLinear(projection_channels, out_channels)
 
@@ -118,14 +147,21 @@ class FNO(OperatorModel):
         self._check_input(x)
         if self.embedding is not None:
             x = self.embedding(x)
-        v = self.lifting(x)
+        act = ACTIVATIONS[self.activation]
+        v = self.lifting(x if self.lifting_hidden is None else act(self.lifting_hidden(x)))
         sizes = v.shape[2:]
         v = self._pad(v)
         last = len(self.spectral) - 1
         for i, (spectral, skip) in enumerate(zip(self.spectral, self.skips)):
-            v = spectral(v) + skip(v)
+            w = spectral(v) + skip(v)
             if i < last:
-                v = ACTIVATIONS[self.activation](v)
+                w = act(w)
+            if self.mlp_hidden is not None:
+                gate = self.mlp_gates[i].view(-1, *([1] * (v.ndim - 2)))
+                w = self.mlp_out[i](act(self.mlp_hidden[i](w))) + gate * v
+                if i < last:
+                    w = act(w)
+            v = w
         v = self._crop(v, sizes)
         return self.projection_out(ACTIVATIONS[self.activation](self.projection_hidden(v)))
 

@@ -27,10 +27,11 @@ class PointwiseLinear(nn.Module):
 
     Notes
     -----
-    Computed as ``einsum("oi,bi...->bo...")`` on the channels-first tensor, which PyTorch lowers to
-    one batched matrix product over the flattened grid. Measured on CPU (2 threads, 20 x 32 x 64 x 64,
-    forward + backward) it is faster than a 1x1 ``conv2d`` and than ``F.linear`` on a channels-last
-    copy. Initialized like ``nn.Linear``.
+    Computed as one ``baddbmm`` on the channels-first tensor with the grid flattened: ``bias + W @ x[b]``
+    for every batch entry, the bias added inside the matrix product and the output written in its
+    final layout. Measured on CPU (1 thread, 20 x 32 x 64 x 64, forward + backward) it takes a half
+    to a third of the time of ``einsum("oi,bi...->bo...") + bias`` (which permutes, multiplies, permutes
+    back and adds the bias in another pass) and of a 1x1 ``conv2d``. Initialized like ``nn.Linear``.
     """
 
     def __init__(self, in_channels: int, out_channels: int):
@@ -46,5 +47,7 @@ class PointwiseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *spatial) -> (B, C_out, *spatial)``."""
-        bias = self.bias.view(-1, *([1] * (x.ndim - 2)))
-        return torch.einsum("oi,bi...->bo...", self.weight, x) + bias
+        batch = x.shape[0]
+        out = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.expand(batch, -1, -1),
+                            x.flatten(2) if x.ndim > 2 else x.unsqueeze(-1))
+        return out.view(batch, out.shape[1], *x.shape[2:])

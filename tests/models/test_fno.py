@@ -183,3 +183,40 @@ def test_discretization_invariance_after_training(trained):
     difference = _relative_l2(fine[..., ::2, ::2], coarse).item()
     assert difference < 0.02, difference
     assert _relative_l2(fine, u64).item() < 2 * _relative_l2(coarse, u32).item() + 0.02
+
+
+# -- neuraloperator's variants (lifting MLP, channel MLP), off by default ---------------------------
+
+
+def test_variants_default_off_keep_the_stored_arguments_meaning():
+    """A checkpoint written before the options existed stores no such keys: it builds the same network."""
+    torch.manual_seed(0)
+    model = FNO(1, 1, modes=4, width=8, n_layers=2, projection_channels=16)
+    old_kwargs = {k: v for k, v in model.init_kwargs.items() if k not in ("lifting_channels", "channel_mlp_expansion")}
+    rebuilt = build_model({"name": "fno", "kwargs": old_kwargs})
+    assert _structure(rebuilt) == _structure(model)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(2, 1, 12, 12)
+    torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dim, sizes", [(1, [20]), (2, [12, 10])])
+def test_variants_shapes_and_round_trip(dim, sizes):
+    torch.manual_seed(0)
+    model = FNO(2, 3, modes=4, width=8, n_layers=3, dim=dim, projection_channels=16, lifting_channels=16,
+                channel_mlp_expansion=0.5)
+    x = torch.randn(2, 2, *sizes)
+    assert model(x).shape == (2, 3, *sizes)
+    rebuilt = build_model(model.init_config())
+    rebuilt.load_state_dict(model.state_dict())
+    torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+    plain = FNO(2, 3, modes=4, width=8, n_layers=3, dim=dim, projection_channels=16)
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    lift_in = 2 + dim  # input channels and the grid coordinates
+    assert extra == (lift_in * 16 + 16 + 16 * 8 + 8 - lift_in * 8 - 8) + 3 * (8 * 4 + 4 + 4 * 8 + 8 + 8)
+
+
+@pytest.mark.parametrize("kwargs", [dict(lifting_channels=-1), dict(channel_mlp_expansion=-0.5)])
+def test_variants_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        FNO(1, 1, **kwargs)
