@@ -176,19 +176,9 @@ class NormalizedStepper(nn.Module):
         """
         return self.decode(self.net.predict(self.encode(state), self.encode_params(params), generator))
 
-    def forward(
-        self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Same as :meth:`predict`."""
-        return self.predict(state, params, generator)
+    forward = predict  # calling the module predicts the next state
 
-    def rollout(
-        self,
-        state: torch.Tensor,
-        steps: int,
-        params: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def rollout(self, state: torch.Tensor, steps: int, params: torch.Tensor | None = None, generator: Any = None) -> torch.Tensor:
         """``steps`` successive predictions from ``state``.
 
         Parameters
