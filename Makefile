@@ -34,6 +34,7 @@ demo: $(STAMP)  ## Generate a small Darcy dataset, train an FNO, evaluate it, pr
 	@echo "Demo finished."
 	@echo "  dataset:     $(DEMO_DATA)/{train,val,test}.h5"
 	@echo "  checkpoint:  $(DEMO_DIR)/train/checkpoints/best.ckpt"
+	@echo "  curves:      $(DEMO_DIR)/train/curves.png"
 	@echo "  metrics:     $(DEMO_DIR)/evaluate/metrics.json"
 	@echo "  figure:      $(DEMO_DIR)/evaluate/comparison.png"
 
