@@ -26,8 +26,8 @@ from surrogates.data.schema import (
     DatasetFileError,
     FileInfo,
     VariableInfo,
-    check_finite_values,
     plain,
+    read_dataset_file,
 )
 
 __all__ = ["DEFAULT_COMPONENT_DIMS", "ForeignFileInfo", "ForeignLayout", "inspect_foreign"]
@@ -90,29 +90,15 @@ def inspect_foreign(path: str | Path, layout: ForeignLayout, check_finite: bool 
         variable with the sample dim, a sample dim not first, a time dim not right after it, variables
         disagreeing on the number of samples, NaN/inf values.
     """
-    import h5netcdf
-
     path = Path(path)
-    if not path.is_file():
-        raise DatasetFileError(path, "file does not exist" if not path.exists() else "is not a file")
-    try:
-        handle = h5netcdf.File(path, "r", phony_dims="access")
-    except Exception as error:  # h5py raises OSError for foreign formats and damaged files
-        raise DatasetFileError(
-            path, f"is not a readable NetCDF-4/HDF5 file ({error}); NetCDF-3, zarr and other formats go "
-            "through surrogates-import"
-        ) from error
-    try:
-        with handle:
-            info = _read(path, handle, layout)
-            if check_finite:
-                for name in sorted({source for source, _ in info.sources.values()}):
-                    check_finite_values(path, name, handle.variables[name])
-    except DatasetFileError:
-        raise
-    except Exception as error:  # reading a damaged file can fail anywhere
-        raise DatasetFileError(path, f"is not a readable NetCDF-4/HDF5 file (truncated or corrupt?): {error}") from error
-    return info
+    return read_dataset_file(
+        path,
+        lambda handle: _read(path, handle, layout),
+        lambda info: sorted({source for source, _ in info.sources.values()}) if check_finite else [],
+        unreadable="is not a readable NetCDF-4/HDF5 file (truncated or corrupt?)",
+        not_opened="is not a readable NetCDF-4/HDF5 file ({error}); NetCDF-3, zarr and other formats go "
+        "through surrogates-import",
+    )
 
 
 def _read(path: Path, handle: Any, layout: ForeignLayout) -> ForeignFileInfo:

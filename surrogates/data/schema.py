@@ -17,10 +17,10 @@ the problem, instead of letting a training run fail later on a bad file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -136,6 +136,9 @@ class FileInfo:
         return str(self.attrs.get("targets", "")).split()
 
 
+FileInfoT = TypeVar("FileInfoT", bound=FileInfo)
+
+
 def plain(value: Any) -> Any:
     """Convert an attribute value read from HDF5 to a plain Python value (str, int, float, list)."""
     if isinstance(value, bytes | np.bytes_):
@@ -180,9 +183,35 @@ def inspect_file(path: str | Path, check_finite: bool = True) -> FileInfo:
         dim or with another sample count, an ``inputs``/``targets`` name without a variable, a dim
         without a coordinate variable, or (``check_finite``) a NaN/inf value.
     """
+    def read(handle: Any) -> FileInfo:
+        info = _read_metadata(path, handle)
+        _validate(info)
+        return info
+
+    # every variable and coordinate: reading every chunk also verifies its checksum
+    path = Path(path)
+    return read_dataset_file(
+        path, read, lambda info: [*sorted(info.variables), *sorted(info.coords)] if check_finite else [],
+        unreadable="is not a readable HDF5 file (truncated or corrupt?)",
+    )
+
+
+def read_dataset_file(
+    path: Path,
+    read: Callable[[Any], FileInfoT],
+    scanned: Callable[[FileInfoT], Iterable[str]],
+    unreadable: str,
+    not_opened: str | None = None,
+) -> FileInfoT:
+    """Open ``path`` with h5netcdf, ``read`` its metadata from the handle, scan the ``scanned(info)``
+    variables for NaN/inf (:func:`check_finite_values`); every failure a :class:`DatasetFileError`.
+
+    ``unreadable`` says what the file is not when reading fails (the error's text follows);
+    ``not_opened``, when given, says it when the file cannot even be opened. The readers of our files
+    (:func:`inspect_file`) and of foreign ones (:func:`surrogates.data.foreign.inspect_foreign`) share it.
+    """
     import h5netcdf
 
-    path = Path(path)
     if not path.exists():
         raise DatasetFileError(path, "file does not exist")
     if not path.is_file():
@@ -190,18 +219,16 @@ def inspect_file(path: str | Path, check_finite: bool = True) -> FileInfo:
     try:
         handle = h5netcdf.File(path, "r", phony_dims="access")
     except Exception as error:  # h5py raises OSError for truncated and foreign files
-        raise DatasetFileError(path, f"is not a readable HDF5 file (truncated or corrupt?): {error}") from error
+        raise DatasetFileError(path, not_opened.format(error=error) if not_opened else f"{unreadable}: {error}") from error
     try:
         with handle:
-            info = _read_metadata(path, handle)
-            _validate(info)
-            if check_finite:
-                for name in [*sorted(info.variables), *sorted(info.coords)]:  # reads every chunk: checksums verified
-                    check_finite_values(path, name, handle.variables[name])
+            info = read(handle)
+            for name in scanned(info):
+                check_finite_values(path, name, handle.variables[name])
     except DatasetFileError:
         raise
     except Exception as error:  # reading a damaged file can fail anywhere
-        raise DatasetFileError(path, f"is not a readable HDF5 file (truncated or corrupt?): {error}") from error
+        raise DatasetFileError(path, f"{unreadable}: {error}") from error
     return info
 
 
