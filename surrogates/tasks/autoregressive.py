@@ -33,13 +33,13 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
-from surrogates.tasks.reduction import SampleMeans
+from surrogates.tasks.reduction import EvaluationMeans, SampleMeans
 from surrogates.schema import DataSchema
 
 __all__ = ["Autoregressive", "ROLLOUT_KIND"]
 
 
-class Autoregressive(L.LightningModule):
+class Autoregressive(EvaluationMeans, L.LightningModule):
     """Train a one-step model ``u(t), params -> u(t + dt)`` for autoregressive rollouts.
 
     Parameters
@@ -156,20 +156,6 @@ class Autoregressive(L.LightningModule):
         errors = {"mse": (pred - batch["y"]).pow(2).flatten(1).mean(1), "rel_l2": metrics.relative_l2(pred, batch["y"])}
         self._means[stage].update(errors, size)
 
-    # Means over the split's samples, summed across processes at the epoch's end (see OperatorRegression)
-    def on_validation_epoch_start(self) -> None:
-        self._means["val"].reset()
-
-    def on_test_epoch_start(self) -> None:
-        self._means["test"].reset()
-
-    def on_test_epoch_end(self) -> None:
-        self._log_means("test")
-
-    def _log_means(self, stage: str) -> None:
-        for name, value in self._means[stage].compute(self.trainer.strategy, self.device).items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2")
-
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update_parameters(self.net)
@@ -180,7 +166,7 @@ class Autoregressive(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """Log the one-step means; roll out the first ``rollout_trajectories`` validation trajectories and log
         ``val/high_corr_time`` (every process rolls out the same ones)."""
-        self._log_means("val")
+        super().on_validation_epoch_end()
         n = self.hparams.rollout_trajectories
         datamodule = getattr(self.trainer, "datamodule", None)
         if n == 0 or not hasattr(datamodule, "dataset"):

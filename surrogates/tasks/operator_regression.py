@@ -13,7 +13,7 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
 from surrogates.tasks.optimization import optimizer_config
-from surrogates.tasks.reduction import SampleMeans
+from surrogates.tasks.reduction import EvaluationMeans, SampleMeans
 from surrogates.schema import DataSchema
 
 LOSSES = ("rel_l2", "rel_h1")
@@ -23,7 +23,7 @@ VALIDATION_METRICS = ("rel_l2", "rel_h1")
 """Metrics logged as ``val/<name>`` and ``test/<name>``: means over the split's samples (every process's)."""
 
 
-class OperatorRegression(L.LightningModule):
+class OperatorRegression(EvaluationMeans, L.LightningModule):
     """Train a neural operator on (input field, target field) pairs.
 
     The task holds the saved model, :attr:`model` (a
@@ -121,25 +121,6 @@ class OperatorRegression(L.LightningModule):
 
     def _log_errors(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         self._means[stage].update(self._errors(batch), batch["x"].shape[0])
-
-    # Means over the split's samples, summed across processes at the epoch's end (SampleMeans): with
-    # trainer=ddp each process evaluates its share of the split, once, and every process logs the same
-    # values, those of one process evaluating the whole split.
-    def on_validation_epoch_start(self) -> None:
-        self._means["val"].reset()
-
-    def on_test_epoch_start(self) -> None:
-        self._means["test"].reset()
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_means("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_means("test")
-
-    def _log_means(self, stage: str) -> None:
-        for name, value in self._means[stage].compute(self.trainer.strategy, self.device).items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2")
 
     def configure_optimizers(self) -> Any:
         return optimizer_config(self.parameters(), self.optimizer_factory, self.scheduler_factory)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
-__all__ = ["SampleMeans"]
+__all__ = ["EvaluationMeans", "SampleMeans"]
 
 
 class SampleMeans:
@@ -67,3 +67,30 @@ class SampleMeans:
         if count == 0:
             return {}
         return {name: (sums[i] / count).float() for i, name in enumerate(self.names)}
+
+
+class EvaluationMeans:
+    """LightningModule mixin: ``val/<name>`` and ``test/<name>`` as exact means over the split's samples.
+
+    The task sets ``self._means = {"val": SampleMeans(names), "test": SampleMeans(names)}`` and adds each
+    batch with ``self._means[stage].update(...)``; this mixin resets them when an evaluation epoch starts
+    and logs the means, summed across processes, when it ends. List it before ``L.LightningModule``.
+    """
+
+    _means: dict[str, SampleMeans]
+
+    def on_validation_epoch_start(self) -> None:
+        self._means["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._means["test"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_means("test")
+
+    def _log_means(self, stage: str) -> None:
+        for name, value in self._means[stage].compute(self.trainer.strategy, self.device).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "rel_l2")
