@@ -118,29 +118,20 @@ class SplitDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, shuffle: bool, epoch: int = 0, start_batch: int = 0) -> DataLoader:
-        if shuffle and self.trainer is not None and self.trainer.world_size > 1:
-            # Training with several processes: this process's share of the (seed, epoch) order, from the
-            # first batch not yet trained (Lightning keeps a DistributedSampler as it is)
-            sampler = DistributedEpochShuffleSampler(
-                len(dataset), self.seed, self.trainer.world_size, self.trainer.global_rank, epoch, start_batch * self.batch_size
-            )
-            return DataLoader(
-                dataset, batch_size=self.batch_size, sampler=sampler, generator=sampler.generator,
-                num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
-            )
-        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
-            # Evaluation with several processes: each takes every world_size-th sample, none repeated
-            # (Lightning's own DistributedSampler pads the last round with repeats); the tasks add sums
-            # and counts across processes (surrogates.tasks.reduction), so the split is evaluated once.
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
-            )
-            return DataLoader(
-                dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
-            )
+        sampler: Sampler | None = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            world, rank = self.trainer.world_size, self.trainer.global_rank
+            if shuffle:
+                # Training with several processes: this process's share of the (seed, epoch) order, from
+                # the first batch not yet trained (Lightning keeps a DistributedSampler as it is)
+                sampler = DistributedEpochShuffleSampler(len(dataset), self.seed, world, rank, epoch, start_batch * self.batch_size)
+            else:
+                # Evaluation with several processes: each takes every world_size-th sample, none repeated
+                # (Lightning's own DistributedSampler pads the last round with repeats); the tasks add sums
+                # and counts across processes (surrogates.tasks.reduction), so the split is evaluated once.
+                sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
         return make_loader(
-            dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory, epoch, start_batch
+            dataset, self.batch_size, shuffle, self.seed, self.num_workers, self.pin_memory, epoch, start_batch, sampler
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -333,6 +324,7 @@ def make_loader(
     pin_memory: bool,
     epoch: int = 0,
     start_batch: int = 0,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """The DataLoader every DataModule of the package uses: seeded shuffling, persistent workers.
 
@@ -344,13 +336,17 @@ def make_loader(
     ----------
     epoch, start_batch
         Where a shuffled loader starts: ``epoch``'s order from batch ``start_batch`` (a resumed fit).
+    sampler
+        Another order (the distributed samplers of :meth:`SplitDataModule._loader`); by default the
+        :class:`EpochShuffleSampler` when shuffling, file order otherwise.
     """
-    sampler = EpochShuffleSampler(len(dataset), seed, epoch, start_batch * batch_size) if shuffle else None
+    if sampler is None and shuffle:
+        sampler = EpochShuffleSampler(len(dataset), seed, epoch, start_batch * batch_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        generator=sampler.generator if sampler is not None else None,
+        generator=getattr(sampler, "generator", None),  # the loader draws its worker seeds from it
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=pin_memory,
