@@ -139,7 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # the run's best validation score (what best.ckpt holds), which sweeps compare; not the last epoch's
         results[f"{callback.monitor}_best"] = float(callback.best_model_score)
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = callback.best_model_path if callback is not None else ""
     if cfg.get("test"):
         # fast_dev_run saves no checkpoint: test the weights in memory then.
         test_metrics = trainer.test(task, datamodule=datamodule, ckpt_path=best or None, weights_only=True)

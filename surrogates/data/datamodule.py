@@ -130,16 +130,12 @@ class FieldDataModule(SplitDataModule):
     @property
     def in_channels(self) -> int:
         """Input channels: one per input variable, times ``n_steps_input`` with time windows."""
-        return len(self.inputs) * (self.n_steps_input or 1 if self._windowed else 1)
+        return len(self.inputs) * (self.n_steps_input or 1)
 
     @property
     def out_channels(self) -> int:
         """Target channels: one per target variable, times ``n_steps_output`` with time windows."""
-        return len(self.targets) * (self.n_steps_output or 1 if self._windowed else 1)
-
-    @property
-    def _windowed(self) -> bool:
-        return self.n_steps_input is not None or self.n_steps_output is not None
+        return len(self.targets) * (self.n_steps_output or 1)
 
     def data_schema(self) -> DataSchema:
         """What a model trained on this data expects: the :class:`~surrogates.schema.DataSchema` of the
