@@ -38,6 +38,7 @@ from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoin
 from surrogates.models.fno import FNO  # noqa: E402
 from surrogates.models.normalized import NormalizedOperator  # noqa: E402
 from surrogates.nn.normalization import Normalizer  # noqa: E402
+from tools._serving import wait_for_health  # noqa: E402
 from tools.benchmarks_md import update_section  # noqa: E402
 
 MODEL = "fno-darcy-64"
@@ -98,17 +99,7 @@ class Server:
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.process.stderr.read()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("the server did not start in time")
+        wait_for_health(self.url, self.process, timeout, detail=lambda: self.process.stderr.read() if self.process.poll() is not None else "")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -54,6 +54,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tools._serving import wait_for_health  # noqa: E402
 
 MODEL = "fno-darcy"
 PATH = f"/v1/models/{MODEL}/predict"
@@ -177,19 +178,7 @@ class ServerProcess:
                                         start_new_session=True)
 
     def wait_ready(self, timeout: float = 240.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {_last_line(self.log)}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name} did not start in {timeout:.0f} s: {_last_line(self.log)}")
+        wait_for_health(self.url, self.process, timeout, self.name, lambda: _last_line(self.log))
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -425,7 +414,7 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
                         stats["lost"] += 1
                         stats["first_problem"] = stats["first_problem"] or f"valid request: {error!r}"
                     continue
-                except OSError as error:  # abandoned connections that the server closed first
+                except OSError:  # abandoned connections that the server closed first
                     stats["transport_errors"][kind] += 1
                     continue
                 stats["status"][kind][response.status_code] += 1
@@ -574,7 +563,7 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         lines.append(f"- {name}: " + "; ".join(parts) + f"; alive and healthy afterwards: "
                      f"{'yes' if r['after']['alive'] and r['after']['health'] == 200 and not r['after']['errors'] else 'no'}.")
         by_body = soak.get("invalid_by_body", {})
-        lines.append(f"  Invalid bodies: " + "; ".join(
+        lines.append("  Invalid bodies: " + "; ".join(
             f"{label} ({', '.join(f'{s}: {n}' for s, n in by_body[label].items())})" for label in INVALID if label in by_body) + ".")
     ours = results.get("surrogates-serve", {})
     if "hostile_bodies" in ours:
@@ -643,7 +632,6 @@ def main() -> None:
         run_litserve_peer(args)
         return
 
-    import numpy as np
     import torch
 
     from surrogates import Surrogate
