@@ -146,7 +146,7 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
     # -- steps ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(batch["x"], batch["y"], batch.get("params"))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0], sync_dist=True)
         return loss
 
     def _log_errors(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

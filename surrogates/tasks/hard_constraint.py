@@ -117,7 +117,7 @@ class HardConstraintTask(OperatorRegression):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses, out = self._losses(batch)
         size = batch["x"].shape[0]
-        self.log("train/loss", losses["loss"].float(), prog_bar=True, batch_size=size)
+        self.log("train/loss", losses["loss"].float(), prog_bar=True, batch_size=size, sync_dist=True)
         for name in ("pde", "ic", "data"):
             self.log(f"train/{name}", losses[name].float(), batch_size=size)
         if out.iterations is not None:

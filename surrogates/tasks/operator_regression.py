@@ -110,7 +110,7 @@ class OperatorRegression(EvaluationMeans, L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         pred = self(batch["x"])
         loss = metrics.compute_metric(self.hparams.loss, pred, batch["y"], self._grid_spacing(pred.shape[2:])).mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

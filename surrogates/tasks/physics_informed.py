@@ -176,7 +176,7 @@ class PhysicsInformed(L.LightningModule):
             if scheduler is not None:
                 scheduler.step()
             loss, terms = loss.detach(), {k: v.detach() for k, v in terms.items()}
-        self.log("train/loss", loss, prog_bar=True, batch_size=1)
+        self.log("train/loss", loss, prog_bar=True, batch_size=1, sync_dist=True)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=1)
         return loss
