@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
+from surrogates.data.fields import expand_field_names
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import split_files
@@ -89,6 +90,8 @@ class AutoregressiveDataset(Dataset):
         self.infos: list[FileInfo] = []
         for path in self.files:
             info = inspect_file(path, check_finite=check_finite)
+            if not self.infos:  # a vector field's name stands for its components (velocity -> velocity_x, velocity_y)
+                self.state = expand_field_names(self.state, info.variables)
             require_variables(info, [*self.state, *self.conditioning])
             self._validate(info)
             self.infos.append(info)
@@ -325,7 +328,14 @@ class AutoregressiveDataModule(SplitDataModule):
         )
         if pairs:
             self.datasets[split] = dataset
+        self.inputs = list(dataset.state)  # a vector field's name becomes its components
         return dataset
+
+    def expand_fields(self) -> tuple[list[str], list[str]]:
+        """The state variables with every vector field's name replaced by its components (``velocity`` ->
+        ``velocity_x``, ``velocity_y``), read from the training file; returned as ``(inputs, targets)``, both the state."""
+        self.dataset("train")
+        return list(self.inputs), list(self.inputs)
 
     def _load(self, split: str) -> AutoregressiveDataset:
         return self.dataset(split)
