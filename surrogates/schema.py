@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["BOUNDARIES", "KINDS", "Coordinate", "DataSchema", "SchemaError", "Variable"]
+__all__ = ["BOUNDARIES", "KINDS", "Component", "Coordinate", "DataSchema", "SchemaError", "Variable"]
 
 KINDS = ("fields", "trajectory", "pointwise")
 """``fields``: input fields -> target fields (operators); ``trajectory``: states over time with
@@ -31,17 +31,32 @@ class SchemaError(ValueError):
 
 
 @dataclass(frozen=True)
+class Component:
+    """Where a variable sits in a vector or tensor field stored with a component dim.
+
+    ``velocity_x`` of ``velocity (sample, x, y, component)`` with ``component = ["x", "y"]`` is
+    ``Component("velocity", "x", "component")``: answers in the user's layout put it back there.
+    """
+
+    field: str
+    label: str
+    dim: str = "component"
+
+
+@dataclass(frozen=True)
 class Variable:
     """A variable of a dataset or model: its name and the dims of one sample.
 
     ``dims`` excludes the leading ``"sample"`` dim, e.g. ``("x", "y")`` or ``("time", "x")``; a scalar per
-    sample (a viscosity, a time step) has ``dims == ()``.
+    sample (a viscosity, a time step) has ``dims == ()``. ``component``: the vector field it is a
+    component of, when it was stored as one.
     """
 
     name: str
     dims: tuple[str, ...] = ()
     units: str = "1"
     long_name: str = ""
+    component: Component | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", tuple(str(d) for d in self.dims))
@@ -220,7 +235,7 @@ class DataSchema:
             "spatial_dims": list(self.spatial_dims),
             "spatial_shape": list(self.spatial_shape),
             "variables": {name: ["sample", *var.dims] for name, var in self.variables.items()},
-            "variable_attrs": {name: {"units": var.units, "long_name": var.long_name} for name, var in self.variables.items()},
+            "variable_attrs": {name: _variable_attrs(var) for name, var in self.variables.items()},
             "coords": {
                 name: {
                     "size": c.size, "units": c.units, "long_name": c.long_name, "min": c.min, "max": c.max,
@@ -264,7 +279,7 @@ class DataSchema:
             extra = attrs.get(name) if isinstance(attrs.get(name), Mapping) else {}
             variables[str(name)] = Variable(
                 str(name), tuple(d for d in dims if d != "sample"),
-                str(extra.get("units") or "1"), str(extra.get("long_name") or ""),
+                str(extra.get("units") or "1"), str(extra.get("long_name") or ""), _component(name, extra.get("component")),
             )
         coords = {str(name): _coordinate(str(name), info) for name, info in _mapping(raw, "coords").items()}
         bounds = {}
@@ -320,6 +335,21 @@ class DataSchema:
 
 
 # -- reading helpers --------------------------------------------------------------------------------
+def _variable_attrs(var: Variable) -> dict[str, Any]:
+    out: dict[str, Any] = {"units": var.units, "long_name": var.long_name}
+    if var.component is not None:
+        out["component"] = {"field": var.component.field, "label": var.component.label, "dim": var.component.dim}
+    return out
+
+
+def _component(name: str, raw: Any) -> Component | None:
+    if raw is None:
+        return None
+    if not (isinstance(raw, Mapping) and all(isinstance(raw.get(k), str) and raw.get(k) for k in ("field", "label", "dim"))):
+        raise SchemaError(f"variable_attrs.{name}.component must name a field, label and dim, got {raw!r}")
+    return Component(raw["field"], raw["label"], raw["dim"])
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

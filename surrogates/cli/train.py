@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, DeviceStatsMonitor, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from surrogates.checkpoint import ClassSpec, read_checkpoint
 from surrogates.cli import CONFIG_PATH
@@ -106,6 +106,21 @@ def keep_earlier_logs(trainer: L.Trainer) -> list[Path]:
     return kept
 
 
+def expand_field_names(cfg: DictConfig, datamodule: Any) -> None:
+    """Write the data's inputs and targets into ``cfg.data`` with vector fields named by their components
+    (``data.inputs=[velocity]`` -> ``[velocity_x, velocity_y]``), so that the model's channel counts
+    (``${channels:${data.inputs}}``) count components. Nothing changes when no field name was given."""
+    expand = getattr(datamodule, "expand_fields", None)
+    if expand is None or "inputs" not in cfg.data:
+        return
+    inputs, targets = expand()
+    with open_dict(cfg):
+        if list(cfg.data.inputs) != inputs:
+            cfg.data.inputs = inputs
+        if "targets" in cfg.data and list(cfg.data.targets) != targets:
+            cfg.data.targets = targets
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train ``cfg.model`` with ``cfg.task`` on ``cfg.data``; returns the logged metrics.
 
@@ -117,6 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
+    expand_field_names(cfg, datamodule)
     net = instantiate(cfg.model)
     task = instantiate(cfg.task, net=net)
     loggers = instantiate_collection(cfg.get("logger"))

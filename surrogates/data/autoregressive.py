@@ -1,7 +1,9 @@
-"""Data for autoregressive (one-step) models: pairs ``u[s, i] -> u[s, i + 1]`` and whole trajectories.
+"""Data for autoregressive (one-step) models: pairs ``u[s, i] -> u[s, i + 1]``, time windows and whole trajectories.
 
 :class:`AutoregressiveDataset` indexes every consecutive pair of states of every trajectory of a split,
-``index = s * (T - 1) + i`` for trajectory ``s`` and step ``i``, with the trajectory's scalar
+``index = s * (T - 1) + i`` for trajectory ``s`` and step ``i`` (with a time window of ``n_in`` states in and
+``n_out`` out, every run of ``n_in + n_out`` consecutive states, ``index = s * (T - n_in - n_out + 1) + i``),
+with the trajectory's scalar
 parameters (e.g. ``dt`` and ``dx`` of the Kuramoto-Sivashinsky data) as conditioning; with
 ``pairs=False`` it yields whole trajectories (for rollouts). :class:`AutoregressiveDataModule` gives the
 train/val/test loaders and the normalization statistics of the training split. Files are read
@@ -22,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
+from surrogates.data.fields import expand_field_names
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import split_files
@@ -45,6 +48,11 @@ class AutoregressiveDataset(Dataset):
         ``True``: item ``s * (T - 1) + i`` is ``{"x": u[s, i], "y": u[s, i + 1], "params", "sample",
         "step"}`` with states ``(C, *spatial)``; ``False``: item ``s`` is ``{"u": (T, C, *spatial),
         "params", "sample"}``.
+    n_steps_input, n_steps_output
+        Time windows (with ``pairs``): item ``s * W + i``, ``W = T - n_steps_input - n_steps_output + 1``, is
+        ``{"x": u[s, i : i + n_in], "y": u[s, i + n_in : i + n_in + n_out], ...}``, each window stacked
+        time-major on the channel axis, ``(n_in C, *spatial)`` and ``(n_out C, *spatial)`` (the ``C``
+        channels of the oldest state first). 1 and 1 are the pairs above.
     n_trajectories
         Use only the first ``n_trajectories`` trajectories.
     check_finite
@@ -65,8 +73,13 @@ class AutoregressiveDataset(Dataset):
         pairs: bool = True,
         n_trajectories: int | None = None,
         check_finite: bool = True,
+        n_steps_input: int = 1,
+        n_steps_output: int = 1,
     ):
         self.files = [Path(f) for f in files]
+        if int(n_steps_input) < 1 or int(n_steps_output) < 1:
+            raise ValueError(f"n_steps_input and n_steps_output must be >= 1, got {n_steps_input}, {n_steps_output}")
+        self.n_steps_input, self.n_steps_output = int(n_steps_input), int(n_steps_output)
         if not self.files:
             raise ValueError("AutoregressiveDataset needs at least one file")
         self.state = [str(name) for name in state]
@@ -77,6 +90,8 @@ class AutoregressiveDataset(Dataset):
         self.infos: list[FileInfo] = []
         for path in self.files:
             info = inspect_file(path, check_finite=check_finite)
+            if not self.infos:  # a vector field's name stands for its components (velocity -> velocity_x, velocity_y)
+                self.state = expand_field_names(self.state, info.variables)
             require_variables(info, [*self.state, *self.conditioning])
             self._validate(info)
             self.infos.append(info)
@@ -84,8 +99,9 @@ class AutoregressiveDataset(Dataset):
         self.n_steps = int(first.shape[1])
         self.spatial_dims = tuple(first.dims[2:])
         self.spatial_shape = tuple(int(n) for n in first.shape[2:])
-        if self.pairs and self.n_steps < 2:
-            raise DatasetFileError(self.files[0], f"trajectories of {self.n_steps} state(s) hold no pairs")
+        if self.pairs and self.n_steps < self.window_length:
+            what = "pairs" if self.window_length == 2 else f"windows of {self.n_steps_input} + {self.n_steps_output} states"
+            raise DatasetFileError(self.files[0], f"trajectories of {self.n_steps} state(s) hold no {what}")
         counts = [info.n_samples for info in self.infos]
         total = sum(counts)
         if n_trajectories is not None:
@@ -123,8 +139,14 @@ class AutoregressiveDataset(Dataset):
         return len(self.state)
 
     @property
+    def window_length(self) -> int:
+        """States read per item: ``n_steps_input + n_steps_output`` (2 for pairs)."""
+        return self.n_steps_input + self.n_steps_output
+
+    @property
     def pairs_per_trajectory(self) -> int:
-        return self.n_steps - 1
+        """Items per trajectory: ``T - 1`` pairs, or ``T - n_steps_input - n_steps_output + 1`` windows."""
+        return self.n_steps - self.window_length + 1
 
     def __len__(self) -> int:
         return self.n_trajectories * (self.pairs_per_trajectory if self.pairs else 1)
@@ -171,10 +193,11 @@ class AutoregressiveDataset(Dataset):
             states, params = self.read(index)
             return {"u": torch.from_numpy(states), "params": torch.from_numpy(params), "sample": index}
         sample, step = divmod(index, self.pairs_per_trajectory)
-        states, params = self.read(sample, step, step + 2)
+        states, params = self.read(sample, step, step + self.window_length)
+        n_in, shape = self.n_steps_input, states.shape[2:]
         return {
-            "x": torch.from_numpy(states[0]),
-            "y": torch.from_numpy(states[1]),
+            "x": torch.from_numpy(states[:n_in].reshape(-1, *shape)),  # time-major: (n_in C, *spatial)
+            "y": torch.from_numpy(states[n_in:].reshape(-1, *shape)),
             "params": torch.from_numpy(params),
             "sample": sample,
             "step": step,
@@ -221,7 +244,7 @@ class AutoregressiveDataset(Dataset):
         return state
 
     def __repr__(self) -> str:
-        kind = "pairs" if self.pairs else "trajectories"
+        kind = ("pairs" if self.window_length == 2 else f"windows {self.n_steps_input} -> {self.n_steps_output}") if self.pairs else "trajectories"
         return (
             f"AutoregressiveDataset({len(self)} {kind} from {self.n_trajectories} trajectories of {self.n_steps} states, "
             f"state {self.state}, conditioning {self.conditioning}, spatial {dict(zip(self.spatial_dims, self.spatial_shape))})"
@@ -248,6 +271,9 @@ class AutoregressiveDataModule(SplitDataModule):
         Seeds the training shuffle.
     n_train, n_val, n_test
         Use only the first trajectories of a split (statistics from the ``n_train`` used).
+    n_steps_input, n_steps_output
+        Time windows: ``n_steps_input`` states in, the next ``n_steps_output`` out (batches ``x`` ``(B, n_in C,
+        *spatial)``, ``y`` ``(B, n_out C, *spatial)``, time-major); 1 and 1 are the pairs.
     check_finite
         Scan the files for NaN/inf when they are opened.
 
@@ -272,8 +298,13 @@ class AutoregressiveDataModule(SplitDataModule):
         n_test: int | None = None,
         check_finite: bool = True,
         pin_memory: bool = False,
+        n_steps_input: int = 1,
+        n_steps_output: int = 1,
     ):
         super().__init__(data_dir, batch_size, num_workers, seed, check_finite, pin_memory)
+        if int(n_steps_input) < 1 or int(n_steps_output) < 1:
+            raise ValueError(f"n_steps_input and n_steps_output must be >= 1, got {n_steps_input}, {n_steps_output}")
+        self.n_steps_input, self.n_steps_output = int(n_steps_input), int(n_steps_output)
         self.inputs = [str(name) for name in inputs]
         self.conditioning = [str(name) for name in conditioning]
         self.limits = {"train": n_train, "val": n_val, "test": n_test}
@@ -293,10 +324,18 @@ class AutoregressiveDataModule(SplitDataModule):
         dataset = AutoregressiveDataset(
             split_files(self.data_dir, split), self.inputs, self.conditioning, pairs=pairs,
             n_trajectories=None if limit is None else int(limit), check_finite=self.check_finite,
+            n_steps_input=self.n_steps_input, n_steps_output=self.n_steps_output,
         )
         if pairs:
             self.datasets[split] = dataset
+        self.inputs = list(dataset.state)  # a vector field's name becomes its components
         return dataset
+
+    def expand_fields(self) -> tuple[list[str], list[str]]:
+        """The state variables with every vector field's name replaced by its components (``velocity`` ->
+        ``velocity_x``, ``velocity_y``), read from the training file; returned as ``(inputs, targets)``, both the state."""
+        self.dataset("train")
+        return list(self.inputs), list(self.inputs)
 
     def _load(self, split: str) -> AutoregressiveDataset:
         return self.dataset(split)
@@ -312,9 +351,15 @@ class AutoregressiveDataModule(SplitDataModule):
 
     def data_schema(self) -> DataSchema:
         """What a model trained on this data expects: a ``trajectory`` :class:`~surrogates.schema.DataSchema`
-        with the ``state`` variables (inputs and targets alike), the ``conditioning`` parameters and ``n_steps``."""
+        with the ``state`` variables (inputs and targets alike), the ``conditioning`` parameters, ``n_steps`` and,
+        with a time window, ``window`` (``inputs`` and ``targets`` stay the state variables)."""
         dataset = next(iter(self.datasets.values()), None) or self.dataset("train")
+        window = None
+        if (self.n_steps_input, self.n_steps_output) != (1, 1):
+            window = {"inputs": list(self.inputs), "targets": list(self.inputs),
+                      "n_steps_input": self.n_steps_input, "n_steps_output": self.n_steps_output}
         return self._schema(
             dataset, {*self.inputs, *self.conditioning}, kind="trajectory", inputs=tuple(self.inputs),
             targets=tuple(self.inputs), state=tuple(self.inputs), conditioning=tuple(self.conditioning), n_steps=dataset.n_steps,
+            window=window,
         )

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from surrogates.data.shards import has_split
 from surrogates.data.schema import SCHEMA_VERSION
-from surrogates.schema import Coordinate, DataSchema, Variable
+from surrogates.schema import Component, Coordinate, DataSchema, Variable
 
 __all__ = ["DistributedEpochShuffleSampler", "EpochShuffleSampler", "SplitDataModule", "make_loader", "training_position"]
 
@@ -199,8 +199,11 @@ class SplitDataModule(L.LightningDataModule):
         out = {}
         for name in sorted(names):
             stored = info.variables[name]
+            field, label = stored.attrs.get("field"), stored.attrs.get("component")
+            component = Component(str(field), str(label), str(stored.attrs.get("component_dim") or "component")) if field and label else None
             out[name] = Variable(
-                name, tuple(stored.dims[1:]), str(stored.attrs.get("units") or "1"), str(stored.attrs.get("long_name") or "")
+                name, tuple(stored.dims[1:]), str(stored.attrs.get("units") or "1"), str(stored.attrs.get("long_name") or ""),
+                component,
             )
         return out
 

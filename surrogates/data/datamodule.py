@@ -96,7 +96,20 @@ class FieldDataModule(SplitDataModule):
                 n_steps_input=self.n_steps_input,
                 n_steps_output=self.n_steps_output,
             )
+            self._take_names(self.datasets[split])
         return self.datasets[split]
+
+    def _take_names(self, dataset: FieldDataset) -> None:
+        """Take a dataset's names: fields named by the user become their components (``velocity_x``, ...)."""
+        self.inputs, self.targets = list(dataset.inputs), list(dataset.targets)
+
+    def expand_fields(self) -> tuple[list[str], list[str]]:
+        """The inputs and targets with every vector field's name replaced by its components, read from the
+        training file (``velocity`` -> ``velocity_x``, ``velocity_y``); they become :attr:`inputs` and :attr:`targets`.
+
+        ``surrogates-train`` calls this before it builds the model, whose channel counts follow the names."""
+        self._take_names(self._reference())
+        return list(self.inputs), list(self.targets)
 
     def _setup_train(self) -> None:
         if self.train_set is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from surrogates.data.fields import expand_field_names
 from surrogates.data.foreign import ForeignLayout, inspect_foreign
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 
@@ -65,7 +66,8 @@ class FieldDataset(Dataset):
         The split's files, e.g. from :func:`~surrogates.data.shards.split_files`; samples are
         numbered file after file.
     inputs, targets
-        Variable names, one channel each, in this order.
+        Variable names, one channel each, in this order; a vector field's name stands for its components
+        (``velocity`` -> ``velocity_x, velocity_y``, :mod:`surrogates.data.fields`).
     input_time, target_time
         Index into the ``time`` dim (negative counts from the end) of input / target variables
         stored as ``(sample, time, ...)``; required when such a variable is named, ignored for
@@ -128,11 +130,14 @@ class FieldDataset(Dataset):
         self.input_time = None if input_time is None else int(input_time)
         self.target_time = None if target_time is None else int(target_time)
 
-        self.infos: list[FileInfo] = []
-        for path in self.files:
-            info = inspect_file(path, check_finite) if layout is None else inspect_foreign(path, layout, check_finite)
+        self.infos: list[FileInfo] = [
+            inspect_file(path, check_finite) if layout is None else inspect_foreign(path, layout, check_finite) for path in self.files
+        ]
+        # a vector field's name stands for its components (velocity -> velocity_x, velocity_y)
+        self.inputs = expand_field_names(self.inputs, self.infos[0].variables)
+        self.targets = expand_field_names(self.targets, self.infos[0].variables)
+        for info in self.infos:
             require_variables(info, [*self.inputs, *self.targets])
-            self.infos.append(info)
         first = self.infos[0]
         self._check_consistent()
         self.variable_dims = {name: first.variables[name].dims[1:] for name in {*self.inputs, *self.targets}}

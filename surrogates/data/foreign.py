@@ -136,7 +136,7 @@ def _read(path: Path, handle: Any, layout: ForeignLayout) -> ForeignFileInfo:
             for k, label in enumerate(labels):
                 offered = f"{name}_{label}"
                 variables[offered] = VariableInfo(
-                    ours[:-1], shape[:-1], str(var.dtype), {**var_attrs, "field": name, "component": label}
+                    ours[:-1], shape[:-1], str(var.dtype), {**var_attrs, "field": name, "component": label, "component_dim": dims[-1]}
                 )
                 sources[offered] = (name, k)
         else:

@@ -122,6 +122,7 @@ class XarrayDataModule(FieldDataModule):
                 check_finite=self.check_finite, layout=self.layout, indices=indices,
                 n_steps_input=self.n_steps_input, n_steps_output=self.n_steps_output,
             )
+            self._take_names(self.datasets[split])
         return self.datasets[split]
 
     def _reference(self) -> FieldDataset:

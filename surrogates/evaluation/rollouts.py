@@ -2,7 +2,9 @@
 
 Used by ``surrogates-evaluate ckpt=<rollout checkpoint> [compare_ckpt=<another>]`` (:mod:`surrogates.cli.evaluate_rollout`
 loads the checkpoints and calls :func:`report_rollouts`) and by ``tools/bench_pde_refiner.py``. Every test trajectory is
-rolled out from its state ``start`` for ``steps`` steps and compared with the reference states ``start + 1 .. start + steps``:
+rolled out from its state ``start`` for ``steps`` steps and compared with the reference states ``start + 1 .. start + steps``
+(a model with a time window of ``n`` input states starts from states ``start .. start + n - 1`` and is compared with
+``start + n .. start + n - 1 + steps``):
 
 - per-step Pearson correlation and MSE (:func:`surrogates.metrics.rollout_metrics`), and the
   high-correlation times at 0.8 and 0.9, in the time units of the data's ``dt`` (per trajectory)
@@ -144,16 +146,20 @@ def evaluate_rollouts(
     seeds
         Noise seeds; a deterministic model is rolled out once.
     start
-        Index of the initial state.
+        Index of the initial state (the first state of the initial window of a model with ``n_steps_input > 1``).
     dt
         Time between states, a number or ``(N,)``; default 1 (times in steps).
     """
     n, total = trajectories.shape[:2]
-    steps = total - 1 - start if steps is None else int(steps)
-    if not 0 <= start < total - 1 or not 1 <= steps <= total - 1 - start:
-        raise ValueError(f"cannot roll out {steps} steps from state {start} of trajectories with {total} states")
+    n_in = int(getattr(surrogate, "n_steps_input", 1))
+    first = start + n_in  # the first predicted state
+    steps = total - first if steps is None else int(steps)
+    if not 0 <= start < total - n_in or not 1 <= steps <= total - first:
+        window = f" with a window of {n_in} states" if n_in > 1 else ""
+        raise ValueError(f"cannot roll out {steps} steps from state {start}{window} of trajectories with {total} states")
     seeds = [int(s) for s in seeds] if surrogate.stochastic else [int(seeds[0]) if len(seeds) else 0]
-    reference = trajectories[:, start + 1 : start + 1 + steps].double()
+    reference = trajectories[:, first : first + steps].double()
+    initial = trajectories[:, start] if n_in == 1 else surrogate.predictor.initial_window(trajectories, start)
     dt = np.broadcast_to(np.asarray(1.0 if dt is None else dt, dtype=np.float64), (n,)).copy()
     predictions, seconds = [], 0.0
     for seed in seeds:
@@ -162,7 +168,7 @@ def evaluate_rollouts(
             batch_params = None if params is None else params[i : i + batch_size]
             tic = time.perf_counter()
             # every batch gets its own seed, so results do not depend on the batch size only through the seed
-            chunks.append(surrogate.rollout_tensor(trajectories[i : i + batch_size, start], steps, batch_params, seed + 7919 * i).cpu())
+            chunks.append(surrogate.rollout_tensor(initial[i : i + batch_size], steps, batch_params, seed + 7919 * i).cpu())
             seconds += time.perf_counter() - tic
         predictions.append(torch.cat(chunks))
     pred = torch.stack(predictions)  # (S, N, steps, C, *spatial)
@@ -194,7 +200,8 @@ def one_step_errors(surrogate: Any, dataset: AutoregressiveDataset, batch_size: 
     surrogate
         A :class:`~surrogates.serve.rollout.RolloutSurrogate`.
     dataset
-        Pairs ``{"x": (C, *spatial), "y": (C, *spatial), "params": (P,)}`` in physical units.
+        Pairs ``{"x": (C, *spatial), "y": (C, *spatial), "params": (P,)}`` in physical units (time windows
+        ``(n_in C, *spatial)`` -> ``(n_out C, *spatial)`` for a model with a window).
 
     Returns
     -------
@@ -250,8 +257,8 @@ def report_rollouts(
     """
     first = surrogates[0]
     for other in surrogates[1:]:
-        if other.conditioning != first.conditioning or other.state != first.state:
-            raise ValueError("the compared checkpoints take different state variables or conditioning")
+        if other.conditioning != first.conditioning or other.state != first.state or other.n_steps_input != first.n_steps_input:
+            raise ValueError("the compared checkpoints take different state variables, conditioning or input windows")
     data_dir = data_dir or first.schema.source
     if not data_dir:
         raise ValueError("the checkpoint records no data folder; pass data_dir=...")
@@ -259,6 +266,7 @@ def report_rollouts(
         split_files(data_dir, split), first.state,
         first.conditioning, pairs=False, n_trajectories=n_trajectories,
     )
+    n_in = first.n_steps_input
     trajectories, params = dataset.trajectories()
     dt = params[:, first.conditioning.index("dt")].double().numpy() if "dt" in first.conditioning else None
     time_label = "time" if dt is not None else "steps"
@@ -287,7 +295,10 @@ def report_rollouts(
         "time_units": "dt of each trajectory" if dt is not None else "steps",
         "models": {ev.name: ev.summary() for ev in evaluations},
     }
-    pairs = AutoregressiveDataset(split_files(data_dir, split), first.state, first.conditioning, pairs=True)
+    pairs = AutoregressiveDataset(
+        split_files(data_dir, split), first.state, first.conditioning, pairs=True,
+        n_steps_input=n_in, n_steps_output=first.n_steps_output,
+    )
     try:
         for name, surrogate in zip(names, surrogates):
             summary["models"][name]["one_step"] = one_step_errors(surrogate, pairs, batch_size)
@@ -301,7 +312,7 @@ def report_rollouts(
         }
     spectra = None
     if trajectories.ndim == 4:  # (N, T, C, X): one periodic spatial axis
-        first_states = trajectories[:, start + 1].double()  # (N, C, X), the reference after one step
+        first_states = trajectories[:, start + n_in].double()  # (N, C, X), the reference after one step
         spectra = {
             ev.name: metrics.error_spectrum(torch.from_numpy(ev.predictions[:, :, 0]),  # (S, N, C, X), first step
                                             first_states.expand(len(ev.seeds), *first_states.shape))
@@ -319,7 +330,7 @@ def report_rollouts(
     plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {split}: rollout correlation")
     sample = 0
     plot_spacetime(
-        trajectories[sample, 1 + start :][: evaluations[0].corr.shape[2], 0].numpy(),
+        trajectories[sample, n_in + start :][: evaluations[0].corr.shape[2], 0].numpy(),
         {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
         output_dir / "spacetime.png",
         dt=float(evaluations[0].dt[sample]),

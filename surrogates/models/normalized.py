@@ -99,6 +99,9 @@ class NormalizedOperator(nn.Module):
 class NormalizedStepper(nn.Module):
     """A one-step model ``u(t), params -> u(t + dt)`` in physical units, and its rollouts.
 
+    With a time window (the network's ``n_steps_input``, ``n_steps_output``) it maps the last
+    ``n_steps_input`` states to the next ``n_steps_output``, both stacked time-major on the channel axis.
+
     States are normalized per channel (``state_normalizer``, the same for input and output);
     conditioning parameters (e.g. ``dt``, ``dx``) are divided by ``param_scale`` (their training mean).
 
@@ -141,12 +144,41 @@ class NormalizedStepper(nn.Module):
 
     # -- units ------------------------------------------------------------------------------------
     def encode(self, state: torch.Tensor) -> torch.Tensor:
-        """States ``(B, C, *spatial)`` in physical units -> normalized (same shape)."""
-        return self.state_normalizer.encode(state)
+        """States ``(B, C, *spatial)`` or time-major windows ``(B, n C, *spatial)`` in physical units -> normalized
+        (same shape; every state of a window with the same per-channel statistics)."""
+        return self._per_state(self.state_normalizer.encode, state)
 
     def decode(self, state: torch.Tensor) -> torch.Tensor:
-        """Normalized states ``(B, C, *spatial)`` -> physical units (same shape)."""
-        return self.state_normalizer.decode(state)
+        """Normalized states ``(B, C, *spatial)`` or windows ``(B, n C, *spatial)`` -> physical units (same shape)."""
+        return self._per_state(self.state_normalizer.decode, state)
+
+    def _per_state(self, transform: Any, window: torch.Tensor) -> torch.Tensor:
+        channels = self.net.in_channels
+        if window.shape[1] == channels:
+            return transform(window)
+        states = window.reshape(window.shape[0] * (window.shape[1] // channels), channels, *window.shape[2:])
+        return transform(states).reshape(window.shape)
+
+    @property
+    def n_steps_input(self) -> int:
+        """States the network takes (1 without a time window)."""
+        return int(getattr(self.net, "n_steps_input", 1))
+
+    @property
+    def n_steps_output(self) -> int:
+        """States one prediction gives (1 without a time window)."""
+        return int(getattr(self.net, "n_steps_output", 1))
+
+    def initial_window(self, trajectories: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """The input of a rollout from state ``start`` of ``trajectories`` ``(B, T, C, *spatial)``: state ``start``
+        ``(B, C, *spatial)``, or with a time window states ``start .. start + n_steps_input - 1`` stacked time-major
+        ``(B, n_steps_input C, *spatial)``."""
+        n = self.n_steps_input
+        if n == 1:
+            return trajectories[:, start]
+        if start + n > trajectories.shape[1]:
+            raise ValueError(f"a window of {n} states from state {start} needs {start + n} states, got {trajectories.shape[1]}")
+        return trajectories[:, start : start + n].flatten(1, 2)
 
     def encode_params(self, params: torch.Tensor | None) -> torch.Tensor | None:
         """Parameters ``(B, P)`` in physical units -> the network's scaled parameters (None without conditioning)."""

@@ -103,6 +103,11 @@ class PDERefiner(OperatorModel):
     dim, hidden_channels, channel_multipliers, blocks_per_level, norm_groups, padding_mode, cond_channels
         The U-Net's arguments (:class:`~surrogates.models.unet.UNet`); ``padding_mode="circular"``
         for periodic data.
+    n_steps_input, n_steps_output : int
+        Time window: the model takes the last ``n_steps_input`` states and predicts the next
+        ``n_steps_output`` ones (1 and 1: ``u(t) -> u(t + dt)``). Windows are stacked time-major on the
+        channel axis, ``(B, n_steps * C, *spatial)``: the ``C`` channels of the oldest state first. The
+        U-Net then takes ``(n_steps_input + n_steps_output) C`` channels and returns ``n_steps_output C``.
 
     Examples
     --------
@@ -129,6 +134,8 @@ class PDERefiner(OperatorModel):
         norm_groups: int = 8,
         padding_mode: str = "circular",
         cond_channels: int | None = None,
+        n_steps_input: int = 1,
+        n_steps_output: int = 1,
     ):
         super().__init__()
         if in_channels != out_channels:
@@ -138,7 +145,10 @@ class PDERefiner(OperatorModel):
             )
         if n_params < 0:
             raise ValueError(f"n_params must be >= 0, got {n_params}")
+        if n_steps_input < 1 or n_steps_output < 1:
+            raise ValueError(f"n_steps_input and n_steps_output must be >= 1, got {n_steps_input}, {n_steps_output}")
         self.in_channels = self.out_channels = int(in_channels)
+        self.n_steps_input, self.n_steps_output = int(n_steps_input), int(n_steps_output)
         self.n_params = int(n_params)
         self.num_refinement_steps = int(num_refinement_steps)
         self.register_buffer(
@@ -151,8 +161,8 @@ class PDERefiner(OperatorModel):
             1.0 / (self.num_refinement_steps + 1) if first_step_probability is None else float(first_step_probability)
         )
         self.unet = UNet(
-            2 * self.in_channels,
-            self.out_channels,
+            (self.n_steps_input + self.n_steps_output) * self.in_channels,
+            self.n_steps_output * self.out_channels,
             dim=dim,
             hidden_channels=hidden_channels,
             channel_multipliers=channel_multipliers,
@@ -169,9 +179,16 @@ class PDERefiner(OperatorModel):
         return self.num_refinement_steps + 1
 
     # -- network ----------------------------------------------------------------------------------
+    @property
+    def window_channels(self) -> tuple[int, int]:
+        """Channels of the input window and of the predicted window, ``(n_steps_input C, n_steps_output C)``."""
+        return self.n_steps_input * self.in_channels, self.n_steps_output * self.out_channels
+
     def _check(self, state: torch.Tensor, params: torch.Tensor | None) -> torch.Tensor:
-        if state.ndim < 3 or state.shape[1] != self.in_channels:
-            raise ValueError(f"state must have shape (batch, {self.in_channels}, *spatial), got {tuple(state.shape)}")
+        channels = self.window_channels[0]
+        if state.ndim < 3 or state.shape[1] != channels:
+            what = f"{self.n_steps_input} states x {self.in_channels} channels" if self.n_steps_input > 1 else "state channels"
+            raise ValueError(f"state must have shape (batch, {channels} [{what}], *spatial), got {tuple(state.shape)}")
         if self.n_params == 0:
             if params is not None and params.numel():
                 raise ValueError("this model takes no parameters (n_params=0)")
@@ -182,7 +199,8 @@ class PDERefiner(OperatorModel):
         return params.to(state.dtype)
 
     def denoiser(self, state: torch.Tensor, estimate: torch.Tensor, k: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """One network evaluation: ``net([state, estimate], [k, params])``; ``k`` of shape ``(B,)``."""
+        """One network evaluation: ``net([state, estimate], [k, params])``; ``k`` of shape ``(B,)``; ``state``
+        ``(B, n_steps_input C, *spatial)``, ``estimate`` and the answer ``(B, n_steps_output C, *spatial)``."""
         scale = STEP_EMBEDDING_RANGE / max(self.num_refinement_steps, 1)
         cond = torch.cat([(k.to(state.dtype) * scale)[:, None], params * self.param_embedding_scale], dim=1)
         return self.unet(torch.cat([state, estimate], dim=1), cond)
@@ -196,18 +214,23 @@ class PDERefiner(OperatorModel):
         Parameters
         ----------
         state
-            ``(B, C, *spatial)``.
+            ``(B, C, *spatial)``; with a time window the last ``n_steps_input`` states ``(B, n_steps_input C, *spatial)``.
         params
             ``(B, n_params)`` scaled parameters.
         generator
             Source of the refinement noise (a fixed seed gives a reproducible prediction).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, C, *spatial)``; with a time window the next ``n_steps_output`` states ``(B, n_steps_output C, *spatial)``.
         """
         return self.refinement_estimates(state, params, generator)[-1]
 
     def refinement_estimates(
         self, state: torch.Tensor, params: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> list[torch.Tensor]:
-        """The estimate of the next state after each step ``k = 0 .. K`` (``K + 1`` tensors ``(B, C, *spatial)``).
+        """The estimate of the next state after each step ``k = 0 .. K`` (``K + 1`` tensors ``(B, n_steps_output C, *spatial)``).
 
         The last one is :meth:`predict`'s answer (same noise for the same generator); comparing each with
         the true next state shows what every refinement step adds.
@@ -215,10 +238,11 @@ class PDERefiner(OperatorModel):
         params = self._check(state, params)
         batch = state.shape[0]
         k = torch.zeros(batch, dtype=torch.long, device=state.device)
-        estimates = [self.denoiser(state, torch.zeros_like(state), k, params)]
+        shape = (batch, self.window_channels[1], *state.shape[2:])
+        estimates = [self.denoiser(state, state.new_zeros(shape), k, params)]
         for step in range(1, self.num_refinement_steps + 1):
             sigma = self.sigmas[step].to(state.dtype)
-            noise = torch.randn(state.shape, generator=generator, device=state.device, dtype=state.dtype)
+            noise = torch.randn(shape, generator=generator, device=state.device, dtype=state.dtype)
             noised = estimates[-1] + sigma * noise
             estimates.append(noised - sigma * self.denoiser(state, noised, k + step, params))
         return estimates
@@ -236,16 +260,36 @@ class PDERefiner(OperatorModel):
         params: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``steps`` autoregressive predictions from ``state`` ``(B, C, *spatial)``: ``(B, steps, C, *spatial)``."""
+        """``steps`` autoregressive predictions from ``state``: ``(B, steps, C, *spatial)``.
+
+        ``state`` is ``(B, C, *spatial)``, or with a time window the first ``n_steps_input`` states
+        ``(B, n_steps_input C, *spatial)``; every prediction gives ``n_steps_output`` states and the window
+        moves on by as many (:meth:`shift_window`); the last prediction is cut to ``steps`` states.
+        """
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         out = []
-        for _ in range(steps):
-            state = self.predict(state, params, generator)
-            out.append(state)
+        while len(out) < steps:
+            predicted = self.predict(state, params, generator)
+            out.extend(self.states(predicted))
+            state = self.shift_window(state, predicted)
         if not out:
-            return state.new_empty(state.shape[0], 0, *state.shape[1:])
-        return torch.stack(out, dim=1)
+            return state.new_empty(state.shape[0], 0, self.in_channels, *state.shape[2:])
+        return torch.stack(out[:steps], dim=1)
+
+    def states(self, window: torch.Tensor) -> list[torch.Tensor]:
+        """A time-major window ``(B, n C, *spatial)`` as its ``n`` states ``(B, C, *spatial)`` (views)."""
+        return list(window.split(self.in_channels, dim=1)) if window.shape[1] != self.in_channels else [window]
+
+    def shift_window(self, window: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+        """The input window after a prediction: the last ``n_steps_input`` states of ``[window, predicted]``.
+
+        ``window`` ``(B, n_steps_input C, *spatial)``, ``predicted`` ``(B, n_steps_output C, *spatial)``.
+        """
+        keep = self.window_channels[0]
+        if predicted.shape[1] >= keep:  # 1 -> 1: the prediction itself, as before windows
+            return predicted if predicted.shape[1] == keep else predicted[:, -keep:]
+        return torch.cat([window[:, predicted.shape[1] :], predicted], dim=1)
 
     # -- training ---------------------------------------------------------------------------------
     def _draw_steps(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -268,6 +312,9 @@ class PDERefiner(OperatorModel):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """The training objective on a batch of pairs (normalized units), a scalar.
+
+        ``state`` ``(B, n_steps_input C, *spatial)``, ``target`` ``(B, n_steps_output C, *spatial)`` (``C`` channels each
+        without a window).
 
         ``k`` per sample (``U{0, .., K}`` by default, see ``first_step_probability``); ``k = 0``: MSE
         between ``net([state, 0], 0)`` and the target; ``k > 0``: MSE between

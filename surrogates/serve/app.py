@@ -278,14 +278,14 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         offload = len(body) > settings.offload_bytes
         if kind == "json":
             parsed = await _maybe_thread(offload, _decode_json, body)
-            arrays, coords, engine, sample_dim = parsed[0], {}, None, "sample"
+            arrays, coords, engine, sample_dim, whole_fields = parsed[0], {}, None, "sample", {}
             steps = _agree("steps", steps, parsed[1])
             seed = _agree("seed", seed, parsed[2])
         else:
             specs = {v.name: v.dims for v in entry.inputs}
-            arrays, coords, engine, sample_dim = await _maybe_thread(
+            arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes,
-                entry.sample_dims,
+                entry.sample_dims, entry.components,
             )
         if steps is not None:
             if not entry.rollout:
@@ -318,6 +318,10 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if kind == "json":
             content = await _maybe_thread(offload, _encode_json, name, answer, steps, info, started)
             return Response(content, media_type=codecs.JSON_MEDIA_TYPE)
+        if kind != "json" and (whole_fields or entry.trained_on_user_files):
+            # vector fields whole, as the body sent them or the user's training file stores them; in the model's order
+            answer, labels = entry.assemble_fields(answer)
+            coords.update({dim: (np.asarray(values), {}) for dim, values in labels.items()})
         if steps:
             coords["time"] = (np.arange(1, steps + 1, dtype=np.int32), {"long_name": "rollout step"})
         attrs = {"model": name, "steps": steps or 0, "info": info, "elapsed_ms": 1000 * (time.perf_counter() - started)}

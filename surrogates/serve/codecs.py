@@ -215,7 +215,8 @@ def read_netcdf(
     max_elements: int,
     max_decoded_bytes: int | None = None,
     sample_dims: Sequence[str] = ("sample",),
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str]:
+    components: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str, dict[str, str]]:
     """The model's input variables of a NetCDF body, read after their sizes were checked in the header.
 
     Only the inputs (``specs``: name -> dims without ``"sample"``) and the coordinates of their dims
@@ -227,12 +228,17 @@ def read_netcdf(
     ``sample_dims``: the names a body may give its sample dim (``sample``, and the name in the model's
     training data when it was trained on a file of the user's, ``data=xarray``); one body uses one of them.
 
+    ``components``: input name -> its :class:`~surrogates.schema.Component` for inputs that are components of a
+    vector field. A body may send the field in its own layout instead, ``velocity (sample, x, y, component)``
+    for ``velocity_x``, ``velocity_y``: it is checked like any input (dims, size) and split into the components
+    by the labels of its component coordinate (else the labels are read as indices ``0, 1, ...``).
+
     Returns
     -------
-    arrays, coords, engine, sample_dim
+    arrays, coords, engine, sample_dim, fields
         float32 arrays per input transposed to ``(sample_dim, *dims)`` or ``dims``, the coordinates
-        (numpy, with attrs) of the dims used, to be written back with the answer, the xarray engine, and
-        the body's name of its sample dim (to answer with).
+        (numpy, with attrs) of the dims used, to be written back with the answer, the xarray engine,
+        the body's name of its sample dim (to answer with), and the fields sent whole (field -> component dim).
     """
     import xarray as xr
 
@@ -245,6 +251,8 @@ def read_netcdf(
     except Exception as error:  # h5py, h5netcdf and scipy raise many types for truncated or corrupt files
         log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
         raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
+    components = {name: c for name, c in (components or {}).items() if name in specs}
+    specs, fields = _whole_fields(specs, header, components)
     missing = [name for name in specs if name not in header]
     if missing:
         raise unprocessable("missing_input", f"the NetCDF body lacks input variable(s) {missing}; it has {sorted(header)}")
@@ -286,7 +294,8 @@ def read_netcdf(
             f"reading the NetCDF inputs would decompress {total_bytes} bytes (whole chunks, with coordinates); "
             f"the limit is {limit} bytes (max_decoded_bytes)",
         )
-    keep = set(specs) | set(coord_names)
+    labelled = [dim for dim in fields.values() if dim in header and header[dim].dims == (dim,) and dim not in coord_names]
+    keep = set(specs) | set(coord_names) | set(labelled)
     try:
         with xr.open_dataset(io.BytesIO(body), engine=engine, drop_variables=[n for n in header if n not in keep]) as ds:
             arrays = {}
@@ -297,12 +306,41 @@ def read_netcdf(
                 with np.errstate(over="ignore"):
                     arrays[name] = values.astype(np.float32)
             coords = {dim: (ds.coords[dim].values, dict(ds.coords[dim].attrs)) for dim in coord_names if dim in ds.coords}
+            labels = {dim: [str(v) for v in np.asarray(ds[dim].values).tolist()] for dim in labelled if dim in ds.variables}
     except ServiceError:
         raise
     except Exception as error:
         log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
         raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
-    return arrays, coords, engine, sample_dim
+    for field, dim in fields.items():
+        values = arrays.pop(field)
+        names = labels.get(dim) or ([str(v) for v in np.asarray(coords[dim][0]).tolist()] if dim in coords else [])
+        names = names or [str(k) for k in range(values.shape[-1])]
+        for name, component in components.items():
+            if component.field == field and component.dim == dim:
+                if component.label not in names:
+                    raise unprocessable("missing_input", f"field {field!r} has no component {component.label!r} along {dim!r} (it has {names})")
+                arrays[name] = np.ascontiguousarray(values[..., names.index(component.label)])
+        coords.setdefault(dim, (np.asarray(names), {}))
+    return arrays, coords, engine, sample_dim, fields
+
+
+def _whole_fields(
+    specs: Mapping[str, Sequence[str]], header: Mapping[str, Any], components: Mapping[str, Any]
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """The variables to read: inputs sent as components, and for inputs sent as a whole vector field (not as
+    components, the field with its component dim last in the body) the field with dims ``(*dims, component dim)``."""
+    out: dict[str, tuple[str, ...]] = {}
+    fields: dict[str, str] = {}
+    for name, dims in specs.items():
+        component = components.get(name)
+        field = header.get(component.field) if component is not None and name not in header else None
+        if field is not None and field.dims[-1:] == (component.dim,):
+            out[component.field] = (*dims, component.dim)
+            fields[component.field] = component.dim
+        else:
+            out[name] = tuple(dims)
+    return out, fields
 
 
 def write_netcdf(

@@ -131,6 +131,43 @@ class ModelEntry:
         return tuple(dict.fromkeys(["sample", str(reader.get("sample_dim") or "sample")]))
 
     @property
+    def trained_on_user_files(self) -> bool:
+        """Whether the model was trained on a user's own files (``data=xarray``), whose layout answers follow."""
+        reader = (self.data_schema.reader or {}) if self.data_schema is not None else {}
+        return reader.get("name") == "xarray"
+
+    @property
+    def components(self) -> dict[str, Any]:
+        """Inputs and outputs that are components of a vector field: name -> :class:`~surrogates.schema.Component`."""
+        if self.data_schema is None:
+            return {}
+        names = [v.name for v in self.inputs + self.outputs]
+        return {name: c for name in names if (c := self.data_schema.variable(name).component) is not None}
+
+    def assemble_fields(
+        self, answer: dict[str, tuple[list[str], np.ndarray]]
+    ) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, list[str]]]:
+        """Answer variables ``name -> (dims, values)`` with the predicted components of each vector field put back
+        together: ``velocity_x``, ``velocity_y`` -> ``velocity (*dims, component dim)``, in the order the model
+        predicts them; and the labels along each component dim used (the answer's coordinate)."""
+        components = self.components
+        groups: dict[tuple[str, str], list[str]] = {}
+        for name in answer:
+            if name in components:
+                groups.setdefault((components[name].field, components[name].dim), []).append(name)
+        out: dict[str, tuple[list[str], np.ndarray]] = {}
+        labels: dict[str, list[str]] = {}
+        for name, (dims, values) in answer.items():
+            component = components.get(name)
+            if component is None or component.field in answer:
+                out[name] = (dims, values)
+            elif component.field not in out:
+                members = groups[(component.field, component.dim)]
+                out[component.field] = ([*dims, component.dim], np.stack([answer[m][1] for m in members], axis=-1))
+                labels[component.dim] = [components[m].label for m in members]
+        return out, labels
+
+    @property
     def ready(self) -> bool:
         return self.status == "ready" and self.runner is not None
 

@@ -5,6 +5,10 @@ Examples
 >>> s = RolloutSurrogate.load("outputs/train/runs/<run>/checkpoints/best.ckpt")  # doctest: +SKIP
 >>> u = s.rollout(u0, steps=100, dt=0.8, dx=0.25, seed=0)   # (n, 256) -> (n, 100, 256)  # doctest: +SKIP
 >>> runs = s.rollout_ensemble(u0, 100, seeds=[0, 1, 2], dt=0.8, dx=0.25)   # (3, n, 100, 256)  # doctest: +SKIP
+
+A model trained on time windows (``n_steps_input`` states -> ``n_steps_output``) takes the first
+``n_steps_input`` states, ``(n, n_steps_input, [C,] *spatial)``, and moves its window on by
+``n_steps_output`` states per prediction.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from surrogates.errors import CheckpointError
 from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable
-from surrogates.serve.inputs import check_channels, check_finite, check_layout, split_channels, stack
+from surrogates.serve.inputs import InputError, check_channels, check_finite, check_layout, split_channels, stack
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
 __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_surrogate"]
@@ -162,19 +166,60 @@ class RolloutSurrogate:
         return list(self.schema.state or self.schema.inputs) or [f"u_{i}" for i in range(self.model.in_channels)]
 
     @property
+    def n_steps_input(self) -> int:
+        """States the model takes (1 without a time window)."""
+        return self.predictor.n_steps_input
+
+    @property
+    def n_steps_output(self) -> int:
+        """States one prediction gives (1 without a time window)."""
+        return self.predictor.n_steps_output
+
+    @property
+    def input_channels(self) -> list[str]:
+        """Names of the input channels: the state variables, or with a time window ``<state>_t<k>`` for
+        ``k = 0 .. n_steps_input - 1``, time-major (``u_t0, v_t0, u_t1, v_t1``); the service's input names."""
+        if self.n_steps_input == 1:
+            return self.state
+        return [f"{name}_t{k}" for k in range(self.n_steps_input) for name in self.state]
+
+    @property
     def spatial_dims(self) -> list[str]:
         """Names of the spatial dims, e.g. ``["x"]``."""
         return list(self.schema.spatial_dims) or ["x", "y", "z"][: self.model.unet.dim]
 
     def _states(self, u0: Any) -> tuple[torch.Tensor, bool, bool]:
-        """``u0`` as ``(n, C, *spatial)`` float32, whether one trajectory was given and whether with a channel axis.
+        """``u0`` as ``(n, C, *spatial)`` float32 (with a time window ``(n, n_steps_input C, *spatial)``), whether one
+        trajectory was given and whether with a channel axis.
 
         Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests."""
-        arrays, single, channel_axis = split_channels(np.asarray(u0, dtype=np.float32), self.state, self.spatial_dims)
-        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.state]
+        u0 = np.asarray(u0, dtype=np.float32)
+        window_channel_axis = None
+        if self.n_steps_input > 1:
+            u0, window_channel_axis = self._window(u0)
+        arrays, single, channel_axis = split_channels(u0, self.input_channels, self.spatial_dims)
+        channel_axis = channel_axis if window_channel_axis is None else window_channel_axis
+        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.input_channels]
         layout = check_layout(Path(self.metadata.get("checkpoint") or "").name or "rollout model", variables, arrays, self.spatial_dims)
         check_finite(variables, arrays, layout)
         return torch.from_numpy(stack(variables, arrays, layout)), single, channel_axis
+
+    def _window(self, u0: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The first ``n_steps_input`` states ``(n, n_in, C, *spatial)``, ``(n_in, C, *spatial)`` or, with one state
+        variable, ``(n, n_in, *spatial)``, ``(n_in, *spatial)``, as the window's channels ``(n, n_in C, *spatial)``
+        (``(n_in C, *spatial)`` for one trajectory) for :func:`split_channels`, and whether ``u0`` had a state axis ``C``."""
+        d, n_in, c = len(self.spatial_dims), self.n_steps_input, len(self.state)
+        if u0.ndim == d + 3 and u0.shape[1:3] == (n_in, c):
+            return u0.reshape(u0.shape[0], n_in * c, *u0.shape[3:]), True
+        if u0.ndim == d + 2 and u0.shape[:2] == (n_in, c):
+            return u0.reshape(n_in * c, *u0.shape[2:]), True
+        if c == 1 and u0.ndim in (d + 1, d + 2) and u0.shape[u0.ndim - d - 1] == n_in:
+            return u0, False
+        spatial = ", ".join(self.spatial_dims)
+        raise InputError(
+            "wrong_shape", f"the model takes a window of {n_in} states: expected (n, {n_in}, {c}, {spatial}) or ({n_in}, {c}, "
+            f"{spatial}) for one trajectory{f', or (n, {n_in}, {spatial})' if c == 1 else ''}; got {tuple(u0.shape)}"
+        )
 
     @torch.no_grad()
     def rollout_tensor(
@@ -182,12 +227,15 @@ class RolloutSurrogate:
     ) -> torch.Tensor:
         """``(n, C, *spatial)`` physical states and ``(n, P)`` physical parameters -> ``(n, steps, C, *spatial)``.
 
+        With a time window ``u0`` is the first ``n_steps_input`` states ``(n, n_steps_input C, *spatial)``
+        (:meth:`~surrogates.models.normalized.NormalizedStepper.initial_window`), channels :attr:`input_channels`.
+
         Raises
         ------
         surrogates.serve.inputs.InputError
             (a ``ValueError``) when the states have another layout or a NaN or infinite value.
         """
-        check_channels(u0, self.state, self.spatial_dims)
+        check_channels(u0, self.input_channels, self.spatial_dims)
         return self.rollout_checked(u0, steps, params, seed)
 
     @torch.no_grad()
@@ -214,7 +262,7 @@ class RolloutSurrogate:
         Parameters
         ----------
         u0
-            ``(n, C, *spatial)`` physical states.
+            ``(n, C, *spatial)`` physical states (with a time window ``(n, n_steps_input C, *spatial)``).
         params
             ``(n, P)`` physical parameters, the same for every step.
         seed
@@ -234,7 +282,7 @@ class RolloutSurrogate:
             (a ``ValueError``) when ``u0`` has another layout or a NaN or infinite value (at the call, before any step).
         """
         if check:
-            check_channels(u0, self.state, self.spatial_dims)
+            check_channels(u0, self.input_channels, self.spatial_dims)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
@@ -251,9 +299,10 @@ class RolloutSurrogate:
         while True:
             # no_grad per step, not around the yield: grad mode is per thread and the next step may run elsewhere
             with torch.no_grad():
-                state = self.model.predict(state, scaled, generator)
-                decoded = self.predictor.decode(state)
-            yield decoded
+                predicted = self.model.predict(state, scaled, generator)
+                decoded = [self.predictor.decode(s) for s in self.model.states(predicted)]
+                state = self.model.shift_window(state, predicted)
+            yield from decoded
 
     def rollout(self, u0: Any, steps: int, seed: int | None = 0, **params: Any) -> np.ndarray:
         """Roll out ``steps`` steps from initial states (numpy in, numpy out).
@@ -261,7 +310,10 @@ class RolloutSurrogate:
         Parameters
         ----------
         u0
-            ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)``, ``(C, *spatial)`` or ``(n, C, *spatial)``.
+            ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)``, ``(C, *spatial)`` or ``(n, C, *spatial)``;
+            with a time window the first ``n_steps_input`` states: ``(n, n_steps_input, C, *spatial)``,
+            ``(n_steps_input, C, *spatial)``, or with one state variable ``(n, n_steps_input, *spatial)``,
+            ``(n_steps_input, *spatial)``.
         steps
             Number of predicted states (any number).
         seed

@@ -12,7 +12,7 @@ from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
-from surrogates.schema import DataSchema, Variable
+from surrogates.schema import Component, DataSchema, Variable
 from surrogates.serve.inputs import check_channels, check_finite, check_layout, split_channels, stack
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
@@ -193,8 +193,9 @@ class Surrogate:
         if sample_dim not in ds.dims and "sample" in ds.dims:
             sample_dim = "sample"
         arrays = {}
+        component_dims = tuple(reader.get("component_dims") or ())
         for name in self.inputs:
-            var = self._input_variable(ds, name, tuple(reader.get("component_dims") or ()))
+            var = self._input_variable(ds, name, self.schema.variable(name).component, component_dims)
             if var is None:
                 continue  # the check below names every missing input
             var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
@@ -216,15 +217,57 @@ class Surrogate:
             values = pred[:, k] if has_sample else pred[0, k]
             out_vars[name] = xr.DataArray(values, dims=dims, attrs={"long_name": f"predicted {name}"})
         coords = {name: ds.coords[name] for name in dims if name in ds.coords}
+        # answer vector fields whole in a layout that stores them so: the user's file (data=xarray), or fields sent whole
+        if reader.get("name") == "xarray" or any(name not in ds.data_vars for name in self.inputs):
+            out_vars, field_coords = self._assemble_fields(out_vars, ds)
+            coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
 
+    def _assemble_fields(self, outputs: dict[str, Any], ds: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Predicted components put back into their vector fields, as the training data stored them: every
+        component of ``velocity`` (``velocity_x``, ``velocity_y``) predicted -> ``velocity (..., component)``
+        with the component coordinate (the request's when it has that dim, else the labels); other outputs as they are.
+
+        Returns the outputs and the coordinates of the component dims used."""
+        import xarray as xr
+
+        fields: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for name in outputs:
+            component = self.schema.variable(name).component
+            if component is not None:
+                fields.setdefault((component.field, component.dim), []).append((name, component.label))
+        assembled: dict[str, Any] = {}
+        coords: dict[str, Any] = {}
+        placed = {name: key for key, members in fields.items() for name, _ in members}
+        for name, array in outputs.items():
+            key = placed.get(name)
+            if key is None or key[0] in outputs:  # not a component, or an output has the field's name: as it is
+                assembled[name] = array
+                continue
+            field, dim = key
+            if field in assembled:  # built with its first component
+                continue
+            members = fields[key]
+            labels = [label for _, label in members]
+            stacked = xr.concat([outputs[member] for member, _ in members], dim=dim)
+            assembled[field] = stacked.transpose(*array.dims, dim).assign_attrs(long_name=f"predicted {field}")
+            given = ds.coords[dim] if dim in ds.coords else None
+            keep = given is not None and [str(v) for v in np.asarray(given.values).tolist()] == labels
+            coords[dim] = given if keep else xr.DataArray(labels, dims=(dim,))
+        return assembled, coords
+
     @staticmethod
-    def _input_variable(ds: Any, name: str, component_dims: tuple[str, ...]) -> Any:
+    def _input_variable(ds: Any, name: str, component: Component | None, component_dims: tuple[str, ...]) -> Any:
         """``ds[name]``, or the component ``label`` of a vector field ``ds[field]`` for ``name == field_label``
-        (stored with a trailing component dim, as ``data=xarray`` reads it); None when neither exists."""
+        (stored with a trailing component dim: the schema's ``component``, or as ``data=xarray`` reads it);
+        None when neither exists."""
         if name in ds.data_vars:
             return ds[name]
-        field, _, label = name.rpartition("_")
+        if component is not None:
+            field, label = component.field, component.label
+            component_dims = (component.dim, *component_dims)
+        else:
+            field, _, label = name.rpartition("_")
         if field in ds.data_vars and ds[field].dims and ds[field].dims[-1] in component_dims:
             dim = ds[field].dims[-1]
             labels = [str(v) for v in ds[dim].values] if dim in ds.coords else []

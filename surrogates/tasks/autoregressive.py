@@ -1,7 +1,9 @@
 """Autoregressive training of one-step models: PDE-Refiner and its MSE-trained U-Net baseline.
 
 The task trains a :class:`~surrogates.models.pde_refiner.PDERefiner` on pairs
-``u[s, i] -> u[s, i + 1]`` (:class:`~surrogates.data.autoregressive.AutoregressiveDataModule`) with
+``u[s, i] -> u[s, i + 1]``, or on time windows of ``n_steps_input`` states -> the next ``n_steps_output``
+(the model's and the data's window must agree; rollouts then move the window on by ``n_steps_output``),
+(:class:`~surrogates.data.autoregressive.AutoregressiveDataModule`) with
 the model's own objective (``num_refinement_steps = 0``: one-step MSE; ``K > 0``: the PDE-Refiner
 loss), in normalized units: states are normalized with the training split's per-channel mean and
 std, conditioning parameters divided by their training mean. Validation and test report one-step
@@ -114,6 +116,12 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
                 f"the model takes {self.net.in_channels} state channel(s) and {self.net.n_params} parameter(s); the data "
                 f"has {datamodule.in_channels} state variable(s) {datamodule.inputs} and conditioning {datamodule.conditioning}"
             )
+        window = (getattr(datamodule, "n_steps_input", 1), getattr(datamodule, "n_steps_output", 1))
+        if window != (self.net.n_steps_input, self.net.n_steps_output):
+            raise ValueError(
+                f"the model maps windows of {self.net.n_steps_input} -> {self.net.n_steps_output} states; the data gives "
+                f"{window[0]} -> {window[1]} (set model.n_steps_input / n_steps_output like data.n_steps_input / n_steps_output)"
+            )
         self.model.state_normalizer.load_state_dict(datamodule.state_normalizer.state_dict())
         param_scale = self.model.param_scale
         param_scale.copy_(torch.as_tensor(datamodule.param_scale, dtype=param_scale.dtype))
@@ -140,7 +148,9 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
 
     @torch.no_grad()
     def rollout(self, state: torch.Tensor, steps: int, params: torch.Tensor | None = None, generator: Any = None) -> torch.Tensor:
-        """``steps`` predictions from ``state`` ``(B, C, *spatial)`` in physical units: ``(B, steps, C, *spatial)``."""
+        """``steps`` predictions from ``state`` ``(B, C, *spatial)`` (with a time window the first ``n_steps_input``
+        states, ``(B, n_steps_input C, *spatial)``, :meth:`NormalizedStepper.initial_window`) in physical units:
+        ``(B, steps, C, *spatial)``."""
         return self.evaluated_model.rollout(state, steps, params, generator)
 
     # -- steps ------------------------------------------------------------------------------------
@@ -181,9 +191,10 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
         states = states.to(self.device, torch.float32)
         params = params.to(self.device, torch.float32) if self.conditioning else None
         generator = torch.Generator(device=self.device).manual_seed(self.hparams.eval_seed)
-        pred = self.rollout(states[:, 0], states.shape[1] - 1, params, generator)
+        n_in = self.model.n_steps_input
+        pred = self.rollout(self.model.initial_window(states), states.shape[1] - n_in, params, generator)
         dt = params[:, self.conditioning.index("dt")] if params is not None and "dt" in self.conditioning else 1.0
-        times = metrics.high_correlation_time(pred.double(), states[:, 1:].double(), dt, self.hparams.rollout_threshold)
+        times = metrics.high_correlation_time(pred.double(), states[:, n_in:].double(), dt, self.hparams.rollout_threshold)
         self.log("val/high_corr_time", times.mean().float(), prog_bar=True, batch_size=len(times))
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from surrogates.data.fields import field_components
+
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
     "val": "val", "valid": "val", "validation": "val",
@@ -97,10 +99,7 @@ def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: st
     ImportDataError
         Naming the unknown name and the available variables and fields.
     """
-    fields: dict[str, list[str]] = {}
-    for name, var in variables.items():
-        if "field" in var.attrs:
-            fields.setdefault(str(var.attrs["field"]), []).append(name)
+    fields = field_components(variables)
     out: list[str] = []
     for name in names:
         name = str(name)

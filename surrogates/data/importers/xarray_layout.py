@@ -105,7 +105,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
             for i, label in enumerate(labels):
                 out = f"{name}_{label}"
                 variables[out] = OutVar(out, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""),
-                                        {"field": name, "component": label})
+                                        {"field": name, "component": label, "component_dim": comp})
                 sources[out] = (name, tuple(order) + (comp,), comp, i)
     if not variables:
         ds.close()

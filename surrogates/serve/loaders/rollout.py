@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded
 def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: RolloutSurrogate | None = None) -> ModelEntry:
     """A one-step model (PDE-Refiner, MSE U-Net) through :class:`~surrogates.serve.rollout.RolloutSurrogate`.
 
-    Inputs: the state fields, then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
+    Inputs: the state fields (with a time window, the first ``n_steps_input`` states as fields ``<state>_t<k>``,
+    :attr:`RolloutSurrogate.input_channels`), then the conditioning parameters (e.g. ``dt``, ``dx``) as scalars per
     sample; outputs: the next state, or ``steps`` states with a rollout. Every request, rollout or
     not, steps through :meth:`RolloutSurrogate.rollout_steps` with the request's seed (a few steps per
     job of the worker thread), so answers equal ``RolloutSurrogate.rollout(u0, steps, seed=seed, ...)``; such requests are not
@@ -39,7 +40,8 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
     if len(spatial) != dim or len(state_names) != surrogate.model.in_channels:
         raise ValueError(f"the checkpoint's schema (state {state_names} on {spatial}) does not match its {dim}D model "
                          f"with {surrogate.model.in_channels} state channel(s)")
-    n_state = len(state_names)
+    input_names = surrogate.input_channels
+    n_state = len(input_names)
 
     info = {"refinement_steps": surrogate.refinement_steps, "evaluations_per_step": surrogate.evaluations_per_step}
 
@@ -65,9 +67,10 @@ def load_rollout_checkpoint(path: Path, name: str, device: str, surrogate: Rollo
         description=(
             f"{kind} (K={surrogate.refinement_steps}, {surrogate.evaluations_per_step} network evaluation(s) per step); "
             f"conditioned on {conditioning}; send `steps` for a rollout"
+            + (f"; takes the first {surrogate.n_steps_input} states as {input_names}" if surrogate.n_steps_input > 1 else "")
             + ("" if not surrogate.stochastic else " and `seed` for its refinement noise")
         ),
-        inputs=[Variable(v, tuple(spatial)) for v in state_names]
+        inputs=[Variable(v, tuple(spatial)) for v in input_names]
         + [Variable(p, (), long_name=f"trajectory parameter {p} (physical units)") for p in conditioning],
         outputs=[Variable(v, tuple(spatial)) for v in state_names],
         spatial_dims=spatial,
