@@ -536,8 +536,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None, int | None]:
     request = codecs.parse_json_request(body)
-    # pop each nested list as it is converted: the lists (about 30 bytes per number) go before the next is read
-    arrays = {name: codecs.json_array(name, request.inputs.pop(name)) for name in list(request.inputs)}
+    arrays = {}
+    for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
+        nested = request.inputs.pop(name)
+        try:
+            arrays[name] = codecs.json_array(name, nested)
+        finally:
+            codecs.release_nested(nested)
     return arrays, request.steps, request.seed
 
 
