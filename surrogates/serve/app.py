@@ -91,8 +91,8 @@ class ServeSettings:
         requests waiting for the model run, so that a long rollout delays a short request by about one slice.
     max_pending_requests
         Most requests a model has admitted and not yet answered (decoding, queued, running, encoding); one
-        more is refused at once with 429 and ``Retry-After``. ``None``: ``2 * max_batch_size`` (one batch
-        running, one gathering).
+        more is refused at once with 429 and ``Retry-After``. ``None``: ``max_batch_size`` (on a compute-bound
+        model, an admitted request waits for at most about one batch's worth of samples).
     retry_after_s
         The ``Retry-After`` of a 429, seconds (a whole number is sent, at least 1).
     api_token
@@ -175,7 +175,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         )
         for name, executor in executors.items()
     }
-    pending_limit = settings.max_pending_requests or 2 * settings.max_batch_size
+    pending_limit = settings.max_pending_requests or settings.max_batch_size
     admissions = {name: Admission(name, pending_limit, settings.retry_after_s) for name in executors}
 
     @asynccontextmanager
