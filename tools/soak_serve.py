@@ -15,8 +15,9 @@ For each server, in this order:
    requests, invalid ones (NaN, ragged or wrong-shaped arrays, wrong names), oversize bodies (above
    ``max_body_bytes``) and abandoned ones (the client sends a partial or whole request and closes the
    connection without reading the answer); every valid answer is compared with ``Surrogate.predict`` of its
-   own sample (a lost answer is a valid request without a 200; a mixed one is a 200 whose numbers are not
-   its sample's);
+   own sample (a lost answer is a valid request without a 200 or a 429; a mixed one is a 200 whose numbers
+   are not its sample's). A 429 (`surrogates-serve`'s admission control) is counted as shed, and its client
+   waits ``Retry-After`` seconds before its next request, as a well-behaved client does;
 4. `surrogates-serve` only: single hostile bodies, each measured for peak resident memory: the NetCDF
    decompression bomb (3 MB on the wire, 3.2 GB decoded), an oversize body, and the largest JSON body
    the limits accept.
@@ -310,7 +311,8 @@ def percentiles(values: list[float]) -> dict:
     if not values:
         return {"n": 0, "p50_ms": None, "p99_ms": None}
     ms = 1000 * np.asarray(values)
-    return {"n": len(values), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    return {"n": len(values), "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
 
 
 class Checker:
@@ -336,7 +338,7 @@ class Checker:
 async def idle_latency(url: str, bodies: list[bytes], checker: Checker, requests: int, seconds: float) -> dict:
     import httpx
 
-    latencies, errors = [], 0
+    latencies, server_side, errors = [], [], 0
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         deadline = time.monotonic() + seconds
         for i in range(requests):
@@ -346,11 +348,23 @@ async def idle_latency(url: str, bodies: list[bytes], checker: Checker, requests
             t0 = time.perf_counter()
             response = await client.post(PATH, content=bodies[k], headers=JSON_HEADERS)
             elapsed = time.perf_counter() - t0
-            if response.status_code == 200 and checker.matches(k, response.json()):
+            payload = response.json() if response.status_code == 200 else {}
+            if response.status_code == 200 and checker.matches(k, payload):
                 latencies.append(elapsed)
+                if isinstance(payload.get("elapsed_ms"), (int, float)):
+                    server_side.append(payload["elapsed_ms"] / 1000)
             else:
                 errors += 1
-    return {**percentiles(latencies), "errors": errors}
+    in_server = percentiles(server_side)
+    return {**percentiles(latencies), "errors": errors, "server_p50_ms": in_server["p50_ms"], "server_p99_ms": in_server["p99_ms"]}
+
+
+def retry_after(response) -> float:
+    """Seconds a 429 asks the client to wait (its ``Retry-After``; 1 when absent or not a number)."""
+    try:
+        return max(float(response.headers.get("retry-after", "1")), 0.0)
+    except ValueError:
+        return 1.0
 
 
 async def abandon(port: int, body: bytes, partial: bool) -> None:
@@ -378,7 +392,7 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
     p /= p.sum()
     stats = {
         "sent": Counter(), "status": {k: Counter() for k in KINDS}, "transport_errors": Counter(),
-        "lost": 0, "mixed": 0, "latencies": [], "first_problem": None, "invalid_by_body": {},
+        "lost": 0, "mixed": 0, "shed": 0, "latencies": [], "first_problem": None, "invalid_by_body": {},
     }
     sent = [0]
     limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
@@ -420,26 +434,42 @@ async def load(url: str, port: int, bodies: dict, checker: Checker, args, second
                 stats["status"][kind][response.status_code] += 1
                 if kind == "invalid":
                     stats["invalid_by_body"].setdefault(INVALID[which], Counter())[response.status_code] += 1
+                if response.status_code == 429:  # shed by admission control: back off as the server asks
+                    stats["shed"] += kind == "valid"
+                    await asyncio.sleep(min(retry_after(response), max(deadline - time.perf_counter(), 0.0)))
+                    continue
                 if kind == "valid":
                     if response.status_code != 200:
                         stats["lost"] += 1
                         stats["first_problem"] = stats["first_problem"] or f"valid request: {response.status_code} {response.text[:200]}"
-                    elif not checker.matches(k, response.json()):
-                        stats["mixed"] += 1
-                        stats["first_problem"] = stats["first_problem"] or "valid request answered with other numbers"
-                    else:
-                        stats["latencies"].append(elapsed)
+                    else:  # checked after the phase: parsing answers here would slow the other clients down
+                        answered.append((k, response.content, elapsed))
 
+        answered: list[tuple[int, bytes, float]] = []
         await asyncio.gather(*[worker(i) for i in range(args.clients)])
         wall = time.perf_counter() - start
+    server_side = []  # what surrogates-serve's answers report (from the handler's start to the encoded answer)
+    for k, content, elapsed in answered:
+        payload = json.loads(content)
+        if checker.matches(k, payload):
+            stats["latencies"].append(elapsed)
+            if isinstance(payload.get("elapsed_ms"), (int, float)):
+                server_side.append(payload["elapsed_ms"] / 1000)
+        else:
+            stats["mixed"] += 1
+            stats["first_problem"] = stats["first_problem"] or "valid request answered with other numbers"
     latency = percentiles(stats.pop("latencies"))
+    in_server = percentiles(server_side)
     server_errors = sum(n for counter in stats["status"].values() for status, n in counter.items() if status >= 500)
     return {
         "seconds": wall, "clients": args.clients, "sent": dict(stats["sent"]),
         "status": {k: dict(sorted(v.items())) for k, v in stats["status"].items() if v},
         "transport_errors": dict(stats["transport_errors"]), "server_errors_5xx": server_errors,
         "valid_ok": latency["n"], "throughput_rps": latency["n"] / wall if wall > 0 else 0.0,
-        "p50_ms": latency["p50_ms"], "p99_ms": latency["p99_ms"],
+        "valid_sent": stats["sent"].get("valid", 0), "shed": stats["shed"],
+        "shed_share": stats["shed"] / max(stats["sent"].get("valid", 0), 1),
+        "p50_ms": latency["p50_ms"], "p90_ms": latency.get("p90_ms"), "p99_ms": latency["p99_ms"], "max_ms": latency.get("max_ms"),
+        "server_p50_ms": in_server["p50_ms"], "server_p99_ms": in_server["p99_ms"],
         "lost": stats["lost"], "mixed": stats["mixed"], "first_problem": stats["first_problem"],
         "invalid_by_body": {label: dict(sorted(c.items())) for label, c in stats["invalid_by_body"].items()},
     }
@@ -487,7 +517,8 @@ def measure(name: str, server: ServerProcess, bodies: dict, checker: Checker, ar
         idle = asyncio.run(idle_latency(server.url, bodies["valid"], checker, args.idle_requests, 30))
         print(f"{name}: idle RSS {idle_rss / 2**20:.0f} MiB; idle p50 {idle['p50_ms']:.1f} ms, p99 {idle['p99_ms']:.1f} ms", flush=True)
         clean = asyncio.run(load(server.url, server.port, bodies, checker, args, args.clean_duration, {"valid": 1.0}, args.seed))
-        print(f"{name}: clean c={args.clients}: {clean['throughput_rps']:.1f} req/s, p50 {clean['p50_ms']:.1f} ms, "
+        print(f"{name}: clean c={args.clients}: {clean['throughput_rps']:.1f} req/s, shed {clean['shed']}, "
+              f"p50 {clean['p50_ms']:.1f} ms, "
               f"p99 {clean['p99_ms']:.1f} ms, 5xx {clean['server_errors_5xx']}, lost {clean['lost']}", flush=True)
         sampler.reset()
         shares = {"valid": args.valid_share, "invalid": args.invalid_share, "oversize": args.oversize_share,
@@ -495,7 +526,7 @@ def measure(name: str, server: ServerProcess, bodies: dict, checker: Checker, ar
         soak = asyncio.run(load(server.url, server.port, bodies, checker, args, args.duration, shares, args.seed + 1))
         soak["peak_rss_mib"] = sampler.peak / 2**20
         print(f"{name}: soak {soak['seconds']:.0f} s: sent {soak['sent']}, statuses {soak['status']}, transport errors "
-              f"{soak['transport_errors']}, {soak['throughput_rps']:.1f} valid req/s, p50 {soak['p50_ms']:.1f} ms, p99 "
+              f"{soak['transport_errors']}, {soak['throughput_rps']:.1f} valid req/s, shed {soak['shed']}, p50 {soak['p50_ms']:.1f} ms, p99 "
               f"{soak['p99_ms']:.1f} ms, 5xx {soak['server_errors_5xx']}, lost {soak['lost']}, mixed {soak['mixed']}, "
               f"peak RSS {soak['peak_rss_mib']:.0f} MiB" + (f"; first problem: {soak['first_problem']}" if soak["first_problem"] else ""),
               flush=True)
@@ -525,26 +556,30 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         f"subprocess on a loopback port, one after the other, driven by {args.clients} httpx async clients in the "
         f"tool's process. Batching on both: `max_batch_size={args.max_batch_size}`, `max_wait_ms={args.max_wait_ms:g}` "
         f"(LitServe: `batch_timeout={args.max_wait_ms / 1000:g}`); torch threads {args.torch_threads or 'default'} in "
-        f"both; limits `max_body_bytes={args.max_body_bytes}`, `max_elements={args.max_elements}`. Idle: "
+        f"both; limits `max_body_bytes={args.max_body_bytes}`, `max_elements={args.max_elements}`; admission limit of "
+        f"`surrogates-serve` `max_pending_requests={args.max_pending_requests or args.max_batch_size}` (LitServe has "
+        "none): a 429 is a shed request, not a lost one, and its client waits `Retry-After` before its next request; "
+        "latencies are those of answered (200) valid requests, req/s counts them. Idle: "
         f"{args.idle_requests} one-step requests from one client. Clean: only valid requests for "
         f"{args.clean_duration:g} s. Soak: {args.duration:g} s, requests drawn valid {args.valid_share:g} / invalid "
         f"{args.invalid_share:g} / oversize {args.oversize_share:g} / abandoned {args.abandoned_share:g}. Machine: "
         f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), load average before the run "
         f"{args.load_before}, shared with other jobs: timings are noisy.",
         "",
-        "| server | idle RSS MiB | idle p50 / p99 ms | clean req/s | clean p50 / p99 ms | soak valid req/s | soak p50 / p99 ms "
-        "| p99 soak / idle | 5xx | lost | mixed | peak RSS MiB (soak) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server | idle RSS MiB | idle p50 / p99 ms | clean req/s | clean shed | clean p50 / p99 ms | soak valid req/s "
+        "| soak shed | soak p50 / p99 ms | p99 soak / idle | 5xx | lost | mixed | peak RSS MiB (soak) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | could not run: {r['error']} |" + " |" * 10)
+            lines.append(f"| {name} | could not run: {r['error']} |" + " |" * 12)
             continue
         idle, clean, soak = r["idle"], r["clean"], r["soak"]
         ratio = soak["p99_ms"] / idle["p99_ms"] if soak["p99_ms"] and idle["p99_ms"] else None
         lines.append(
             f"| {name} | {r['idle_rss_mib']:.0f} | {f(idle['p50_ms'])} / {f(idle['p99_ms'])} | {clean['throughput_rps']:.1f} "
-            f"| {f(clean['p50_ms'])} / {f(clean['p99_ms'])} | {soak['throughput_rps']:.1f} | {f(soak['p50_ms'])} / "
+            f"| {100 * clean['shed_share']:.0f}% | {f(clean['p50_ms'])} / {f(clean['p99_ms'])} | {soak['throughput_rps']:.1f} "
+            f"| {100 * soak['shed_share']:.0f}% | {f(soak['p50_ms'])} / "
             f"{f(soak['p99_ms'])} | {f(ratio)}x | {clean['server_errors_5xx'] + soak['server_errors_5xx']} | "
             f"{clean['lost'] + soak['lost']} | {clean['mixed'] + soak['mixed']} | {soak['peak_rss_mib']:.0f} |"
         )
@@ -588,12 +623,17 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         lines.append(f"- 0 5xx and 0 lost or mixed samples: {errors} 5xx, {lost} lost or mixed -> "
                      f"{'met' if errors == 0 and lost == 0 else 'not met'}.")
         ratio = ours["soak"]["p99_ms"] / ours["idle"]["p99_ms"]
-        lines.append(f"- p99 of one-step requests under the soak <= 3 x idle p99: {ours['soak']['p99_ms']:.0f} ms vs "
-                     f"{ours['idle']['p99_ms']:.1f} ms idle, {ratio:.1f}x -> {'met' if ratio <= 3 else 'not met'}.")
+        lines.append(f"- p99 of admitted one-step requests under the soak <= 3 x idle p99: {ours['soak']['p99_ms']:.0f} ms vs "
+                     f"{ours['idle']['p99_ms']:.1f} ms idle, {ratio:.1f}x -> {'met' if ratio <= 3 else 'not met'}; "
+                     f"{ours['soak']['shed']} of {ours['soak']['valid_sent']} valid requests "
+                     f"({100 * ours['soak']['shed_share']:.0f}%) were shed with 429. Inside the server (the answers' "
+                     f"`elapsed_ms`, from the handler's start to the encoded answer): p99 {f(ours['soak']['server_p99_ms'], 0)} "
+                     f"ms under the soak vs {f(ours['idle']['server_p99_ms'])} ms idle.")
         if "soak" in peer:
             for phase in ("clean", "soak"):
                 a, b = ours[phase]["throughput_rps"], peer[phase]["throughput_rps"]
-                lines.append(f"- throughput at concurrency {args.clients} ({phase}) >= LitServe's: {a:.1f} vs {b:.1f} "
+                lines.append(f"- throughput of successful valid requests at concurrency {args.clients} ({phase}) >= "
+                             f"LitServe's: {a:.1f} vs {b:.1f} "
                              f"req/s, {a / max(b, 1e-9):.2f}x -> {'met' if a >= b else 'not met'}.")
         else:
             lines.append(f"- throughput against LitServe: not measured ({peer.get('error', 'LitServe not run')}).")
@@ -619,6 +659,8 @@ def main() -> None:
     parser.add_argument("--max-body-bytes", type=int, default=16 << 20)
     parser.add_argument("--max-elements", type=int, default=1 << 24)
     parser.add_argument("--torch-threads", type=int, default=1, help="server torch threads (0: torch default)")
+    parser.add_argument("--max-pending-requests", type=int, help="surrogates-serve's admission limit (default: the "
+                        "service's, the max batch size)")
     parser.add_argument("--no-litserve", action="store_true", help="measure surrogates-serve only")
     parser.add_argument("--no-hostile-bodies", action="store_true", help="skip the single hostile bodies")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -664,7 +706,8 @@ def main() -> None:
                 "micro_batching=true", f"max_batch_size={args.max_batch_size}", f"max_wait_ms={args.max_wait_ms}",
                 f"max_body_bytes={args.max_body_bytes}", f"max_elements={args.max_elements}", "solvers={}",
                 "log_level=warning", f"hydra.run.dir={Path(tmp) / 'run'}",
-            ] + ([f"torch_threads={args.torch_threads}"] if args.torch_threads else []),
+            ] + ([f"torch_threads={args.torch_threads}"] if args.torch_threads else [])
+              + ([f"max_pending_requests={args.max_pending_requests}"] if args.max_pending_requests else []),
         }
         if not args.no_litserve and ls is None:
             results["litserve"] = {"error": "litserve is not installed (`pip install -e '.[soak]'`)"}

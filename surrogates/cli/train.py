@@ -64,24 +64,29 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
 
 
 def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:
-    """The checkpoint a run resumes from: none, the given file, or for ``last`` the run's own ``last.ckpt``.
+    """The checkpoint a run resumes from: none, the given file, or the run's own ``last.ckpt``.
 
     ``ckpt_path=last`` continues the run whose folder is the output folder (``hydra.run.dir=<run dir>``):
     ``last.ckpt`` in its checkpoint folder; a clear error when there is none (Lightning would start
-    from scratch with a warning).
+    from scratch with a warning). ``ckpt_path=auto`` continues from that file when it exists and starts
+    afresh when it does not, so that one command both starts a run and resumes it after a kill (a
+    scheduler's requeue repeats the command unchanged).
     """
     if not ckpt_path:
         return None
-    if str(ckpt_path) != "last":
+    if str(ckpt_path) not in ("last", "auto"):
         return str(ckpt_path)
     callback = trainer.checkpoint_callback
     folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
     path = folder / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"ckpt_path=last: no checkpoint to resume at {path}; name the run's folder with hydra.run.dir=<run dir>"
-        )
-    return str(path)
+    if path.is_file():
+        return str(path)
+    if str(ckpt_path) == "auto":
+        rank_zero_info(f"ckpt_path=auto: no checkpoint at {path}; starting the run afresh")
+        return None
+    raise FileNotFoundError(
+        f"ckpt_path=last: no checkpoint to resume at {path}; name the run's folder with hydra.run.dir=<run dir>"
+    )
 
 
 def keep_earlier_logs(trainer: L.Trainer) -> list[Path]:

@@ -38,6 +38,7 @@ from starlette.routing import Match
 
 from surrogates import __version__
 from surrogates.serve import codecs
+from surrogates.serve.admission import Admission
 from surrogates.serve.auth import BearerAuth, declare_bearer_security
 from surrogates.serve.batching import MicroBatcher
 from surrogates.serve.errors import ServiceError, unprocessable
@@ -88,6 +89,12 @@ class ServeSettings:
     rollout_slice_ms
         A rollout holds its model's worker thread for about this long (at least one step) before the
         requests waiting for the model run, so that a long rollout delays a short request by about one slice.
+    max_pending_requests
+        Most requests a model has admitted and not yet answered (decoding, queued, running, encoding); one
+        more is refused at once with 429 and ``Retry-After``. ``None``: ``max_batch_size`` (on a compute-bound
+        model, an admitted request waits for at most about one batch's worth of samples).
+    retry_after_s
+        The ``Retry-After`` of a 429, seconds (a whole number is sent, at least 1).
     api_token
         When set, every route but ``GET /health`` needs ``Authorization: Bearer <api_token>`` (401 otherwise).
         Not shown by ``repr``.
@@ -104,6 +111,8 @@ class ServeSettings:
     offload_bytes: int = 256 * 1024
     request_timeout_s: float | None = 30.0
     rollout_slice_ms: float = 100.0
+    max_pending_requests: int | None = None
+    retry_after_s: float = 1.0
     api_token: str | None = field(default=None, repr=False)
 
 
@@ -112,6 +121,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "Unknown model."},
     413: {"model": ErrorResponse, "description": "Body or input larger than the service's limits."},
     415: {"model": ErrorResponse, "description": "Content-Type other than JSON or NetCDF."},
+    429: {
+        "model": ErrorResponse,
+        "description": "The model already works on `max_pending_requests` requests; retry after `Retry-After` seconds.",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+    },
     422: {
         "model": ErrorResponse,
         "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout, "
@@ -157,9 +171,12 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             enabled=settings.micro_batching and registry.entries[name].batchable,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
+            chunk_size=settings.max_batch_size if registry.entries[name].chunked else None,
         )
         for name, executor in executors.items()
     }
+    pending_limit = settings.max_pending_requests or settings.max_batch_size
+    admissions = {name: Admission(name, pending_limit, settings.retry_after_s) for name in executors}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -184,11 +201,12 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
     app.state.registry = registry
     app.state.settings = settings
     app.state.batchers = batchers
+    app.state.admissions = admissions
 
     # -- errors ---------------------------------------------------------------------------------------
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": error.message, "code": error.code}, status_code=error.status)
+        return JSONResponse({"detail": error.message, "code": error.code}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -232,6 +250,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 "calls": stats.calls,
                 "samples": stats.samples,
                 "largest_batch": stats.largest_batch,
+                "refused": admissions[entry.name].stats.refused,
+                "most_pending": admissions[entry.name].stats.most_pending,
             }
         return info
 
@@ -275,18 +295,31 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             raise ServiceError(503, "model_unavailable", f"model {name!r} is unavailable: {entry.reason or 'cannot load model'}")
         kind = codecs.body_kind(request.headers.get("content-type"))
         body = await read_body(request, settings.max_body_bytes)
+        # Admitted after its body arrived (a slow sender holds no slot), before any decoding work.
+        with admissions[name].admit():
+            answering = _answer(request, entry, kind, body, steps, seed, started, arrived)
+            del body  # the coroutine holds the only reference and drops it once the body is decoded
+            return await answering
+
+    async def _answer(
+        request: Request, entry: ModelEntry, kind: str, body: bytes, steps: int | None, seed: int | None,
+        started: float, arrived: float,
+    ) -> Response:
+        """Decode, check, run and encode one admitted request."""
+        name = entry.name
         offload = len(body) > settings.offload_bytes
         if kind == "json":
-            parsed = await _maybe_thread(offload, _decode_json, body)
-            arrays, coords, engine, sample_dim, whole_fields = parsed[0], {}, None, "sample", {}
-            steps = _agree("steps", steps, parsed[1])
-            seed = _agree("seed", seed, parsed[2])
+            arrays, steps_in_body, seed_in_body = await _maybe_thread(offload, _decode_json, body)
+            coords, engine, sample_dim, whole_fields = {}, None, "sample", {}
+            steps = _agree("steps", steps, steps_in_body)
+            seed = _agree("seed", seed, seed_in_body)
         else:
             specs = {v.name: v.dims for v in entry.inputs}
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes,
                 entry.sample_dims, entry.components,
             )
+        del body  # the bytes are decoded: free them before the model runs (16 MiB at most)
         if steps is not None:
             if not entry.rollout:
                 raise unprocessable(
@@ -299,6 +332,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if seed is not None and not entry.stochastic:
             raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
         prepared = entry.prepare(arrays, settings.max_elements)
+        del arrays  # stacked into prepared.x
         produced = entry.output_elements(prepared, steps)
         if produced > settings.max_output_elements:
             raise ServiceError(
@@ -506,7 +540,14 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None, int | None]:
     request = codecs.parse_json_request(body)
-    return {name: codecs.json_array(name, value) for name, value in request.inputs.items()}, request.steps, request.seed
+    arrays = {}
+    for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
+        nested = request.inputs.pop(name)
+        try:
+            arrays[name] = codecs.json_array(name, nested)
+        finally:
+            codecs.release_nested(nested)
+    return arrays, request.steps, request.seed
 
 
 def _agree(field: str, query: int | None, body: int | None) -> int | None:

@@ -14,6 +14,11 @@ never runs on the event loop, and one worker thread per model keeps the device's
 
 If a batched call raises, its requests are rerun one by one, so a request that breaks the model only
 fails itself.
+
+With ``chunk_size``, a request with more samples runs as consecutive calls of at most ``chunk_size``
+samples, each queued after the previous one finished: the activations of one call stay bounded
+whatever the request's size, and requests that arrive meanwhile run between two chunks instead of
+after the whole request.
 """
 
 from __future__ import annotations
@@ -70,9 +75,12 @@ class MicroBatcher:
     enabled
         Gather concurrent requests (``True``) or run each alone (``False``).
     max_batch_size
-        Most samples per call; a request with more samples runs alone (``run`` chunks it itself).
+        Most samples per batched call; a request with more samples runs alone (in chunks with ``chunk_size``).
     max_wait_ms
         Longest a request waits for companions.
+    chunk_size
+        Most samples of one request per call of ``run``: a larger request runs chunk after chunk, each chunk
+        queued as a request of its own once the previous one is done. ``None``: a request runs in one call.
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class MicroBatcher:
         enabled: bool = True,
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
+        chunk_size: int | None = None,
     ):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -92,13 +101,25 @@ class MicroBatcher:
         self.enabled = enabled
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait_ms) / 1000.0
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        self.chunk_size = chunk_size
         self.stats = BatchStats()
         self._queue: list[_Job] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
     async def submit(self, x: np.ndarray) -> Outputs:
-        """Outputs of ``run`` for this request's samples only."""
+        """Outputs of ``run`` for this request's samples only, ``{name: (n, ...)}``, and the last call's info."""
+        if self.chunk_size is None or len(x) <= self.chunk_size:
+            return await self._submit(x)
+        parts, info = [], {}
+        for start in range(0, len(x), self.chunk_size):  # one chunk in the queue at a time: others run between
+            outputs, info = await self._submit(x[start : start + self.chunk_size])
+            parts.append(outputs)
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, info
+
+    async def _submit(self, x: np.ndarray) -> Outputs:
         loop = asyncio.get_running_loop()
         if not self.enabled:
             self.stats.record(1, len(x))

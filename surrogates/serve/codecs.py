@@ -79,6 +79,9 @@ def json_array(name: str, value: Any) -> np.ndarray:
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
         kind = "null" if value is None else type(value).__name__
         raise unprocessable("invalid_array", f"input {name!r} must be a number or nested arrays of numbers, got {kind}")
+    by_items = _items_as_float32(value)
+    if by_items is not None:
+        return by_items
     try:
         array = np.asarray(value)
     except (ValueError, OverflowError) as error:
@@ -93,6 +96,51 @@ def json_array(name: str, value: Any) -> np.ndarray:
         raise unprocessable("invalid_array", f"input {name!r} must hold only numbers; it holds {what}")
     with np.errstate(over="ignore"):
         return array.astype(np.float32)
+
+
+ITEMWISE_VALUES = 1 << 16
+"""JSON arrays of at least this many numbers are converted one outer item at a time (:func:`json_array`)."""
+
+
+def _items_as_float32(value: Any) -> np.ndarray | None:
+    """A nested list of numbers converted one outer item at a time (the same float32 values as converting it
+    whole), or ``None`` when it is not a list of equally shaped numeric lists (then the whole conversion
+    finds the error and names it).
+
+    One ``np.asarray`` of millions of numbers is one C call that holds the GIL for a few hundred ms (the
+    event loop stalls even when decoding runs in a thread); item by item, other threads run between items.
+    Integers go through float64 as in a whole conversion, so the results are the same bits.
+    """
+    if not isinstance(value, list) or len(value) < 2 or not isinstance(value[0], list):
+        return None
+    size, inner = 1, value
+    while isinstance(inner, list) and inner:  # the size if the array is rectangular: a cheap estimate
+        size, inner = size * len(inner), inner[0]
+    if size < ITEMWISE_VALUES:  # converting it whole is faster and stalls nothing for long
+        return None
+    parts, shape = [], None
+    for item in value:
+        try:
+            part = np.asarray(item)
+        except (ValueError, OverflowError):
+            return None
+        if part.dtype.kind not in "fiu" or (shape is not None and part.shape != shape):
+            return None
+        shape = part.shape
+        with np.errstate(over="ignore"):
+            parts.append(part.astype(np.float64, copy=False).astype(np.float32))
+    return np.stack(parts)
+
+
+def release_nested(value: Any) -> None:
+    """Empty a parsed JSON array one outer item at a time, so that freeing it lets other threads run.
+
+    Freeing a nested list of millions of numbers at once is one C-level cascade that holds the GIL
+    (about 0.2 s for 8 million numbers), stalling the event loop; item by item, the interpreter can
+    switch threads between two items (one sample, or one row, each).
+    """
+    while isinstance(value, list) and value:
+        del value[-1]
 
 
 def _is_ragged(value: Any) -> bool:

@@ -111,6 +111,11 @@ class ModelEntry:
     """What the model was trained on (coordinates with units and spacing, boundary kind), when its file says."""
     resolution: ResolutionRule = field(default_factory=ResolutionRule)
     batchable: bool = False
+    chunked: bool = False
+    """Whether the service runs a request's samples in calls of at most ``max_batch_size`` (models whose
+    memory per call grows with the samples: neural operators). Solvers loop over samples anyway, a
+    pointwise model's samples are points (a few bytes each), and a one-step model rolls out the whole
+    request at once (its noise is drawn for the whole batch)."""
     device: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     model_config: dict[str, Any] | None = None

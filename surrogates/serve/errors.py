@@ -10,18 +10,22 @@ class ServiceError(Exception):
     ----------
     status
         HTTP status: 400 (malformed body), 404 (unknown model), 413 (body too large),
-        415 (unsupported content type), 422 (well-formed but invalid), 503 (model unavailable).
+        415 (unsupported content type), 422 (well-formed but invalid), 429 (the model's admission limit
+        is full), 503 (model unavailable).
     code
         Short stable identifier of the problem, e.g. ``"wrong_shape"`` (see ``docs/serving.md``).
     message
         What is wrong, naming the variable, the shape or the limit involved.
+    headers
+        Extra response headers (e.g. ``Retry-After`` of a 429).
     """
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def bad_request(code: str, message: str) -> ServiceError:

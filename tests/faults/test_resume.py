@@ -1,4 +1,4 @@
-"""A run killed with SIGKILL and resumed with ``ckpt_path=last`` reproduces the uninterrupted run bit for bit.
+"""A run killed with SIGKILL and resumed with ``ckpt_path=last`` (or ``auto``) reproduces the uninterrupted run bit for bit.
 
 Killed and resumed runs are ``python -m surrogates.cli.train`` in subprocesses; the uninterrupted run
 of the same configuration runs in this process. Every run uses one intra-op thread: the same code on
@@ -82,8 +82,8 @@ def _killed(overrides: list[str], run_dir: Path, step: int, *extra: str) -> None
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-def _resumed(overrides: list[str], run_dir: Path) -> None:
-    result = _train_in_subprocess(overrides, run_dir, "ckpt_path=last")
+def _resumed(overrides: list[str], run_dir: Path, how: str = "last") -> None:
+    result = _train_in_subprocess(overrides, run_dir, f"ckpt_path={how}")
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -108,14 +108,16 @@ def _outcome(run_dir: Path) -> dict:
     }
 
 
-def _check_resume(overrides: list[str], tmp_path: Path, kills: list[int], n_steps: int) -> Path:
-    """Kill a run at each of ``kills`` (resuming it in between), finish it; compare with an uninterrupted run."""
+def _check_resume(overrides: list[str], tmp_path: Path, kills: list[int], n_steps: int, how: str = "last") -> Path:
+    """Kill a run at each of ``kills`` (resuming it in between), finish it; compare with an uninterrupted run.
+
+    ``how="auto"``: every command, the first included, is the same one with ``ckpt_path=auto``."""
     reference, run_dir = tmp_path / "uninterrupted", tmp_path / "run"
     _train_here(_recorded(overrides, reference), reference)
     run = _recorded(overrides, run_dir)
     for i, step in enumerate(kills):
-        _killed(run, run_dir, step, *(["ckpt_path=last"] if i else []))
-    _resumed(run, run_dir)
+        _killed(run, run_dir, step, *([f"ckpt_path={how}"] if i or how == "auto" else []))
+    _resumed(run, run_dir, how)
 
     expected = _losses(reference)
     assert sorted(expected) == list(range(1, n_steps + 1))
@@ -153,6 +155,29 @@ def test_pde_refiner_noise_is_restored(ks_dir, tmp_path):
 def test_collocation_points_are_restored(tmp_path):
     # last.ckpt of step 4 (mid-epoch 2), step 5 replayed: the points of steps 5 and 6 must be drawn again
     _check_resume([*PINN, f"data.data_dir={tmp_path / 'references'}"], tmp_path, kills=[5], n_steps=9)
+
+
+@pytest.mark.slow
+def test_the_same_command_with_ckpt_path_auto_starts_and_resumes_a_run(darcy_dir, tmp_path):
+    # the first command finds no last.ckpt and starts afresh (killed before step 10, last.ckpt of step 8);
+    # the same command again continues from it and ends as the uninterrupted run
+    _check_resume([*DARCY, f"data.data_dir={darcy_dir}"], tmp_path, kills=[10], n_steps=EPOCHS * STEPS_PER_EPOCH, how="auto")
+
+
+def test_ckpt_path_auto_takes_the_runs_last_checkpoint_when_there_is_one(tmp_path):
+    import lightning as L
+
+    from surrogates.cli.train import resume_path
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert resume_path("auto", trainer, tmp_path) is None  # nothing to resume: a fresh run
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resume_path("auto", trainer, tmp_path) == str(last)
+    assert resume_path("last", trainer, tmp_path) == str(last)
+    assert resume_path(str(tmp_path / "other.ckpt"), trainer, tmp_path) == str(tmp_path / "other.ckpt")
+    assert resume_path(None, trainer, tmp_path) is None
 
 
 def test_resume_last_without_a_checkpoint_is_one_clear_error(darcy_dir, tmp_path):

@@ -151,8 +151,9 @@ def _serve(registry, **settings) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="session")
 def server(registry) -> Iterator[LiveServer]:
-    """Micro-batching on; a small body limit so that 413 is cheap to provoke."""
-    yield from _serve(registry, micro_batching=True, max_batch_size=8, max_wait_ms=20.0, max_body_bytes=1_000_000, max_steps=50)
+    """Micro-batching on; a small body limit so that 413 is cheap to provoke; room for 32 concurrent requests."""
+    yield from _serve(registry, micro_batching=True, max_batch_size=8, max_wait_ms=20.0, max_body_bytes=1_000_000, max_steps=50,
+                      max_pending_requests=32)
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,36 @@ def test_invalid_settings_are_refused(executor):
         MicroBatcher(Recorder(), executor, max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         MicroBatcher(Recorder(), executor, max_wait_ms=-1)
+
+
+def test_a_large_request_runs_in_chunks_and_a_later_small_one_runs_between_them(executor):
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(Recorder):
+        def __call__(self, x):
+            if not self.calls:  # hold the first chunk until the small request is queued
+                entered.set()
+                gate.wait(30)
+            return super().__call__(x)
+
+    runner = Gated()
+    batcher = MicroBatcher(runner, executor, max_batch_size=4, max_wait_ms=0, chunk_size=4)
+    big = np.arange(10, dtype=np.float32).reshape(10, 1, 1)
+    small = np.full((1, 1, 1), -1.0, np.float32)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(big))
+        while not entered.is_set():  # the first chunk is with the worker thread
+            await asyncio.sleep(0.001)
+        second = asyncio.ensure_future(batcher.submit(small))
+        await asyncio.sleep(0.01)  # the small request is queued behind the running chunk
+        gate.set()
+        try:
+            return await first, await second
+        finally:
+            await batcher.close()
+
+    (big_out, _), (small_out, _) = asyncio.run(main())
+    assert runner.calls == [(4, 1, 1), (1, 1, 1), (4, 1, 1), (2, 1, 1)]  # never more than 4 samples per call
+    np.testing.assert_array_equal(big_out["y"], 2 * big[:, 0])
+    np.testing.assert_array_equal(small_out["y"], [[-2.0]])

@@ -48,7 +48,8 @@ def load_operator_checkpoint(path: Path, name: str, device: str, surrogate: Any 
     resolution = ResolutionRule.from_record(record, trained)
 
     def run(x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        y = surrogate.predict_checked(torch.from_numpy(x)).numpy()  # ModelEntry.prepare checked x
+        # the service hands at most max_batch_size samples (ModelEntry.chunked): one call of the network
+        y = surrogate.predict_checked(torch.from_numpy(x), batch_size=max(len(x), 1)).numpy()  # prepare checked x
         return {name: y[:, k] for k, name in enumerate(target_names)}, {}
 
     return ModelEntry(
@@ -63,6 +64,7 @@ def load_operator_checkpoint(path: Path, name: str, device: str, surrogate: Any 
         data_schema=schema,
         resolution=resolution,
         batchable=True,
+        chunked=True,
         device=str(surrogate.device),
         metrics=training_metrics(path, surrogate.metadata),
         model_config=surrogate.model.init_config(),

@@ -1,0 +1,98 @@
+"""Admission control and chunked model work: a burst beyond ``max_pending_requests`` gets 429 with
+``Retry-After`` at once, the admitted requests get their own answers, and a large request runs in chunks of
+``max_batch_size`` samples."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from surrogates import Surrogate
+from surrogates.data.xarray_view import open_split
+from surrogates.serve.admission import Admission
+from surrogates.serve.app import ServeSettings, create_app
+from surrogates.serve.errors import ServiceError
+
+from .conftest import LiveServer
+
+PATH = "/v1/models/fno-darcy/predict"
+
+
+@pytest.fixture(scope="module")
+def darcy_inputs(darcy_dir) -> np.ndarray:
+    return open_split(darcy_dir, "test")["a"].values.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def surrogate(models_dir) -> Surrogate:
+    return Surrogate.load(models_dir / "fno-darcy.ckpt")
+
+
+def test_admission_refuses_beyond_its_limit_until_a_slot_is_free():
+    admission = Admission("m", limit=2, retry_after_s=1.5)
+    with admission.admit(), admission.admit():
+        with pytest.raises(ServiceError) as refused, admission.admit():
+            pass
+        assert refused.value.status == 429 and refused.value.code == "too_many_requests"
+        assert refused.value.headers == {"Retry-After": "2"}  # whole seconds, rounded up
+        assert "max_pending_requests" in refused.value.message
+    assert admission.pending == 0
+    with admission.admit():  # a failing request frees its slot too
+        pass
+    with pytest.raises(ValueError), admission.admit():
+        raise ValueError("the request failed")
+    assert admission.pending == 0 and admission.stats.refused == 1 and admission.stats.most_pending == 2
+    with pytest.raises(ValueError, match=">= 1"):
+        Admission("m", limit=0)
+
+
+def test_a_burst_beyond_the_limit_gets_429_and_the_admitted_requests_their_own_answers(registry, surrogate, darcy_inputs):
+    limit, burst = 3, 10
+    app = create_app(registry, ServeSettings(max_batch_size=4, max_wait_ms=1.0, max_pending_requests=limit, retry_after_s=2))
+    batcher, admission = app.state.batchers["fno-darcy"], app.state.admissions["fno-darcy"]
+    gate, run = threading.Event(), batcher.run
+    batcher.run = lambda x: (gate.wait(30), run(x))[1]  # the model holds its first call until the burst is in
+
+    async def send_burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            sends = [asyncio.ensure_future(client.post(PATH, json={"inputs": {"a": darcy_inputs[k].tolist()}}))
+                     for k in range(burst)]
+            deadline = time.monotonic() + 30  # bounds the wait if refusals never come (the test then fails below)
+            while admission.stats.refused < burst - limit and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            gate.set()
+            return await asyncio.gather(*sends)
+
+    with LiveServer(app) as server:
+        responses = asyncio.run(send_burst(server.url))
+        statuses = [r.status_code for r in responses]
+        assert sorted(statuses) == [200] * limit + [429] * (burst - limit), statuses
+        for k, response in enumerate(responses):
+            if response.status_code == 429:
+                assert response.headers["retry-after"] == "2"
+                assert response.json()["code"] == "too_many_requests"
+            else:  # its own sample's prediction, to float32 round-off (it may have run in a batch)
+                answer = np.asarray(response.json()["outputs"]["u"], dtype=np.float32)
+                np.testing.assert_allclose(answer, surrogate.predict(darcy_inputs[k]), rtol=1e-5, atol=1e-6)
+        assert admission.pending == 0 and admission.stats.most_pending == limit
+        with httpx.Client(base_url=server.url, timeout=60) as client:  # the slots are free again
+            assert client.post(PATH, json={"inputs": {"a": darcy_inputs[0].tolist()}}).status_code == 200
+            usage = client.get("/v1/models/fno-darcy").json()["usage"]
+        assert usage["refused"] == burst - limit and usage["most_pending"] == limit
+
+
+def test_a_request_larger_than_max_batch_size_runs_in_chunks_of_it(registry, surrogate, darcy_inputs):
+    app = create_app(registry, ServeSettings(max_batch_size=4, max_wait_ms=1.0))
+    batcher = app.state.batchers["fno-darcy"]
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        response = client.post(PATH, json={"inputs": {"a": darcy_inputs[:10].tolist()}})
+    assert response.status_code == 200, response.text
+    assert batcher.stats.calls == 3 and batcher.stats.largest_batch == 4  # 4 + 4 + 2 samples
+    answer = np.asarray(response.json()["outputs"]["u"], dtype=np.float32)
+    expected = surrogate.predict(darcy_inputs[:10], batch_size=4)  # the same chunks: the same bits
+    assert np.array_equal(answer.view(np.uint32), expected.view(np.uint32))
