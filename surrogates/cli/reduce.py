@@ -2,6 +2,7 @@
 
     surrogates-reduce pde=thermal_block solver=rb_eim                      # offline: writes <output_dir>/<pde>_<resolution>.rb.h5
     surrogates-reduce mode=query model_path=model.rb.h5 mu=[0.1,0.5,1,0.3]  # online: solution and error bound
+    surrogates-reduce mode=logdet solver=power_limits mu=[0.1,0.5,1,0.3]   # log det A(mu) and its error bound
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.solvers.reduced_basis.model import SUFFIX, ReducedModel
+from surrogates.solvers.reduced_basis.power_limits import PowerLimitsEIM
 
-MODES = ("offline", "query")
+MODES = ("offline", "query", "logdet")
 
 
 def offline(cfg: DictConfig) -> dict:
@@ -51,7 +53,7 @@ def query(cfg: DictConfig) -> dict:
     if cfg.mu is None:
         raise ValueError("mode=query needs mu=[...] (one value per parameter, or a list of such lists)")
     model = ReducedModel.load(cfg.model_path)
-    mus = np.atleast_2d(np.asarray(OmegaConf.to_container(cfg.mu) if OmegaConf.is_config(cfg.mu) else cfg.mu, dtype=float))
+    mus = _parameters(cfg.mu)
     solution = model.solve(mus, estimator=cfg.estimator)
     fields = model.fields(solution.coefficients)
     result = {
@@ -69,10 +71,40 @@ def query(cfg: DictConfig) -> dict:
     return result
 
 
+def logdet(cfg: DictConfig) -> dict:
+    """Build the power-limit model of ``cfg.pde`` (``solver=power_limits``) and evaluate it at ``cfg.mu``."""
+    if cfg.mu is None:
+        raise ValueError("mode=logdet needs mu=[...] (one value per parameter, or a list of such lists)")
+    solver = instantiate(cfg.solver)
+    if not isinstance(solver, PowerLimitsEIM):
+        raise ValueError("mode=logdet needs solver=power_limits")
+    problem = instantiate(cfg.pde)
+    model = solver.build(problem)
+    mus = _parameters(cfg.mu)
+    estimate = model.log_det(mus)
+    result = {
+        "parameters": dict(zip(problem.parameter_space.names, mus.T.tolist())),
+        "full_dimension": problem.dim,
+        "power_points": model.size,
+        "log_det": estimate.value.tolist(),
+        "log_det_error_bound": estimate.bound.tolist(),
+        "offline_seconds": model.info["offline_seconds"],
+    }
+    if model.solutions is not None:
+        result["solution_error_bound"] = model.solve(mus)[1].tolist()
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def _parameters(mu) -> np.ndarray:
+    """``mu`` from the command line (one list or a list of lists) as ``(B, P)``."""
+    return np.atleast_2d(np.asarray(OmegaConf.to_container(mu) if OmegaConf.is_config(mu) else mu, dtype=float))
+
+
 def reduce(cfg: DictConfig) -> dict:
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
-    return offline(cfg) if cfg.mode == "offline" else query(cfg)
+    return {"offline": offline, "query": query, "logdet": logdet}[cfg.mode](cfg)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reduce")

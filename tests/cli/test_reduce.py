@@ -77,3 +77,19 @@ def test_evaluate_refuses_a_model_on_another_grid(compose_cfg, tmp_path, thermal
     reduce(compose_cfg("reduce", ["pde=thermal_block", f"model_path={path}", *SMALL, "resolution=9"]))
     with pytest.raises(ValueError, match="grid"):
         evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={thermal_data}"]))
+
+
+def test_logdet_mode(compose_cfg, capsys):
+    """`mode=logdet solver=power_limits`: log det A(mu) within its bound of the exact (sparse LU) value."""
+    from surrogates.solvers.logdet import sparse_logdet
+
+    overrides = ["mode=logdet", "solver=power_limits", "resolution=9", "solver.degree=2", "solver.progress=false"]
+    result = reduce(compose_cfg("reduce", [*overrides, "mu=[[0.1,0.5,1.0,0.3],[1,1,1,1]]"]))
+    assert result["power_points"] == 15 and len(result["log_det"]) == 2
+    for mu, value, bound in zip([[0.1, 0.5, 1.0, 0.3], [1, 1, 1, 1]], result["log_det"], result["log_det_error_bound"]):
+        assert abs(value - sparse_logdet(ThermalBlock(resolution=9).operator(np.array(mu)))) <= bound
+    assert len(result["solution_error_bound"]) == 2 and "log_det_error_bound" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="needs mu"):
+        reduce(compose_cfg("reduce", overrides))
+    with pytest.raises(ValueError, match="solver=power_limits"):
+        reduce(compose_cfg("reduce", ["mode=logdet", "mu=[1,1,1,1]", "resolution=9"]))

@@ -4,7 +4,9 @@ Offline: :class:`RBEIM` runs the EIM of the assembled operator and right-hand si
 (:mod:`.eim`), then the weak greedy (:mod:`.greedy`) that grows the basis (:mod:`.reductor`) with
 the error bound (:mod:`.estimators`). Online: :class:`ReducedModel` (:mod:`.model`) solves and bounds
 the error at a cost independent of the full dimension, and saves to / loads from one HDF5 file.
-Problems implement :class:`DiffusionProblem` (:mod:`.problem`). See ``docs/reduced_basis.md``.
+Problems implement :class:`DiffusionProblem` (:mod:`.problem`). :class:`PowerLimitsEIM`
+(:mod:`.power_limits`) builds nonintrusive log-determinants and inverses of affine SPD operators with
+error bounds. See ``docs/reduced_basis.md``.
 """
 
 from surrogates.solvers.reduced_basis.eim import EIMBasis, FunctionEIM, ParametricEIM, eim_greedy
@@ -16,6 +18,7 @@ from surrogates.solvers.reduced_basis.model import (
     is_reduced_model_file,
 )
 from surrogates.solvers.reduced_basis.offline import RBEIM
+from surrogates.solvers.reduced_basis.power_limits import LogDetEstimate, PowerLimitModel, PowerLimitsEIM
 from surrogates.solvers.reduced_basis.problem import DiffusionProblem, ParameterSpace
 from surrogates.solvers.reduced_basis.reductor import EIMSystem, ExtensionError, RBReductor
 
@@ -26,8 +29,11 @@ __all__ = [
     "ExtensionError",
     "FunctionEIM",
     "GreedyResult",
+    "LogDetEstimate",
     "ParameterSpace",
     "ParametricEIM",
+    "PowerLimitModel",
+    "PowerLimitsEIM",
     "RBEIM",
     "RBReductor",
     "ReducedModel",

@@ -119,6 +119,7 @@ def eim_greedy(
     tolerance = max(atol, rtol * float(errors.max()))
     basis, magic, selected, history = [], [], [], [float(errors.max())]
     combination = np.zeros((limit, limit))
+    interpolation = np.zeros((limit, limit))  # B[l, m] = q_m(x_l), filled row and column as terms come
     for m in range(limit):
         worst = int(np.argmax(errors))
         if errors[worst] <= tolerance or errors[worst] == 0.0:
@@ -129,12 +130,7 @@ def eim_greedy(
             break
         # q_m = (g(mu_worst) - sum_{l<m} theta_l q_l) / r(x_m), theta = B^-1 g(mu_worst)(x_<m)
         theta = (
-            solve_triangular(
-                np.array([[b[p] for b in basis] for p in magic]),
-                samples[worst, magic],
-                lower=True,
-                unit_diagonal=True,
-            )
+            solve_triangular(interpolation[:m, :m], samples[worst, magic], lower=True, unit_diagonal=True)
             if magic
             else np.zeros(0)
         )
@@ -144,6 +140,7 @@ def eim_greedy(
         q = r / r[point]
         basis.append(q)
         magic.append(point)
+        interpolation[m, : m + 1] = [b[point] for b in basis]
         selected.append(worst)
         residual -= np.outer(residual[:, point], q)  # new residuals vanish at x_1..x_m
         errors = np.abs(residual).max(axis=1)

@@ -1,0 +1,329 @@
+"""Nonintrusive log-determinants and inverses of affine SPD operators: EIM on the powers of the operator.
+
+Following Casenave, Akkari, Charles and Rey ("Nonintrusive approximation of parametrized limits of
+matrix power algorithms -- application to matrix inverses and log-determinants"): ``log det A(mu)``
+and ``A(mu)^-1`` are limits of polynomials in ``A(mu)`` (a power algorithm), so an interpolation that
+reproduces the powers of the operator reproduces these limits up to a computable truncation error.
+
+**Setting.** The operator EIM (:class:`~.reductor.EIMSystem`) gives, from ``M`` entries of ``A(mu)``,
+``A(mu) = sum_m beta_m(mu) A(mu_m)``, exact (to round-off) when ``A`` is affine with ``M`` terms.
+With the product ``X`` (the operator at unit coefficient) write ``C(mu) = X^-1/2 A(mu) X^-1/2``;
+every power ``C(mu)^k``, ``k <= K``, is a polynomial of degree ``k`` in ``beta(mu)`` with matrix
+coefficients.
+
+**EIM on the powers.** The greedy of :func:`~.eim.eim_greedy` runs on the vector-valued function
+``mu -> (phi_alpha(beta(mu)))_alpha`` of all products of Chebyshev polynomials of total degree
+``<= K`` (:mod:`.polynomial_basis`, ``D = binom(K + M, M)`` of them). It selects ``D`` parameters
+``mu_j`` (the *power points*) and magic functions; online, ``lambda(mu)`` with
+``sum_j lambda_j(mu) phi(beta(mu_j)) = phi(beta(mu))`` follows from a ``D x D`` unit triangular
+solve. Hence ``sum_j lambda_j C(mu_j)^k = C(mu)^k`` for every ``k <= K`` and, for any polynomial ``p``
+of degree ``<= K``, ``sum_j lambda_j p(C(mu_j)) = p(C(mu))``. The nonintrusive approximations are
+
+    log det A(mu) ~ sum_j lambda_j(mu) log det A(mu_j),     A(mu)^-1 b ~ sum_j lambda_j(mu) A(mu_j)^-1 b,
+
+with ``log det A(mu_j)`` and ``A(mu_j)^-1 F_f`` computed offline (sparse Cholesky-type factorization);
+``log det X`` cancels because ``sum_j lambda_j = 1``.
+
+**Error bound.** Take ``p_K`` the degree-``K`` truncated series of ``log`` (or ``1 / x``) on an
+interval ``[a, b]`` holding the spectra of ``C(mu)`` and of every ``C(mu_j)``; with ``f = log - p_K``,
+
+    |log det A(mu) - sum_j lambda_j log det A(mu_j)| = |tr f(C(mu)) - sum_j lambda_j tr f(C(mu_j))|
+                                                     <= N_h (1 + |lambda(mu)|_1) E_K(a, b),
+
+and ``||A^-1 b - sum_j lambda_j A_j^-1 b||_X <= (1 + |lambda|_1) E^inv_K(a, b) ||b||_{X'}``
+(:mod:`.series_bounds`). The interval is rigorous: ``A = sum_k c_k T_k`` and ``X = sum_k T_k`` with
+positive semidefinite local terms ``T_k``, so ``spec C(mu)`` lies in ``[min_k c_k(mu), max_k c_k(mu)]``,
+and ``c(mu) = sum_m beta_m(mu) c(mu_m)``, whose extremes over ``k`` are extremes over the few distinct
+rows of ``[c_k(mu_1), ..., c_k(mu_M)]`` (one per block for the thermal block). Online nothing of size
+``N_h`` is touched: ``M`` matrix entries, an ``M x M`` and a ``D x D`` triangular solve, and ``O(D)``
+for the value alone (:meth:`PowerLimitModel.log_det` with ``bound=False``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from surrogates.solvers.logdet import SPDFactor
+from surrogates.solvers.reduced_basis.eim import EIMBasis, eim_greedy
+from surrogates.solvers.reduced_basis.polynomial_basis import ChebyshevProducts
+from surrogates.solvers.reduced_basis.problem import DiffusionProblem
+from surrogates.solvers.reduced_basis.reductor import EIMSystem
+from surrogates.solvers.reduced_basis.series_bounds import SERIES, inverse_truncation_bound, log_truncation_bound
+
+
+@dataclass
+class LogDetEstimate:
+    """Result of :meth:`PowerLimitModel.log_det` for ``B`` parameters.
+
+    Attributes
+    ----------
+    value : np.ndarray
+        Approximation of ``log det A(mu)``, shape ``(B,)``.
+    bound : np.ndarray or None
+        Upper bound of the absolute error, shape ``(B,)`` (``None`` when not asked for).
+    lebesgue : np.ndarray or None
+        ``|lambda(mu)|_1``, shape ``(B,)``.
+    """
+
+    value: np.ndarray
+    bound: np.ndarray | None = None
+    lebesgue: np.ndarray | None = None
+
+
+@dataclass
+class PowerLimitModel:
+    """Online evaluator of ``log det A(mu)`` and ``A(mu)^-1 b(mu)`` (built by :class:`PowerLimitsEIM`).
+
+    Attributes
+    ----------
+    system : EIMSystem
+        Operator (and right-hand side) EIM: magic entries -> ``beta(mu)`` (``M`` terms).
+    features : ChebyshevProducts
+        ``phi`` on the box of ``beta`` seen offline (``D`` functions of total degree ``<= K``).
+    powers : EIMBasis
+        EIM on ``phi``: magic functions and the ``D x D`` interpolation data.
+    mus : np.ndarray
+        Power points ``mu_j``, shape ``(D, P)``.
+    log_dets : np.ndarray
+        ``log det A(mu_j)``, shape ``(D,)``.
+    coefficient_rows : np.ndarray
+        Distinct rows ``[c_k(mu_1), ..., c_k(mu_M)]`` of the local coefficients, shape ``(U, M)``.
+    point_interval : tuple[float, float]
+        Smallest and largest spectral bounds over the power points.
+    dim : int
+        ``N_h``.
+    series : str
+        Truncated series of the bound (``"chebyshev"`` or the paper's ``"neumann"``).
+    solutions : np.ndarray or None
+        ``A(mu_j)^-1 F_f``, shape ``(D, M_f, N_h)``, for :meth:`solve`.
+    rhs_gram : np.ndarray or None
+        ``F^T X^-1 F``, shape ``(M_f, M_f)`` (``||b(mu)||_{X'}^2`` from ``theta^f``).
+    info : dict
+        Offline facts (timings, sizes, reproduction error).
+    """
+
+    system: EIMSystem
+    features: ChebyshevProducts
+    powers: EIMBasis
+    mus: np.ndarray
+    log_dets: np.ndarray
+    coefficient_rows: np.ndarray
+    point_interval: tuple[float, float]
+    dim: int
+    series: str = "chebyshev"
+    solutions: np.ndarray | None = None
+    rhs_gram: np.ndarray | None = None
+    info: dict | None = None
+
+    def __post_init__(self):
+        # log det = lambda . l = phi_magic^T (B^-T C^T l): the value alone costs O(D)
+        self._value_weights = solve_triangular(
+            self.powers.interpolation_matrix, self.powers.combination.T @ self.log_dets, lower=True, trans="T",
+            unit_diagonal=True,
+        )
+
+    @property
+    def degree(self) -> int:
+        return self.features.degree
+
+    @property
+    def size(self) -> int:
+        """Number of power points ``D``."""
+        return self.powers.size
+
+    # -- online pieces ------------------------------------------------------------------------------
+    def operator_weights(self, mus: np.ndarray) -> np.ndarray:
+        """``beta(mu)`` with ``A(mu) = sum_m beta_m A(mu_m)``, ``(B, P) -> (B, M)``, from ``M`` entries of ``A(mu)``."""
+        mus = self.system.problem.parameter_space.check(mus)
+        return self.system.operator.weights(self.system.operator_entries(mus))
+
+    def power_weights(self, mus: np.ndarray) -> np.ndarray:
+        """``lambda(mu)``, ``(B, P) -> (B, D)``: ``sum_j lambda_j phi(beta(mu_j)) = phi(beta(mu))``."""
+        return self._power_weights(self.operator_weights(mus))
+
+    def _power_weights(self, beta: np.ndarray) -> np.ndarray:
+        return self.powers.weights(self.features(beta)[:, self.powers.magic])
+
+    def spectral_interval(self, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``[a, b]`` holding the spectra of ``C(mu)`` and of every ``C(mu_j)``, from ``beta`` ``(B, M)``."""
+        ratios = np.asarray(beta) @ self.coefficient_rows.T  # (B, U): c_k(mu) for the distinct k
+        lo, hi = ratios.min(axis=1), ratios.max(axis=1)
+        if np.any(lo <= 0):
+            raise ValueError("A(mu) is not positive definite at this parameter (a non-positive local coefficient)")
+        return np.minimum(lo, self.point_interval[0]), np.maximum(hi, self.point_interval[1])
+
+    def log_det(self, mus: np.ndarray, bound: bool = True) -> LogDetEstimate:
+        """``log det A(mu)`` for parameters ``(B, P)``; with ``bound``, its error bound (``O(D^2)`` more)."""
+        beta = self.operator_weights(mus)
+        phi = self.features(beta)[:, self.powers.magic]
+        value = phi @ self._value_weights
+        if not bound:
+            return LogDetEstimate(value)
+        lebesgue = np.abs(self.powers.weights(phi)).sum(axis=1)
+        a, b = self.spectral_interval(beta)
+        error = self.dim * (1.0 + lebesgue) * log_truncation_bound(a, b, self.degree, self.series)
+        return LogDetEstimate(value, error + self._eim_log_det_error(a), lebesgue)
+
+    def _eim_log_det_error(self, a: np.ndarray) -> np.ndarray:
+        """``|log det A - log det A_M| <= N_h eps / (a - eps)`` (eps: the EIM operator error; 0 if affine)."""
+        eps = self.system.eim_error
+        return self.dim * eps / np.maximum(a - eps, np.finfo(float).tiny)
+
+    def solve(self, mus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``A(mu)^-1 b(mu)`` and its error bound in the ``X`` norm: ``(B, P) -> ((B, N_h), (B,))``."""
+        if self.solutions is None:
+            raise ValueError("this model was built without inverse data (with_inverse=False)")
+        mus = self.system.problem.parameter_space.check(mus)
+        beta = self.system.operator.weights(self.system.operator_entries(mus))
+        lam = self._power_weights(beta)
+        theta_f = self.system.rhs.coefficients(self.system.rhs_entries(mus))  # (B, M_f)
+        u = np.einsum("bj,bf,jfn->bn", lam, theta_f, self.solutions)
+        a, b = self.spectral_interval(beta)
+        rhs_norm = np.sqrt(np.maximum(np.einsum("bf,fg,bg->b", theta_f, self.rhs_gram, theta_f), 0.0))
+        bound = (1.0 + np.abs(lam).sum(axis=1)) * inverse_truncation_bound(a, b, self.degree, self.series) * rhs_norm
+        return u, bound
+
+
+class PowerLimitsEIM:
+    """Offline stage of :class:`PowerLimitModel`: the ``_target_`` of ``conf/solver/power_limits.yaml``.
+
+    Parameters
+    ----------
+    degree
+        ``K``: the powers reproduced exactly (``D = binom(K + M, M)`` power points and factorizations).
+    eim_training_size, eim_check_size
+        Random parameters of the operator EIM, and further ones on which its error is measured.
+    max_affine_terms
+        The operator must be reproduced with at most this many EIM terms.
+    affine_rtol
+        ... and to this EIM error relative to the largest local coefficient; otherwise ``ValueError``.
+    power_training_factor
+        The power EIM greedy chooses among ``factor * D`` random parameters.
+    power_rtol
+        Stopping tolerance of that greedy (relative; it stops earlier only on dependent functions).
+    with_inverse
+        Also store ``A(mu_j)^-1 F_f`` (``D M_f`` vectors of size ``N_h``) for :meth:`PowerLimitModel.solve`.
+    series
+        Series of the error bound: ``"chebyshev"`` (sharper) or ``"neumann"`` (the paper's power series).
+    seed, progress
+        Random parameters; print the offline progress.
+    """
+
+    def __init__(
+        self,
+        degree: int = 6,
+        eim_training_size: int = 50,
+        eim_check_size: int = 20,
+        max_affine_terms: int = 20,
+        affine_rtol: float = 1e-10,
+        power_training_factor: float = 2.0,
+        power_rtol: float = 1e-12,
+        with_inverse: bool = True,
+        series: str = "chebyshev",
+        seed: int = 0,
+        progress: bool = False,
+    ):
+        if int(degree) != degree or degree < 1:
+            raise ValueError(f"degree must be a positive integer, got {degree}")
+        if series not in SERIES:
+            raise ValueError(f"series must be one of {SERIES}, got {series!r}")
+        if power_training_factor < 1:
+            raise ValueError(f"power_training_factor must be >= 1, got {power_training_factor}")
+        self.degree = int(degree)
+        self.eim_training_size = int(eim_training_size)
+        self.eim_check_size = int(eim_check_size)
+        self.max_affine_terms = int(max_affine_terms)
+        self.affine_rtol = float(affine_rtol)
+        self.power_training_factor = float(power_training_factor)
+        self.power_rtol = float(power_rtol)
+        self.with_inverse = bool(with_inverse)
+        self.series = series
+        self.seed = int(seed)
+        self.progress = bool(progress)
+
+    def affine_system(self, problem: DiffusionProblem, rng: np.random.Generator) -> EIMSystem:
+        """The operator EIM, refused (``ValueError``) unless it reproduces ``A(mu)`` as an affine, SPD family."""
+        space = problem.parameter_space
+        training = space.sample_uniform(self.eim_training_size, rng)
+        if np.any(problem.coefficient_lower_bound(training) <= 0):
+            raise ValueError("the operator is not SPD on the parameter domain (a non-positive coefficient lower bound)")
+        system = EIMSystem.build(
+            problem, training, max_terms=self.max_affine_terms + 1, rtol=1e-13,
+            check_set=space.sample_uniform(self.eim_check_size, rng),
+        )
+        scale = float(np.abs(problem.local_coefficients(training)).max())
+        if system.operator.size > self.max_affine_terms or system.eim_error > self.affine_rtol * scale:
+            raise ValueError(
+                f"the operator is not affine in the parameters: the EIM needs more than {self.max_affine_terms} terms "
+                f"or leaves an error {system.eim_error:.2e} > {self.affine_rtol:g} x {scale:.3g}"
+            )
+        return system
+
+    def build(self, problem: DiffusionProblem) -> PowerLimitModel:
+        """Operator EIM, EIM on the powers, and one factorization per power point."""
+        start = time.perf_counter()
+        rng = np.random.default_rng(self.seed)
+        system = self.affine_system(problem, rng)
+        rows = problem.local_coefficients(system.operator.mus).T  # (J, M): c_k(mu_m)
+        rows = np.unique(rows, axis=0)
+        if np.any(rows.min(axis=0) <= 0):
+            raise ValueError("the operator is not SPD at the EIM parameters (a non-positive local coefficient)")
+
+        M = system.operator.size
+        n_features = len(ChebyshevProducts.on_box(np.zeros(M), np.ones(M), self.degree).exponents)
+        candidates = problem.parameter_space.sample_uniform(int(np.ceil(self.power_training_factor * n_features)), rng)
+        beta = system.operator.weights(system.operator_entries(candidates))
+        lo, hi = beta.min(axis=0), beta.max(axis=0)
+        width = np.maximum(hi - lo, 1e-12 * np.maximum(np.abs(hi), 1.0))
+        features = ChebyshevProducts.on_box(lo, lo + width, self.degree)
+        samples = features(beta)
+        powers = eim_greedy(samples, rtol=self.power_rtol)
+        mus = candidates[powers.selected]
+        point_beta = beta[powers.selected]
+        ratios = point_beta @ rows.T
+        reproduction = float(np.abs(powers.weights(samples[:, powers.magic]) @ samples[powers.selected] - samples).max())
+        greedy_seconds = time.perf_counter() - start
+
+        log_dets = np.empty(len(mus))
+        solutions = None
+        rhs_vectors = system.rhs_vectors(system.rhs.collateral) if self.with_inverse else None  # (N_h, M_f)
+        if self.with_inverse:
+            solutions = np.empty((len(mus), rhs_vectors.shape[1], problem.dim))
+        for j, mu in enumerate(mus):
+            factor = SPDFactor(system.matrix(mu))
+            log_dets[j] = factor.logdet
+            if solutions is not None:
+                solutions[j] = factor.solve(rhs_vectors).T
+            if self.progress and (j + 1) % 100 == 0:
+                print(f"power points: {j + 1} / {len(mus)} factorized", flush=True)
+        rhs_gram = None
+        if self.with_inverse:
+            z = SPDFactor(problem.product).solve(rhs_vectors)
+            rhs_gram = rhs_vectors.T @ z
+        info = {
+            "operator_eim_terms": M,
+            "operator_eim_error": system.eim_error,
+            "features": features.size,
+            "power_points": powers.size,
+            "reproduction_error": reproduction,
+            "greedy_seconds": greedy_seconds,
+            "offline_seconds": time.perf_counter() - start,
+        }
+        return PowerLimitModel(
+            system=system,
+            features=features,
+            powers=powers,
+            mus=mus,
+            log_dets=log_dets,
+            coefficient_rows=rows,
+            point_interval=(float(ratios.min()), float(ratios.max())),
+            dim=problem.dim,
+            series=self.series,
+            solutions=solutions,
+            rhs_gram=rhs_gram,
+            info=info,
+        )
