@@ -206,8 +206,10 @@ class SpectralConv(nn.Module):
         A weight passed in is not cached (it is a new tensor at every call).
         """
         w = self.weight if weight is None else weight
-        key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
         cacheable = weight is None and not (torch.is_grad_enabled() and w.requires_grad)
+        key = None  # a weight passed in may be an inference tensor, which has no version counter
+        if cacheable:
+            key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
         if cacheable and self._block_cache is not None and self._block_cache[0] == key:
             return self._block_cache[1]
         wk = self._weights(bins, dtype, w)  # (K, C_in, C_out, 2)
