@@ -82,12 +82,14 @@ def _package_models() -> dict[str, type]:
     from surrogates.models.fno import FNO
     from surrogates.models.hc_moe import HardConstraintMoE
     from surrogates.models.mgno import MgNO
+    from surrogates.models.mg_tfno import MGTFNO
     from surrogates.models.mlp import MLP
     from surrogates.models.pde_refiner import PDERefiner
     from surrogates.models.pig import PIG
+    from surrogates.models.tfno import TFNO
     from surrogates.models.unet import UNet
 
-    return {cls.registered_name: cls for cls in (FNO, MgNO, UNet, PDERefiner, PIG, MLP, HardConstraintMoE)}
+    return {cls.registered_name: cls for cls in (FNO, MgNO, UNet, PDERefiner, PIG, MLP, HardConstraintMoE, TFNO, MGTFNO)}
 
 
 def _package_physics_problems() -> dict[str, type]:

@@ -13,6 +13,11 @@ Options that default to off (``lifting_channels=0``, ``channel_mlp_expansion=0``
 skip: ``w = act(K_l v_l + W_l v_l + b_l)``, ``v_{l+1} = act(M_l(w) + g_l * v_l)`` (no activations
 after the last layer).
 
+Two more options come from the MG-TFNO paper's backbone study (Kossaifi et al.): ``norm`` normalizes
+each Fourier layer's output before its activation (``"instance"``: per sample and channel;
+``"group"``: per sample over all channels, i.e. a layer norm), and ``skip`` chooses the pointwise
+skip ``W_l`` (``"linear"``, the FNO paper's; ``"soft_gating"``, a per-channel scale; ``"identity"``).
+
 The spectral convolutions ``K_l`` keep the FNO paper's modes (see :mod:`surrogates.nn.spectral_conv`).
 Channels stay first throughout (``(B, C, *spatial)``): pointwise layers are batched matrix products
 over the flattened grid, and the FFTs run over contiguous memory.
@@ -26,10 +31,24 @@ from torch import nn
 
 from surrogates.models.base import OperatorModel
 from surrogates.nn.embeddings import GridEmbedding
-from surrogates.nn.pointwise import ACTIVATIONS, PointwiseLinear
+from surrogates.nn.pointwise import ACTIVATIONS, ChannelScale, PointwiseLinear
 from surrogates.nn.spectral_conv import SpectralConv
 
 __all__ = ["FNO"]
+
+NORMS = {
+    "none": None,
+    "instance": lambda width: nn.GroupNorm(width, width),  # one group per channel: instance norm, any dim
+    "group": lambda width: nn.GroupNorm(1, width),
+}
+"""Normalizations of a Fourier layer's output (``width`` channels)."""
+
+SKIPS = {
+    "linear": lambda width: PointwiseLinear(width, width),
+    "soft_gating": ChannelScale,
+    "identity": lambda width: nn.Identity(),
+}
+"""Pointwise skips of a Fourier layer (``width`` channels)."""
 
 class FNO(OperatorModel):
     """Fourier Neural Operator on a regular 1D, 2D or 3D grid.
@@ -68,6 +87,12 @@ class FNO(OperatorModel):
     channel_mlp_expansion : float
         0 (default): no channel MLP; ``> 0``: after every Fourier layer a pointwise MLP with
         ``round(e * width)`` hidden channels and a soft-gating skip (``neuraloperator``'s default is 0.5).
+    norm : {"none", "instance", "group"}
+        Normalization of every Fourier layer's output (before its activation); ``"group"`` is one group
+        over all channels. Both have a per-channel affine map.
+    skip : {"linear", "soft_gating", "identity"}
+        The pointwise skip ``W_l`` of every Fourier layer: a linear channel map (with bias), a
+        per-channel scale, or the identity.
 
     Examples
     --------
@@ -93,6 +118,8 @@ class FNO(OperatorModel):
         grid: str = "closed",
         lifting_channels: int = 0,
         channel_mlp_expansion: float = 0.0,
+        norm: str = "none",
+        skip: str = "linear",
     ):
         super().__init__()
         if dim not in (1, 2, 3):
@@ -107,6 +134,10 @@ class FNO(OperatorModel):
         if lifting_channels < 0 or channel_mlp_expansion < 0:
             raise ValueError("lifting_channels and channel_mlp_expansion must be >= 0, got "
                              f"{lifting_channels} and {channel_mlp_expansion}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
+        if skip not in SKIPS:
+            raise ValueError(f"skip must be one of {sorted(SKIPS)}, got {skip!r}")
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim
         self.padding = float(padding)
         self.activation = activation
@@ -119,8 +150,11 @@ class FNO(OperatorModel):
         else:
             self.lifting_hidden = None
             self.lifting = PointwiseLinear(lift_in, width)
-        self.spectral = nn.ModuleList(SpectralConv(width, width, modes_list) for _ in range(n_layers))
-        self.skips = nn.ModuleList(PointwiseLinear(width, width) for _ in range(n_layers))
+        self.spectral = nn.ModuleList(
+            SpectralConv(width, width, modes_list, own_weight=self._spectral_owns_weights) for _ in range(n_layers)
+        )
+        self.skips = nn.ModuleList(SKIPS[skip](width) for _ in range(n_layers))
+        self.norms = nn.ModuleList(NORMS[norm](width) for _ in range(n_layers)) if norm != "none" else None
         if channel_mlp_expansion:
             hidden = max(1, round(channel_mlp_expansion * width))
             self.mlp_hidden = nn.ModuleList(PointwiseLinear(width, hidden) for _ in range(n_layers))
@@ -130,6 +164,14 @@ class FNO(OperatorModel):
             self.mlp_hidden = self.mlp_out = self.mlp_gates = None
         self.projection_hidden = PointwiseLinear(width, projection_channels)
         self.projection_out = PointwiseLinear(projection_channels, out_channels)
+
+    _spectral_owns_weights = True
+    """Whether every spectral convolution holds its own dense weight (the tensorized FNO's do not)."""
+
+    def spectral_weights(self) -> list[torch.Tensor | None]:
+        """The spectral convolutions' weights, one ``(K, width, width, 2)`` tensor per layer, or ``None``
+        for a layer that uses its own (the dense FNO). Subclasses build them from shared parameters."""
+        return [None] * len(self.spectral)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map input functions to output functions on the same grid.
@@ -145,6 +187,24 @@ class FNO(OperatorModel):
             Shape ``(B, out_channels, *spatial)``.
         """
         self._check_input(x)
+        return self.forward_with_weights(x, self.spectral_weights())
+
+    def forward_with_weights(self, x: torch.Tensor, weights: list[torch.Tensor | None]) -> torch.Tensor:
+        """:meth:`forward` (without the input check) with the spectral weights given, one per layer
+        (see :meth:`spectral_weights`): callers that apply the network many times reconstruct them once.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Shape ``(B, in_channels, *spatial)``.
+        weights : list of torch.Tensor or None
+            ``n_layers`` entries of shape ``(K, width, width, 2)`` (or ``None``: the layer's own weight).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(B, out_channels, *spatial)``.
+        """
         if self.embedding is not None:
             x = self.embedding(x)
         act = ACTIVATIONS[self.activation]
@@ -153,7 +213,9 @@ class FNO(OperatorModel):
         v = self._pad(v)
         last = len(self.spectral) - 1
         for i, (spectral, skip) in enumerate(zip(self.spectral, self.skips)):
-            w = spectral(v) + skip(v)
+            w = spectral(v, weights[i]) + skip(v)
+            if self.norms is not None:
+                w = self.norms[i](w)
             if i < last:
                 w = act(w)
             if self.mlp_hidden is not None:

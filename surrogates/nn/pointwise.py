@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "PointwiseLinear"]
+__all__ = ["ACTIVATIONS", "ChannelScale", "PointwiseLinear"]
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
 """Activation functions of the grid operators, by the name their ``activation`` argument takes."""
@@ -51,3 +51,21 @@ class PointwiseLinear(nn.Module):
         out = torch.baddbmm(self.bias.view(1, -1, 1), self.weight.expand(batch, -1, -1),
                             x.flatten(2) if x.ndim > 2 else x.unsqueeze(-1))
         return out.view(batch, out.shape[1], *x.shape[2:])
+
+
+class ChannelScale(nn.Module):
+    """Multiply every channel by a learned scalar (neuraloperator's "soft gating" skip), ones at start.
+
+    Parameters
+    ----------
+    channels : int
+        ``C``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, *spatial) -> (B, C, *spatial)``."""
+        return x * self.weight.view(1, -1, *([1] * (x.ndim - 2)))

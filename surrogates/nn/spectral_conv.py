@@ -90,9 +90,13 @@ class SpectralConv(nn.Module):
     parts), ``K = prod(2 m_i for i < d) * m_d``, in the order of the kept modes: along each non-last
     dimension the frequencies ``0 .. m - 1`` then ``-m .. -1``. Real storage keeps optimizers and
     distributed all-reduce on plain real tensors.
+
+    With ``own_weight=False`` the layer holds no parameter and every call passes its weight (the
+    tensorized FNO reconstructs all layers' weights from one factorized tensor,
+    :mod:`surrogates.nn.factorized_weights`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int | Sequence[int]):
+    def __init__(self, in_channels: int, out_channels: int, modes: int | Sequence[int], own_weight: bool = True):
         super().__init__()
         modes = [int(modes)] if isinstance(modes, int) else [int(m) for m in modes]
         if not 1 <= len(modes) <= 3 or min(modes) < 1:
@@ -104,14 +108,21 @@ class SpectralConv(nn.Module):
         self.weight_shape = [2 * m for m in modes[:-1]] + [modes[-1]]
         n_kept = math.prod(self.weight_shape)
         # E|w|^2 = 2 / (C_in + C_out): Glorot-like, keeps the output variance near the input's.
-        std = math.sqrt(1.0 / (in_channels + out_channels))
-        self.weight = nn.Parameter(std * torch.randn(n_kept, in_channels, out_channels, 2))
+        self.weight_std = math.sqrt(1.0 / (in_channels + out_channels))
+        self.weight = (
+            nn.Parameter(self.weight_std * torch.randn(n_kept, in_channels, out_channels, 2)) if own_weight else None
+        )
         self._block_cache: tuple[tuple, torch.Tensor] | None = None
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, modes={self.modes}"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def full_weight_shape(self) -> tuple[int, ...]:
+        """Shape of the layer's weight, ``(K, C_in, C_out, 2)``."""
+        return (math.prod(self.weight_shape), self.in_channels, self.out_channels, 2)
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the layer.
 
         Parameters
@@ -119,6 +130,9 @@ class SpectralConv(nn.Module):
         x : torch.Tensor
             Real input of shape ``(B, C_in, *spatial)`` with ``len(spatial) == dim``, any grid size,
             float32 or float64.
+        weight : torch.Tensor, optional
+            Weight of shape ``(K, C_in, C_out, 2)`` to use instead of the layer's own (required when
+            the layer has none).
 
         Returns
         -------
@@ -130,10 +144,14 @@ class SpectralConv(nn.Module):
                 f"SpectralConv expects input of shape (batch, {self.in_channels}, "
                 f"{', '.join(f'n{i}' for i in range(self.dim))}), got {tuple(x.shape)}"
             )
+        if weight is None and self.weight is None:
+            raise ValueError("this SpectralConv holds no weight (own_weight=False): pass weight=")
+        if weight is not None and tuple(weight.shape) != self.full_weight_shape:
+            raise ValueError(f"weight must have shape {self.full_weight_shape}, got {tuple(weight.shape)}")
         sizes = list(x.shape[2:])
         bins = [kept_bins(n, m, i == self.dim - 1) for i, (n, m) in enumerate(zip(sizes, self.modes))]
         coeffs = self._forward_transform(x, bins)
-        coeffs = self._contract(coeffs, bins)
+        coeffs = self._contract(coeffs, bins, weight)
         return self._inverse_transform(coeffs, sizes, bins)
 
     # -- pieces --------------------------------------------------------------------------------
@@ -149,9 +167,9 @@ class SpectralConv(nn.Module):
                 y = torch.cat([y.narrow(axis, 0, n_pos), y.narrow(axis, n - n_neg, n_neg)], dim=axis)
         return y
 
-    def _weights(self, bins: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
+    def _weights(self, bins: list[tuple[int, int]], dtype: torch.dtype, weight: torch.Tensor) -> torch.Tensor:
         """Weights of the kept modes, ``(K_kept, C_in, C_out, 2)`` (real, imag), in ``dtype``."""
-        w = self.weight if self.weight.dtype == dtype else self.weight.to(dtype)
+        w = weight if weight.dtype == dtype else weight.to(dtype)
         if [b[0] + b[1] for b in bins] == self.weight_shape:
             return w
         # A coarse grid: keep the weights of the frequencies it resolves.
@@ -163,7 +181,7 @@ class SpectralConv(nn.Module):
                 w = torch.cat([w.narrow(axis, 0, n_pos), w.narrow(axis, 2 * m - n_neg, n_neg)], dim=axis)
         return w.reshape(-1, self.in_channels, self.out_channels, 2)
 
-    def _contract(self, y: torch.Tensor, bins: list[tuple[int, int]]) -> torch.Tensor:
+    def _contract(self, y: torch.Tensor, bins: list[tuple[int, int]], weight: torch.Tensor | None) -> torch.Tensor:
         """``(B, C_in, *kept) -> (B, C_out, *kept)``: one batched real matmul over all modes.
 
         A complex product ``(a + ib)(c + id)`` is written as the real product of
@@ -172,7 +190,7 @@ class SpectralConv(nn.Module):
         """
         batch, kept = y.shape[0], y.shape[2:]
         real_dtype = torch.float64 if y.dtype == torch.complex128 else torch.float32
-        block = self._block(bins, real_dtype)
+        block = self._block(bins, real_dtype, weight)
         n_modes = block.shape[0]
         # Modes to the front: (K, B, 2 C_in) @ (K, 2 C_in, 2 C_out) -> (K, B, 2 C_out).
         yr = torch.view_as_real(y.flatten(2)).permute(2, 0, 1, 3).reshape(n_modes, batch, 2 * self.in_channels)
@@ -180,18 +198,21 @@ class SpectralConv(nn.Module):
         out = torch.view_as_complex(out.permute(1, 2, 0, 3).contiguous())
         return out.view(batch, self.out_channels, *kept)
 
-    def _block(self, bins: list[tuple[int, int]], dtype: torch.dtype) -> torch.Tensor:
+    def _block(self, bins: list[tuple[int, int]], dtype: torch.dtype, weight: torch.Tensor | None) -> torch.Tensor:
         """The real ``(K, 2 C_in, 2 C_out)`` form of the kept modes' complex weights.
 
-        Without autograd (inference) the block is cached until the weight changes: rebuilding it
-        took about 60% of a single-sample forward pass of a 64x64 FNO on the CPU.
+        Without autograd (inference) the block of the layer's own weight is cached until the weight
+        changes: rebuilding it took about 60% of a single-sample forward pass of a 64x64 FNO on the CPU.
+        A weight passed in is not cached (it is a new tensor at every call).
         """
-        w = self.weight
-        key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
-        cacheable = not (torch.is_grad_enabled() and w.requires_grad)
+        w = self.weight if weight is None else weight
+        cacheable = weight is None and not (torch.is_grad_enabled() and w.requires_grad)
+        key = None  # a weight passed in may be an inference tensor, which has no version counter
+        if cacheable:
+            key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
         if cacheable and self._block_cache is not None and self._block_cache[0] == key:
             return self._block_cache[1]
-        wk = self._weights(bins, dtype)  # (K, C_in, C_out, 2)
+        wk = self._weights(bins, dtype, w)  # (K, C_in, C_out, 2)
         wr, wi = wk.unbind(-1)
         block = torch.stack([torch.stack([wr, wi], -1), torch.stack([-wi, wr], -1)], 2)
         block = block.reshape(wk.shape[0], 2 * self.in_channels, 2 * self.out_channels)

@@ -1,0 +1,159 @@
+"""All spectral weights of an FNO as one factorized tensor (Kossaifi et al., MG-TFNO).
+
+The dense weights of the ``L`` spectral convolutions of an FNO (each ``(K, C_in, C_out, 2)``, see
+:mod:`surrogates.nn.spectral_conv`) are stacked into one real tensor of order ``4 + d``
+
+.. math::
+
+    \\mathcal W \\in \\mathbb R^{L \\times k_1 \\times \\dots \\times k_d \\times C_{in} \\times C_{out} \\times 2}
+
+(layers, kept modes per dimension, channels, real/imaginary part) and that tensor is held in a low-rank
+format:
+
+* Tucker: ``W = G x_1 U_1 x_2 U_2 ... x_N U_N``, a core ``G`` of shape ``(R_1, ..., R_N)`` and one factor
+  ``U_n`` of shape ``(I_n, R_n)`` per mode;
+* CP: ``W = sum_r a^1_r o a^2_r o ... o a^N_r``, one factor ``A_n`` of shape ``(I_n, R)`` per mode.
+
+The rank is given as a fraction of the dense size (``rank=0.1``: about a tenth of the parameters, the
+ranks chosen by tensorly's ``validate_tucker_rank`` / ``validate_cp_rank``, the real/imaginary mode at
+full rank; ``rank=1.0`` is the full Tucker rank) or explicitly (a list of
+Tucker ranks, or an int CP rank). Reconstruction and decomposition use tensorly (PyTorch backend, set
+for the current thread only, so autograd flows through the factors). Real/imaginary parts are a mode of
+the real tensor rather than complex factors, so optimizers and all-reduce see plain real parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorly as tl
+import torch
+from tensorly.cp_tensor import validate_cp_rank
+from tensorly.decomposition import parafac, tucker
+from tensorly.tucker_tensor import validate_tucker_rank
+from torch import nn
+
+__all__ = ["FACTORIZATIONS", "FactorizedSpectralWeights"]
+
+FACTORIZATIONS = ("tucker", "cp")
+
+
+class FactorizedSpectralWeights(nn.Module):
+    """One Tucker or CP tensor holding the spectral weights of ``n_layers`` convolutions.
+
+    Parameters
+    ----------
+    n_layers : int
+        ``L``, the number of spectral convolutions.
+    weight_shape : sequence of int
+        Kept-mode bins per spatial dimension, ``(k_1, ..., k_d)`` (``SpectralConv.weight_shape``).
+    in_channels, out_channels : int
+        ``C_in``, ``C_out`` of every convolution.
+    factorization : {"tucker", "cp"}
+        The low-rank format.
+    rank : float, int or sequence of int
+        A float in ``(0, 1]``: the fraction of the dense parameter count; for Tucker a list of one rank
+        per mode (``L, k_1, ..., k_d, C_in, C_out, 2``); for CP an int.
+    std : float
+        Standard deviation of the reconstructed entries at initialization (that of the dense layers').
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Shape of the dense tensor ``(L, k_1, ..., k_d, C_in, C_out, 2)``.
+    ranks : list of int
+        Tucker ranks (one per mode) or ``[R]`` for CP.
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        weight_shape: Sequence[int],
+        in_channels: int,
+        out_channels: int,
+        factorization: str = "tucker",
+        rank: float | int | Sequence[int] = 0.1,
+        std: float = 0.1,
+    ):
+        super().__init__()
+        if factorization not in FACTORIZATIONS:
+            raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
+        self.factorization = factorization
+        self.shape = (int(n_layers), *(int(k) for k in weight_shape), int(in_channels), int(out_channels), 2)
+        self.ranks = _ranks(self.shape, factorization, rank)
+        generator_std = float(std)
+        if factorization == "tucker":
+            # Orthonormal factors keep ||W|| = ||G||; E W_i^2 = var(G) prod(R_n / I_n) on average.
+            core_std = generator_std * math.sqrt(math.prod(self.shape) / math.prod(self.ranks))
+            self.core = nn.Parameter(core_std * torch.randn(*self.ranks))
+            self.factors = nn.ParameterList(
+                nn.Parameter(torch.linalg.qr(torch.randn(size, r))[0]) for size, r in zip(self.shape, self.ranks)
+            )
+        else:
+            (r,) = self.ranks
+            # E W_i^2 = R prod_n var(A_n): every factor gets the same share.
+            factor_std = (generator_std**2 / r) ** (1.0 / (2 * len(self.shape)))
+            self.core = None
+            self.factors = nn.ParameterList(nn.Parameter(factor_std * torch.randn(size, r)) for size in self.shape)
+
+    def extra_repr(self) -> str:
+        return f"factorization={self.factorization}, shape={self.shape}, ranks={self.ranks}"
+
+    @property
+    def dense_size(self) -> int:
+        """Number of entries of the dense tensor (the dense layers' spectral parameter count)."""
+        return math.prod(self.shape)
+
+    def dense(self) -> torch.Tensor:
+        """The reconstructed tensor, shape ``(L, k_1, ..., k_d, C_in, C_out, 2)``."""
+        with tl.backend_context("pytorch", local_threadsafe=True):
+            if self.factorization == "tucker":
+                return tl.tucker_to_tensor((self.core, list(self.factors)))
+            ones = self.factors[0].new_ones(self.ranks[0])
+            return tl.cp_to_tensor((ones, list(self.factors)))
+
+    def forward(self) -> list[torch.Tensor]:
+        """Every layer's weight, ``L`` tensors of shape ``(K, C_in, C_out, 2)``, ``K = prod(k_i)``."""
+        n_layers, *_, c_in, c_out, _ = self.shape
+        return [w.reshape(-1, c_in, c_out, 2) for w in self.dense().unbind(0)]
+
+    @torch.no_grad()
+    def load_dense(self, tensor: torch.Tensor, n_iter_max: int = 100) -> None:
+        """Set the factors to tensorly's decomposition of a dense tensor of shape :attr:`shape`, at :attr:`ranks`.
+
+        Tucker is HOOI started from the truncated HOSVD (exact, up to round-off, at full ranks); CP is
+        ALS, exact only for a tensor of CP rank at most ``R``.
+        """
+        if tuple(tensor.shape) != self.shape:
+            raise ValueError(f"expected a tensor of shape {self.shape}, got {tuple(tensor.shape)}")
+        with tl.backend_context("pytorch", local_threadsafe=True):
+            if self.factorization == "tucker":
+                core, factors = tucker(tensor.detach(), rank=self.ranks, init="svd", n_iter_max=n_iter_max)
+                self.core.copy_(core)
+            else:
+                weights, factors = parafac(tensor.detach(), rank=self.ranks[0], init="svd", n_iter_max=n_iter_max)
+                factors = [f * (weights if i == 0 else 1) for i, f in enumerate(factors)]
+        for parameter, factor in zip(self.factors, factors):
+            parameter.copy_(factor)
+
+
+def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
+    """Explicit ranks of a ``shape`` tensor from a fraction or from given ranks."""
+    if isinstance(rank, bool):
+        raise ValueError(f"rank must be a fraction or explicit ranks, got {rank!r}")
+    if isinstance(rank, float):
+        if not 0 < rank <= 1:
+            raise ValueError(f"a fractional rank must lie in (0, 1], got {rank}")
+        if factorization == "tucker":
+            # The real/imaginary mode keeps both parts (rank 1 there would tie them to one phase).
+            return [max(1, int(r)) for r in validate_tucker_rank(shape, rank=rank, fixed_modes=[len(shape) - 1])]
+        return [max(1, int(validate_cp_rank(shape, rank=rank)))]
+    if factorization == "cp":
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"a CP rank must be a positive int or a fraction, got {rank!r}")
+        return [rank]
+    ranks = [int(r) for r in rank] if isinstance(rank, (list, tuple)) else None
+    if ranks is None or len(ranks) != len(shape) or not all(1 <= r <= n for r, n in zip(ranks, shape)):
+        raise ValueError(f"Tucker ranks must be a fraction or {len(shape)} ints within {list(shape)}, got {rank!r}")
+    return ranks

@@ -1,0 +1,98 @@
+"""Factorized spectral weights: full-rank Tucker reproduces the dense FNO, parameter counts, initialization."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from surrogates.models.fno import FNO
+from surrogates.models.tfno import TFNO
+from surrogates.nn.factorized_weights import FactorizedSpectralWeights
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def _dense_and_tensorized(**kwargs) -> tuple[FNO, TFNO]:
+    """A dense FNO and a TFNO that share every weight but the spectral ones (float64)."""
+    torch.manual_seed(0)
+    dense = FNO(**kwargs).double()
+    tensorized = TFNO(**kwargs, rank=1.0).double()
+    shared = {k: v for k, v in dense.state_dict().items() if not k.startswith("spectral.")}
+    missing, unexpected = tensorized.load_state_dict(shared, strict=False)
+    assert not unexpected and all(k.startswith("factorized.") for k in missing)
+    return dense, tensorized
+
+
+def test_full_rank_tucker_reproduces_the_dense_fno():
+    kwargs = dict(in_channels=2, out_channels=1, modes=(4, 3), width=6, n_layers=3, projection_channels=8)
+    dense, tensorized = _dense_and_tensorized(**kwargs)
+    factorized = tensorized.factorized
+    assert factorized.ranks == list(factorized.shape)  # rank=1.0 is the full Tucker rank
+    stacked = torch.stack([conv.weight.detach() for conv in dense.spectral])  # (L, K, C, C, 2)
+    factorized.load_dense(stacked.reshape(factorized.shape))
+    x = torch.randn(3, 2, 16, 12, dtype=torch.float64)
+    with torch.no_grad():
+        expected, actual = dense(x), tensorized(x)
+    # HOSVD at full rank: square orthogonal factors from backward-stable SVDs; each of the N mode products
+    # rounds with a relative error <= I_n eps, so the weights carry <= sum(I_n) eps relative error, which the
+    # (about unit-Lipschitz) layers pass on to the output; 10x for the Lipschitz constant and the FFTs.
+    tolerance = 10 * sum(factorized.shape) * EPS64 * expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+def test_layers_use_the_reconstructed_tensor(factorization):
+    """The TFNO equals a dense FNO loaded with its reconstructed weights (CP included, any rank)."""
+    kwargs = dict(in_channels=1, out_channels=1, modes=4, width=5, n_layers=2, projection_channels=8)
+    torch.manual_seed(1)
+    tensorized = TFNO(**kwargs, factorization=factorization, rank=0.3).double()
+    dense = FNO(**kwargs).double()
+    state = {k: v for k, v in tensorized.state_dict().items() if not k.startswith("factorized.")}
+    for i, weight in enumerate(tensorized.spectral_weights()):
+        state[f"spectral.{i}.weight"] = weight.detach()
+    dense.load_state_dict(state)
+    x = torch.randn(2, 1, 12, 12, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(tensorized(x), dense(x), rtol=0, atol=0)  # the same operations
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.05, 0.1, 0.3])
+def test_parameter_count_at_a_rank_fraction(fraction):
+    shape_args = dict(n_layers=4, weight_shape=(24, 12), in_channels=32, out_channels=32)
+    tucker = FactorizedSpectralWeights(**shape_args, factorization="tucker", rank=fraction)
+    cp = FactorizedSpectralWeights(**shape_args, factorization="cp", rank=fraction)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(tucker) == math.prod(tucker.ranks) + sum(n * r for n, r in zip(tucker.shape, tucker.ranks))
+    assert count(cp) == cp.ranks[0] * sum(cp.shape)
+    assert tucker.dense_size == 4 * 24 * 12 * 32 * 32 * 2
+    # tensorly rounds the ranks: CP to within one rank, Tucker (integer ranks of 7 modes) to within 35%
+    assert abs(count(cp) - fraction * cp.dense_size) <= sum(cp.shape)
+    assert abs(count(tucker) / tucker.dense_size - fraction) <= 0.35 * fraction
+    assert tucker.ranks[-1] == 2  # real and imaginary parts are not tied
+
+
+@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+def test_initial_weights_have_the_dense_layers_spread(factorization):
+    torch.manual_seed(0)
+    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125)
+    spread = weights.dense().std().item()
+    # ~260k entries of a product of random factors: the sample spread is within a few percent of its mean
+    assert spread == pytest.approx(0.125, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(factorization="tt"), dict(rank=0.0), dict(rank=1.5), dict(rank=[2, 2]), dict(factorization="cp", rank=[3]),
+     dict(rank=True)],
+)
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        FactorizedSpectralWeights(2, (4, 3), 4, 4, **{"rank": 0.1, **kwargs})
+
+
+def test_load_dense_checks_the_shape():
+    weights = FactorizedSpectralWeights(2, (4, 3), 4, 4)
+    with pytest.raises(ValueError, match="shape"):
+        weights.load_dense(torch.zeros(2, 4, 3, 4, 4))

@@ -1,0 +1,276 @@
+"""TFNO and MG-TFNO against the dense FNO and neuraloperator's TFNO, on Darcy and 2D Navier-Stokes.
+
+Part 1 (accuracy and size): for each problem and seed, four networks train through the package's
+training path (``tools/_training_bench.train_run``: the experiment's DataModule, OperatorRegression
+task, normalization, loss, Adam + cosine schedule, Lightning Trainer) on the same data, budget and batch
+order: the dense FNO (``experiment=darcy_fno``), our TFNO (``darcy_tfno``), our MG-TFNO
+(``darcy_mg_tfno``) and ``neuralop.models.TFNO`` (neuraloperator's FNO with ``factorization="tucker"``
+and the same rank fraction, same modes, width and layers, its other defaults) in the same task.
+
+* Darcy: coefficient ``a`` -> pressure ``u`` (``surrogates-generate pde=darcy resolution=64``).
+* Navier-Stokes: vorticity ``w(t=0) -> w(T)``, ``T`` the last stored time (``surrogates-generate
+  pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02``: ``T = 1``,
+  ``nu = 1e-3``), read by the
+  package's FieldDataModule with ``input_time=0, target_time=-1``; periodic embedding and patches.
+
+Part 2 (memory at 256x256, Darcy): each of the dense FNO and MG-TFNO (levels=2: 4x4 patches of 64
+points with 8 points of padding, one patch position per chunk) trains a few steps in a child process;
+the peak training memory is the child's peak resident set (``ru_maxrss``) minus its resident set just
+before the first step (data, model and optimizer already in memory), same batch. Then both train a
+short small-data run at 256x256 through the package's training path for the error ratio.
+
+Usage::
+
+    python tools/bench_tfno.py --data-root /tmp/tfno-data --seeds 0 1 2 --epochs 10 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _training_bench import compose, cpu_model, mean_std, train_run  # noqa: E402
+from benchmarks_md import update_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RANK = 0.05
+NEURALOP_TFNO = {"factorization": "tucker", "rank": RANK}
+
+MODELS = {  # name -> (experiment, uses the neuraloperator peer)
+    "FNO (dense)": ("darcy_fno", False),
+    "TFNO (ours)": ("darcy_tfno", False),
+    "MG-TFNO (ours)": ("darcy_mg_tfno", False),
+    "TFNO (neuralop)": ("darcy_fno", True),
+}
+
+
+def problem_overrides(problem: str, data_root: Path, n_train: int, batch_size: int) -> list[str]:
+    """Hydra overrides that point the Darcy experiments at a problem's data."""
+    common = [f"data.n_train={n_train}", f"data.batch_size={batch_size}"]
+    if problem == "darcy":
+        return [f"data.data_dir={data_root / 'darcy_64'}", *common, f"model.rank={RANK}"]
+    return [
+        f"data.data_dir={data_root / 'ns_64'}", *common, "data.inputs=[omega]",
+        "data.targets=[omega]", "+data.input_time=0", "+data.target_time=-1", "model.grid=periodic",
+        f"model.rank={RANK}",
+    ]
+
+
+def model_overrides(name: str, problem: str) -> list[str]:
+    """Per-model overrides: MG-TFNO runs all patches at once here (the same function as chunked, faster;
+    chunks matter for memory, part 2) and wraps around on the periodic problem."""
+    if not name.startswith("MG"):
+        return []
+    return ["model.patches_per_chunk=0"] + (["model.boundary=periodic"] if problem == "ns" else [])
+
+
+def accuracy(args: argparse.Namespace, results: dict) -> dict:
+    for problem in args.problems:
+        for seed in args.seeds:
+            for name, (experiment, peer) in MODELS.items():
+                key = f"{problem}/{name}/{seed}"
+                if key in results:
+                    continue
+                overrides = (problem_overrides(problem, args.data_root, args.n_train, args.batch_size)
+                             + model_overrides(name, problem))
+                if experiment == "darcy_fno":
+                    overrides = [o for o in overrides if not o.startswith("model.rank")]
+                out = train_run(experiment, seed, args.epochs, peer=peer, overrides=overrides,
+                                peer_kwargs=NEURALOP_TFNO if peer else None)
+                results[key] = {k: out[k] for k in ("params", "test_rel_l2", "samples_per_s", "n_train", "n_test",
+                                                     "resolution")}
+                print(f"{key}: rel. L2 {out['test_rel_l2']:.4f}, {out['params']:,} parameters", flush=True)
+                save(args, results)
+    return results
+
+
+# -- memory at 256x256 ---------------------------------------------------------------------------
+MEMORY_MODELS = {
+    "FNO (dense)": ("darcy_fno", []),
+    "MG-TFNO (ours)": ("darcy_mg_tfno", ["model.levels=2", "model.patches_per_chunk=1", f"model.rank={RANK}"]),
+}
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def memory_child(name: str, data_dir: Path, batch_size: int, steps: int) -> None:
+    """Train ``steps`` steps of ``name`` on 256x256 Darcy; print peak and baseline memory (KiB) as JSON."""
+    from hydra.utils import instantiate
+
+    from surrogates import metrics
+
+    experiment, extra = MEMORY_MODELS[name]
+    cfg = compose(experiment, [f"data.data_dir={data_dir}", f"data.batch_size={batch_size}", *extra])
+    torch.manual_seed(0)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    task = instantiate(cfg.task, net=instantiate(cfg.model))
+    task.model.input_normalizer.load_state_dict(datamodule.input_normalizer.state_dict())
+    task.model.target_normalizer.load_state_dict(datamodule.target_normalizer.state_dict())
+    optimizer = torch.optim.Adam(task.parameters(), lr=1e-3)
+    batch = next(iter(datamodule.train_dataloader()))
+    baseline = rss_kib()
+    for _ in range(steps):  # the task's training loss on its saved model, as its training_step computes it
+        optimizer.zero_grad()
+        loss = metrics.compute_metric("rel_l2", task(batch["x"]), batch["y"]).mean()
+        loss.backward()
+        optimizer.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "batch": int(batch["x"].shape[0])}))
+
+
+def memory(args: argparse.Namespace, results: dict) -> dict:
+    for name in MEMORY_MODELS:
+        key = f"memory/{name}"
+        if key in results:
+            continue
+        command = [sys.executable, __file__, "--memory-child", name, "--data-root", str(args.data_root),
+                   "--threads", str(args.threads)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results[key] = json.loads(out)
+        print(f"{key}: {results[key]}", flush=True)
+        save(args, results)
+    for seed in args.seeds_256:
+        for name, (experiment, extra) in MEMORY_MODELS.items():
+            key = f"256/{name}/{seed}"
+            if key in results:
+                continue
+            overrides = [f"data.data_dir={args.data_root / 'darcy_256'}", "data.batch_size=4", *extra]
+            out = train_run(experiment, seed, args.epochs_256, overrides=overrides)
+            results[key] = {k: out[k] for k in ("params", "test_rel_l2", "samples_per_s", "n_train", "n_test")}
+            print(f"{key}: rel. L2 {out['test_rel_l2']:.4f}", flush=True)
+            save(args, results)
+    return results
+
+
+# -- report ----------------------------------------------------------------------------------------
+def save(args: argparse.Namespace, results: dict) -> None:
+    args.results.write_text(json.dumps(results, indent=1))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def render(args: argparse.Namespace, results: dict) -> str:
+    lines = [
+        "## TFNO and MG-TFNO (`tools/bench_tfno.py`)",
+        "",
+        f"Machine: {cpu_model()}, 2 cores shared with other jobs, torch {torch.__version__}, "
+        f"{args.threads} thread(s). One run per seed, seeds {', '.join(map(str, args.seeds))}; the same data, "
+        f"normalization, loss (relative L2), Adam + cosine schedule, batch size {args.batch_size} and {args.epochs} epochs "
+        "for every network (the darcy_* experiments' settings: modes 12, width 32, 4 layers). "
+        f"Tucker rank fraction {RANK} for our TFNO (one tensor for all layers) and for neuraloperator's TFNO "
+        "(`neuralop.models.TFNO`, one Tucker tensor per layer, its default lifting and channel MLPs). "
+        "MG-TFNO: levels=1 (2x2 patches, padding 1/8 of a patch, the whole field at half resolution as "
+        "context). Test relative L2 error on the test split, mean +- std over seeds.",
+        "",
+        "- Darcy: `a -> u`, 64x64 (`surrogates-generate pde=darcy resolution=64`).",
+        "- Navier-Stokes: vorticity `w(0) -> w(T)`, T = 1, nu = 1e-3, 64x64 (`surrogates-generate "
+        "pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02`), periodic embedding and patches.",
+        "",
+        "| problem | train / test samples | model | parameters | test rel. L2 | vs dense FNO |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    goals = []
+    for problem in args.problems:
+        runs = {name: [results[f"{problem}/{name}/{s}"] for s in args.seeds if f"{problem}/{name}/{s}" in results]
+                for name in MODELS}
+        if not runs["FNO (dense)"]:
+            continue
+        dense_error = mean_std([r["test_rel_l2"] for r in runs["FNO (dense)"]])[0]
+        for name, rs in runs.items():
+            if not rs:
+                continue
+            m, s = mean_std([r["test_rel_l2"] for r in rs])
+            lines.append(f"| {problem} | {rs[0]['n_train']} / {rs[0]['n_test']} | {name} | {rs[0]['params']:,} | "
+                         f"{m:.4f} +- {s:.4f} | {m / dense_error:.2f}x |")
+        dense_params = runs["FNO (dense)"][0]["params"]
+        if runs["TFNO (ours)"]:
+            ours = mean_std([r["test_rel_l2"] for r in runs["TFNO (ours)"]])[0]
+            p_ratio = runs["TFNO (ours)"][0]["params"] / dense_params
+            goals.append(f"- {problem}: TFNO with <= 1/10 of the dense parameters at <= 1.1x its error: parameters "
+                         f"{p_ratio:.3f}x, error {ours / dense_error:.2f}x: "
+                         f"{verdict(p_ratio <= 0.1 and ours <= 1.1 * dense_error)}.")
+            if runs["TFNO (neuralop)"]:
+                peer = mean_std([r["test_rel_l2"] for r in runs["TFNO (neuralop)"]])[0]
+                goals.append(f"- {problem}: our TFNO's error <= neuraloperator's TFNO at the same rank: "
+                             f"{ours:.4f} vs {peer:.4f} ({ours / peer:.2f}x): {verdict(ours <= peer)}.")
+    if "memory/FNO (dense)" in results and "memory/MG-TFNO (ours)" in results:
+        dense, mg = results["memory/FNO (dense)"], results["memory/MG-TFNO (ours)"]
+        dense_mib = (dense["peak_kib"] - dense["baseline_kib"]) / 1024
+        mg_mib = (mg["peak_kib"] - mg["baseline_kib"]) / 1024
+        lines += [
+            "",
+            f"Memory at 256x256 (Darcy, batch {dense['batch']}, {args.memory_steps} training steps in a child "
+            "process; peak resident set minus the resident set before the first step, with data, model and "
+            "optimizer loaded). MG-TFNO: levels=2 (4x4 patches of 64 points, 8 points of padding, context at 1/2 "
+            "and 1/4 resolution), one patch position per chunk with activation checkpointing.",
+            "",
+            "| model | baseline RSS (MiB) | peak RSS (MiB) | training memory (MiB) |",
+            "|---|---:|---:|---:|",
+            f"| FNO (dense) | {dense['baseline_kib'] / 1024:.0f} | {dense['peak_kib'] / 1024:.0f} | {dense_mib:.0f} |",
+            f"| MG-TFNO (ours) | {mg['baseline_kib'] / 1024:.0f} | {mg['peak_kib'] / 1024:.0f} | {mg_mib:.0f} |",
+        ]
+        err = {name: [results[f"256/{name}/{s}"]["test_rel_l2"] for s in args.seeds_256 if f"256/{name}/{s}" in results]
+               for name in MEMORY_MODELS}
+        if all(err.values()):
+            d, m = mean_std(err["FNO (dense)"])[0], mean_std(err["MG-TFNO (ours)"])[0]
+            sample = results[f"256/FNO (dense)/{args.seeds_256[0]}"]
+            lines += ["", f"Small-data error at 256x256 ({sample['n_train']} training / {sample['n_test']} test "
+                      f"samples, batch 4, {args.epochs_256} epochs, seeds {', '.join(map(str, args.seeds_256))}): "
+                      f"dense FNO {d:.4f}, MG-TFNO {m:.4f} ({m / d:.2f}x)."]
+            goals.append(f"- MG-TFNO at 256x256 with peak training memory <= 1/3 of the whole-domain FNO's at <= 1.2x "
+                         f"its error: memory {mg_mib / dense_mib:.2f}x, error {m / d:.2f}x: "
+                         f"{verdict(mg_mib <= dense_mib / 3 and m <= 1.2 * d)}.")
+    lines += ["", "Goals:", "", *goals, "", f"Command: `python tools/bench_tfno.py {' '.join(sys.argv[1:])}`"]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-root", type=Path, default=ROOT / "datasets")
+    p.add_argument("--problems", nargs="+", default=["darcy", "ns"], choices=["darcy", "ns"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--n-train", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--seeds-256", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs-256", type=int, default=4)
+    p.add_argument("--memory-steps", type=int, default=2)
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--results", type=Path, default=ROOT / "outputs" / "bench_tfno.json")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child, args.data_root / "darcy_256", batch_size=4, steps=args.memory_steps)
+        return
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    accuracy(args, results)
+    if not args.skip_memory:
+        memory(args, results)
+    update_section(ROOT / "docs" / "benchmarks.md", "tfno", render(args, results))
+    print(render(args, results))
+
+
+if __name__ == "__main__":
+    main()
