@@ -57,6 +57,7 @@ bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmar
 	$(BIN)/python tools/bench_operators.py --epochs $(BENCH_EPOCHS)
 	$(BIN)/python tools/bench_pcg.py --sizes 128 256 512 --threads 1 --budget 30
 	$(BIN)/python tools/bench_reduced_basis.py
+	$(BIN)/python tools/bench_logdet.py --narrow-degrees 4,6,8,10
 	$(BIN)/python tools/bench_pig.py
 	$(BIN)/python tools/bench_pde_refiner.py
 	$(BIN)/python tools/bench_hard_constraints.py --threads 1

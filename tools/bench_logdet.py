@@ -171,8 +171,10 @@ def goals(boxes):
     """The task's three goals, met or not, from the measured rows."""
     out = ["Goals:", ""]
     for box in boxes:
-        best = min(box["ours"], key=lambda r: r["bound"])
-        met_accuracy = best["bound"] <= 1e-6 and best["holds"]
+        # the cheapest degree whose bound certifies 1e-6 (every bound above its error), else the most accurate
+        meeting = [r for r in box["ours"] if r["bound"] <= 1e-6 and r["holds"]]
+        best = min(meeting, key=lambda r: r["online_ms"]) if meeting else min(box["ours"], key=lambda r: r["bound"])
+        met_accuracy = bool(meeting)
         cheap = box["cholesky_ms"] / best["online_ms"]
         peer = min((p for p in box["slq"] if p["online_ms"] >= best["online_ms"]), key=lambda p: p["online_ms"], default=None)
         out.append(
