@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from surrogates.serve.memory import release_free_memory
+
 log = logging.getLogger("surrogates.serve")
 
 Outputs = tuple[dict[str, np.ndarray], dict[str, Any]]
@@ -114,9 +116,12 @@ class MicroBatcher:
         if self.chunk_size is None or len(x) <= self.chunk_size:
             return await self._submit(x)
         parts, info = [], {}
+        loop = asyncio.get_running_loop()
         for start in range(0, len(x), self.chunk_size):  # one chunk in the queue at a time: others run between
             outputs, info = await self._submit(x[start : start + self.chunk_size])
             parts.append(outputs)
+            # the next chunk reuses the memory this one freed instead of extending the heap
+            await loop.run_in_executor(self.executor, release_free_memory)
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, info
 
     async def _submit(self, x: np.ndarray) -> Outputs:

@@ -153,7 +153,8 @@ class ModelInfo(BaseModel):
     usage: dict[str, int] | None = Field(
         default=None,
         description="Since start-up: `requests` answered, model `calls` (fewer than requests when micro-batching "
-        "gathered them), `samples`, `largest_batch`.",
+        "gathered them), `samples`, `largest_batch`, `refused` (429: beyond `max_pending_requests`), `most_pending` "
+        "(most requests admitted at once).",
     )
 
 

@@ -12,25 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-from surrogates import Surrogate
-from surrogates.data.xarray_view import open_split
 from surrogates.serve.admission import Admission
 from surrogates.serve.app import ServeSettings, create_app
 from surrogates.serve.errors import ServiceError
 
 from .conftest import LiveServer
+from .test_app import darcy_inputs, surrogate  # noqa: F401 (fixtures: the Darcy test inputs, the served FNO)
 
 PATH = "/v1/models/fno-darcy/predict"
-
-
-@pytest.fixture(scope="module")
-def darcy_inputs(darcy_dir) -> np.ndarray:
-    return open_split(darcy_dir, "test")["a"].values.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def surrogate(models_dir) -> Surrogate:
-    return Surrogate.load(models_dir / "fno-darcy.ckpt")
 
 
 def test_admission_refuses_beyond_its_limit_until_a_slot_is_free():
