@@ -94,6 +94,16 @@ def test_chunked_patches_give_the_same_output_and_gradients():
 
 
 @pytest.mark.parametrize(
+    "cls, kwargs",
+    [(FNO, dict(norm="batch")), (FNO, dict(skip="conv")), (TFNO, dict(norm="batch")),
+     (TFNO, dict(factorization="tt")), (TFNO, dict(rank=2.0))],
+)
+def test_backbone_and_factorization_bad_arguments(cls, kwargs):
+    with pytest.raises(ValueError):
+        cls(1, 1, **SMALL, **kwargs)
+
+
+@pytest.mark.parametrize(
     "kwargs", [dict(dim=3), dict(levels=-1), dict(patch_padding=-0.1), dict(boundary="zero"), dict(patches_per_chunk=-1)]
 )
 def test_mg_tfno_bad_constructor_arguments(kwargs):
