@@ -270,6 +270,15 @@ def render(args: argparse.Namespace, results: dict) -> str:
                f"--epochs {args.epochs} --n-train {args.n_train} --batch-size {args.batch_size} --seeds-256 "
                f"{' '.join(map(str, args.seeds_256))} --epochs-256 {args.epochs_256} --memory-steps {args.memory_steps} "
                f"--threads {args.threads}")
+    steps = -(-args.n_train // args.batch_size) * args.epochs
+    lines += [
+        "", f"Reading: the budget is CPU-sized ({args.n_train} training samples, {args.epochs} epochs of batch "
+        f"{args.batch_size}: {steps} optimizer steps), so every network is far from converged (the errors above "
+        "are early-training errors, and the ratios speak of how fast each learns at this budget, not of converged "
+        "accuracy). Parameter counts include lifting and projection. MG-TFNO trains the loss of the stitched "
+        "field; its patches see the whole field only through the coarse context, which costs accuracy on Darcy, "
+        "whose solution depends on the whole coefficient field and the boundary.",
+    ]
     lines += ["", "Goals:", "", *goals, "", f"Command (the parts may run separately, see `--parts`): `{command}`"]
     return "\n".join(lines)
 
