@@ -196,9 +196,12 @@ def render(args: argparse.Namespace, results: dict) -> str:
         "MG-TFNO: levels=1 (2x2 patches, padding 1/8 of a patch, the whole field at half resolution as "
         "context). Test relative L2 error on the test split, mean +- std over seeds.",
         "",
-        "- Darcy: `a -> u`, 64x64 (`surrogates-generate pde=darcy resolution=64`).",
+        "- Darcy: `a -> u`, 64x64 (`surrogates-generate pde=darcy resolution=64 n_train=120 n_val=20 n_test=50 "
+        "name=darcy_64`); 256x256 for the memory part (`... resolution=256 n_train=24 n_val=4 n_test=8 "
+        "name=darcy_256`).",
         "- Navier-Stokes: vorticity `w(0) -> w(T)`, T = 1, nu = 1e-3, 64x64 (`surrogates-generate "
-        "pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02`), periodic embedding and patches.",
+        "pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02 n_train=100 n_val=10 "
+        "n_test=40 name=ns_64`), periodic embedding and patches.",
         "",
         "| problem | train / test samples | model | parameters | test rel. L2 | vs dense FNO |",
         "|---|---|---|---:|---:|---:|",
