@@ -20,6 +20,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from surrogates.models.tfno import TFNO
+from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.multigrid_patching import BOUNDARIES, PatchGrid, multigrid_patches, stitch_patches
 
 __all__ = ["MGTFNO"]
@@ -33,7 +34,8 @@ class MGTFNO(TFNO):
     in_channels, out_channels, modes, width, n_layers, projection_channels, positional_embedding,
     activation, padding, grid, lifting_channels, channel_mlp_expansion, norm, skip, factorization, rank
         As :class:`~surrogates.models.tfno.TFNO` (``in_channels`` are the field's; the TFNO inside
-        sees ``in_channels * (levels + 1)``). ``modes`` count on a patch's window.
+        sees ``(in_channels + 2) * (levels + 1)``: the field and, with ``positional_embedding``, the
+        coordinates of the whole domain, both with their context). ``modes`` count on a patch's window.
     levels : int
         Context levels; ``2**levels`` patches per dimension. 0: the whole field, no patches.
     patch_padding : float
@@ -80,14 +82,19 @@ class MGTFNO(TFNO):
                              f"{levels}, {patch_padding} and {patches_per_chunk}")
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+        # The coordinates are those of the whole domain, appended before patching: a patch-local embedding
+        # would be the same for every patch, which could not tell where it lies (e.g. next to a boundary).
+        embedding = GridEmbedding(dim, grid) if positional_embedding else None
+        field_channels = in_channels + (embedding.extra_channels if embedding is not None else 0)
         super().__init__(
-            in_channels * (levels + 1), out_channels, modes=modes, width=width, n_layers=n_layers, dim=dim,
-            projection_channels=projection_channels, positional_embedding=positional_embedding,
+            field_channels * (levels + 1), out_channels, modes=modes, width=width, n_layers=n_layers, dim=dim,
+            projection_channels=projection_channels, positional_embedding=False,
             activation=activation, padding=padding, grid=grid, lifting_channels=lifting_channels,
             channel_mlp_expansion=channel_mlp_expansion, norm=norm, skip=skip, factorization=factorization,
             rank=rank,
         )
         self.field_channels = in_channels
+        self.global_embedding = embedding
         self.levels, self.patch_padding, self.boundary = levels, float(patch_padding), boundary
         self.patches_per_chunk = patches_per_chunk
 
@@ -113,6 +120,8 @@ class MGTFNO(TFNO):
                 f"MGTFNO expects input of shape (batch, {self.field_channels}, n1, n2), got {tuple(x.shape)}"
             )
         grid = self.patch_grid(tuple(x.shape[2:]))
+        if self.global_embedding is not None:
+            x = self.global_embedding(x)
         batch, positions = x.shape[0], grid.per_dim**2
         patches = multigrid_patches(x, grid).unflatten(0, (batch, positions))
         weights = self.spectral_weights()  # reconstructed once, shared by every chunk

@@ -10,6 +10,7 @@ from surrogates.checkpoint import build_model
 from surrogates.models.fno import FNO
 from surrogates.models.mg_tfno import MGTFNO
 from surrogates.models.tfno import TFNO
+from surrogates.nn.multigrid_patching import stitch_patches
 from tests.models.conftest import assert_surrogate_matches_task, fit_and_checkpoint
 
 EPS64 = torch.finfo(torch.float64).eps
@@ -43,7 +44,8 @@ def test_tfno_shapes(dim, sizes, norm, skip):
 @pytest.mark.parametrize("levels, sizes", [(0, (10, 6)), (1, (16, 12)), (2, (32, 16))])
 def test_mg_tfno_shapes(levels, sizes):
     model = MGTFNO(2, 3, **SMALL, levels=levels)
-    assert model.init_kwargs["in_channels"] == 2 and model.in_channels == 2 * (levels + 1)
+    # the field's 2 channels and the whole domain's 2 coordinates, each with its context levels
+    assert model.init_kwargs["in_channels"] == 2 and model.in_channels == (2 + 2) * (levels + 1)
     assert model(torch.randn(2, 2, *sizes)).shape == (2, 3, *sizes)
 
 
@@ -92,11 +94,31 @@ def test_chunked_patches_give_the_same_output_and_gradients():
 
 
 @pytest.mark.parametrize(
+    "cls, kwargs",
+    [(FNO, dict(norm="batch")), (FNO, dict(skip="conv")), (TFNO, dict(norm="batch")),
+     (TFNO, dict(factorization="tt")), (TFNO, dict(rank=2.0))],
+)
+def test_backbone_and_factorization_bad_arguments(cls, kwargs):
+    with pytest.raises(ValueError):
+        cls(1, 1, **SMALL, **kwargs)
+
+
+@pytest.mark.parametrize(
     "kwargs", [dict(dim=3), dict(levels=-1), dict(patch_padding=-0.1), dict(boundary="zero"), dict(patches_per_chunk=-1)]
 )
 def test_mg_tfno_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError):
         MGTFNO(1, 1, **SMALL, **kwargs)
+
+
+def test_mg_tfno_patches_see_the_coordinates_of_the_whole_domain():
+    """The fine coordinate channels of the patches, stitched, are the whole domain's grid."""
+    model = MGTFNO(1, 1, **SMALL, levels=2)
+    seen = {}
+    model.forward_with_weights = lambda chunk, weights: seen.setdefault("x", chunk)[:, :1]
+    model(torch.zeros(1, 1, 16, 8))
+    coordinates = stitch_patches(seen["x"][:, 1:3], model.patch_grid((16, 8)))
+    torch.testing.assert_close(coordinates, model.global_embedding(torch.zeros(1, 1, 16, 8))[:, 1:])
 
 
 def test_mg_tfno_bad_inputs():
