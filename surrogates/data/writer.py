@@ -378,7 +378,6 @@ class StreamingDatasetWriter:
 
     def __enter__(self) -> StreamingDatasetWriter:
         import h5netcdf
-        import h5py
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -401,11 +400,6 @@ class StreamingDatasetWriter:
                 self._vars[name] = var
             for key, value in self.attrs.items():
                 f.attrs[key] = value
-            # h5netcdf lays the file out (dims, coordinates, attributes); the blocks go straight to h5py, whose
-            # writes cost less than half of h5netcdf's per-call checks on large blocks (tools/bench_import.py)
-            f.close()
-            self._file = h5py.File(self.tmp, "r+")
-            self._vars = {name: self._file[name] for name in self._vars}
         except BaseException:
             self._abort()
             raise
