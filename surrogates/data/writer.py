@@ -381,7 +381,8 @@ class StreamingDatasetWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._file = h5netcdf.File(self.tmp, "w")
+            # no chunk cache: blocks are whole chunks written once; a cache would only hold copies of them
+            self._file = h5netcdf.File(self.tmp, "w", rdcc_nbytes=0)
             f = self._file
             f.dimensions = {SAMPLE_DIM: self.n_samples, **{name: len(v) for name, v in self.coord_arrays.items()}}
             for name, values in self.coord_arrays.items():
@@ -397,7 +398,9 @@ class StreamingDatasetWriter:
                 _set_meta(var, self.variables[name])
                 for key, value in self.variable_attrs.get(name, {}).items():
                     var.attrs[key] = value
-                self._vars[name] = var
+                # blocks go to the h5py dataset under the variable (as serve.codecs reads it): h5netcdf's own
+                # __setitem__ looks the variable's dtype up in the file on every call, milliseconds per block
+                self._vars[name] = getattr(var, "_h5ds", var)
             for key, value in self.attrs.items():
                 f.attrs[key] = value
         except BaseException:
@@ -431,6 +434,16 @@ class StreamingDatasetWriter:
                 )
             self._vars[name][start : start + count] = values
         self._written += count
+
+    def update_attrs(self, attrs: Mapping[str, str]) -> None:
+        """Replace string attributes given at construction, before :meth:`commit`: for values known only once the
+        data are written (the importer's source checksums, computed alongside). Until then the file is a temporary."""
+        unknown = sorted(set(attrs) - set(self.attrs))
+        if unknown or not all(isinstance(value, str) for value in attrs.values()):
+            raise DatasetFileError(self.path, f"update_attrs replaces the string attributes given at construction, got {sorted(attrs)}")
+        for key, value in attrs.items():
+            self._file.attrs[key] = value
+            self.attrs[key] = value
 
     def commit(self) -> Path:
         """Close the temporary file and rename it onto ``path`` (every sample must have been written once)."""

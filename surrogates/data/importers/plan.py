@@ -125,14 +125,16 @@ def file_sha256(path: Path, block: int = 8 * 2**20, progress: Callable[[int], An
     order); ``progress(n)`` is called with the size of every block read."""
     digest = hashlib.sha256()
     items = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    buffer = bytearray(block)  # one buffer, read into again and again: no block allocated per read
+    view = memoryview(buffer)
     for item in items:
         if path.is_dir():
             digest.update(item.relative_to(path).as_posix().encode() + b"\0")
-        with open(item, "rb") as handle:
-            while chunk := handle.read(block):
-                digest.update(chunk)
+        with open(item, "rb", buffering=0) as handle:
+            while size := handle.readinto(buffer):
+                digest.update(view[:size])
                 if progress is not None:
-                    progress(len(chunk))
+                    progress(size)
     return digest.hexdigest()
 
 

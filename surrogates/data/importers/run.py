@@ -11,7 +11,9 @@ refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,13 +271,20 @@ def _block_size(plan: Plan, settings: ImportSettings) -> int:
     return max(1, settings.chunk_bytes // per_sample)
 
 
-def checksums(plan: Plan, progress: bool = True) -> dict[str, str]:
-    """SHA-256 of every source file, read in blocks, with a progress bar in bytes."""
+def checksums(plan: Plan, progress: bool = True, stop: threading.Event | None = None) -> dict[str, str]:
+    """SHA-256 of every source file, read in blocks, with a progress bar in bytes; ``stop`` set ends it early
+    (:class:`InterruptedError`) at the next block."""
     files = sorted({path for part in plan.parts for path in part.files})
     bar = tqdm(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
                **({} if progress else {"disable": True}))
+
+    def advance(n: int) -> None:
+        if stop is not None and stop.is_set():
+            raise InterruptedError("the import stopped")
+        bar.update(n)
+
     try:
-        return {str(path): file_sha256(path, progress=bar.update) for path in files}
+        return {str(path): file_sha256(path, progress=advance) for path in files}
     finally:
         bar.close()
 
@@ -294,19 +303,19 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
     plan = make_plan(settings)
     assignment = assign_splits(plan, settings)
     sizes = {split: int(sum(int((a == i).sum()) for a in assignment)) for i, split in enumerate(SPLITS)}
-    sums = checksums(plan, settings.progress)
-    fingerprint = json.loads(fp.dumps({
-        "schema_version": SCHEMA_VERSION, "import": settings.fingerprint_settings(), "layout": plan.layout,
-        "pde": plan.pde, "inputs": plan.inputs, "targets": plan.targets,
-        "source_sha256": sorted(sums.values()), "seed": int(settings.seed), "sizes": sizes,
-    }))
     data_dir = Path(settings.data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise ImportDataError(f"{data_dir} exists and is not a folder")
     existing = _dataset_files(data_dir, set(SPLITS))
-    conflicts = {path: old for path, old in existing.items() if old is not _UNREADABLE and old != fingerprint}
-    if conflicts and not settings.overwrite:
-        raise GenerationError(_conflict_message(data_dir, conflicts, fingerprint))
+    # with nothing to resume, the checksums are computed while the samples are written (below)
+    resume = bool(existing) and not settings.overwrite
+    sums, fingerprint = None, None
+    if resume:
+        sums = checksums(plan, settings.progress)
+        fingerprint = _fingerprint(plan, settings, sizes, sums)
+        conflicts = {path: old for path, old in existing.items() if old is not _UNREADABLE and old != fingerprint}
+        if conflicts:
+            raise GenerationError(_conflict_message(data_dir, conflicts, fingerprint))
     data_dir.mkdir(parents=True, exist_ok=True)
     for path in remove_stale_temporaries(data_dir):
         print(f"removed {path.name}, left by a process of this host that no longer runs")
@@ -318,20 +327,52 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
                 print(f"removed {path} (overwrite=true: not part of the new dataset)")
     pending = {}
     for split, path in targets.items():
-        if not settings.overwrite and _is_done(path, fingerprint, sizes[split]):
+        if resume and _is_done(path, fingerprint, sizes[split]):
             print(f"{path} is complete; skipping (overwrite=true rewrites it)")
         else:
             pending[split] = path
     for note in plan.notes:
         print(note)
-    if pending:
-        with stop_cleanly_on_signals(data_dir):
+    if not pending:
+        return list(targets.values())
+    with stop_cleanly_on_signals(data_dir):
+        if resume:
             _write(plan, settings, assignment, sizes, pending, sums, fingerprint)
+            return list(targets.values())
+        # hash the source in a thread while its samples are written (hashlib releases the GIL on large blocks);
+        # the checksums go into the files before they are published
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        try:
+            _write(plan, settings, assignment, sizes, pending, pool.submit(checksums, plan, False, stop), None)
+        finally:
+            stop.set()  # an interrupted import does not wait for the hash to finish
+            pool.shutdown(wait=True)
     return list(targets.values())
 
 
+def consecutive_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted row indices as runs ``[first, last)`` of consecutive rows: ``[0, 1, 2, 5, 6]`` -> ``[(0, 3), (5, 7)]``."""
+    if rows.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    firsts, lasts = rows[np.r_[0, breaks]], rows[np.r_[breaks - 1, rows.size - 1]] + 1
+    return [(int(a), int(b)) for a, b in zip(firsts, lasts)]
+
+
+def _fingerprint(plan: Plan, settings: ImportSettings, sizes: dict[str, int], sums: dict[str, str]) -> dict[str, Any]:
+    """What makes an imported dataset: the import settings, the layout, the source checksums and the split sizes."""
+    return json.loads(fp.dumps({
+        "schema_version": SCHEMA_VERSION, "import": settings.fingerprint_settings(), "layout": plan.layout,
+        "pde": plan.pde, "inputs": plan.inputs, "targets": plan.targets,
+        "source_sha256": sorted(sums.values()), "seed": int(settings.seed), "sizes": sizes,
+    }))
+
+
 def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
-           pending: dict[str, Path], sums: dict[str, str], fingerprint: dict[str, Any]) -> None:
+           pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None) -> None:
+    """Stream the samples into the ``pending`` split files. ``sums`` may still be computing (a future): the files
+    are then written with placeholders and get the checksums and the fingerprint just before they are published."""
     ids = {name: i for i, name in enumerate(SPLITS)}
     sources = [str(path) for path in sorted({p for part in plan.parts for p in part.files})]
     names = [*plan.variables]
@@ -341,10 +382,11 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
             **plan.attrs,
             "pde": plan.pde, "schema_version": SCHEMA_VERSION,
             "inputs": " ".join(plan.inputs), "targets": " ".join(plan.targets),
-            "source": json.dumps(sources), "source_sha256": json.dumps(sums, sort_keys=True),
+            "source": json.dumps(sources),
+            "source_sha256": json.dumps(sums, sort_keys=True) if isinstance(sums, dict) else "pending",
             "import_config": settings.config_yaml, "import_layout": plan.layout,
             "split": split, "n_total": sizes[split], "split_seed": int(settings.seed),
-            fp.FINGERPRINT_ATTR: fp.dumps(fingerprint),
+            fp.FINGERPRINT_ATTR: fp.dumps(fingerprint) if fingerprint is not None else "pending",
         }
         writers[split] = StreamingDatasetWriter(
             path, sizes[split], plan.variables, plan.coords, attrs, overwrite=True,
@@ -370,13 +412,16 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
                 if missing:
                     raise ImportDataError(f"{part.label}: could not read {missing}")
                 for split in pending:
-                    rows = np.flatnonzero(split_ids[start:stop] == ids[split])
-                    if rows.size == 0:
-                        continue
-                    chunk = {name: np.asarray(data[name])[rows] for name in names}
-                    writers[split].write(positions[split], chunk)
-                    positions[split] += rows.size
-                    bar.update(rows.size)
+                    # each run of consecutive rows of a split is written from a view of the block: no gathered copy
+                    for first, last in consecutive_runs(np.flatnonzero(split_ids[start:stop] == ids[split])):
+                        writers[split].write(positions[split], {name: np.asarray(data[name])[first:last] for name in names})
+                        positions[split] += last - first
+                        bar.update(last - first)
+        if isinstance(sums, Future):
+            sums = sums.result()
+            fingerprint = _fingerprint(plan, settings, sizes, sums)
+            for writer in writers.values():
+                writer.update_attrs({"source_sha256": json.dumps(sums, sort_keys=True), fp.FINGERPRINT_ATTR: fp.dumps(fingerprint)})
         for split, writer in writers.items():
             writer.commit()
     finally:
