@@ -122,11 +122,12 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
     fewer = all(mean_it[s]["DCDM"] < mean_it[s]["IC(0)"] for s in sizes)
     growth = mean_it[sizes[-1]]["DCDM"] / mean_it[sizes[0]]["DCDM"]
     ic0_growth = mean_it[sizes[-1]]["IC(0)"] / mean_it[sizes[0]]["IC(0)"]
-    per_seed = {s: [float(np.mean([r[0] for r in results[s]["DCDM"][i * args.n_test:(i + 1) * args.n_test]]))
+    # evaluate() appends the learned solvers seed by seed within each matrix: seed i is every len(seeds)-th entry
+    per_seed = {s: [float(np.mean([r[0] for r in results[s]["DCDM"][i::len(args.seeds)]]))
                     for i in range(len(args.seeds))] for s in sizes}
     lines += [
         "",
-        f"DCDM iterations per seed: " + "; ".join(f"s = {s}: " + ", ".join(f"{v:.1f}" for v in per_seed[s]) for s in sizes) + ".",
+        f"DCDM iterations per training seed {args.seeds}: " + "; ".join(f"s = {s}: " + ", ".join(f"{v:.1f}" for v in per_seed[s]) for s in sizes) + ".",
         "",
         "Goals:",
         f"- DCDM needs fewer iterations than IC(0)-PCG at every size: **{'met' if fewer else 'not met'}** "
