@@ -9,7 +9,7 @@ training vectors (``surrogates.solvers.dcdm.training``). The network is written 
 
 Usage::
 
-    python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 20 --threads 1
+    python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 60 --threads 1
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     """The training options, shared with ``tools/bench_dcdm.py``."""
     p.add_argument("--resolution", type=int, default=64, help="grid nodes per side incl. boundary (s)")
     p.add_argument("--n-train", type=int, default=8, help="training matrices")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--steps-per-epoch", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8, help="training vectors per step")
     p.add_argument("--lr", type=float, default=3e-3)
