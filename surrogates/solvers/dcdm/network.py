@@ -22,8 +22,8 @@ the learned-factor idea of the GNN preconditioner (``P^{-1} = L^{-T} L^{-1}``) i
 average-pools to half the size, runs the *same* level on the coarse grid until it is at most
 ``coarsest`` nodes wide, adds the interpolated coarse correction and smooths again, like a multigrid
 V-cycle (the paper's U-Net has one coarsening). A 256 grid gets two more levels than a 64 grid, with no
-new weights, which is what lets a network trained at 64 serve finer grids, where ``A^{-1}`` couples
-ever more distant nodes.
+new weights, so a network trained at 64 runs on finer grids, where ``A^{-1}`` couples ever more
+distant nodes (how well it transfers is measured in ``docs/benchmarks.md``: not well after minutes of training).
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
