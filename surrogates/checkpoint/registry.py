@@ -106,9 +106,10 @@ def _package_reduced_problems() -> dict[str, type]:
 
 
 def _package_preconditioners() -> dict[str, type]:
+    from surrogates.solvers.dcdm.network import DCDMNet
     from surrogates.solvers.preconditioners.learned import PreconditionerGNN
 
-    return {"gnn": PreconditionerGNN}
+    return {"gnn": PreconditionerGNN, "dcdm": DCDMNet}
 
 
 def _package_tasks() -> dict[str, type]:

@@ -41,6 +41,7 @@ from torch_geometric.nn import MessagePassing
 from tqdm.auto import tqdm
 
 from surrogates.solvers.preconditioners.factored import FactoredPreconditioner
+from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
 __all__ = [
     "LearnedPreconditioner",
@@ -220,22 +221,12 @@ def save(model: PreconditionerGNN, path: str | Path, metadata: dict | None = Non
     ``metadata`` (plain values only, e.g. how the network was trained) is stored as the file's
     training record, ``{}`` by default; read it back with :func:`load_metadata`.
     """
-    from surrogates import __version__
-    from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoint
-    from surrogates.checkpoint.registry import preconditioner_name
-
-    record = CheckpointMetadata(
-        kind="preconditioner", model=ClassSpec(preconditioner_name(model), dict(model.init_kwargs)),
-        training=dict(metadata or {}), package_version=__version__,
-    )
-    return write_checkpoint(path, record, model.state_dict())
+    return save_network(model, path, metadata)
 
 
 def load_metadata(path: str | Path) -> dict:
     """The ``metadata`` dict stored by :func:`save` (``{}`` if none); ``CheckpointError`` for an invalid file."""
-    from surrogates.checkpoint import read_checkpoint
-
-    return dict(_require_preconditioner(read_checkpoint(path)).metadata.training)
+    return load_network_metadata(path)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> PreconditionerGNN:
@@ -246,18 +237,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Precondi
     CheckpointError
         When the file is unreadable, not a learned-preconditioner file, or its weights do not fit.
     """
-    from surrogates.checkpoint import read_checkpoint
-
-    model = _require_preconditioner(read_checkpoint(path)).build_model()
-    return model.to(map_location).eval()
-
-
-def _require_preconditioner(checkpoint):
-    from surrogates.errors import CheckpointError
-
-    if checkpoint.kind != "preconditioner":
-        raise CheckpointError(checkpoint.path, f"holds a {checkpoint.kind!r} model, not a learned preconditioner")
-    return checkpoint
+    return load_network(path, map_location, expected=PreconditionerGNN)
 
 
 # -- factor -------------------------------------------------------------------------------------------

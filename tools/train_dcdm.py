@@ -1,0 +1,78 @@
+"""Train the DCDM network (Kaneda et al., ICML 2023) on Darcy matrices and save it as a package checkpoint.
+
+Matrices: 5-point ``-div(a grad u)`` for Darcy coefficients ``a in {3, 12}`` on ``s x s`` nodes
+(``darcy_matrices`` of ``tools/train_learned_preconditioner.py``, the GNN's training data). No
+solutions are used: the loss is the scale-invariant ``||b - alpha A f(b)||`` on the paper's Ritz-vector
+training vectors (``surrogates.solvers.dcdm.training``). The network is written to ``--model``
+(default ``datasets/preconditioners/dcdm_darcy_<s>.pt``), with the training record, and loads with
+``surrogates.solvers.dcdm.load`` or through ``conf/solver/dcdm.yaml`` (``solver.checkpoint=<file>``).
+
+Usage::
+
+    python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 60 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from anywhere
+from train_learned_preconditioner import darcy_matrices  # noqa: E402
+
+from surrogates.solvers.dcdm import DCDMNet, train_dcdm  # noqa: E402
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """The training options, shared with ``tools/bench_dcdm.py``."""
+    p.add_argument("--resolution", type=int, default=64, help="grid nodes per side incl. boundary (s)")
+    p.add_argument("--n-train", type=int, default=8, help="training matrices")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--steps-per-epoch", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8, help="training vectors per step")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--ritz-steps", type=int, default=300, help="Lanczos steps per training matrix")
+    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--blocks", type=int, default=1)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+
+
+def train(args: argparse.Namespace, seed: int) -> tuple[DCDMNet, dict]:
+    """Train one network on ``args.n_train`` Darcy matrices drawn with ``seed``; returns it and its training record."""
+    matrices = darcy_matrices(args.resolution, args.n_train, seed)
+    history: list[float] = []
+    start = time.perf_counter()
+    net = train_dcdm(
+        matrices, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
+        ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, seed=seed, history=history,
+    )
+    meta = {
+        "resolution": args.resolution, "n_train": args.n_train, "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "ritz_steps": args.ritz_steps,
+        "seed": seed, "threads": args.threads, "seconds": time.perf_counter() - start,
+        "loss_first": history[0], "loss_last": history[-1],
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    return net, meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_training_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", type=Path, default=None, help="default: datasets/preconditioners/dcdm_darcy_<s>.pt")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    net, meta = train(args, args.seed)
+    path = args.model or Path(f"datasets/preconditioners/dcdm_darcy_{args.resolution}.pt")
+    net.save(path, meta)
+    print(f"trained in {meta['seconds']:.0f} s, loss {meta['loss_first']:.4g} -> {meta['loss_last']:.4g}; saved {path}")
+
+
+if __name__ == "__main__":
+    main()
