@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # script -> its primary config in conf/
 CONFIG_OF = {"generate": "generate", "evaluate": "evaluate", "reduce": "reduce", "serve": "serve", "import": "import"}
-COMMAND = re.compile(r"^\s*(?:\$\s+)?(?:\.venv/bin/)?surrogates-(" + "|".join(CONFIG_OF) + r")\s+(.*)$")
+# an optional prompt and environment assignments (OMP_NUM_THREADS=1) before the command
+COMMAND = re.compile(r"^\s*(?:\$\s+)?(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?surrogates-(" + "|".join(CONFIG_OF) + r")\s+(.*)$")
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:

@@ -156,7 +156,7 @@ def test_fast_dev_run_tests_the_weights_in_memory(compose_cfg, darcy_dir):
 def _documented_train_commands() -> list[tuple[str, list[str]]]:
     """``surrogates-train ...`` command lines of the README and docs/ (lines that start with the command;
     a line ending in a backslash continues on the next)."""
-    command = re.compile(r"^\s*(?:\.venv/bin/)?surrogates-train\s+(.*)$")
+    command = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?surrogates-train\s+(.*)$")
     found = []
     for path in DOCS:
         lines = iter(path.read_text().splitlines())
