@@ -63,6 +63,13 @@ bench: $(STAMP)  ## Run the benchmarks under tools/ and regenerate docs/benchmar
 	$(BIN)/python tools/bench_hard_constraints.py --threads 1
 	$(BIN)/python tools/train_learned_preconditioner.py --resolution 32 --n-train 32 --n-test 10 --epochs 40 --threads 1 --eval-resolutions 64
 	$(BIN)/python tools/load_test_serve.py
+	$(BIN)/surrogates-generate pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02 n_train=100 n_val=10 n_test=40 name=ns_64
+	$(BIN)/surrogates-generate pde=darcy resolution=256 n_train=24 n_val=4 n_test=8 name=darcy_256
+	$(BIN)/python tools/bench_tfno.py --problems darcy ns --seeds 0 1 2 --epochs 6 --n-train 80 --batch-size 10 --seeds-256 0 1 2 --epochs-256 4 --memory-steps 2 --threads 1
+	$(BIN)/python tools/bench_dcdm.py --resolution 64 --eval-resolutions 64 128 256 --seeds 0 1 --n-train 8 --epochs 60 --steps-per-epoch 20 --batch-size 8 --width 8 --blocks 1 --gnn-epochs 10 --gnn-n-train 8 --n-test 2 --threads 1
+	$(BIN)/python tools/bench_import.py --size-gb 2 --chunk-mb 256 32
+	$(BIN)/pip install --quiet -e ".[soak]"  # LitServe, the soak's peer
+	$(BIN)/python tools/soak_serve.py --duration 60
 
 MODELS_DIR ?= models
 
