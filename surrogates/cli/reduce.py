@@ -27,6 +27,11 @@ def offline(cfg: DictConfig) -> dict:
     """Instantiate ``cfg.pde`` and ``cfg.solver``, build the reduced model and save it."""
     problem = instantiate(cfg.pde)
     solver = instantiate(cfg.solver)
+    if not callable(getattr(solver, "build", None)):  # e.g. solver=dcdm, a linear solver of the same config group
+        raise ValueError(
+            f"{type(solver).__name__} builds no reduced model: mode=offline takes solver=rb_eim, "
+            "mode=logdet solver=power_limits"
+        )
     model = solver.build(problem)
     path = Path(cfg.model_path) if cfg.model_path else Path(cfg.paths.output_dir) / f"{cfg.name}{SUFFIX}"
     model.save(path)

@@ -31,6 +31,7 @@ def _error_lines(stderr: str, command: str) -> list[str]:
         ("surrogates-evaluate", [], "Missing mandatory value: ckpt"),
         ("surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder"], "no_such_folder does not exist"),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
+        ("surrogates-reduce", ["solver=dcdm"], "DCDMSolver builds no reduced model: mode=offline takes solver=rb_eim"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path, command, overrides, message):
