@@ -20,6 +20,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg import eigh_tridiagonal
 
+from surrogates.solvers.lanczos import lanczos
+
 
 class SPDFactor:
     """Sparse LU of an SPD matrix ``(n, n)`` with a symmetric ordering: ``log det`` and solves.
@@ -83,29 +85,10 @@ def slq_logdet(
     total = 0.0
     for _ in range(probes):
         z = rng.choice([-1.0, 1.0], size=n)
-        nodes, weights = _lanczos_quadrature(apply, z / np.sqrt(n), min(steps, n))
+        _, diagonal, off_diagonal = lanczos(apply, min(steps, n), z, breakdown_rtol=1e-14)
+        nodes, vectors = eigh_tridiagonal(diagonal, off_diagonal)  # Gauss nodes; weights: first components squared
+        weights = vectors[0] ** 2
         if np.any(nodes <= 0):
             raise ValueError("A is not positive definite (a non-positive Ritz value)")
         total += n * float(weights @ np.log(nodes))
     return total / probes
-
-
-def _lanczos_quadrature(apply, v: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss nodes (Ritz values) and weights (squared first components) of ``steps`` Lanczos steps from unit ``v``."""
-    basis = np.zeros((steps, len(v)))
-    alpha, beta = np.zeros(steps), np.zeros(max(steps - 1, 0))
-    basis[0] = v
-    for j in range(steps):
-        w = apply(basis[j])
-        alpha[j] = basis[j] @ w
-        w -= basis[: j + 1].T @ (basis[: j + 1] @ w)  # full reorthogonalization (twice is enough)
-        w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
-        if j + 1 == steps:
-            break
-        beta[j] = np.linalg.norm(w)
-        if beta[j] <= 1e-14 * abs(alpha[j]):  # invariant subspace: the quadrature is exact
-            alpha, beta = alpha[: j + 1], beta[:j]
-            break
-        basis[j + 1] = w / beta[j]
-    nodes, vectors = eigh_tridiagonal(alpha, beta)
-    return nodes, vectors[0] ** 2

@@ -14,56 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from surrogates.solvers.lanczos import lanczos
+
 __all__ = ["lanczos", "ritz_pairs", "training_vectors"]
 
 LOW_MODE_WEIGHT = 9.0
 """Factor on the coefficients of the lowest Ritz vectors (the paper's 9)."""
-
-
-def lanczos(A: sp.spmatrix, steps: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``steps`` Lanczos steps with full reorthogonalization.
-
-    Parameters
-    ----------
-    A
-        Symmetric matrix, shape ``(n, n)``.
-    steps
-        Krylov dimension ``k`` (``1 <= k <= n``); stops early on an invariant subspace.
-    start
-        Starting vector, shape ``(n,)``, nonzero.
-
-    Returns
-    -------
-    basis : np.ndarray
-        Orthonormal Lanczos vectors, shape ``(k, n)``.
-    diagonal : np.ndarray
-        ``T_ii``, shape ``(k,)``.
-    off_diagonal : np.ndarray
-        ``T_{i,i+1}``, shape ``(k - 1,)``.
-    """
-    n = A.shape[0]
-    if not 1 <= steps <= n:
-        raise ValueError(f"steps must be in [1, {n}], got {steps}")
-    norm = np.linalg.norm(start)
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError("the Lanczos start vector must be finite and nonzero")
-    basis = np.zeros((steps, n))
-    diagonal, off_diagonal = np.zeros(steps), np.zeros(max(steps - 1, 0))
-    basis[0] = start / norm
-    for j in range(steps):
-        w = A @ basis[j]
-        diagonal[j] = basis[j] @ w
-        # full reorthogonalization (twice is enough): keeps the Ritz vectors orthonormal in floating point
-        for _ in range(2):
-            w -= basis[: j + 1].T @ (basis[: j + 1] @ w)
-        if j + 1 == steps:
-            break
-        beta = np.linalg.norm(w)
-        if beta <= 1e-12 * abs(diagonal[j]) + np.finfo(float).tiny:  # invariant subspace: the spectrum is found
-            return basis[: j + 1], diagonal[: j + 1], off_diagonal[:j]
-        off_diagonal[j] = beta
-        basis[j + 1] = w / beta
-    return basis, diagonal, off_diagonal
 
 
 def ritz_pairs(A: sp.spmatrix, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
