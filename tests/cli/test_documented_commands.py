@@ -9,34 +9,14 @@ is tested by each script's own tests at tiny sizes.
 from __future__ import annotations
 
 import re
-import shlex
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+from tests.cli.conftest import documented_commands
+
 # script -> its primary config in conf/
 CONFIG_OF = {"generate": "generate", "evaluate": "evaluate", "reduce": "reduce", "serve": "serve", "import": "import"}
-# an optional prompt and environment assignments (OMP_NUM_THREADS=1) before the command
-COMMAND = re.compile(r"^\s*(?:\$\s+)?(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?surrogates-(" + "|".join(CONFIG_OF) + r")\s+(.*)$")
-
-
-def documented_commands() -> list[tuple[str, str, list[str]]]:
-    """``(where, script, arguments)`` of each documented command line (a trailing backslash continues it)."""
-    found = []
-    for path in DOCS:
-        lines = iter(path.read_text().splitlines())
-        for line in lines:
-            match = COMMAND.match(line)
-            if not match:
-                continue
-            text = match.group(2)
-            while text.rstrip().endswith("\\"):
-                text = text.rstrip()[:-1] + " " + next(lines, "").strip()
-            text = re.sub(r"<[^<>]*>", "placeholder", text.split(" #")[0])
-            found.append((f"{path.name}: {line.strip()}", match.group(1), shlex.split(text)))
-    return found
 
 
 def _overrides(args: list[str]) -> list[str]:
@@ -54,7 +34,7 @@ def _overrides(args: list[str]) -> list[str]:
     return kept
 
 
-COMMANDS = documented_commands()
+COMMANDS = documented_commands(CONFIG_OF)
 
 
 def test_the_readme_documents_every_script():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,10 @@ from omegaconf import OmegaConf
 
 from surrogates.checkpoint import STATE_PREFIX, check_plain, read_checkpoint
 from surrogates.cli.train import train
-from tests.cli.conftest import CONF_DIR
+from tests.cli.conftest import CONF_DIR, DOCS, documented_commands
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 REPO = CONF_DIR.parent
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 # The kind of file each task writes (the readers dispatch on it).
 KIND_BY_TASK = {
@@ -153,24 +151,6 @@ def test_fast_dev_run_tests_the_weights_in_memory(compose_cfg, darcy_dir):
     assert math.isfinite(results["test/rel_l2"])
 
 
-def _documented_train_commands() -> list[tuple[str, list[str]]]:
-    """``surrogates-train ...`` command lines of the README and docs/ (lines that start with the command;
-    a line ending in a backslash continues on the next)."""
-    command = re.compile(r"^\s*(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?surrogates-train\s+(.*)$")
-    found = []
-    for path in DOCS:
-        lines = iter(path.read_text().splitlines())
-        for line in lines:
-            match = command.match(line)
-            if not match:
-                continue
-            text = match.group(1)
-            while text.rstrip().endswith("\\"):
-                text = text.rstrip()[:-1] + " " + next(lines, "").strip()
-            found.append((f"{path.name}: {line.strip()}", shlex.split(text.split(" #")[0])))
-    return found
-
-
 def test_documented_experiments_exist():
     named = {
         name for path in [*DOCS, REPO / "Makefile"]
@@ -181,7 +161,7 @@ def test_documented_experiments_exist():
 
 def test_documented_train_commands_compose(compose_cfg):
     """Each training command of the README and docs/ composes (a sweep as its first point)."""
-    commands = _documented_train_commands()
+    commands = [(where, args) for where, _, args in documented_commands(["train"])]
     assert any(line.startswith("README.md") for line, _ in commands)
     for line, args in commands:
         overrides = [arg.split(",")[0] if "-m" in args else arg for arg in args if arg != "-m"]
