@@ -38,6 +38,7 @@ def build_app(cfg: DictConfig):
         request_timeout_s=None if cfg.get("request_timeout_s") is None else float(cfg.request_timeout_s),
         rollout_slice_ms=float(cfg.get("rollout_slice_ms", 100.0)),
         max_pending_requests=None if cfg.get("max_pending_requests") is None else int(cfg.max_pending_requests),
+        max_queue_ms=None if cfg.get("max_queue_ms") is None else float(cfg.max_queue_ms),
         retry_after_s=float(cfg.get("retry_after_s", 1.0)),
         api_token=api_token(cfg.get("token_env")),
     )

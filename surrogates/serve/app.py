@@ -93,6 +93,11 @@ class ServeSettings:
         Most requests a model has admitted and not yet answered (decoding, queued, running, encoding); one
         more is refused at once with 429 and ``Retry-After``. ``None``: ``max_batch_size`` (on a compute-bound
         model, an admitted request waits for at most about one batch's worth of samples).
+    max_queue_ms
+        Longest an admitted request may expect to wait for the requests a model already works on,
+        milliseconds: pending requests x the model's measured milliseconds per request (a running mean of its
+        calls); a request that would wait longer is refused at once with 429. A request that finds the model
+        idle is always admitted. ``None``: only ``max_pending_requests`` bounds the wait.
     retry_after_s
         The ``Retry-After`` of a 429, seconds (a whole number is sent, at least 1).
     api_token
@@ -112,6 +117,7 @@ class ServeSettings:
     request_timeout_s: float | None = 30.0
     rollout_slice_ms: float = 100.0
     max_pending_requests: int | None = None
+    max_queue_ms: float | None = None
     retry_after_s: float = 1.0
     api_token: str | None = field(default=None, repr=False)
 
@@ -123,7 +129,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorResponse, "description": "Content-Type other than JSON or NetCDF."},
     429: {
         "model": ErrorResponse,
-        "description": "The model already works on `max_pending_requests` requests; retry after `Retry-After` seconds.",
+        "description": "The model already works on `max_pending_requests` requests, or on more than `max_queue_ms` of "
+        "work; retry after `Retry-After` seconds.",
         "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
     },
     422: {
@@ -176,7 +183,16 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         for name, executor in executors.items()
     }
     pending_limit = settings.max_pending_requests or settings.max_batch_size
-    admissions = {name: Admission(name, pending_limit, settings.retry_after_s) for name in executors}
+    if settings.max_queue_ms is not None and not settings.max_queue_ms > 0:
+        raise ValueError(f"max_queue_ms must be > 0 or null, got {settings.max_queue_ms}")
+    admissions = {
+        name: Admission(
+            name, pending_limit, settings.retry_after_s,
+            max_queue_s=None if settings.max_queue_ms is None else settings.max_queue_ms / 1000,
+            request_seconds=lambda stats=batcher.stats: stats.request_seconds,
+        )
+        for name, batcher in batchers.items()
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -251,7 +267,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 "samples": stats.samples,
                 "largest_batch": stats.largest_batch,
                 "refused": admissions[entry.name].stats.refused,
+                "refused_for_time": admissions[entry.name].stats.refused_for_time,
                 "most_pending": admissions[entry.name].stats.most_pending,
+                "ms_per_request": None if stats.request_seconds is None else round(1000 * stats.request_seconds, 3),
             }
         return info
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class BatchStats:
     samples: int = 0
     largest_batch: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    request_seconds: float | None = None
+    """Seconds of model work per request: a running mean (weight ``REQUEST_SECONDS_WEIGHT`` on the newest
+    call) of each call's seconds over its requests; ``None`` before the first call."""
 
     def record(self, requests: int, samples: int) -> None:
         self.calls += 1
@@ -63,6 +67,18 @@ class BatchStats:
         self.largest_batch = max(self.largest_batch, samples)
         if len(self.batch_sizes) < 10_000:
             self.batch_sizes.append(samples)
+
+    def record_time(self, requests: int, seconds: float) -> None:
+        """Fold one call of ``requests`` requests that took ``seconds`` into :attr:`request_seconds`."""
+        per_request = seconds / max(requests, 1)
+        previous = self.request_seconds
+        self.request_seconds = per_request if previous is None else (
+            previous + REQUEST_SECONDS_WEIGHT * (per_request - previous)
+        )
+
+
+REQUEST_SECONDS_WEIGHT = 0.2
+"""Weight of the newest call in :attr:`BatchStats.request_seconds`: follows a change of load within ~10 calls."""
 
 
 class MicroBatcher:
@@ -128,7 +144,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if not self.enabled:
             self.stats.record(1, len(x))
-            return await loop.run_in_executor(self.executor, self.run, x)
+            return await self._call(x, requests=1)
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._consume(), name="micro-batcher")
@@ -181,14 +197,19 @@ class MicroBatcher:
             self._queue = rest
             await self._execute(batch)
 
+    async def _call(self, x: np.ndarray, requests: int) -> Outputs:
+        """``run(x)`` in the worker thread, its seconds folded into ``stats.request_seconds``."""
+        outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, _timed, self.run, x)
+        self.stats.record_time(requests, seconds)
+        return outputs
+
     async def _execute(self, batch: list[_Job]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             if len(batch) == 1:
-                results = [await loop.run_in_executor(self.executor, self.run, batch[0].x)]
+                results = [await self._call(batch[0].x, requests=1)]
             else:
                 x = np.concatenate([job.x for job in batch])
-                outputs, info = await loop.run_in_executor(self.executor, self.run, x)
+                outputs, info = await self._call(x, requests=len(batch))
                 results, start = [], 0
                 for job in batch:
                     stop = start + len(job.x)
@@ -207,6 +228,11 @@ class MicroBatcher:
             return
         for job, result in zip(batch, results):
             _settle(job.future, result=result)
+
+
+def _timed(run: Callable[[np.ndarray], Outputs], x: np.ndarray) -> tuple[Outputs, float]:
+    started = time.perf_counter()  # in the worker thread: the model's own seconds, not the wait for the thread
+    return run(x), time.perf_counter() - started
 
 
 def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:

@@ -150,11 +150,12 @@ class ModelInfo(BaseModel):
     domain: dict[str, list[float]] | None = Field(
         default=None, description="Pointwise models: the box they were trained on, coordinate -> [low, high]."
     )
-    usage: dict[str, int] | None = Field(
+    usage: dict[str, int | float | None] | None = Field(
         default=None,
         description="Since start-up: `requests` answered, model `calls` (fewer than requests when micro-batching "
-        "gathered them), `samples`, `largest_batch`, `refused` (429: beyond `max_pending_requests`), `most_pending` "
-        "(most requests admitted at once).",
+        "gathered them), `samples`, `largest_batch`, `refused` (429: beyond `max_pending_requests` or "
+        "`max_queue_ms`), `refused_for_time` (those beyond `max_queue_ms`), `most_pending` (most requests admitted "
+        "at once), `ms_per_request` (the model's running mean of milliseconds per request; null before its first call).",
     )
 
 

@@ -85,3 +85,75 @@ def test_a_request_larger_than_max_batch_size_runs_in_chunks_of_it(registry, sur
     answer = np.asarray(response.json()["outputs"]["u"], dtype=np.float32)
     expected = surrogate.predict(darcy_inputs[:10], batch_size=4)  # the same chunks: the same bits
     assert np.array_equal(answer.view(np.uint32), expected.view(np.uint32))
+
+
+def test_admission_by_time_refuses_a_request_that_would_wait_longer_than_max_queue():
+    per_request = [None]
+    admission = Admission("m", limit=100, max_queue_s=0.025, request_seconds=lambda: per_request[0])
+    with admission.admit(), admission.admit(), admission.admit():  # no measurement yet: only the count bounds
+        assert admission.expected_wait_s() is None
+    per_request[0] = 0.010  # 10 ms a request: 0, 1 and 2 pending (0 to 20 ms of work) admit, 3 (30 ms) refuses
+    with admission.admit(), admission.admit(), admission.admit():
+        assert admission.expected_wait_s() == pytest.approx(0.030)
+        with pytest.raises(ServiceError) as refused, admission.admit():
+            pass
+    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+    assert "max_queue_ms" in refused.value.message and "30 ms" in refused.value.message
+    assert admission.stats.refused == admission.stats.refused_for_time == 1 and admission.pending == 0
+    per_request[0] = 10.0  # a model slower than the bound still answers one request at a time
+    with admission.admit():
+        with pytest.raises(ServiceError), admission.admit():
+            pass
+    with pytest.raises(ValueError, match="max_queue_s"):
+        Admission("m", limit=1, max_queue_s=0.0, request_seconds=lambda: 1.0)
+    with pytest.raises(ValueError, match="request_seconds"):
+        Admission("m", limit=1, max_queue_s=1.0)
+
+
+def test_the_batchers_seconds_per_request_is_a_running_mean_of_its_calls():
+    from surrogates.serve.batching import REQUEST_SECONDS_WEIGHT, BatchStats
+
+    stats = BatchStats()
+    stats.record_time(requests=4, seconds=0.08)  # the first call sets it: 20 ms a request
+    assert stats.request_seconds == pytest.approx(0.02, rel=1e-12)
+    stats.record_time(requests=1, seconds=0.05)
+    assert stats.request_seconds == pytest.approx(0.02 + REQUEST_SECONDS_WEIGHT * (0.05 - 0.02), rel=1e-12)
+
+
+def test_max_queue_ms_bounds_the_admitted_requests_by_the_models_measured_time(registry, surrogate, darcy_inputs):
+    burst, floor_s, max_queue_ms = 10, 0.05, 120.0
+    app = create_app(registry, ServeSettings(max_batch_size=1, max_wait_ms=0.0, max_pending_requests=100,
+                                             max_queue_ms=max_queue_ms))
+    batcher, admission = app.state.batchers["fno-darcy"], app.state.admissions["fno-darcy"]
+    run, gate = batcher.run, threading.Event()
+    batcher.run = lambda x: (time.sleep(floor_s), run(x))[1]  # at least 50 ms a request, whatever the machine
+
+    async def send_burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            first = await client.post(PATH, json={"inputs": {"a": darcy_inputs[0].tolist()}})  # measures the model
+            assert first.status_code == 200 and batcher.stats.request_seconds >= floor_s
+            batcher.run = lambda x: (gate.wait(30), run(x))[1]  # then holds its calls until the burst is in
+            sends = [asyncio.ensure_future(client.post(PATH, json={"inputs": {"a": darcy_inputs[k].tolist()}}))
+                     for k in range(burst)]
+            deadline = time.monotonic() + 30
+            while admission.stats.admitted + admission.stats.refused < burst + 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            gate.set()
+            return await asyncio.gather(*sends)
+
+    with LiveServer(app) as server:
+        responses = asyncio.run(send_burst(server.url))
+        statuses = [r.status_code for r in responses]
+        admitted = statuses.count(200)
+        # pending p admits while p x (>= 50 ms) <= 120 ms: p = 0 always, p = 3 never, so 1 to 3 requests
+        assert 1 <= admitted <= 3 and statuses.count(429) == burst - admitted, statuses
+        assert admission.stats.refused_for_time == burst - admitted and admission.stats.most_pending <= 3
+        for k, response in enumerate(responses):
+            if response.status_code == 200:
+                answer = np.asarray(response.json()["outputs"]["u"], dtype=np.float32)
+                np.testing.assert_allclose(answer, surrogate.predict(darcy_inputs[k]), rtol=1e-5, atol=1e-6)
+            else:
+                assert "max_queue_ms" in response.json()["detail"]
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            usage = client.get("/v1/models/fno-darcy").json()["usage"]
+        assert usage["refused_for_time"] == burst - admitted and usage["ms_per_request"] > 0  # a mean of all calls since
