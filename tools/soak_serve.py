@@ -169,11 +169,14 @@ def run_litserve_peer(args: argparse.Namespace) -> None:
 
 # -- servers ------------------------------------------------------------------------------------------
 class ServerProcess:
-    def __init__(self, name: str, command: list[str], port: int, log: Path, torch_threads: int):
+    def __init__(self, name: str, command: list[str], port: int, log: Path, torch_threads: int,
+                 cpus: set[int] | None = None):
         self.name, self.port, self.url, self.log = name, port, f"http://127.0.0.1:{port}", log
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         if torch_threads:
             env["OMP_NUM_THREADS"] = str(torch_threads)
+        if cpus:  # pinned before the server's interpreter starts: every process it spawns inherits the CPU set
+            command = [sys.executable, "-c", PIN_AND_EXEC, ",".join(map(str, sorted(cpus))), *command]
         self.log_handle = open(log, "w")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log_handle, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -198,6 +201,31 @@ class ServerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log_handle.close()
+
+
+PIN_AND_EXEC = "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); os.execv(sys.argv[2], sys.argv[2:])"
+"""Run as ``python -c PIN_AND_EXEC <cpus> <command...>``: restrict to the CPUs, then become the command."""
+
+
+def split_cpus(spec: str | None, available: set[int]) -> tuple[set[int] | None, set[int] | None]:
+    """The server's and the clients' CPU sets: ``"auto"`` gives the server the first half of the CPUs this
+    process may use (rounded up) and the clients the rest; ``"0:1-3"`` names them; ``"none"``: no pinning."""
+    if spec in (None, "none") or len(available) < 2:
+        return None, None
+    if spec == "auto":
+        cpus = sorted(available)
+        half = (len(cpus) + 1) // 2
+        return set(cpus[:half]), set(cpus[half:])
+
+    def parse(part: str) -> set[int]:
+        out: set[int] = set()
+        for item in part.split(","):
+            low, _, high = item.partition("-")
+            out.update(range(int(low), int(high or low) + 1))
+        return out
+
+    server, _, clients = spec.partition(":")
+    return parse(server), parse(clients)
 
 
 def _last_line(log: Path) -> str:
@@ -565,14 +593,18 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
         f"tool's process. Batching on both: `max_batch_size={args.max_batch_size}`, `max_wait_ms={args.max_wait_ms:g}` "
         f"(LitServe: `batch_timeout={args.max_wait_ms / 1000:g}`); torch threads {args.torch_threads or 'default'} in "
         f"both; limits `max_body_bytes={args.max_body_bytes}`, `max_elements={args.max_elements}`; admission limit of "
-        f"`surrogates-serve` `max_pending_requests={args.max_pending_requests or args.max_batch_size}` (LitServe has "
-        "none): a 429 is a shed request, not a lost one, and its client waits `Retry-After` before its next request; "
+        f"`surrogates-serve` `max_pending_requests={args.max_pending_requests or args.max_batch_size}`"
+        + (f", `max_queue_ms={args.max_queue_ms:g}`" if args.max_queue_ms else "")
+        + " (LitServe has none): a 429 is a shed request, not a lost one, and its client waits `Retry-After` before its next request; "
         "latencies are those of answered (200) valid requests, req/s counts them. Idle: "
         f"{args.idle_requests} one-step requests from one client. Clean: only valid requests for "
         f"{args.clean_duration:g} s. Soak: {args.duration:g} s, requests drawn valid {args.valid_share:g} / invalid "
         f"{args.invalid_share:g} / oversize {args.oversize_share:g} / abandoned {args.abandoned_share:g}. Machine: "
         f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), load average before the run "
-        f"{args.load_before}, shared with other jobs: timings are noisy.",
+        f"{args.load_before}, shared with other jobs: timings are noisy. "
+        + (f"CPUs: the servers (every process of theirs) on {args.server_cpus}, the clients on {args.client_cpus}, as "
+           "if the clients ran on other machines; idle and loaded phases alike."
+           if args.server_cpus != "all" else "Servers and clients share every CPU."),
         "",
         "| server | idle RSS MiB | idle p50 / p99 ms | clean req/s | clean shed | clean p50 / p99 ms | soak valid req/s "
         "| soak shed | soak p50 / p99 ms | p99 soak / idle | 5xx | lost | mixed | peak RSS MiB (soak) |",
@@ -669,6 +701,10 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="server torch threads (0: torch default)")
     parser.add_argument("--max-pending-requests", type=int, help="surrogates-serve's admission limit (default: the "
                         "service's, the max batch size)")
+    parser.add_argument("--max-queue-ms", type=float, help="surrogates-serve's admission by time (default: none)")
+    parser.add_argument("--pin", default="auto", help="CPU sets of the servers and of the clients: auto (the servers "
+                        "the first half of the CPUs, the clients the rest, as if they ran on other machines), "
+                        "'SERVER:CLIENTS' (e.g. 0:1 or 0-3:4-7), or none (all share every CPU)")
     parser.add_argument("--no-litserve", action="store_true", help="measure surrogates-serve only")
     parser.add_argument("--no-hostile-bodies", action="store_true", help="skip the single hostile bodies")
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -688,6 +724,11 @@ def main() -> None:
     from tools.load_test_serve import free_port, sample_inputs, save_checkpoint
 
     args.load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    server_cpus, client_cpus = split_cpus(args.pin, os.sched_getaffinity(0))
+    args.server_cpus = ",".join(map(str, sorted(server_cpus))) if server_cpus else "all"
+    args.client_cpus = ",".join(map(str, sorted(client_cpus))) if client_cpus else "all"
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     results: dict[str, dict] = {}
@@ -715,7 +756,8 @@ def main() -> None:
                 f"max_body_bytes={args.max_body_bytes}", f"max_elements={args.max_elements}", "solvers={}",
                 "log_level=warning", f"hydra.run.dir={Path(tmp) / 'run'}",
             ] + ([f"torch_threads={args.torch_threads}"] if args.torch_threads else [])
-              + ([f"max_pending_requests={args.max_pending_requests}"] if args.max_pending_requests else []),
+              + ([f"max_pending_requests={args.max_pending_requests}"] if args.max_pending_requests else [])
+              + ([f"max_queue_ms={args.max_queue_ms}"] if args.max_queue_ms else []),
         }
         if not args.no_litserve and ls is None:
             results["litserve"] = {"error": "litserve is not installed (`pip install -e '.[soak]'`)"}
@@ -728,7 +770,7 @@ def main() -> None:
             ]
         for name, command in servers.items():
             port = free_port()
-            server = ServerProcess(name, command(port), port, Path(tmp) / f"{name}.log", args.torch_threads)
+            server = ServerProcess(name, command(port), port, Path(tmp) / f"{name}.log", args.torch_threads, server_cpus)
             try:
                 hostile = name == "surrogates-serve" and not args.no_hostile_bodies
                 results[name] = measure(name, server, bodies, checker, args, hostile)
