@@ -635,7 +635,7 @@ async def _run(
     ``slice_s`` seconds (:func:`_roll_in_slices`).
     """
     if entry.rollout_runner is not None:
-        return await _roll_in_slices(entry, batcher.executor, x, steps, seed, token, slice_s)
+        return await _roll_in_slices(entry, batcher, x, steps, seed, token, slice_s)
     if not steps:
         return await _submit(entry, batcher, x)
     frames, info = [], {}
@@ -649,18 +649,24 @@ async def _run(
 
 
 async def _roll_in_slices(
-    entry: ModelEntry, executor: Any, x: np.ndarray, steps: int | None, seed: int, token: CancelToken, slice_s: float
+    entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, steps: int | None, seed: int, token: CancelToken,
+    slice_s: float,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """A model that rolls out itself, with the noise ``seed``: its steps in slices of about ``slice_s``
     seconds of the worker thread each (:func:`~surrogates.serve.work.advance`); requests queued on the
-    thread meanwhile run between two slices. Without ``steps``: one step, without the time axis."""
+    thread meanwhile run between two slices. Without ``steps``: one step, without the time axis. Each
+    slice's seconds count as one request's in ``batcher.stats`` (a request queued behind a rollout waits
+    for about one slice), for ``max_queue_ms``."""
     assert entry.rollout_runner is not None
     loop = asyncio.get_running_loop()
     frames: list[tuple[dict[str, np.ndarray], dict[str, Any]]] = []
     try:
         stepper = entry.rollout_runner(x, seed)
         while len(frames) < (steps or 1):
-            done = await loop.run_in_executor(executor, advance, stepper, (steps or 1) - len(frames), slice_s, token)
+            done, seconds = await loop.run_in_executor(
+                batcher.executor, _timed_advance, stepper, (steps or 1) - len(frames), slice_s, token
+            )
+            batcher.stats.record_time(1, seconds)
             for k, (outputs, _) in enumerate(done, start=len(frames)):  # a NaN stops the rollout where it appears
                 _check_finite(entry, outputs, k if steps else None)
             frames += done
@@ -670,6 +676,11 @@ async def _roll_in_slices(
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
     info = frames[-1][1]
     return (_stack(entry, [outputs for outputs, _ in frames]) if steps else frames[0][0]), info
+
+
+def _timed_advance(*args: Any) -> tuple[Any, float]:
+    started = time.perf_counter()  # in the worker thread: the slice's own seconds
+    return advance(*args), time.perf_counter() - started
 
 
 def _stack(entry: ModelEntry, frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -194,6 +194,9 @@ def test_a_rollout_in_slices_equals_the_python_rollout(server, refiner):
     x = np.asarray(_body("ks/refiner")["inputs"]["u"], dtype=np.float32)
     expected = RolloutSurrogate.load(refiner).rollout(x, 60, seed=0, **PARAMS)
     np.testing.assert_array_equal(np.asarray(response.json()["outputs"]["u"], dtype=np.float32), expected)
+    # its slices are timed like batched calls, so max_queue_ms also knows this model's cost
+    usage = httpx.get(f"{server.url}/v1/models/ks/refiner").json()["usage"]
+    assert usage["ms_per_request"] is not None and usage["ms_per_request"] > 0
 
 
 # -- bearer token ---------------------------------------------------------------------------------------
