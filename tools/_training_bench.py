@@ -143,7 +143,9 @@ class EpochTimer(_Callback):
             self.epoch_s.append(time.perf_counter() - self._start)
             self.samples.append(self._seen)
 
-    def on_validation_epoch_end(self, trainer, pl_module):
+    def on_validation_end(self, trainer, pl_module):
+        # not on_validation_epoch_end: Lightning calls that hook on callbacks before the module's, and the
+        # tasks log val/rel_l2 in theirs, so a callback would read the previous epoch's value
         if trainer.sanity_checking:
             return
         value = trainer.callback_metrics.get("val/rel_l2")
