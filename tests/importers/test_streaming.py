@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 
@@ -51,3 +52,50 @@ def test_writer_replaces_only_attributes_it_was_given(tmp_path):
         out.commit()
     with h5py.File(tmp_path / "d.h5", "r") as f:
         assert f.attrs["source_sha256"] == "{}"
+
+
+def _open_descriptors(path) -> int:
+    """How many of this process's file descriptors point at ``path``."""
+    import os
+
+    fd_dir = "/proc/self/fd"
+    return sum(1 for fd in os.listdir(fd_dir) if os.path.realpath(os.path.join(fd_dir, fd)) == str(path))
+
+
+@pytest.mark.parametrize("finish", ["commit", "error"])
+def test_writeback_is_started_every_writeback_bytes_and_its_descriptor_closed(tmp_path, monkeypatch, finish):
+    """The writer starts the kernel's writeback after every ``WRITEBACK_BYTES`` of samples (here 3 samples' worth),
+    the published file holds the same samples, and no descriptor of the temporary file outlives the writer."""
+    import sys
+    from types import SimpleNamespace as NS
+
+    import surrogates.data.writer as writer_module
+
+    if writer_module._writeback_starter() is None:
+        pytest.skip("no sync_file_range in this C library: the final fsync writes everything")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc/self/fd lists descriptors on Linux only")
+    started = []
+    real = writer_module._writeback_starter()
+    monkeypatch.setattr(writer_module, "_writeback_starter", lambda: lambda fd: (started.append(fd), real(fd)))
+    sample_bytes = 5 * 4  # float32 samples of 5 values
+    monkeypatch.setattr(writer_module, "WRITEBACK_BYTES", 3 * sample_bytes)
+    coords = {"x": NS(values=np.arange(5.0), units="1", long_name="")}
+    attrs = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
+    values = np.random.default_rng(0).standard_normal((10, 5))
+    out = StreamingDatasetWriter(tmp_path / "d.h5", 10, {"u": NS(dims=("x",), units="1", long_name="")}, coords, attrs)
+    with pytest.raises(RuntimeError) if finish == "error" else contextlib.nullcontext():
+        with out:
+            for start in range(0, 10, 2):  # blocks of 2 samples: 3 samples' worth is passed after blocks 2, 4
+                out.write(start, {"u": values[start : start + 2]})
+                assert _open_descriptors(out.tmp) >= 2  # h5py's and the writeback's
+            assert len(started) == 2 and len(set(started)) == 1
+            if finish == "error":
+                raise RuntimeError("interrupted")
+            out.commit()
+    assert _open_descriptors(out.tmp) == 0 and not out.tmp.exists()
+    if finish == "commit":
+        with h5py.File(tmp_path / "d.h5", "r") as f:  # fletcher32 verified on read
+            np.testing.assert_array_equal(f["u"][...], values.astype(np.float32))
+    else:
+        assert not (tmp_path / "d.h5").exists()
