@@ -342,7 +342,7 @@ def _writeback_starter() -> Callable[[int], None] | None:
     """
     try:
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):  # not Linux / glibc: the final fsync does all the writing
+    except (OSError, AttributeError, TypeError):  # not Linux / glibc: the final fsync does all the writing
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     function.restype = ctypes.c_int
