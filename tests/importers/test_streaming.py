@@ -108,7 +108,8 @@ def test_rows_written_through_the_low_level_api_land_where_setitem_puts_them(tmp
 
     rng = np.random.default_rng(1)
     n = 17
-    coords = {"time": NS(values=np.arange(3.0), units="1", long_name=""), "x": NS(values=np.arange(4.0), units="1", long_name="")}
+    coords = {"time": NS(values=np.arange(3.0), units="1", long_name=""),
+              "x": NS(values=np.arange(4.0), units="1", long_name="")}
     variables = {"u": NS(dims=("time", "x"), units="1", long_name=""), "p": NS(dims=(), units="1", long_name="")}
     attrs = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
     block = rng.standard_normal((n, 3, 4, 2))  # float64 with a trailing component axis: u is a strided view of it
