@@ -136,7 +136,9 @@ class DataSchema:
     window
         Time windows (``n_steps_input`` states -> ``n_steps_output`` states): the stored variables and the
         window sizes, ``{"inputs": ["u"], "targets": ["u"], "n_steps_input": 2, "n_steps_output": 1}``;
-        :attr:`inputs` and :attr:`targets` then name the channels (``u_t0``, ``u_t1`` -> ``u_t2``).
+        :attr:`inputs` and :attr:`targets` then name the channels (``u_t0``, ``u_t1`` -> ``u_t2``). Stored
+        variables that are components of a vector field are listed under ``"components"``
+        (``{"v_x": {"field": "v", "label": "x", "dim": "component"}}``; see :meth:`window_component`).
     reader
         How to read :attr:`source` again when it is not a dataset folder of the package: plain data,
         e.g. ``{"name": "xarray", "sample_dim": "n", "val_fraction": 0.1, ...}`` for ``data=xarray``.
@@ -178,6 +180,12 @@ class DataSchema:
     def variable(self, name: str) -> Variable:
         """The variable ``name``; a field on the spatial dims when the schema does not list it."""
         return self.variables.get(name) or Variable(name, self.spatial_dims)
+
+    def window_component(self, name: str) -> Component | None:
+        """The vector field a stored variable of a time window (``window["inputs"]``, ``window["targets"]``)
+        is a component of; ``None`` when it is not one or the schema has no windows."""
+        raw = ((self.window or {}).get("components") or {}).get(name)
+        return _component(f"window.components.{name}", raw)
 
     def sample_dims(self, name: str) -> tuple[str, ...]:
         """Dims of one sample of ``name`` as a model takes or returns it: a time-dependent variable from
@@ -303,8 +311,11 @@ class DataSchema:
             isinstance(window, Mapping)
             and all(isinstance(window.get(k), int) and window[k] >= 1 for k in ("n_steps_input", "n_steps_output"))
             and all(isinstance(window.get(k), list) for k in ("inputs", "targets"))
+            and isinstance(window.get("components", {}), Mapping)
         ):
             raise SchemaError(f"window must name inputs, targets and positive n_steps_input, n_steps_output; got {window!r}")
+        for name, component in (window or {}).get("components", {}).items():
+            _component(f"window.components.{name}", component)  # a SchemaError when malformed
         reader = raw.get("reader")
         if reader is not None and not (isinstance(reader, Mapping) and isinstance(reader.get("name"), str)):
             raise SchemaError(f"reader must be a mapping with a 'name', got {reader!r}")
@@ -346,7 +357,8 @@ def _component(name: str, raw: Any) -> Component | None:
     if raw is None:
         return None
     if not (isinstance(raw, Mapping) and all(isinstance(raw.get(k), str) and raw.get(k) for k in ("field", "label", "dim"))):
-        raise SchemaError(f"variable_attrs.{name}.component must name a field, label and dim, got {raw!r}")
+        where = name if name.startswith("window.") else f"variable_attrs.{name}.component"
+        raise SchemaError(f"{where} must name a field, label and dim, got {raw!r}")
     return Component(raw["field"], raw["label"], raw["dim"])
 
 

@@ -169,5 +169,12 @@ class FieldDataModule(SplitDataModule):
             )
         window = {"inputs": list(self.inputs), "targets": list(self.targets),
                   "n_steps_input": dataset.window[0], "n_steps_output": dataset.window[1]}
+        components = {  # so that answers put the components of vector fields back together (Surrogate.predict)
+            name: {"field": c.field, "label": c.label, "dim": c.dim}
+            for name in dict.fromkeys([*self.inputs, *self.targets])
+            if (c := schema.variables[name].component) is not None
+        }
+        if components:
+            window["components"] = components
         return replace(schema, variables=channels, window=window)
 

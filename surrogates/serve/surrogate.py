@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,8 @@ class Surrogate:
     def _predict_xarray(self, ds: Any, batch_size: int) -> Any:
         import xarray as xr
 
+        if self.schema.window is not None:
+            return self._predict_windows(ds, batch_size)
         reader = self.schema.reader or {}
         # the user's layout when the model was trained on it (data=xarray): their sample dim name, components
         sample_dim = reader.get("sample_dim", "sample")
@@ -223,17 +226,72 @@ class Surrogate:
             coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
 
-    def _assemble_fields(self, outputs: dict[str, Any], ds: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _predict_windows(self, ds: Any, batch_size: int) -> Any:
+        """:meth:`predict` of a model trained on time windows (``schema.window``), in the user's layout: each
+        stored input ``u (sample, time, *spatial)`` (or a vector field with its component dim) gives its last
+        ``n_steps_input`` times as the channels ``u_t0 ...``; the answer holds ``u (sample, time, *spatial)`` with
+        the ``n_steps_output`` predicted times (vector fields whole), the time coordinate continued with the
+        input's last step when it has one."""
+        import xarray as xr
+
+        window, reader = self.schema.window, self.schema.reader or {}
+        n_in, n_out = int(window["n_steps_input"]), int(window["n_steps_output"])
+        sample_dim = reader.get("sample_dim", "sample")
+        if sample_dim not in ds.dims and "sample" in ds.dims:
+            sample_dim = "sample"
+        time_dim = reader.get("time_dim", "time")
+        component_dims = tuple(reader.get("component_dims") or ())
+        arrays, missing = {}, []
+        for name in window["inputs"]:
+            var = self._input_variable(ds, name, self.schema.window_component(name), component_dims)
+            if var is None:
+                missing.append(name)
+                continue
+            var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
+            expected = [dim for dim in ("sample", time_dim, *self.spatial_dims) if dim in var.dims]
+            if set(var.dims) != set(expected) or time_dim not in var.dims or var.sizes[time_dim] < n_in:
+                raise ValueError(
+                    f"variable {name!r} has dims {dict(var.sizes)}; the model takes windows of {n_in} states: expected "
+                    f"({sample_dim!r}, {time_dim!r}, {', '.join(map(repr, self.spatial_dims))}) with at least {n_in} times"
+                )
+            values = var.transpose(*expected).values
+            axis = expected.index(time_dim)
+            for k in range(n_in):  # the last n_in states, oldest first
+                arrays[f"{name}_t{k}"] = np.take(values, values.shape[axis] - n_in + k, axis=axis)
+        if missing:
+            raise ValueError(f"missing input variable(s) {missing}; the dataset has {sorted(map(str, ds.data_vars))}")
+        has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
+        pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
+        dims = ((sample_dim,) if has_sample else ()) + (time_dim, *self.spatial_dims)
+        out_vars = {}
+        for name in window["targets"]:
+            channels = [self.targets.index(f"{name}_t{n_in + k}") for k in range(n_out)]
+            values = pred[:, channels]  # (n, n_out, *spatial)
+            out_vars[name] = xr.DataArray(values if has_sample else values[0], dims=dims,
+                                          attrs={"long_name": f"predicted {name}"})
+        coords = {dim: ds.coords[dim] for dim in (sample_dim, *self.spatial_dims) if dim in dims and dim in ds.coords}
+        if time_dim in ds.coords and ds.sizes[time_dim] >= 2 and np.issubdtype(ds[time_dim].dtype, np.number):
+            times = np.asarray(ds[time_dim].values)
+            coords[time_dim] = times[-1] + (times[-1] - times[-2]) * np.arange(1, n_out + 1)
+        out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
+        coords.update(field_coords)
+        return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
+
+    def _assemble_fields(
+        self, outputs: dict[str, Any], ds: Any, component_of: Callable[[str], Component | None] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Predicted components put back into their vector fields, as the training data stored them: every
         component of ``velocity`` (``velocity_x``, ``velocity_y``) predicted -> ``velocity (..., component)``
         with the component coordinate (the request's when it has that dim, else the labels); other outputs as they are.
+        ``component_of(name)``: where an output sits in a field (default: the schema's variable's ``component``).
 
         Returns the outputs and the coordinates of the component dims used."""
         import xarray as xr
 
+        component_of = component_of or (lambda name: self.schema.variable(name).component)
         fields: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for name in outputs:
-            component = self.schema.variable(name).component
+            component = component_of(name)
             if component is not None:
                 fields.setdefault((component.field, component.dim), []).append((name, component.label))
         assembled: dict[str, Any] = {}

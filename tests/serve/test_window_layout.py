@@ -1,0 +1,99 @@
+"""A model trained on time windows answers in the user's layout: ``u (sample, time, x)`` in, the next
+``n_steps_output`` states out, vector fields whole (``Surrogate.predict`` with an ``xarray.Dataset``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from surrogates import Surrogate, __version__
+from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoint
+from surrogates.data.xarray_datamodule import XarrayDataModule
+from surrogates.models.fno import FNO
+from surrogates.models.normalized import NormalizedOperator
+from surrogates.nn.normalization import Normalizer
+from surrogates.schema import Component, DataSchema, SchemaError
+
+N_IN, N_OUT, X = 2, 2, 16
+COMPONENTS = {"v_x": {"field": "v", "label": "x", "dim": "component"},
+              "v_y": {"field": "v", "label": "y", "dim": "component"}}
+
+
+def _windowed_checkpoint(path: Path, fields: list[str], components: dict | None) -> Path:
+    """An untrained 1D FNO on windows of ``N_IN`` -> ``N_OUT`` states of ``fields`` (var-major channels, as
+    ``FieldDataset`` orders them: ``v_x_t0, v_x_t1, v_y_t0, v_y_t1 -> v_x_t2, v_x_t3, v_y_t2, v_y_t3``)."""
+    torch.manual_seed(0)
+    inputs = [f"{name}_t{k}" for name in fields for k in range(N_IN)]
+    targets = [f"{name}_t{N_IN + k}" for name in fields for k in range(N_OUT)]
+    net = FNO(in_channels=len(inputs), out_channels=len(targets), dim=1, modes=4, width=8, n_layers=2)
+    window = {"inputs": fields, "targets": fields, "n_steps_input": N_IN, "n_steps_output": N_OUT}
+    if components:
+        window["components"] = components
+    metadata = CheckpointMetadata(
+        kind="operator", model=ClassSpec.from_dict(net.init_config(), "model"), package_version=__version__,
+        data_schema={"inputs": inputs, "targets": targets, "spatial_dims": ["x"], "spatial_shape": [X],
+                     "variables": {name: ["sample", "x"] for name in inputs + targets}, "window": window},
+    )
+    c_in, c_out = len(inputs), len(targets)
+    model = NormalizedOperator(net, Normalizer.from_stats([0.1] * c_in, [2.0] * c_in),
+                               Normalizer.from_stats([0.0] * c_out, [1.5] * c_out))
+    return write_checkpoint(path, metadata, model.state_dict())
+
+
+def _trajectories(n: int = 3, times: int = 5) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, times, X, 2)).astype(np.float32)  # (sample, time, x, component)
+
+
+def test_a_vector_field_trajectory_in_gives_the_next_states_of_the_field_out(tmp_path):
+    surrogate = Surrogate.load(_windowed_checkpoint(tmp_path / "w.ckpt", ["v_x", "v_y"], COMPONENTS))
+    v = _trajectories()
+    ds = xr.Dataset({"v": (("sample", "time", "x", "component"), v)},
+                    coords={"time": [0.0, 0.1, 0.2, 0.3, 0.4], "component": ["x", "y"], "x": np.arange(X) / X})
+    out = surrogate.predict(ds)
+    assert list(out.data_vars) == ["v"] and out["v"].dims == ("sample", "time", "x", "component")
+    assert out["v"].shape == (3, N_OUT, X, 2) and out["component"].values.tolist() == ["x", "y"]
+    np.testing.assert_allclose(out["time"].values, [0.5, 0.6], rtol=0, atol=4 * np.finfo(float).eps)
+    np.testing.assert_array_equal(out["x"].values, ds["x"].values)
+    # the same numbers as the channels by hand: the last N_IN states of each component, var-major
+    channels = np.stack([v[:, 3, :, 0], v[:, 4, :, 0], v[:, 3, :, 1], v[:, 4, :, 1]], axis=1)
+    expected = surrogate.predict(channels)  # (3, 4, X): v_x_t2, v_x_t3, v_y_t2, v_y_t3
+    np.testing.assert_array_equal(out["v"].values[..., 0], expected[:, 0:2])
+    np.testing.assert_array_equal(out["v"].values[..., 1], expected[:, 2:4])
+    # one trajectory without the sample dim; components in another order are matched by label
+    one = surrogate.predict(ds.isel(sample=0).isel(component=[1, 0]))
+    assert one["v"].dims == ("time", "x", "component")
+    np.testing.assert_array_equal(one["v"].values, out["v"].values[0])
+
+
+def test_a_scalar_field_window_and_the_errors_that_name_the_window(tmp_path):
+    surrogate = Surrogate.load(_windowed_checkpoint(tmp_path / "u.ckpt", ["u"], None))
+    u = _trajectories()[..., 0]
+    out = surrogate.predict(xr.Dataset({"u": (("sample", "time", "x"), u)}))
+    assert out["u"].dims == ("sample", "time", "x") and "time" not in out.coords  # no input times: none made up
+    np.testing.assert_array_equal(out["u"].values, surrogate.predict(u[:, -N_IN:]))
+    with pytest.raises(ValueError, match="windows of 2 states.*at least 2 times"):
+        surrogate.predict(xr.Dataset({"u": (("sample", "time", "x"), u[:, :1])}))
+    with pytest.raises(ValueError, match="windows of 2 states"):
+        surrogate.predict(xr.Dataset({"u": (("sample", "x"), u[:, 0])}))
+    with pytest.raises(ValueError, match=r"missing input variable\(s\) \['u'\]; the dataset has \['w'\]"):
+        surrogate.predict(xr.Dataset({"w": (("sample", "time", "x"), u)}))
+
+
+def test_the_window_records_the_components_of_its_vector_fields(tmp_path):
+    path = tmp_path / "user.nc"
+    xr.Dataset({"v": (("n", "time", "x", "component"), _trajectories(n=10))},
+               coords={"component": ["x", "y"]}).to_netcdf(path, engine="h5netcdf")
+    dm = XarrayDataModule(["v"], ["v"], path=path, sample_dim="n", n_steps_input=N_IN, n_steps_output=N_OUT,
+                          input_time=None, target_time=None)
+    schema = dm.data_schema()
+    assert schema.window["inputs"] == ["v_x", "v_y"] and schema.window["components"] == COMPONENTS
+    assert schema.window_component("v_y") == Component("v", "y", "component") and schema.window_component("w") is None
+    assert DataSchema.from_dict(schema.to_dict()) == schema
+    raw = schema.to_dict()
+    raw["window"]["components"] = {"v_x": {"field": "v"}}
+    with pytest.raises(SchemaError, match="window.components.v_x must name a field, label and dim"):
+        DataSchema.from_dict(raw)
