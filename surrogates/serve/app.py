@@ -328,15 +328,25 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         offload = len(body) > settings.offload_bytes
         if kind == "json":
             arrays, steps_in_body, seed_in_body = await _maybe_thread(offload, _decode_json, body)
-            coords, engine, sample_dim, whole_fields = {}, None, "sample", {}
+            coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
             steps = _agree("steps", steps, steps_in_body)
             seed = _agree("seed", seed, seed_in_body)
         else:
-            specs = {v.name: v.dims for v in entry.inputs}
+            specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
+            # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
+            windowed = entry.window is not None and not set(specs) & await _maybe_thread(
+                offload, codecs.netcdf_variable_names, body
+            )
+            if windowed:
+                specs, components = entry.window_specs()
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes,
-                entry.sample_dims, entry.components,
+                entry.sample_dims, components,
             )
+            if windowed:
+                single = next(iter(arrays.values())).ndim == len(entry.spatial_dims) + 1
+                arrays = entry.split_windows(arrays, single)
+                input_times = coords.pop(entry.time_dim, None)  # the inputs' times: the answer's come after them
         del body  # the bytes are decoded: free them before the model runs (16 MiB at most)
         if steps is not None:
             if not entry.rollout:
@@ -370,7 +380,12 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if kind == "json":
             content = await _maybe_thread(offload, _encode_json, name, answer, steps, info, started)
             return Response(content, media_type=codecs.JSON_MEDIA_TYPE)
-        if kind != "json" and (whole_fields or entry.trained_on_user_files):
+        if windowed:  # the stored layout: u (sample, time, *spatial), vector fields whole
+            answer, labels = entry.assemble_window_fields(entry.join_windows(answer))
+            coords.update({dim: (np.asarray(values), {}) for dim, values in labels.items()})
+            if input_times is not None:
+                coords.update(_next_times(input_times, entry.window["n_steps_output"], entry.time_dim))
+        elif kind != "json" and (whole_fields or entry.trained_on_user_files):
             # vector fields whole, as the body sent them or the user's training file stores them; in the model's order
             answer, labels = entry.assemble_fields(answer)
             coords.update({dim: (np.asarray(values), {}) for dim, values in labels.items()})
@@ -676,6 +691,15 @@ async def _roll_in_slices(
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
     info = frames[-1][1]
     return (_stack(entry, [outputs for outputs, _ in frames]) if steps else frames[0][0]), info
+
+
+def _next_times(times: tuple[np.ndarray, dict], n: int, dim: str) -> dict[str, tuple[np.ndarray, dict]]:
+    """The ``n`` times after a window's, continued with its last step (numeric, at least two of them), else none."""
+    values, attrs = times
+    values = np.asarray(values)
+    if values.ndim != 1 or len(values) < 2 or not np.issubdtype(values.dtype, np.number):
+        return {}
+    return {dim: (values[-1] + (values[-1] - values[-2]) * np.arange(1, n + 1), attrs)}
 
 
 def _timed_advance(*args: Any) -> tuple[Any, float]:

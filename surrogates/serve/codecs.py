@@ -292,13 +292,7 @@ def read_netcdf(
 
     engine = netcdf_engine(body)
     limit = 8 * max_elements if max_decoded_bytes is None else max_decoded_bytes
-    try:
-        header = netcdf_header(body, engine)
-    except ServiceError:
-        raise
-    except Exception as error:  # h5py, h5netcdf and scipy raise many types for truncated or corrupt files
-        log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
-        raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
+    header = _checked_header(body, engine)
     components = {name: c for name, c in (components or {}).items() if name in specs}
     specs, fields = _whole_fields(specs, header, components)
     missing = [name for name in specs if name not in header]
@@ -371,6 +365,21 @@ def read_netcdf(
                 arrays[name] = np.ascontiguousarray(values[..., names.index(component.label)])
         coords.setdefault(dim, (np.asarray(names), {}))
     return arrays, coords, engine, sample_dim, fields
+
+
+def netcdf_variable_names(body: bytes) -> set[str]:
+    """The names of a NetCDF body's variables, from its header (400 ``malformed_netcdf`` when unreadable)."""
+    return set(_checked_header(body, netcdf_engine(body)))
+
+
+def _checked_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
+    try:
+        return netcdf_header(body, engine)
+    except ServiceError:
+        raise
+    except Exception as error:  # h5py, h5netcdf and scipy raise many types for truncated or corrupt files
+        log.info("unreadable NetCDF body: %s: %s", type(error).__name__, error)
+        raise bad_request("malformed_netcdf", "cannot read the NetCDF body (truncated or corrupt?)") from None
 
 
 def _whole_fields(

@@ -155,22 +155,66 @@ class ModelEntry:
         """Answer variables ``name -> (dims, values)`` with the predicted components of each vector field put back
         together: ``velocity_x``, ``velocity_y`` -> ``velocity (*dims, component dim)``, in the order the model
         predicts them; and the labels along each component dim used (the answer's coordinate)."""
-        components = self.components
-        groups: dict[tuple[str, str], list[str]] = {}
-        for name in answer:
-            if name in components:
-                groups.setdefault((components[name].field, components[name].dim), []).append(name)
-        out: dict[str, tuple[list[str], np.ndarray]] = {}
-        labels: dict[str, list[str]] = {}
-        for name, (dims, values) in answer.items():
-            component = components.get(name)
-            if component is None or component.field in answer:
-                out[name] = (dims, values)
-            elif component.field not in out:
-                members = groups[(component.field, component.dim)]
-                out[component.field] = ([*dims, component.dim], np.stack([answer[m][1] for m in members], axis=-1))
-                labels[component.dim] = [components[m].label for m in members]
-        return out, labels
+        return _assemble(answer, self.components)
+
+    # -- time windows in the user's layout (models trained on windows of n_steps_input -> n_steps_output states)
+    @property
+    def window(self) -> dict[str, Any] | None:
+        """The schema's time windows (``DataSchema.window``), ``None`` for other models."""
+        return self.data_schema.window if self.data_schema is not None else None
+
+    @property
+    def time_dim(self) -> str:
+        """The time dim of the model's stored trajectories (the user's name with ``data=xarray``)."""
+        reader = (self.data_schema.reader or {}) if self.data_schema is not None else {}
+        return str(reader.get("time_dim") or "time")
+
+    def window_specs(self) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
+        """What a NetCDF body in the stored layout holds: each stored input with dims ``(time, *spatial)``, and
+        the vector fields their components belong to (for :func:`~surrogates.serve.codecs.read_netcdf`)."""
+        assert self.window is not None and self.data_schema is not None
+        names = list(self.window["inputs"])
+        specs = {name: (self.time_dim, *self.spatial_dims) for name in names}
+        components = {name: c for name in names if (c := self.data_schema.window_component(name)) is not None}
+        return specs, components
+
+    def split_windows(self, arrays: Mapping[str, np.ndarray], single: bool) -> dict[str, np.ndarray]:
+        """Stored inputs ``(n, T, *spatial)`` (``(T, *spatial)`` with ``single``) as the model's channels: the
+        last ``n_steps_input`` states, ``u -> u_t0, u_t1, ...``; 422 ``too_few_times`` with fewer states."""
+        assert self.window is not None
+        n_in = int(self.window["n_steps_input"])
+        channels = {}
+        for name, values in arrays.items():
+            axis = 0 if single else 1
+            if values.ndim <= axis or values.shape[axis] < n_in:
+                raise unprocessable(
+                    "too_few_times",
+                    f"variable {name!r} has {values.shape[axis] if values.ndim > axis else 0} state(s) along "
+                    f"{self.time_dim!r}; model {self.name!r} takes windows of {n_in}",
+                )
+            for k in range(n_in):  # the last n_in states, oldest first
+                channels[f"{name}_t{k}"] = np.take(values, values.shape[axis] - n_in + k, axis=axis)
+        return channels
+
+    def join_windows(self, answer: dict[str, tuple[list[str], np.ndarray]]) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Predicted channels ``u_t2, u_t3 (n, *spatial)`` as the stored targets ``u (n, time, *spatial)``."""
+        assert self.window is not None
+        n_in, n_out = int(self.window["n_steps_input"]), int(self.window["n_steps_output"])
+        out = {}
+        for name in self.window["targets"]:
+            parts = [answer[f"{name}_t{n_in + k}"] for k in range(n_out)]
+            dims = list(parts[0][0])
+            at = 1 if dims and dims[0] not in self.spatial_dims else 0  # after the sample dim, if any
+            out[name] = ([*dims[:at], self.time_dim, *dims[at:]], np.stack([values for _, values in parts], axis=at))
+        return out
+
+    def assemble_window_fields(
+        self, answer: dict[str, tuple[list[str], np.ndarray]]
+    ) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, list[str]]]:
+        """:meth:`assemble_fields` for the stored targets of a windowed model (their components from the window)."""
+        assert self.data_schema is not None
+        components = {name: c for name in answer if (c := self.data_schema.window_component(name)) is not None}
+        return _assemble(answer, components)
 
     @property
     def ready(self) -> bool:
@@ -268,6 +312,28 @@ class PointwiseEntry(ModelEntry):
 
     def info(self, batching: bool) -> dict[str, Any]:
         return {**super().info(batching), "domain": self.domain}
+
+
+def _assemble(
+    answer: dict[str, tuple[list[str], np.ndarray]], components: Mapping[str, Any]
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, list[str]]]:
+    """Answer variables with the components (``components``: name -> Component) of each field stacked on its
+    component dim, in the answer's order; and the labels along each component dim used."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for name in answer:
+        if name in components:
+            groups.setdefault((components[name].field, components[name].dim), []).append(name)
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
+    labels: dict[str, list[str]] = {}
+    for name, (dims, values) in answer.items():
+        component = components.get(name)
+        if component is None or component.field in answer:
+            out[name] = (dims, values)
+        elif component.field not in out:
+            members = groups[(component.field, component.dim)]
+            out[component.field] = ([*dims, component.dim], np.stack([answer[m][1] for m in members], axis=-1))
+            labels[component.dim] = [components[m].label for m in members]
+    return out, labels
 
 
 def _shape(shape: tuple[int, ...]) -> str:

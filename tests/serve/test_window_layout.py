@@ -97,3 +97,45 @@ def test_the_window_records_the_components_of_its_vector_fields(tmp_path):
     raw["window"]["components"] = {"v_x": {"field": "v"}}
     with pytest.raises(SchemaError, match="window.components.v_x must name a field, label and dim"):
         DataSchema.from_dict(raw)
+
+
+def test_the_service_answers_a_windowed_model_in_the_stored_layout(tmp_path):
+    """A NetCDF body with the trajectories as stored (``v (sample, time, x, component)``) is answered with the
+    next states of the field, as ``Surrogate.predict`` answers; a body with the channels still works."""
+    import io
+
+    import httpx
+
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.registry import Registry
+    from tests.serve.conftest import LiveServer
+
+    models = tmp_path / "models"
+    models.mkdir()
+    surrogate = Surrogate.load(_windowed_checkpoint(models / "w.ckpt", ["v_x", "v_y"], COMPONENTS))
+    v = _trajectories()
+    ds = xr.Dataset({"v": (("sample", "time", "x", "component"), v)},
+                    coords={"time": [0.0, 0.1, 0.2, 0.3, 0.4], "component": ["x", "y"]})
+    expected = surrogate.predict(ds)
+    headers = {"content-type": "application/x-netcdf"}
+    with LiveServer(create_app(Registry.from_folder(models), ServeSettings())) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        response = client.post("/v1/models/w/predict", content=bytes(ds.to_netcdf(engine="h5netcdf")), headers=headers)
+        assert response.status_code == 200, response.text
+        answer = xr.open_dataset(io.BytesIO(response.content), engine="h5netcdf").load()
+        assert answer["v"].dims == ("sample", "time", "x", "component")
+        assert answer["component"].values.tolist() == ["x", "y"]
+        np.testing.assert_allclose(answer["time"].values, expected["time"].values, rtol=0, atol=0)
+        np.testing.assert_array_equal(answer["v"].values, expected["v"].values)
+        one = client.post("/v1/models/w/predict", content=bytes(ds.isel(sample=0).to_netcdf(engine="h5netcdf")), headers=headers)
+        one_answer = xr.open_dataset(io.BytesIO(one.content), engine="h5netcdf").load()
+        assert one_answer["v"].dims == ("time", "x", "component")
+        np.testing.assert_array_equal(one_answer["v"].values, expected["v"].values[0])
+        short = client.post("/v1/models/w/predict", content=bytes(ds.isel(time=[0]).to_netcdf(engine="h5netcdf")), headers=headers)
+        assert short.status_code == 422 and short.json()["code"] == "too_few_times", short.text
+        channels = xr.Dataset({f"v_{c}_t{k}": (("sample", "x"), v[:, 3 + k, :, i])
+                               for i, c in enumerate("xy") for k in range(N_IN)})
+        by_channel = client.post("/v1/models/w/predict", content=bytes(channels.to_netcdf(engine="h5netcdf")), headers=headers)
+        assert by_channel.status_code == 200, by_channel.text
+        plain = xr.open_dataset(io.BytesIO(by_channel.content), engine="h5netcdf").load()
+        np.testing.assert_array_equal(plain["v_y_t3"].values, expected["v"].values[:, 1, :, 1])
