@@ -22,6 +22,18 @@ from .test_app import darcy_inputs, surrogate  # noqa: F401 (fixtures: the Darcy
 PATH = "/v1/models/fno-darcy/predict"
 
 
+async def _held_burst(client: httpx.AsyncClient, inputs: np.ndarray, burst: int, gate: threading.Event,
+                      decided) -> list[httpx.Response]:
+    """``burst`` requests at once while the model's calls wait on ``gate``; the gate opens once ``decided()``
+    (every admission decision made) or after 30 s (the test then fails on the answers)."""
+    sends = [asyncio.ensure_future(client.post(PATH, json={"inputs": {"a": inputs[k].tolist()}})) for k in range(burst)]
+    deadline = time.monotonic() + 30
+    while not decided() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    gate.set()
+    return await asyncio.gather(*sends)
+
+
 def test_admission_refuses_beyond_its_limit_until_a_slot_is_free():
     admission = Admission("m", limit=2, retry_after_s=1.5)
     with admission.admit(), admission.admit():
@@ -49,13 +61,7 @@ def test_a_burst_beyond_the_limit_gets_429_and_the_admitted_requests_their_own_a
 
     async def send_burst(url: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            sends = [asyncio.ensure_future(client.post(PATH, json={"inputs": {"a": darcy_inputs[k].tolist()}}))
-                     for k in range(burst)]
-            deadline = time.monotonic() + 30  # bounds the wait if refusals never come (the test then fails below)
-            while admission.stats.refused < burst - limit and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            gate.set()
-            return await asyncio.gather(*sends)
+            return await _held_burst(client, darcy_inputs, burst, gate, lambda: admission.stats.refused >= burst - limit)
 
     with LiveServer(app) as server:
         responses = asyncio.run(send_burst(server.url))
@@ -133,13 +139,8 @@ def test_max_queue_ms_bounds_the_admitted_requests_by_the_models_measured_time(r
             first = await client.post(PATH, json={"inputs": {"a": darcy_inputs[0].tolist()}})  # measures the model
             assert first.status_code == 200 and batcher.stats.request_seconds >= floor_s
             batcher.run = lambda x: (gate.wait(30), run(x))[1]  # then holds its calls until the burst is in
-            sends = [asyncio.ensure_future(client.post(PATH, json={"inputs": {"a": darcy_inputs[k].tolist()}}))
-                     for k in range(burst)]
-            deadline = time.monotonic() + 30
-            while admission.stats.admitted + admission.stats.refused < burst + 1 and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            gate.set()
-            return await asyncio.gather(*sends)
+            decided = lambda: admission.stats.admitted + admission.stats.refused >= burst + 1  # noqa: E731
+            return await _held_burst(client, darcy_inputs, burst, gate, decided)
 
     with LiveServer(app) as server:
         responses = asyncio.run(send_burst(server.url))
