@@ -13,6 +13,7 @@ from surrogates.errors import CheckpointError
 from surrogates.pdes.darcy import Darcy
 from surrogates.solvers.dcdm import DCDMNet, DCDMResult, DCDMSolver, dcdm, load, load_metadata, scale_invariant_loss, train_dcdm
 from surrogates.solvers.dcdm.grid import DirectionOperator, grid_couplings
+from surrogates.solvers.dcdm.network import average_couplings, galerkin_couplings
 from surrogates.solvers.dcdm.training_vectors import LOW_MODE_WEIGHT, lanczos, ritz_pairs, training_vectors
 from surrogates.solvers.finite_differences import diffusion_operator, poisson_operator
 from surrogates.solvers.pcg import NotSPDError, PCGResult, pcg
@@ -48,9 +49,13 @@ def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:
 
 def test_constructor_records_its_arguments_and_rejects_bad_ones():
     net = DCDMNet(width=4, blocks=1, coarsest=3)
-    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3}
+    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3, "coarse_couplings": "average", "coarse_gain": 1.0}
     with pytest.raises(ValueError, match="positive"):
         DCDMNet(width=0)
+    with pytest.raises(ValueError, match="coarse_couplings"):
+        DCDMNet(coarse_couplings="injection")
+    with pytest.raises(ValueError, match="coarse_gain"):
+        DCDMNet(coarse_gain=0.0)
 
 
 @pytest.mark.parametrize("m", [5, 16, 33])
@@ -73,7 +78,8 @@ def test_network_direction_is_invariant_to_the_residual_scale(c):
     assert torch.equal(net(c * r, couplings), net(r, couplings))
 
 
-def test_network_operator_is_symmetric_positive_definite():
+@pytest.mark.parametrize("options", [{}, {"coarse_couplings": "galerkin", "coarse_gain": 2.0}])
+def test_network_operator_is_symmetric_positive_definite(options):
     """``f = N^T N + sigma I`` for any weights: build its matrix on a 6 x 6 grid from the unit vectors.
 
     In float64, each entry of ``N`` and ``N^T`` accumulates at most ``K`` products (levels x convolutions
@@ -81,19 +87,82 @@ def test_network_operator_is_symmetric_positive_definite():
     bounded here by ``||F||_max`` times the number of summed paths ``n``.
     """
     torch.manual_seed(0)
-    net = DCDMNet(width=4, blocks=1, coarsest=2).double()
+    net = DCDMNet(width=4, blocks=1, coarsest=2, **options).double()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0.0, 0.5)
     m = 6
     n = m * m
     basis = torch.eye(n, dtype=torch.float64).view(n, 1, m, m)
-    couplings = torch.rand(1, 4, m, m, dtype=torch.float64)
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(darcy_matrix(m + 2)))  # an SPD operator's (Galerkin needs one)
     F = net(basis, couplings).detach().reshape(n, n).T.numpy()  # every unit vector has the same RMS: one common factor
     levels, convs = 3, 2 * 2 + 3
     K = levels * convs * 9 * 4
     np.testing.assert_allclose(F, F.T, rtol=0, atol=2 * K * n * EPS * np.abs(F).max())
     assert np.linalg.eigvalsh((F + F.T) / 2).min() > 0
+
+
+@pytest.mark.parametrize("s", [9, 10])  # 7 x 7 (partial blocks at the end) and 8 x 8 interior nodes
+def test_galerkin_couplings_are_the_scaled_aggregation_operator(s):
+    """Against ``P^T Â P`` assembled densely, ``P`` the piecewise-constant 2 x 2 aggregation.
+
+    Each coarse entry sums at most 8 fine couplings of size <= 1 and the diagonal scaling adds a few
+    roundings: ``16 eps`` bounds the difference.
+    """
+    A = diffusion_operator(np.random.default_rng(0).uniform(1.0, 10.0, (s, s)))
+    m = s - 2
+    d = sp.diags(1.0 / np.sqrt(A.diagonal()))
+    a_hat = (d @ A @ d).toarray()
+    M = (m + 1) // 2
+    P = np.zeros((m * m, M * M))
+    for i in range(m):
+        for j in range(m):
+            P[i * m + j, (i // 2) * M + j // 2] = 1.0
+    coarse = P.T @ a_hat @ P
+    scaled = coarse / np.sqrt(np.outer(np.diag(coarse), np.diag(coarse)))
+    expected = np.zeros((4, M, M))
+    for I in range(M):
+        for J in range(M):
+            for channel, (di, dj) in enumerate([(-1, 0), (1, 0), (0, -1), (0, 1)]):
+                if 0 <= I + di < M and 0 <= J + dj < M:
+                    expected[channel, I, J] = -scaled[I * M + J, (I + di) * M + J + dj]
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(A))
+    np.testing.assert_allclose(galerkin_couplings(couplings)[0].numpy(), expected, rtol=0, atol=16 * EPS)
+
+
+def test_galerkin_couplings_of_poisson_keep_the_quarter_and_the_boundary_at_every_level():
+    """On a ``2^k`` grid every block is full: each level is again Poisson's scaled operator, exactly
+    (sums of quarters, ``d = 2``, ``(1/2) / 2``: no rounding); averaging instead fades the boundary."""
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(34)))  # 32 x 32 interior
+    averaged = couplings
+    for m in (16, 8, 4, 2):
+        couplings = galerkin_couplings(couplings)
+        expected = torch.full((1, 4, m, m), 0.25, dtype=torch.float64)
+        expected[0, 0, 0, :] = expected[0, 1, -1, :] = expected[0, 2, :, 0] = expected[0, 3, :, -1] = 0.0
+        assert torch.equal(couplings, expected)
+        averaged = average_couplings(averaged)
+    assert float(averaged[0, 0, 0, 1]) > 0.2  # 15/64: the boundary is all but gone after four averages
+
+
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_coarse_gain_scales_each_level_exactly_on_a_constant_residual(gain):
+    """With identity convolutions and blocks, ``N`` of a constant is the constant times ``sum_l gain^l``.
+
+    A 16 x 16 grid coarsened to ``coarsest = 2`` has levels 16, 8, 4, 2; pooling and bilinear
+    interpolation reproduce a constant exactly, and the sums of powers of two are exact in float64.
+    """
+    width = 3
+    net = DCDMNet(width=width, blocks=1, coarsest=2, coarse_gain=gain).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.lift.weight[0, 0, 1, 1] = 1.0
+        net.restrict.weight[:, :, 0, 0] = torch.eye(width)
+        net.prolong.weight[:, :, 1, 1] = torch.eye(width)
+        net.project.weight[0, 0, 0, 0] = 1.0  # the blocks' second convolutions are zero: each block is the identity
+    r = torch.full((1, 1, 16, 16), 0.5, dtype=torch.float64)
+    out = net.half(r, torch.rand(1, 4, 16, 16, dtype=torch.float64))
+    assert torch.equal(out, r * sum(gain ** level for level in range(4)))
 
 
 def test_grid_couplings_of_poisson_are_a_quarter_inside_and_zero_across_the_boundary():

@@ -41,13 +41,64 @@ from torch import nn
 
 from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
-__all__ = ["COUPLING_CHANNELS", "DCDMNet", "load", "load_metadata"]
+__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "DCDMNet", "average_couplings", "galerkin_couplings", "load", "load_metadata"]
 
 COUPLING_CHANNELS = 4
 """Operator channels: scaled couplings to the neighbours at ``i - 1``, ``i + 1``, ``j - 1``, ``j + 1``."""
 
 
 _IDENTITY_WEIGHT_INIT = -4.0  # softplus(-4) ~ 0.018: the identity starts as a small safeguard
+
+
+def average_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Coarse couplings as 2 x 2 averages of the fine ones, ``(B, 4, m, m) -> (B, 4, ceil(m/2), ceil(m/2))``.
+
+    A boundary's zero couplings are averaged with the interior's, so the boundary fades level by level
+    (``1/8, 3/16, 7/32, ...`` for Poisson's ``1/4``).
+    """
+    return F.avg_pool2d(couplings, 2, ceil_mode=True)
+
+
+def galerkin_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Scaled couplings of the aggregation coarse operator ``P^T Â P``, ``(B, 4, m, m) -> (B, 4, ceil(m/2), ceil(m/2))``.
+
+    ``P`` maps a coarse node to the (up to) 2 x 2 fine nodes of its block (piecewise constant). With
+    ``Â = I - C`` (``C`` the couplings), the coarse operator couples neighbouring blocks ``I, J`` by
+    ``-sum_{k in I, l in J} c_kl`` and has the diagonal ``d_I = |I| - 2 sum_{internal edges} c_kl``; the
+    result is diagonally scaled again, ``c_IJ / sqrt(d_I d_J)``, so every level sees its operator in the
+    form the finest one has. Poisson's interior ``1/4`` stays ``1/4`` and the boundary's zeros stay zero
+    at every level. ``d`` is clamped at ``1e-6 |I|``: positive for SPD ``Â`` anyway, this keeps other
+    inputs finite.
+    """
+    m0, m1 = couplings.shape[-2:]
+    pad = (0, m1 % 2, 0, m0 % 2)  # zero couplings and zero nodes complete the last blocks
+    c = F.pad(couplings, pad)
+    ones = F.pad(torch.ones_like(couplings[:, :1]), pad)
+    up, down, left, right = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+
+    def top(x):  # sum over the first row of each 2 x 2 block
+        return x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+
+    def bottom(x):
+        return x[..., 1::2, 0::2] + x[..., 1::2, 1::2]
+
+    def first(x):  # sum over the first column of each block
+        return x[..., 0::2, 0::2] + x[..., 1::2, 0::2]
+
+    def second(x):
+        return x[..., 0::2, 1::2] + x[..., 1::2, 1::2]
+
+    crossing = torch.stack([top(up), bottom(down), first(left), second(right)], dim=1)
+    internal = bottom(up) + second(left)  # each edge inside a block once (its reverse is the same by symmetry)
+    size = top(ones[:, 0]) + bottom(ones[:, 0])
+    d = (size - 2 * internal).clamp_min(1e-6 * size)
+    d_pad = F.pad(d[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # across the boundary the coupling is 0 anyway
+    neighbours = torch.stack([d_pad[:, :-2, 1:-1], d_pad[:, 2:, 1:-1], d_pad[:, 1:-1, :-2], d_pad[:, 1:-1, 2:]], dim=1)
+    return crossing / (d[:, None] * neighbours).sqrt()
+
+
+COARSE_COUPLINGS = {"average": average_couplings, "galerkin": galerkin_couplings}
+"""How a level's couplings are coarsened for the next (``DCDMNet(coarse_couplings=...)``)."""
 
 
 class _ResidualBlock(nn.Module):
@@ -76,6 +127,14 @@ class DCDMNet(nn.Module):
         Residual blocks before and after the coarse correction on every level.
     coarsest
         A level with at most this many nodes along a side does not coarsen further.
+    coarse_couplings
+        How the next level's couplings are made: ``"average"`` (2 x 2 means, :func:`average_couplings`)
+        or ``"galerkin"`` (the scaled aggregation operator, :func:`galerkin_couplings`).
+    coarse_gain
+        Fixed factor on every coarse correction. ``2`` follows the grid: a smooth mode's eigenvalue of the
+        scaled operator is 4 times larger on the coarser grid, so ``N ~ Â^{-1/2}`` must amplify the coarse
+        level's answer by 2, which the shared weights then need not learn (nor extrapolate to levels
+        that training never saw).
 
     Attributes
     ----------
@@ -83,11 +142,17 @@ class DCDMNet(nn.Module):
         The constructor arguments (plain values), saved with the weights.
     """
 
-    def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4):
+    def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
+                 coarse_gain: float = 1.0):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
-        self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest)}
+        if coarse_couplings not in COARSE_COUPLINGS:
+            raise ValueError(f"coarse_couplings must be one of {sorted(COARSE_COUPLINGS)}, got {coarse_couplings!r}")
+        if not coarse_gain > 0:
+            raise ValueError(f"coarse_gain must be positive, got {coarse_gain}")
+        self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
+                            "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
         self.post = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
@@ -138,9 +203,10 @@ class DCDMNet(nn.Module):
         size = h.shape[-2:]
         if min(size) > self.init_kwargs["coarsest"]:
             coarse_h = F.avg_pool2d(self.restrict(h), 2, ceil_mode=True)
-            coarse_c = F.avg_pool2d(couplings, 2, ceil_mode=True)
+            coarse_c = COARSE_COUPLINGS[self.init_kwargs["coarse_couplings"]](couplings)
             coarse = self._level(coarse_h, coarse_c)
-            h = h + self.prolong(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False))
+            correction = self.prolong(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False))
+            h = h + self.init_kwargs["coarse_gain"] * correction
         for block in self.post:
             h = block(h, couplings)
         return h

@@ -87,6 +87,8 @@ def train_dcdm(
     width: int = 16,
     blocks: int = 2,
     coarsest: int = 4,
+    coarse_couplings: str = "average",
+    coarse_gain: float = 1.0,
     seed: int = 0,
     model: DCDMNet | None = None,
     progress: bool = True,
@@ -112,8 +114,8 @@ def train_dcdm(
         Lanczos steps per matrix (Ritz vectors available to the training vectors).
     theta
         Extra low Ritz vectors with the large weight (default ``k // 20``).
-    width, blocks, coarsest
-        Network size, used when ``model`` is None.
+    width, blocks, coarsest, coarse_couplings, coarse_gain
+        The network's, used when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
     seed
         Seeds weights, Lanczos starts and training vectors.
     model
@@ -134,7 +136,9 @@ def train_dcdm(
         raise ValueError(f"epochs, steps_per_epoch and batch_size must be positive, got {epochs}, {steps_per_epoch}, {batch_size}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest) if model is None else model
+    if model is None:
+        model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest, coarse_couplings=coarse_couplings,
+                        coarse_gain=coarse_gain)
     model.train()
     systems = [_System(A, ritz_steps, rng) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
