@@ -71,7 +71,7 @@ def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, d
                 "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
                 "ritz_steps": args.ritz_steps, "seed": seed}
     architecture = {"width": args.width, "blocks": args.blocks, "coarse_couplings": args.coarse_couplings,
-                    "coarse_gain": args.coarse_gain}
+                    "coarse_gain": args.coarse_gain, "structure": args.structure}
     found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
     if found != {**expected, **architecture}:
         raise SystemExit(f"{path} was trained with {found}, this run needs {expected | architecture}")
@@ -117,8 +117,9 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         "## DCDM against PCG (none / IC(0) / AMG / learned GNN) on Darcy matrices",
         "",
         f"Deep conjugate direction method (Kaneda et al., ICML 2023; `surrogates.solvers.dcdm`, keep = 2 previous "
-        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, coarse_couplings=\"{args.coarse_couplings}\", "
-        f"coarse_gain={args.coarse_gain:g})` trained at s = {args.resolution} on {args.n_train} Darcy matrices"
+        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, structure=\"{args.structure}\", "
+        f"coarse_couplings=\"{args.coarse_couplings}\", coarse_gain={args.coarse_gain:g})` trained at s = {args.resolution} "
+        f"on {args.n_train} Darcy matrices"
         + "".join(f" and at s = {s} on {args.n_train}" for s in args.extra_resolutions)
         + f", {args.epochs * args.steps_per_epoch} steps of {args.batch_size} Ritz-vector "
         f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "

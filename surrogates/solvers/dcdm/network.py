@@ -41,7 +41,8 @@ from torch import nn
 
 from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
-__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "DCDMNet", "average_couplings", "galerkin_couplings", "load", "load_metadata"]
+__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "DCDMNet", "average_couplings", "galerkin_couplings", "interpolation", "interpolation_adjoint", "load",
+           "load_metadata", "series_couplings"]
 
 COUPLING_CHANNELS = 4
 """Operator channels: scaled couplings to the neighbours at ``i - 1``, ``i + 1``, ``j - 1``, ``j + 1``."""
@@ -97,6 +98,57 @@ def galerkin_couplings(couplings: torch.Tensor) -> torch.Tensor:
     return crossing / (d[:, None] * neighbours).sqrt()
 
 
+_BILINEAR = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+
+
+def interpolation(coarse: torch.Tensor, m: int) -> torch.Tensor:
+    """Bilinear interpolation ``P`` from the ``M x M`` coarse nodes (fine nodes ``2K + 1``) to ``m x m`` fine nodes.
+
+    Vertex-centred, with the Dirichlet boundary's zeros beyond both ends: a fine node between two coarse
+    ones gets their mean, one between a coarse node and the boundary half its value. ``(B, C, M, M)`` ->
+    ``(B, C, m, m)`` for ``M = m // 2``.
+    """
+    channels = coarse.shape[1]
+    kernel = _BILINEAR.to(coarse).expand(channels, 1, 3, 3)
+    return F.conv_transpose2d(coarse, kernel, stride=2, groups=channels)[..., :m, :m]
+
+
+def interpolation_adjoint(fine: torch.Tensor) -> torch.Tensor:
+    """``P^T`` of :func:`interpolation` (full weighting with weights summing to 4), ``(B, C, m, m) -> (B, C, m // 2, m // 2)``.
+
+    ``P^T`` sums, so a smooth residual grows by 4 per level while its mode's eigenvalue of the scaled
+    operator grows by 4 too: ``P S^T S P^T`` is the BPX scaling with no factor to learn.
+    """
+    m = fine.shape[-1]
+    M = m // 2
+    padded = F.pad(fine, (0, 2 * M + 1 - m, 0, 2 * M + 1 - m))
+    channels = fine.shape[1]
+    return F.conv2d(padded, _BILINEAR.to(fine).expand(channels, 1, 3, 3), stride=2, groups=channels)
+
+
+def series_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Couplings of the coarse nodes of :func:`interpolation`, ``(B, 4, m, m) -> (B, 4, m // 2, m // 2)``.
+
+    A coarse edge spans two fine edges in a row (through the fine node between the coarse ones): their
+    series coupling ``2 a b / (a + b)`` (Poisson's ``1/4`` stays ``1/4``; a coarse node next to the
+    boundary keeps a zero coupling there, at every level).
+    """
+    m = couplings.shape[-1]
+    M = m // 2
+    c = F.pad(couplings, (0, 2 * M + 2 - m, 0, 2 * M + 2 - m))
+
+    def series(a, b):
+        total = a + b
+        return torch.where(total > 0, 2 * a * b / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
+
+    centre = (slice(None), slice(1, 2 * M + 1, 2), slice(1, 2 * M + 1, 2))
+    up = series(c[:, 0][centre], c[:, 0][:, 0:2 * M:2, 1:2 * M + 1:2])
+    down = series(c[:, 1][centre], c[:, 1][:, 2:2 * M + 2:2, 1:2 * M + 1:2])
+    left = series(c[:, 2][centre], c[:, 2][:, 1:2 * M + 1:2, 0:2 * M:2])
+    right = series(c[:, 3][centre], c[:, 3][:, 1:2 * M + 1:2, 2:2 * M + 2:2])
+    return torch.stack([up, down, left, right], dim=1)
+
+
 COARSE_COUPLINGS = {"average": average_couplings, "galerkin": galerkin_couplings}
 """How a level's couplings are coarsened for the next (``DCDMNet(coarse_couplings=...)``)."""
 
@@ -143,7 +195,7 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
-                 coarse_gain: float = 1.0):
+                 coarse_gain: float = 1.0, structure: str = "v_cycle"):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
@@ -151,13 +203,19 @@ class DCDMNet(nn.Module):
             raise ValueError(f"coarse_couplings must be one of {sorted(COARSE_COUPLINGS)}, got {coarse_couplings!r}")
         if not coarse_gain > 0:
             raise ValueError(f"coarse_gain must be positive, got {coarse_gain}")
+        if structure not in ("v_cycle", "additive"):
+            raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
+        if structure == "additive" and coarse_couplings != "average":
+            raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
         self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
-                            "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain)}
+                            "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain),
+                            "structure": str(structure)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
-        self.post = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
-        self.restrict = nn.Conv2d(width, width, 1, bias=False)
-        self.prolong = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        if structure == "v_cycle":  # the additive structure's levels are the smoother alone
+            self.post = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
+            self.restrict = nn.Conv2d(width, width, 1, bias=False)
+            self.prolong = nn.Conv2d(width, width, 3, padding=1, bias=False)
         self.project = nn.Conv2d(width, 1, 1, bias=False)
         # f = N^T N + sigma I with sigma = softplus(.) > 0: N may have a null space (checkerboards vanish in
         # average pooling), and then N^T N alone would stall the iteration on it
@@ -194,8 +252,29 @@ class DCDMNet(nn.Module):
         return out + F.softplus(self.identity_weight) * r
 
     def half(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
-        """``N r``, the half of ``f = N^T N``: linear in ``r``, shapes ``(B, 1, m, m)`` and ``(B, 4, m, m)`` -> ``(B, 1, m, m)``."""
+        """``N r``, the half of ``f = N^T N``: linear in ``r``, shapes ``(B, 1, m, m)`` and ``(B, 4, m, m)``.
+
+        Returns ``(B, 1, m, m)`` for the V-cycle; for the additive structure the levels' outputs
+        ``gain^l S (P^T)^l r``, flattened and concatenated, ``(B, total nodes of all levels)``.
+        """
+        if self.init_kwargs["structure"] == "additive":
+            return self._additive(r, couplings)
         return self.project(self._level(self.lift(r), couplings))
+
+    def _smoother(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
+        h = self.lift(r)
+        for block in self.pre:
+            h = block(h, couplings)
+        return self.project(h)
+
+    def _additive(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
+        gain = self.init_kwargs["coarse_gain"]
+        outputs, level = [], 0
+        while True:
+            outputs.append((gain ** level) * self._smoother(r, couplings).flatten(1))
+            if min(r.shape[-2:]) <= self.init_kwargs["coarsest"] or min(r.shape[-2:]) < 3:
+                return torch.cat(outputs, dim=1)
+            r, couplings, level = interpolation_adjoint(r), series_couplings(couplings), level + 1
 
     def _level(self, h: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
         for block in self.pre:

@@ -89,6 +89,7 @@ def train_dcdm(
     coarsest: int = 4,
     coarse_couplings: str = "average",
     coarse_gain: float = 1.0,
+    structure: str = "v_cycle",
     seed: int = 0,
     model: DCDMNet | None = None,
     progress: bool = True,
@@ -114,7 +115,7 @@ def train_dcdm(
         Lanczos steps per matrix (Ritz vectors available to the training vectors).
     theta
         Extra low Ritz vectors with the large weight (default ``k // 20``).
-    width, blocks, coarsest, coarse_couplings, coarse_gain
+    width, blocks, coarsest, coarse_couplings, coarse_gain, structure
         The network's, used when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
     seed
         Seeds weights, Lanczos starts and training vectors.
@@ -138,7 +139,7 @@ def train_dcdm(
     rng = np.random.default_rng(seed)
     if model is None:
         model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest, coarse_couplings=coarse_couplings,
-                        coarse_gain=coarse_gain)
+                        coarse_gain=coarse_gain, structure=structure)
     model.train()
     systems = [_System(A, ritz_steps, rng) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
