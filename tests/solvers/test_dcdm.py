@@ -13,7 +13,8 @@ from surrogates.errors import CheckpointError
 from surrogates.pdes.darcy import Darcy
 from surrogates.solvers.dcdm import DCDMNet, DCDMResult, DCDMSolver, dcdm, load, load_metadata, scale_invariant_loss, train_dcdm
 from surrogates.solvers.dcdm.grid import DirectionOperator, grid_couplings
-from surrogates.solvers.dcdm.network import average_couplings, galerkin_couplings
+from surrogates.solvers.dcdm.network import (average_couplings, galerkin_couplings, interpolation, interpolation_adjoint,
+                                             series_couplings)
 from surrogates.solvers.dcdm.training_vectors import LOW_MODE_WEIGHT, lanczos, ritz_pairs, training_vectors
 from surrogates.solvers.finite_differences import diffusion_operator, poisson_operator
 from surrogates.solvers.pcg import NotSPDError, PCGResult, pcg
@@ -78,7 +79,7 @@ def test_network_direction_is_invariant_to_the_residual_scale(c):
     assert torch.equal(net(c * r, couplings), net(r, couplings))
 
 
-@pytest.mark.parametrize("options", [{}, {"coarse_couplings": "galerkin", "coarse_gain": 2.0}])
+@pytest.mark.parametrize("options", [{}, {"coarse_couplings": "galerkin", "coarse_gain": 2.0}, {"structure": "additive"}])
 def test_network_operator_is_symmetric_positive_definite(options):
     """``f = N^T N + sigma I`` for any weights: build its matrix on a 6 x 6 grid from the unit vectors.
 
@@ -163,6 +164,76 @@ def test_coarse_gain_scales_each_level_exactly_on_a_constant_residual(gain):
     r = torch.full((1, 1, 16, 16), 0.5, dtype=torch.float64)
     out = net.half(r, torch.rand(1, 4, 16, 16, dtype=torch.float64))
     assert torch.equal(out, r * sum(gain ** level for level in range(4)))
+
+
+def _interpolation_matrix(m: int) -> np.ndarray:
+    """1D vertex-centred linear interpolation from the ``m // 2`` coarse nodes (fine ``2K + 1``), zero boundary."""
+    M = m // 2
+    P = np.zeros((m, M))
+    for K in range(M):
+        P[2 * K + 1, K] = 1.0
+        P[2 * K, K] += 0.5
+        if 2 * K + 2 < m:
+            P[2 * K + 2, K] += 0.5
+    return P
+
+
+@pytest.mark.parametrize("m", [7, 8, 31, 62])
+def test_interpolation_is_bilinear_and_its_adjoint_is_exact(m):
+    """``P`` is the tensor product of 1D linear interpolation (assembled here); ``P^T`` its transpose.
+
+    Every entry is a sum of at most 9 products of numbers with few bits: the comparison allows
+    ``16 eps`` times the entries' magnitudes.
+    """
+    rng = np.random.default_rng(m)
+    M = m // 2
+    P1 = _interpolation_matrix(m)
+    coarse = rng.standard_normal((2, 1, M, M))
+    fine = rng.standard_normal((2, 1, m, m))
+    expected = np.einsum("iK,bcKL,jL->bcij", P1, coarse, P1)
+    np.testing.assert_allclose(interpolation(torch.from_numpy(coarse), m).numpy(), expected, rtol=0,
+                               atol=16 * EPS * np.abs(coarse).max())
+    expected_adjoint = np.einsum("iK,bcij,jL->bcKL", P1, fine, P1)
+    np.testing.assert_allclose(interpolation_adjoint(torch.from_numpy(fine)).numpy(), expected_adjoint, rtol=0,
+                               atol=16 * EPS * np.abs(fine).max() * 9)
+
+
+def test_series_couplings_of_poisson_keep_the_quarter_and_the_boundary_at_every_level():
+    """``2 a b / (a + b)`` of two quarters is a quarter (exact); a zero boundary coupling stays zero."""
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(64)))  # 62 x 62 interior
+    for m in (31, 15, 7, 3):
+        couplings = series_couplings(couplings)
+        expected = torch.full((1, 4, m, m), 0.25, dtype=torch.float64)
+        expected[0, 0, 0, :] = expected[0, 1, -1, :] = expected[0, 2, :, 0] = expected[0, 3, :, -1] = 0.0
+        assert torch.equal(couplings, expected)
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_additive_structure_is_the_multilevel_sum_with_exact_level_scaling(gain):
+    """With an identity smoother ``S``, ``f = sigma I + sum_l gain^(2l) P_l P_l^T`` (``P_l`` = interpolation from
+    level ``l``), assembled from the 1D matrices: on a 15 x 15 grid the levels are 15, 7, 3.
+
+    Entries are sums of at most a few hundred products of dyadic numbers, exact or within a few eps of
+    the largest entry: ``64 eps`` of it bounds the difference.
+    """
+    width = 2
+    net = DCDMNet(width=width, blocks=1, coarsest=3, structure="additive", coarse_gain=gain).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.lift.weight[0, 0, 1, 1] = 1.0
+        net.project.weight[0, 0, 0, 0] = 1.0  # the blocks' second convolutions are zero: S is the identity
+    m = 15
+    n = m * m
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(m + 2)))
+    F_net = net(torch.eye(n, dtype=torch.float64).view(n, 1, m, m), couplings).detach().reshape(n, n).T.numpy()
+    sigma = float(torch.nn.functional.softplus(net.identity_weight.detach()))
+    P_7, P_3 = _interpolation_matrix(15), _interpolation_matrix(7)
+    P1 = np.kron(P_7, P_7)
+    P2 = P1 @ np.kron(P_3, P_3)
+    expected = (1.0 + sigma) * np.eye(n) + gain ** 2 * P1 @ P1.T + gain ** 4 * P2 @ P2.T
+    # the network divides r by its RMS (1/m for a unit vector) before N^T N and scales sigma r the same way
+    np.testing.assert_allclose(F_net / m, expected, rtol=0, atol=64 * EPS * np.abs(expected).max())
 
 
 def test_grid_couplings_of_poisson_are_a_quarter_inside_and_zero_across_the_boundary():
