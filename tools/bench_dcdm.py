@@ -161,6 +161,7 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         f"{args.threads} torch thread(s), torch {torch.__version__}.",
         "",
         "```",
+        *([m["command"] for m in metas] if args.dcdm_models is not None else []),  # the networks it read, one per seed
         "python tools/bench_dcdm.py " + shlex.join(argv),
         "```",
     ]

@@ -34,12 +34,12 @@ def systems() -> dict[str, sp.csr_matrix]:
     return {"poisson": poisson_operator(S), "darcy": darcy_matrix()}
 
 
-@pytest.fixture(scope="module")
-def network() -> DCDMNet:
-    """A small network trained briefly on Darcy matrices (a few seconds on one CPU thread)."""
+@pytest.fixture(scope="module", params=["v_cycle", "additive"])
+def network(request) -> DCDMNet:
+    """A small network of each structure trained briefly on Darcy matrices (a few seconds on one CPU thread)."""
     a = Darcy(resolution=S).sample_inputs(2, np.random.default_rng(100))["a"]
     return train_dcdm([diffusion_operator(x) for x in a], epochs=4, steps_per_epoch=10, batch_size=8, lr=3e-3,
-                      ritz_steps=100, width=8, blocks=1, progress=False)
+                      ritz_steps=100, width=8, blocks=1, structure=request.param, progress=False)
 
 
 def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:

@@ -18,12 +18,27 @@ became A-orthogonal to the error after a few iterations and the iteration stoppe
 the learned-factor idea of the GNN preconditioner (``P^{-1} = L^{-T} L^{-1}``) in convolutional form.
 ``N^T z`` is computed exactly as the gradient of ``<N u, z>`` in ``u``.
 
-``N`` is a recursive U-Net with shared weights: a level smooths with residual 3x3 convolution blocks,
-average-pools to half the size, runs the *same* level on the coarse grid until it is at most
-``coarsest`` nodes wide, adds the interpolated coarse correction and smooths again, like a multigrid
-V-cycle (the paper's U-Net has one coarsening). A 256 grid gets two more levels than a 64 grid, with no
-new weights, so a network trained at 64 runs on finer grids, where ``A^{-1}`` couples ever more
-distant nodes (how well it transfers is measured in ``docs/benchmarks.md``: not well after minutes of training).
+Two structures of ``N`` (``structure=``), both with weights shared by all levels, so a network trained
+at 64 runs on finer grids with more levels and no new weights:
+
+- ``"v_cycle"``: a recursive U-Net. A level smooths with residual 3x3 convolution blocks, average-pools
+  to half the size, runs the *same* level on the coarse grid until it is at most ``coarsest`` nodes
+  wide, adds the interpolated coarse correction (times ``coarse_gain``) and smooths again, like a
+  multigrid V-cycle (the paper's U-Net has one coarsening). It does not carry to finer grids: trained
+  at 64, ``||N v||^2`` of the smoothest Poisson mode is a small difference of large terms (stopping the
+  recursion at the 16 x 16 level gives 2e4, going on to 8 x 8 gives 3e2: the deep levels cancel what
+  the upper ones add), so ``v^T f v`` of the modes longer than about 32 cells is far too
+  small (40 to 500 times) at every grid size, and a finer grid has more such modes (``docs/benchmarks.md``, section DCDM).
+- ``"additive"``: the multilevel sum ``f = sigma I + sum_l gain^(2l) P_l S^T S P_l^T`` (BPX's form with a
+  learned smoother), where ``S`` is the gated convolution stack of one level (lift, blocks, project)
+  and ``P_l`` bilinear interpolation from level ``l`` (vertex-centred, :func:`interpolation`), so
+  ``N r = (gain^l S P_l^T r)_l`` stacked over the levels. Every term is positive semidefinite: no level
+  can cancel another. ``P^T`` sums (weights 4 in all), so a smooth mode's coefficient grows 4-fold per
+  level, as its eigenvalue of the scaled operator does on the coarser grid: with ``gain = 1`` each level
+  adds ``~ 1/lambda`` for the modes it resolves, the scaling that follows the grid, with nothing left to
+  learn or extrapolate about it. The coarse levels read :func:`series_couplings`, which keep the
+  boundary's zeros at every level. Untrained (random ``S``), DCDM with it already needs 39, 56 and 66
+  iterations at 64, 128 and 256 on a Darcy matrix.
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
@@ -180,13 +195,18 @@ class DCDMNet(nn.Module):
     coarsest
         A level with at most this many nodes along a side does not coarsen further.
     coarse_couplings
-        How the next level's couplings are made: ``"average"`` (2 x 2 means, :func:`average_couplings`)
-        or ``"galerkin"`` (the scaled aggregation operator, :func:`galerkin_couplings`).
+        How the V-cycle's next level's couplings are made: ``"average"`` (2 x 2 means, :func:`average_couplings`)
+        or ``"galerkin"`` (the scaled aggregation operator, :func:`galerkin_couplings`). The additive
+        structure uses :func:`series_couplings` (this must stay ``"average"``, the default).
     coarse_gain
         Fixed factor on every coarse correction. ``2`` follows the grid: a smooth mode's eigenvalue of the
         scaled operator is 4 times larger on the coarser grid, so ``N ~ Â^{-1/2}`` must amplify the coarse
         level's answer by 2, which the shared weights then need not learn (nor extrapolate to levels
-        that training never saw).
+        that training never saw). In the additive structure the factor ``gain^l`` on level ``l``'s
+        part of ``N`` (``1`` follows the grid there, see the module docstring).
+    structure
+        ``"v_cycle"`` (recursive U-Net, the default, as saved networks without this entry) or
+        ``"additive"`` (the multilevel sum).
 
     Attributes
     ----------
