@@ -9,7 +9,7 @@ training vectors (``surrogates.solvers.dcdm.training``). The network is written 
 
 Usage::
 
-    python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 60 --structure additive --threads 1
+    python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 60 --threads 1
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ritz-steps", type=int, default=300, help="Lanczos steps per training matrix")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--blocks", type=int, default=1)
-    p.add_argument("--structure", choices=["v_cycle", "additive"], default="additive",
+    p.add_argument("--structure", choices=["v_cycle", "additive"], default="v_cycle",
                    help="N as a recursive U-Net (v_cycle) or the additive multilevel sum (DCDMNet)")
     p.add_argument("--coarse-couplings", choices=["average", "galerkin"], default="average",
                    help="how the network coarsens the operator's couplings (DCDMNet)")

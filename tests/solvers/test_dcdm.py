@@ -50,13 +50,18 @@ def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:
 
 def test_constructor_records_its_arguments_and_rejects_bad_ones():
     net = DCDMNet(width=4, blocks=1, coarsest=3)
-    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3, "coarse_couplings": "average", "coarse_gain": 1.0}
+    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3, "coarse_couplings": "average", "coarse_gain": 1.0,
+                               "structure": "v_cycle"}
     with pytest.raises(ValueError, match="positive"):
         DCDMNet(width=0)
     with pytest.raises(ValueError, match="coarse_couplings"):
         DCDMNet(coarse_couplings="injection")
     with pytest.raises(ValueError, match="coarse_gain"):
         DCDMNet(coarse_gain=0.0)
+    with pytest.raises(ValueError, match="structure"):
+        DCDMNet(structure="w_cycle")
+    with pytest.raises(ValueError, match="additive"):
+        DCDMNet(structure="additive", coarse_couplings="galerkin")
 
 
 @pytest.mark.parametrize("m", [5, 16, 33])
