@@ -70,7 +70,7 @@ def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, d
     expected = {"resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
                 "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
                 "ritz_steps": args.ritz_steps, "seed": seed}
-    architecture = {"width": args.width, "blocks": args.blocks, "coarse_couplings": args.coarse_couplings,
+    architecture = {"width": args.width, "blocks": args.blocks, "coarsest": args.coarsest, "coarse_couplings": args.coarse_couplings,
                     "coarse_gain": args.coarse_gain, "structure": args.structure}
     found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
     if found != {**expected, **architecture}:
@@ -117,7 +117,7 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         "## DCDM against PCG (none / IC(0) / AMG / learned GNN) on Darcy matrices",
         "",
         f"Deep conjugate direction method (Kaneda et al., ICML 2023; `surrogates.solvers.dcdm`, keep = 2 previous "
-        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, structure=\"{args.structure}\", "
+        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, structure=\"{args.structure}\", coarsest={args.coarsest}, "
         f"coarse_couplings=\"{args.coarse_couplings}\", coarse_gain={args.coarse_gain:g})` trained at s = {args.resolution} "
         f"on {args.n_train} Darcy matrices"
         + "".join(f" and at s = {s} on {args.n_train}" for s in args.extra_resolutions)

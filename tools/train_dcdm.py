@@ -41,6 +41,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=int, default=1)
     p.add_argument("--structure", choices=["v_cycle", "additive"], default="v_cycle",
                    help="N as a recursive U-Net (v_cycle) or the additive multilevel sum (DCDMNet)")
+    p.add_argument("--coarsest", type=int, default=4, help="a level at most this wide does not coarsen (DCDMNet)")
     p.add_argument("--coarse-couplings", choices=["average", "galerkin"], default="average",
                    help="how the network coarsens the operator's couplings (DCDMNet)")
     p.add_argument("--coarse-gain", type=float, default=1.0, help="fixed factor on every coarse correction (DCDMNet)")
@@ -58,7 +59,8 @@ def train(args: argparse.Namespace, seed: int) -> tuple[DCDMNet, dict]:
     start = time.perf_counter()
     net = train_dcdm(
         matrices, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
-        ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, coarse_couplings=args.coarse_couplings,
+        ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, coarsest=args.coarsest,
+        coarse_couplings=args.coarse_couplings,
         coarse_gain=args.coarse_gain, structure=args.structure, seed=seed, history=history,
     )
     meta = {
