@@ -69,10 +69,11 @@ def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, d
     net, meta = load(path), load_metadata(path)
     expected = {"resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
                 "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
-                "ritz_steps": args.ritz_steps, "seed": seed}
+                "ritz_steps": args.ritz_steps, "weighting": args.weighting, "seed": seed}
     architecture = {"width": args.width, "blocks": args.blocks, "coarsest": args.coarsest, "coarse_couplings": args.coarse_couplings,
                     "coarse_gain": args.coarse_gain, "structure": args.structure}
     found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
+    found["weighting"] = meta.get("weighting", "paper")  # records from before the option used the paper's
     if found != {**expected, **architecture}:
         raise SystemExit(f"{path} was trained with {found}, this run needs {expected | architecture}")
     return net, meta
@@ -122,7 +123,8 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         f"on {args.n_train} Darcy matrices"
         + "".join(f" and at s = {s} on {args.n_train}" for s in args.extra_resolutions)
         + f", {args.epochs * args.steps_per_epoch} steps of {args.batch_size} Ritz-vector "
-        f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "
+        + ("" if args.weighting == "paper" else f"(weighting \"{args.weighting}\") ")
+        + f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "
         f"{np.mean([m['seconds'] for m in metas]):.0f} s per seed; loss "
         f"{np.mean([m['loss_first'] for m in metas]):.3g} -> {np.mean([m['loss_last'] for m in metas]):.3g}. "
         f"GNN preconditioner (`PreconditionerGNN`, Li et al.) trained at the same s on {args.gnn_n_train} matrices, "

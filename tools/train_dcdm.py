@@ -37,6 +37,8 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="training vectors per step")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ritz-steps", type=int, default=300, help="Lanczos steps per training matrix")
+    p.add_argument("--weighting", choices=["paper", "inverse_sqrt"], default="paper",
+                   help="training vectors' coefficients on the Ritz vectors (training_vectors)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--blocks", type=int, default=1)
     p.add_argument("--structure", choices=["v_cycle", "additive"], default="v_cycle",
@@ -61,12 +63,12 @@ def train(args: argparse.Namespace, seed: int) -> tuple[DCDMNet, dict]:
         matrices, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
         ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, coarsest=args.coarsest,
         coarse_couplings=args.coarse_couplings,
-        coarse_gain=args.coarse_gain, structure=args.structure, seed=seed, history=history,
+        coarse_gain=args.coarse_gain, structure=args.structure, weighting=args.weighting, seed=seed, history=history,
     )
     meta = {
         "resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
         "epochs": args.epochs,
-        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr, "ritz_steps": args.ritz_steps,
+        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr, "ritz_steps": args.ritz_steps, "weighting": args.weighting,
         "seed": seed, "threads": args.threads, "seconds": time.perf_counter() - start,
         "loss_first": history[0], "loss_last": history[-1],
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),

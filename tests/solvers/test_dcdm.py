@@ -297,6 +297,19 @@ def test_training_vectors_are_unit_and_weight_the_low_ritz_vectors():
     np.testing.assert_allclose(b @ vectors.T, expected, rtol=0, atol=8 * n * EPS)
 
 
+def test_inverse_sqrt_training_vectors_scale_each_ritz_vector_by_its_value():
+    """``weighting="inverse_sqrt"``: coefficients ``sqrt(theta_max / theta_i) N(0, 1)``, then normalized."""
+    k, n = 40, 64
+    vectors = np.linalg.qr(np.random.default_rng(0).standard_normal((n, k)))[0].T
+    values = np.linspace(0.01, 2.0, k)
+    b = training_vectors(values, vectors, 500, np.random.default_rng(1), weighting="inverse_sqrt")
+    draws = np.random.default_rng(1).standard_normal((500, k)) * np.sqrt(2.0 / values)
+    expected = draws / np.linalg.norm(draws, axis=1, keepdims=True)
+    np.testing.assert_allclose(b @ vectors.T, expected, rtol=0, atol=8 * n * EPS)
+    with pytest.raises(ValueError, match="weighting"):
+        training_vectors(values, vectors, 5, np.random.default_rng(1), weighting="linear")
+
+
 def test_training_vectors_drop_a_null_space():
     vectors = np.eye(6)
     values = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])

@@ -70,8 +70,9 @@ class _System:
         # the spectrum of Â, whose smooth modes the network must learn to invert
         self.values, self.vectors = ritz_pairs(a_hat, min(ritz_steps, A.shape[0]), rng)
 
-    def loss(self, model: DCDMNet, count: int, rng: np.random.Generator, theta: int | None) -> torch.Tensor:
-        b = torch.from_numpy(training_vectors(self.values, self.vectors, count, rng, theta)).float()
+    def loss(self, model: DCDMNet, count: int, rng: np.random.Generator, theta: int | None,
+             weighting: str = "paper") -> torch.Tensor:
+        b = torch.from_numpy(training_vectors(self.values, self.vectors, count, rng, theta, weighting=weighting)).float()
         d = model(b.view(count, 1, self.m, self.m), self.couplings).reshape(count, -1)
         return scale_invariant_loss(self.a_hat, b, d)
 
@@ -84,6 +85,7 @@ def train_dcdm(
     lr: float = 1e-3,
     ritz_steps: int = 300,
     theta: int | None = None,
+    weighting: str = "paper",
     width: int = 16,
     blocks: int = 2,
     coarsest: int = 4,
@@ -115,6 +117,8 @@ def train_dcdm(
         Lanczos steps per matrix (Ritz vectors available to the training vectors).
     theta
         Extra low Ritz vectors with the large weight (default ``k // 20``).
+    weighting
+        Training vectors' coefficients (:func:`~surrogates.solvers.dcdm.training_vectors.training_vectors`).
     width, blocks, coarsest, coarse_couplings, coarse_gain, structure
         The network's, used when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
     seed
@@ -150,7 +154,7 @@ def train_dcdm(
     for _ in bar:
         total = 0.0
         for _ in range(steps_per_epoch):
-            value = systems[step % len(systems)].loss(model, batch_size, rng, theta)
+            value = systems[step % len(systems)].loss(model, batch_size, rng, theta, weighting)
             optimizer.zero_grad()
             value.backward()
             optimizer.step()
