@@ -38,7 +38,8 @@ at 64 runs on finer grids with more levels and no new weights:
   adds ``~ 1/lambda`` for the modes it resolves, the scaling that follows the grid, with nothing left to
   learn or extrapolate about it. The coarse levels read :func:`series_couplings`, which keep the
   boundary's zeros at every level. Untrained (random ``S``), DCDM with it already needs 39, 56 and 66
-  iterations at 64, 128 and 256 on a Darcy matrix.
+  iterations at 64, 128 and 256 on a Darcy matrix; trained at 64 with the paper's loss it needs more
+  (146, 235, 372, ``docs/benchmarks.md``): training, not the structure, is what falls short there.
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
