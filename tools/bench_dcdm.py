@@ -7,7 +7,9 @@ coefficients) and evaluated, without retraining, on held-out Darcy matrices at e
 ``surrogates.solvers.pcg.pcg`` with ``IdentityPreconditioner``, ``IC0Preconditioner``,
 ``AMGPreconditioner`` and ``LearnedPreconditioner`` (GNN trained by ``train_preconditioner``), and
 ``surrogates.solvers.dcdm.dcdm`` with the network of ``tools/train_dcdm.py``. Training is repeated for
-each ``--seeds`` (learned columns: mean over seeds, spread in brackets). Written to
+each ``--seeds`` (learned columns: mean over seeds, spread in brackets); ``--dcdm-models`` takes the
+DCDM networks from ``tools/train_dcdm.py`` runs instead (one per seed, e.g. trained side by side), after
+checking that their training records match this run's options. Written to
 ``docs/benchmarks.md`` (section ``dcdm``).
 
 Usage::
@@ -35,7 +37,7 @@ from benchmarks_md import update_section  # noqa: E402
 from train_dcdm import add_training_arguments, train  # noqa: E402
 from train_learned_preconditioner import darcy_matrices  # noqa: E402
 
-from surrogates.solvers.dcdm import dcdm  # noqa: E402
+from surrogates.solvers.dcdm import DCDMNet, dcdm, load, load_metadata  # noqa: E402
 from surrogates.solvers.pcg import pcg  # noqa: E402
 from surrogates.solvers.preconditioners import AMGPreconditioner, IC0Preconditioner, IdentityPreconditioner  # noqa: E402
 from surrogates.solvers.preconditioners.learned import LearnedPreconditioner, train_preconditioner  # noqa: E402
@@ -54,9 +56,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gnn-n-train", type=int, default=8)
     p.add_argument("--rtol", type=float, default=1e-6)
     p.add_argument("--maxiter", type=int, default=2000)
+    p.add_argument("--dcdm-models", type=Path, nargs="+", default=None,
+                   help="networks written by tools/train_dcdm.py with the same training options, one per --seeds "
+                        "entry (trained in parallel processes), instead of training them here")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--no-write", action="store_true")
     return p.parse_args(argv)
+
+
+def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, dict]:
+    """A network of ``tools/train_dcdm.py`` and its record, checked against this run's training options and seed."""
+    net, meta = load(path), load_metadata(path)
+    expected = {"resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
+                "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
+                "ritz_steps": args.ritz_steps, "weighting": args.weighting, "seed": seed}
+    architecture = {"width": args.width, "blocks": args.blocks, "coarsest": args.coarsest, "coarse_couplings": args.coarse_couplings,
+                    "coarse_gain": args.coarse_gain, "structure": args.structure}
+    found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
+    found["weighting"] = meta.get("weighting", "paper")  # records from before the option used the paper's
+    if found != {**expected, **architecture}:
+        raise SystemExit(f"{path} was trained with {found}, this run needs {expected | architecture}")
+    return net, meta
 
 
 def timed_solve(solve: Callable[[], object]) -> tuple[int, float]:
@@ -98,9 +118,13 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         "## DCDM against PCG (none / IC(0) / AMG / learned GNN) on Darcy matrices",
         "",
         f"Deep conjugate direction method (Kaneda et al., ICML 2023; `surrogates.solvers.dcdm`, keep = 2 previous "
-        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks})` trained at s = {args.resolution} "
-        f"on {args.n_train} Darcy matrices, {args.epochs * args.steps_per_epoch} steps of {args.batch_size} Ritz-vector "
-        f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "
+        f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, structure=\"{args.structure}\", coarsest={args.coarsest}, "
+        f"coarse_couplings=\"{args.coarse_couplings}\", coarse_gain={args.coarse_gain:g})` trained at s = {args.resolution} "
+        f"on {args.n_train} Darcy matrices"
+        + "".join(f" and at s = {s} on {args.n_train}" for s in args.extra_resolutions)
+        + f", {args.epochs * args.steps_per_epoch} steps of {args.batch_size} Ritz-vector "
+        + ("" if args.weighting == "paper" else f"(weighting \"{args.weighting}\") ")
+        + f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "
         f"{np.mean([m['seconds'] for m in metas]):.0f} s per seed; loss "
         f"{np.mean([m['loss_first'] for m in metas]):.3g} -> {np.mean([m['loss_last'] for m in metas]):.3g}. "
         f"GNN preconditioner (`PreconditionerGNN`, Li et al.) trained at the same s on {args.gnn_n_train} matrices, "
@@ -139,6 +163,7 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         f"{args.threads} torch thread(s), torch {torch.__version__}.",
         "",
         "```",
+        *([m["command"] for m in metas] if args.dcdm_models is not None else []),  # the networks it read, one per seed
         "python tools/bench_dcdm.py " + shlex.join(argv),
         "```",
     ]
@@ -150,8 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     nets, metas, gnns, gnn_seconds = [], [], [], []
-    for seed in args.seeds:
-        net, meta = train(args, seed)
+    if args.dcdm_models is not None and len(args.dcdm_models) != len(args.seeds):
+        raise SystemExit(f"--dcdm-models needs one file per seed ({len(args.seeds)}), got {len(args.dcdm_models)}")
+    for i, seed in enumerate(args.seeds):
+        net, meta = train(args, seed) if args.dcdm_models is None else trained(args, seed, args.dcdm_models[i])
         nets.append(net)
         metas.append(meta)
         print(f"DCDM seed {seed}: {meta['seconds']:.0f} s, loss {meta['loss_first']:.3g} -> {meta['loss_last']:.3g}", flush=True)

@@ -37,23 +37,38 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="training vectors per step")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ritz-steps", type=int, default=300, help="Lanczos steps per training matrix")
+    p.add_argument("--weighting", choices=["paper", "inverse_sqrt"], default="paper",
+                   help="training vectors' coefficients on the Ritz vectors (training_vectors)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--blocks", type=int, default=1)
+    p.add_argument("--structure", choices=["v_cycle", "additive"], default="v_cycle",
+                   help="N as a recursive U-Net (v_cycle) or the additive multilevel sum (DCDMNet)")
+    p.add_argument("--coarsest", type=int, default=4, help="a level at most this wide does not coarsen (DCDMNet)")
+    p.add_argument("--coarse-couplings", choices=["average", "galerkin"], default="average",
+                   help="how the network coarsens the operator's couplings (DCDMNet)")
+    p.add_argument("--coarse-gain", type=float, default=1.0, help="fixed factor on every coarse correction (DCDMNet)")
+    p.add_argument("--extra-resolutions", type=int, nargs="*", default=[],
+                   help="also train on --n-train matrices at each of these sizes (fewer levels: teaches depth)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
 
 
 def train(args: argparse.Namespace, seed: int) -> tuple[DCDMNet, dict]:
     """Train one network on ``args.n_train`` Darcy matrices drawn with ``seed``; returns it and its training record."""
     matrices = darcy_matrices(args.resolution, args.n_train, seed)
+    for s in args.extra_resolutions:
+        matrices += darcy_matrices(s, args.n_train, seed)
     history: list[float] = []
     start = time.perf_counter()
     net = train_dcdm(
         matrices, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size, lr=args.lr,
-        ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, seed=seed, history=history,
+        ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, coarsest=args.coarsest,
+        coarse_couplings=args.coarse_couplings,
+        coarse_gain=args.coarse_gain, structure=args.structure, weighting=args.weighting, seed=seed, history=history,
     )
     meta = {
-        "resolution": args.resolution, "n_train": args.n_train, "epochs": args.epochs,
-        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "ritz_steps": args.ritz_steps,
+        "resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr, "ritz_steps": args.ritz_steps, "weighting": args.weighting,
         "seed": seed, "threads": args.threads, "seconds": time.perf_counter() - start,
         "loss_first": history[0], "loss_last": history[-1],
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),

@@ -13,6 +13,8 @@ from surrogates.errors import CheckpointError
 from surrogates.pdes.darcy import Darcy
 from surrogates.solvers.dcdm import DCDMNet, DCDMResult, DCDMSolver, dcdm, load, load_metadata, scale_invariant_loss, train_dcdm
 from surrogates.solvers.dcdm.grid import DirectionOperator, grid_couplings
+from surrogates.solvers.dcdm.network import (average_couplings, galerkin_couplings, interpolation, interpolation_adjoint,
+                                             series_couplings)
 from surrogates.solvers.dcdm.training_vectors import LOW_MODE_WEIGHT, lanczos, ritz_pairs, training_vectors
 from surrogates.solvers.finite_differences import diffusion_operator, poisson_operator
 from surrogates.solvers.pcg import NotSPDError, PCGResult, pcg
@@ -32,12 +34,12 @@ def systems() -> dict[str, sp.csr_matrix]:
     return {"poisson": poisson_operator(S), "darcy": darcy_matrix()}
 
 
-@pytest.fixture(scope="module")
-def network() -> DCDMNet:
-    """A small network trained briefly on Darcy matrices (a few seconds on one CPU thread)."""
+@pytest.fixture(scope="module", params=["v_cycle", "additive"])
+def network(request) -> DCDMNet:
+    """A small network of each structure trained briefly on Darcy matrices (a few seconds on one CPU thread)."""
     a = Darcy(resolution=S).sample_inputs(2, np.random.default_rng(100))["a"]
     return train_dcdm([diffusion_operator(x) for x in a], epochs=4, steps_per_epoch=10, batch_size=8, lr=3e-3,
-                      ritz_steps=100, width=8, blocks=1, progress=False)
+                      ritz_steps=100, width=8, blocks=1, structure=request.param, progress=False)
 
 
 def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:
@@ -48,9 +50,18 @@ def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:
 
 def test_constructor_records_its_arguments_and_rejects_bad_ones():
     net = DCDMNet(width=4, blocks=1, coarsest=3)
-    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3}
+    assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3, "coarse_couplings": "average", "coarse_gain": 1.0,
+                               "structure": "v_cycle"}
     with pytest.raises(ValueError, match="positive"):
         DCDMNet(width=0)
+    with pytest.raises(ValueError, match="coarse_couplings"):
+        DCDMNet(coarse_couplings="injection")
+    with pytest.raises(ValueError, match="coarse_gain"):
+        DCDMNet(coarse_gain=0.0)
+    with pytest.raises(ValueError, match="structure"):
+        DCDMNet(structure="w_cycle")
+    with pytest.raises(ValueError, match="additive"):
+        DCDMNet(structure="additive", coarse_couplings="galerkin")
 
 
 @pytest.mark.parametrize("m", [5, 16, 33])
@@ -73,7 +84,8 @@ def test_network_direction_is_invariant_to_the_residual_scale(c):
     assert torch.equal(net(c * r, couplings), net(r, couplings))
 
 
-def test_network_operator_is_symmetric_positive_definite():
+@pytest.mark.parametrize("options", [{}, {"coarse_couplings": "galerkin", "coarse_gain": 2.0}, {"structure": "additive"}])
+def test_network_operator_is_symmetric_positive_definite(options):
     """``f = N^T N + sigma I`` for any weights: build its matrix on a 6 x 6 grid from the unit vectors.
 
     In float64, each entry of ``N`` and ``N^T`` accumulates at most ``K`` products (levels x convolutions
@@ -81,19 +93,152 @@ def test_network_operator_is_symmetric_positive_definite():
     bounded here by ``||F||_max`` times the number of summed paths ``n``.
     """
     torch.manual_seed(0)
-    net = DCDMNet(width=4, blocks=1, coarsest=2).double()
+    net = DCDMNet(width=4, blocks=1, coarsest=2, **options).double()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0.0, 0.5)
     m = 6
     n = m * m
     basis = torch.eye(n, dtype=torch.float64).view(n, 1, m, m)
-    couplings = torch.rand(1, 4, m, m, dtype=torch.float64)
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(darcy_matrix(m + 2)))  # an SPD operator's (Galerkin needs one)
     F = net(basis, couplings).detach().reshape(n, n).T.numpy()  # every unit vector has the same RMS: one common factor
     levels, convs = 3, 2 * 2 + 3
     K = levels * convs * 9 * 4
     np.testing.assert_allclose(F, F.T, rtol=0, atol=2 * K * n * EPS * np.abs(F).max())
     assert np.linalg.eigvalsh((F + F.T) / 2).min() > 0
+
+
+@pytest.mark.parametrize("s", [9, 10])  # 7 x 7 (partial blocks at the end) and 8 x 8 interior nodes
+def test_galerkin_couplings_are_the_scaled_aggregation_operator(s):
+    """Against ``P^T Â P`` assembled densely, ``P`` the piecewise-constant 2 x 2 aggregation.
+
+    Each coarse entry sums at most 8 fine couplings of size <= 1 and the diagonal scaling adds a few
+    roundings: ``16 eps`` bounds the difference.
+    """
+    A = diffusion_operator(np.random.default_rng(0).uniform(1.0, 10.0, (s, s)))
+    m = s - 2
+    d = sp.diags(1.0 / np.sqrt(A.diagonal()))
+    a_hat = (d @ A @ d).toarray()
+    M = (m + 1) // 2
+    P = np.zeros((m * m, M * M))
+    for i in range(m):
+        for j in range(m):
+            P[i * m + j, (i // 2) * M + j // 2] = 1.0
+    coarse = P.T @ a_hat @ P
+    scaled = coarse / np.sqrt(np.outer(np.diag(coarse), np.diag(coarse)))
+    expected = np.zeros((4, M, M))
+    for I in range(M):
+        for J in range(M):
+            for channel, (di, dj) in enumerate([(-1, 0), (1, 0), (0, -1), (0, 1)]):
+                if 0 <= I + di < M and 0 <= J + dj < M:
+                    expected[channel, I, J] = -scaled[I * M + J, (I + di) * M + J + dj]
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(A))
+    np.testing.assert_allclose(galerkin_couplings(couplings)[0].numpy(), expected, rtol=0, atol=16 * EPS)
+
+
+def test_galerkin_couplings_of_poisson_keep_the_quarter_and_the_boundary_at_every_level():
+    """On a ``2^k`` grid every block is full: each level is again Poisson's scaled operator, exactly
+    (sums of quarters, ``d = 2``, ``(1/2) / 2``: no rounding); averaging instead fades the boundary."""
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(34)))  # 32 x 32 interior
+    averaged = couplings
+    for m in (16, 8, 4, 2):
+        couplings = galerkin_couplings(couplings)
+        expected = torch.full((1, 4, m, m), 0.25, dtype=torch.float64)
+        expected[0, 0, 0, :] = expected[0, 1, -1, :] = expected[0, 2, :, 0] = expected[0, 3, :, -1] = 0.0
+        assert torch.equal(couplings, expected)
+        averaged = average_couplings(averaged)
+    assert float(averaged[0, 0, 0, 1]) > 0.2  # 15/64: the boundary is all but gone after four averages
+
+
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_coarse_gain_scales_each_level_exactly_on_a_constant_residual(gain):
+    """With identity convolutions and blocks, ``N`` of a constant is the constant times ``sum_l gain^l``.
+
+    A 16 x 16 grid coarsened to ``coarsest = 2`` has levels 16, 8, 4, 2; pooling and bilinear
+    interpolation reproduce a constant exactly, and the sums of powers of two are exact in float64.
+    """
+    width = 3
+    net = DCDMNet(width=width, blocks=1, coarsest=2, coarse_gain=gain).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.lift.weight[0, 0, 1, 1] = 1.0
+        net.restrict.weight[:, :, 0, 0] = torch.eye(width)
+        net.prolong.weight[:, :, 1, 1] = torch.eye(width)
+        net.project.weight[0, 0, 0, 0] = 1.0  # the blocks' second convolutions are zero: each block is the identity
+    r = torch.full((1, 1, 16, 16), 0.5, dtype=torch.float64)
+    out = net.half(r, torch.rand(1, 4, 16, 16, dtype=torch.float64))
+    assert torch.equal(out, r * sum(gain ** level for level in range(4)))
+
+
+def _interpolation_matrix(m: int) -> np.ndarray:
+    """1D vertex-centred linear interpolation from the ``m // 2`` coarse nodes (fine ``2K + 1``), zero boundary."""
+    M = m // 2
+    P = np.zeros((m, M))
+    for K in range(M):
+        P[2 * K + 1, K] = 1.0
+        P[2 * K, K] += 0.5
+        if 2 * K + 2 < m:
+            P[2 * K + 2, K] += 0.5
+    return P
+
+
+@pytest.mark.parametrize("m", [7, 8, 31, 62])
+def test_interpolation_is_bilinear_and_its_adjoint_is_exact(m):
+    """``P`` is the tensor product of 1D linear interpolation (assembled here); ``P^T`` its transpose.
+
+    Every entry is a sum of at most 9 products of numbers with few bits: the comparison allows
+    ``16 eps`` times the entries' magnitudes.
+    """
+    rng = np.random.default_rng(m)
+    M = m // 2
+    P1 = _interpolation_matrix(m)
+    coarse = rng.standard_normal((2, 1, M, M))
+    fine = rng.standard_normal((2, 1, m, m))
+    expected = np.einsum("iK,bcKL,jL->bcij", P1, coarse, P1)
+    np.testing.assert_allclose(interpolation(torch.from_numpy(coarse), m).numpy(), expected, rtol=0,
+                               atol=16 * EPS * np.abs(coarse).max())
+    expected_adjoint = np.einsum("iK,bcij,jL->bcKL", P1, fine, P1)
+    np.testing.assert_allclose(interpolation_adjoint(torch.from_numpy(fine)).numpy(), expected_adjoint, rtol=0,
+                               atol=16 * EPS * np.abs(fine).max() * 9)
+
+
+def test_series_couplings_of_poisson_keep_the_quarter_and_the_boundary_at_every_level():
+    """``2 a b / (a + b)`` of two quarters is a quarter (exact); a zero boundary coupling stays zero."""
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(64)))  # 62 x 62 interior
+    for m in (31, 15, 7, 3):
+        couplings = series_couplings(couplings)
+        expected = torch.full((1, 4, m, m), 0.25, dtype=torch.float64)
+        expected[0, 0, 0, :] = expected[0, 1, -1, :] = expected[0, 2, :, 0] = expected[0, 3, :, -1] = 0.0
+        assert torch.equal(couplings, expected)
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_additive_structure_is_the_multilevel_sum_with_exact_level_scaling(gain):
+    """With an identity smoother ``S``, ``f = sigma I + sum_l gain^(2l) P_l P_l^T`` (``P_l`` = interpolation from
+    level ``l``), assembled from the 1D matrices: on a 15 x 15 grid the levels are 15, 7, 3.
+
+    Entries are sums of at most a few hundred products of dyadic numbers, exact or within a few eps of
+    the largest entry: ``64 eps`` of it bounds the difference.
+    """
+    width = 2
+    net = DCDMNet(width=width, blocks=1, coarsest=3, structure="additive", coarse_gain=gain).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.lift.weight[0, 0, 1, 1] = 1.0
+        net.project.weight[0, 0, 0, 0] = 1.0  # the blocks' second convolutions are zero: S is the identity
+    m = 15
+    n = m * m
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(poisson_operator(m + 2)))
+    F_net = net(torch.eye(n, dtype=torch.float64).view(n, 1, m, m), couplings).detach().reshape(n, n).T.numpy()
+    sigma = float(torch.nn.functional.softplus(net.identity_weight.detach()))
+    P_7, P_3 = _interpolation_matrix(15), _interpolation_matrix(7)
+    P1 = np.kron(P_7, P_7)
+    P2 = P1 @ np.kron(P_3, P_3)
+    expected = (1.0 + sigma) * np.eye(n) + gain ** 2 * P1 @ P1.T + gain ** 4 * P2 @ P2.T
+    # the network divides r by its RMS (1/m for a unit vector) before N^T N and scales sigma r the same way
+    np.testing.assert_allclose(F_net / m, expected, rtol=0, atol=64 * EPS * np.abs(expected).max())
 
 
 def test_grid_couplings_of_poisson_are_a_quarter_inside_and_zero_across_the_boundary():
@@ -150,6 +295,19 @@ def test_training_vectors_are_unit_and_weight_the_low_ritz_vectors():
     draws[:, : k // 2] *= LOW_MODE_WEIGHT
     expected = draws / np.linalg.norm(draws, axis=1, keepdims=True)
     np.testing.assert_allclose(b @ vectors.T, expected, rtol=0, atol=8 * n * EPS)
+
+
+def test_inverse_sqrt_training_vectors_scale_each_ritz_vector_by_its_value():
+    """``weighting="inverse_sqrt"``: coefficients ``sqrt(theta_max / theta_i) N(0, 1)``, then normalized."""
+    k, n = 40, 64
+    vectors = np.linalg.qr(np.random.default_rng(0).standard_normal((n, k)))[0].T
+    values = np.linspace(0.01, 2.0, k)
+    b = training_vectors(values, vectors, 500, np.random.default_rng(1), weighting="inverse_sqrt")
+    draws = np.random.default_rng(1).standard_normal((500, k)) * np.sqrt(2.0 / values)
+    expected = draws / np.linalg.norm(draws, axis=1, keepdims=True)
+    np.testing.assert_allclose(b @ vectors.T, expected, rtol=0, atol=8 * n * EPS)
+    with pytest.raises(ValueError, match="weighting"):
+        training_vectors(values, vectors, 5, np.random.default_rng(1), weighting="linear")
 
 
 def test_training_vectors_drop_a_null_space():

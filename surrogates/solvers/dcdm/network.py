@@ -18,12 +18,28 @@ became A-orthogonal to the error after a few iterations and the iteration stoppe
 the learned-factor idea of the GNN preconditioner (``P^{-1} = L^{-T} L^{-1}``) in convolutional form.
 ``N^T z`` is computed exactly as the gradient of ``<N u, z>`` in ``u``.
 
-``N`` is a recursive U-Net with shared weights: a level smooths with residual 3x3 convolution blocks,
-average-pools to half the size, runs the *same* level on the coarse grid until it is at most
-``coarsest`` nodes wide, adds the interpolated coarse correction and smooths again, like a multigrid
-V-cycle (the paper's U-Net has one coarsening). A 256 grid gets two more levels than a 64 grid, with no
-new weights, so a network trained at 64 runs on finer grids, where ``A^{-1}`` couples ever more
-distant nodes (how well it transfers is measured in ``docs/benchmarks.md``: not well after minutes of training).
+Two structures of ``N`` (``structure=``), both with weights shared by all levels, so a network trained
+at 64 runs on finer grids with more levels and no new weights:
+
+- ``"v_cycle"``: a recursive U-Net. A level smooths with residual 3x3 convolution blocks, average-pools
+  to half the size, runs the *same* level on the coarse grid until it is at most ``coarsest`` nodes
+  wide, adds the interpolated coarse correction (times ``coarse_gain``) and smooths again, like a
+  multigrid V-cycle (the paper's U-Net has one coarsening). It does not carry to finer grids: trained
+  at 64, ``||N v||^2`` of the smoothest Poisson mode is a small difference of large terms (stopping the
+  recursion at the 16 x 16 level gives 2e4, going on to 8 x 8 gives 3e2: the deep levels cancel what
+  the upper ones add), so ``v^T f v`` of the modes longer than about 32 cells is far too
+  small (40 to 500 times) at every grid size, and a finer grid has more such modes (``docs/benchmarks.md``, section DCDM).
+- ``"additive"``: the multilevel sum ``f = sigma I + sum_l gain^(2l) P_l S^T S P_l^T`` (BPX's form with a
+  learned smoother), where ``S`` is the gated convolution stack of one level (lift, blocks, project)
+  and ``P_l`` bilinear interpolation from level ``l`` (vertex-centred, :func:`interpolation`), so
+  ``N r = (gain^l S P_l^T r)_l`` stacked over the levels. Every term is positive semidefinite: no level
+  can cancel another. ``P^T`` sums (weights 4 in all), so a smooth mode's coefficient grows 4-fold per
+  level, as its eigenvalue of the scaled operator does on the coarser grid: with ``gain = 1`` each level
+  adds ``~ 1/lambda`` for the modes it resolves, the scaling that follows the grid, with nothing left to
+  learn or extrapolate about it. The coarse levels read :func:`series_couplings`, which keep the
+  boundary's zeros at every level. Untrained (random ``S``), DCDM with it already needs 39, 56 and 66
+  iterations at 64, 128 and 256 on a Darcy matrix; trained at 64 with the paper's loss it needs more
+  (146, 235, 372, ``docs/benchmarks.md``): training, not the structure, is what falls short there.
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
@@ -41,13 +57,116 @@ from torch import nn
 
 from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
-__all__ = ["COUPLING_CHANNELS", "DCDMNet", "load", "load_metadata"]
+__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "DCDMNet", "average_couplings", "galerkin_couplings", "interpolation", "interpolation_adjoint", "load",
+           "load_metadata", "series_couplings"]
 
 COUPLING_CHANNELS = 4
 """Operator channels: scaled couplings to the neighbours at ``i - 1``, ``i + 1``, ``j - 1``, ``j + 1``."""
 
 
 _IDENTITY_WEIGHT_INIT = -4.0  # softplus(-4) ~ 0.018: the identity starts as a small safeguard
+
+
+def average_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Coarse couplings as 2 x 2 averages of the fine ones, ``(B, 4, m, m) -> (B, 4, ceil(m/2), ceil(m/2))``.
+
+    A boundary's zero couplings are averaged with the interior's, so the boundary fades level by level
+    (``1/8, 3/16, 7/32, ...`` for Poisson's ``1/4``).
+    """
+    return F.avg_pool2d(couplings, 2, ceil_mode=True)
+
+
+def galerkin_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Scaled couplings of the aggregation coarse operator ``P^T Â P``, ``(B, 4, m, m) -> (B, 4, ceil(m/2), ceil(m/2))``.
+
+    ``P`` maps a coarse node to the (up to) 2 x 2 fine nodes of its block (piecewise constant). With
+    ``Â = I - C`` (``C`` the couplings), the coarse operator couples neighbouring blocks ``I, J`` by
+    ``-sum_{k in I, l in J} c_kl`` and has the diagonal ``d_I = |I| - 2 sum_{internal edges} c_kl``; the
+    result is diagonally scaled again, ``c_IJ / sqrt(d_I d_J)``, so every level sees its operator in the
+    form the finest one has. Poisson's interior ``1/4`` stays ``1/4`` and the boundary's zeros stay zero
+    at every level. ``d`` is clamped at ``1e-6 |I|``: positive for SPD ``Â`` anyway, this keeps other
+    inputs finite.
+    """
+    m0, m1 = couplings.shape[-2:]
+    pad = (0, m1 % 2, 0, m0 % 2)  # zero couplings and zero nodes complete the last blocks
+    c = F.pad(couplings, pad)
+    ones = F.pad(torch.ones_like(couplings[:, :1]), pad)
+    up, down, left, right = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+
+    def top(x):  # sum over the first row of each 2 x 2 block
+        return x[..., 0::2, 0::2] + x[..., 0::2, 1::2]
+
+    def bottom(x):
+        return x[..., 1::2, 0::2] + x[..., 1::2, 1::2]
+
+    def first(x):  # sum over the first column of each block
+        return x[..., 0::2, 0::2] + x[..., 1::2, 0::2]
+
+    def second(x):
+        return x[..., 0::2, 1::2] + x[..., 1::2, 1::2]
+
+    crossing = torch.stack([top(up), bottom(down), first(left), second(right)], dim=1)
+    internal = bottom(up) + second(left)  # each edge inside a block once (its reverse is the same by symmetry)
+    size = top(ones[:, 0]) + bottom(ones[:, 0])
+    d = (size - 2 * internal).clamp_min(1e-6 * size)
+    d_pad = F.pad(d[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # across the boundary the coupling is 0 anyway
+    neighbours = torch.stack([d_pad[:, :-2, 1:-1], d_pad[:, 2:, 1:-1], d_pad[:, 1:-1, :-2], d_pad[:, 1:-1, 2:]], dim=1)
+    return crossing / (d[:, None] * neighbours).sqrt()
+
+
+_BILINEAR = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]])
+
+
+def interpolation(coarse: torch.Tensor, m: int) -> torch.Tensor:
+    """Bilinear interpolation ``P`` from the ``M x M`` coarse nodes (fine nodes ``2K + 1``) to ``m x m`` fine nodes.
+
+    Vertex-centred, with the Dirichlet boundary's zeros beyond both ends: a fine node between two coarse
+    ones gets their mean, one between a coarse node and the boundary half its value. ``(B, C, M, M)`` ->
+    ``(B, C, m, m)`` for ``M = m // 2``.
+    """
+    channels = coarse.shape[1]
+    kernel = _BILINEAR.to(coarse).expand(channels, 1, 3, 3)
+    return F.conv_transpose2d(coarse, kernel, stride=2, groups=channels)[..., :m, :m]
+
+
+def interpolation_adjoint(fine: torch.Tensor) -> torch.Tensor:
+    """``P^T`` of :func:`interpolation` (full weighting with weights summing to 4), ``(B, C, m, m) -> (B, C, m // 2, m // 2)``.
+
+    ``P^T`` sums, so a smooth residual grows by 4 per level while its mode's eigenvalue of the scaled
+    operator grows by 4 too: ``P S^T S P^T`` is the BPX scaling with no factor to learn.
+    """
+    m = fine.shape[-1]
+    M = m // 2
+    padded = F.pad(fine, (0, 2 * M + 1 - m, 0, 2 * M + 1 - m))
+    channels = fine.shape[1]
+    return F.conv2d(padded, _BILINEAR.to(fine).expand(channels, 1, 3, 3), stride=2, groups=channels)
+
+
+def series_couplings(couplings: torch.Tensor) -> torch.Tensor:
+    """Couplings of the coarse nodes of :func:`interpolation`, ``(B, 4, m, m) -> (B, 4, m // 2, m // 2)``.
+
+    A coarse edge spans two fine edges in a row (through the fine node between the coarse ones): their
+    series coupling ``2 a b / (a + b)`` (Poisson's ``1/4`` stays ``1/4``; a coarse node next to the
+    boundary keeps a zero coupling there, at every level).
+    """
+    m = couplings.shape[-1]
+    M = m // 2
+    c = F.pad(couplings, (0, 2 * M + 2 - m, 0, 2 * M + 2 - m))
+
+    def series(a, b):
+        total = a + b
+        return torch.where(total > 0, 2 * a * b / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total))
+
+    centre = (slice(None), slice(1, 2 * M + 1, 2), slice(1, 2 * M + 1, 2))
+    up = series(c[:, 0][centre], c[:, 0][:, 0:2 * M:2, 1:2 * M + 1:2])
+    down = series(c[:, 1][centre], c[:, 1][:, 2:2 * M + 2:2, 1:2 * M + 1:2])
+    left = series(c[:, 2][centre], c[:, 2][:, 1:2 * M + 1:2, 0:2 * M:2])
+    right = series(c[:, 3][centre], c[:, 3][:, 1:2 * M + 1:2, 2:2 * M + 2:2])
+    return torch.stack([up, down, left, right], dim=1)
+
+
+COARSE_COUPLINGS = {"average": average_couplings, "galerkin": galerkin_couplings}
+"""How a level's couplings are coarsened for the next (``DCDMNet(coarse_couplings=...)``)."""
 
 
 class _ResidualBlock(nn.Module):
@@ -76,6 +195,19 @@ class DCDMNet(nn.Module):
         Residual blocks before and after the coarse correction on every level.
     coarsest
         A level with at most this many nodes along a side does not coarsen further.
+    coarse_couplings
+        How the V-cycle's next level's couplings are made: ``"average"`` (2 x 2 means, :func:`average_couplings`)
+        or ``"galerkin"`` (the scaled aggregation operator, :func:`galerkin_couplings`). The additive
+        structure uses :func:`series_couplings` (this must stay ``"average"``, the default).
+    coarse_gain
+        Fixed factor on every coarse correction. ``2`` follows the grid: a smooth mode's eigenvalue of the
+        scaled operator is 4 times larger on the coarser grid, so ``N ~ Â^{-1/2}`` must amplify the coarse
+        level's answer by 2, which the shared weights then need not learn (nor extrapolate to levels
+        that training never saw). In the additive structure the factor ``gain^l`` on level ``l``'s
+        part of ``N`` (``1`` follows the grid there, see the module docstring).
+    structure
+        ``"v_cycle"`` (recursive U-Net, the default, as saved networks without this entry) or
+        ``"additive"`` (the multilevel sum).
 
     Attributes
     ----------
@@ -83,16 +215,28 @@ class DCDMNet(nn.Module):
         The constructor arguments (plain values), saved with the weights.
     """
 
-    def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4):
+    def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
+                 coarse_gain: float = 1.0, structure: str = "v_cycle"):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
-        self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest)}
+        if coarse_couplings not in COARSE_COUPLINGS:
+            raise ValueError(f"coarse_couplings must be one of {sorted(COARSE_COUPLINGS)}, got {coarse_couplings!r}")
+        if not coarse_gain > 0:
+            raise ValueError(f"coarse_gain must be positive, got {coarse_gain}")
+        if structure not in ("v_cycle", "additive"):
+            raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
+        if structure == "additive" and coarse_couplings != "average":
+            raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
+        self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
+                            "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain),
+                            "structure": str(structure)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
-        self.post = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
-        self.restrict = nn.Conv2d(width, width, 1, bias=False)
-        self.prolong = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        if structure == "v_cycle":  # the additive structure's levels are the smoother alone
+            self.post = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
+            self.restrict = nn.Conv2d(width, width, 1, bias=False)
+            self.prolong = nn.Conv2d(width, width, 3, padding=1, bias=False)
         self.project = nn.Conv2d(width, 1, 1, bias=False)
         # f = N^T N + sigma I with sigma = softplus(.) > 0: N may have a null space (checkerboards vanish in
         # average pooling), and then N^T N alone would stall the iteration on it
@@ -129,8 +273,29 @@ class DCDMNet(nn.Module):
         return out + F.softplus(self.identity_weight) * r
 
     def half(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
-        """``N r``, the half of ``f = N^T N``: linear in ``r``, shapes ``(B, 1, m, m)`` and ``(B, 4, m, m)`` -> ``(B, 1, m, m)``."""
+        """``N r``, the half of ``f = N^T N``: linear in ``r``, shapes ``(B, 1, m, m)`` and ``(B, 4, m, m)``.
+
+        Returns ``(B, 1, m, m)`` for the V-cycle; for the additive structure the levels' outputs
+        ``gain^l S (P^T)^l r``, flattened and concatenated, ``(B, total nodes of all levels)``.
+        """
+        if self.init_kwargs["structure"] == "additive":
+            return self._additive(r, couplings)
         return self.project(self._level(self.lift(r), couplings))
+
+    def _smoother(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
+        h = self.lift(r)
+        for block in self.pre:
+            h = block(h, couplings)
+        return self.project(h)
+
+    def _additive(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
+        gain = self.init_kwargs["coarse_gain"]
+        outputs, level = [], 0
+        while True:
+            outputs.append((gain ** level) * self._smoother(r, couplings).flatten(1))
+            if min(r.shape[-2:]) <= self.init_kwargs["coarsest"] or min(r.shape[-2:]) < 3:
+                return torch.cat(outputs, dim=1)
+            r, couplings, level = interpolation_adjoint(r), series_couplings(couplings), level + 1
 
     def _level(self, h: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
         for block in self.pre:
@@ -138,9 +303,10 @@ class DCDMNet(nn.Module):
         size = h.shape[-2:]
         if min(size) > self.init_kwargs["coarsest"]:
             coarse_h = F.avg_pool2d(self.restrict(h), 2, ceil_mode=True)
-            coarse_c = F.avg_pool2d(couplings, 2, ceil_mode=True)
+            coarse_c = COARSE_COUPLINGS[self.init_kwargs["coarse_couplings"]](couplings)
             coarse = self._level(coarse_h, coarse_c)
-            h = h + self.prolong(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False))
+            correction = self.prolong(F.interpolate(coarse, size=size, mode="bilinear", align_corners=False))
+            h = h + self.init_kwargs["coarse_gain"] * correction
         for block in self.post:
             h = block(h, couplings)
         return h

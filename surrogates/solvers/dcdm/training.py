@@ -70,8 +70,9 @@ class _System:
         # the spectrum of Â, whose smooth modes the network must learn to invert
         self.values, self.vectors = ritz_pairs(a_hat, min(ritz_steps, A.shape[0]), rng)
 
-    def loss(self, model: DCDMNet, count: int, rng: np.random.Generator, theta: int | None) -> torch.Tensor:
-        b = torch.from_numpy(training_vectors(self.values, self.vectors, count, rng, theta)).float()
+    def loss(self, model: DCDMNet, count: int, rng: np.random.Generator, theta: int | None,
+             weighting: str = "paper") -> torch.Tensor:
+        b = torch.from_numpy(training_vectors(self.values, self.vectors, count, rng, theta, weighting=weighting)).float()
         d = model(b.view(count, 1, self.m, self.m), self.couplings).reshape(count, -1)
         return scale_invariant_loss(self.a_hat, b, d)
 
@@ -84,9 +85,13 @@ def train_dcdm(
     lr: float = 1e-3,
     ritz_steps: int = 300,
     theta: int | None = None,
+    weighting: str = "paper",
     width: int = 16,
     blocks: int = 2,
     coarsest: int = 4,
+    coarse_couplings: str = "average",
+    coarse_gain: float = 1.0,
+    structure: str = "v_cycle",
     seed: int = 0,
     model: DCDMNet | None = None,
     progress: bool = True,
@@ -112,8 +117,10 @@ def train_dcdm(
         Lanczos steps per matrix (Ritz vectors available to the training vectors).
     theta
         Extra low Ritz vectors with the large weight (default ``k // 20``).
-    width, blocks, coarsest
-        Network size, used when ``model`` is None.
+    weighting
+        Training vectors' coefficients (:func:`~surrogates.solvers.dcdm.training_vectors.training_vectors`).
+    width, blocks, coarsest, coarse_couplings, coarse_gain, structure
+        The network's, used when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
     seed
         Seeds weights, Lanczos starts and training vectors.
     model
@@ -134,7 +141,9 @@ def train_dcdm(
         raise ValueError(f"epochs, steps_per_epoch and batch_size must be positive, got {epochs}, {steps_per_epoch}, {batch_size}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest) if model is None else model
+    if model is None:
+        model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest, coarse_couplings=coarse_couplings,
+                        coarse_gain=coarse_gain, structure=structure)
     model.train()
     systems = [_System(A, ritz_steps, rng) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -145,7 +154,7 @@ def train_dcdm(
     for _ in bar:
         total = 0.0
         for _ in range(steps_per_epoch):
-            value = systems[step % len(systems)].loss(model, batch_size, rng, theta)
+            value = systems[step % len(systems)].loss(model, batch_size, rng, theta, weighting)
             optimizer.zero_grad()
             value.backward()
             optimizer.step()

@@ -40,7 +40,7 @@ def ritz_pairs(A: sp.spmatrix, steps: int, rng: np.random.Generator) -> tuple[np
 
 
 def training_vectors(values: np.ndarray, vectors: np.ndarray, count: int, rng: np.random.Generator,
-                     theta: int | None = None, zero_tol: float = 1e-8) -> np.ndarray:
+                     theta: int | None = None, zero_tol: float = 1e-8, weighting: str = "paper") -> np.ndarray:
     """Unit right-hand sides ``b = sum c_i q_i / ||.||`` weighted towards the low Ritz vectors.
 
     Parameters
@@ -56,6 +56,10 @@ def training_vectors(values: np.ndarray, vectors: np.ndarray, count: int, rng: n
         paper's 500 for ``k = 10000``).
     zero_tol
         Ritz values below ``zero_tol * max |values|`` are a null space and dropped.
+    weighting
+        ``"paper"`` (the step above) or ``"inverse_sqrt"``: coefficients ``sqrt(theta_max / theta_i) N(0, 1)``
+        instead, ``b ~ A^{-1/2} g`` in the Ritz basis, which gives the few smoothest modes (each about
+        1 % of a paper vector's energy at 64 x 64) a share that grows like ``1 / theta_i``.
 
     Returns
     -------
@@ -69,6 +73,12 @@ def training_vectors(values: np.ndarray, vectors: np.ndarray, count: int, rng: n
     k = vectors.shape[0]
     theta = k // 20 if theta is None else int(theta)
     coefficients = rng.standard_normal((count, k))
-    coefficients[:, : min(k, k // 2 + theta)] *= LOW_MODE_WEIGHT
+    if weighting == "paper":
+        coefficients[:, : min(k, k // 2 + theta)] *= LOW_MODE_WEIGHT
+    elif weighting == "inverse_sqrt":
+        kept = values[keep]
+        coefficients *= np.sqrt(kept.max() / kept)
+    else:
+        raise ValueError(f"weighting must be 'paper' or 'inverse_sqrt', got {weighting!r}")
     b = coefficients @ vectors
     return b / np.linalg.norm(b, axis=1, keepdims=True)
