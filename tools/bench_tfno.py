@@ -33,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -143,10 +144,35 @@ def memory_child(name: str, data_dir: Path, batch_size: int, steps: int) -> None
     # Adam's state) go into the baseline, not into the training memory.
     step(batch["x"][..., ::4, ::4], batch["y"][..., ::4, ::4])
     baseline = rss_kib()
+    start = time.perf_counter()
     for _ in range(steps):
         step(batch["x"], batch["y"])
+    seconds = (time.perf_counter() - start) / steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "batch": int(batch["x"].shape[0])}))
+    # After the resident-set peak is read: one more step under the profiler, for the peak of the live
+    # tensors' bytes above those alive before it (what torch.cuda.max_memory_allocated reports on a GPU).
+    live = peak_live_bytes(lambda: step(batch["x"], batch["y"]))
+    print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "live_peak_kib": live / 1024,
+                      "s_per_step": seconds, "batch": int(batch["x"].shape[0])}))
+
+
+def peak_live_bytes(fn) -> int:
+    """Peak, over the run of ``fn()``, of the bytes of tensors allocated minus freed since it started.
+
+    From the CPU allocation events of ``torch.profiler`` (``profile_memory``), in time order; tensors
+    alive before the call count only when freed (negative), as on a GPU, where the peak above the
+    memory allocated at the start is ``max_memory_allocated - memory_allocated``.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def memory(args: argparse.Namespace, results: dict) -> dict:

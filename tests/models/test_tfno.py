@@ -93,6 +93,28 @@ def test_chunked_patches_give_the_same_output_and_gradients():
         torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12)
 
 
+def test_chunked_training_frees_the_heap_between_chunks_forward_and_backward(monkeypatch):
+    """Each chunk's forward is followed by a release; in the backward pass a release precedes every
+    chunk's recomputation, so no chunk starts on the previous one's freed (but resident) activations."""
+    import surrogates.models.mg_tfno as mg
+
+    torch.manual_seed(0)
+    model = MGTFNO(1, 1, **SMALL, levels=1, patches_per_chunk=1)
+    calls = []
+    monkeypatch.setattr(mg, "release_free_memory", lambda: calls.append("release"))
+    run_chunk = model.forward_with_weights
+    monkeypatch.setattr(model, "forward_with_weights", lambda *a: calls.append("chunk") or run_chunk(*a))
+    loss = model(torch.randn(2, 1, 16, 16)).square().sum()
+    assert calls == ["chunk", "release"] * 4  # 2x2 patch positions
+    calls.clear()
+    loss.backward()
+    assert calls == ["release", "chunk"] * 4  # recomputation under checkpointing, last chunk first
+    calls.clear()
+    model.patches_per_chunk = 0  # all positions at once: nothing to release between
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    assert calls == ["chunk"]
+
+
 @pytest.mark.parametrize(
     "cls, kwargs",
     [(FNO, dict(norm="batch")), (FNO, dict(skip="conv")), (TFNO, dict(norm="batch")),
