@@ -153,7 +153,8 @@ def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"a CP rank must be a positive int or a fraction, got {rank!r}")
         return [rank]
-    ranks = [int(r) for r in rank] if isinstance(rank, (list, tuple)) else None
+    # any sequence (a Hydra config's list is a ListConfig), not a string
+    ranks = [int(r) for r in rank] if isinstance(rank, Sequence) and not isinstance(rank, str) else None
     if ranks is None or len(ranks) != len(shape) or not all(1 <= r <= n for r, n in zip(ranks, shape)):
         raise ValueError(f"Tucker ranks must be a fraction or {len(shape)} ints within {list(shape)}, got {rank!r}")
     return ranks

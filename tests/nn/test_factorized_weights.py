@@ -96,3 +96,14 @@ def test_load_dense_checks_the_shape():
     weights = FactorizedSpectralWeights(2, (4, 3), 4, 4)
     with pytest.raises(ValueError, match="shape"):
         weights.load_dense(torch.zeros(2, 4, 3, 4, 4))
+
+
+def test_explicit_tucker_ranks_from_a_config_list():
+    from omegaconf import OmegaConf
+
+    ranks = OmegaConf.create({"rank": [2, 3, 2, 4, 4, 2]}).rank  # what Hydra passes: a ListConfig
+    weights = FactorizedSpectralWeights(2, (4, 3), 4, 4, rank=ranks)
+    assert weights.ranks == [2, 3, 2, 4, 4, 2]
+    assert weights.core.shape == (2, 3, 2, 4, 4, 2)
+    with pytest.raises(ValueError):
+        FactorizedSpectralWeights(2, (4, 3), 4, 4, rank="234442")
