@@ -96,6 +96,26 @@ class FactorizedSpectralWeights(nn.Module):
             factor_std = (generator_std**2 / r) ** (1.0 / (2 * len(self.shape)))
             self.core = None
             self.factors = nn.ParameterList(nn.Parameter(factor_std * torch.randn(size, r)) for size in self.shape)
+        self._balance(generator_std)
+
+    @torch.no_grad()
+    def _balance(self, std: float, sweeps: int = 3) -> None:
+        """Rescale the factors' rows so that every slice of the tensor has the spread ``std``.
+
+        Random factors give every index of a mode its own scale: with Tucker rank 2 over 4 layers, the
+        rows of an orthonormal ``4 x 2`` factor have random norms, and at initialization some layers'
+        weights came out 4x smaller than others'. Every entry of the tensor is linear in the row of
+        ``U_n`` at its index ``i_n``, so scaling that row scales exactly the slice ``W[..., i_n, ...]``;
+        a few sweeps over the modes bring every slice's root mean square to ``std`` (a dense layer's
+        entries all have it).
+        """
+        tensor = self.dense()
+        for _ in range(sweeps):
+            for mode, factor in enumerate(self.factors):
+                other = [m for m in range(len(self.shape)) if m != mode]
+                scale = std / tensor.square().mean(dim=other).sqrt().clamp_min(torch.finfo(tensor.dtype).tiny)
+                factor.mul_(scale.unsqueeze(1))
+                tensor.mul_(scale.reshape([-1 if m == mode else 1 for m in range(len(self.shape))]))
 
     def extra_repr(self) -> str:
         return f"factorization={self.factorization}, shape={self.shape}, ranks={self.ranks}"
