@@ -24,7 +24,8 @@ def _structure(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
 @pytest.mark.parametrize(
     "cls, kwargs",
     [(TFNO, dict(factorization="cp", rank=0.2, norm="group", skip="soft_gating")),
-     (MGTFNO, dict(levels=2, patch_padding=0.25, boundary="reflect", patches_per_chunk=3, norm="instance"))],
+     (MGTFNO, dict(levels=2, patch_padding=0.25, boundary="reflect", patches_per_chunk=3, norm="instance",
+                     release_memory=False))],
 )
 def test_init_config_round_trip(cls, kwargs):
     model = cls(in_channels=2, out_channels=3, **SMALL, **kwargs)
@@ -113,6 +114,10 @@ def test_chunked_training_frees_the_heap_between_chunks_forward_and_backward(mon
     model.patches_per_chunk = 0  # all positions at once: nothing to release between
     model(torch.randn(2, 1, 16, 16)).sum().backward()
     assert calls == ["chunk"]
+    calls.clear()
+    model.patches_per_chunk, model.release_memory = 1, False  # chunks, the heap left alone
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    assert calls == ["chunk"] * 8
 
 
 @pytest.mark.parametrize(
