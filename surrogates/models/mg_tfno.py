@@ -53,7 +53,7 @@ class MGTFNO(TFNO):
         With chunks on the CPU, return the heap's free pages to the OS after every chunk's forward
         and before every chunk's backward, so that the resident set follows the live tensors
         (glibc keeps freed blocks resident otherwise). Measured at 256x256 (``tools/bench_tfno.py``):
-        about 1.8x the CPU time of a training step, for the re-faulted pages.
+        about 1.7x the CPU time of a training step, for the re-faulted pages.
     dim : int
         Must be 2.
     """
