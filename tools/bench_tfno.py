@@ -344,8 +344,9 @@ def render(args: argparse.Namespace, results: dict) -> str:
                 "freed per-chunk activations (a few MiB each) stay in its resident set; with a fixed 128 KiB "
                 "threshold the resident set follows the live tensors. Live tensors: the peak of the bytes of "
                 "tensors allocated minus freed during one more training step (torch.profiler's CPU memory "
-                "events), what `torch.cuda.max_memory_allocated` measures on a GPU; s / step: mean over the "
-                "measured steps (noisy on the shared machine).",
+                "events), what `torch.cuda.max_memory_allocated` measures on a GPU (the resident set's growth can "
+                "fall below it: the baseline already holds free heap pages that the step reuses); s / step: mean "
+                "wall time over the measured steps (noisy on the shared machine).",
                 "",
                 "| allocator | model | baseline RSS (MiB) | peak RSS (MiB) | training memory (MiB) | MG-TFNO / FNO "
                 "| live tensors peak (MiB) | s / step |",

@@ -106,14 +106,31 @@ class FactorizedSpectralWeights(nn.Module):
         rows of an orthonormal ``4 x 2`` factor have random norms, and at initialization some layers'
         weights came out 4x smaller than others'. Every entry of the tensor is linear in the row of
         ``U_n`` at its index ``i_n``, so scaling that row scales exactly the slice ``W[..., i_n, ...]``;
-        a few sweeps over the modes bring every slice's root mean square to ``std`` (a dense layer's
-        entries all have it).
+        a few sweeps over the modes (``sweeps`` for Tucker, two for CP) bring every slice's root mean square
+        to ``std`` (a dense layer's entries all have it).
         """
-        tensor = self.dense()
+        tiny = torch.finfo(self.factors[0].dtype).tiny
+        if self.factorization == "cp":
+            # Without the dense tensor (CP's reconstruction holds rank x dense-size numbers): the squares of
+            # the slice at index i of mode n sum to a_i^T H a_i, a_i the row, H the entrywise product of the
+            # other factors' Gram matrices.
+            grams = [f.T @ f for f in self.factors]
+            for _ in range(2):  # two sweeps: R x R products per mode, slow at large ranks
+                for mode, factor in enumerate(self.factors):
+                    others = math.prod(n for m, n in enumerate(self.shape) if m != mode)
+                    hadamard = torch.ones_like(grams[0])
+                    for m, gram in enumerate(grams):
+                        if m != mode:
+                            hadamard.mul_(gram)
+                    mean_square = ((factor @ hadamard) * factor).sum(dim=1) / others
+                    factor.mul_((std / mean_square.clamp_min(tiny).sqrt()).unsqueeze(1))
+                    grams[mode] = factor.T @ factor
+            return
+        tensor = self.dense()  # Tucker: the dense size
         for _ in range(sweeps):
             for mode, factor in enumerate(self.factors):
                 other = [m for m in range(len(self.shape)) if m != mode]
-                scale = std / tensor.square().mean(dim=other).sqrt().clamp_min(torch.finfo(tensor.dtype).tiny)
+                scale = std / tensor.square().mean(dim=other).sqrt().clamp_min(tiny)
                 factor.mul_(scale.unsqueeze(1))
                 tensor.mul_(scale.reshape([-1 if m == mode else 1 for m in range(len(self.shape))]))
 

@@ -113,8 +113,8 @@ def test_explicit_tucker_ranks_from_a_config_list():
 def test_every_layer_and_mode_index_starts_with_the_dense_spread(factorization):
     """Random factors give each index of a mode its own scale (rank 2 over 4 layers: layers 4x apart);
     the row rescaling brings every slice's root mean square to ``std``: the mode rescaled last exactly
-    (float32 means of ~10^4-10^5 squares: relative round-off ~1e-6), the others after three sweeps, which
-    move them by the product of the later modes' near-1 scales, to well within 1%."""
+    (float32 means of ~10^4-10^5 squares: relative round-off ~1e-6), the others after the sweeps (three
+    Tucker, two CP), which move them by the product of the later modes' near-1 scales, to well within 1%."""
     torch.manual_seed(0)
     # small enough for CP's Khatri-Rao reconstruction (its memory grows with rank x dense size)
     weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125)
