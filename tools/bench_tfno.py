@@ -325,7 +325,7 @@ def render(args: argparse.Namespace, results: dict) -> str:
                 peer = mean_std([r["test_rel_l2"] for r in runs["TFNO (neuralop)"]])[0]
                 goals.append(f"- {problem}: our TFNO's error <= neuraloperator's TFNO at the same rank: "
                              f"{ours:.4f} vs {peer:.4f} ({ours / peer:.2f}x): {verdict(ours <= peer)}.")
-    memory_ratios, live_ratio, step_ratio = {}, None, {}
+    memory_ratios, live_ratio = {}, None
     for allocator in ALLOCATORS:
         runs = {name: results.get(f"memory/{allocator}/{name}") for name in MEMORY_MODELS}
         if None in runs.values():
@@ -346,7 +346,8 @@ def render(args: argparse.Namespace, results: dict) -> str:
                 "tensors allocated minus freed during one more training step (torch.profiler's CPU memory "
                 "events), what `torch.cuda.max_memory_allocated` measures on a GPU (the resident set's growth can "
                 "fall below it: the baseline already holds free heap pages that the step reuses); s / step: mean "
-                "wall time over the measured steps (noisy on the shared machine).",
+                "wall time over the measured steps, each row in its own process at another moment of the loaded "
+                "shared machine: not comparable between rows (the trimming's cost is measured below).",
                 "",
                 "| allocator | model | baseline RSS (MiB) | peak RSS (MiB) | training memory (MiB) | MG-TFNO / FNO "
                 "| live tensors peak (MiB) | s / step |",
@@ -356,8 +357,6 @@ def render(args: argparse.Namespace, results: dict) -> str:
         memory_ratios[allocator] = used["MG-TFNO (ours)"] / used["FNO (dense)"]
         if all("live_peak_kib" in r for r in runs.values()) and live_ratio is None:
             live_ratio = runs["MG-TFNO (ours)"]["live_peak_kib"] / runs["FNO (dense)"]["live_peak_kib"]
-        if all("s_per_step" in r for r in runs.values()):
-            step_ratio[allocator] = runs["MG-TFNO (ours)"]["s_per_step"] / runs["FNO (dense)"]["s_per_step"]
         for name, r in runs.items():
             live = f"{r['live_peak_kib'] / 1024:.0f}" if "live_peak_kib" in r else "-"
             sec = f"{r['s_per_step']:.2f}" if "s_per_step" in r else "-"
@@ -373,10 +372,6 @@ def render(args: argparse.Namespace, results: dict) -> str:
                       f"samples, batch 4, {args.epochs_256} epochs, seeds {', '.join(map(str, args.seeds_256))}; "
                       "MG-TFNO with all patch positions at once, the same loss and gradients as chunked): "
                       f"dense FNO {d:.4f}, MG-TFNO {m:.4f} ({m / d:.2f}x)."]
-            if step_ratio:
-                lines += ["", "MG-TFNO / FNO wall time per training step (separate processes at different "
-                          "moments of a loaded machine: indicative only): " + ", ".join(
-                              f"{ratio:.2f}x ({allocator})" for allocator, ratio in step_ratio.items()) + "."]
             for allocator, ratio in memory_ratios.items():
                 goals.append(f"- MG-TFNO at 256x256 with peak training memory <= 1/3 of the whole-domain FNO's at "
                              f"<= 1.2x its error (resident set, {allocator}): memory {ratio:.2f}x, error "
@@ -391,7 +386,7 @@ def render(args: argparse.Namespace, results: dict) -> str:
         lines += ["", f"Cost of the trimming (`--parts trim`: CPU time, user + system, of an MG-TFNO training step at "
                   f"256x256, batch 4, one position per chunk, with and without trimming interleaved in one process, "
                   f"median of {len(cpu['none'])}): {with_trim:.2f} s vs {without:.2f} s ({with_trim / without:.2f}x); "
-                  "the pages returned after each chunk are faulted in (zeroed) again by the next one. "
+                  "presumably the page faults of the next chunk, which touches the returned pages again. "
                   "`model.release_memory=false` turns it off."]
     command = (f"python tools/bench_tfno.py --problems {' '.join(args.problems)} --seeds {' '.join(map(str, args.seeds))} "
                f"--epochs {args.epochs} --n-train {args.n_train} --batch-size {args.batch_size} --seeds-256 "
