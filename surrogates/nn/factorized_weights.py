@@ -96,6 +96,43 @@ class FactorizedSpectralWeights(nn.Module):
             factor_std = (generator_std**2 / r) ** (1.0 / (2 * len(self.shape)))
             self.core = None
             self.factors = nn.ParameterList(nn.Parameter(factor_std * torch.randn(size, r)) for size in self.shape)
+        self._balance(generator_std)
+
+    @torch.no_grad()
+    def _balance(self, std: float, sweeps: int = 3) -> None:
+        """Rescale the factors' rows so that every slice of the tensor has the spread ``std``.
+
+        Random factors give every index of a mode its own scale: with Tucker rank 2 over 4 layers, the
+        rows of an orthonormal ``4 x 2`` factor have random norms, and at initialization some layers'
+        weights came out 4x smaller than others'. Every entry of the tensor is linear in the row of
+        ``U_n`` at its index ``i_n``, so scaling that row scales exactly the slice ``W[..., i_n, ...]``;
+        a few sweeps over the modes (``sweeps`` for Tucker, two for CP) bring every slice's root mean square
+        to ``std`` (a dense layer's entries all have it).
+        """
+        tiny = torch.finfo(self.factors[0].dtype).tiny
+        if self.factorization == "cp":
+            # Without the dense tensor (CP's reconstruction holds rank x dense-size numbers): the squares of
+            # the slice at index i of mode n sum to a_i^T H a_i, a_i the row, H the entrywise product of the
+            # other factors' Gram matrices.
+            grams = [f.T @ f for f in self.factors]
+            for _ in range(2):  # two sweeps: R x R products per mode, slow at large ranks
+                for mode, factor in enumerate(self.factors):
+                    others = math.prod(n for m, n in enumerate(self.shape) if m != mode)
+                    hadamard = torch.ones_like(grams[0])
+                    for m, gram in enumerate(grams):
+                        if m != mode:
+                            hadamard.mul_(gram)
+                    mean_square = ((factor @ hadamard) * factor).sum(dim=1) / others
+                    factor.mul_((std / mean_square.clamp_min(tiny).sqrt()).unsqueeze(1))
+                    grams[mode] = factor.T @ factor
+            return
+        tensor = self.dense()  # Tucker: the dense size
+        for _ in range(sweeps):
+            for mode, factor in enumerate(self.factors):
+                other = [m for m in range(len(self.shape)) if m != mode]
+                scale = std / tensor.square().mean(dim=other).sqrt().clamp_min(tiny)
+                factor.mul_(scale.unsqueeze(1))
+                tensor.mul_(scale.reshape([-1 if m == mode else 1 for m in range(len(self.shape))]))
 
     def extra_repr(self) -> str:
         return f"factorization={self.factorization}, shape={self.shape}, ranks={self.ranks}"
@@ -153,7 +190,8 @@ def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
         if not isinstance(rank, int) or rank < 1:
             raise ValueError(f"a CP rank must be a positive int or a fraction, got {rank!r}")
         return [rank]
-    ranks = [int(r) for r in rank] if isinstance(rank, (list, tuple)) else None
+    # any sequence (a Hydra config's list is a ListConfig), not a string
+    ranks = [int(r) for r in rank] if isinstance(rank, Sequence) and not isinstance(rank, str) else None
     if ranks is None or len(ranks) != len(shape) or not all(1 <= r <= n for r, n in zip(ranks, shape)):
         raise ValueError(f"Tucker ranks must be a fraction or {len(shape)} ints within {list(shape)}, got {rank!r}")
     return ranks

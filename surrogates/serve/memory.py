@@ -11,25 +11,7 @@ mmap threshold instead doubled the model's time (a page fault for every fresh te
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import sys
+# The helper lives in the lowest layer so that models use it too (multi-grid patch chunks).
+from surrogates.nn.host_memory import release_free_memory
 
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim  # glibc only; musl and others have none
-    except (OSError, AttributeError):
-        return None
-
-
-def release_free_memory() -> None:
-    """Return the heap's free pages to the OS (glibc ``malloc_trim(0)``); a no-op where it is unavailable."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+__all__ = ["release_free_memory"]

@@ -24,7 +24,8 @@ def _structure(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
 @pytest.mark.parametrize(
     "cls, kwargs",
     [(TFNO, dict(factorization="cp", rank=0.2, norm="group", skip="soft_gating")),
-     (MGTFNO, dict(levels=2, patch_padding=0.25, boundary="reflect", patches_per_chunk=3, norm="instance"))],
+     (MGTFNO, dict(levels=2, patch_padding=0.25, boundary="reflect", patches_per_chunk=3, norm="instance",
+                     release_memory=False))],
 )
 def test_init_config_round_trip(cls, kwargs):
     model = cls(in_channels=2, out_channels=3, **SMALL, **kwargs)
@@ -91,6 +92,32 @@ def test_chunked_patches_give_the_same_output_and_gradients():
     torch.testing.assert_close(loss1, loss0, rtol=1e-12, atol=0)
     for g0, g1 in zip(grads0, grads1):
         torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12)
+
+
+def test_chunked_training_frees_the_heap_between_chunks_forward_and_backward(monkeypatch):
+    """Each chunk's forward is followed by a release; in the backward pass a release precedes every
+    chunk's recomputation, so no chunk starts on the previous one's freed (but resident) activations."""
+    import surrogates.models.mg_tfno as mg
+
+    torch.manual_seed(0)
+    model = MGTFNO(1, 1, **SMALL, levels=1, patches_per_chunk=1)
+    calls = []
+    monkeypatch.setattr(mg, "release_free_memory", lambda: calls.append("release"))
+    run_chunk = model.forward_with_weights
+    monkeypatch.setattr(model, "forward_with_weights", lambda *a: calls.append("chunk") or run_chunk(*a))
+    loss = model(torch.randn(2, 1, 16, 16)).square().sum()
+    assert calls == ["chunk", "release"] * 4  # 2x2 patch positions
+    calls.clear()
+    loss.backward()
+    assert calls == ["release", "chunk"] * 4  # recomputation under checkpointing, last chunk first
+    calls.clear()
+    model.patches_per_chunk = 0  # all positions at once: nothing to release between
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    assert calls == ["chunk"]
+    calls.clear()
+    model.patches_per_chunk, model.release_memory = 1, False  # chunks, the heap left alone
+    model(torch.randn(2, 1, 16, 16)).sum().backward()
+    assert calls == ["chunk"] * 8
 
 
 @pytest.mark.parametrize(

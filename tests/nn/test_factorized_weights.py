@@ -96,3 +96,31 @@ def test_load_dense_checks_the_shape():
     weights = FactorizedSpectralWeights(2, (4, 3), 4, 4)
     with pytest.raises(ValueError, match="shape"):
         weights.load_dense(torch.zeros(2, 4, 3, 4, 4))
+
+
+def test_explicit_tucker_ranks_from_a_config_list():
+    from omegaconf import OmegaConf
+
+    ranks = OmegaConf.create({"rank": [2, 3, 2, 4, 4, 2]}).rank  # what Hydra passes: a ListConfig
+    weights = FactorizedSpectralWeights(2, (4, 3), 4, 4, rank=ranks)
+    assert weights.ranks == [2, 3, 2, 4, 4, 2]
+    assert weights.core.shape == (2, 3, 2, 4, 4, 2)
+    with pytest.raises(ValueError):
+        FactorizedSpectralWeights(2, (4, 3), 4, 4, rank="234442")
+
+
+@pytest.mark.parametrize("factorization", ["tucker", "cp"])
+def test_every_layer_and_mode_index_starts_with_the_dense_spread(factorization):
+    """Random factors give each index of a mode its own scale (rank 2 over 4 layers: layers 4x apart);
+    the row rescaling brings every slice's root mean square to ``std``: the mode rescaled last exactly
+    (float32 means of ~10^4-10^5 squares: relative round-off ~1e-6), the others after the sweeps (three
+    Tucker, two CP), which move them by the product of the later modes' near-1 scales, to well within 1%."""
+    torch.manual_seed(0)
+    # small enough for CP's Khatri-Rao reconstruction (its memory grows with rank x dense size)
+    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125)
+    assert weights.ranks[0] < 4 or factorization == "cp"  # Tucker: fewer ranks than layers, the case at issue
+    tensor = weights.dense()
+    for mode in range(tensor.ndim):
+        rms = tensor.square().mean(dim=[m for m in range(tensor.ndim) if m != mode]).sqrt()
+        tolerance = 1e-5 if mode == tensor.ndim - 1 else 1e-2
+        torch.testing.assert_close(rms, torch.full_like(rms, 0.125), rtol=tolerance, atol=0)
