@@ -6,7 +6,8 @@ nothing named in the file is imported or called. Layout::
 
     attrs: format, format_version, kind, package_version, created, problem_target, problem_config,
            parameter_space, eim_error, series, dim, info
-    edges                                   (P, s + 1)
+    edges                                   (P, s + 1); the homogeneous cover: (P, 2), and
+    cells                                   (C, P) int, attrs: step
     system/{operator,rhs}/{basis, magic, interpolation_matrix, combination, selected, errors,
                            positions, collateral, mus}
     boxes/<i>/{mus, log_dets, coefficient_rows, point_interval, reference, multiplicities, lower,
@@ -79,6 +80,9 @@ def save_partition(partition: PowerLimitPartition, path: str | Path) -> Path:
             f.attrs["dim"] = int(first.dim)
             f.attrs["info"] = json.dumps(partition.info, default=_json_default)
             f.create_dataset("edges", data=partition.edges)
+            if partition.homogeneous:
+                f.create_dataset("cells", data=partition.cells)
+                f.attrs["step"] = float(partition.step)
             for name, eim in (("operator", system.operator), ("rhs", system.rhs)):
                 group = f.create_group(f"system/{name}")
                 _write_eim(group, eim.eim)
@@ -195,13 +199,15 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
             )
         system = EIMSystem(problem, eims["operator"], eims["rhs"], eim_error)
         edges = _array(f, "edges", path)
+        cells = _array(f, "cells", path) if "cells" in f else None
+        step = float(_attr(f, "step", path)) if cells is not None else None
         n_boxes = len(f["boxes"]) if "boxes" in f else 0
         models = [_read_box(f[f"boxes/{i}"] if f"boxes/{i}" in f else None, i, system, dim, series, path)
                   for i in range(n_boxes)]
     if dim != problem.dim:
         raise PowerLimitsFileError(path, f"the file is for N_h = {dim}, the re-created problem has {problem.dim}")
     try:
-        return PowerLimitPartition(edges, models, info)
+        return PowerLimitPartition(edges, models, info, cells, step)
     except ValueError as error:
         raise PowerLimitsFileError(path, f"inconsistent partition: {error}") from None
 

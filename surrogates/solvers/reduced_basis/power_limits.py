@@ -55,6 +55,9 @@ from surrogates.solvers.reduced_basis.reductor import EIMSystem
 from surrogates.solvers.reduced_basis.series_bounds import SERIES, inverse_truncation_bound, log_truncation_bound
 
 
+COVERS = ("tensor", "homogeneous")
+
+
 @dataclass
 class LogDetEstimate:
     """Result of :meth:`PowerLimitModel.log_det` for ``B`` parameters.
@@ -133,7 +136,8 @@ class PowerLimitModel:
             raise ValueError(f"reference and multiplicities need shape ({U},), the reference positive")
         if self.multiplicities.min() < 0 or self.multiplicities.sum() > self.dim:
             raise ValueError("multiplicities must be >= 0 and sum to at most N_h")
-        point_beta = self.operator_weights(self.mus)  # (D, M), once: online touches no power point
+        # (D, M), once: online touches no power point (which may lie outside the box: a homogeneous cover)
+        point_beta = self.system.operator.weights(self.system.operator_entries(self.mus))
         scaled = point_beta @ (self.coefficient_rows / self.reference[:, None]).T
         self._reference_interval = (float(scaled.min()), float(scaled.max()))
         self.point_clusters = self._clusters(point_beta)
@@ -193,7 +197,14 @@ class PowerLimitModel:
 
     def log_det(self, mus: np.ndarray, bound: bool = True) -> LogDetEstimate:
         """``log det A(mu)`` for parameters ``(B, P)``; with ``bound``, its error bound (``O(D^2)`` more)."""
-        beta = self.operator_weights(mus)
+        return self.log_det_weights(self.operator_weights(mus), bound)
+
+    def log_det_weights(self, beta: np.ndarray, bound: bool = True, eim_scale=1.0) -> LogDetEstimate:
+        """:meth:`log_det` of ``A = sum_m beta_m A(mu_m)`` from ``beta`` ``(B, M)`` (no parameter check).
+
+        ``eim_scale`` multiplies the operator EIM error (``beta`` of ``sigma A(mu)``: ``sigma``).
+        """
+        beta = np.atleast_2d(np.asarray(beta, dtype=np.float64))
         phi = self.features(beta)[:, self.powers.magic]
         value = phi @ self._value_weights + self._clusters(beta)
         if not bound:
@@ -202,12 +213,12 @@ class PowerLimitModel:
         a, b = self.spectral_interval(beta, reference=True)
         error = self.scattered * (1.0 + lebesgue) * log_truncation_bound(a, b, self.degree, self.series)
         if self.system.eim_error > 0:  # its coercivity constant is the one with respect to X
-            error = error + self._eim_log_det_error(self.spectral_interval(beta)[0])
+            error = error + self._eim_log_det_error(self.spectral_interval(beta)[0], eim_scale)
         return LogDetEstimate(value, error, lebesgue)
 
-    def _eim_log_det_error(self, a: np.ndarray) -> np.ndarray:
+    def _eim_log_det_error(self, a: np.ndarray, scale=1.0) -> np.ndarray:
         """``|log det A - log det A_M| <= N_h eps / (a - eps)`` (eps: the EIM operator error; 0 if affine)."""
-        eps = self.system.eim_error
+        eps = self.system.eim_error * np.asarray(scale)
         return self.dim * eps / np.maximum(a - eps, np.finfo(float).tiny)
 
     def solve(self, mus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +260,11 @@ class PowerLimitsEIM:
     seed, progress
         Random parameters; print the offline progress.
     splits
-        :meth:`build_partition` cuts every parameter range into this many pieces (``splits^P`` sub-boxes).
+        :meth:`build_partition` cuts every parameter range into this many pieces of equal ratio.
+    cover
+        ``"tensor"``: ``splits^P`` sub-boxes; ``"homogeneous"`` (operators with ``A(t mu) = t A(mu)``):
+        about ``splits^(P-1)`` cubes of the same ratio, each serving the parameters up to a scalar
+        factor (log-determinants only). See :mod:`.power_partition`.
     clusters
         Take the eigenvalues that are known exactly (:func:`cluster_multiplicities`) out of the
         interpolated part and out of the bound (``N_h`` becomes the number ``R`` of the others).
@@ -270,6 +285,7 @@ class PowerLimitsEIM:
         progress: bool = False,
         clusters: bool = True,
         splits: int = 1,
+        cover: str = "tensor",
     ):
         if int(degree) != degree or degree < 1:
             raise ValueError(f"degree must be a positive integer, got {degree}")
@@ -292,6 +308,9 @@ class PowerLimitsEIM:
         if int(splits) != splits or splits < 1:
             raise ValueError(f"splits must be a positive integer, got {splits}")
         self.splits = int(splits)
+        if cover not in COVERS:
+            raise ValueError(f"cover must be one of {COVERS}, got {cover!r}")
+        self.cover = cover
 
     def affine_system(self, problem: DiffusionProblem, rng: np.random.Generator) -> EIMSystem:
         """The operator EIM, refused (``ValueError``) unless it reproduces ``A(mu)`` as an affine, SPD family."""
@@ -323,8 +342,10 @@ class PowerLimitsEIM:
 
     def build_partition(self, problem: DiffusionProblem):
         """One model per sub-box of the ``splits^P`` partition (:func:`~.power_partition.build_partition`)."""
-        from surrogates.solvers.reduced_basis.power_partition import build_partition  # it builds on this module
+        from surrogates.solvers.reduced_basis.power_partition import build_cover, build_partition  # builds on this module
 
+        if self.cover == "homogeneous":
+            return build_cover(self, problem, self.splits)
         return build_partition(self, problem, self.splits)
 
     def prepare(self, problem: DiffusionProblem, rng: np.random.Generator) -> tuple[EIMSystem, np.ndarray, np.ndarray]:
