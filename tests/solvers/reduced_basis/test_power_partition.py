@@ -11,9 +11,9 @@ from surrogates.pdes.thermal_block import ThermalBlock
 from surrogates.solvers.reduced_basis import PowerLimitsEIM
 from surrogates.solvers.reduced_basis.power_io import PowerLimitsFileError
 from surrogates.solvers.reduced_basis.power_limits import cluster_multiplicities
-from surrogates.solvers.reduced_basis.power_partition import PowerLimitPartition, box_edges
+from surrogates.solvers.reduced_basis.power_partition import PowerLimitPartition, box_edges, cover_cells
 
-from .test_power_limits import SMALL, exact
+from .test_power_limits import EPS, SMALL, exact
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,61 @@ def test_load_refuses_bad_files(partition, tmp_path):
             edit(f)
         with pytest.raises(PowerLimitsFileError, match=match):
             PowerLimitPartition.load(path)
+
+
+# -- the homogeneous cover -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cover(tb):
+    return PowerLimitsEIM(degree=3, splits=3, cover="homogeneous", **SMALL).build_partition(tb)
+
+
+@pytest.mark.parametrize("P, s", [(2, 3), (3, 2), (4, 3)])
+def test_cover_cells_cover_the_box(P, s):
+    """Every v in [0, s]^P lies in the diagonal prism of some cube: spread(v - b) <= 1."""
+    cells = cover_cells(np.full(P, float(s)), s)
+    rng = np.random.default_rng(P)
+    v = np.concatenate([s * rng.random((4000, P)), s * rng.integers(0, 2, size=(2**P * 4, P))])
+    d = v[:, None, :] - cells[None]
+    assert np.all((d.max(axis=2) - d.min(axis=2)).min(axis=1) <= 1 + 1e-12)
+    assert len(cells) < s**P or P == 2  # fewer cubes than tensor sub-boxes (P = 2: 3 strips vs 9 squares)
+    assert np.all(np.sum(cells, axis=1) % P == np.sum(cells[0]) % P) and np.all(cells.min(axis=1) == 0)
+
+
+def test_cover_bound_holds_and_selection(tb, cover):
+    """|error| <= bound at random, edge and corner parameters; sigma mu lies in its cube (scaled exactly)."""
+    assert len(cover.models) == 43 and cover.homogeneous
+    edges = box_edges(np.asarray(tb.parameter_space.lower), np.asarray(tb.parameter_space.upper), 3)
+    mus = _corners_and_edges(edges, np.random.default_rng(11), 40)
+    logdets, _ = exact(tb, mus)
+    estimate = cover.log_det(mus)
+    assert np.all(np.abs(estimate.value - logdets) <= estimate.bound)
+    cells, sigma = cover._cover(mus)
+    for mu, cell, factor in zip(mus, cells, sigma):
+        model = cover.models[cell]
+        scaled = factor * mu
+        assert np.all(scaled >= model.lower * (1 - 1e-12)) and np.all(scaled <= model.upper * (1 + 1e-12))
+    # log det A(sigma mu) = log det A(mu) + N_h log sigma: the shift is exact for the thermal block
+    mu, factor = mus[0], sigma[0]
+    shifted = exact(tb, [factor * mu])[0][0] - tb.dim * np.log(factor)
+    assert abs(shifted - logdets[0]) <= 1e3 * EPS * abs(logdets[0])
+
+
+def test_cover_needs_homogeneity_and_gives_no_solves(cover):
+    from .test_power_limits import _IndefiniteBlock
+
+    with pytest.raises(ValueError, match="homogeneous cover needs"):
+        PowerLimitsEIM(degree=2, splits=2, cover="homogeneous", **SMALL).build_partition(_IndefiniteBlock(resolution=8))
+    with pytest.raises(ValueError, match="log-determinants only"):
+        cover.solve([[0.5, 0.5, 0.5, 0.5]])
+    with pytest.raises(ValueError, match="cover"):
+        PowerLimitsEIM(cover="diagonal")
+
+
+def test_cover_save_load_round_trip(tb, cover, tmp_path):
+    loaded = PowerLimitPartition.load(cover.save(tmp_path / "cover.logdet.h5"))
+    assert loaded.homogeneous and loaded.step == cover.step
+    np.testing.assert_array_equal(loaded.cells, cover.cells)
+    mus = tb.parameter_space.sample_uniform(10, np.random.default_rng(12))
+    a, b = cover.log_det(mus), loaded.log_det(mus)
+    np.testing.assert_array_equal(a.value, b.value)
+    np.testing.assert_array_equal(a.bound, b.bound)
