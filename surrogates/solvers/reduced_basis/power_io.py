@@ -168,7 +168,9 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
             raise PowerLimitsFileError(path, f"not a power-limit model (attribute format={fmt!r}, expected {FORMAT!r})")
         version = str(_attr(f, "format_version", path))
         if version.split(".")[0] not in SUPPORTED_MAJOR_VERSIONS:
-            raise PowerLimitsFileError(path, f"format_version {version} is not supported (this code reads {FORMAT_VERSION})")
+            raise PowerLimitsFileError(
+                path, f"format_version {version} is not supported (this code reads {FORMAT_VERSION})"
+            )
         try:
             target = _attr(f, "problem_target", path)
             config = json.loads(_attr(f, "problem_config", path))
@@ -186,7 +188,8 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
             raise PowerLimitsFileError(path, f"cannot re-create the problem {target!r}: {error.problem}") from None
         if problem.parameter_space.to_dict() != space.to_dict():
             raise PowerLimitsFileError(
-                path, f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}"
+                path,
+                f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}",
             )
         eims = {}
         for name in ("operator", "rhs"):

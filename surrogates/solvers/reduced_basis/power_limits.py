@@ -129,9 +129,8 @@ class PowerLimitModel:
     def __post_init__(self):
         U = len(self.coefficient_rows)
         self.reference = np.ones(U) if self.reference is None else np.asarray(self.reference, dtype=np.float64)
-        self.multiplicities = (
-            np.zeros(U, dtype=np.int64) if self.multiplicities is None else np.asarray(self.multiplicities, dtype=np.int64)
-        )
+        counts = np.zeros(U) if self.multiplicities is None else self.multiplicities
+        self.multiplicities = np.asarray(counts, dtype=np.int64)
         if self.reference.shape != (U,) or np.any(self.reference <= 0) or self.multiplicities.shape != (U,):
             raise ValueError(f"reference and multiplicities need shape ({U},), the reference positive")
         if self.multiplicities.min() < 0 or self.multiplicities.sum() > self.dim:
@@ -342,7 +341,8 @@ class PowerLimitsEIM:
 
     def build_partition(self, problem: DiffusionProblem):
         """One model per sub-box of the ``splits^P`` partition (:func:`~.power_partition.build_partition`)."""
-        from surrogates.solvers.reduced_basis.power_partition import build_cover, build_partition  # builds on this module
+        # the partition module builds on this one: imported on use
+        from surrogates.solvers.reduced_basis.power_partition import build_cover, build_partition
 
         if self.cover == "homogeneous":
             return build_cover(self, problem, self.splits)

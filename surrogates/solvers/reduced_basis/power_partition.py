@@ -278,7 +278,8 @@ def build_cover(eim: PowerLimitsEIM, problem: DiffusionProblem, splits: int) -> 
     cells = cover_cells(ratios / step, int(splits))
     models = []
     for i, b in enumerate(cells):
-        models.append(eim.build_box(system, rows, groups, lower * np.exp(step * b), lower * np.exp(step * (b + 1)), rng))
+        cube = lower * np.exp(step * b), lower * np.exp(step * (b + 1))
+        models.append(eim.build_box(system, rows, groups, *cube, rng))
         if eim.progress:
             print(f"cube {i + 1} / {len(cells)}: {models[-1].size} power points", flush=True)
     info = {
