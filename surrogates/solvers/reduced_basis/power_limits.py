@@ -37,6 +37,16 @@ and ``c(mu) = sum_m beta_m(mu) c(mu_m)``, whose extremes over ``k`` are extremes
 rows of ``[c_k(mu_1), ..., c_k(mu_M)]`` (one per block for the thermal block). Online nothing of size
 ``N_h`` is touched: ``M`` matrix entries, an ``M x M`` and a ``D x D`` triangular solve, and ``O(D)``
 for the value alone (:meth:`PowerLimitModel.log_det` with ``bound=False``).
+
+**Clusters and reference.** Any ``X_r = sum_k r_k T_k`` (``r > 0``, constant on the rows) may replace
+``X``: the interval becomes ``[min_u c_u / r_u, max_u c_u / r_u]``, whose ratio :meth:`PowerLimitsEIM.build_box`
+makes the largest ratio of one coefficient over the box. The unknowns whose local terms all have row
+``u`` give the eigenvalue ``c_u(mu) / r_u`` with multiplicity ``m_u`` at every ``mu``
+(:func:`cluster_multiplicities`): their part ``sum_u m_u log c_u(mu)`` of ``log det A`` is exact, only
+the rest is interpolated, and ``N_h`` in the bound becomes ``R = N_h - sum_u m_u``::
+
+    log det A(mu) ~ sum_j lambda_j (log det A(mu_j) - g_j) + sum_u m_u log c_u(mu),   g_j = sum_u m_u log c_u(mu_j),
+    |error| <= R (1 + |lambda(mu)|_1) E_K(a, b).
 """
 
 from __future__ import annotations
@@ -107,6 +117,13 @@ class PowerLimitModel:
         ``F^T X^-1 F``, shape ``(M_f, M_f)`` (``||b(mu)||_{X'}^2`` from ``theta^f``).
     info : dict
         Offline facts (timings, sizes, reproduction error).
+    reference : np.ndarray or None
+        ``r_u > 0`` of the log-det bound's reference ``X_r = sum_k r_k T_k``, shape ``(U,)`` (ones: ``X``).
+    multiplicities : np.ndarray or None
+        ``m_u``: unknowns whose local terms all have row ``u`` (:func:`cluster_multiplicities`), shape
+        ``(U,)``; zeros: the plain method.
+    lower, upper : np.ndarray or None
+        The parameter box the model was built on, shape ``(P,)`` each.
     """
 
     system: EIMSystem
