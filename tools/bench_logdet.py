@@ -182,7 +182,7 @@ def markdown(args, problem, boxes, elapsed):
         "per parameter (tensor), or the homogeneous cover (`A(t mu) = t A(mu)`: cubes of ratio `10^(1/S)` in "
         "`log mu` serve the parameters up to a scalar factor, 43 instead of 81 for `S = 3`); "
         "`binom(K + 4, 4)` power points and factorizations per sub-box, power EIM among "
-        f"{args.training_factor:g} x that many random candidates); online with the bound, and the value alone, of "
+        f"{args.training_factor:g} x that many random candidates; online with the bound, and the value alone, of "
         "the parameter's sub-box. The eigenvalues known exactly (unknowns whose local terms all lie in one block: "
         "`c_q / r_q` is an eigenvalue of `(A(mu), X_r)` for each of them) are taken out of the interpolation and "
         "of the bound, whose factor `N_h` becomes the number `R` of the others; \"no clusters\" is the same model "
