@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--resolution", type=int, default=144, help="nodes per direction (N_h = (resolution - 2)^2)")
     p.add_argument(
-        "--degrees", default="4,8,4x2,5x3h",
+        "--degrees", default="4,8,4x2,5x3h,6x3h",
         help="K, KxS (S pieces per parameter: S^4 sub-boxes) or KxSh (homogeneous cover, step ratio^(1/S)) on the default box",
     )
     p.add_argument("--narrow-degrees", default="4,6,8", help="the same on the narrow box")
