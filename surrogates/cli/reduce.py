@@ -2,7 +2,8 @@
 
     surrogates-reduce pde=thermal_block solver=rb_eim                      # offline: writes <output_dir>/<pde>_<resolution>.rb.h5
     surrogates-reduce mode=query model_path=model.rb.h5 mu=[0.1,0.5,1,0.3]  # online: solution and error bound
-    surrogates-reduce mode=logdet solver=power_limits mu=[0.1,0.5,1,0.3]   # log det A(mu) and its error bound
+    surrogates-reduce mode=logdet solver=power_limits mu=[0.1,0.5,1,0.3]   # log det A(mu) and its bound; writes <output_dir>/<name>.logdet.h5
+    surrogates-reduce mode=logdet model_path=<file>.logdet.h5 mu=[...]      # the same from a saved model (nothing rebuilt)
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.solvers.reduced_basis.model import SUFFIX, ReducedModel
+from surrogates.solvers.reduced_basis.power_io import SUFFIX as LOGDET_SUFFIX
 from surrogates.solvers.reduced_basis.power_limits import PowerLimitsEIM
+from surrogates.solvers.reduced_basis.power_partition import PowerLimitPartition
 
 MODES = ("offline", "query", "logdet")
 
@@ -77,19 +80,30 @@ def query(cfg: DictConfig) -> dict:
 
 
 def logdet(cfg: DictConfig) -> dict:
-    """Build the power-limit model of ``cfg.pde`` (``solver=power_limits``) and evaluate it at ``cfg.mu``."""
+    """Evaluate the power-limit model of ``cfg.pde`` at ``cfg.mu``.
+
+    An existing ``cfg.model_path`` is loaded; otherwise ``solver=power_limits`` builds the model
+    (``solver.splits^P`` sub-boxes) and writes it to ``cfg.model_path`` or ``<output_dir>/<name>.logdet.h5``.
+    """
     if cfg.mu is None:
         raise ValueError("mode=logdet needs mu=[...] (one value per parameter, or a list of such lists)")
-    solver = instantiate(cfg.solver)
-    if not isinstance(solver, PowerLimitsEIM):
-        raise ValueError("mode=logdet needs solver=power_limits")
-    problem = instantiate(cfg.pde)
-    model = solver.build(problem)
+    path = Path(cfg.model_path) if cfg.model_path else None
+    if path is not None and path.is_file():
+        model = PowerLimitPartition.load(path)
+    else:
+        solver = instantiate(cfg.solver)
+        if not isinstance(solver, PowerLimitsEIM):
+            raise ValueError("mode=logdet needs solver=power_limits (or model_path=<existing file>.logdet.h5)")
+        model = solver.build_partition(instantiate(cfg.pde))
+        path = model.save(path or Path(cfg.paths.output_dir) / f"{cfg.name}{LOGDET_SUFFIX}")
+    problem = model.problem
     mus = _parameters(cfg.mu)
     estimate = model.log_det(mus)
     result = {
+        "model_path": str(path),
         "parameters": dict(zip(problem.parameter_space.names, mus.T.tolist())),
         "full_dimension": problem.dim,
+        "sub_boxes": len(model.models),
         "power_points": model.size,
         "log_det": estimate.value.tolist(),
         "log_det_error_bound": estimate.bound.tolist(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,16 @@ def test_logdet_mode(compose_cfg, capsys):
         reduce(compose_cfg("reduce", overrides))
     with pytest.raises(ValueError, match="solver=power_limits"):
         reduce(compose_cfg("reduce", ["mode=logdet", "mu=[1,1,1,1]", "resolution=9"]))
+
+
+def test_logdet_mode_writes_and_reloads_the_model(compose_cfg, tmp_path):
+    """The model goes to model_path (or the run folder); a second call loads it and gives the same numbers."""
+    path = tmp_path / "tb.logdet.h5"
+    overrides = ["mode=logdet", "solver=power_limits", "resolution=9", "solver.degree=2", "solver.splits=2",
+                 "solver.progress=false", "solver.with_inverse=false", "mu=[0.1,0.5,1.0,0.3]"]
+    built = reduce(compose_cfg("reduce", [*overrides, f"model_path={path}"]))
+    assert path.is_file() and built["model_path"] == str(path) and built["sub_boxes"] == 16
+    loaded = reduce(compose_cfg("reduce", ["mode=logdet", f"model_path={path}", "mu=[0.1,0.5,1.0,0.3]"]))
+    assert loaded["log_det"] == built["log_det"] and loaded["log_det_error_bound"] == built["log_det_error_bound"]
+    run = reduce(compose_cfg("reduce", overrides))
+    assert Path(run["model_path"]).is_file() and run["model_path"].endswith("thermal_block_9.logdet.h5")

@@ -112,12 +112,15 @@ def test_log_det_bound_holds(tb, models, queries, degree, series):
     error = np.abs(estimate.value - logdets)
     assert np.all(error <= estimate.bound)
     assert np.all(estimate.lebesgue >= 1 - 1e-12)  # sum lambda = 1
-    # the value alone (O(D)) is the same number as lambda . log det A(mu_j)
+    # the value alone (O(D)) is the same number as lambda . (log det A(mu_j) - g_j) + sum_u m_u log c_u(mu)
     fast = model.log_det(queries, bound=False)
     assert fast.bound is None
     lam = model.power_weights(queries)
-    scale = np.abs(lam) @ np.abs(model.log_dets)
-    assert np.all(np.abs(fast.value - lam @ model.log_dets) <= 4 * model.size * EPS * scale)
+    clusters = np.log(model.operator_weights(queries) @ model.coefficient_rows.T) @ model.multiplicities
+    points = np.log(model.operator_weights(model.mus) @ model.coefficient_rows.T) @ model.multiplicities
+    expected = lam @ (model.log_dets - points) + clusters
+    scale = np.abs(lam) @ (np.abs(model.log_dets) + np.abs(points)) + np.abs(clusters)
+    assert np.all(np.abs(fast.value - expected) <= 4 * model.size * EPS * scale)
 
 
 def test_inverse_bound_holds(tb, models, queries):
