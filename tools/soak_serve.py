@@ -701,7 +701,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="server torch threads (0: torch default)")
     parser.add_argument("--max-pending-requests", type=int, help="surrogates-serve's admission limit (default: the "
                         "service's, the max batch size)")
-    parser.add_argument("--max-queue-ms", type=float, help="surrogates-serve's admission by time (default: none)")
+    parser.add_argument("--max-queue-ms", type=float, default=10.0, help="surrogates-serve's admission by time "
+                        "(max_queue_ms; about one request's model time for the default checkpoint; 0: none)")
     parser.add_argument("--pin", default="auto", help="CPU sets of the servers and of the clients: auto (the servers "
                         "the first half of the CPUs, the clients the rest, as if they ran on other machines), "
                         "'SERVER:CLIENTS' (e.g. 0:1 or 0-3:4-7), or none (all share every CPU)")
