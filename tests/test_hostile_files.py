@@ -232,3 +232,21 @@ def test_learned_preconditioner_naming_a_function_is_refused(tmp_path, marker):
     torch.save({"init_kwargs": {"hidden": 4, "rounds": 1}, "state_dict": {}, "metadata": Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="weights-only"):
         learned.load(path)
+
+
+def test_model_files_declaring_more_than_they_hold_are_refused_before_reading(reduced_model_file, tmp_path):
+    """A reduced-basis or power-limit model file with a gzip-compressed dataset of zeros that declares 2 GiB
+    (the file is a few hundred KiB) is refused from its header, before any dataset is read."""
+    from surrogates.solvers.reduced_basis.model import ReducedModel
+    from surrogates.solvers.reduced_basis.power_io import PowerLimitsFileError, load_partition
+
+    path = tmp_path / "bomb.rb.h5"
+    path.write_bytes(reduced_model_file.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("padding", shape=(1 << 28,), dtype="f8", chunks=(1 << 20,), compression="gzip", fillvalue=0.0)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match="declare .* bytes, more than a file of"):
+        ReducedModel.load(path)
+    with pytest.raises(PowerLimitsFileError, match="decompression bomb"):
+        load_partition(path)
+    assert ReducedModel.load(reduced_model_file).problem is not None  # an honest file still loads

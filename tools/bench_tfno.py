@@ -76,23 +76,46 @@ def model_overrides(name: str, problem: str) -> list[str]:
 
 
 def accuracy(args: argparse.Namespace, results: dict) -> dict:
+    """Every model on every problem, one run per seed. With several ``--lrs``, each model's learning rate is the
+    one of the lowest final validation error on the first seed (the same grid for every model), then the other
+    seeds run at it; ``results["<problem>/<model>/lr"]`` records the choice."""
     for problem in args.problems:
-        for seed in args.seeds:
-            for name, (experiment, peer) in MODELS.items():
+        for name, (experiment, peer) in MODELS.items():
+            if name not in args.models:
+                continue
+            overrides = (problem_overrides(problem, args.data_root, args.n_train, args.batch_size)
+                         + model_overrides(name, problem))
+            if experiment == "darcy_fno":
+                overrides = [o for o in overrides if not o.startswith("model.rank")]
+            if args.weight_decay is not None:
+                overrides.append(f"task.optimizer.weight_decay={args.weight_decay}")
+
+            def run(seed: int, lr: float | None) -> dict:
+                out = train_run(experiment, seed, args.epochs, peer=peer, peer_kwargs=NEURALOP_TFNO if peer else None,
+                                overrides=overrides + ([f"task.optimizer.lr={lr}"] if lr is not None else []))
+                record = {k: out[k] for k in ("params", "test_rel_l2", "samples_per_s", "n_train", "n_test", "resolution")}
+                record["val_rel_l2"] = out["val_rel_l2"][-1] if out["val_rel_l2"] else None
+                return record
+
+            lr = None
+            if len(args.lrs) > 1:  # pick on the validation split of the first seed
+                for candidate in args.lrs:
+                    key = f"{problem}/{name}/lr={candidate:g}/{args.seeds[0]}"
+                    if key not in results:
+                        results[key] = run(args.seeds[0], candidate)
+                        print(f"{key}: val rel. L2 {results[key]['val_rel_l2']:.4f}", flush=True)
+                        save(args, results)
+                lr = min(args.lrs, key=lambda c: results[f"{problem}/{name}/lr={c:g}/{args.seeds[0]}"]["val_rel_l2"])
+                results[f"{problem}/{name}/lr"] = lr
+            elif args.lrs:
+                lr = args.lrs[0]
+            for seed in args.seeds:
                 key = f"{problem}/{name}/{seed}"
-                if name not in args.models:
-                    continue
                 if key in results:
                     continue
-                overrides = (problem_overrides(problem, args.data_root, args.n_train, args.batch_size)
-                             + model_overrides(name, problem))
-                if experiment == "darcy_fno":
-                    overrides = [o for o in overrides if not o.startswith("model.rank")]
-                out = train_run(experiment, seed, args.epochs, peer=peer, overrides=overrides,
-                                peer_kwargs=NEURALOP_TFNO if peer else None)
-                results[key] = {k: out[k] for k in ("params", "test_rel_l2", "samples_per_s", "n_train", "n_test",
-                                                     "resolution")}
-                print(f"{key}: rel. L2 {out['test_rel_l2']:.4f}, {out['params']:,} parameters", flush=True)
+                chosen = f"{problem}/{name}/lr={lr:g}/{seed}" if lr is not None else None
+                results[key] = results[chosen] if chosen in results else run(seed, lr)
+                print(f"{key}: rel. L2 {results[key]['test_rel_l2']:.4f}, {results[key]['params']:,} parameters", flush=True)
                 save(args, results)
     return results
 
@@ -284,7 +307,11 @@ def render(args: argparse.Namespace, results: dict) -> str:
         f"Machine: {cpu_model()}, 2 cores shared with other jobs, torch {torch.__version__}, "
         f"{args.threads} thread(s). One run per seed, seeds {', '.join(map(str, args.seeds))}; the same data, "
         f"normalization, loss (relative L2), Adam + cosine schedule, batch size {args.batch_size} and {args.epochs} epochs "
-        "for every network (the darcy_* experiments' settings: modes 12, width 32, 4 layers). "
+        "for every network (the darcy_* experiments' settings: modes 12, width 32, 4 layers)"
+        + (f", Adam weight decay {args.weight_decay:g}" if args.weight_decay is not None else "")
+        + (f"; each network's learning rate is the one of {', '.join(f'{lr:g}' for lr in args.lrs)} with the lowest "
+           f"validation error on seed {args.seeds[0]} (column `lr`), the same grid for all. " if len(args.lrs) > 1 else ". ")
+        + "" 
         f"Tucker rank fraction {RANK} for our TFNO (one tensor for all layers) and for neuraloperator's TFNO "
         "(`neuralop.models.TFNO`, one Tucker tensor per layer, its default lifting and channel MLPs). "
         f"{spectral_note()} "
@@ -298,8 +325,8 @@ def render(args: argparse.Namespace, results: dict) -> str:
         "pde=navier_stokes resolution=64 pde.n_snapshots=5 pde.final_time=1.0 pde.dt=0.02 n_train=100 n_val=10 "
         "n_test=40 name=ns_64`), periodic embedding and patches.",
         "",
-        "| problem | train / test samples | model | parameters | test rel. L2 | vs dense FNO |",
-        "|---|---|---|---:|---:|---:|",
+        "| problem | train / test samples | model | parameters | lr | test rel. L2 | vs dense FNO |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     goals = []
     for problem in args.problems:
@@ -312,7 +339,8 @@ def render(args: argparse.Namespace, results: dict) -> str:
             if not rs:
                 continue
             m, s = mean_std([r["test_rel_l2"] for r in rs])
-            lines.append(f"| {problem} | {rs[0]['n_train']} / {rs[0]['n_test']} | {name} | {rs[0]['params']:,} | "
+            lr = results.get(f"{problem}/{name}/lr", args.lrs[0] if len(args.lrs) == 1 else 1e-3)
+            lines.append(f"| {problem} | {rs[0]['n_train']} / {rs[0]['n_test']} | {name} | {rs[0]['params']:,} | {lr:g} | "
                          f"{m:.4f} +- {s:.4f} | {m / dense_error:.2f}x |")
         dense_params = runs["FNO (dense)"][0]["params"]
         if runs["TFNO (ours)"]:
@@ -417,6 +445,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--n-train", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--lrs", type=float, nargs="+", default=[],
+                   help="learning rates; several: each model takes the one of the lowest validation error on the "
+                   "first seed (default: the experiments' own, 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay for every model "
+                   "(default: the experiments' own, 1e-4)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
                    help="networks to train in the accuracy part (results already in --results are rendered too)")
     p.add_argument("--seeds-256", type=int, nargs="+", default=[0])

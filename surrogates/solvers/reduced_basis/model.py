@@ -36,6 +36,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from surrogates.errors import CheckpointError
+from surrogates.solvers.reduced_basis.file_limits import oversized
 from surrogates.solvers.reduced_basis.estimators import (
     ESTIMATORS,
     CompressedResidual,
@@ -366,6 +367,8 @@ class ReducedModel:
         except OSError as error:
             raise ReducedModelFileError(path, f"not a readable HDF5 file (truncated or corrupt?): {error}") from error
         with f:
+            if (why := oversized(f, path)) is not None:
+                raise ReducedModelFileError(path, why)
             fmt = _attr(f, "format")
             if fmt != FORMAT:
                 raise ReducedModelFileError(

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from surrogates.errors import CheckpointError
+from surrogates.solvers.reduced_basis.file_limits import oversized
 from surrogates.solvers.reduced_basis.eim import EIMBasis, ParametricEIM
 from surrogates.solvers.reduced_basis.model import _json_default, make_problem
 from surrogates.solvers.reduced_basis.polynomial_basis import ChebyshevProducts
@@ -163,6 +164,8 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
     except OSError as error:
         raise PowerLimitsFileError(path, f"not a readable HDF5 file (truncated or corrupt?): {error}") from error
     with f:
+        if (why := oversized(f, path)) is not None:
+            raise PowerLimitsFileError(path, why)
         fmt = _attr(f, "format", path)
         if fmt != FORMAT:
             raise PowerLimitsFileError(path, f"not a power-limit model (attribute format={fmt!r}, expected {FORMAT!r})")

@@ -1,0 +1,45 @@
+"""Refuse model files (HDF5) whose datasets declare more bytes than the file can hold (decompression bombs).
+
+The package's model files (reduced-basis ``*.rb.h5``, power-limit ``*.logdet.h5``) store their arrays
+uncompressed and are read whole. A file of a few MiB can still declare gigabytes in gzip-compressed
+datasets of zeros, and reading them would exhaust memory (the service loads every model file of its
+folder at start-up). :func:`oversized` compares the bytes the datasets declare with the file's size
+before anything is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+
+MAX_EXPANSION = 8
+"""Declared bytes may exceed the file's size this many times (room for compression a writer might use)..."""
+
+SLACK_BYTES = 64 << 20
+"""... plus this many bytes (small files, fill values)."""
+
+
+def declared_bytes(f: h5py.File) -> int:
+    """Bytes that reading every dataset of ``f`` whole would produce (from the header only)."""
+    total = 0
+
+    def visit(_: str, obj: object) -> None:
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += int(obj.size or 0) * max(int(obj.dtype.itemsize), 1)
+
+    f.visititems(visit)
+    return total
+
+
+def oversized(f: h5py.File, path: str | Path) -> str | None:
+    """Why ``f`` (opened from ``path``) is refused, or ``None`` when its datasets fit its size."""
+    size = os.path.getsize(path)
+    declared = declared_bytes(f)
+    limit = MAX_EXPANSION * size + SLACK_BYTES
+    if declared <= limit:
+        return None
+    return (f"its datasets declare {declared} bytes, more than a file of {size} bytes can hold "
+            f"({MAX_EXPANSION} x its size + {SLACK_BYTES >> 20} MiB); refused before reading (a decompression bomb?)")
