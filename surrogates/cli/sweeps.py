@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,11 @@ def collect_runs(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
     return runs
 
 
-class SweepSummary:
+class SweepSummary(Callback):
     """Hydra callback: ``sweep_summary.json`` in the sweep folder, the runs ranked by ``metric``.
+
+    A subclass of Hydra's ``Callback`` so that the hooks it leaves alone (``on_run_start`` ...) exist: Hydra
+    calls every hook on every callback and warns for each one missing, on every single run.
 
     ``mode`` is ``min`` or ``max`` (the checkpoint callback's). Runs without a finite value come last.
     """

@@ -66,3 +66,21 @@ def test_sweep_summary_tables_rank_runs_by_their_best_score(tmp_path):
     assert (tmp_path / "summary.png").read_bytes()[:8] == PNG
     SweepSummary("val/rel_l2", "max").on_multirun_end(config)
     assert "Best: run 0" in (tmp_path / "summary.md").read_text()
+
+
+def test_sweep_summary_has_every_hydra_hook_so_single_runs_print_no_warnings():
+    import inspect
+    import warnings
+
+    from hydra.experimental.callback import Callback
+    from omegaconf import OmegaConf
+
+    summary = SweepSummary("val/rel_l2", "min")
+    config = OmegaConf.create({})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Hydra turns a missing hook into a UserWarning on every run
+        for hook in [name for name in dir(Callback) if name.startswith("on_") and name != "on_multirun_end"]:
+            method = getattr(summary, hook)
+            required = [name for name, parameter in inspect.signature(method).parameters.items()
+                        if parameter.default is parameter.empty and parameter.kind not in (parameter.VAR_KEYWORD,)]
+            method(**{name: config if name == "config" else None for name in required})
