@@ -419,7 +419,9 @@ def render(args: argparse.Namespace, results: dict) -> str:
     command = (f"python tools/bench_tfno.py --problems {' '.join(args.problems)} --seeds {' '.join(map(str, args.seeds))} "
                f"--epochs {args.epochs} --n-train {args.n_train} --batch-size {args.batch_size} --seeds-256 "
                f"{' '.join(map(str, args.seeds_256))} --epochs-256 {args.epochs_256} --memory-steps {args.memory_steps} "
-               f"--threads {args.threads}")
+               f"--threads {args.threads}"
+               + (f" --lrs {' '.join(f'{lr:g}' for lr in args.lrs)}" if args.lrs else "")
+               + (f" --weight-decay {args.weight_decay:g}" if args.weight_decay is not None else ""))
     steps = -(-args.n_train // args.batch_size) * args.epochs
     lines += [
         "", f"Reading: the budget is CPU-sized ({args.n_train} training samples, {args.epochs} epochs of batch "
@@ -431,7 +433,11 @@ def render(args: argparse.Namespace, results: dict) -> str:
         "neuraloperator's: besides the factorization (one tensor for all layers, with rank 2 over the 4 layers, "
         "against one per layer), neuraloperator's network has a lifting MLP and a channel MLP in every layer, "
         "and at the same rank fraction more spectral parameters (above); the comparison is of the two "
-        "implementations as configured by the same fraction, not of the factorizations alone.",
+        "implementations as configured by the same fraction, not of the factorizations alone."
+        + (" Learning rates: the factorized networks learn more slowly per step at the dense network's rate; at the "
+           "experiments' own settings (lr 1e-3, weight decay 1e-4) our TFNO on Darcy reached 1.30x the dense error "
+           "after 6 epochs (3 seeds) and 1.61x after 20 (seed 0), and chosen on validation from the same grid "
+           "it takes a larger rate than the dense network (column `lr`)." if len(args.lrs) > 1 else ""),
     ]
     lines += ["", "Goals:", "", *goals, "", f"Command (the parts may run separately, see `--parts`): `{command}`"]
     return "\n".join(lines)
