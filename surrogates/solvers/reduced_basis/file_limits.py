@@ -1,4 +1,5 @@
-"""Refuse model files (HDF5) whose datasets declare more bytes than the file can hold (decompression bombs).
+"""Opening the package's HDF5 model files: existence, format and version checked, and files whose datasets
+declare more bytes than the file can hold (decompression bombs) refused before anything is read.
 
 The package's model files (reduced-basis ``*.rb.h5``, power-limit ``*.logdet.h5``) store their arrays
 uncompressed and are read whole. A file of a few MiB can still declare gigabytes in gzip-compressed
@@ -10,6 +11,7 @@ before anything is read.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import h5py
@@ -43,3 +45,41 @@ def oversized(f: h5py.File, path: str | Path) -> str | None:
         return None
     return (f"its datasets declare {declared} bytes, more than a file of {size} bytes can hold "
             f"({MAX_EXPANSION} x its size + {SLACK_BYTES >> 20} MiB); refused before reading (a decompression bomb?)")
+
+
+def open_model_file(
+    path: str | Path,
+    error: Callable[[Path, str], Exception],
+    fmt: str,
+    what: str,
+    supported_major: Collection[str],
+    version: str,
+) -> h5py.File:
+    """``path`` opened for reading once it exists, is HDF5, declares no more than it holds (:func:`oversized`),
+    and has the attribute ``format == fmt`` and a ``format_version`` whose major part is in ``supported_major``;
+    otherwise ``error(path, why)`` is raised (``what`` names the kind of file, ``version`` the one this code writes).
+    Use it as a context manager."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(path, "file does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as cause:
+        raise error(path, f"not a readable HDF5 file (truncated or corrupt?): {cause}") from cause
+    try:
+        if (why := oversized(f, path)) is not None:
+            raise error(path, why)
+        found = _text(f.attrs.get("format"))
+        if found != fmt:
+            raise error(path, f"not {what} (attribute format={found!r}, expected {fmt!r})")
+        found_version = str(_text(f.attrs.get("format_version")))
+        if found_version.split(".")[0] not in supported_major:
+            raise error(path, f"format_version {found_version} is not supported (this code reads {version})")
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _text(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value

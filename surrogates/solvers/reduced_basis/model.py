@@ -36,7 +36,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from surrogates.errors import CheckpointError
-from surrogates.solvers.reduced_basis.file_limits import oversized
+from surrogates.solvers.reduced_basis.file_limits import open_model_file
 from surrogates.solvers.reduced_basis.estimators import (
     ESTIMATORS,
     CompressedResidual,
@@ -360,25 +360,9 @@ class ReducedModel:
             version, missing or inconsistent datasets, non-finite values.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ReducedModelFileError(path, "file does not exist")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as error:
-            raise ReducedModelFileError(path, f"not a readable HDF5 file (truncated or corrupt?): {error}") from error
+        f = open_model_file(path, ReducedModelFileError, FORMAT, "a reduced basis model", SUPPORTED_MAJOR_VERSIONS,
+                            FORMAT_VERSION)
         with f:
-            if (why := oversized(f, path)) is not None:
-                raise ReducedModelFileError(path, why)
-            fmt = _attr(f, "format")
-            if fmt != FORMAT:
-                raise ReducedModelFileError(
-                    path, f"not a reduced basis model (attribute format={fmt!r}, expected {FORMAT!r})"
-                )
-            version = str(_attr(f, "format_version"))
-            if version.split(".")[0] not in SUPPORTED_MAJOR_VERSIONS:
-                raise ReducedModelFileError(
-                    path, f"format_version {version} is not supported (this code reads {FORMAT_VERSION})"
-                )
             for key in ("problem_target", "problem_config", "parameter_space", "eim_error", "n_nodes", "grid_shape"):
                 if key not in f.attrs:
                     raise ReducedModelFileError(path, f"missing attribute {key!r}")

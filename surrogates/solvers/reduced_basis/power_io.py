@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from surrogates.errors import CheckpointError
-from surrogates.solvers.reduced_basis.file_limits import oversized
+from surrogates.solvers.reduced_basis.file_limits import open_model_file
 from surrogates.solvers.reduced_basis.eim import EIMBasis, ParametricEIM
 from surrogates.solvers.reduced_basis.model import _json_default, make_problem
 from surrogates.solvers.reduced_basis.polynomial_basis import ChebyshevProducts
@@ -157,23 +157,9 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
         datasets, non-finite values, a problem that cannot be re-created.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PowerLimitsFileError(path, "file does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as error:
-        raise PowerLimitsFileError(path, f"not a readable HDF5 file (truncated or corrupt?): {error}") from error
+    f = open_model_file(path, PowerLimitsFileError, FORMAT, "a power-limit model", SUPPORTED_MAJOR_VERSIONS,
+                        FORMAT_VERSION)
     with f:
-        if (why := oversized(f, path)) is not None:
-            raise PowerLimitsFileError(path, why)
-        fmt = _attr(f, "format", path)
-        if fmt != FORMAT:
-            raise PowerLimitsFileError(path, f"not a power-limit model (attribute format={fmt!r}, expected {FORMAT!r})")
-        version = str(_attr(f, "format_version", path))
-        if version.split(".")[0] not in SUPPORTED_MAJOR_VERSIONS:
-            raise PowerLimitsFileError(
-                path, f"format_version {version} is not supported (this code reads {FORMAT_VERSION})"
-            )
         try:
             target = _attr(f, "problem_target", path)
             config = json.loads(_attr(f, "problem_config", path))
