@@ -25,9 +25,7 @@ with the reason.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from surrogates.errors import CheckpointError
-from surrogates.solvers.reduced_basis.file_limits import open_model_file
+from surrogates.solvers.reduced_basis.model_files import create_model_file, open_model_file
 from surrogates.solvers.reduced_basis.estimators import (
     ESTIMATORS,
     CompressedResidual,
@@ -303,8 +301,6 @@ class ReducedModel:
     def save(self, path: str | Path) -> Path:
         """Write the model to one HDF5 file (atomically: a temporary name renamed on success)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
         arrays = {
             "operator/interpolation_matrix": self.operator_interpolation,
             "operator/entry_weights": self.operator_entries.weights,
@@ -322,31 +318,15 @@ class ReducedModel:
         if self.compressed is not None:
             arrays["estimator/compressed_P"] = self.compressed.P
             arrays["estimator/compressed_scale"] = self.compressed.scale
-        from surrogates import __version__ as version  # noqa: PLC0415 (avoid a cycle at import time)
-        from surrogates.checkpoint.registry import reduced_problem_name  # the allowlist lives above this layer
-
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["format_version"] = FORMAT_VERSION
-                f.attrs["kind"] = "reduced"
-                f.attrs["package_version"] = str(version)
-                f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                f.attrs["problem_target"] = reduced_problem_name(self.problem)
-                f.attrs["problem_config"] = json.dumps(self.problem.config())
-                f.attrs["parameter_space"] = json.dumps(self.parameter_space.to_dict())
-                f.attrs["eim_error"] = float(self.eim_error)
-                if self.compressed is not None:
-                    f.attrs["compressed_tail"] = float(self.compressed.tail)
-                f.attrs["n_nodes"] = int(self.layout.n_nodes)
-                f.attrs["grid_shape"] = json.dumps(list(self.layout.grid_shape) if self.layout.grid_shape else None)
-                f.attrs["metadata"] = json.dumps(self.metadata, default=_json_default)
-                for name, value in arrays.items():
-                    f.create_dataset(name, data=np.asarray(value))
-            tmp.replace(path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with create_model_file(path, FORMAT, FORMAT_VERSION, "reduced", self.problem, self.parameter_space,
+                               self.eim_error) as f:
+            if self.compressed is not None:
+                f.attrs["compressed_tail"] = float(self.compressed.tail)
+            f.attrs["n_nodes"] = int(self.layout.n_nodes)
+            f.attrs["grid_shape"] = json.dumps(list(self.layout.grid_shape) if self.layout.grid_shape else None)
+            f.attrs["metadata"] = json.dumps(self.metadata, default=_json_default)
+            for name, value in arrays.items():
+                f.create_dataset(name, data=np.asarray(value))
         return path
 
     @classmethod

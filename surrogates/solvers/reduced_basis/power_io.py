@@ -18,15 +18,13 @@ nothing named in the file is imported or called. Layout::
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from surrogates.errors import CheckpointError
-from surrogates.solvers.reduced_basis.file_limits import open_model_file
+from surrogates.solvers.reduced_basis.model_files import create_model_file, open_model_file
 from surrogates.solvers.reduced_basis.eim import EIMBasis, ParametricEIM
 from surrogates.solvers.reduced_basis.model import _json_default, make_problem
 from surrogates.solvers.reduced_basis.polynomial_basis import ChebyshevProducts
@@ -58,57 +56,39 @@ def _write_eim(group: h5py.Group, eim: EIMBasis) -> None:
 
 def save_partition(partition: PowerLimitPartition, path: str | Path) -> Path:
     """Write ``partition`` to ``path`` (atomically: a temporary name renamed on success)."""
-    from surrogates import __version__ as version  # noqa: PLC0415 (avoid a cycle at import time)
-    from surrogates.checkpoint.registry import reduced_problem_name  # the allowlist lives above this layer
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     system = partition.system
     first = partition.models[0]
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["kind"] = "power_limits"
-            f.attrs["package_version"] = str(version)
-            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            f.attrs["problem_target"] = reduced_problem_name(system.problem)
-            f.attrs["problem_config"] = json.dumps(system.problem.config())
-            f.attrs["parameter_space"] = json.dumps(system.problem.parameter_space.to_dict())
-            f.attrs["eim_error"] = float(system.eim_error)
-            f.attrs["series"] = first.series
-            f.attrs["dim"] = int(first.dim)
-            f.attrs["info"] = json.dumps(partition.info, default=_json_default)
-            f.create_dataset("edges", data=partition.edges)
-            if partition.homogeneous:
-                f.create_dataset("cells", data=partition.cells)
-                f.attrs["step"] = float(partition.step)
-            for name, eim in (("operator", system.operator), ("rhs", system.rhs)):
-                group = f.create_group(f"system/{name}")
-                _write_eim(group, eim.eim)
-                for field in ("positions", "collateral", "mus"):
-                    group.create_dataset(field, data=np.asarray(getattr(eim, field)))
-            for i, model in enumerate(partition.models):
-                group = f.create_group(f"boxes/{i}")
-                arrays = {
-                    "mus": model.mus, "log_dets": model.log_dets, "coefficient_rows": model.coefficient_rows,
-                    "point_interval": np.asarray(model.point_interval), "reference": model.reference,
-                    "multiplicities": model.multiplicities, "lower": model.lower, "upper": model.upper,
-                    "features_lower": model.features.lower, "features_upper": model.features.upper,
-                    "exponents": model.features.exponents,
-                }
-                for name, value in arrays.items():
-                    group.create_dataset(name, data=np.asarray(value))
-                _write_eim(group.create_group("powers"), model.powers)
-                if model.solutions is not None:
-                    group.create_dataset("solutions", data=model.solutions)
-                    group.create_dataset("rhs_gram", data=model.rhs_gram)
-                group.attrs["info"] = json.dumps(model.info or {}, default=_json_default)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with create_model_file(path, FORMAT, FORMAT_VERSION, "power_limits", system.problem,
+                           system.problem.parameter_space, system.eim_error) as f:
+        f.attrs["series"] = first.series
+        f.attrs["dim"] = int(first.dim)
+        f.attrs["info"] = json.dumps(partition.info, default=_json_default)
+        f.create_dataset("edges", data=partition.edges)
+        if partition.homogeneous:
+            f.create_dataset("cells", data=partition.cells)
+            f.attrs["step"] = float(partition.step)
+        for name, eim in (("operator", system.operator), ("rhs", system.rhs)):
+            group = f.create_group(f"system/{name}")
+            _write_eim(group, eim.eim)
+            for field in ("positions", "collateral", "mus"):
+                group.create_dataset(field, data=np.asarray(getattr(eim, field)))
+        for i, model in enumerate(partition.models):
+            group = f.create_group(f"boxes/{i}")
+            arrays = {
+                "mus": model.mus, "log_dets": model.log_dets, "coefficient_rows": model.coefficient_rows,
+                "point_interval": np.asarray(model.point_interval), "reference": model.reference,
+                "multiplicities": model.multiplicities, "lower": model.lower, "upper": model.upper,
+                "features_lower": model.features.lower, "features_upper": model.features.upper,
+                "exponents": model.features.exponents,
+            }
+            for name, value in arrays.items():
+                group.create_dataset(name, data=np.asarray(value))
+            _write_eim(group.create_group("powers"), model.powers)
+            if model.solutions is not None:
+                group.create_dataset("solutions", data=model.solutions)
+                group.create_dataset("rhs_gram", data=model.rhs_gram)
+            group.attrs["info"] = json.dumps(model.info or {}, default=_json_default)
     return path
 
 

@@ -1,5 +1,7 @@
-"""Opening the package's HDF5 model files: existence, format and version checked, and files whose datasets
-declare more bytes than the file can hold (decompression bombs) refused before anything is read.
+"""The package's HDF5 model files (reduced-basis ``*.rb.h5``, power-limit ``*.logdet.h5``): written atomically
+with one header (:func:`create_model_file`), opened with existence, format and version checked and files whose
+datasets declare more bytes than the file can hold (decompression bombs) refused before anything is read
+(:func:`open_model_file`).
 
 The package's model files (reduced-basis ``*.rb.h5``, power-limit ``*.logdet.h5``) store their arrays
 uncompressed and are read whole. A file of a few MiB can still declare gigabytes in gzip-compressed
@@ -10,9 +12,13 @@ before anything is read.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -83,3 +89,35 @@ def open_model_file(
 
 def _text(value: object) -> object:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@contextmanager
+def create_model_file(
+    path: str | Path, fmt: str, version: str, kind: str, problem: Any, parameter_space: Any, eim_error: float
+) -> Iterator[h5py.File]:
+    """A new model file with the header both kinds share (format, versions, creation time, the problem by its
+    registered name and configuration, the parameter space, the EIM error), for the caller to add its own
+    attributes and datasets. Written under a temporary name and renamed to ``path`` when the block ends
+    without an error; the temporary file is removed either way."""
+    from surrogates import __version__ as package_version  # noqa: PLC0415 (avoid a cycle at import time)
+    from surrogates.checkpoint.registry import reduced_problem_name  # the allowlist lives above this layer
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = fmt
+            f.attrs["format_version"] = version
+            f.attrs["kind"] = kind
+            f.attrs["package_version"] = str(package_version)
+            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.attrs["problem_target"] = reduced_problem_name(problem)
+            f.attrs["problem_config"] = json.dumps(problem.config())
+            f.attrs["parameter_space"] = json.dumps(parameter_space.to_dict())
+            f.attrs["eim_error"] = float(eim_error)
+            yield f
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
