@@ -345,6 +345,11 @@ class DataSchema:
         )
 
 
+def window_channel(name: str, step: int) -> str:
+    """The channel of variable ``name`` at ``step`` of a time window (``u``, 2 -> ``u_t2``), see ``DataSchema.window``."""
+    return f"{name}_t{step}"
+
+
 # -- reading helpers --------------------------------------------------------------------------------
 def _variable_attrs(var: Variable) -> dict[str, Any]:
     out: dict[str, Any] = {"units": var.units, "long_name": var.long_name}

@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from surrogates.data.fields import expand_field_names
 from surrogates.data.foreign import ForeignLayout, inspect_foreign
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
+from surrogates.schema import window_channel
 
 MAX_OPEN_FILES = 64
 """Open HDF5 handles kept per process (least recently used ones are closed beyond this)."""
@@ -210,10 +211,10 @@ class FieldDataset(Dataset):
         if n_starts < 1:
             raise ValueError(f"n_steps_input={n_in} + n_steps_output={n_out} exceeds the {steps} stored times in {info.path}")
         inputs = [
-            _Channel(f"{name}_t{k}", k, False, *self._source(info, name), name) for name in self.inputs for k in range(n_in)
+            _Channel(window_channel(name, k), k, False, *self._source(info, name), name) for name in self.inputs for k in range(n_in)
         ]
         targets = [
-            _Channel(f"{name}_t{n_in + k}", n_in + k, False, *self._source(info, name), name)
+            _Channel(window_channel(name, n_in + k), n_in + k, False, *self._source(info, name), name)
             for name in self.targets for k in range(n_out)
         ]
         return inputs, targets, n_starts

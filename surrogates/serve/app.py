@@ -40,8 +40,9 @@ from surrogates import __version__
 from surrogates.serve import codecs
 from surrogates.serve.admission import Admission
 from surrogates.serve.auth import BearerAuth, declare_bearer_security
-from surrogates.serve.batching import MicroBatcher
+from surrogates.serve.batching import MicroBatcher, timed
 from surrogates.serve.errors import ServiceError, unprocessable
+from surrogates.serve.inputs import next_times
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
     ErrorResponse,
@@ -383,8 +384,9 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if windowed:  # the stored layout: u (sample, time, *spatial), vector fields whole
             answer, labels = entry.assemble_window_fields(entry.join_windows(answer))
             coords.update({dim: (np.asarray(values), {}) for dim, values in labels.items()})
-            if input_times is not None:
-                coords.update(_next_times(input_times, entry.window["n_steps_output"], entry.time_dim))
+            times = None if input_times is None else next_times(input_times[0], entry.window["n_steps_output"])
+            if times is not None:  # the inputs' times continued, with their attributes
+                coords[entry.time_dim] = (times, input_times[1])
         elif kind != "json" and (whole_fields or entry.trained_on_user_files):
             # vector fields whole, as the body sent them or the user's training file stores them; in the model's order
             answer, labels = entry.assemble_fields(answer)
@@ -679,7 +681,7 @@ async def _roll_in_slices(
         stepper = entry.rollout_runner(x, seed)
         while len(frames) < (steps or 1):
             done, seconds = await loop.run_in_executor(
-                batcher.executor, _timed_advance, stepper, (steps or 1) - len(frames), slice_s, token
+                batcher.executor, timed, advance, stepper, (steps or 1) - len(frames), slice_s, token
             )
             batcher.stats.record_time(1, seconds)
             for k, (outputs, _) in enumerate(done, start=len(frames)):  # a NaN stops the rollout where it appears
@@ -691,20 +693,6 @@ async def _roll_in_slices(
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
     info = frames[-1][1]
     return (_stack(entry, [outputs for outputs, _ in frames]) if steps else frames[0][0]), info
-
-
-def _next_times(times: tuple[np.ndarray, dict], n: int, dim: str) -> dict[str, tuple[np.ndarray, dict]]:
-    """The ``n`` times after a window's, continued with its last step (numeric, at least two of them), else none."""
-    values, attrs = times
-    values = np.asarray(values)
-    if values.ndim != 1 or len(values) < 2 or not np.issubdtype(values.dtype, np.number):
-        return {}
-    return {dim: (values[-1] + (values[-1] - values[-2]) * np.arange(1, n + 1), attrs)}
-
-
-def _timed_advance(*args: Any) -> tuple[Any, float]:
-    started = time.perf_counter()  # in the worker thread: the slice's own seconds
-    return advance(*args), time.perf_counter() - started
 
 
 def _stack(entry: ModelEntry, frames: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -199,7 +199,7 @@ class MicroBatcher:
 
     async def _call(self, x: np.ndarray, requests: int) -> Outputs:
         """``run(x)`` in the worker thread, its seconds folded into ``stats.request_seconds``."""
-        outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, _timed, self.run, x)
+        outputs, seconds = await asyncio.get_running_loop().run_in_executor(self.executor, timed, self.run, x)
         self.stats.record_time(requests, seconds)
         return outputs
 
@@ -230,9 +230,11 @@ class MicroBatcher:
             _settle(job.future, result=result)
 
 
-def _timed(run: Callable[[np.ndarray], Outputs], x: np.ndarray) -> tuple[Outputs, float]:
-    started = time.perf_counter()  # in the worker thread: the model's own seconds, not the wait for the thread
-    return run(x), time.perf_counter() - started
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """``(fn(*args), seconds)``: run in the model's worker thread, the seconds are the call's own, not the
+    wait for the thread."""
+    started = time.perf_counter()
+    return fn(*args), time.perf_counter() - started
 
 
 def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:

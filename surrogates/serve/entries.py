@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.schema import DataSchema, Variable
+from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.errors import ServiceError, unprocessable
-from surrogates.serve.inputs import InputError, check_finite, check_layout, stack
+from surrogates.serve.inputs import InputError, check_finite, check_layout, last_states, stack
 
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
@@ -192,8 +192,7 @@ class ModelEntry:
                     f"variable {name!r} has {values.shape[axis] if values.ndim > axis else 0} state(s) along "
                     f"{self.time_dim!r}; model {self.name!r} takes windows of {n_in}",
                 )
-            for k in range(n_in):  # the last n_in states, oldest first
-                channels[f"{name}_t{k}"] = np.take(values, values.shape[axis] - n_in + k, axis=axis)
+            channels.update(last_states(name, values, n_in, axis))
         return channels
 
     def join_windows(self, answer: dict[str, tuple[list[str], np.ndarray]]) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -202,7 +201,7 @@ class ModelEntry:
         n_in, n_out = int(self.window["n_steps_input"]), int(self.window["n_steps_output"])
         out = {}
         for name in self.window["targets"]:
-            parts = [answer[f"{name}_t{n_in + k}"] for k in range(n_out)]
+            parts = [answer[window_channel(name, n_in + k)] for k in range(n_out)]
             dims = list(parts[0][0])
             at = 1 if dims and dims[0] not in self.spatial_dims else 0  # after the sample dim, if any
             out[name] = ([*dims[:at], self.time_dim, *dims[at:]], np.stack([values for _, values in parts], axis=at))

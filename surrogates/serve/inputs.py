@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.schema import Variable
+from surrogates.schema import Variable, window_channel
 
 __all__ = ["InputError", "Layout", "check_channels", "check_finite", "check_layout", "split_channels", "stack"]
 
@@ -201,3 +201,18 @@ def check_channels(x: Any, names: Sequence[str], spatial_dims: Sequence[str]) ->
         bad_channel = int((~finite).transpose(0, 1).reshape(x.shape[1], -1).any(dim=1).nonzero()[0])
         bad = (~finite[:, bad_channel]).reshape(x.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
         raise InputError("non_finite", non_finite_message(names[bad_channel], bad))
+
+
+def last_states(name: str, values: np.ndarray, n_in: int, axis: int) -> dict[str, np.ndarray]:
+    """The last ``n_in`` states of ``values`` along ``axis`` as a windowed model's channels, oldest first:
+    ``u (n, T, *spatial)`` -> ``u_t0 ... (n, *spatial)`` (the caller checks that ``T >= n_in``)."""
+    return {window_channel(name, k): np.take(values, values.shape[axis] - n_in + k, axis=axis) for k in range(n_in)}
+
+
+def next_times(times: np.ndarray, n: int) -> np.ndarray | None:
+    """The ``n`` times after ``times``, continued with its last step; ``None`` unless ``times`` is a numeric
+    1D coordinate of at least two values."""
+    times = np.asarray(times)
+    if times.ndim != 1 or len(times) < 2 or not np.issubdtype(times.dtype, np.number):
+        return None
+    return times[-1] + (times[-1] - times[-2]) * np.arange(1, n + 1)

@@ -24,7 +24,7 @@ from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
-from surrogates.schema import DataSchema, Variable
+from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import InputError, check_channels, check_finite, check_layout, split_channels, stack
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -181,7 +181,7 @@ class RolloutSurrogate:
         ``k = 0 .. n_steps_input - 1``, time-major (``u_t0, v_t0, u_t1, v_t1``); the service's input names."""
         if self.n_steps_input == 1:
             return self.state
-        return [f"{name}_t{k}" for k in range(self.n_steps_input) for name in self.state]
+        return [window_channel(name, k) for k in range(self.n_steps_input) for name in self.state]
 
     @property
     def spatial_dims(self) -> list[str]:

@@ -13,8 +13,8 @@ from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
-from surrogates.schema import Component, DataSchema, Variable
-from surrogates.serve.inputs import check_channels, check_finite, check_layout, split_channels, stack
+from surrogates.schema import Component, DataSchema, Variable, window_channel
+from surrogates.serve.inputs import check_channels, check_finite, check_layout, last_states, next_times, split_channels, stack
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -254,10 +254,7 @@ class Surrogate:
                     f"variable {name!r} has dims {dict(var.sizes)}; the model takes windows of {n_in} states: expected "
                     f"({sample_dim!r}, {time_dim!r}, {', '.join(map(repr, self.spatial_dims))}) with at least {n_in} times"
                 )
-            values = var.transpose(*expected).values
-            axis = expected.index(time_dim)
-            for k in range(n_in):  # the last n_in states, oldest first
-                arrays[f"{name}_t{k}"] = np.take(values, values.shape[axis] - n_in + k, axis=axis)
+            arrays.update(last_states(name, var.transpose(*expected).values, n_in, expected.index(time_dim)))
         if missing:
             raise ValueError(f"missing input variable(s) {missing}; the dataset has {sorted(map(str, ds.data_vars))}")
         has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
@@ -265,14 +262,13 @@ class Surrogate:
         dims = ((sample_dim,) if has_sample else ()) + (time_dim, *self.spatial_dims)
         out_vars = {}
         for name in window["targets"]:
-            channels = [self.targets.index(f"{name}_t{n_in + k}") for k in range(n_out)]
+            channels = [self.targets.index(window_channel(name, n_in + k)) for k in range(n_out)]
             values = pred[:, channels]  # (n, n_out, *spatial)
             out_vars[name] = xr.DataArray(values if has_sample else values[0], dims=dims,
                                           attrs={"long_name": f"predicted {name}"})
         coords = {dim: ds.coords[dim] for dim in (sample_dim, *self.spatial_dims) if dim in dims and dim in ds.coords}
-        if time_dim in ds.coords and ds.sizes[time_dim] >= 2 and np.issubdtype(ds[time_dim].dtype, np.number):
-            times = np.asarray(ds[time_dim].values)
-            coords[time_dim] = times[-1] + (times[-1] - times[-2]) * np.arange(1, n_out + 1)
+        if time_dim in ds.coords and (times := next_times(ds[time_dim].values, n_out)) is not None:
+            coords[time_dim] = times
         out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
         coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
