@@ -334,16 +334,16 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             seed = _agree("seed", seed, seed_in_body)
         else:
             specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
+            netcdf = codecs.NetcdfBody(body)  # its header is parsed once for both steps below
             # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
-            windowed = entry.window is not None and not set(specs) & await _maybe_thread(
-                offload, codecs.netcdf_variable_names, body
-            )
+            windowed = entry.window is not None and not set(specs) & await _maybe_thread(offload, netcdf.variable_names)
             if windowed:
                 specs, components = entry.window_specs()
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
-                offload, codecs.read_netcdf, body, specs, settings.max_elements, settings.max_decoded_bytes,
+                offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
                 entry.sample_dims, components,
             )
+            del netcdf  # holds the body too
             if windowed:
                 single = next(iter(arrays.values())).ndim == len(entry.spatial_dims) + 1
                 arrays = entry.split_windows(arrays, single)

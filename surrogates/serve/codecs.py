@@ -257,8 +257,35 @@ def _stored_elsewhere(var: Any) -> bool:
     return bool(dataset.external) or bool(getattr(dataset, "is_virtual", False))
 
 
+class NetcdfBody:
+    """A NetCDF request body whose header is parsed once, however many times it is asked for.
+
+    The service looks at a body's variable names first (which layout did the client send?) and then reads
+    it (:func:`read_netcdf`); both take this object, so the header (``h5netcdf`` walking the HDF5 metadata)
+    is read a single time.
+    """
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self._header: dict[str, NetcdfVariable] | None = None
+
+    @property
+    def engine(self) -> str:
+        return netcdf_engine(self.body)
+
+    def header(self) -> dict[str, NetcdfVariable]:
+        """Every variable of the body (:func:`netcdf_header`); 400 ``malformed_netcdf`` when unreadable."""
+        if self._header is None:
+            self._header = _checked_header(self.body, self.engine)
+        return self._header
+
+    def variable_names(self) -> set[str]:
+        """The names of the body's variables, from its header."""
+        return set(self.header())
+
+
 def read_netcdf(
-    body: bytes,
+    body: bytes | NetcdfBody,
     specs: Mapping[str, Sequence[str]],
     max_elements: int,
     max_decoded_bytes: int | None = None,
@@ -290,9 +317,10 @@ def read_netcdf(
     """
     import xarray as xr
 
-    engine = netcdf_engine(body)
+    parsed = body if isinstance(body, NetcdfBody) else NetcdfBody(body)
+    body, engine = parsed.body, parsed.engine
     limit = 8 * max_elements if max_decoded_bytes is None else max_decoded_bytes
-    header = _checked_header(body, engine)
+    header = parsed.header()
     components = {name: c for name, c in (components or {}).items() if name in specs}
     specs, fields = _whole_fields(specs, header, components)
     missing = [name for name in specs if name not in header]
@@ -365,11 +393,6 @@ def read_netcdf(
                 arrays[name] = np.ascontiguousarray(values[..., names.index(component.label)])
         coords.setdefault(dim, (np.asarray(names), {}))
     return arrays, coords, engine, sample_dim, fields
-
-
-def netcdf_variable_names(body: bytes) -> set[str]:
-    """The names of a NetCDF body's variables, from its header (400 ``malformed_netcdf`` when unreadable)."""
-    return set(_checked_header(body, netcdf_engine(body)))
 
 
 def _checked_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:

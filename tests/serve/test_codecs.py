@@ -36,3 +36,26 @@ def test_a_large_ragged_or_non_numeric_array_is_still_refused():
         with pytest.raises(ServiceError) as refused:
             json_array("a", value)
         assert refused.value.status == 422 and refused.value.code == "invalid_array"
+
+
+def test_a_netcdf_body_reads_its_header_once_and_reads_the_same_as_raw_bytes(monkeypatch):
+    """The service asks a body's variable names, then reads it: one header parse, the same arrays as from bytes."""
+    import xarray as xr
+
+    from surrogates.serve import codecs
+
+    a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    body = bytes(xr.Dataset({"a": (("sample", "x", "y"), a), "other": (("sample",), [1.0, 2.0])}).to_netcdf(engine="h5netcdf"))
+    parses = []
+    real = codecs.netcdf_header
+    monkeypatch.setattr(codecs, "netcdf_header", lambda *args: parses.append(1) or real(*args))
+    netcdf = codecs.NetcdfBody(body)
+    assert netcdf.variable_names() == {"a", "other"}
+    arrays, _, engine, sample_dim, _ = codecs.read_netcdf(netcdf, {"a": ("x", "y")}, max_elements=100)
+    assert len(parses) == 1 and engine == "h5netcdf" and sample_dim == "sample"
+    np.testing.assert_array_equal(arrays["a"], a)
+    again, *_ = codecs.read_netcdf(body, {"a": ("x", "y")}, max_elements=100)
+    np.testing.assert_array_equal(again["a"], a)
+    with pytest.raises(ServiceError) as refused:
+        codecs.NetcdfBody(body[:200]).variable_names()
+    assert refused.value.status == 400 and refused.value.code == "malformed_netcdf"
