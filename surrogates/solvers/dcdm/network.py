@@ -208,6 +208,13 @@ class DCDMNet(nn.Module):
     structure
         ``"v_cycle"`` (recursive U-Net, the default, as saved networks without this entry) or
         ``"additive"`` (the multilevel sum).
+    init
+        Starting weights: ``"random"`` (PyTorch's default initialization, as saved networks without this
+        entry) or ``"identity"`` (additive structure only): the smoother ``S`` starts as the identity map
+        (the lift copies ``r`` into every channel, the projection averages them, the blocks' second
+        convolutions are zero; exact in floating point for a power-of-two width), so the untrained network is the
+        BPX preconditioner ``sigma I + sum_l gain^(2l) P_l P_l^T`` of the scaled operator; the gates keep
+        their random weights and the blocks start learning through their second convolutions.
 
     Attributes
     ----------
@@ -216,7 +223,7 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
-                 coarse_gain: float = 1.0, structure: str = "v_cycle"):
+                 coarse_gain: float = 1.0, structure: str = "v_cycle", init: str = "random"):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
@@ -228,9 +235,13 @@ class DCDMNet(nn.Module):
             raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
         if structure == "additive" and coarse_couplings != "average":
             raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
+        if init not in ("random", "identity"):
+            raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
+        if init == "identity" and structure != "additive":
+            raise ValueError("init='identity' is defined for the additive structure only")
         self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
                             "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain),
-                            "structure": str(structure)}
+                            "structure": str(structure), "init": str(init)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
         if structure == "v_cycle":  # the additive structure's levels are the smoother alone
@@ -241,6 +252,17 @@ class DCDMNet(nn.Module):
         # f = N^T N + sigma I with sigma = softplus(.) > 0: N may have a null space (checkerboards vanish in
         # average pooling), and then N^T N alone would stall the iteration on it
         self.identity_weight = nn.Parameter(torch.tensor(_IDENTITY_WEIGHT_INIT))
+        if init == "identity":
+            self._identity_smoother()
+
+    @torch.no_grad()
+    def _identity_smoother(self) -> None:
+        """Make ``S`` the identity map (``init="identity"``); the gates and first convolutions stay random."""
+        self.lift.weight.zero_()
+        self.lift.weight[:, 0, 1, 1] = 1.0
+        self.project.weight.fill_(1.0 / self.lift.out_channels)  # the mean of width copies of r is r
+        for block in self.pre:
+            block.second.weight.zero_()  # h + 0: every block passes h on unchanged
 
     def forward(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
         """One direction per residual.
