@@ -56,6 +56,8 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coarse-gain", type=float, default=1.0, help="fixed factor on every coarse correction (DCDMNet)")
     p.add_argument("--init", choices=["random", "identity"], default="random",
                    help="starting weights; identity (additive only): the untrained network is BPX (DCDMNet)")
+    p.add_argument("--scaling", choices=["diagonal", "mean"], default="diagonal",
+                   help="the network's system: D^-1/2 A D^-1/2 or A / mean(diag A) (DCDMNet)")
     p.add_argument("--validation-resolutions", type=int, nargs="*", default=[],
                    help="keep the epoch with the fewest DCDM iterations on held-out matrices of these sizes")
     p.add_argument("--n-val", type=int, default=2, help="validation matrices per validation resolution")
@@ -78,7 +80,7 @@ def train(args: argparse.Namespace, seed: int) -> tuple[DCDMNet, dict]:
         ritz_steps=args.ritz_steps, width=args.width, blocks=args.blocks, coarsest=args.coarsest,
         coarse_couplings=args.coarse_couplings,
         coarse_gain=args.coarse_gain, structure=args.structure, weighting=args.weighting, seed=seed, history=history,
-        init=args.init, validation=validation, validation_history=validation_history,
+        init=args.init, scaling=args.scaling, validation=validation, validation_history=validation_history,
     )
     meta = {
         "resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,

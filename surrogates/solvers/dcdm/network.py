@@ -208,6 +208,11 @@ class DCDMNet(nn.Module):
     structure
         ``"v_cycle"`` (recursive U-Net, the default, as saved networks without this entry) or
         ``"additive"`` (the multilevel sum).
+    scaling
+        The system the network works on (:func:`~surrogates.solvers.dcdm.grid.grid_couplings`):
+        ``"diagonal"`` (``D^{-1/2} A D^{-1/2}``, as saved networks without this entry) or ``"mean"``
+        (``A / mean(diag(A))``: the couplings show the coefficient, and BPX's interpolation fits the
+        operator's smooth modes across coefficient jumps).
     init
         Starting weights: ``"random"`` (PyTorch's default initialization, as saved networks without this
         entry) or ``"identity"`` (additive structure only): the smoother ``S`` starts as the identity map
@@ -223,7 +228,8 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
-                 coarse_gain: float = 1.0, structure: str = "v_cycle", init: str = "random"):
+                 coarse_gain: float = 1.0, structure: str = "v_cycle", init: str = "random",
+                 scaling: str = "diagonal"):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
@@ -235,13 +241,16 @@ class DCDMNet(nn.Module):
             raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
         if structure == "additive" and coarse_couplings != "average":
             raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
+        if scaling not in ("diagonal", "mean"):
+            raise ValueError(f"scaling must be 'diagonal' or 'mean', got {scaling!r}")
         if init not in ("random", "identity"):
             raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
         if init == "identity" and structure != "additive":
             raise ValueError("init='identity' is defined for the additive structure only")
         self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
                             "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain),
-                            "structure": str(structure), "init": str(init)}
+                            "structure": str(structure), "init": str(init),
+                            "scaling": str(scaling)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
         if structure == "v_cycle":  # the additive structure's levels are the smoother alone

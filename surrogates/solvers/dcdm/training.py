@@ -97,14 +97,17 @@ def validation_iterations(model: DCDMNet, matrices: Sequence[sp.spmatrix], rtol:
 
 
 class _System:
-    """One training matrix in scaled form: ``Â`` (differentiable products), the network's channels, Ritz pairs."""
+    """One training matrix in scaled form: ``Â`` (differentiable products), the network's channels, Ritz pairs.
 
-    def __init__(self, A: sp.spmatrix, ritz_steps: int, rng: np.random.Generator):
+    ``Â = D^{-1/2} A D^{-1/2}`` with the network's ``D`` (:func:`~surrogates.solvers.dcdm.grid.grid_couplings`).
+    """
+
+    def __init__(self, A: sp.spmatrix, ritz_steps: int, rng: np.random.Generator, scaling: str = "diagonal"):
         A = sp.csr_matrix(A, dtype=np.float64)
-        d_inv_sqrt = sp.diags(1.0 / np.sqrt(A.diagonal()))
+        self.couplings, inverse_sqrt = grid_couplings(SparseMatrix.from_scipy(A), scaling)
+        d_inv_sqrt = sp.diags(inverse_sqrt.numpy())
         a_hat = (d_inv_sqrt @ A @ d_inv_sqrt).tocsr()
         self.a_hat = SparseMatrix.from_scipy(a_hat, dtype=torch.float32)
-        self.couplings, _ = grid_couplings(SparseMatrix.from_scipy(A))
         self.couplings = self.couplings.float()
         self.m = self.couplings.shape[-1]
         # the spectrum of Â, whose smooth modes the network must learn to invert
@@ -137,6 +140,7 @@ def train_dcdm(
     progress: bool = True,
     history: list | None = None,
     init: str = "random",
+    scaling: str = "diagonal",
     validation: Sequence[sp.spmatrix] = (),
     validation_history: list | None = None,
 ) -> DCDMNet:
@@ -172,9 +176,9 @@ def train_dcdm(
         Show a tqdm bar over epochs.
     history
         If given, the mean loss of each epoch is appended.
-    init
-        The network's starting weights when ``model`` is None (``"random"`` or ``"identity"``, see
-        :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
+    init, scaling
+        The network's starting weights (``"random"`` or ``"identity"``) and system (``"diagonal"`` or
+        ``"mean"``) when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
     validation
         Held-out matrices (never the test ones). If given, :func:`validation_iterations` is measured on
         them before the first step and after every epoch, and the weights with the lowest count are
@@ -195,12 +199,12 @@ def train_dcdm(
     rng = np.random.default_rng(seed)
     if model is None:
         model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest, coarse_couplings=coarse_couplings,
-                        coarse_gain=coarse_gain, structure=structure, init=init)
+                        coarse_gain=coarse_gain, structure=structure, init=init, scaling=scaling)
     model.train()
     best = (validation_iterations(model, validation), copy.deepcopy(model.state_dict())) if len(validation) else None
     if validation_history is not None and best is not None:
         validation_history.append(best[0])
-    systems = [_System(A, ritz_steps, rng) for A in matrices]
+    systems = [_System(A, ritz_steps, rng, model.init_kwargs.get("scaling", "diagonal")) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     total_steps = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=lr / 100)
