@@ -3,7 +3,7 @@
 Kaneda et al. (ICML 2023) train a CNN ``f`` so that ``A f(r)`` is parallel to ``r``: only the
 direction of ``f(r)`` matters, because the conjugate direction iteration chooses the step length
 itself. Here the network acts on 5-point operators of an ``m x m`` interior grid (Poisson, Darcy:
-:mod:`surrogates.solvers.finite_differences`) in their diagonally scaled form ``Â = D^{-1/2} A D^{-1/2}``,
+:mod:`surrogates.solvers.finite_differences`) in a scaled form ``Â = D^{-1/2} A D^{-1/2}`` (``D`` diagonal, see below),
 and it reads the operator's coefficients: four channels hold the scaled couplings ``-Â`` to the four
 neighbours (about 1/4 each for Poisson, zero across the boundary), so one network serves a family of
 variable-coefficient matrices (Darcy's ``{3, 12}`` fields) and the ``1/h^2`` scale of ``A`` never
@@ -37,9 +37,15 @@ at 64 runs on finer grids with more levels and no new weights:
   level, as its eigenvalue of the scaled operator does on the coarser grid: with ``gain = 1`` each level
   adds ``~ 1/lambda`` for the modes it resolves, the scaling that follows the grid, with nothing left to
   learn or extrapolate about it. The coarse levels read :func:`series_couplings`, which keep the
-  boundary's zeros at every level. Untrained (random ``S``), DCDM with it already needs 39, 56 and 66
-  iterations at 64, 128 and 256 on a Darcy matrix; trained at 64 with the paper's loss it needs more
-  (146, 235, 372, ``docs/benchmarks.md``): training, not the structure, is what falls short there.
+  boundary's zeros at every level.
+
+Scaling and start (``scaling=``, ``init=``). With the Jacobi scaling ``D = diag(A)`` the near null space
+of ``Â`` is ``D^{1/2}`` times a smooth function, which jumps by ``sqrt(12/3) = 2`` across a jump of
+Darcy's coefficient, and no bilinear coarse level represents it: ``init="identity"`` (``S = I``, the
+untrained network is BPX for ``Â``) needs 15, 16 and 17 DCDM iterations on Poisson at 64, 128 and 256
+but 32, 53 and 97 on a Darcy matrix. With ``scaling="mean"`` (``D = mean(diag A) I``) it is BPX for
+``A`` itself: 29, 30 and 31 on the same Darcy matrix, and its couplings show the coefficient, so
+training has something local to learn (``docs/solvers.md``, DCDM).
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
