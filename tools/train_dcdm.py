@@ -3,15 +3,18 @@
 Matrices: 5-point ``-div(a grad u)`` for Darcy coefficients ``a in {3, 12}`` on ``s x s`` nodes
 (``darcy_matrices`` of ``tools/train_learned_preconditioner.py``, the GNN's training data). No
 solutions are used: the loss is the scale-invariant ``||b - alpha A f(b)||`` on the paper's Ritz-vector
-training vectors (``surrogates.solvers.dcdm.training``). With ``--validation-resolutions`` the network kept is
-the one (initial weights included) with the fewest DCDM iterations on held-out validation matrices
-(seeds ``2000 + s``; the benchmark's test matrices use ``1000 + s``), measured after every epoch. The network is written to ``--model``
-(default ``datasets/preconditioners/dcdm_darcy_<s>.pt``), with the training record, and loads with
+training vectors (``surrogates.solvers.dcdm.training``). With ``--validation-resolutions`` the network
+kept is the one (initial weights included) with the fewest DCDM iterations on held-out validation
+matrices (seeds ``2000 + s``; the benchmark's test matrices use ``1000 + s``), measured after every
+epoch. The network is written to ``--model`` (default ``datasets/preconditioners/dcdm_darcy_<s>.pt``), with the training record, and loads with
 ``surrogates.solvers.dcdm.load`` or through ``conf/solver/dcdm.yaml`` (``solver.checkpoint=<file>``).
 
 Usage::
 
     python tools/train_dcdm.py --resolution 64 --n-train 8 --epochs 60 --threads 1
+    # the benchmarked network (docs/benchmarks.md, DCDM): additive, started as BPX, validation-selected
+    python tools/train_dcdm.py --width 8 --blocks 1 --batch-size 8 --structure additive --init identity \
+        --scaling mean --lr 1e-3 --validation-resolutions 64 128 --threads 1
 """
 
 from __future__ import annotations
