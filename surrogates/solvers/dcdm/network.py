@@ -3,8 +3,8 @@
 Kaneda et al. (ICML 2023) train a CNN ``f`` so that ``A f(r)`` is parallel to ``r``: only the
 direction of ``f(r)`` matters, because the conjugate direction iteration chooses the step length
 itself. Here the network acts on 5-point operators of an ``m x m`` interior grid (Poisson, Darcy:
-:mod:`surrogates.solvers.finite_differences`) in a scaled form ``Â = D^{-1/2} A D^{-1/2}`` (``D`` diagonal, see below),
-and it reads the operator's coefficients: four channels hold the scaled couplings ``-Â`` to the four
+:mod:`surrogates.solvers.finite_differences`) in a scaled form ``Â = D^{-1/2} A D^{-1/2}`` (``D``
+diagonal, see below), and it reads the operator's coefficients: four channels hold the scaled couplings ``-Â`` to the four
 neighbours (about 1/4 each for Poisson, zero across the boundary), so one network serves a family of
 variable-coefficient matrices (Darcy's ``{3, 12}`` fields) and the ``1/h^2`` scale of ``A`` never
 reaches it.
@@ -43,7 +43,7 @@ Scaling and start (``scaling=``, ``init=``). With the Jacobi scaling ``D = diag(
 of ``Â`` is ``D^{1/2}`` times a smooth function, which jumps by ``sqrt(12/3) = 2`` across a jump of
 Darcy's coefficient, and no bilinear coarse level represents it: ``init="identity"`` (``S = I``, the
 untrained network is BPX for ``Â``) needs 15, 16 and 17 DCDM iterations on Poisson at 64, 128 and 256
-but 32, 53 and 97 on a Darcy matrix. With ``scaling="mean"`` (``D = mean(diag A) I``) it is BPX for
+but 32, 53 and 97 on a Darcy matrix (one validation matrix per size). With ``scaling="mean"`` (``D = mean(diag A) I``) it is BPX for
 ``A`` itself: 29, 30 and 31 on the same Darcy matrix, and its couplings show the coefficient, so
 training has something local to learn (``docs/solvers.md``, DCDM).
 
@@ -223,9 +223,10 @@ class DCDMNet(nn.Module):
         Starting weights: ``"random"`` (PyTorch's default initialization, as saved networks without this
         entry) or ``"identity"`` (additive structure only): the smoother ``S`` starts as the identity map
         (the lift copies ``r`` into every channel, the projection averages them, the blocks' second
-        convolutions are zero; exact in floating point for a power-of-two width), so the untrained network is the
-        BPX preconditioner ``sigma I + sum_l gain^(2l) P_l P_l^T`` of the scaled operator; the gates keep
-        their random weights and the blocks start learning through their second convolutions.
+        convolutions are zero; exact in floating point for a power-of-two width), so the untrained
+        network is the BPX preconditioner ``sigma I + sum_l gain^(2l) P_l P_l^T`` of the scaled
+        operator; the gates keep their random weights and the blocks start learning through their
+        second convolutions.
 
     Attributes
     ----------
