@@ -69,11 +69,17 @@ def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, d
     net, meta = load(path), load_metadata(path)
     expected = {"resolution": args.resolution, "extra_resolutions": list(args.extra_resolutions), "n_train": args.n_train,
                 "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
-                "ritz_steps": args.ritz_steps, "weighting": args.weighting, "seed": seed}
+                "ritz_steps": args.ritz_steps, "weighting": args.weighting, "seed": seed,
+                "validation_resolutions": list(args.validation_resolutions), "n_val": args.n_val}
     architecture = {"width": args.width, "blocks": args.blocks, "coarsest": args.coarsest, "coarse_couplings": args.coarse_couplings,
-                    "coarse_gain": args.coarse_gain, "structure": args.structure}
+                    "coarse_gain": args.coarse_gain, "structure": args.structure, "init": args.init, "scaling": args.scaling}
     found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
-    found["weighting"] = meta.get("weighting", "paper")  # records from before the option used the paper's
+    # records from before an option used its present default
+    found["weighting"] = meta.get("weighting", "paper")
+    found["validation_resolutions"] = meta.get("validation_resolutions", [])
+    found["n_val"] = meta.get("n_val", args.n_val) if found["validation_resolutions"] else args.n_val
+    found["init"] = net.init_kwargs.get("init", "random")
+    found["scaling"] = net.init_kwargs.get("scaling", "diagonal")
     if found != {**expected, **architecture}:
         raise SystemExit(f"{path} was trained with {found}, this run needs {expected | architecture}")
     return net, meta
@@ -119,7 +125,8 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         "",
         f"Deep conjugate direction method (Kaneda et al., ICML 2023; `surrogates.solvers.dcdm`, keep = 2 previous "
         f"directions) with a `DCDMNet(width={args.width}, blocks={args.blocks}, structure=\"{args.structure}\", coarsest={args.coarsest}, "
-        f"coarse_couplings=\"{args.coarse_couplings}\", coarse_gain={args.coarse_gain:g})` trained at s = {args.resolution} "
+        f"coarse_couplings=\"{args.coarse_couplings}\", coarse_gain={args.coarse_gain:g}, init=\"{args.init}\", "
+        f"scaling=\"{args.scaling}\")` trained at s = {args.resolution} "
         f"on {args.n_train} Darcy matrices"
         + "".join(f" and at s = {s} on {args.n_train}" for s in args.extra_resolutions)
         + f", {args.epochs * args.steps_per_epoch} steps of {args.batch_size} Ritz-vector "
@@ -127,7 +134,12 @@ def markdown(args, results, metas: list[dict], gnn_seconds: list[float], argv: l
         + f"training vectors ({args.ritz_steps} Lanczos steps per matrix), "
         f"{np.mean([m['seconds'] for m in metas]):.0f} s per seed; loss "
         f"{np.mean([m['loss_first'] for m in metas]):.3g} -> {np.mean([m['loss_last'] for m in metas]):.3g}. "
-        f"GNN preconditioner (`PreconditionerGNN`, Li et al.) trained at the same s on {args.gnn_n_train} matrices, "
+        + (f"Kept per seed: the epoch (0 = the untrained start) with the fewest DCDM iterations on {args.n_val} held-out "
+           f"validation matrices at s = {', '.join(map(str, args.validation_resolutions))} (seeds 2000 + s): epochs "
+           + ", ".join(str(m["selected_epoch"]) for m in metas) + "; validation counts per epoch: "
+           + "; ".join("[" + ", ".join(f"{v:.4g}" for v in m["validation_history"]) + "]" for m in metas) + ". "
+           if args.validation_resolutions else "")
+        + f"GNN preconditioner (`PreconditionerGNN`, Li et al.) trained at the same s on {args.gnn_n_train} matrices, "
         f"{args.gnn_epochs} epochs, {np.mean(gnn_seconds):.0f} s per seed. Seeds {args.seeds}: learned columns are "
         "means over seeds and test matrices.",
         f"Held out: {args.n_test} Darcy matrices per size, `b ~ N(0, I)`, to `||b - A x|| <= {args.rtol:g} ||b||`; "

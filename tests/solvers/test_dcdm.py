@@ -13,6 +13,7 @@ from surrogates.errors import CheckpointError
 from surrogates.pdes.darcy import Darcy
 from surrogates.solvers.dcdm import DCDMNet, DCDMResult, DCDMSolver, dcdm, load, load_metadata, scale_invariant_loss, train_dcdm
 from surrogates.solvers.dcdm.grid import DirectionOperator, grid_couplings
+from surrogates.solvers.dcdm.training import validation_iterations
 from surrogates.solvers.dcdm.network import (average_couplings, galerkin_couplings, interpolation, interpolation_adjoint,
                                              series_couplings)
 from surrogates.solvers.dcdm.training_vectors import LOW_MODE_WEIGHT, lanczos, ritz_pairs, training_vectors
@@ -51,7 +52,7 @@ def rhs(n: int, batch: int = 3, seed: int = 1) -> torch.Tensor:
 def test_constructor_records_its_arguments_and_rejects_bad_ones():
     net = DCDMNet(width=4, blocks=1, coarsest=3)
     assert net.init_kwargs == {"width": 4, "blocks": 1, "coarsest": 3, "coarse_couplings": "average", "coarse_gain": 1.0,
-                               "structure": "v_cycle"}
+                               "structure": "v_cycle", "init": "random", "scaling": "diagonal"}
     with pytest.raises(ValueError, match="positive"):
         DCDMNet(width=0)
     with pytest.raises(ValueError, match="coarse_couplings"):
@@ -62,6 +63,12 @@ def test_constructor_records_its_arguments_and_rejects_bad_ones():
         DCDMNet(structure="w_cycle")
     with pytest.raises(ValueError, match="additive"):
         DCDMNet(structure="additive", coarse_couplings="galerkin")
+    with pytest.raises(ValueError, match="init"):
+        DCDMNet(structure="additive", init="zeros")
+    with pytest.raises(ValueError, match="additive structure only"):
+        DCDMNet(init="identity")
+    with pytest.raises(ValueError, match="scaling"):
+        DCDMNet(scaling="jacobi")
 
 
 @pytest.mark.parametrize("m", [5, 16, 33])
@@ -241,6 +248,35 @@ def test_additive_structure_is_the_multilevel_sum_with_exact_level_scaling(gain)
     np.testing.assert_allclose(F_net / m, expected, rtol=0, atol=64 * EPS * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("gain", [1.0, 0.9])
+def test_identity_initialized_additive_network_is_bpx(gain):
+    """``DCDMNet(structure="additive", init="identity")``, untrained, is ``sigma I + sum_l gain^(2l) P_l P_l^T``
+    (assembled from the 1D interpolation matrices; 15 x 15 grid, levels 15, 7, 3) on random residuals,
+    whatever the couplings (Darcy's here) and the gates' random weights.
+
+    The network's path through the levels sums at most ``K = 2 (9 + 9) + 8 + 4`` rounded terms per
+    entry (two interpolations each way, the width-8 channel sum, scaling), so it agrees with the
+    assembled product to ``K eps`` times ``|F| |r|`` (``F >= 0`` entrywise, so ``|F| |r|`` bounds every
+    partial sum).
+    """
+    torch.manual_seed(0)
+    width = 8
+    net = DCDMNet(width=width, blocks=2, coarsest=3, structure="additive", coarse_gain=gain, init="identity").double()
+    m = 15
+    n = m * m
+    couplings, _ = grid_couplings(SparseMatrix.from_scipy(darcy_matrix(m + 2)))
+    r = torch.from_numpy(np.random.default_rng(0).standard_normal((4, n)))
+    rms = r.pow(2).mean(1, keepdim=True).sqrt()
+    out = (net(r.view(4, 1, m, m), couplings).detach().reshape(4, n) * rms).numpy()  # undo the RMS normalization
+    sigma = float(torch.nn.functional.softplus(net.identity_weight.detach()))
+    P_7, P_3 = _interpolation_matrix(15), _interpolation_matrix(7)
+    P1 = np.kron(P_7, P_7)
+    P2 = P1 @ np.kron(P_3, P_3)
+    F = (1.0 + sigma) * np.eye(n) + gain ** 2 * P1 @ P1.T + gain ** 4 * P2 @ P2.T
+    K = 2 * (9 + 9) + width + 4
+    np.testing.assert_array_less(np.abs(out - r.numpy() @ F.T), K * EPS * (np.abs(r.numpy()) @ F.T) + 1e-300)
+
+
 def test_grid_couplings_of_poisson_are_a_quarter_inside_and_zero_across_the_boundary():
     couplings, inverse_sqrt = grid_couplings(SparseMatrix.from_scipy(poisson_operator(6)))  # 4 x 4 interior
     h2 = (6 - 1) ** -2
@@ -249,6 +285,44 @@ def test_grid_couplings_of_poisson_are_a_quarter_inside_and_zero_across_the_boun
     expected = np.full((4, 4, 4), 0.25)
     expected[0, 0, :] = expected[1, -1, :] = expected[2, :, 0] = expected[3, :, -1] = 0.0  # i-1, i+1, j-1, j+1
     np.testing.assert_allclose(c, expected, rtol=4 * EPS, atol=0)
+
+
+def test_mean_scaling_divides_by_the_mean_diagonal_and_keeps_the_coefficient():
+    """``scaling="mean"``: ``D = mean(diag A) I``, so the couplings are ``-A_kl / mean(diag A)`` (one rounding
+    each after the mean's few) and vary with Darcy's coefficient, unlike ``diag(A)``'s."""
+    A = darcy_matrix(12)
+    couplings, inverse_sqrt = grid_couplings(SparseMatrix.from_scipy(A), scaling="mean")
+    mean = A.diagonal().mean()
+    np.testing.assert_allclose(inverse_sqrt.numpy(), np.full(100, mean ** -0.5), rtol=8 * EPS)
+    m = 10
+    for channel, offset in enumerate((-m, m, -1, 1)):
+        for k in (0, 37, 55, 99):
+            if 0 <= k + offset < 100 and not (abs(offset) == 1 and (k + offset) // m != k // m):
+                assert couplings[0, channel].flatten()[k] == pytest.approx(-A[k, k + offset] / mean, rel=16 * EPS)
+    interior = couplings[0, :, 1:-1, 1:-1]
+    assert float(interior.max() / interior.min()) > 2  # coefficients 3 and 12: their couplings differ about 4-fold
+    with pytest.raises(ValueError, match="scaling"):
+        grid_couplings(SparseMatrix.from_scipy(A), scaling="jacobi")
+
+
+def test_identity_initialized_mean_scaled_network_gives_bpx_directions_for_A():
+    """With ``scaling="mean"`` and ``init="identity"`` the untrained network's direction for ``r`` is
+    ``M^{-1} r = (sigma I + sum_l P_l P_l^T) r`` up to a positive factor: BPX for ``A`` itself (not
+    for ``D^{-1/2} A D^{-1/2}``). float64 throughout; rounding as in the test above, ``K eps |F| |r|``
+    after the factor (``D^{-1/2}``, once on each side, and the RMS) is divided out."""
+    net = DCDMNet(width=4, blocks=1, coarsest=3, structure="additive", init="identity", scaling="mean").double()
+    A = darcy_matrix(17)  # 15 x 15 interior: levels 15, 7, 3
+    n = 225
+    r = torch.from_numpy(np.random.default_rng(1).standard_normal((3, n)))
+    d = DirectionOperator(net, A)(r).numpy()
+    sigma = float(torch.nn.functional.softplus(net.identity_weight.detach()))
+    P1 = np.kron(_interpolation_matrix(15), _interpolation_matrix(15))
+    P2 = P1 @ np.kron(_interpolation_matrix(7), _interpolation_matrix(7))
+    F = (1.0 + sigma) * np.eye(n) + P1 @ P1.T + P2 @ P2.T
+    expected = r.numpy() @ F.T
+    factor = (A.diagonal().mean() ** -1) / np.sqrt((r.numpy() ** 2).mean(1, keepdims=True) / A.diagonal().mean())
+    K = 2 * (9 + 9) + 4 + 16
+    np.testing.assert_array_less(np.abs(d / factor - expected), K * EPS * (np.abs(r.numpy()) @ F.T))
 
 
 def test_grid_couplings_reject_other_matrices():
@@ -351,6 +425,18 @@ def test_training_lowers_the_loss():
     assert len(history) == 3 and history[-1] < history[0]
     with pytest.raises(ValueError, match="at least one"):
         train_dcdm([])
+
+
+def test_validation_selection_returns_the_best_epoch_start_included():
+    """With validation matrices the returned weights are those with the fewest DCDM iterations among the
+    start and every epoch (the counts are deterministic: same right-hand sides, same weights)."""
+    validation = [darcy_matrix(10, seed=50)]
+    counts: list[float] = []
+    net = train_dcdm([darcy_matrix(10)], epochs=3, steps_per_epoch=4, batch_size=4, lr=3e-2, ritz_steps=30, width=4,
+                     blocks=1, structure="additive", init="identity", progress=False, validation=validation,
+                     validation_history=counts)
+    assert len(counts) == 4  # the start, then one per epoch
+    assert validation_iterations(net, validation) == min(counts) <= counts[0]
 
 
 # -- the iteration ------------------------------------------------------------------------------------

@@ -37,3 +37,22 @@ def test_benchmark_reads_a_trained_network_only_with_matching_options(tools, tmp
         bench_dcdm.trained(bench_dcdm.parse_args(TINY + ["--structure", "v_cycle"]), 3, path)
     with pytest.raises(SystemExit, match="trained with"):
         bench_dcdm.trained(bench_dcdm.parse_args(TINY + ["--weighting", "inverse_sqrt"]), 3, path)
+    with pytest.raises(SystemExit, match="trained with"):
+        bench_dcdm.trained(bench_dcdm.parse_args(TINY + ["--init", "identity"]), 3, path)
+    with pytest.raises(SystemExit, match="trained with"):
+        bench_dcdm.trained(bench_dcdm.parse_args(TINY + ["--scaling", "mean"]), 3, path)
+    with pytest.raises(SystemExit, match="trained with"):
+        bench_dcdm.trained(bench_dcdm.parse_args(TINY + ["--validation-resolutions", "10"]), 3, path)
+
+
+def test_validation_selected_network_records_its_curve_and_kept_epoch(tools, tmp_path):
+    """The record holds one validation count per epoch after the start's, and the kept epoch is the first minimum."""
+    train_dcdm, bench_dcdm = tools
+    options = TINY + ["--init", "identity", "--scaling", "mean", "--validation-resolutions", "10", "--n-val", "1",
+                      "--epochs", "2"]
+    path = tmp_path / "net.pt"
+    train_dcdm.main(options + ["--seed", "0", "--model", str(path)])
+    net, meta = bench_dcdm.trained(bench_dcdm.parse_args(options), 0, path)
+    counts = meta["validation_history"]
+    assert len(counts) == 3 and meta["selected_epoch"] == counts.index(min(counts))
+    assert net.init_kwargs["init"] == "identity" and net.init_kwargs["scaling"] == "mean"

@@ -4,7 +4,8 @@ The unknowns are the ``m x m`` interior nodes numbered row-major, ``(i, j) -> i 
 (:mod:`surrogates.solvers.finite_differences`), so the neighbours of unknown ``k`` are ``k -+ m``
 (axis 0) and ``k -+ 1`` (axis 1). The network works on ``Â = D^{-1/2} A D^{-1/2}``: a direction
 ``d̂`` of the scaled system is ``d = D^{-1/2} d̂`` of the original one, and the scaled residual is
-``D^{-1/2} r``.
+``D^{-1/2} r``. ``D`` is ``diag(A)`` (``scaling="diagonal"``) or its mean times ``I``
+(``scaling="mean"``: only the ``1/h^2`` and the coefficients' overall level are divided out).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import torch
 from surrogates.solvers.dcdm.network import COUPLING_CHANNELS, DCDMNet
 from surrogates.solvers.sparse import SparseMatrix, as_sparse_matrix
 
-__all__ = ["DirectionOperator", "grid_couplings", "grid_side"]
+__all__ = ["SCALINGS", "DirectionOperator", "grid_couplings", "grid_side"]
+
+SCALINGS = ("diagonal", "mean")
+"""The scalings ``D`` of :func:`grid_couplings`: ``diag(A)`` or ``mean(diag(A)) I``."""
 
 
 def grid_side(n: int) -> int:
@@ -28,7 +32,7 @@ def grid_side(n: int) -> int:
     return m
 
 
-def grid_couplings(A: SparseMatrix) -> tuple[torch.Tensor, torch.Tensor]:
+def grid_couplings(A: SparseMatrix, scaling: str = "diagonal") -> tuple[torch.Tensor, torch.Tensor]:
     """The network's operator channels and ``D^{-1/2}`` of a 5-point SPD matrix.
 
     Parameters
@@ -36,6 +40,12 @@ def grid_couplings(A: SparseMatrix) -> tuple[torch.Tensor, torch.Tensor]:
     A
         One (not batched) matrix ``(n, n)``, ``n = m^2``, nonzeros only on the diagonal and at offsets
         ``-+1`` and ``-+m`` (no coupling across the end of a grid row).
+    scaling
+        ``"diagonal"``: ``D = diag(A)``, so ``Â`` has a unit diagonal (Poisson's couplings are 1/4 and
+        Darcy's too, away from a jump of the coefficient). ``"mean"``: ``D = mean(diag(A)) I``, so the
+        couplings keep the coefficient's variation (Darcy's ``{3, 12}``: about ``0.1`` and ``0.4``) and
+        ``Â``'s near null space stays the smooth functions, which a bilinear interpolation represents
+        across a jump too (with ``diag(A)``, ``D^{1/2}`` times a smooth function jumps there).
 
     Returns
     -------
@@ -50,6 +60,8 @@ def grid_couplings(A: SparseMatrix) -> tuple[torch.Tensor, torch.Tensor]:
     ValueError
         When ``A`` is batched, not on a square grid, has a non-positive diagonal or another stencil.
     """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     if A.is_batched:
         raise ValueError("DCDM solves with one matrix shared by the right-hand sides, got a batch of matrices")
     n = A.n
@@ -65,7 +77,7 @@ def grid_couplings(A: SparseMatrix) -> tuple[torch.Tensor, torch.Tensor]:
     allowed = (offsets == 0) | (offsets.abs() == 1) | (offsets.abs() == m)
     if not bool((allowed & ~wraps).all()):
         raise ValueError(f"A is not a 5-point matrix on a {m} x {m} grid (nonzeros outside offsets 0, +-1, +-{m})")
-    inverse_sqrt = diagonal.rsqrt()
+    inverse_sqrt = diagonal.rsqrt() if scaling == "diagonal" else diagonal.mean().rsqrt().expand(n).clone()
     scaled = -values * inverse_sqrt[rows] * inverse_sqrt[cols]
     couplings = values.new_zeros(COUPLING_CHANNELS, n)
     for channel, offset in enumerate((-m, m, -1, 1)):
@@ -81,7 +93,7 @@ class DirectionOperator:
     ----------
     network
         A :class:`~surrogates.solvers.dcdm.network.DCDMNet` (its device and dtype are kept: residuals are
-        cast to them and directions cast back).
+        cast to them and directions cast back); its ``scaling`` sets ``D``.
     A
         The 5-point SPD matrix (scipy sparse, torch, or :class:`SparseMatrix`), ``(n, n)`` with ``n = m^2``.
 
@@ -94,7 +106,7 @@ class DirectionOperator:
         self.network = network
         param = next(network.parameters())
         S = as_sparse_matrix(A, param.device, torch.float64)
-        couplings, inverse_sqrt = grid_couplings(S)
+        couplings, inverse_sqrt = grid_couplings(S, network.init_kwargs.get("scaling", "diagonal"))
         self.couplings = couplings.to(param.dtype)
         self.inverse_sqrt_diagonal = inverse_sqrt
         self.m = couplings.shape[-1]

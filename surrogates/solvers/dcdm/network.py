@@ -3,8 +3,8 @@
 Kaneda et al. (ICML 2023) train a CNN ``f`` so that ``A f(r)`` is parallel to ``r``: only the
 direction of ``f(r)`` matters, because the conjugate direction iteration chooses the step length
 itself. Here the network acts on 5-point operators of an ``m x m`` interior grid (Poisson, Darcy:
-:mod:`surrogates.solvers.finite_differences`) in their diagonally scaled form ``Â = D^{-1/2} A D^{-1/2}``,
-and it reads the operator's coefficients: four channels hold the scaled couplings ``-Â`` to the four
+:mod:`surrogates.solvers.finite_differences`) in a scaled form ``Â = D^{-1/2} A D^{-1/2}`` (``D``
+diagonal, see below), and it reads the operator's coefficients: four channels hold the scaled couplings ``-Â`` to the four
 neighbours (about 1/4 each for Poisson, zero across the boundary), so one network serves a family of
 variable-coefficient matrices (Darcy's ``{3, 12}`` fields) and the ``1/h^2`` scale of ``A`` never
 reaches it.
@@ -37,9 +37,15 @@ at 64 runs on finer grids with more levels and no new weights:
   level, as its eigenvalue of the scaled operator does on the coarser grid: with ``gain = 1`` each level
   adds ``~ 1/lambda`` for the modes it resolves, the scaling that follows the grid, with nothing left to
   learn or extrapolate about it. The coarse levels read :func:`series_couplings`, which keep the
-  boundary's zeros at every level. Untrained (random ``S``), DCDM with it already needs 39, 56 and 66
-  iterations at 64, 128 and 256 on a Darcy matrix; trained at 64 with the paper's loss it needs more
-  (146, 235, 372, ``docs/benchmarks.md``): training, not the structure, is what falls short there.
+  boundary's zeros at every level.
+
+Scaling and start (``scaling=``, ``init=``). With the Jacobi scaling ``D = diag(A)`` the near null space
+of ``Â`` is ``D^{1/2}`` times a smooth function, which jumps by ``sqrt(12/3) = 2`` across a jump of
+Darcy's coefficient, and no bilinear coarse level represents it: ``init="identity"`` (``S = I``, the
+untrained network is BPX for ``Â``) needs 15, 16 and 17 DCDM iterations on Poisson at 64, 128 and 256
+but 32, 53 and 97 on a Darcy matrix (one validation matrix per size). With ``scaling="mean"`` (``D = mean(diag A) I``) it is BPX for
+``A`` itself: 29, 30 and 31 on the same Darcy matrix, and its couplings show the coefficient, so
+training has something local to learn (``docs/solvers.md``, DCDM).
 
 Input scaling. The residual is divided by its root mean square before the network sees it (the paper
 normalizes it to unit norm; RMS keeps the entries O(1) at every grid size), so the direction
@@ -208,6 +214,19 @@ class DCDMNet(nn.Module):
     structure
         ``"v_cycle"`` (recursive U-Net, the default, as saved networks without this entry) or
         ``"additive"`` (the multilevel sum).
+    scaling
+        The system the network works on (:func:`~surrogates.solvers.dcdm.grid.grid_couplings`):
+        ``"diagonal"`` (``D^{-1/2} A D^{-1/2}``, as saved networks without this entry) or ``"mean"``
+        (``A / mean(diag(A))``: the couplings show the coefficient, and BPX's interpolation fits the
+        operator's smooth modes across coefficient jumps).
+    init
+        Starting weights: ``"random"`` (PyTorch's default initialization, as saved networks without this
+        entry) or ``"identity"`` (additive structure only): the smoother ``S`` starts as the identity map
+        (the lift copies ``r`` into every channel, the projection averages them, the blocks' second
+        convolutions are zero; exact in floating point for a power-of-two width), so the untrained
+        network is the BPX preconditioner ``sigma I + sum_l gain^(2l) P_l P_l^T`` of the scaled
+        operator; the gates keep their random weights and the blocks start learning through their
+        second convolutions.
 
     Attributes
     ----------
@@ -216,7 +235,8 @@ class DCDMNet(nn.Module):
     """
 
     def __init__(self, width: int = 16, blocks: int = 2, coarsest: int = 4, coarse_couplings: str = "average",
-                 coarse_gain: float = 1.0, structure: str = "v_cycle"):
+                 coarse_gain: float = 1.0, structure: str = "v_cycle", init: str = "random",
+                 scaling: str = "diagonal"):
         super().__init__()
         if width < 1 or blocks < 1 or coarsest < 1:
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
@@ -228,9 +248,16 @@ class DCDMNet(nn.Module):
             raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
         if structure == "additive" and coarse_couplings != "average":
             raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
+        if scaling not in ("diagonal", "mean"):
+            raise ValueError(f"scaling must be 'diagonal' or 'mean', got {scaling!r}")
+        if init not in ("random", "identity"):
+            raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
+        if init == "identity" and structure != "additive":
+            raise ValueError("init='identity' is defined for the additive structure only")
         self.init_kwargs = {"width": int(width), "blocks": int(blocks), "coarsest": int(coarsest),
                             "coarse_couplings": str(coarse_couplings), "coarse_gain": float(coarse_gain),
-                            "structure": str(structure)}
+                            "structure": str(structure), "init": str(init),
+                            "scaling": str(scaling)}
         self.lift = nn.Conv2d(1, width, 3, padding=1, bias=False)
         self.pre = nn.ModuleList(_ResidualBlock(width) for _ in range(blocks))
         if structure == "v_cycle":  # the additive structure's levels are the smoother alone
@@ -241,6 +268,17 @@ class DCDMNet(nn.Module):
         # f = N^T N + sigma I with sigma = softplus(.) > 0: N may have a null space (checkerboards vanish in
         # average pooling), and then N^T N alone would stall the iteration on it
         self.identity_weight = nn.Parameter(torch.tensor(_IDENTITY_WEIGHT_INIT))
+        if init == "identity":
+            self._identity_smoother()
+
+    @torch.no_grad()
+    def _identity_smoother(self) -> None:
+        """Make ``S`` the identity map (``init="identity"``); the gates and first convolutions stay random."""
+        self.lift.weight.zero_()
+        self.lift.weight[:, 0, 1, 1] = 1.0
+        self.project.weight.fill_(1.0 / self.lift.out_channels)  # the mean of width copies of r is r
+        for block in self.pre:
+            block.second.weight.zero_()  # h + 0: every block passes h on unchanged
 
     def forward(self, r: torch.Tensor, couplings: torch.Tensor) -> torch.Tensor:
         """One direction per residual.

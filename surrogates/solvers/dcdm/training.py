@@ -9,10 +9,16 @@ which is the paper's loss (their ``A_tilde_inv`` and ``qTb``). It is zero exactl
 parallel to ``b`` (``d`` is ``A^{-1} b`` up to a constant), and it is invariant to the length and sign
 of ``d`` (``alpha`` absorbs them): the network is not asked for a scale the iteration does not use.
 Everything works in the diagonally scaled system ``Â = D^{-1/2} A D^{-1/2}``, where the network lives.
+
+The loss and DCDM's iteration count need not agree (a lower loss can come with more iterations, see
+``docs/solvers.md``), so :func:`train_dcdm` can select the network by the count itself: given held-out
+validation matrices it measures :func:`validation_iterations` before training and after every epoch and
+returns the best weights seen, so training can only improve on its start by that measure.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Sequence
@@ -23,11 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 from surrogates.solvers.dcdm.grid import grid_couplings
+from surrogates.solvers.dcdm.iteration import dcdm
 from surrogates.solvers.dcdm.network import DCDMNet
 from surrogates.solvers.dcdm.training_vectors import ritz_pairs, training_vectors
 from surrogates.solvers.sparse import SparseMatrix
 
-__all__ = ["scale_invariant_loss", "train_dcdm"]
+__all__ = ["scale_invariant_loss", "train_dcdm", "validation_iterations"]
 
 
 def scale_invariant_loss(A: SparseMatrix, b: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -56,15 +63,51 @@ def scale_invariant_loss(A: SparseMatrix, b: torch.Tensor, d: torch.Tensor) -> t
     return (residual.pow(2).sum(1) / b.pow(2).sum(1)).mean()
 
 
-class _System:
-    """One training matrix in scaled form: ``Â`` (differentiable products), the network's channels, Ritz pairs."""
+def validation_iterations(model: DCDMNet, matrices: Sequence[sp.spmatrix], rtol: float = 1e-6, maxiter: int = 1000,
+                          seed: int = 0) -> float:
+    """Mean DCDM iterations to ``rtol`` over ``matrices``, one right-hand side ``b ~ N(0, I)`` each.
 
-    def __init__(self, A: sp.spmatrix, ritz_steps: int, rng: np.random.Generator):
+    Parameters
+    ----------
+    model
+        The network (evaluated without gradients; its train/eval mode is restored).
+    matrices
+        Held-out 5-point SPD matrices (scipy sparse), ``(n, n)`` each, sizes may differ.
+    rtol
+        Relative tolerance of :func:`~surrogates.solvers.dcdm.iteration.dcdm`.
+    maxiter
+        Iteration cap; a solve that does not converge counts as ``maxiter``.
+    seed
+        Seeds the right-hand sides (the same ones at every call, so epochs are compared on equal terms).
+
+    Returns
+    -------
+    float
+        The mean count (keep = 2, the paper's iteration), float64 solves.
+    """
+    was_training = model.training
+    model.eval()
+    counts = []
+    for k, A in enumerate(matrices):
+        b = torch.from_numpy(np.random.default_rng([seed, k]).standard_normal(A.shape[0]))
+        result = dcdm(A, b, model, rtol=rtol, maxiter=maxiter)
+        counts.append(int(result.iterations.max()) if bool(result.converged.all()) else maxiter)
+    model.train(was_training)
+    return float(np.mean(counts))
+
+
+class _System:
+    """One training matrix in scaled form: ``Â`` (differentiable products), the network's channels, Ritz pairs.
+
+    ``Â = D^{-1/2} A D^{-1/2}`` with the network's ``D`` (:func:`~surrogates.solvers.dcdm.grid.grid_couplings`).
+    """
+
+    def __init__(self, A: sp.spmatrix, ritz_steps: int, rng: np.random.Generator, scaling: str = "diagonal"):
         A = sp.csr_matrix(A, dtype=np.float64)
-        d_inv_sqrt = sp.diags(1.0 / np.sqrt(A.diagonal()))
+        self.couplings, inverse_sqrt = grid_couplings(SparseMatrix.from_scipy(A), scaling)
+        d_inv_sqrt = sp.diags(inverse_sqrt.numpy())
         a_hat = (d_inv_sqrt @ A @ d_inv_sqrt).tocsr()
         self.a_hat = SparseMatrix.from_scipy(a_hat, dtype=torch.float32)
-        self.couplings, _ = grid_couplings(SparseMatrix.from_scipy(A))
         self.couplings = self.couplings.float()
         self.m = self.couplings.shape[-1]
         # the spectrum of Â, whose smooth modes the network must learn to invert
@@ -96,6 +139,10 @@ def train_dcdm(
     model: DCDMNet | None = None,
     progress: bool = True,
     history: list | None = None,
+    init: str = "random",
+    scaling: str = "diagonal",
+    validation: Sequence[sp.spmatrix] = (),
+    validation_history: list | None = None,
 ) -> DCDMNet:
     """Train a :class:`DCDMNet` on 5-point SPD matrices with the scale-invariant loss.
 
@@ -129,11 +176,20 @@ def train_dcdm(
         Show a tqdm bar over epochs.
     history
         If given, the mean loss of each epoch is appended.
+    init, scaling
+        The network's starting weights (``"random"`` or ``"identity"``) and system (``"diagonal"`` or
+        ``"mean"``) when ``model`` is None (see :class:`~surrogates.solvers.dcdm.network.DCDMNet`).
+    validation
+        Held-out matrices (never the test ones). If given, :func:`validation_iterations` is measured on
+        them before the first step and after every epoch, and the weights with the lowest count are
+        returned (the earliest of equal ones, so the start wins ties).
+    validation_history
+        If given, the validation counts are appended: the start's first, then one per epoch.
 
     Returns
     -------
     DCDMNet
-        The trained network, float32, CPU, eval mode.
+        The trained network (the selected one with ``validation``), float32, CPU, eval mode.
     """
     if not len(matrices):
         raise ValueError("need at least one training matrix")
@@ -143,9 +199,12 @@ def train_dcdm(
     rng = np.random.default_rng(seed)
     if model is None:
         model = DCDMNet(width=width, blocks=blocks, coarsest=coarsest, coarse_couplings=coarse_couplings,
-                        coarse_gain=coarse_gain, structure=structure)
+                        coarse_gain=coarse_gain, structure=structure, init=init, scaling=scaling)
     model.train()
-    systems = [_System(A, ritz_steps, rng) for A in matrices]
+    best = (validation_iterations(model, validation), copy.deepcopy(model.state_dict())) if len(validation) else None
+    if validation_history is not None and best is not None:
+        validation_history.append(best[0])
+    systems = [_System(A, ritz_steps, rng, model.init_kwargs.get("scaling", "diagonal")) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     total_steps = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=lr / 100)
@@ -166,5 +225,15 @@ def train_dcdm(
             raise FloatingPointError(f"DCDM training diverged (loss {epoch_loss}); lower lr")
         if history is not None:
             history.append(epoch_loss)
-        bar.set_postfix(loss=f"{epoch_loss:.4g}", seconds=f"{time.perf_counter() - start:.0f}")
+        postfix = {"loss": f"{epoch_loss:.4g}"}
+        if best is not None:
+            count = validation_iterations(model, validation)
+            if validation_history is not None:
+                validation_history.append(count)
+            if count < best[0]:
+                best = (count, copy.deepcopy(model.state_dict()))
+            postfix.update(val_it=f"{count:.1f}", best=f"{best[0]:.1f}")
+        bar.set_postfix(**postfix, seconds=f"{time.perf_counter() - start:.0f}")
+    if best is not None:
+        model.load_state_dict(best[1])
     return model.eval()
