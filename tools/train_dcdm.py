@@ -39,29 +39,30 @@ VALIDATION_SEED = 2000
 
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """The training options, shared with ``tools/bench_dcdm.py``."""
+    """The training options, shared with ``tools/bench_dcdm.py``; the defaults are the benchmarked network's (the
+    additive structure started as BPX for ``A / mean(diag A)``, the epoch kept by the validation count)."""
     p.add_argument("--resolution", type=int, default=64, help="grid nodes per side incl. boundary (s)")
     p.add_argument("--n-train", type=int, default=8, help="training matrices")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--steps-per-epoch", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8, help="training vectors per step")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ritz-steps", type=int, default=300, help="Lanczos steps per training matrix")
     p.add_argument("--weighting", choices=["paper", "inverse_sqrt"], default="paper",
                    help="training vectors' coefficients on the Ritz vectors (training_vectors)")
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--blocks", type=int, default=1)
-    p.add_argument("--structure", choices=["v_cycle", "additive"], default="v_cycle",
+    p.add_argument("--structure", choices=["v_cycle", "additive"], default="additive",
                    help="N as a recursive U-Net (v_cycle) or the additive multilevel sum (DCDMNet)")
     p.add_argument("--coarsest", type=int, default=4, help="a level at most this wide does not coarsen (DCDMNet)")
     p.add_argument("--coarse-couplings", choices=["average", "galerkin"], default="average",
                    help="how the network coarsens the operator's couplings (DCDMNet)")
     p.add_argument("--coarse-gain", type=float, default=1.0, help="fixed factor on every coarse correction (DCDMNet)")
-    p.add_argument("--init", choices=["random", "identity"], default="random",
+    p.add_argument("--init", choices=["random", "identity"], default="identity",
                    help="starting weights; identity (additive only): the untrained network is BPX (DCDMNet)")
-    p.add_argument("--scaling", choices=["diagonal", "mean"], default="diagonal",
+    p.add_argument("--scaling", choices=["diagonal", "mean"], default="mean",
                    help="the network's system: D^-1/2 A D^-1/2 or A / mean(diag A) (DCDMNet)")
-    p.add_argument("--validation-resolutions", type=int, nargs="*", default=[],
+    p.add_argument("--validation-resolutions", type=int, nargs="*", default=[64, 128],
                    help="keep the epoch with the fewest DCDM iterations on held-out matrices of these sizes")
     p.add_argument("--n-val", type=int, default=2, help="validation matrices per validation resolution")
     p.add_argument("--extra-resolutions", type=int, nargs="*", default=[],

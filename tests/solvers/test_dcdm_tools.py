@@ -22,7 +22,8 @@ def tools():
 
 
 TINY = ["--resolution", "10", "--n-train", "1", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2",
-        "--ritz-steps", "10", "--width", "2", "--structure", "additive", "--threads", "1"]
+        "--ritz-steps", "10", "--width", "2", "--structure", "additive", "--init", "random", "--scaling", "diagonal",
+        "--validation-resolutions", "--threads", "1"]  # not the defaults, so that each option below differs
 
 
 def test_benchmark_reads_a_trained_network_only_with_matching_options(tools, tmp_path):
