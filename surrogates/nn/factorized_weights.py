@@ -15,9 +15,10 @@ format:
 * CP: ``W = sum_r a^1_r o a^2_r o ... o a^N_r``, one factor ``A_n`` of shape ``(I_n, R)`` per mode.
 
 The rank is given as a fraction of the dense size (``rank=0.1``: about a tenth of the parameters, the
-ranks chosen by tensorly's ``validate_tucker_rank`` / ``validate_cp_rank``, the real/imaginary mode at
-full rank; ``rank=1.0`` is the full Tucker rank) or explicitly (a list of
-Tucker ranks, or an int CP rank). Reconstruction and decomposition use tensorly (PyTorch backend, set
+ranks chosen by tensorly's ``validate_tucker_rank`` / ``validate_cp_rank``; for Tucker the modes named in
+``full_rank_modes``, by default the real/imaginary part, keep their full rank and the others
+share the rest; ``rank=1.0`` is the full Tucker rank) or explicitly (a list of Tucker ranks, or an int CP
+rank). Reconstruction and decomposition use tensorly (PyTorch backend, set
 for the current thread only, so autograd flows through the factors). Real/imaginary parts are a mode of
 the real tensor rather than complex factors, so optimizers and all-reduce see plain real parameters.
 """
@@ -34,9 +35,13 @@ from tensorly.decomposition import parafac, tucker
 from tensorly.tucker_tensor import validate_tucker_rank
 from torch import nn
 
-__all__ = ["FACTORIZATIONS", "FactorizedSpectralWeights"]
+__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "FactorizedSpectralWeights"]
 
 FACTORIZATIONS = ("tucker", "cp")
+# Modes a fractional Tucker rank may keep at full rank, by name: both are small (L layers, 2 parts), so
+# full rank there costs a factor of L (or 2) in the core.
+FULL_RANK_MODE_NAMES = ("layers", "complex")
+FULL_RANK_MODES = ("complex",)  # the default
 
 
 class FactorizedSpectralWeights(nn.Module):
@@ -57,6 +62,10 @@ class FactorizedSpectralWeights(nn.Module):
         per mode (``L, k_1, ..., k_d, C_in, C_out, 2``); for CP an int.
     std : float
         Standard deviation of the reconstructed entries at initialization (that of the dense layers').
+    full_rank_modes : sequence of {"layers", "complex"}
+        With a fractional Tucker rank: the modes kept at full rank (``"layers"``: every layer its own
+        kernel; ``"complex"``: real and imaginary parts not tied to one phase). The other modes' ranks
+        are scaled alike to meet the fraction. Ignored for explicit ranks and for CP.
 
     Attributes
     ----------
@@ -75,13 +84,14 @@ class FactorizedSpectralWeights(nn.Module):
         factorization: str = "tucker",
         rank: float | int | Sequence[int] = 0.1,
         std: float = 0.1,
+        full_rank_modes: Sequence[str] = FULL_RANK_MODES,
     ):
         super().__init__()
         if factorization not in FACTORIZATIONS:
             raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
         self.factorization = factorization
         self.shape = (int(n_layers), *(int(k) for k in weight_shape), int(in_channels), int(out_channels), 2)
-        self.ranks = _ranks(self.shape, factorization, rank)
+        self.ranks = _ranks(self.shape, factorization, rank, full_rank_modes)
         generator_std = float(std)
         if factorization == "tucker":
             # Orthonormal factors keep ||W|| = ||G||; E W_i^2 = var(G) prod(R_n / I_n) on average.
@@ -175,16 +185,20 @@ class FactorizedSpectralWeights(nn.Module):
             parameter.copy_(factor)
 
 
-def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
+def _ranks(
+    shape: tuple[int, ...], factorization: str, rank, full_rank_modes: Sequence[str] = FULL_RANK_MODES
+) -> list[int]:
     """Explicit ranks of a ``shape`` tensor from a fraction or from given ranks."""
+    if isinstance(full_rank_modes, str) or not all(m in FULL_RANK_MODE_NAMES for m in full_rank_modes):
+        raise ValueError(f"full_rank_modes must name modes of {FULL_RANK_MODE_NAMES}, got {full_rank_modes!r}")
     if isinstance(rank, bool):
         raise ValueError(f"rank must be a fraction or explicit ranks, got {rank!r}")
     if isinstance(rank, float):
         if not 0 < rank <= 1:
             raise ValueError(f"a fractional rank must lie in (0, 1], got {rank}")
         if factorization == "tucker":
-            # The real/imaginary mode keeps both parts (rank 1 there would tie them to one phase).
-            return [max(1, int(r)) for r in validate_tucker_rank(shape, rank=rank, fixed_modes=[len(shape) - 1])]
+            fixed = [{"layers": 0, "complex": len(shape) - 1}[m] for m in dict.fromkeys(full_rank_modes)]
+            return [max(1, int(r)) for r in validate_tucker_rank(shape, rank=rank, fixed_modes=sorted(fixed))]
         return [max(1, int(validate_cp_rank(shape, rank=rank)))]
     if factorization == "cp":
         if not isinstance(rank, int) or rank < 1:

@@ -73,6 +73,25 @@ def test_parameter_count_at_a_rank_fraction(fraction):
     assert tucker.ranks[-1] == 2  # real and imaginary parts are not tied
 
 
+@pytest.mark.parametrize("fraction", [0.02, 0.09, 0.3])
+@pytest.mark.parametrize("full", [(), ("complex",), ("layers",), ("layers", "complex")])
+def test_full_rank_modes_at_a_rank_fraction(fraction, full):
+    """The named modes keep their size; the others share the fraction (same count formula and tolerance)."""
+    weights = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=fraction, full_rank_modes=full)
+    for name, mode in (("layers", 0), ("complex", -1)):
+        if name in full:
+            assert weights.ranks[mode] == weights.shape[mode]
+    assert all(1 <= r <= n for r, n in zip(weights.ranks, weights.shape))
+    count = sum(p.numel() for p in weights.parameters())
+    assert count == math.prod(weights.ranks) + sum(n * r for n, r in zip(weights.shape, weights.ranks))
+    assert abs(count / weights.dense_size - fraction) <= 0.35 * fraction
+
+
+def test_full_rank_modes_leave_explicit_ranks_alone():
+    weights = FactorizedSpectralWeights(4, (4, 3), 4, 4, rank=[2, 3, 2, 4, 4, 1], full_rank_modes=("layers", "complex"))
+    assert weights.ranks == [2, 3, 2, 4, 4, 1]
+
+
 @pytest.mark.parametrize("factorization", ["tucker", "cp"])
 def test_initial_weights_have_the_dense_layers_spread(factorization):
     torch.manual_seed(0)
@@ -85,7 +104,7 @@ def test_initial_weights_have_the_dense_layers_spread(factorization):
 @pytest.mark.parametrize(
     "kwargs",
     [dict(factorization="tt"), dict(rank=0.0), dict(rank=1.5), dict(rank=[2, 2]), dict(factorization="cp", rank=[3]),
-     dict(rank=True)],
+     dict(rank=True), dict(full_rank_modes=("channels",)), dict(full_rank_modes="layers")],
 )
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -117,7 +136,8 @@ def test_every_layer_and_mode_index_starts_with_the_dense_spread(factorization):
     Tucker, two CP), which move them by the product of the later modes' near-1 scales, to well within 1%."""
     torch.manual_seed(0)
     # small enough for CP's Khatri-Rao reconstruction (its memory grows with rank x dense size)
-    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125)
+    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125,
+                                        full_rank_modes=("complex",))
     assert weights.ranks[0] < 4 or factorization == "cp"  # Tucker: fewer ranks than layers, the case at issue
     tensor = weights.dense()
     for mode in range(tensor.ndim):
