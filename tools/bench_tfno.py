@@ -447,13 +447,13 @@ def render(args: argparse.Namespace, results: dict) -> str:
         + (f" (its error against our whole-domain TFNO's: {mg_note})" if mg_note else "")
         + ". Our TFNO against "
         f"neuraloperator's: besides the factorization (one tensor for all layers, with rank {layer_rank()} over the "
-        "4 layers, against one per layer), neuraloperator's network has a lifting MLP and a channel MLP in every layer, "
-        "and at the same rank fraction more spectral parameters (above); the comparison is of the two "
+        "4 layers, against one per layer), neuraloperator's network has a lifting MLP and a channel MLP in every "
+        "layer, and the same rank fraction gives the two different spectral parameter counts (above); the comparison is of the two "
         "implementations as configured by the same fraction, not of the factorizations alone."
         + (" Learning rates: the factorized networks learn more slowly per step at the dense network's rate; at the "
            "experiments' own settings (lr 1e-3, weight decay 1e-4) our TFNO on Darcy, with the earlier Tucker ranks "
-           "2, 15, 7, 20, 20, 2, reached 1.30x the dense error after 6 epochs (3 seeds) and 1.61x after 20 (seed 0); chosen on validation from the same grid, the "
-           "rate of each network is in column `lr`." if len(args.lrs) > 1 else ""),
+           "2, 15, 7, 20, 20, 2, reached 1.30x the dense error after 6 epochs (3 seeds) and 1.61x after 20 (seed 0); "
+           "chosen on validation from the same grid, the rate of each network is in column `lr`." if len(args.lrs) > 1 else ""),
     ]
     lines += ["", "Goals:", "", *goals, "", f"Command (the parts may run separately, see `--parts`): `{command}`"]
     return "\n".join(lines)

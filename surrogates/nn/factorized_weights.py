@@ -19,9 +19,10 @@ tensorly's ``validate_cp_rank``; Tucker: the modes named in ``full_rank_modes``,
 real/imaginary part, keep their full rank, the others get ranks ``c I_n`` for the one ``c`` that brings
 the parameter count closest to the fraction, rounded up on the modes of ``round_up_modes`` (by default
 the layers) and to nearest on the rest (with no mode rounded up: tensorly's ``validate_tucker_rank``);
-``rank=1.0`` is the full Tucker rank) or explicitly (a list of Tucker ranks, or an int CP rank). Reconstruction and decomposition use tensorly (PyTorch backend, set
-for the current thread only, so autograd flows through the factors). Real/imaginary parts are a mode of
-the real tensor rather than complex factors, so optimizers and all-reduce see plain real parameters.
+``rank=1.0`` is the full Tucker rank) or explicitly (a list of Tucker ranks, or an int CP rank).
+Reconstruction and decomposition use tensorly (PyTorch backend, set for the current thread only, so
+autograd flows through the factors). Real/imaginary parts are a mode of the real tensor rather than
+complex factors, so optimizers and all-reduce see plain real parameters.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ __all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "ROUND_U
            "tucker_parameter_count"]
 
 FACTORIZATIONS = ("tucker", "cp")
-# Modes a fractional Tucker rank may keep at full rank, by name: both are small (L layers, 2 parts), so
-# full rank there costs a factor of L (or 2) in the core.
+# Modes a fractional Tucker rank may keep at full rank or round up, by name: both are small (L layers, 2
+# parts), so full rank there costs a factor of L (or 2) in the core.
 FULL_RANK_MODE_NAMES = ("layers", "complex")
 FULL_RANK_MODES = ("complex",)  # the default
 ROUND_UP_MODES = ("layers",)  # the default
