@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from surrogates.models.tfno import TFNO
 from surrogates.nn.embeddings import GridEmbedding
+from surrogates.nn.factorized_weights import FULL_RANK_MODES, ROUND_UP_MODES
 from surrogates.nn.host_memory import release_free_memory
 from surrogates.nn.multigrid_patching import BOUNDARIES, PatchGrid, multigrid_patches, stitch_patches
 
@@ -36,7 +37,8 @@ class MGTFNO(TFNO):
     Parameters
     ----------
     in_channels, out_channels, modes, width, n_layers, projection_channels, positional_embedding,
-    activation, padding, grid, lifting_channels, channel_mlp_expansion, norm, skip, factorization, rank
+    activation, padding, grid, lifting_channels, channel_mlp_expansion, norm, skip, factorization, rank,
+    full_rank_modes, round_up_modes
         As :class:`~surrogates.models.tfno.TFNO` (``in_channels`` are the field's; the TFNO inside
         sees ``(in_channels + 2) * (levels + 1)``: the field and, with ``positional_embedding``, the
         coordinates of the whole domain, both with their context). ``modes`` count on a patch's window.
@@ -79,6 +81,8 @@ class MGTFNO(TFNO):
         skip: str = "linear",
         factorization: str = "tucker",
         rank: float | int | list[int] = 0.1,
+        full_rank_modes: list[str] | tuple[str, ...] = FULL_RANK_MODES,
+        round_up_modes: list[str] | tuple[str, ...] = ROUND_UP_MODES,
         levels: int = 1,
         patch_padding: float = 0.125,
         boundary: str = "periodic",
@@ -101,7 +105,7 @@ class MGTFNO(TFNO):
             projection_channels=projection_channels, positional_embedding=False,
             activation=activation, padding=padding, grid=grid, lifting_channels=lifting_channels,
             channel_mlp_expansion=channel_mlp_expansion, norm=norm, skip=skip, factorization=factorization,
-            rank=rank,
+            rank=rank, full_rank_modes=full_rank_modes, round_up_modes=round_up_modes,
         )
         self.field_channels = in_channels
         self.global_embedding = embedding

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from surrogates.models.fno import FNO
-from surrogates.nn.factorized_weights import FactorizedSpectralWeights
+from surrogates.nn.factorized_weights import FULL_RANK_MODES, ROUND_UP_MODES, FactorizedSpectralWeights
 
 __all__ = ["TFNO"]
 
@@ -32,6 +32,9 @@ class TFNO(FNO):
     rank : float, int or list of int
         Fraction of the dense spectral parameter count in ``(0, 1]``, or explicit ranks (a list of
         ``4 + dim`` Tucker ranks, an int CP rank).
+    full_rank_modes, round_up_modes : list of {"layers", "complex"}
+        Tucker modes a fractional rank keeps at full rank, and those whose rank it rounds up (see
+        :class:`~surrogates.nn.factorized_weights.FactorizedSpectralWeights`).
 
     Examples
     --------
@@ -62,6 +65,8 @@ class TFNO(FNO):
         skip: str = "linear",
         factorization: str = "tucker",
         rank: float | int | list[int] = 0.1,
+        full_rank_modes: list[str] | tuple[str, ...] = FULL_RANK_MODES,
+        round_up_modes: list[str] | tuple[str, ...] = ROUND_UP_MODES,
     ):
         super().__init__(
             in_channels, out_channels, modes=modes, width=width, n_layers=n_layers, dim=dim,
@@ -71,7 +76,8 @@ class TFNO(FNO):
         )
         first = self.spectral[0]
         self.factorized = FactorizedSpectralWeights(
-            n_layers, first.weight_shape, width, width, factorization=factorization, rank=rank, std=first.weight_std
+            n_layers, first.weight_shape, width, width, factorization=factorization, rank=rank, std=first.weight_std,
+            full_rank_modes=full_rank_modes, round_up_modes=round_up_modes,
         )
 
     def spectral_weights(self) -> list[torch.Tensor]:

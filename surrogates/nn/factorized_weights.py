@@ -14,12 +14,15 @@ format:
   ``U_n`` of shape ``(I_n, R_n)`` per mode;
 * CP: ``W = sum_r a^1_r o a^2_r o ... o a^N_r``, one factor ``A_n`` of shape ``(I_n, R)`` per mode.
 
-The rank is given as a fraction of the dense size (``rank=0.1``: about a tenth of the parameters, the
-ranks chosen by tensorly's ``validate_tucker_rank`` / ``validate_cp_rank``, the real/imaginary mode at
-full rank; ``rank=1.0`` is the full Tucker rank) or explicitly (a list of
-Tucker ranks, or an int CP rank). Reconstruction and decomposition use tensorly (PyTorch backend, set
-for the current thread only, so autograd flows through the factors). Real/imaginary parts are a mode of
-the real tensor rather than complex factors, so optimizers and all-reduce see plain real parameters.
+The rank is given as a fraction of the dense size (``rank=0.1``: about a tenth of the parameters; CP:
+tensorly's ``validate_cp_rank``; Tucker: the modes named in ``full_rank_modes``, by default the
+real/imaginary part, keep their full rank, the others get ranks ``c I_n`` for the one ``c`` that brings
+the parameter count closest to the fraction, rounded up on the modes of ``round_up_modes`` (by default
+the layers) and to nearest on the rest (with no mode rounded up: tensorly's ``validate_tucker_rank``);
+``rank=1.0`` is the full Tucker rank) or explicitly (a list of Tucker ranks, or an int CP rank).
+Reconstruction and decomposition use tensorly (PyTorch backend, set for the current thread only, so
+autograd flows through the factors). Real/imaginary parts are a mode of the real tensor rather than
+complex factors, so optimizers and all-reduce see plain real parameters.
 """
 
 from __future__ import annotations
@@ -34,9 +37,15 @@ from tensorly.decomposition import parafac, tucker
 from tensorly.tucker_tensor import validate_tucker_rank
 from torch import nn
 
-__all__ = ["FACTORIZATIONS", "FactorizedSpectralWeights"]
+__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "ROUND_UP_MODES", "FactorizedSpectralWeights",
+           "tucker_parameter_count"]
 
 FACTORIZATIONS = ("tucker", "cp")
+# Modes a fractional Tucker rank may keep at full rank or round up, by name: both are small (L layers, 2
+# parts), so full rank there costs a factor of L (or 2) in the core.
+FULL_RANK_MODE_NAMES = ("layers", "complex")
+FULL_RANK_MODES = ("complex",)  # the default
+ROUND_UP_MODES = ("layers",)  # the default
 
 
 class FactorizedSpectralWeights(nn.Module):
@@ -57,6 +66,16 @@ class FactorizedSpectralWeights(nn.Module):
         per mode (``L, k_1, ..., k_d, C_in, C_out, 2``); for CP an int.
     std : float
         Standard deviation of the reconstructed entries at initialization (that of the dense layers').
+    full_rank_modes : sequence of {"layers", "complex"}
+        With a fractional Tucker rank: the modes kept at full rank (``"layers"``: every layer its own
+        kernel; ``"complex"``: real and imaginary parts not tied to one phase). The other modes' ranks
+        are scaled alike to meet the fraction. Ignored for explicit ranks and for CP.
+    round_up_modes : sequence of {"layers", "complex"}
+        With a fractional Tucker rank: the other modes get ranks ``round(c I_n)`` and these ``ceil(c I_n)``
+        (``I_n`` the mode's size), ``c`` common to all and chosen so that the parameter count is the
+        closest to the fraction. Rounding up keeps a small mode's share (4 layers at ``c = 0.6``: rank 3,
+        not 2) at the cost of a slightly smaller ``c`` on the large modes. Empty: tensorly's
+        ``validate_tucker_rank`` (its own ``c``, every rank rounded to nearest).
 
     Attributes
     ----------
@@ -75,13 +94,15 @@ class FactorizedSpectralWeights(nn.Module):
         factorization: str = "tucker",
         rank: float | int | Sequence[int] = 0.1,
         std: float = 0.1,
+        full_rank_modes: Sequence[str] = FULL_RANK_MODES,
+        round_up_modes: Sequence[str] = ROUND_UP_MODES,
     ):
         super().__init__()
         if factorization not in FACTORIZATIONS:
             raise ValueError(f"factorization must be one of {FACTORIZATIONS}, got {factorization!r}")
         self.factorization = factorization
         self.shape = (int(n_layers), *(int(k) for k in weight_shape), int(in_channels), int(out_channels), 2)
-        self.ranks = _ranks(self.shape, factorization, rank)
+        self.ranks = _ranks(self.shape, factorization, rank, full_rank_modes, round_up_modes)
         generator_std = float(std)
         if factorization == "tucker":
             # Orthonormal factors keep ||W|| = ||G||; E W_i^2 = var(G) prod(R_n / I_n) on average.
@@ -175,16 +196,25 @@ class FactorizedSpectralWeights(nn.Module):
             parameter.copy_(factor)
 
 
-def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
+def _ranks(
+    shape: tuple[int, ...], factorization: str, rank, full_rank_modes: Sequence[str] = FULL_RANK_MODES,
+    round_up_modes: Sequence[str] = ROUND_UP_MODES,
+) -> list[int]:
     """Explicit ranks of a ``shape`` tensor from a fraction or from given ranks."""
+    for name, modes in (("full_rank_modes", full_rank_modes), ("round_up_modes", round_up_modes)):
+        if isinstance(modes, str) or not all(m in FULL_RANK_MODE_NAMES for m in modes):
+            raise ValueError(f"{name} must name modes of {FULL_RANK_MODE_NAMES}, got {modes!r}")
     if isinstance(rank, bool):
         raise ValueError(f"rank must be a fraction or explicit ranks, got {rank!r}")
     if isinstance(rank, float):
         if not 0 < rank <= 1:
             raise ValueError(f"a fractional rank must lie in (0, 1], got {rank}")
         if factorization == "tucker":
-            # The real/imaginary mode keeps both parts (rank 1 there would tie them to one phase).
-            return [max(1, int(r)) for r in validate_tucker_rank(shape, rank=rank, fixed_modes=[len(shape) - 1])]
+            index = {"layers": 0, "complex": len(shape) - 1}
+            fixed = sorted({index[m] for m in full_rank_modes})
+            if round_up_modes:
+                return _tucker_ranks_rounded_up(shape, rank, fixed, [index[m] for m in round_up_modes])
+            return [max(1, int(r)) for r in validate_tucker_rank(shape, rank=rank, fixed_modes=fixed)]
         return [max(1, int(validate_cp_rank(shape, rank=rank)))]
     if factorization == "cp":
         if not isinstance(rank, int) or rank < 1:
@@ -195,3 +225,30 @@ def _ranks(shape: tuple[int, ...], factorization: str, rank) -> list[int]:
     if ranks is None or len(ranks) != len(shape) or not all(1 <= r <= n for r, n in zip(ranks, shape)):
         raise ValueError(f"Tucker ranks must be a fraction or {len(shape)} ints within {list(shape)}, got {rank!r}")
     return ranks
+
+
+def tucker_parameter_count(shape: Sequence[int], ranks: Sequence[int]) -> int:
+    """Parameters of a Tucker tensor: the core ``prod(R_n)`` and the factors ``sum(I_n R_n)``."""
+    return math.prod(ranks) + sum(n * r for n, r in zip(shape, ranks))
+
+
+def _tucker_ranks_rounded_up(
+    shape: tuple[int, ...], fraction: float, fixed: Sequence[int], up: Sequence[int]
+) -> list[int]:
+    """Ranks ``I_n`` on the ``fixed`` modes, ``ceil(c I_n)`` on the ``up`` modes and ``round(c I_n)`` on the
+    others, for the ``c`` whose parameter count is closest to ``fraction * prod(I_n)`` (ties: the smaller
+    count); ``fraction=1`` gives the full ranks."""
+    if fraction == 1:
+        return list(shape)
+    target = fraction * math.prod(shape)
+
+    def at(c: float) -> list[int]:
+        return [n if m in fixed else min(n, max(1, math.ceil(c * n) if m in up else math.floor(c * n + 0.5)))
+                for m, n in enumerate(shape)]
+
+    # The ranks change only where c crosses k / I_n (rounded up) or (k + 1/2) / I_n (to nearest): the ranks
+    # just below and just above every such point are all the distinct choices.
+    points = {(k if m in up else k + 0.5) / n for m, n in enumerate(shape) if m not in fixed for k in range(n + 1)}
+    candidates = [at(p + side) for p in points for side in (-1e-9, 1e-9) if 0 < p + side <= 1]
+    return min(candidates, key=lambda r: (abs(tucker_parameter_count(shape, r) - target),
+                                          tucker_parameter_count(shape, r)))

@@ -9,7 +9,7 @@ import torch
 
 from surrogates.models.fno import FNO
 from surrogates.models.tfno import TFNO
-from surrogates.nn.factorized_weights import FactorizedSpectralWeights
+from surrogates.nn.factorized_weights import FactorizedSpectralWeights, tucker_parameter_count
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -67,10 +67,54 @@ def test_parameter_count_at_a_rank_fraction(fraction):
     assert count(tucker) == math.prod(tucker.ranks) + sum(n * r for n, r in zip(tucker.shape, tucker.ranks))
     assert count(cp) == cp.ranks[0] * sum(cp.shape)
     assert tucker.dense_size == 4 * 24 * 12 * 32 * 32 * 2
-    # tensorly rounds the ranks: CP to within one rank, Tucker (integer ranks of 7 modes) to within 35%
+    # integer ranks: CP to within one rank, Tucker (integer ranks of 6 modes) to within 35%
     assert abs(count(cp) - fraction * cp.dense_size) <= sum(cp.shape)
     assert abs(count(tucker) / tucker.dense_size - fraction) <= 0.35 * fraction
     assert tucker.ranks[-1] == 2  # real and imaginary parts are not tied
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.09, 0.3])
+@pytest.mark.parametrize("full", [(), ("complex",), ("layers",), ("layers", "complex")])
+def test_full_rank_modes_at_a_rank_fraction(fraction, full):
+    """The named modes keep their size; the others share the fraction (same count formula and tolerance)."""
+    weights = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=fraction, full_rank_modes=full)
+    for name, mode in (("layers", 0), ("complex", -1)):
+        if name in full:
+            assert weights.ranks[mode] == weights.shape[mode]
+    assert all(1 <= r <= n for r, n in zip(weights.ranks, weights.shape))
+    count = sum(p.numel() for p in weights.parameters())
+    assert count == math.prod(weights.ranks) + sum(n * r for n, r in zip(weights.shape, weights.ranks))
+    assert abs(count / weights.dense_size - fraction) <= 0.35 * fraction
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.05, 0.09, 0.1, 0.3])
+def test_rounded_up_ranks_are_one_scale_of_the_sizes_with_the_closest_count(fraction):
+    """Default rule: ranks ceil(c I) on the layers, round(c I) on channels and modes, for one c; no other c
+    (a grid finer than any gap between the points where a rank changes: k/4 and (2k+1)/48, /24, /64, all
+    multiples of 1/192) comes closer to the fraction."""
+    shape = (4, 24, 12, 32, 32, 2)
+    weights = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=fraction)
+    ranks = weights.ranks
+    assert ranks[-1] == 2
+    # c lies in (r-1, r] / I on the rounded-up mode and in [r-1/2, r+1/2) / I on the others
+    low = max([(ranks[0] - 1) / 4] + [(r - 0.5) / n for r, n in zip(ranks[1:5], shape[1:5])])
+    high = min([ranks[0] / 4] + [(r + 0.5) / n for r, n in zip(ranks[1:5], shape[1:5])])
+    assert low < high
+    target = fraction * math.prod(shape)
+    best = abs(tucker_parameter_count(shape, ranks) - target)
+    for c in torch.linspace(0.01, 1.0, 20000).tolist():
+        other = [math.ceil(c * 4), *(max(1, math.floor(c * n + 0.5)) for n in shape[1:5]), 2]
+        assert abs(tucker_parameter_count(shape, other) - target) >= best
+    # the benchmark's fraction: the 4 layers at rank 3, not tensorly's 2
+    if fraction == 0.09:
+        assert ranks == [3, 14, 7, 19, 19, 2]
+        nearest = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=0.09, round_up_modes=())
+        assert nearest.ranks == [2, 15, 7, 20, 20, 2]
+
+
+def test_full_rank_modes_leave_explicit_ranks_alone():
+    weights = FactorizedSpectralWeights(4, (4, 3), 4, 4, rank=[2, 3, 2, 4, 4, 1], full_rank_modes=("layers", "complex"))
+    assert weights.ranks == [2, 3, 2, 4, 4, 1]
 
 
 @pytest.mark.parametrize("factorization", ["tucker", "cp"])
@@ -85,7 +129,8 @@ def test_initial_weights_have_the_dense_layers_spread(factorization):
 @pytest.mark.parametrize(
     "kwargs",
     [dict(factorization="tt"), dict(rank=0.0), dict(rank=1.5), dict(rank=[2, 2]), dict(factorization="cp", rank=[3]),
-     dict(rank=True)],
+     dict(rank=True), dict(full_rank_modes=("channels",)), dict(full_rank_modes="layers"),
+     dict(round_up_modes=("modes",))],
 )
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -117,7 +162,8 @@ def test_every_layer_and_mode_index_starts_with_the_dense_spread(factorization):
     Tucker, two CP), which move them by the product of the later modes' near-1 scales, to well within 1%."""
     torch.manual_seed(0)
     # small enough for CP's Khatri-Rao reconstruction (its memory grows with rank x dense size)
-    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125)
+    weights = FactorizedSpectralWeights(4, (16, 8), 16, 16, factorization=factorization, rank=0.1, std=0.125,
+                                        full_rank_modes=("complex",))
     assert weights.ranks[0] < 4 or factorization == "cp"  # Tucker: fewer ranks than layers, the case at issue
     tensor = weights.dense()
     for mode in range(tensor.ndim):
