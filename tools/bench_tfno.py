@@ -43,15 +43,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _training_bench import compose, cpu_model, mean_std, train_run  # noqa: E402
 from benchmarks_md import update_section  # noqa: E402
 
+from surrogates.nn.factorized_weights import RECOMMENDED_ROUND_UP_MODES  # noqa: E402  (the configs' rule)
+
 ROOT = Path(__file__).resolve().parents[1]
 RANK = 0.09
 NEURALOP_TFNO = {"factorization": "tucker", "rank": RANK}
+# neuraloperator's ranks move in steps (its 0.09 holds fewer parameters than ours, the next step, from 0.095,
+# more): the peer at both brackets our parameter count
+RANK_UP = 0.095
+NEURALOP_TFNO_UP = {"factorization": "tucker", "rank": RANK_UP}
+PEER_UP = f"TFNO (neuralop, rank {RANK_UP})"
 
-MODELS = {  # name -> (experiment, uses the neuraloperator peer)
-    "FNO (dense)": ("darcy_fno", False),
-    "TFNO (ours)": ("darcy_tfno", False),
-    "MG-TFNO (ours)": ("darcy_mg_tfno", False),
-    "TFNO (neuralop)": ("darcy_fno", True),
+MODELS = {  # name -> (experiment, the neuraloperator peer's TFNO options, or None for the package's own network)
+    "FNO (dense)": ("darcy_fno", None),
+    "TFNO (ours)": ("darcy_tfno", None),
+    "MG-TFNO (ours)": ("darcy_mg_tfno", None),
+    "TFNO (neuralop)": ("darcy_fno", NEURALOP_TFNO),
+    PEER_UP: ("darcy_fno", NEURALOP_TFNO_UP),
 }
 
 
@@ -80,7 +88,7 @@ def accuracy(args: argparse.Namespace, results: dict) -> dict:
     one of the lowest final validation error on the first seed (the same grid for every model), then the other
     seeds run at it; ``results["<problem>/<model>/lr"]`` records the choice."""
     for problem in args.problems:
-        for name, (experiment, peer) in MODELS.items():
+        for name, (experiment, peer_kwargs) in MODELS.items():
             if name not in args.models:
                 continue
             overrides = (problem_overrides(problem, args.data_root, args.n_train, args.batch_size)
@@ -91,7 +99,7 @@ def accuracy(args: argparse.Namespace, results: dict) -> dict:
                 overrides.append(f"task.optimizer.weight_decay={args.weight_decay}")
 
             def run(seed: int, lr: float | None) -> dict:
-                out = train_run(experiment, seed, args.epochs, peer=peer, peer_kwargs=NEURALOP_TFNO if peer else None,
+                out = train_run(experiment, seed, args.epochs, peer=peer_kwargs is not None, peer_kwargs=peer_kwargs,
                                 overrides=overrides + ([f"task.optimizer.lr={lr}"] if lr is not None else []))
                 record = {k: out[k] for k in ("params", "test_rel_l2", "samples_per_s", "n_train", "n_test", "resolution")}
                 record["val_rel_l2"] = out["val_rel_l2"][-1] if out["val_rel_l2"] else None
@@ -247,7 +255,7 @@ def trim_cost(args: argparse.Namespace, results: dict) -> dict:
         return results
     torch.manual_seed(0)
     model = MGTFNO(1, 1, modes=12, width=32, n_layers=4, rank=RANK, levels=2, boundary="reflect",
-                   patches_per_chunk=1)
+                   patches_per_chunk=1, round_up_modes=RECOMMENDED_ROUND_UP_MODES)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.randn(4, 1, 256, 256), torch.randn(4, 1, 256, 256)
 
@@ -286,7 +294,7 @@ def spectral_note() -> str:
     from surrogates.models.tfno import TFNO
 
     count = lambda ps: sum(p.numel() * (2 if p.is_complex() else 1) for p in ps)  # noqa: E731
-    ours = TFNO(1, 1, modes=12, width=32, n_layers=4, rank=RANK)
+    ours = TFNO(1, 1, modes=12, width=32, n_layers=4, rank=RANK, round_up_modes=RECOMMENDED_ROUND_UP_MODES)
     peer = NeuralopTFNO(n_modes=(24, 22), in_channels=1, out_channels=1, hidden_channels=32, n_layers=4,
                         factorization="tucker", rank=RANK)
     ours_spectral = count(ours.factorized.parameters())
@@ -304,7 +312,7 @@ def layer_rank() -> int:
     """Our TFNO's Tucker rank over the layer mode at the benchmark's fraction (the models' default rule)."""
     from surrogates.models.tfno import TFNO
 
-    return TFNO(1, 1, modes=12, width=32, n_layers=4, rank=RANK).factorized.ranks[0]
+    return TFNO(1, 1, modes=12, width=32, n_layers=4, rank=RANK, round_up_modes=RECOMMENDED_ROUND_UP_MODES).factorized.ranks[0]
 
 
 def render(args: argparse.Namespace, results: dict) -> str:
@@ -360,6 +368,11 @@ def render(args: argparse.Namespace, results: dict) -> str:
                 peer = mean_std([r["test_rel_l2"] for r in runs["TFNO (neuralop)"]])[0]
                 goals.append(f"- {problem}: our TFNO's error <= neuraloperator's TFNO at the same rank: "
                              f"{ours:.4f} vs {peer:.4f} ({ours / peer:.2f}x): {verdict(ours <= peer)}.")
+            if runs[PEER_UP]:
+                up = mean_std([r["test_rel_l2"] for r in runs[PEER_UP]])[0]
+                goals.append(f"- {problem} (check, not a goal): our TFNO against neuraloperator's one rank step up "
+                             f"({runs[PEER_UP][0]['params']:,} parameters against our {runs['TFNO (ours)'][0]['params']:,}): "
+                             f"{ours:.4f} vs {up:.4f} ({ours / up:.2f}x).")
     memory_ratios, live_ratio = {}, None
     for allocator in ALLOCATORS:
         runs = {name: results.get(f"memory/{allocator}/{name}") for name in MEMORY_MODELS}

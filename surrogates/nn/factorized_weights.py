@@ -17,8 +17,9 @@ format:
 The rank is given as a fraction of the dense size (``rank=0.1``: about a tenth of the parameters; CP:
 tensorly's ``validate_cp_rank``; Tucker: the modes named in ``full_rank_modes``, by default the
 real/imaginary part, keep their full rank, the others get ranks ``c I_n`` for the one ``c`` that brings
-the parameter count closest to the fraction, rounded up on the modes of ``round_up_modes`` (by default
-the layers) and to nearest on the rest (with no mode rounded up: tensorly's ``validate_tucker_rank``);
+the parameter count closest to the fraction, rounded up on the modes of ``round_up_modes`` (the configs:
+the layers) and to nearest on the rest (with no mode rounded up, the classes' default: tensorly's
+``validate_tucker_rank``);
 ``rank=1.0`` is the full Tucker rank) or explicitly (a list of Tucker ranks, or an int CP rank).
 Reconstruction and decomposition use tensorly (PyTorch backend, set for the current thread only, so
 autograd flows through the factors). Real/imaginary parts are a mode of the real tensor rather than
@@ -37,15 +38,18 @@ from tensorly.decomposition import parafac, tucker
 from tensorly.tucker_tensor import validate_tucker_rank
 from torch import nn
 
-__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "ROUND_UP_MODES", "FactorizedSpectralWeights",
-           "tucker_parameter_count"]
+__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "RECOMMENDED_ROUND_UP_MODES", "ROUND_UP_MODES",
+           "FactorizedSpectralWeights", "tucker_parameter_count"]
 
 FACTORIZATIONS = ("tucker", "cp")
 # Modes a fractional Tucker rank may keep at full rank or round up, by name: both are small (L layers, 2
 # parts), so full rank there costs a factor of L (or 2) in the core.
 FULL_RANK_MODE_NAMES = ("layers", "complex")
 FULL_RANK_MODES = ("complex",)  # the default
-ROUND_UP_MODES = ("layers",)  # the default
+# The classes' default: no mode rounded up, the rule of networks saved before the option (their recorded
+# arguments lack it, so their ranks must not change); the configs (conf/model/tfno.yaml) use ("layers",).
+ROUND_UP_MODES = ()
+RECOMMENDED_ROUND_UP_MODES = ("layers",)  # better on validation in tools/bench_tfno.py's setting
 
 
 class FactorizedSpectralWeights(nn.Module):
@@ -74,8 +78,9 @@ class FactorizedSpectralWeights(nn.Module):
         With a fractional Tucker rank: the other modes get ranks ``round(c I_n)`` and these ``ceil(c I_n)``
         (``I_n`` the mode's size), ``c`` common to all and chosen so that the parameter count is the
         closest to the fraction. Rounding up keeps a small mode's share (4 layers at ``c = 0.6``: rank 3,
-        not 2) at the cost of a slightly smaller ``c`` on the large modes. Empty: tensorly's
-        ``validate_tucker_rank`` (its own ``c``, every rank rounded to nearest).
+        not 2) at the cost of a slightly smaller ``c`` on the large modes. Empty (the default, so that
+        networks saved before the option keep their ranks; ``conf/model/tfno.yaml`` sets ``[layers]``):
+        tensorly's ``validate_tucker_rank`` (its own ``c``, every rank rounded to nearest).
 
     Attributes
     ----------

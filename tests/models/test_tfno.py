@@ -35,6 +35,21 @@ def test_init_config_round_trip(cls, kwargs):
     assert type(rebuilt) is cls and _structure(rebuilt) == _structure(model) and rebuilt.init_config() == config
 
 
+@pytest.mark.parametrize("cls", [TFNO, MGTFNO])
+def test_a_network_saved_before_the_rank_options_rebuilds_with_its_ranks(cls):
+    """A model config written before ``full_rank_modes`` / ``round_up_modes`` existed lacks them: rebuilt with the
+    defaults it gets the ranks it was saved with, so its weights load (the configs' ``[layers]`` is opt-in)."""
+    old = cls(1, 1, modes=12, width=32, n_layers=4, rank=0.09, round_up_modes=())
+    config = old.init_config()
+    for key in ("full_rank_modes", "round_up_modes"):
+        del config["kwargs"][key]
+    rebuilt = build_model(config)
+    assert rebuilt.factorized.ranks == old.factorized.ranks == [2, 15, 7, 20, 20, 2]
+    rebuilt.load_state_dict(old.state_dict())  # strict: every tensor has its saved shape
+    configured = cls(1, 1, modes=12, width=32, n_layers=4, rank=0.09, round_up_modes=["layers"])
+    assert configured.factorized.ranks == [3, 14, 7, 19, 19, 2]
+
+
 @pytest.mark.parametrize("dim, sizes", [(1, [20]), (2, [16, 12]), (3, [8, 6, 10])])
 @pytest.mark.parametrize("norm, skip", [("none", "linear"), ("instance", "identity"), ("group", "soft_gating")])
 def test_tfno_shapes(dim, sizes, norm, skip):

@@ -9,7 +9,7 @@ import torch
 
 from surrogates.models.fno import FNO
 from surrogates.models.tfno import TFNO
-from surrogates.nn.factorized_weights import FactorizedSpectralWeights, tucker_parameter_count
+from surrogates.nn.factorized_weights import RECOMMENDED_ROUND_UP_MODES, FactorizedSpectralWeights, tucker_parameter_count
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -89,11 +89,11 @@ def test_full_rank_modes_at_a_rank_fraction(fraction, full):
 
 @pytest.mark.parametrize("fraction", [0.02, 0.05, 0.09, 0.1, 0.3])
 def test_rounded_up_ranks_are_one_scale_of_the_sizes_with_the_closest_count(fraction):
-    """Default rule: ranks ceil(c I) on the layers, round(c I) on channels and modes, for one c; no other c
+    """The configs' rule: ranks ceil(c I) on the layers, round(c I) on channels and modes, for one c; no other c
     (a grid finer than any gap between the points where a rank changes: k/4 and (2k+1)/48, /24, /64, all
     multiples of 1/192) comes closer to the fraction."""
     shape = (4, 24, 12, 32, 32, 2)
-    weights = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=fraction)
+    weights = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=fraction, round_up_modes=RECOMMENDED_ROUND_UP_MODES)
     ranks = weights.ranks
     assert ranks[-1] == 2
     # c lies in (r-1, r] / I on the rounded-up mode and in [r-1/2, r+1/2) / I on the others
@@ -110,6 +110,8 @@ def test_rounded_up_ranks_are_one_scale_of_the_sizes_with_the_closest_count(frac
         assert ranks == [3, 14, 7, 19, 19, 2]
         nearest = FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=0.09, round_up_modes=())
         assert nearest.ranks == [2, 15, 7, 20, 20, 2]
+        # the default keeps the rule of networks saved before the option (their arguments lack it)
+        assert FactorizedSpectralWeights(4, (24, 12), 32, 32, rank=0.09).ranks == nearest.ranks
 
 
 def test_full_rank_modes_leave_explicit_ranks_alone():
