@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from surrogates.models.tfno import TFNO
 from surrogates.nn.embeddings import GridEmbedding
-from surrogates.nn.factorized_weights import FULL_RANK_MODES, ROUND_UP_MODES
+from surrogates.nn.factorized_weights import FULL_RANK_MODES, MAX_CP_BYTES, ROUND_UP_MODES
 from surrogates.nn.host_memory import release_free_memory
 from surrogates.nn.multigrid_patching import BOUNDARIES, PatchGrid, multigrid_patches, stitch_patches
 
@@ -38,7 +38,7 @@ class MGTFNO(TFNO):
     ----------
     in_channels, out_channels, modes, width, n_layers, projection_channels, positional_embedding,
     activation, padding, grid, lifting_channels, channel_mlp_expansion, norm, skip, factorization, rank,
-    full_rank_modes, round_up_modes
+    full_rank_modes, round_up_modes, max_cp_bytes
         As :class:`~surrogates.models.tfno.TFNO` (``in_channels`` are the field's; the TFNO inside
         sees ``(in_channels + 2) * (levels + 1)``: the field and, with ``positional_embedding``, the
         coordinates of the whole domain, both with their context). ``modes`` count on a patch's window.
@@ -83,6 +83,7 @@ class MGTFNO(TFNO):
         rank: float | int | list[int] = 0.1,
         full_rank_modes: list[str] | tuple[str, ...] = FULL_RANK_MODES,
         round_up_modes: list[str] | tuple[str, ...] = ROUND_UP_MODES,
+        max_cp_bytes: int = MAX_CP_BYTES,
         levels: int = 1,
         patch_padding: float = 0.125,
         boundary: str = "periodic",
@@ -105,7 +106,7 @@ class MGTFNO(TFNO):
             projection_channels=projection_channels, positional_embedding=False,
             activation=activation, padding=padding, grid=grid, lifting_channels=lifting_channels,
             channel_mlp_expansion=channel_mlp_expansion, norm=norm, skip=skip, factorization=factorization,
-            rank=rank, full_rank_modes=full_rank_modes, round_up_modes=round_up_modes,
+            rank=rank, full_rank_modes=full_rank_modes, round_up_modes=round_up_modes, max_cp_bytes=max_cp_bytes,
         )
         self.field_channels = in_channels
         self.global_embedding = embedding

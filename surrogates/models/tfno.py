@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from surrogates.models.fno import FNO
-from surrogates.nn.factorized_weights import FULL_RANK_MODES, ROUND_UP_MODES, FactorizedSpectralWeights
+from surrogates.nn.factorized_weights import FULL_RANK_MODES, MAX_CP_BYTES, ROUND_UP_MODES, FactorizedSpectralWeights
 
 __all__ = ["TFNO"]
 
@@ -34,6 +34,9 @@ class TFNO(FNO):
         ``4 + dim`` Tucker ranks, an int CP rank).
     full_rank_modes, round_up_modes : list of {"layers", "complex"}
         Tucker modes a fractional rank keeps at full rank, and those whose rank it rounds up (see
+        :class:`~surrogates.nn.factorized_weights.FactorizedSpectralWeights`).
+    max_cp_bytes : int
+        CP only: the most bytes its reconstruction may take (larger ranks are refused; see
         :class:`~surrogates.nn.factorized_weights.FactorizedSpectralWeights`).
 
     Examples
@@ -67,6 +70,7 @@ class TFNO(FNO):
         rank: float | int | list[int] = 0.1,
         full_rank_modes: list[str] | tuple[str, ...] = FULL_RANK_MODES,
         round_up_modes: list[str] | tuple[str, ...] = ROUND_UP_MODES,
+        max_cp_bytes: int = MAX_CP_BYTES,
     ):
         super().__init__(
             in_channels, out_channels, modes=modes, width=width, n_layers=n_layers, dim=dim,
@@ -77,7 +81,7 @@ class TFNO(FNO):
         first = self.spectral[0]
         self.factorized = FactorizedSpectralWeights(
             n_layers, first.weight_shape, width, width, factorization=factorization, rank=rank, std=first.weight_std,
-            full_rank_modes=full_rank_modes, round_up_modes=round_up_modes,
+            full_rank_modes=full_rank_modes, round_up_modes=round_up_modes, max_cp_bytes=max_cp_bytes,
         )
 
     def spectral_weights(self) -> list[torch.Tensor]:

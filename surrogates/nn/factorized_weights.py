@@ -38,8 +38,8 @@ from tensorly.decomposition import parafac, tucker
 from tensorly.tucker_tensor import validate_tucker_rank
 from torch import nn
 
-__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "RECOMMENDED_ROUND_UP_MODES", "ROUND_UP_MODES",
-           "FactorizedSpectralWeights", "tucker_parameter_count"]
+__all__ = ["FACTORIZATIONS", "FULL_RANK_MODES", "FULL_RANK_MODE_NAMES", "MAX_CP_BYTES", "RECOMMENDED_ROUND_UP_MODES",
+           "ROUND_UP_MODES", "FactorizedSpectralWeights", "cp_work_bytes", "tucker_parameter_count"]
 
 FACTORIZATIONS = ("tucker", "cp")
 # Modes a fractional Tucker rank may keep at full rank or round up, by name: both are small (L layers, 2
@@ -50,6 +50,11 @@ FULL_RANK_MODES = ("complex",)  # the default
 # arguments lack it, so their ranks must not change); the configs (conf/model/tfno.yaml) use ("layers",).
 ROUND_UP_MODES = ()
 RECOMMENDED_ROUND_UP_MODES = ("layers",)  # better on validation in tools/bench_tfno.py's setting
+# CP's reconstruction (tensorly's cp_to_tensor) forms the Khatri-Rao product of all factors but the first,
+# prod(I_2..I_N) x R numbers, on every forward pass (and autograd keeps it for the backward); its start forms
+# R x R Gram matrices. A fraction near 1 makes R about as large as the dense size over the sum of the mode
+# sizes: tens of GiB for an FNO layer stack. Refused beyond this many bytes unless raised on purpose.
+MAX_CP_BYTES = 2**31
 
 
 class FactorizedSpectralWeights(nn.Module):
@@ -81,6 +86,10 @@ class FactorizedSpectralWeights(nn.Module):
         not 2) at the cost of a slightly smaller ``c`` on the large modes. Empty (the default, so that
         networks saved before the option keep their ranks; ``conf/model/tfno.yaml`` sets ``[layers]``):
         tensorly's ``validate_tucker_rank`` (its own ``c``, every rank rounded to nearest).
+    max_cp_bytes : int
+        CP only: the most bytes the reconstruction's Khatri-Rao product (``prod(I_2..I_N) x R``) and the
+        start's Gram matrices (``N`` of ``R x R``) may take; a larger rank is refused with a ``ValueError``
+        before anything is allocated (2 GiB by default; lower the rank, use Tucker, or raise it on purpose).
 
     Attributes
     ----------
@@ -101,6 +110,7 @@ class FactorizedSpectralWeights(nn.Module):
         std: float = 0.1,
         full_rank_modes: Sequence[str] = FULL_RANK_MODES,
         round_up_modes: Sequence[str] = ROUND_UP_MODES,
+        max_cp_bytes: int = MAX_CP_BYTES,
     ):
         super().__init__()
         if factorization not in FACTORIZATIONS:
@@ -108,6 +118,14 @@ class FactorizedSpectralWeights(nn.Module):
         self.factorization = factorization
         self.shape = (int(n_layers), *(int(k) for k in weight_shape), int(in_channels), int(out_channels), 2)
         self.ranks = _ranks(self.shape, factorization, rank, full_rank_modes, round_up_modes)
+        if factorization == "cp":
+            work = cp_work_bytes(self.shape, self.ranks[0])
+            if work > max_cp_bytes:
+                raise ValueError(
+                    f"CP rank {self.ranks[0]} (rank={rank!r}) of the {self.shape} weight tensor needs {work / 2**30:.1f} GiB "
+                    f"to reconstruct it (the Khatri-Rao product of the factors, on every forward pass); the limit is "
+                    f"{max_cp_bytes / 2**30:.1f} GiB (max_cp_bytes): use a lower rank or factorization='tucker'"
+                )
         generator_std = float(std)
         if factorization == "tucker":
             # Orthonormal factors keep ||W|| = ||G||; E W_i^2 = var(G) prod(R_n / I_n) on average.
@@ -199,6 +217,12 @@ class FactorizedSpectralWeights(nn.Module):
                 factors = [f * (weights if i == 0 else 1) for i, f in enumerate(factors)]
         for parameter, factor in zip(self.factors, factors):
             parameter.copy_(factor)
+
+
+def cp_work_bytes(shape: Sequence[int], rank: int, itemsize: int = 4) -> int:
+    """Bytes of a CP tensor's largest temporaries: the reconstruction's Khatri-Rao product of all factors but
+    the first (``prod(shape[1:]) x rank``) plus the start's Gram matrices (``len(shape)`` of ``rank x rank``)."""
+    return itemsize * rank * (math.prod(shape[1:]) + len(shape) * rank)
 
 
 def _ranks(

@@ -62,7 +62,8 @@ def test_layers_use_the_reconstructed_tensor(factorization):
 def test_parameter_count_at_a_rank_fraction(fraction):
     shape_args = dict(n_layers=4, weight_shape=(24, 12), in_channels=32, out_channels=32)
     tucker = FactorizedSpectralWeights(**shape_args, factorization="tucker", rank=fraction)
-    cp = FactorizedSpectralWeights(**shape_args, factorization="cp", rank=fraction)
+    # counts only (no reconstruction here): past the default memory budget of CP's reconstruction on purpose
+    cp = FactorizedSpectralWeights(**shape_args, factorization="cp", rank=fraction, max_cp_bytes=2**40)
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     assert count(tucker) == math.prod(tucker.ranks) + sum(n * r for n, r in zip(tucker.shape, tucker.ranks))
     assert count(cp) == cp.ranks[0] * sum(cp.shape)
@@ -172,3 +173,26 @@ def test_every_layer_and_mode_index_starts_with_the_dense_spread(factorization):
         rms = tensor.square().mean(dim=[m for m in range(tensor.ndim) if m != mode]).sqrt()
         tolerance = 1e-5 if mode == tensor.ndim - 1 else 1e-2
         torch.testing.assert_close(rms, torch.full_like(rms, 0.125), rtol=tolerance, atol=0)
+
+
+def test_a_cp_rank_whose_reconstruction_would_exceed_the_memory_budget_is_refused_before_allocating():
+    """CP's reconstruction forms the Khatri-Rao product of all factors but the first: ``cp_work_bytes`` counts
+    exactly its numbers (and the start's Gram matrices); beyond ``max_cp_bytes`` the constructor refuses."""
+    import tensorly as tl
+
+    from surrogates.nn.factorized_weights import MAX_CP_BYTES, cp_work_bytes
+
+    small = FactorizedSpectralWeights(2, (4, 3), 4, 4, factorization="cp", rank=0.2)
+    (r,) = small.ranks
+    with tl.backend_context("pytorch", local_threadsafe=True):
+        khatri_rao = tl.tenalg.khatri_rao(list(small.factors)[1:])
+    assert khatri_rao.numel() * 4 + len(small.shape) * r * r * 4 == cp_work_bytes(small.shape, r)
+    with pytest.raises(ValueError, match="max_cp_bytes"):
+        FactorizedSpectralWeights(2, (4, 3), 4, 4, factorization="cp", rank=0.2, max_cp_bytes=cp_work_bytes(small.shape, r) - 1)
+    # an FNO layer stack at CP fraction 1: R ~ 22,000, a Khatri-Rao product of about 50 GiB
+    shape = (4, 24, 12, 32, 32, 2)
+    with pytest.raises(ValueError, match="GiB"):
+        FactorizedSpectralWeights(4, (24, 12), 32, 32, factorization="cp", rank=1.0)
+    assert cp_work_bytes(shape, 10_000) > MAX_CP_BYTES
+    # Tucker is not limited by it (its reconstruction stays within the dense size)
+    assert FactorizedSpectralWeights(4, (24, 12), 32, 32, factorization="tucker", rank=1.0, max_cp_bytes=0).ranks == list(shape)
