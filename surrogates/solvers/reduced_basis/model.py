@@ -122,6 +122,26 @@ def make_problem(name: str, config: dict, path: str | Path | None = None) -> Dif
     return construct(reduced_problem_class(name, path), config, "problem", path)
 
 
+def problem_of_file(name: str, config: dict, space: ParameterSpace, path: str | Path) -> DiffusionProblem:
+    """The problem a model file names (:func:`make_problem`), checked to have the parameter domain the file stores.
+
+    Raises
+    ------
+    CheckpointError
+        The problem cannot be re-created, or its parameter domain differs from ``space``; ``.problem``
+        says which, for the caller's file error.
+    """
+    try:
+        problem = make_problem(name, config, path)
+    except CheckpointError as error:
+        raise CheckpointError(path, f"cannot re-create the problem {name!r}: {error.problem}") from None
+    if problem.parameter_space.to_dict() != space.to_dict():
+        raise CheckpointError(
+            path, f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}"
+        )
+    return problem
+
+
 @dataclass
 class ReducedModel:
     """Online stage of the reduced basis method with EIM. Built by :func:`~surrogates.solvers.reduced_basis.offline.RBEIM`.
@@ -378,13 +398,9 @@ class ReducedModel:
             except (ValueError, KeyError, TypeError) as error:
                 raise ReducedModelFileError(path, f"unreadable attributes: {error}") from error
         try:
-            problem = make_problem(target, config, path)
+            problem = problem_of_file(target, config, space, path)
         except CheckpointError as error:
-            raise ReducedModelFileError(path, f"cannot re-create the problem {target!r}: {error.problem}") from None
-        if problem.parameter_space.to_dict() != space.to_dict():
-            raise ReducedModelFileError(
-                path, f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}"
-            )
+            raise ReducedModelFileError(path, error.problem) from None
         layout = FieldLayout(n_nodes, arrays["basis/free"].astype(np.int64), tuple(grid) if grid else None)
         model = cls(
             problem,

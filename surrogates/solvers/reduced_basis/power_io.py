@@ -1,7 +1,7 @@
 """Save and load :class:`~.power_partition.PowerLimitPartition` as one HDF5 file (arrays and JSON attributes).
 
 The file holds plain arrays and plain-data attributes only. The problem is re-created from its
-registered name and constructor arguments (:func:`~.model.make_problem`, the package's allowlist);
+registered name and constructor arguments (:func:`~.model.problem_of_file`, the package's allowlist);
 nothing named in the file is imported or called. Layout::
 
     attrs: format, format_version, kind, package_version, created, problem_target, problem_config,
@@ -26,7 +26,7 @@ import numpy as np
 from surrogates.errors import CheckpointError
 from surrogates.solvers.reduced_basis.model_files import create_model_file, open_model_file
 from surrogates.solvers.reduced_basis.eim import EIMBasis, ParametricEIM
-from surrogates.solvers.reduced_basis.model import _json_default, make_problem
+from surrogates.solvers.reduced_basis.model import _json_default, problem_of_file
 from surrogates.solvers.reduced_basis.polynomial_basis import ChebyshevProducts
 from surrogates.solvers.reduced_basis.power_limits import PowerLimitModel
 from surrogates.solvers.reduced_basis.power_partition import PowerLimitPartition
@@ -152,14 +152,9 @@ def load_partition(path: str | Path) -> PowerLimitPartition:
         if series not in SERIES or not (np.isfinite(eim_error) and eim_error >= 0):
             raise PowerLimitsFileError(path, f"series {series!r} or eim_error {eim_error} is invalid")
         try:
-            problem = make_problem(target, config, path)
+            problem = problem_of_file(target, config, space, path)
         except CheckpointError as error:
-            raise PowerLimitsFileError(path, f"cannot re-create the problem {target!r}: {error.problem}") from None
-        if problem.parameter_space.to_dict() != space.to_dict():
-            raise PowerLimitsFileError(
-                path,
-                f"parameter domain {space.to_dict()} differs from the problem's {problem.parameter_space.to_dict()}",
-            )
+            raise PowerLimitsFileError(path, error.problem) from None
         eims = {}
         for name in ("operator", "rhs"):
             group = f.get(f"system/{name}")
