@@ -15,13 +15,10 @@ from typing import Any
 
 import torch
 
-from surrogates.solvers.dcdm.network import COUPLING_CHANNELS, DCDMNet
+from surrogates.solvers.dcdm.network import COUPLING_CHANNELS, SCALINGS, DCDMNet
 from surrogates.solvers.sparse import SparseMatrix, as_sparse_matrix
 
 __all__ = ["SCALINGS", "DirectionOperator", "grid_couplings", "grid_side"]
-
-SCALINGS = ("diagonal", "mean")
-"""The scalings ``D`` of :func:`grid_couplings`: ``diag(A)`` or ``mean(diag(A)) I``."""
 
 
 def grid_side(n: int) -> int:
@@ -106,7 +103,7 @@ class DirectionOperator:
         self.network = network
         param = next(network.parameters())
         S = as_sparse_matrix(A, param.device, torch.float64)
-        couplings, inverse_sqrt = grid_couplings(S, network.init_kwargs.get("scaling", "diagonal"))
+        couplings, inverse_sqrt = grid_couplings(S, network.scaling)
         self.couplings = couplings.to(param.dtype)
         self.inverse_sqrt_diagonal = inverse_sqrt
         self.m = couplings.shape[-1]

@@ -63,11 +63,15 @@ from torch import nn
 
 from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
-__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "DCDMNet", "average_couplings", "galerkin_couplings", "interpolation", "interpolation_adjoint", "load",
+__all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "SCALINGS", "DCDMNet", "average_couplings", "galerkin_couplings", "interpolation", "interpolation_adjoint", "load",
            "load_metadata", "series_couplings"]
 
 COUPLING_CHANNELS = 4
 """Operator channels: scaled couplings to the neighbours at ``i - 1``, ``i + 1``, ``j - 1``, ``j + 1``."""
+
+SCALINGS = ("diagonal", "mean")
+"""The systems the network can work on (``scaling``): ``D^{-1/2} A D^{-1/2}`` with ``D = diag(A)`` or
+``D = mean(diag(A)) I`` (:func:`~surrogates.solvers.dcdm.grid.grid_couplings`)."""
 
 
 _IDENTITY_WEIGHT_INIT = -4.0  # softplus(-4) ~ 0.018: the identity starts as a small safeguard
@@ -248,8 +252,8 @@ class DCDMNet(nn.Module):
             raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
         if structure == "additive" and coarse_couplings != "average":
             raise ValueError("the additive structure coarsens the couplings itself (series_couplings)")
-        if scaling not in ("diagonal", "mean"):
-            raise ValueError(f"scaling must be 'diagonal' or 'mean', got {scaling!r}")
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         if init not in ("random", "identity"):
             raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
         if init == "identity" and structure != "additive":
@@ -270,6 +274,11 @@ class DCDMNet(nn.Module):
         self.identity_weight = nn.Parameter(torch.tensor(_IDENTITY_WEIGHT_INIT))
         if init == "identity":
             self._identity_smoother()
+
+    @property
+    def scaling(self) -> str:
+        """The system the network works on, one of :data:`SCALINGS` (``"diagonal"`` for networks saved before it)."""
+        return self.init_kwargs["scaling"]
 
     @torch.no_grad()
     def _identity_smoother(self) -> None:

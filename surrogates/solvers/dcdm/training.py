@@ -204,7 +204,7 @@ def train_dcdm(
     best = (validation_iterations(model, validation), copy.deepcopy(model.state_dict())) if len(validation) else None
     if validation_history is not None and best is not None:
         validation_history.append(best[0])
-    systems = [_System(A, ritz_steps, rng, model.init_kwargs.get("scaling", "diagonal")) for A in matrices]
+    systems = [_System(A, ritz_steps, rng, model.scaling) for A in matrices]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     total_steps = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=lr / 100)
