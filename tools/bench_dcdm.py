@@ -74,12 +74,11 @@ def trained(args: argparse.Namespace, seed: int, path: Path) -> tuple[DCDMNet, d
     architecture = {"width": args.width, "blocks": args.blocks, "coarsest": args.coarsest, "coarse_couplings": args.coarse_couplings,
                     "coarse_gain": args.coarse_gain, "structure": args.structure, "init": args.init, "scaling": args.scaling}
     found = {**{k: meta.get(k) for k in expected}, **{k: net.init_kwargs.get(k) for k in architecture}}
-    # records from before an option used its present default
+    # training records from before an option ran with what it is now when off (the network's own arguments,
+    # init and scaling included, are always complete: its constructor fills them in)
     found["weighting"] = meta.get("weighting", "paper")
     found["validation_resolutions"] = meta.get("validation_resolutions", [])
     found["n_val"] = meta.get("n_val", args.n_val) if found["validation_resolutions"] else args.n_val
-    found["init"] = net.init_kwargs.get("init", "random")
-    found["scaling"] = net.init_kwargs.get("scaling", "diagonal")
     if found != {**expected, **architecture}:
         raise SystemExit(f"{path} was trained with {found}, this run needs {expected | architecture}")
     return net, meta

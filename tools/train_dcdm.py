@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script from
 from train_learned_preconditioner import darcy_matrices  # noqa: E402
 
 from surrogates.solvers.dcdm import DCDMNet, train_dcdm  # noqa: E402
+from surrogates.solvers.dcdm.network import SCALINGS  # noqa: E402
 
 
 VALIDATION_SEED = 2000
@@ -60,7 +61,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coarse-gain", type=float, default=1.0, help="fixed factor on every coarse correction (DCDMNet)")
     p.add_argument("--init", choices=["random", "identity"], default="identity",
                    help="starting weights; identity (additive only): the untrained network is BPX (DCDMNet)")
-    p.add_argument("--scaling", choices=["diagonal", "mean"], default="mean",
+    p.add_argument("--scaling", choices=list(SCALINGS), default="mean",
                    help="the network's system: D^-1/2 A D^-1/2 or A / mean(diag A) (DCDMNet)")
     p.add_argument("--validation-resolutions", type=int, nargs="*", default=[64, 128],
                    help="keep the epoch with the fewest DCDM iterations on held-out matrices of these sizes")
