@@ -125,6 +125,43 @@ def test_an_error_midway_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_source_changed_during_the_import_is_not_published(tmp_path, monkeypatch, resume):
+    """A source rewritten while its samples are read (here: a value changed in place after the first block, so its
+    size stays the same) may give samples of two versions and a checksum of neither: nothing is published, with
+    or without a resumed folder (whose checksums are computed before the writes)."""
+    import surrogates.data.importers.run as run
+
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
+    if resume:
+        import_dataset(settings)
+        (tmp_path / "out" / "val.h5").unlink()  # the rerun has one split left to write
+    published = sorted(p.name for p in (tmp_path / "out").iterdir()) if resume else []
+    real_make_plan = run.make_plan
+
+    def make_plan(settings):
+        plan = real_make_plan(settings)
+        part, read = plan.parts[0], plan.parts[0].read
+
+        def read_then_rewrite(start, stop):
+            data = read(start, stop)
+            if start == 0:
+                with h5py.File(path, "r+") as f:
+                    f["tensor"][11, 0, 0] = 123.0
+                os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))  # coarse clocks: a different mtime for sure
+            return data
+
+        part.read = read_then_rewrite
+        return plan
+
+    monkeypatch.setattr(run, "make_plan", make_plan)
+    with pytest.raises(ImportDataError, match="changed while it was imported"):
+        import_dataset(settings)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == published
+
+
 def test_streaming_writer_publishes_only_complete_files(tmp_path):
     from types import SimpleNamespace as NS
 

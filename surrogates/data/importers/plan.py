@@ -138,6 +138,18 @@ def file_sha256(path: Path, block: int = 8 * 2**20, progress: Callable[[int], An
     return digest.hexdigest()
 
 
+def source_state(path: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What changes when a source is rewritten: the size, modification time (ns) and inode of the file, or of every
+    file of a store. The importer compares it before publishing, so that samples read from a file that another
+    process changed meanwhile (a mix of two versions) are never published."""
+    items = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    states = []
+    for item in items:
+        stat = item.stat()
+        states.append((str(item), stat.st_size, stat.st_mtime_ns, stat.st_ino))
+    return tuple(states)
+
+
 def source_bytes(path: Path) -> int:
     """Bytes of a file, or of every file of a store."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size

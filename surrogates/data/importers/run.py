@@ -41,6 +41,7 @@ from surrogates.data.importers.plan import (
     source_bytes,
     source_files,
     source_root,
+    source_state,
     split_of,
 )
 from surrogates.data.schema import SCHEMA_VERSION
@@ -301,6 +302,7 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
     """
     settings.check()
     plan = make_plan(settings)
+    states = _source_states(plan)
     assignment = assign_splits(plan, settings)
     sizes = {split: int(sum(int((a == i).sum()) for a in assignment)) for i, split in enumerate(SPLITS)}
     data_dir = Path(settings.data_dir)
@@ -337,14 +339,14 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
         return list(targets.values())
     with stop_cleanly_on_signals(data_dir):
         if resume:
-            _write(plan, settings, assignment, sizes, pending, sums, fingerprint)
+            _write(plan, settings, assignment, sizes, pending, sums, fingerprint, states)
             return list(targets.values())
         # hash the source in a thread while its samples are written (hashlib releases the GIL on large blocks);
         # the checksums go into the files before they are published
         stop = threading.Event()
         pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
         try:
-            _write(plan, settings, assignment, sizes, pending, pool.submit(checksums, plan, False, stop), None)
+            _write(plan, settings, assignment, sizes, pending, pool.submit(checksums, plan, False, stop), None, states)
         finally:
             stop.set()  # an interrupted import does not wait for the hash to finish
             pool.shutdown(wait=True)
@@ -369,10 +371,31 @@ def _fingerprint(plan: Plan, settings: ImportSettings, sizes: dict[str, int], su
     }))
 
 
+def _source_states(plan: Plan) -> dict[Path, tuple]:
+    return {path: source_state(path) for path in sorted({p for part in plan.parts for p in part.files})}
+
+
+def _check_unchanged(states: dict[Path, tuple]) -> None:
+    """Raise :class:`ImportDataError` when a source file changed (size, modification time, inode) since the import
+    began: its samples and its checksum may come from two versions of it."""
+    for path, before in states.items():
+        try:
+            now = source_state(path)
+        except OSError as error:
+            raise ImportDataError(f"{path} became unreadable during the import ({error}); nothing was published") from error
+        if now != before:
+            raise ImportDataError(
+                f"{path} changed while it was imported (size, modification time or inode differ); "
+                "nothing was published: import it again once it is no longer written to"
+            )
+
+
 def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
-           pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None) -> None:
+           pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
+           states: dict[Path, tuple]) -> None:
     """Stream the samples into the ``pending`` split files. ``sums`` may still be computing (a future): the files
-    are then written with placeholders and get the checksums and the fingerprint just before they are published."""
+    are then written with placeholders and get the checksums and the fingerprint just before they are published,
+    once the sources are found unchanged since ``states`` (:func:`_check_unchanged`)."""
     ids = {name: i for i, name in enumerate(SPLITS)}
     sources = [str(path) for path in sorted({p for part in plan.parts for p in part.files})]
     names = [*plan.variables]
@@ -422,6 +445,7 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
             fingerprint = _fingerprint(plan, settings, sizes, sums)
             for writer in writers.values():
                 writer.update_attrs({"source_sha256": json.dumps(sums, sort_keys=True), fp.FINGERPRINT_ATTR: fp.dumps(fingerprint)})
+        _check_unchanged(states)
         for split, writer in writers.items():
             writer.commit()
     finally:
