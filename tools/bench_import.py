@@ -208,7 +208,7 @@ def stage_seconds(source: Path, work: Path, chunk_bytes: int) -> dict[str, float
     """Where an import's time goes: each stage of ``import_dataset`` alone, with the package's own functions, over
     the whole source in its blocks: reading them from a cold file (``part.read``: HDF5 decoding and copies), the
     NaN scan of the writer (``np.isfinite``), writing them into one dataset file (``StreamingDatasetWriter``:
-    HDF5 chunks with fletcher32 checksums, then fsync and rename), and the SHA-256 of the source (``checksums``)."""
+    one HDF5 chunk per sample with its Fletcher-32 checksum, :mod:`surrogates.data.checksummed_chunks`, then fsync and rename), and the SHA-256 of the source (``checksums``)."""
     from surrogates.data.importers.run import ImportSettings, _block_size, checksums, make_plan
     from surrogates.data.writer import StreamingDatasetWriter
 
@@ -438,7 +438,7 @@ the other, and both started together (seconds; `overlap` is the sum over togethe
 {_before_table(args.before, before)}Where the time goes (`stage_seconds`: each stage of the import alone over the whole source, with the
 package's own functions; seconds and, in brackets, MiB/s of source data; the last destination and block budget):
 
-| layout | read (cold, HDF5 decode + copy) | NaN scan | HDF5 write (fletcher32 chunks) | fsync + rename | sha256 | import s |
+| layout | read (cold, HDF5 decode + copy) | NaN scan | HDF5 write (checksummed chunks) | fsync + rename | sha256 | import s |
 |---|---|---|---|---|---|---|
 {chr(10).join(profile)}
 
