@@ -80,6 +80,7 @@ def _reduction_hooks() -> list[tuple[type, Callable[[Any, tuple, Any], float]]]:
     import torch.nn.functional as F
     from torch import nn
 
+    from surrogates.nn.factorized_weights import FactorizedSpectralWeights
     from surrogates.nn.gaussian_features import GaussianFeatures
     from surrogates.nn.pointwise import PointwiseLinear
     from surrogates.nn.spectral_conv import SpectralConv
@@ -139,7 +140,24 @@ def _reduction_hooks() -> list[tuple[type, Callable[[Any, tuple, Any], float]]]:
         weighted = (module.weights(inputs[0]) * magnitude / 2).max()
         return monomials.shape[-1] * float(weighted) + module.n_gaussians
 
+    def factorized(module, inputs, output):
+        # the dense weights rebuilt from a Tucker core and factors (successive mode products: reductions of
+        # length R_1, ..., R_N) or from CP factors (a sum of R products of N factors), relative to the same
+        # reconstruction from the magnitudes of core and factors (Higham, 3.1), over the largest weight
+        import tensorly as tl
+
+        factors = [factor.abs() for factor in module.factors]
+        with tl.backend_context("pytorch", local_threadsafe=True):
+            if module.factorization == "tucker":
+                magnitudes = tl.tucker_to_tensor((module.core.abs(), factors))
+            else:
+                magnitudes = tl.cp_to_tensor((torch.ones(module.ranks[0], dtype=factors[0].dtype), factors))
+        length = sum(module.ranks) if module.factorization == "tucker" else module.ranks[0] + len(module.shape)
+        largest = max(float(weight.abs().max()) for weight in output)
+        return length * max(1.0, float(magnitudes.max()) / max(largest, 1e-30))
+
     hooks = [
+        (FactorizedSpectralWeights, factorized),
         (nn.Linear, linear),
         (nn.modules.conv._ConvNd, conv),
         (PointwiseLinear, pointwise),
@@ -267,7 +285,8 @@ def test_manifest_lists_every_golden_file_and_they_are_small():
     # files of every kind written by this version, and the format-1 files
     current = [entry for entry in MANIFEST["files"] if entry["version"] == f"v{FORMAT_VERSION}"]
     assert {entry["kind"] for entry in current} == set(KINDS)
-    assert {entry["model"] for entry in current} >= {"fno", "mgno", "unet", "pde_refiner", "pig", "mlp", "hc_moe", "gnn"}
+    assert {entry["model"] for entry in current} >= {"fno", "mgno", "unet", "tfno", "mg_tfno", "pde_refiner", "pig", "mlp",
+                                                      "hc_moe", "gnn"}
     legacy = [entry for entry in MANIFEST["files"] if entry["version"] == "v1"]
     assert {entry["kind"] for entry in legacy} == set(KINDS)
     for entry in MANIFEST["files"]:  # unchanged since written, and small

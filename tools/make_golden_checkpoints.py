@@ -5,8 +5,8 @@ with a fixed input and the output its public reader gives (``<name>.npz`` next t
 in ``tests/golden/manifest.json``:
 
 ``v<FORMAT_VERSION>/`` (now ``v3/``: checkpoint format 3, ``.rb.h5`` format 1.2), written by this version:
-    operator models (FNO 1D, 2D, 3D, MgNO, U-Net, the hard-constraint MoE, its single-expert and
-    soft-constraint variants), rollout models (PDE-Refiner with ``K = 2`` and a weight average, the MSE
+    operator models (FNO 1D, 2D, 3D, MgNO, U-Net, TFNO with Tucker and CP weights, MG-TFNO, the hard-constraint
+    MoE, its single-expert and soft-constraint variants), rollout models (PDE-Refiner with ``K = 2`` and a weight average, the MSE
     U-Net ``K = 0``) and pointwise models (PIG, PINN) are trained for two steps by their Lightning task on
     tiny data made by the package's generators, and saved with ``trainer.save_checkpoint`` (the task's
     ``on_save_checkpoint``); the reduced model is built by ``RBEIM`` on a 9 x 9 thermal block and saved
@@ -32,6 +32,7 @@ golden test pass). When the format is bumped, write the new format's folder and 
     python tools/make_golden_checkpoints.py                        # both folders; refuses if they exist
     python tools/make_golden_checkpoints.py --only current         # after a bump: writes v3/, keeps v2/, v1/
     python tools/make_golden_checkpoints.py --only current --force # rewrite this version's folder
+    python tools/make_golden_checkpoints.py --add tfno mg_tfno     # a model kind added later: its files only
 
 The manifest keeps the entries of the folders not rewritten. Everything is seeded and runs on one
 thread: regenerating on the same machine gives the same weights and outputs (the ``.rb.h5`` file
@@ -554,46 +555,81 @@ def _fno(**kwargs):
     return lambda: FNO(in_channels=1, out_channels=1, **kwargs)
 
 
-def _write_all(golden: Golden, folders: list[str]) -> None:
+def _entries(golden: Golden) -> list[tuple[str, str, Callable[[], None]]]:
+    """Every golden file as ``(folder, name, write)``, in the order they are written."""
+    from surrogates.models.mg_tfno import MGTFNO
     from surrogates.models.mgno import MgNO
     from surrogates.models.mlp import MLP
     from surrogates.models.pig import PIG
+    from surrogates.models.tfno import TFNO
     from surrogates.models.unet import UNet
 
     box = [[-1.0, 1.0], [-1.0, 1.0]]
     fno_small = {"width": 6, "n_layers": 2, "projection_channels": 8}
+    tfno_small = {"dim": 2, "modes": 3, **fno_small, "rank": 0.5}
     v = golden.current
-    if v in folders:
-        print(f"{v} (files written by this version: checkpoint format {checkpoint_format()}):")
-        golden.operator("fno1d", v, _fno(dim=1, modes=6, **fno_small), "burgers", ["u"], ["u"],
-                        "FNO dim 1 on Burgers (64 points, first -> last snapshot)", input_time=0, target_time=-1)
-        golden.operator("fno2d", v, _fno(dim=2, modes=3, **fno_small), "darcy", ["a"], ["u"], "FNO dim 2 on Darcy 16 x 16")
-        golden.operator("fno3d", v, _fno(dim=3, modes=[2, 3, 3], width=4, n_layers=2, projection_channels=8),
-                        "navier_stokes", ["omega"], ["omega"],
-                        "FNO dim 3 on Navier-Stokes space-time (4 times x 8 x 8; SpaceTimeDataModule)", space_time=True)
-        golden.operator("mgno", v, lambda: MgNO(1, 1, width=4, n_layers=2, levels=3, bias_points=4), "darcy", ["a"],
-                        ["u"], "MgNO on Darcy 16 x 16")
-        golden.operator("unet", v, lambda: UNet(1, 1, dim=2, hidden_channels=4, channel_multipliers=[1, 2], norm_groups=2),
-                        "darcy", ["a"], ["u"], "U-Net (operator) on Darcy 16 x 16")
-        golden.rollout("pde_refiner", v, 2, "PDERefiner(num_refinement_steps=2)", ema_decay=0.995)
-        golden.rollout("mse_unet", v, 0, "PDERefiner(num_refinement_steps=0), the MSE U-Net")
-        golden.pointwise("pig", v, lambda: PIG(in_channels=2, n_gaussians=24, bounds=box, sigma_init=0.1),
-                         "PIG(n_gaussians=24)")
-        golden.pointwise("pinn", v, lambda: MLP(in_channels=2, width=12, depth=2, bounds=box), "MLP(width=12, depth=2)")
-        golden.hard_constraint("hc_moe", "hard-constraint MoE, experts [1, 2]", experts=[1, 2])
-        golden.hard_constraint("hc_single", "single hard constraint, experts [1, 1]", experts=[1, 1])
-        golden.hard_constraint("soft_constraint", "soft-constraint baseline", constraint="soft", experts=None)
-        golden.reduced("thermal_block", v)
-        golden.preconditioner("learned_preconditioner", v)
-    if LEGACY in folders:
-        print(f"{LEGACY} (format 1: unversioned checkpoint metadata, old preconditioner layout, .rb.h5 format 1.1):")
-        golden.operator("fno2d", LEGACY, _fno(dim=2, modes=3, **fno_small), "darcy", ["a"], ["u"],
-                        "FNO dim 2 on Darcy 16 x 16", legacy=True)
-        golden.rollout("pde_refiner", LEGACY, 2, "PDERefiner(num_refinement_steps=2)", legacy=True)
-        golden.pointwise("pig", LEGACY, lambda: PIG(in_channels=2, n_gaussians=24, bounds=box, sigma_init=0.1),
-                         "PIG(n_gaussians=24)", legacy=True)
-        golden.reduced("thermal_block", LEGACY)
-        golden.preconditioner("learned_preconditioner", LEGACY)
+    return [
+        (v, "fno1d", lambda: golden.operator(
+            "fno1d", v, _fno(dim=1, modes=6, **fno_small), "burgers", ["u"], ["u"],
+            "FNO dim 1 on Burgers (64 points, first -> last snapshot)", input_time=0, target_time=-1)),
+        (v, "fno2d", lambda: golden.operator(
+            "fno2d", v, _fno(dim=2, modes=3, **fno_small), "darcy", ["a"], ["u"], "FNO dim 2 on Darcy 16 x 16")),
+        (v, "fno3d", lambda: golden.operator(
+            "fno3d", v, _fno(dim=3, modes=[2, 3, 3], width=4, n_layers=2, projection_channels=8), "navier_stokes",
+            ["omega"], ["omega"], "FNO dim 3 on Navier-Stokes space-time (4 times x 8 x 8; SpaceTimeDataModule)",
+            space_time=True)),
+        (v, "mgno", lambda: golden.operator(
+            "mgno", v, lambda: MgNO(1, 1, width=4, n_layers=2, levels=3, bias_points=4), "darcy", ["a"], ["u"],
+            "MgNO on Darcy 16 x 16")),
+        (v, "unet", lambda: golden.operator(
+            "unet", v, lambda: UNet(1, 1, dim=2, hidden_channels=4, channel_multipliers=[1, 2], norm_groups=2),
+            "darcy", ["a"], ["u"], "U-Net (operator) on Darcy 16 x 16")),
+        (v, "tfno", lambda: golden.operator(
+            "tfno", v, lambda: TFNO(1, 1, factorization="tucker", round_up_modes=["layers"], **tfno_small), "darcy",
+            ["a"], ["u"], "TFNO (Tucker, rank 0.5, layers rounded up) on Darcy 16 x 16")),
+        (v, "tfno_cp", lambda: golden.operator(
+            "tfno_cp", v, lambda: TFNO(1, 1, factorization="cp", **tfno_small), "darcy", ["a"], ["u"],
+            "TFNO (CP, rank 0.5) on Darcy 16 x 16")),
+        (v, "mg_tfno", lambda: golden.operator(
+            "mg_tfno", v, lambda: MGTFNO(1, 1, factorization="tucker", levels=1, **tfno_small), "darcy", ["a"], ["u"],
+            "MG-TFNO (Tucker, rank 0.5, 2 x 2 patches with one coarser level) on Darcy 16 x 16")),
+        (v, "pde_refiner", lambda: golden.rollout(
+            "pde_refiner", v, 2, "PDERefiner(num_refinement_steps=2)", ema_decay=0.995)),
+        (v, "mse_unet", lambda: golden.rollout("mse_unet", v, 0, "PDERefiner(num_refinement_steps=0), the MSE U-Net")),
+        (v, "pig", lambda: golden.pointwise(
+            "pig", v, lambda: PIG(in_channels=2, n_gaussians=24, bounds=box, sigma_init=0.1), "PIG(n_gaussians=24)")),
+        (v, "pinn", lambda: golden.pointwise(
+            "pinn", v, lambda: MLP(in_channels=2, width=12, depth=2, bounds=box), "MLP(width=12, depth=2)")),
+        (v, "hc_moe", lambda: golden.hard_constraint("hc_moe", "hard-constraint MoE, experts [1, 2]", experts=[1, 2])),
+        (v, "hc_single", lambda: golden.hard_constraint(
+            "hc_single", "single hard constraint, experts [1, 1]", experts=[1, 1])),
+        (v, "soft_constraint", lambda: golden.hard_constraint(
+            "soft_constraint", "soft-constraint baseline", constraint="soft", experts=None)),
+        (v, "thermal_block", lambda: golden.reduced("thermal_block", v)),
+        (v, "learned_preconditioner", lambda: golden.preconditioner("learned_preconditioner", v)),
+        # format 1: unversioned checkpoint metadata, old preconditioner layout, .rb.h5 format 1.1
+        (LEGACY, "fno2d", lambda: golden.operator(
+            "fno2d", LEGACY, _fno(dim=2, modes=3, **fno_small), "darcy", ["a"], ["u"], "FNO dim 2 on Darcy 16 x 16",
+            legacy=True)),
+        (LEGACY, "pde_refiner", lambda: golden.rollout(
+            "pde_refiner", LEGACY, 2, "PDERefiner(num_refinement_steps=2)", legacy=True)),
+        (LEGACY, "pig", lambda: golden.pointwise(
+            "pig", LEGACY, lambda: PIG(in_channels=2, n_gaussians=24, bounds=box, sigma_init=0.1), "PIG(n_gaussians=24)",
+            legacy=True)),
+        (LEGACY, "thermal_block", lambda: golden.reduced("thermal_block", LEGACY)),
+        (LEGACY, "learned_preconditioner", lambda: golden.preconditioner("learned_preconditioner", LEGACY)),
+    ]
+
+
+def _write_all(golden: Golden, folders: list[str], names: set[str] | None = None) -> None:
+    """Write the entries of ``folders`` (only those named in ``names``, if given)."""
+    current = None
+    for folder, name, write in _entries(golden):
+        if folder in folders and (names is None or name in names):
+            if folder != current:
+                print(f"{folder}:")
+                current = folder
+            write()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -601,13 +637,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"golden folder (default {DEFAULT_OUT})")
     parser.add_argument("--only", choices=("all", "current", "legacy"), default="all",
                         help="write the current format's folder (v<FORMAT_VERSION>), the format-1 folder (v1), or both")
+    parser.add_argument("--add", nargs="+", metavar="NAME", default=None,
+                        help="write only these entries of the current format's folder, next to the files already there "
+                             "(for a model kind added after the folder was written; refuses names whose files exist)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing golden folders (only when the files must change on purpose; after a "
                              "format bump write the new folder with --only current and keep the old ones)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     folders = {"all": [current_folder(), LEGACY], "current": [current_folder()], "legacy": [LEGACY]}[args.only]
-    existing = [out / folder for folder in folders if (out / folder).exists()]
+    names = None
+    if args.add:
+        folders, names = [current_folder()], set(args.add)
+        known = {name for folder, name, _ in _entries(Golden(out, Data(out), out)) if folder == current_folder()}
+        if names - known:
+            print(f"unknown entries {sorted(names - known)}; the current folder's entries: {sorted(known)}", file=sys.stderr)
+            return 2
+        existing = sorted(p for p in (out / current_folder()).glob("*") if p.stem in names)
+    else:
+        existing = [out / folder for folder in folders if (out / folder).exists()]
     if existing and not args.force:
         print(f"refusing to overwrite {', '.join(str(p) for p in existing)}: the committed golden files are what CI "
               "loads, so that files of every format keep loading. Pass --force only to replace them on purpose; after "
@@ -627,19 +675,26 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(tmp)
         try:
             golden = Golden(staging, Data(Path("data")), Path("."))
-            _write_all(golden, folders)
+            _write_all(golden, folders, names)
         finally:
             os.chdir(cwd)
         out.mkdir(parents=True, exist_ok=True)
         for folder in folders:
+            if names is not None:  # --add: the new files join the folder; nothing else in it is touched
+                (out / folder).mkdir(parents=True, exist_ok=True)
+                for path in (staging / folder).iterdir():
+                    shutil.copy2(path, out / folder / path.name)
+                continue
             if (out / folder).exists():
                 shutil.rmtree(out / folder)
             shutil.copytree(staging / folder, out / folder)
-    # the manifest keeps the entries of the folders not rewritten (older formats)
+    # the manifest keeps the entries of the folders not rewritten (older formats), and with --add every other entry
+    rewritten = {(entry["version"], entry["name"]) for entry in golden.entries}
     kept = []
     if (out / MANIFEST).exists():
-        kept = [entry for entry in json.loads((out / MANIFEST).read_text())["files"] if entry["version"] not in folders]
-    entries = sorted(kept + golden.entries, key=lambda entry: -int(entry["version"][1:]))  # newest format first
+        kept = [entry for entry in json.loads((out / MANIFEST).read_text())["files"]
+                if (entry["version"], entry["name"]) not in rewritten and (names is not None or entry["version"] not in folders)]
+    entries = sorted(kept + golden.entries, key=lambda entry: -int(entry["version"][1:]))  # newest format first (stable)
     manifest = {
         "description": "Golden model files: each is loaded by its public reader in tests/test_golden.py, which "
                        "reproduces the stored output. See README.md.",
