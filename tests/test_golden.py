@@ -286,7 +286,7 @@ def test_manifest_lists_every_golden_file_and_they_are_small():
     current = [entry for entry in MANIFEST["files"] if entry["version"] == f"v{FORMAT_VERSION}"]
     assert {entry["kind"] for entry in current} == set(KINDS)
     assert {entry["model"] for entry in current} >= {"fno", "mgno", "unet", "tfno", "mg_tfno", "pde_refiner", "pig", "mlp",
-                                                      "hc_moe", "gnn"}
+                                                      "hc_moe", "gnn", "dcdm"}
     legacy = [entry for entry in MANIFEST["files"] if entry["version"] == "v1"]
     assert {entry["kind"] for entry in legacy} == set(KINDS)
     for entry in MANIFEST["files"]:  # unchanged since written, and small
@@ -501,7 +501,42 @@ def test_reduced_model(key):
 
 
 # -- preconditioner kind -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("key", entry_ids("preconditioner"))
+@pytest.mark.parametrize("key", [k for k in entry_ids("preconditioner") if ENTRIES[k]["model"] == "dcdm"])
+def test_dcdm_network(key):
+    """The DCDM network's directions ``d = D^-1/2 (N^T N + s I) D^-1/2 r`` from the loaded file.
+
+    ``N^T`` is applied by autograd, a backward pass the forward hooks of :func:`round_off_units` do not see, so
+    the check is a posteriori: the file stores the directions computed in float32 and in float64 from the same
+    weights. The float64 evaluation here must reproduce the stored one to float64 round-off, which is estimated
+    from the float32 errors measured here and when the file was written (``e = |d32 - d64| / max|d64|``): to first
+    order the same operations err in proportion to the unit round-off, so each float64 evaluation errs by about
+    ``e u64 / u32``; two evaluations, and a factor 2 between one realization and its bound. Then the float32
+    directions are within both float32 errors (triangle inequality through the float64 ones).
+    """
+    import copy
+
+    import scipy.sparse as sp
+
+    from surrogates.solvers.dcdm.grid import DirectionOperator
+    from surrogates.solvers.dcdm.network import load as load_dcdm
+    from surrogates.solvers.dcdm.network import load_metadata
+
+    entry, path, data = golden(key)
+    check_checkpoint_metadata(entry, path)
+    model = load_dcdm(path)
+    assert load_metadata(path)["epochs"] == 1
+    A = sp.csr_matrix((data["A_data"], data["A_indices"], data["A_indptr"]), shape=tuple(data["A_shape"]))
+    r = torch.from_numpy(data["r"])
+    d = DirectionOperator(model, A)(r).numpy()
+    d64 = DirectionOperator(copy.deepcopy(model).double(), A)(r).numpy()
+    e_here = float(np.max(np.abs(d - d64)) / np.max(np.abs(d64)))
+    e_stored = entry["fp32_error"]
+    tolerance64 = 4 * (e_here + e_stored) * U64 / U32 + 8 * U64
+    assert_reproduces(d64, data["d_float64"], tolerance64, f"{key} (float64)")
+    assert_reproduces(d, data["d"], e_here + e_stored + tolerance64 + 2 * U32, key)
+
+
+@pytest.mark.parametrize("key", [k for k in entry_ids("preconditioner") if ENTRIES[k]["model"] == "gnn"])
 def test_learned_preconditioner(key):
     import scipy.sparse as sp
 

@@ -11,7 +11,8 @@ in ``tests/golden/manifest.json``:
     tiny data made by the package's generators, and saved with ``trainer.save_checkpoint`` (the task's
     ``on_save_checkpoint``); the reduced model is built by ``RBEIM`` on a 9 x 9 thermal block and saved
     with ``ReducedModel.save``; the learned preconditioner is trained for one epoch and saved with
-    ``learned.save``. Settings: the tasks' and models' defaults (the hard-constraint ones from
+    ``learned.save``; the DCDM network (additive, BPX start) is trained for two steps and saved with
+    ``DCDMNet.save``. Settings: the tasks' and models' defaults (the hard-constraint ones from
     ``conf/experiment/diffusion_sorption_*.yaml``) with tiny widths, modes, bases and grids.
 ``v2/`` (format 2, statistics as metadata lists): written by the previous version with ``--only current``
     and kept, like every older folder (they are never rewritten).
@@ -440,6 +441,36 @@ class Golden:
                      _relative_error(L_factor.data, _factor_float64(loaded, A, L_factor)))
 
 
+    def dcdm(self, name: str, version: str) -> None:
+        from surrogates.pdes.darcy import Darcy
+        from surrogates.solvers.dcdm.grid import DirectionOperator
+        from surrogates.solvers.dcdm.network import load as load_dcdm
+        from surrogates.solvers.dcdm.training import train_dcdm
+        from surrogates.solvers.finite_differences import diffusion_operator
+
+        a = Darcy(resolution=8).sample_inputs(3, np.random.default_rng(0))["a"]
+        matrices = [diffusion_operator(a_i) for a_i in a[:2]]
+        settings = {"structure": "additive", "init": "identity", "scaling": "mean", "width": 4, "blocks": 1, "coarsest": 2}
+        model = train_dcdm(matrices, epochs=1, steps_per_epoch=2, batch_size=4, ritz_steps=20, seed=0, progress=False,
+                           **settings)
+        path = self.out / version / f"{name}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path, {"epochs": 1, "steps_per_epoch": 2, "matrices": "Darcy(resolution=8), 2 coefficients"})
+        A = diffusion_operator(a[2]).tocsr()
+        A.sort_indices()
+        loaded = load_dcdm(path)
+        r = torch.from_numpy(np.random.default_rng(1).standard_normal((2, A.shape[0])))
+        y = DirectionOperator(loaded, A)(r).numpy()
+        y64 = DirectionOperator(copy.deepcopy(loaded).double(), A)(r).numpy()  # the same weights in float64
+        self._record(name, version, ".pt", "preconditioner", checkpoint_format(), "dcdm",
+                     "surrogates.solvers.dcdm.network.load",
+                     f"train_dcdm({', '.join(f'{k}={v!r}' for k, v in settings.items())}, epochs=1, steps_per_epoch=2) on "
+                     "2 Darcy matrices (8 x 8); DCDMNet.save",
+                     {"A_data": A.data, "A_indices": A.indices, "A_indptr": A.indptr, "A_shape": np.asarray(A.shape),
+                      "r": r.numpy(), "d": y, "d_float64": y64},
+                     _relative_error(y, y64))
+
+
 def _factor_float64(model, A, reference) -> np.ndarray:
     """``factor_values`` with the network in float64 (same pattern and order as ``reference``)."""
     import scipy.sparse as sp
@@ -607,6 +638,7 @@ def _entries(golden: Golden) -> list[tuple[str, str, Callable[[], None]]]:
             "soft_constraint", "soft-constraint baseline", constraint="soft", experts=None)),
         (v, "thermal_block", lambda: golden.reduced("thermal_block", v)),
         (v, "learned_preconditioner", lambda: golden.preconditioner("learned_preconditioner", v)),
+        (v, "dcdm", lambda: golden.dcdm("dcdm", v)),
         # format 1: unversioned checkpoint metadata, old preconditioner layout, .rb.h5 format 1.1
         (LEGACY, "fno2d", lambda: golden.operator(
             "fno2d", LEGACY, _fno(dim=2, modes=3, **fno_small), "darcy", ["a"], ["u"], "FNO dim 2 on Darcy 16 x 16",
