@@ -224,17 +224,22 @@ def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
     """
     if engine == "h5netcdf":
         import h5netcdf
+        import h5py
 
-        with h5netcdf.File(io.BytesIO(body), "r") as f:
-            return {
-                str(name): NetcdfVariable(
-                    str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape),
-                    np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object),
-                    tuple(int(c) for c in var.chunks) if var.chunks else None,
-                    elsewhere=_stored_elsewhere(var),
-                )
-                for name, var in f.variables.items()
-            }
+        with h5py.File(io.BytesIO(body), "r") as raw:
+            # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
+            # constructor, which would leave a half-built File whose finalizer raises AttributeError
+            raw.attrs.get("_nc3_strict")
+            with h5netcdf.File(raw, "r") as f:
+                return {
+                    str(name): NetcdfVariable(
+                        str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape),
+                        np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object),
+                        tuple(int(c) for c in var.chunks) if var.chunks else None,
+                        elsewhere=_stored_elsewhere(var),
+                    )
+                    for name, var in f.variables.items()
+                }
     from scipy.io import netcdf_file
 
     with netcdf_file(io.BytesIO(body), "r", mmap=False) as f:
