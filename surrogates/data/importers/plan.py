@@ -85,6 +85,10 @@ class Plan:
     attrs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def source_paths(self) -> list[Path]:
+        """Every source file of the parts, each once, sorted."""
+        return sorted({path for part in self.parts for path in part.files})
+
 
 def component_names(field_name: str, components: Sequence[str]) -> list[str]:
     """``velocity`` with components ``x, y`` -> ``["velocity_x", "velocity_y"]``."""

@@ -275,7 +275,7 @@ def _block_size(plan: Plan, settings: ImportSettings) -> int:
 def checksums(plan: Plan, progress: bool = True, stop: threading.Event | None = None) -> dict[str, str]:
     """SHA-256 of every source file, read in blocks, with a progress bar in bytes; ``stop`` set ends it early
     (:class:`InterruptedError`) at the next block."""
-    files = sorted({path for part in plan.parts for path in part.files})
+    files = plan.source_paths()
     bar = tqdm(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
                **({} if progress else {"disable": True}))
 
@@ -372,7 +372,7 @@ def _fingerprint(plan: Plan, settings: ImportSettings, sizes: dict[str, int], su
 
 
 def _source_states(plan: Plan) -> dict[Path, tuple]:
-    return {path: source_state(path) for path in sorted({p for part in plan.parts for p in part.files})}
+    return {path: source_state(path) for path in plan.source_paths()}
 
 
 def _check_unchanged(states: dict[Path, tuple]) -> None:
@@ -397,7 +397,7 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
     are then written with placeholders and get the checksums and the fingerprint just before they are published,
     once the sources are found unchanged since ``states`` (:func:`_check_unchanged`)."""
     ids = {name: i for i, name in enumerate(SPLITS)}
-    sources = [str(path) for path in sorted({p for part in plan.parts for p in part.files})]
+    sources = [str(path) for path in plan.source_paths()]
     names = [*plan.variables]
     writers = {}
     for split, path in pending.items():
