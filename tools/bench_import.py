@@ -358,12 +358,12 @@ def main() -> None:
                 read_s, seconds = (float(np.median([p[i] for p in pairs])) for i in (0, 1))
                 rss = max(p[2] for p in pairs)
                 ratio = float(np.median([p[0] / p[1] for p in pairs]))  # (MiB / import s) / (MiB / dd s)
-                same_disk = same_filesystem(dest, work)
-                ratios.setdefault(destination_label(dest, work), []).append(ratio)
+                same_disk, where = same_filesystem(dest, work), destination_label(dest, work)
+                ratios.setdefault(where, []).append(ratio)
                 # into another filesystem the disk only reads: the bound is the direct read (or the hash, alongside)
                 bound = max(together if same_disk else read_s, sha)
                 write_ratio = f"{dd_write / seconds:.2f}" if same_disk else "-"
-                rows.append(f"| {label} | {destination_label(dest, work)} | {n} | {mb:.0f} | {mb / read_s:.0f} | {mb / dd:.0f} | {mb / dd_write:.0f} "
+                rows.append(f"| {label} | {where} | {n} | {mb:.0f} | {mb / read_s:.0f} | {mb / dd:.0f} | {mb / dd_write:.0f} "
                             f"| {together:.1f} | {mb / sha:.0f} | {chunk_mb} | {seconds:.1f} | {mb / seconds:.0f} | {ratio:.2f} "
                             f"({min(p[0] / p[1] for p in pairs):.2f}-{max(p[0] / p[1] for p in pairs):.2f}) | {write_ratio} "
                             f"| {bound / seconds:.2f} | {rss:.0f} | {os.getloadavg()[0]:.1f} |")
