@@ -4,8 +4,8 @@ One pass over the source: blocks of samples (``chunk_size`` samples, or as many 
 are read part after part and each sample goes to the file of its split, so memory stays bounded whatever
 the source's size. Each output file is written under a temporary name and renamed when complete
 (:class:`~surrogates.data.writer.StreamingDatasetWriter`); a rerun with the same fingerprint (the import
-settings, the sources' checksums, the split sizes) skips complete files, one with another fingerprint is
-refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules).
+settings, the source files' relative paths and checksums in pool order, the split sizes) skips complete files, one
+with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules).
 """
 
 from __future__ import annotations
@@ -363,12 +363,29 @@ def consecutive_runs(rows: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _fingerprint(plan: Plan, settings: ImportSettings, sizes: dict[str, int], sums: dict[str, str]) -> dict[str, Any]:
-    """What makes an imported dataset: the import settings, the layout, the source checksums and the split sizes."""
+    """What makes an imported dataset: the import settings, the layout, the sources in pool order with their
+    checksums (:func:`_ordered_sources`) and the split sizes."""
     return json.loads(fp.dumps({
         "schema_version": SCHEMA_VERSION, "import": settings.fingerprint_settings(), "layout": plan.layout,
         "pde": plan.pde, "inputs": plan.inputs, "targets": plan.targets,
-        "source_sha256": sorted(sums.values()), "seed": int(settings.seed), "sizes": sizes,
+        "source_sha256": _ordered_sources(plan, settings, sums), "seed": int(settings.seed), "sizes": sizes,
     }))
+
+
+def _ordered_sources(plan: Plan, settings: ImportSettings, sums: dict[str, str]) -> list[list[str]]:
+    """``[[path relative to the source root, sha256], ...]`` in the order of the plan's parts, which is the order of
+    the sample pool that the split permutation indexes: files that trade names or contents, or are renamed, change
+    it, so a resumed import never combines files split from two different pools. Relative paths (a single file's
+    name) keep the fingerprint of a source folder that moved."""
+    root = source_root(settings.source)
+    return [[_relative_name(path, root), sums[str(path)]] for part in plan.parts for path in part.files]
+
+
+def _relative_name(path: Path, root: Path | None) -> str:
+    """A source file's path below the source root (a single file or store, without root: its name)."""
+    if root is None:
+        return path.name
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _source_states(plan: Plan) -> dict[Path, tuple]:

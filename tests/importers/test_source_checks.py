@@ -1,0 +1,61 @@
+"""Sources that must be refused before anything is written, or read in their own order: files of one import whose grids
+differ, a resumed import whose source files moved between names, names that collide, malformed metadata of The
+Well and PDEBench coordinates that do not fit their fields."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from surrogates.data.generation import GenerationError
+from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
+from surrogates.data.xarray_view import open_split
+from tests.importers.conftest import write_darcy, write_tensor_1d, write_the_well
+
+
+def _import(source: Path | str, out: Path, **kwargs) -> list[Path]:
+    return import_dataset(ImportSettings(source=str(source), data_dir=out, progress=False, **kwargs))
+
+
+def _write_plain(path: Path, first_id: int, n: int = 8, x: np.ndarray | None = None, units: str = "1") -> None:
+    """``a (sample, x)``, ``u (sample, x)`` with the sample's id in ``a[:, 0]``."""
+    x = np.arange(4, dtype=np.float64) if x is None else x
+    a = np.zeros((n, x.size))
+    a[:, 0] = first_id + np.arange(n)
+    xr.Dataset({"a": (("sample", "x"), a), "u": (("sample", "x"), a + 0.5)},
+               coords={"x": ("x", x, {"units": units})}).to_netcdf(path, engine="h5netcdf")
+
+
+# -- resuming: the fingerprint records which file is where ---------------------------------------------------------
+def test_a_resumed_import_refuses_source_files_that_traded_names_and_resumes_a_moved_folder(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(2):
+        _write_plain(src / f"run_{k}.nc", 100 * k)
+    settings = {"inputs": ["a"], "targets": ["u"], "val_fraction": 0.25, "test_fraction": 0.25}
+    files = _import(src, tmp_path / "out", **settings)
+    for path in files[1:]:
+        path.unlink()  # an interrupted first run: train.h5 complete, val.h5 and test.h5 missing
+
+    moved = tmp_path / "elsewhere"  # the same files under another folder: the same pool, resumed
+    shutil.copytree(src, moved)
+    _import(moved, tmp_path / "out", **settings)
+    assert "train.h5 is complete; skipping" in capsys.readouterr().out
+    ids = [set(open_split(tmp_path / "out", split)["a"].values[:, 0].astype(int).tolist()) for split in ("train", "val", "test")]
+    assert sum(map(len, ids)) == 16 and set.union(*ids) == set(range(8)) | set(range(100, 108))
+
+    # the same bytes under swapped names: the pool's order, hence the split, differs
+    os.rename(src / "run_0.nc", src / "tmp.nc")
+    os.rename(src / "run_1.nc", src / "run_0.nc")
+    os.rename(src / "tmp.nc", src / "run_1.nc")
+    with pytest.raises(GenerationError, match=r"source_sha256 \[\[\"run_0.nc\".*overwrite=true"):
+        _import(src, tmp_path / "out", **settings)
+    os.rename(src / "run_1.nc", src / "run_2.nc")  # a renamed file is another source too
+    with pytest.raises(GenerationError, match="source_sha256"):
+        _import(src, tmp_path / "out", **settings)
