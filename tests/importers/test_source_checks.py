@@ -59,3 +59,43 @@ def test_a_resumed_import_refuses_source_files_that_traded_names_and_resumes_a_m
     os.rename(src / "run_1.nc", src / "run_2.nc")  # a renamed file is another source too
     with pytest.raises(GenerationError, match="source_sha256"):
         _import(src, tmp_path / "out", **settings)
+
+
+# -- PDEBench: order of per-sample groups, coordinates -------------------------------------------------------------
+@pytest.mark.parametrize("names", [[str(i) for i in range(12)], [str(i).zfill(4) for i in range(9997, 10003)]],
+                         ids=["unpadded", "past_9999"])
+def test_pdebench_groups_are_samples_in_numeric_order(tmp_path, names):
+    path = tmp_path / "2D_diff-react_NA_NA.h5"
+    with h5py.File(path, "w") as f:
+        for i, key in enumerate(names):
+            f.create_dataset(f"{key}/data", data=np.full((2, 3, 3, 2), float(i), np.float32))
+            for axis in "xy":
+                f.create_dataset(f"{key}/grid/{axis}", data=np.linspace(-1, 1, 3))
+            f.create_dataset(f"{key}/grid/t", data=np.linspace(0, 1, 3))
+    files = _import(path, tmp_path / "out", val_fraction=0.0, test_fraction=0.0)
+    np.testing.assert_array_equal(open_split(files[0].parent, "train")["u"].values[:, 0, 0, 0], np.arange(len(names)))
+
+
+def _replace(key, values):
+    def edit(f):
+        del f[key]
+        f[key] = values
+    return edit
+
+
+@pytest.mark.parametrize("write, edit, message", [
+    (write_darcy, _replace("x-coordinate", np.linspace(0, 1, 5)),
+     r"x-coordinate has shape \(5,\) \(float64\); expected 1-D numbers, 8 values, one per point along axis 1 of nu"),
+    (write_darcy, _replace("x-coordinate", np.zeros((8, 8))), r"x-coordinate has shape \(8, 8\)"),
+    (write_tensor_1d, _replace("x-coordinate", np.zeros(3)),
+     r"x-coordinate has shape \(3,\) \(float64\); expected 1-D numbers, 16 values, one per point along axis 2 of tensor"),
+    (write_tensor_1d, _replace("t-coordinate", np.zeros((7, 2))), r"the time coordinate t-coordinate has shape \(7, 2\)"),
+], ids=["darcy_short", "darcy_2d", "burgers_x", "burgers_t_2d"])
+def test_pdebench_coordinates_that_do_not_fit_the_fields_name_the_source(tmp_path, write, edit, message):
+    path = tmp_path / ("2D_DarcyFlow_beta1.0_Train.hdf5" if write is write_darcy else "1D_Burgers_Sols_Nu0.001.hdf5")
+    write(path, n=6)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(ImportDataError, match=rf"^{path}: {message}"):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,9 @@ shallow water)
 =====================  ==========================================================  ===========================
 
 Time coordinates: PDEBench's ``t-coordinate`` holds ``T + 1`` values (the edges of the saved steps' intervals);
-the first ``T`` are the times of the saved states.
+the first ``T`` are the times of the saved states. Coordinates are checked when the plan is made: 1-D, one value per
+grid point (the time coordinate: at least one per saved step). Per-sample groups are samples in the numeric order of
+their names (``9`` before ``10``, also past PDEBench's four zero-padded digits).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def detect(handle: h5py.File) -> str | None:
         return "cfd"
     if {"tensor", "x-coordinate", "t-coordinate"} <= keys and handle["tensor"].ndim == 3:
         return "tensor_1d"
-    groups = sorted(k for k in keys if _GROUP.match(k))
+    groups = sample_groups(handle)
     if groups and len(groups) == len(keys):
         first = handle[groups[0]]
         if isinstance(first, h5py.Group) and "data" in first and "grid" in first and "t" in first["grid"]:
@@ -112,9 +114,10 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
         variables: dict[str, OutVar] = {}
         coords: dict[str, OutCoord] = {}
 
-        def space_coord(name: str, values: Any) -> None:
+        def space_coord(name: str, key: str, values: Any, size: int, along: str) -> None:
+            values = _axis_values(path, key, values, size, along)
             attrs = {"periodic": 1} if periodic else {}
-            coords[name] = OutCoord(np.asarray(values, dtype=np.float64).reshape(-1), "1", f"{name} coordinate", attrs)
+            coords[name] = OutCoord(values.astype(np.float64), "1", f"{name} coordinate", attrs)
 
         if kind == "darcy":
             nu, tensor = handle["nu"], handle["tensor"]
@@ -125,8 +128,9 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                     f"nu {nu.shape}, tensor {tensor.shape}"
                 )
             n = nu.shape[0]
-            space_coord("x", handle["x-coordinate"][...])
-            space_coord("y", handle["y-coordinate"][...])
+            for i, axis in enumerate(("x", "y")):
+                space_coord(axis, f"{axis}-coordinate", handle[f"{axis}-coordinate"][...], nu.shape[1 + i],
+                            f"axis {1 + i} of nu {nu.shape}")
             variables["nu"] = OutVar("nu", ("x", "y"), "1", "diffusion coefficient")
             variables["u"] = OutVar("u", ("x", "y"), "1", "solution")
             inputs, targets = ["nu"], ["u"]
@@ -138,9 +142,9 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             sample_bytes = 2 * int(np.prod(nu.shape[1:])) * nu.dtype.itemsize
         elif kind == "tensor_1d":
             tensor = handle["tensor"]
-            n, steps, _ = tensor.shape
-            space_coord("x", handle["x-coordinate"][...])
-            coords["time"] = OutCoord(_times(handle["t-coordinate"][...], steps, path), "1", "time")
+            n, steps, nx = tensor.shape
+            space_coord("x", "x-coordinate", handle["x-coordinate"][...], nx, f"axis 2 of tensor {tensor.shape}")
+            coords["time"] = _time_coord(path, "t-coordinate", handle["t-coordinate"][...], steps)
             variables["u"] = OutVar("u", ("time", "x"), "1", "solution")
             inputs, targets = ["u"], ["u"]
 
@@ -154,12 +158,12 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             n, steps = density.shape[:2]
             ndim = density.ndim - 2
             axes = _AXES[:ndim]
-            for axis in axes:
+            for i, axis in enumerate(axes):
                 key = f"{axis}-coordinate"
                 if key not in handle:
                     raise ImportDataError(f"{path}: PDEBench CFD layout with {ndim}D fields needs {key}; found {sorted(handle)}")
-                space_coord(axis, handle[key][...])
-            coords["time"] = OutCoord(_times(handle["t-coordinate"][...], steps, path), "1", "time")
+                space_coord(axis, key, handle[key][...], density.shape[2 + i], f"axis {2 + i} of density {density.shape}")
+            coords["time"] = _time_coord(path, "t-coordinate", handle["t-coordinate"][...], steps)
             sources = {"density": "density", "pressure": "pressure"}
             variables["density"] = OutVar("density", ("time", *axes), "1", "density")
             variables["pressure"] = OutVar("pressure", ("time", *axes), "1", "pressure")
@@ -181,7 +185,7 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
 
             sample_bytes = len(sources) * int(np.prod(density.shape[1:])) * density.dtype.itemsize
         else:  # one group per sample
-            groups = sorted(k for k in handle.keys() if _GROUP.match(k))
+            groups = sample_groups(handle)
             first = handle[groups[0]]
             data = first["data"]
             grid = first["grid"]
@@ -189,12 +193,13 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             if ndim < 1:
                 raise ImportDataError(f"{path}: group {groups[0]}/data has shape {data.shape}; expected (T, *space, C)")
             axes = _AXES[:ndim]
-            for axis in axes:
+            for i, axis in enumerate(axes):
                 if axis not in grid:
                     raise ImportDataError(f"{path}: {groups[0]}/grid lacks {axis}; found {sorted(grid)}")
-                space_coord(axis, grid[axis][...])
+                space_coord(axis, f"{groups[0]}/grid/{axis}", grid[axis][...], data.shape[1 + i],
+                            f"axis {1 + i} of {groups[0]}/data {data.shape}")
             steps = data.shape[0]
-            coords["time"] = OutCoord(_times(grid["t"][...], steps, path), "1", "time")
+            coords["time"] = _time_coord(path, f"{groups[0]}/grid/t", grid["t"][...], steps)
             channels = _channel_names(pde, data.shape[-1])
             for name in channels:
                 variables[name] = OutVar(name, ("time", *axes), "1", name)
@@ -234,8 +239,42 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
     return Plan(f"pdebench_{kind}", pde, variables, coords, inputs, targets, [part])
 
 
-def _times(values: Any, steps: int, path: Path) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    if values.size < steps:
-        raise ImportDataError(f"{path}: the time coordinate has {values.size} values for {steps} saved steps")
-    return values[:steps]
+def sample_groups(handle: h5py.File) -> list[str]:
+    """The per-sample groups' names in sample order: numeric (``9``, ``10``; PDEBench writes ``str(i).zfill(4)``,
+    which sorts as text only up to ``9999``), names of equal value in text order."""
+    return sorted((k for k in handle.keys() if _GROUP.match(k)), key=lambda k: (int(k), k))
+
+
+def _axis_values(path: Path, key: str, values: Any, size: int, along: str) -> np.ndarray:
+    """A space coordinate's values, checked at plan time: 1-D, one value per grid point along its axis.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source file, the coordinate, its shape and the field's shape.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size != size or not np.issubdtype(values.dtype, np.number):
+        raise ImportDataError(
+            f"{path}: {key} has shape {values.shape} ({values.dtype}); expected 1-D numbers, {size} values, "
+            f"one per point along {along}"
+        )
+    return values
+
+
+def _time_coord(path: Path, key: str, values: Any, steps: int) -> OutCoord:
+    """The times of the ``steps`` saved states: the first ``steps`` values of a 1-D time coordinate (PDEBench's
+    ``t-coordinate`` holds ``T + 1``).
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source file and the coordinate when it is not 1-D or has fewer values than saved steps.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size < steps or not np.issubdtype(values.dtype, np.number):
+        raise ImportDataError(
+            f"{path}: the time coordinate {key} has shape {values.shape} ({values.dtype}); expected 1-D numbers, "
+            f"at least one per saved step ({steps})"
+        )
+    return OutCoord(values[:steps].astype(np.float64), "1", "time")
