@@ -61,6 +61,23 @@ def test_a_resumed_import_refuses_source_files_that_traded_names_and_resumes_a_m
         _import(src, tmp_path / "out", **settings)
 
 
+# -- names ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("plain_first", [False, True])
+def test_a_variable_named_like_a_vector_component_is_refused(tmp_path, plain_first):
+    n, s = 4, 3
+    variables = {"v": (("sample", "x", "component"), np.ones((n, s, 2))), "v_x": (("sample", "x"), np.full((n, s), 9.0)),
+                 "u": (("sample", "x"), np.zeros((n, s)))}
+    if plain_first:
+        variables = {key: variables[key] for key in ("v_x", "v", "u")}
+    path = tmp_path / "collide.nc"
+    xr.Dataset(variables, coords={"component": ["x", "y"]}).to_netcdf(path, engine="h5netcdf")
+    component, plain = r"component 'x' of 'v' \(dim 'component'\)", "variable 'v_x'"
+    pair = f"{plain} and {component}" if plain_first else f"{component} and {plain}"  # in the file's order
+    with pytest.raises(ImportDataError, match=rf"collide.nc: .*two variables make the variable 'v_x': {pair}"):
+        _import(path, tmp_path / "out", inputs=["v"], targets=["u"])
+    assert not (tmp_path / "out").exists()
+
+
 # -- PDEBench: order of per-sample groups, coordinates -------------------------------------------------------------
 @pytest.mark.parametrize("names", [[str(i) for i in range(12)], [str(i).zfill(4) for i in range(9997, 10003)]],
                          ids=["unpadded", "past_9999"])

@@ -6,7 +6,8 @@ names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and 
 with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
 Coordinates keep their values, ``units`` and ``long_name``; a dim without coordinate gets ``0 .. n - 1``;
-``periodic=[x, y]`` marks periodic dims. Variables without the sample dim are left out (listed in the notes).
+``periodic=[x, y]`` marks periodic dims. Variables without the sample dim are left out (listed in the notes). Two
+variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
 """
 
 from __future__ import annotations
@@ -98,15 +99,16 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
                 coords[out] = _coord(ds, dim, out, periodic)
         attrs = {k: str(v) for k, v in var.attrs.items() if k in ("units", "long_name")}
         if comp is None:
-            variables[name] = OutVar(name, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""))
-            sources[name] = (name, tuple(order), None, None)
+            _offer(path, variables, sources, OutVar(name, out_dims, attrs.get("units", "1"), attrs.get("long_name", "")),
+                   (name, tuple(order), None, None))
         else:
             labels = _labels(ds, comp)
             for i, label in enumerate(labels):
                 out = f"{name}_{label}"
-                variables[out] = OutVar(out, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""),
-                                        {"field": name, "component": label, "component_dim": comp})
-                sources[out] = (name, tuple(order) + (comp,), comp, i)
+                _offer(path, variables, sources,
+                       OutVar(out, out_dims, attrs.get("units", "1"), attrs.get("long_name", ""),
+                              {"field": name, "component": label, "component_dim": comp}),
+                       (name, tuple(order) + (comp,), comp, i))
     if not variables:
         ds.close()
         raise ImportDataError(f"{path}: no numeric variable with the sample dim {sample_dim!r}; found {found}")
@@ -136,6 +138,24 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     notes = [f"{path.name}: left out variables without the sample dim {sample_dim!r}: {skipped}"] if skipped else []
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
     return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
+
+
+def _offer(path: Path, variables: dict[str, OutVar], sources: dict[str, Any], var: OutVar, source: Any) -> None:
+    """Add an output variable, refusing a name that another variable or vector component already makes (a
+    variable ``v_x`` next to a field ``v`` with component ``x``): one would silently replace the other."""
+    if var.name in variables:
+        raise ImportDataError(
+            f"{path}: two variables make the variable {var.name!r}: {_origin(variables[var.name])} and "
+            f"{_origin(var)}; expected distinct names (rename one, e.g. ds.rename(...), before importing)"
+        )
+    variables[var.name] = var
+    sources[var.name] = source
+
+
+def _origin(var: OutVar) -> str:
+    if "field" in var.attrs:
+        return f"component {var.attrs['component']!r} of {var.attrs['field']!r} (dim {var.attrs['component_dim']!r})"
+    return f"variable {var.name!r}"
 
 
 def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
