@@ -78,6 +78,43 @@ def test_a_variable_named_like_a_vector_component_is_refused(tmp_path, plain_fir
     assert not (tmp_path / "out").exists()
 
 
+# -- The Well's metadata --------------------------------------------------------------------------------------------
+def _n_trajectories(value):
+    def edit(f):
+        f.attrs["n_trajectories"] = value
+    return edit
+
+
+def _field_on_6x6(f):
+    del f["t0_fields/buoyancy"]
+    dset = f["t0_fields"].create_dataset("buoyancy", data=np.zeros((4, 5, 6, 6), np.float32))
+    dset.attrs["dim_varying"], dset.attrs["sample_varying"], dset.attrs["time_varying"] = [True, True], True, True
+
+
+def _scalar_per_trajectory_of_3(f):
+    del f["scalars/Rayleigh"]
+    f["scalars"].create_dataset("Rayleigh", data=np.ones(3)).attrs["sample_varying"] = True
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_n_trajectories(10), r"t0_fields/buoyancy holds 4 trajectories .* but n_trajectories is 10"),
+    (_n_trajectories(2), r"t0_fields/buoyancy holds 4 trajectories .* but n_trajectories is 2"),
+    (_n_trajectories(0), r"the attribute n_trajectories is 0; expected a positive integer"),
+    (_field_on_6x6, r"t0_fields/buoyancy has shape \(4, 5, 6, 6\); expected \(4, 5, 8, 8\) = \(n_trajectories, time, x, y\)"),
+    (lambda f: f.__delitem__("dimensions/time"), r"dimensions/time holds nothing; expected a dataset with the times"),
+    (lambda f: f.__delitem__("dimensions/y"), r"dimensions/y holds nothing; expected a dataset with the coordinate"),
+    (lambda f: f.__delitem__("t1_fields/velocity"), r"t1_fields/velocity holds nothing; expected a dataset with the field"),
+    (_scalar_per_trajectory_of_3, r"scalars/Rayleigh has shape \(3,\); expected \(4,\) = \(n_trajectories\)"),
+], ids=["n_traj_10", "n_traj_2", "n_traj_0", "grid", "no_time", "no_y", "no_field", "scalar"])
+def test_malformed_the_well_metadata_is_refused_naming_the_file(tmp_path, edit, message):
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, steps=5, s=8)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(ImportDataError, match=rf"^{tmp_path / 'toy.hdf5'}: {message}"):
+        _import(path, tmp_path / "out")
+
+
 # -- PDEBench: order of per-sample groups, coordinates -------------------------------------------------------------
 @pytest.mark.parametrize("names", [[str(i) for i in range(12)], [str(i).zfill(4) for i in range(9997, 10003)]],
                          ids=["unpadded", "past_9999"])

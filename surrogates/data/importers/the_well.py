@@ -15,7 +15,9 @@ field ``T`` -> ``T_xx``, ``T_xy``, ``T_yx``, ``T_yy`` (the Well's own names), ea
 ``component``. Fields that do not vary between trajectories or along some dims are broadcast. Scalars and the
 simulation parameters become per-trajectory variables ``(sample,)`` (``(sample, time)`` when time varying).
 Periodic boundary conditions set ``periodic = 1`` on their coordinates; every boundary condition is recorded in
-the file attribute ``boundary_conditions`` (JSON).
+the file attribute ``boundary_conditions`` (JSON). The metadata are checked against the data before anything is
+read: every field's shape is ``([n_trajectories], [T], *the sizes of the dims it varies along, D ** order)`` by its
+flags, every scalar's ``([n_trajectories], [T])``, and a missing group or dataset is named.
 """
 
 from __future__ import annotations
@@ -66,16 +68,19 @@ def _plain(value: Any) -> Any:
 
 
 def _spec(path: Path) -> dict[str, Any]:
-    """What one file holds, read from its metadata (no field data)."""
+    """What one file holds, read from its metadata (no field data), checked against itself: every field and scalar
+    has the shape its flags, ``n_trajectories`` and ``dimensions/`` say.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the file, what it lacks or holds and what was expected.
+    """
     with h5py.File(path, "r") as f:
-        dims = f["dimensions"]
-        spatial = _strings(dims.attrs.get("spatial_dims"))
-        if not spatial:
-            spatial = [k for k in dims.keys() if k != "time"]
-        n = int(np.asarray(f.attrs["n_trajectories"]).reshape(-1)[0])
-        time = dims["time"]
-        time_per_sample = _flag(time, "sample_varying") and time.ndim == 2
-        steps = int(time.shape[-1])
+        n = _n_trajectories(f, path)
+        spatial, time, axes = _dimensions(f, path, n)
+        steps = int(time["values"].shape[-1])
+        sizes = {d: axes[d].size for d in spatial}
         fields: list[dict[str, Any]] = []
         for order, group_name in enumerate(FIELD_GROUPS):
             if group_name not in f:
@@ -83,20 +88,24 @@ def _spec(path: Path) -> dict[str, Any]:
             group = f[group_name]
             names = _strings(group.attrs.get("field_names")) or sorted(group.keys())
             for name in names:
-                ds = group[name]
+                ds = _dataset(f, path, f"{group_name}/{name}", f"the field {name!r} listed in {group_name}/@field_names")
                 dim_varying = [bool(v) for v in np.asarray(ds.attrs.get("dim_varying", [True] * len(spatial))).reshape(-1)]
-                fields.append({
+                fld = {
                     "group": group_name, "name": name, "order": order, "shape": tuple(ds.shape),
                     "sample_varying": _flag(ds, "sample_varying", True), "time_varying": _flag(ds, "time_varying", True),
                     "dim_varying": dim_varying,
-                })
+                }
+                _check_field(path, fld, n, steps, spatial, sizes)
+                fields.append(fld)
         scalars = []
         if "scalars" in f:
             group = f["scalars"]
             for name in _strings(group.attrs.get("field_names")) or sorted(group.keys()):
-                ds = group[name]
-                scalars.append({"name": name, "shape": tuple(ds.shape), "sample_varying": _flag(ds, "sample_varying"),
-                                "time_varying": _flag(ds, "time_varying")})
+                ds = _dataset(f, path, f"scalars/{name}", f"the scalar {name!r} listed in scalars/@field_names")
+                sc = {"name": name, "shape": tuple(ds.shape), "sample_varying": _flag(ds, "sample_varying"),
+                      "time_varying": _flag(ds, "time_varying")}
+                _check_scalar(path, sc, n, steps)
+                scalars.append(sc)
         params = {}
         for name in _strings(f.attrs.get("simulation_parameters")):
             if name in f.attrs:
@@ -112,11 +121,100 @@ def _spec(path: Path) -> dict[str, Any]:
         return {
             "dataset_name": str(_plain(f.attrs.get("dataset_name", path.parent.name))),
             "grid_type": str(_plain(f.attrs.get("grid_type", "cartesian"))),
-            "n": n, "spatial": spatial, "steps": steps, "time_per_sample": time_per_sample,
-            "time": np.asarray(time[0] if time_per_sample else time[...], dtype=np.float64).reshape(-1),
-            "axes": {d: np.asarray(dims[d][...], dtype=np.float64).reshape(-1) for d in spatial},
+            "n": n, "spatial": spatial, "steps": steps, "time_per_sample": time["per_sample"],
+            "time": np.asarray(time["values"][0] if time["per_sample"] else time["values"], np.float64).reshape(-1),
+            "axes": {d: axes[d].astype(np.float64) for d in spatial},
             "fields": fields, "scalars": scalars, "params": params, "bcs": bcs,
         }
+
+
+def _dataset(f: h5py.File, path: Path, key: str, what: str) -> h5py.Dataset:
+    """``f[key]``, a dataset, or an :class:`ImportDataError` naming the file and what was expected there."""
+    obj = f.get(key)
+    if not isinstance(obj, h5py.Dataset):
+        found = "nothing" if obj is None else "a group"
+        raise ImportDataError(f"{path}: {key} holds {found}; expected a dataset with {what} (The Well's layout)")
+    return obj
+
+
+def _n_trajectories(f: h5py.File, path: Path) -> int:
+    """The file attribute ``n_trajectories``: a positive integer (the fields' first dim is checked against it)."""
+    value = np.asarray(f.attrs.get("n_trajectories"))
+    whole = value.size == 1 and (np.issubdtype(value.dtype, np.integer)
+                                 or np.issubdtype(value.dtype, np.floating) and float(value.reshape(-1)[0]).is_integer())
+    if not whole or int(value.reshape(-1)[0]) < 1:
+        raise ImportDataError(f"{path}: the attribute n_trajectories is {value.tolist()!r}; expected a positive integer")
+    return int(value.reshape(-1)[0])
+
+
+def _dimensions(f: h5py.File, path: Path, n: int) -> tuple[list[str], dict[str, Any], dict[str, np.ndarray]]:
+    """The spatial dims (``dimensions/@spatial_dims``), the time (``{"values", "per_sample"}``: ``(T)``, or ``(n, T)``
+    when sample varying) and each spatial dim's 1-D coordinate, checked."""
+    dims = f.get("dimensions")
+    if not isinstance(dims, h5py.Group):
+        raise ImportDataError(f"{path}: no group dimensions/; expected dimensions/time and one dataset per spatial dim")
+    spatial = _strings(dims.attrs.get("spatial_dims")) or [k for k in dims.keys() if k != "time"]
+    time = _dataset(f, path, "dimensions/time", "the times of the stored steps, (T) or (n_trajectories, T)")
+    per_sample = _flag(time, "sample_varying") and time.ndim == 2
+    shape_ok = time.ndim == 1 or per_sample and time.shape[0] == n
+    if not shape_ok or time.shape[-1] < 1 or not np.issubdtype(time.dtype, np.number):
+        raise ImportDataError(
+            f"{path}: dimensions/time has shape {time.shape} ({time.dtype}); expected numbers, (T) or, with "
+            f"sample_varying, (n_trajectories={n}, T)"
+        )
+    axes = {}
+    for d in spatial:
+        values = _dataset(f, path, f"dimensions/{d}", f"the coordinate of the spatial dim {d!r}")
+        if values.ndim != 1 or values.size < 1 or not np.issubdtype(values.dtype, np.number):
+            raise ImportDataError(f"{path}: dimensions/{d} has shape {values.shape} ({values.dtype}); expected 1-D numbers")
+        axes[d] = values[...]
+    return spatial, {"values": time[...], "per_sample": per_sample}, axes
+
+
+def _check_field(path: Path, fld: dict[str, Any], n: int, steps: int, spatial: list[str], sizes: dict[str, int]) -> None:
+    """A field's stored shape is ``([n], [T], *sizes of the dims it varies along, D ** order)`` by its flags."""
+    key = f"{fld['group']}/{fld['name']}"
+    if len(fld["dim_varying"]) != len(spatial):
+        raise ImportDataError(
+            f"{path}: {key} has dim_varying {fld['dim_varying']}; expected one flag per spatial dim {spatial}"
+        )
+    names, expected = [], []
+    if fld["sample_varying"]:
+        names.append("n_trajectories"), expected.append(n)
+    if fld["time_varying"]:
+        names.append("time"), expected.append(steps)
+    for d, varying in zip(spatial, fld["dim_varying"]):
+        if varying:
+            names.append(d), expected.append(sizes[d])
+    names += ["component"] * fld["order"]
+    expected += [len(spatial)] * fld["order"]
+    shape = fld["shape"]
+    if fld["sample_varying"] and shape[:1] != (n,):
+        raise ImportDataError(
+            f"{path}: {key} holds {shape[0] if shape else 0} trajectories (shape {shape}) but n_trajectories is {n}; "
+            "expected them to agree"
+        )
+    if shape != tuple(expected):
+        raise ImportDataError(
+            f"{path}: {key} has shape {shape}; expected {tuple(expected)} = ({', '.join(names)}) from its flags "
+            f"sample_varying, time_varying, dim_varying and dimensions/ (time {steps}, "
+            f"{', '.join(f'{d} {sizes[d]}' for d in spatial)})"
+        )
+
+
+def _check_scalar(path: Path, sc: dict[str, Any], n: int, steps: int) -> None:
+    """A scalar holds ``([n], [T])`` values by its flags (a constant one a single value, of any shape)."""
+    names, expected = [], []
+    if sc["sample_varying"]:
+        names.append("n_trajectories"), expected.append(n)
+    if sc["time_varying"]:
+        names.append("time"), expected.append(steps)
+    shape = sc["shape"]
+    if int(np.prod(shape)) != int(np.prod(expected)) or sc["sample_varying"] and shape[:1] != (n,):
+        raise ImportDataError(
+            f"{path}: scalars/{sc['name']} has shape {shape}; expected {tuple(expected)} = ({', '.join(names)}) "
+            "from its flags sample_varying, time_varying"
+        )
 
 
 def _components(spatial: list[str], order: int) -> list[str]:
