@@ -61,6 +61,45 @@ def test_a_resumed_import_refuses_source_files_that_traded_names_and_resumes_a_m
         _import(src, tmp_path / "out", **settings)
 
 
+# -- several files, one grid ----------------------------------------------------------------------------------------
+def test_xarray_files_whose_grids_differ_are_refused_naming_both_and_the_difference(tmp_path):
+    _write_plain(tmp_path / "part0.nc", 0, x=np.linspace(0, 1, 4), units="m")
+    _write_plain(tmp_path / "part1.nc", 100, x=np.linspace(0, 1000, 4), units="mm")
+    with pytest.raises(ImportDataError, match=r"part1.nc does not match .*part0.nc: coordinate 'x' units 'mm' vs 'm'"):
+        _import(f"{tmp_path}/part*.nc", tmp_path / "out", inputs=["a"], targets=["u"])
+    _write_plain(tmp_path / "part1.nc", 100, x=np.linspace(0, 2, 4), units="m")
+    with pytest.raises(ImportDataError, match=r"part1.nc does not match .*part0.nc: coordinate 'x' values x\[1\] = "
+                                              r"0.666666667 vs 0.333333333"):
+        _import(f"{tmp_path}/part*.nc", tmp_path / "out", inputs=["a"], targets=["u"])
+
+
+def test_the_same_grid_stored_in_float32_and_float64_is_one_grid(tmp_path):
+    x = np.linspace(0, 0.7, 4)
+    _write_plain(tmp_path / "part0.nc", 0, x=x)
+    _write_plain(tmp_path / "part1.nc", 100, x=x.astype(np.float32))
+    files = _import(f"{tmp_path}/part*.nc", tmp_path / "out", inputs=["a"], targets=["u"])
+    np.testing.assert_array_equal(open_split(files[0].parent, "train")["x"].values, x)
+
+
+def test_pdebench_files_whose_times_differ_are_refused(tmp_path):
+    for k, scale in enumerate((1.0, 10.0)):
+        path = tmp_path / f"1D_Burgers_Sols_Nu0.00{k + 1}.hdf5"
+        write_tensor_1d(path, n=6, nx=8, seed=k)
+        with h5py.File(path, "r+") as f:
+            f["t-coordinate"][...] *= scale
+    with pytest.raises(ImportDataError, match=r"Nu0.002.hdf5 does not match .*Nu0.001.hdf5: coordinate 'time' values"):
+        _import(f"{tmp_path}/*.hdf5", tmp_path / "out")
+
+
+def test_the_well_files_whose_boundary_conditions_differ_are_refused(tmp_path):
+    for k in range(2):
+        write_the_well(tmp_path / f"toy_{k}.hdf5", n=2, steps=3, s=4, seed=k)
+    with h5py.File(tmp_path / "toy_1.hdf5", "r+") as f:
+        f["boundary_conditions/y_wall"].attrs["bc_type"] = "OPEN"  # same grid, same periodic flags
+    with pytest.raises(ImportDataError, match=r"toy_1.hdf5 does not match .*toy_0.hdf5: attribute 'boundary_conditions'"):
+        _import(tmp_path, tmp_path / "out")
+
+
 # -- names ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("plain_first", [False, True])
 def test_a_variable_named_like_a_vector_component_is_refused(tmp_path, plain_first):

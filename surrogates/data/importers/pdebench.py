@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, component_names
+from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, component_names, dtype_eps
 
 EXPECTED = (
     "PDEBench 2D Darcy: nu (N, s, s), tensor (N, 1, s, s), x-coordinate, y-coordinate; "
@@ -117,7 +117,7 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
         def space_coord(name: str, key: str, values: Any, size: int, along: str) -> None:
             values = _axis_values(path, key, values, size, along)
             attrs = {"periodic": 1} if periodic else {}
-            coords[name] = OutCoord(values.astype(np.float64), "1", f"{name} coordinate", attrs)
+            coords[name] = OutCoord(values.astype(np.float64), "1", f"{name} coordinate", attrs, dtype_eps(values.dtype))
 
         if kind == "darcy":
             nu, tensor = handle["nu"], handle["tensor"]
@@ -277,4 +277,4 @@ def _time_coord(path: Path, key: str, values: Any, steps: int) -> OutCoord:
             f"{path}: the time coordinate {key} has shape {values.shape} ({values.dtype}); expected 1-D numbers, "
             f"at least one per saved step ({steps})"
         )
-    return OutCoord(values[:steps].astype(np.float64), "1", "time")
+    return OutCoord(values[:steps].astype(np.float64), "1", "time", {}, dtype_eps(values.dtype))

@@ -46,12 +46,20 @@ class OutVar:
 
 @dataclass
 class OutCoord:
-    """One coordinate of the output files (1D, stored as float64)."""
+    """One coordinate of the output files (1D, stored as float64); ``eps`` is the machine epsilon of the dtype the
+    source stored it in (how closely the same grid from two files can be expected to agree)."""
 
     values: np.ndarray
     units: str = "1"
     long_name: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
+    eps: float = float(np.finfo(np.float64).eps)
+
+
+def dtype_eps(dtype: Any) -> float:
+    """Machine epsilon of a source coordinate's dtype (float64's for integers: they convert exactly)."""
+    dtype = np.dtype(dtype)
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else float(np.finfo(np.float64).eps)
 
 
 @dataclass
@@ -88,6 +96,62 @@ class Plan:
     def source_paths(self) -> list[Path]:
         """Every source file of the parts, each once, sorted."""
         return sorted({path for part in self.parts for path in part.files})
+
+
+COORD_TOLERANCE_EPS = 4
+"""Two coordinates are the same grid when they differ by at most this many epsilons (of the coarser dtype) of their
+largest magnitude: rounding a grid to float32 or float64 moves each value by half an epsilon of itself, and grids
+computed in different ways (``linspace``, ``start + i * h``) differ by a few roundings; a grid in other units or
+with another spacing differs by far more."""
+
+
+def grid_difference(a: Plan, b: Plan) -> str | None:
+    """The first difference between what plans ``a`` and ``b`` write once for all samples (coordinate values, units
+    and attributes such as ``periodic``, variable units and attributes, file attributes such as The Well's
+    ``boundary_conditions``), as ``"<what> <a's> vs <b's>"``; ``None`` when they agree. The variables and the
+    coordinates' lengths are compared by the parts' ``layout_key``."""
+    for name in sorted(set(a.coords) | set(b.coords)):
+        x, y = a.coords.get(name), b.coords.get(name)
+        if x is None or y is None:
+            return f"coordinate {name!r} {'absent' if x is None else 'present'} vs {'absent' if y is None else 'present'}"
+        if x.units != y.units:
+            return f"coordinate {name!r} units {x.units!r} vs {y.units!r}"
+        if x.attrs != y.attrs:
+            return f"coordinate {name!r} attributes {x.attrs} vs {y.attrs}"
+        if (found := _values_difference(name, x, y)) is not None:
+            return found
+    for name in sorted(set(a.variables) & set(b.variables)):
+        x, y = a.variables[name], b.variables[name]
+        if x.units != y.units:
+            return f"variable {name!r} units {x.units!r} vs {y.units!r}"
+        if x.attrs != y.attrs:
+            return f"variable {name!r} attributes {x.attrs} vs {y.attrs}"
+    for key in sorted(set(a.attrs) | set(b.attrs)):
+        if a.attrs.get(key) != b.attrs.get(key):
+            return f"attribute {key!r} {_short(a.attrs.get(key))} vs {_short(b.attrs.get(key))}"
+    return None
+
+
+def _values_difference(name: str, x: OutCoord, y: OutCoord) -> str | None:
+    """Where two coordinates' values differ beyond :data:`COORD_TOLERANCE_EPS` epsilons of their magnitude."""
+    a, b = np.asarray(x.values, np.float64), np.asarray(y.values, np.float64)
+    if a.shape != b.shape:
+        return f"coordinate {name!r} has {a.size} values vs {b.size}"
+    if a.size == 0:
+        return None
+    scale = float(max(np.nanmax(np.abs(a), initial=0.0), np.nanmax(np.abs(b), initial=0.0)))
+    tolerance = COORD_TOLERANCE_EPS * max(x.eps, y.eps) * scale
+    far = np.flatnonzero(~(np.abs(a - b) <= tolerance))  # NaN compares false: a NaN coordinate differs
+    if far.size == 0:
+        return None
+    i = int(far[0])
+    return (f"coordinate {name!r} values {name}[{i}] = {a[i]:.9g} vs {b[i]:.9g} "
+            f"({name} = {a[0]:.6g} .. {a[-1]:.6g} vs {b[0]:.6g} .. {b[-1]:.6g})")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def component_names(field_name: str, components: Sequence[str]) -> list[str]:

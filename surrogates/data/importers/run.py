@@ -5,7 +5,8 @@ are read part after part and each sample goes to the file of its split, so memor
 the source's size. Each output file is written under a temporary name and renamed when complete
 (:class:`~surrogates.data.writer.StreamingDatasetWriter`); a rerun with the same fingerprint (the import
 settings, the source files' relative paths and checksums in pool order, the split sizes) skips complete files, one
-with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules).
+with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules). Several
+source files make one dataset only when they share its grid and file attributes (:func:`~.plan.grid_difference`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from surrogates.data.importers.plan import (
     describe_variables,
     expand_names,
     file_sha256,
+    grid_difference,
     source_bytes,
     source_files,
     source_root,
@@ -181,7 +183,14 @@ def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
 
 
 def make_plan(settings: ImportSettings) -> Plan:
-    """One plan over every source file (all must have the same layout and variables)."""
+    """One plan over every source file: all must have the same layout, variables, grid (coordinate values, units,
+    periodic flags) and file attributes, since the output files hold one of each.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the two files and their first difference, or a setting that does not fit the source.
+    """
     output = Path(settings.data_dir).resolve()
     files = [path for path in source_files(settings.source) if not path.resolve().is_relative_to(output)]
     if not files:
@@ -195,6 +204,15 @@ def make_plan(settings: ImportSettings) -> Plan:
             raise ImportDataError(
                 f"{part.label} does not match {first.parts[0].label}: {plan.layout} with {describe_variables(plan.variables)} "
                 f"vs {first.layout} with {describe_variables(first.variables)}; import them separately"
+            )
+        # the output files have one grid and one set of attributes, the first file's: all files must share them
+        difference = grid_difference(plan, first)
+        if difference is None and not settings.pde and plan.pde != first.pde:
+            difference = f"pde {plan.pde!r} vs {first.pde!r} (pde=<name> sets one for all)"
+        if difference is not None:
+            raise ImportDataError(
+                f"{part.label} does not match {first.parts[0].label}: {difference}; "
+                "the output files have one grid and one set of attributes: import them separately"
             )
         first.parts.append(part)
         first.notes += plan.notes

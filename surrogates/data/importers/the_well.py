@@ -30,7 +30,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan
+from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, dtype_eps
 
 EXPECTED = (
     "The Well: groups dimensions/ (time, spatial dims), t0_fields/ [t1_fields/, t2_fields/], scalars/, "
@@ -123,7 +123,9 @@ def _spec(path: Path) -> dict[str, Any]:
             "grid_type": str(_plain(f.attrs.get("grid_type", "cartesian"))),
             "n": n, "spatial": spatial, "steps": steps, "time_per_sample": time["per_sample"],
             "time": np.asarray(time["values"][0] if time["per_sample"] else time["values"], np.float64).reshape(-1),
+            "time_eps": dtype_eps(time["values"].dtype),
             "axes": {d: axes[d].astype(np.float64) for d in spatial},
+            "axes_eps": {d: dtype_eps(axes[d].dtype) for d in spatial},
             "fields": fields, "scalars": scalars, "params": params, "bcs": bcs,
         }
 
@@ -228,11 +230,12 @@ def plan_file(path: Path, split: str | None) -> Plan:
     sizes = {d: spec["axes"][d].size for d in spatial}
     periodic_dims = {d for bc in spec["bcs"].values() if bc["bc_type"] == "periodic" for d in bc["associated_dims"]}
     coords = {
-        "time": OutCoord(spec["time"] if not spec["time_per_sample"] else np.arange(steps, dtype=np.float64),
-                         "1", "time" if not spec["time_per_sample"] else "time step index"),
+        "time": OutCoord(spec["time"], "1", "time", {}, spec["time_eps"]) if not spec["time_per_sample"]
+        else OutCoord(np.arange(steps, dtype=np.float64), "1", "time step index"),
     }
     for d in spatial:
-        coords[d] = OutCoord(spec["axes"][d], "1", f"{d} coordinate", {"periodic": 1} if d in periodic_dims else {})
+        coords[d] = OutCoord(spec["axes"][d], "1", f"{d} coordinate", {"periodic": 1} if d in periodic_dims else {},
+                             spec["axes_eps"][d])
     variables: dict[str, OutVar] = {}
     readers: list[tuple[dict[str, Any], list[str]]] = []
     inputs: list[str] = []

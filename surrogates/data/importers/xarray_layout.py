@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, is_zarr
+from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, dtype_eps, is_zarr
 
 EXPECTED = "an xarray dataset (NetCDF, HDF5/NetCDF-4, zarr) whose data variables have a sample dim (dims.sample=<name>)"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -161,8 +161,10 @@ def _origin(var: OutVar) -> str:
 def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     size = int(ds.sizes[dim])
     attrs: dict[str, Any] = {}
+    eps = dtype_eps(np.float64)
     if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
         values = np.asarray(ds[dim].values, dtype=np.float64)
+        eps = dtype_eps(ds[dim].dtype)
         units = str(ds[dim].attrs.get("units", "1"))
         long_name = str(ds[dim].attrs.get("long_name", f"{out} coordinate"))
         if ds[dim].attrs.get("periodic"):
@@ -171,7 +173,7 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
         values, units, long_name = np.arange(size, dtype=np.float64), "1", f"{out} index"
     if dim in periodic or out in periodic:
         attrs["periodic"] = 1
-    return OutCoord(values, units, long_name, attrs)
+    return OutCoord(values, units, long_name, attrs, eps)
 
 
 def _labels(ds: Any, dim: str) -> list[str]:
