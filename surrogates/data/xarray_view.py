@@ -35,7 +35,7 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
     FileNotFoundError
         If the split is missing or incomplete (see :func:`~surrogates.data.shards.split_files`).
     DatasetFileError
-        If a file does not follow the schema.
+        If a file does not follow the schema, or holds another part of the data than its name says.
     """
     import xarray as xr
 
