@@ -8,7 +8,7 @@ processes never append to one HDF5 file).
 
 A file also says which part it holds, in its attributes ``split``, ``shard``, ``num_shards`` and ``n_total``:
 :func:`split_files` checks them against its name (a shard copied over another, or another split's file copied
-in, is refused).
+in, is refused), and the readers check that the files of a split share their grid (:func:`check_same_coordinates`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from surrogates.data import fingerprint as fp
 from surrogates.data.schema import SAMPLE_DIM, DatasetFileError, inspect_file, plain
@@ -243,3 +245,43 @@ def is_complete(path: str | Path) -> bool:
     except DatasetFileError:
         return False
     return True
+
+
+def check_same_coordinates(
+    first: Path, expected: Mapping[str, np.ndarray], path: Path, found: Mapping[str, np.ndarray]
+) -> None:
+    """Refuse a file of a split whose coordinates differ from the first file's (``expected``).
+
+    The files of a split are read as samples on one grid, with the first file's coordinates. The values are
+    compared exactly: the shards of one dataset are written with the same coordinates, computed the same way,
+    so any difference is another grid (or another dataset).
+
+    Raises
+    ------
+    DatasetFileError
+        Naming ``path``, the coordinate and its first differing value, and the first file.
+    """
+    for name in sorted(set(expected) | set(found)):
+        if name not in found or name not in expected:
+            has, lacks = (first.name, "this file") if name not in found else ("this file", first.name)
+            raise DatasetFileError(
+                path, f"coordinate {name!r}: {has} has it, {lacks} has not; all files of a split must share their grid"
+            )
+        a, b = np.asarray(expected[name]), np.asarray(found[name])
+        if a.shape != b.shape:
+            raise DatasetFileError(
+                path, f"coordinate {name!r} has {b.size} values, {first.name}'s has {a.size}; all files of a split must share their grid"
+            )
+        if not np.array_equal(a, b):
+            i = int(np.flatnonzero(a != b)[0])
+            raise DatasetFileError(
+                path, f"coordinate {name!r} differs from {first.name}'s: {_span(b)} here, {_span(a)} there (first "
+                f"difference at index {i}: {b[i].tolist()!r} here, {a[i].tolist()!r} there); all files of a split must share their grid"
+            )
+
+
+def _span(values: np.ndarray) -> str:
+    """``[0.0 .. 1.0] (8 values)``, for messages."""
+    if values.size == 0:
+        return "no values"
+    return f"[{values[0].tolist()!r} .. {values[-1].tolist()!r}] ({values.size} values)"

@@ -1,10 +1,11 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from surrogates.data.schema import DatasetFileError
-from surrogates.data.shards import has_split, is_complete, shard_path, split_files
+from surrogates.data.shards import check_same_coordinates, has_split, is_complete, shard_path, split_files
 from surrogates.data.writer import temporary_path, write_dataset
 from tests.data.conftest import stationary
 
@@ -112,3 +113,15 @@ def test_shards_of_another_layout_and_lost_samples_are_refused(tmp_path):
 def test_files_without_part_attributes_are_read(tmp_path):
     _write(shard_path(tmp_path, "train"))  # no split, shard, num_shards, n_total: other writers' files
     assert split_files(tmp_path, "train") == [tmp_path / "train.h5"]
+
+
+def test_coordinates_are_compared_exactly():
+    first, other = Path("train-00000-of-00002.h5"), Path("train-00001-of-00002.h5")
+    x = np.linspace(0.0, 1.0, 8)
+    check_same_coordinates(first, {"x": x}, other, {"x": x.copy()})
+    with pytest.raises(DatasetFileError, match=r"coordinate 'x' differs .*first difference at index 7: 1.0000000000000002"):
+        check_same_coordinates(first, {"x": x}, other, {"x": np.append(x[:-1], np.nextafter(1.0, 2.0))})
+    with pytest.raises(DatasetFileError, match=r"coordinate 'x' has 4 values, train-00000-of-00002.h5's has 8"):
+        check_same_coordinates(first, {"x": x}, other, {"x": x[:4]})
+    with pytest.raises(DatasetFileError, match=r"coordinate 'time': this file has it, train-00000-of-00002.h5 has not"):
+        check_same_coordinates(first, {"x": x}, other, {"x": x, "time": x})
