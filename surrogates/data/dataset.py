@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from surrogates.data.fields import expand_field_names
-from surrogates.data.foreign import ForeignLayout, inspect_foreign
+from surrogates.data.foreign import ForeignFileInfo, ForeignLayout, inspect_foreign
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates
 from surrogates.schema import window_channel
@@ -140,6 +140,8 @@ class FieldDataset(Dataset):
         self.targets = expand_field_names(self.targets, self.infos[0].variables)
         for info in self.infos:
             require_variables(info, [*self.inputs, *self.targets])
+            if isinstance(info, ForeignFileInfo):  # packed, complex, string or ambiguous variables: refused when named
+                info.require_usable([*self.inputs, *self.targets])
         first = self.infos[0]
         self._check_consistent()
         self.variable_dims = {name: first.variables[name].dims[1:] for name in {*self.inputs, *self.targets}}
