@@ -14,7 +14,7 @@ lazily with h5py, one handle per file and process, like
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,16 @@ from surrogates.data.base import SplitDataModule
 from surrogates.data.fields import expand_field_names
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
-from surrogates.data.shards import split_files
+from surrogates.data.shards import check_same_coordinates, split_files
 from surrogates.schema import DataSchema
 
 __all__ = ["AutoregressiveDataModule", "AutoregressiveDataset"]
+
+
+def _read_coords(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Values of the coordinates ``names`` of a file."""
+    with h5py.File(path, "r") as f:
+        return {name: np.asarray(f[name][...]) for name in names}
 
 
 class AutoregressiveDataset(Dataset):
@@ -111,8 +117,12 @@ class AutoregressiveDataset(Dataset):
         self.n_trajectories = total
         self._offsets = np.cumsum([0] + counts)
         self.attrs = dict(self.infos[0].attrs)
-        with h5py.File(self.files[0], "r") as f:
-            self.coords = {name: np.asarray(f[name][...]) for name in self.infos[0].coords}
+        self.coords = _read_coords(self.files[0], self.infos[0].coords)
+        # trajectories are read on the first file's grid and times: every file must have them
+        dims = {dim for name in [*self.state, *self.conditioning] for dim in self.infos[0].variables[name].dims[1:]}
+        reference = {name: values for name, values in self.coords.items() if name in dims}
+        for info in self.infos[1:]:
+            check_same_coordinates(self.files[0], reference, info.path, _read_coords(info.path, [n for n in info.coords if n in dims]))
         self._handles: dict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = {}
         self._pid: int | None = None
 

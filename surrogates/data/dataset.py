@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from surrogates.data.fields import expand_field_names
-from surrogates.data.foreign import ForeignLayout, inspect_foreign
+from surrogates.data.foreign import ForeignFileInfo, ForeignLayout, inspect_foreign
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
+from surrogates.data.shards import check_same_coordinates
 from surrogates.schema import window_channel
 
 MAX_OPEN_FILES = 64
@@ -139,6 +140,8 @@ class FieldDataset(Dataset):
         self.targets = expand_field_names(self.targets, self.infos[0].variables)
         for info in self.infos:
             require_variables(info, [*self.inputs, *self.targets])
+            if isinstance(info, ForeignFileInfo):  # packed, complex, string or ambiguous variables: refused when named
+                info.require_usable([*self.inputs, *self.targets])
         first = self.infos[0]
         self._check_consistent()
         self.variable_dims = {name: first.variables[name].dims[1:] for name in {*self.inputs, *self.targets}}
@@ -162,8 +165,9 @@ class FieldDataset(Dataset):
     # -- layout -----------------------------------------------------------------------------------
     def _check_consistent(self) -> None:
         first = self.infos[0]
+        names = {*self.inputs, *self.targets}
         for info in self.infos[1:]:
-            for name in {*self.inputs, *self.targets}:
+            for name in names:
                 a, b = first.variables[name], info.variables[name]
                 if a.dims[1:] != b.dims[1:] or a.shape[1:] != b.shape[1:]:
                     raise DatasetFileError(
@@ -171,6 +175,11 @@ class FieldDataset(Dataset):
                         f"variable {name!r} has dims {b.dims} shape {b.shape}, but {first.path.name} has "
                         f"dims {a.dims} shape {a.shape}; all files of a split must have the same layout",
                     )
+        if len(self.infos) > 1:  # samples are read on the first file's grid: every file must have it
+            dims = {dim for name in names for dim in first.variables[name].dims[1:]}
+            reference = self._read_coords(first, dims)
+            for info in self.infos[1:]:
+                check_same_coordinates(first.path, reference, info.path, self._read_coords(info, dims))
 
     def _channel(self, info: FileInfo, name: str, time: int | None, option: str) -> _Channel:
         var = info.variables[name]
@@ -250,10 +259,12 @@ class FieldDataset(Dataset):
             )
         return distinct.pop() if distinct else ((), ())
 
-    def _read_coords(self, info: FileInfo) -> dict[str, np.ndarray]:
+    def _read_coords(self, info: FileInfo, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """The file's coordinate values (only those of ``names`` when given)."""
         stored = getattr(info, "coord_sources", {})
+        wanted = [name for name in info.coords if names is None or name in names]
         with h5py.File(info.path, "r") as f:
-            return {name: np.asarray(f[stored.get(name, name)][...]) for name in info.coords}
+            return {name: np.asarray(f[stored.get(name, name)][...]) for name in wanted}
 
     @property
     def in_channels(self) -> int:

@@ -10,10 +10,19 @@ its indices when it has none.
 :func:`inspect_foreign` returns the same :class:`~surrogates.data.schema.FileInfo` as the reader of
 our own files, with the sample and time dims renamed to ``sample`` and ``time`` and the components
 listed, so :class:`~surrogates.data.dataset.FieldDataset` reads both kinds alike.
+
+The variables are read as stored (h5py), not CF-decoded as xarray reads them. So that both routes read the
+same numbers, a variable whose stored values are not its data is marked unusable
+(:attr:`ForeignFileInfo.unusable`) and refused when it is used (:meth:`ForeignFileInfo.require_usable`): packed
+values (``scale_factor``, ``add_offset``, ``_Unsigned``; ``surrogates-import`` decodes them), complex, string
+and other non-real dtypes, and an offered name that two variables would take (a variable ``v_x`` beside
+component ``x`` of ``v``). Values equal to a variable's ``_FillValue`` or ``missing_value`` are missing (xarray
+reads them as NaN) and refused like NaN, naming the sample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,14 @@ __all__ = ["DEFAULT_COMPONENT_DIMS", "ForeignFileInfo", "ForeignLayout", "inspec
 
 DEFAULT_COMPONENT_DIMS = ("component", "components", "channel", "channels")
 """Trailing dims read as the components of a vector or tensor field, by default."""
+
+PACKING_ATTRS = ("scale_factor", "add_offset", "_Unsigned")
+"""CF attributes under which the stored values are not the data (xarray decodes them; this reader does not)."""
+
+MISSING_ATTRS = ("_FillValue", "missing_value")
+"""CF attributes whose values mark missing data (xarray reads them as NaN)."""
+
+_SCAN_BYTES = 64 * 2**20  # the missing-value scan reads at most this many bytes at a time
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,21 @@ class ForeignFileInfo(FileInfo):
     sources: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     coord_sources: dict[str, str] = field(default_factory=dict)
     """Our coordinate name -> the file's (they differ for a renamed time dim)."""
+    unusable: dict[str, str] = field(default_factory=dict)
+    """Offered name -> why it cannot be read as stored (a sentence naming the stored variable and what it holds);
+    unused ones do not matter, so they are refused only when named (:meth:`require_usable`)."""
+
+    def require_usable(self, names: Iterable[str]) -> None:
+        """Refuse the first of ``names`` that is :attr:`unusable` (names the file lacks are left to the caller).
+
+        Raises
+        ------
+        DatasetFileError
+            Naming the file, the variable and why it cannot be read as stored.
+        """
+        for name in names:
+            if name in self.unusable:
+                raise DatasetFileError(self.path, self.unusable[name])
 
 
 def inspect_foreign(path: str | Path, layout: ForeignLayout, check_finite: bool = True) -> ForeignFileInfo:
@@ -88,25 +120,26 @@ def inspect_foreign(path: str | Path, layout: ForeignLayout, check_finite: bool 
     DatasetFileError
         Missing or unreadable file (not HDF5: NetCDF-3 and zarr go through ``surrogates-import``), no
         variable with the sample dim, a sample dim not first, a time dim not right after it, variables
-        disagreeing on the number of samples, NaN/inf values.
+        disagreeing on the number of samples, NaN/inf values or values equal to a variable's ``_FillValue``
+        or ``missing_value`` (with ``check_finite``). Variables that cannot be read as stored are not refused
+        here but listed in :attr:`ForeignFileInfo.unusable`.
     """
     path = Path(path)
     return read_dataset_file(
         path,
-        lambda handle: _read(path, handle, layout),
-        lambda info: sorted({source for source, _ in info.sources.values()}) if check_finite else [],
+        lambda handle: _read(path, handle, layout, check_finite),
+        lambda info: _usable_sources(info) if check_finite else [],
         unreadable="is not a readable NetCDF-4/HDF5 file (truncated or corrupt?)",
         not_opened="is not a readable NetCDF-4/HDF5 file ({error}); NetCDF-3, zarr and other formats go "
         "through surrogates-import",
     )
 
 
-def _read(path: Path, handle: Any, layout: ForeignLayout) -> ForeignFileInfo:
+def _read(path: Path, handle: Any, layout: ForeignLayout, scan_missing: bool = False) -> ForeignFileInfo:
     attrs = {key: plain(value) for key, value in handle.attrs.items() if not key.startswith("_")}
     renamed = {layout.sample_dim: SAMPLE_DIM, layout.time_dim: TIME_DIM}
-    variables: dict[str, VariableInfo] = {}
+    offered = _Offered()
     coords: dict[str, VariableInfo] = {}
-    sources: dict[str, tuple[str, int | None]] = {}
     coord_sources: dict[str, str] = {}
     counts: dict[int, str] = {}
     for name, var in handle.variables.items():
@@ -131,23 +164,130 @@ def _read(path: Path, handle: Any, layout: ForeignLayout) -> ForeignFileInfo:
         counts.setdefault(int(var.shape[0]), name)
         ours = tuple(renamed.get(d, d) for d in dims)
         shape = tuple(int(n) for n in var.shape)
+        problem = _stored_problem(name, var)
         if len(dims) > 1 and dims[-1] in layout.component_dims:
             labels = _component_labels(handle, dims[-1], shape[-1])
             for k, label in enumerate(labels):
-                offered = f"{name}_{label}"
-                variables[offered] = VariableInfo(
-                    ours[:-1], shape[:-1], str(var.dtype), {**var_attrs, "field": name, "component": label, "component_dim": dims[-1]}
-                )
-                sources[offered] = (name, k)
+                attrs_k = {**var_attrs, "field": name, "component": label, "component_dim": dims[-1]}
+                _offer(offered, f"{name}_{label}", VariableInfo(ours[:-1], shape[:-1], str(var.dtype), attrs_k), (name, k), problem)
         else:
-            variables[name] = VariableInfo(ours, shape, str(var.dtype), var_attrs)
-            sources[name] = (name, None)
-    if not variables:
+            _offer(offered, name, VariableInfo(ours, shape, str(var.dtype), var_attrs), (name, None), problem)
+    if not offered.variables:
         found = ", ".join(f"{n} {tuple(v.dimensions)}" for n, v in handle.variables.items()) or "no variables"
         raise DatasetFileError(path, f"no variable has the sample dim {layout.sample_dim!r} (found {found}); set data.sample_dim")
     if len(counts) > 1:
         raise DatasetFileError(path, "variables disagree on the number of samples: " + ", ".join(f"{v} has {n}" for n, v in counts.items()))
-    return ForeignFileInfo(path, next(iter(counts)), attrs, variables, coords, sources, coord_sources)
+    info = ForeignFileInfo(
+        path, next(iter(counts)), attrs, offered.variables, coords, offered.sources, coord_sources,
+        dict(offered.problems),
+    )
+    if scan_missing:
+        for source in _usable_sources(info):
+            _check_missing_values(path, source, handle.variables[source])
+    return info
+
+
+@dataclass
+class _Offered:
+    """The variables a file offers as they are collected: name -> info, name -> (stored name, component),
+    name -> why it cannot be read."""
+
+    variables: dict[str, VariableInfo] = field(default_factory=dict)
+    sources: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def _offer(offered: _Offered, name: str, info: VariableInfo, source: tuple[str, int | None], problem: str | None) -> None:
+    """Offer ``name``; a name that two variables would take is offered once, marked as ambiguous.
+
+    The component keeps the name, so that naming its field still finds every component (and so the ambiguity)."""
+    if name in offered.sources:
+        before = offered.sources[name]
+        offered.problems[name] = (
+            f"{name!r} names both {_describe(offered.variables[name], before)} and {_describe(info, source)}; "
+            f"rename one of them in the file (e.g. ds = ds.rename({{{name!r}: {name + '_2'!r}}}))"
+        )
+        if before[1] is not None:  # the component came first: it keeps the name
+            return
+    elif problem is not None:
+        offered_as = "" if name == source[0] else f" (offered as {name!r})"
+        offered.problems[name] = f"{_describe(info, source)}{offered_as} is {problem}"
+    offered.variables[name] = info
+    offered.sources[name] = source
+
+
+def _describe(info: VariableInfo, source: tuple[str, int | None]) -> str:
+    """``variable 'v_x'`` or ``component 'x' of variable 'v' (dim 'component')``, for messages."""
+    stored, component = source
+    if component is None:
+        return f"variable {stored!r}"
+    return f"component {info.attrs['component']!r} of variable {stored!r} (dim {info.attrs['component_dim']!r})"
+
+
+def _stored_problem(name: str, var: Any) -> str | None:
+    """Why variable ``name`` cannot be read as stored (h5py, cast to float32), or None.
+
+    Real numbers (bool, integers, floats) can; packed values (:data:`PACKING_ATTRS`) are not the data, and
+    complex, strings, objects and compound types are not real numbers."""
+    try:
+        dtype = np.dtype(var.dtype)
+    except TypeError:  # a NetCDF-4 user type (enum, compound, vlen) that numpy does not describe
+        return f"stored as {var.dtype!r}, not as numbers: data=xarray reads real numbers (bool, integer, float) only"
+    if dtype.kind == "c":
+        return (
+            f"stored as {dtype}: data=xarray reads real numbers and would drop the imaginary part (store the real "
+            f"and imaginary parts as two variables, e.g. ds[{name + '_re'!r}] = ds[{name!r}].real)"
+        )
+    if dtype.kind not in "biuf":
+        return f"stored as {dtype}, not as numbers: data=xarray reads real numbers (bool, integer, float) only"
+    packed = {key: plain(var.attrs[key]) for key in PACKING_ATTRS if key in var.attrs}
+    if packed:
+        listed = ", ".join(f"{key}={value!r}" for key, value in packed.items())
+        return (
+            f"stored CF-encoded ({listed}): the stored numbers are not the data, and data=xarray reads them as "
+            "stored; convert the file with surrogates-import, which decodes them"
+        )
+    return None
+
+
+def _usable_sources(info: ForeignFileInfo) -> list[str]:
+    """The stored variables behind the offered names that can be read, each once, sorted."""
+    return sorted({source for name, (source, _) in info.sources.items() if name not in info.unusable})
+
+
+def _missing_markers(var: Any) -> np.ndarray:
+    """The numeric values of ``var``'s :data:`MISSING_ATTRS`, as stored (compared exactly), without NaN: a NaN
+    marker is left to the NaN scan, and markers of non-numeric variables to the dtype check."""
+    if np.dtype(var.dtype).kind not in "biuf":
+        return np.empty(0)
+    found = [np.asarray(var.attrs[key]).reshape(-1) for key in MISSING_ATTRS if key in var.attrs]
+    markers = [values for values in found if values.dtype.kind in "biuf"]
+    if not markers:
+        return np.empty(0)
+    values = np.concatenate(markers)
+    return values[~np.isnan(values.astype(np.float64))]
+
+
+def _check_missing_values(path: Path, name: str, var: Any) -> None:
+    """Raise :class:`DatasetFileError` at the first sample of ``var`` holding one of its missing-value markers
+    (as xarray reads them: NaN), in bounded reads."""
+    markers = _missing_markers(var)
+    if not markers.size:
+        return
+    n = int(var.shape[0])
+    per_sample = max(1, int(np.prod(var.shape[1:], dtype=np.int64)) * np.dtype(var.dtype).itemsize)
+    step = max(1, _SCAN_BYTES // per_sample)
+    for start in range(0, n, step):
+        block = np.asarray(var[start : start + step])
+        missing = np.isin(block, markers).reshape(block.shape[0], -1).any(axis=1)
+        if missing.any():
+            bad = start + np.flatnonzero(missing)
+            more = f" (and {bad.size - 1} more in this block)" if bad.size > 1 else ""
+            listed = ", ".join(f"{key}={plain(var.attrs[key])!r}" for key in MISSING_ATTRS if key in var.attrs)
+            raise DatasetFileError(
+                path, f"variable {name!r} holds missing values ({listed}; xarray reads them as NaN) at sample "
+                f"{int(bad[0])}{more}; fill them or drop those samples"
+            )
 
 
 def _component_labels(handle: Any, dim: str, size: int) -> list[str]:

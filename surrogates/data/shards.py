@@ -5,15 +5,23 @@ A split is either one file, ``<split>.h5``, or ``num_shards`` files written by i
 ``train-00003-of-00008.h5``. The padding makes lexical order equal to shard order; the total in the
 name tells a reader whether every shard is there. Each job writes only its own files (several
 processes never append to one HDF5 file).
+
+A file also says which part it holds, in its attributes ``split``, ``shard``, ``num_shards`` and ``n_total``:
+:func:`split_files` checks them against its name (a shard copied over another, or another split's file copied
+in, is refused), and the readers check that the files of a split share their grid (:func:`check_same_coordinates`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from surrogates.data import fingerprint as fp
-from surrogates.data.schema import DatasetFileError, inspect_file
+from surrogates.data.schema import SAMPLE_DIM, DatasetFileError, inspect_file, plain
 
 SUFFIX = ".h5"
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<shard>\d{5})-of-(?P<total>\d{5})\.h5$")
@@ -63,7 +71,8 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
         the ``num_shards`` shards are missing (it names them), or if the folder mixes a single file
         with shards or shards of different ``num_shards``.
     DatasetFileError
-        If the shards carry different generator fingerprints (:func:`check_same_fingerprint`).
+        If the shards carry different generator fingerprints (:func:`check_same_fingerprint`), or a file's
+        attributes say it holds another part than its name (:func:`check_split_attributes`).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -79,6 +88,7 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
             f"{data_dir} holds both {single.name} and shards of split {split!r}; remove one of them"
         )
     if single.is_file():
+        check_split_attributes([single], split)
         return [single]
     if not shards:
         content = sorted(p.name for p in data_dir.iterdir())
@@ -100,7 +110,84 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
         )
     files = [found[i] for i in range(total)]
     check_same_fingerprint(files)
+    check_split_attributes(files, split)
     return files
+
+
+def check_split_attributes(files: Sequence[Path], split: str) -> None:
+    """Refuse files of ``split`` (in shard order) whose attributes say they hold another part of the data.
+
+    Each recorded attribute must agree with the file's place: ``split`` with ``split``, ``shard`` with its
+    index, ``num_shards`` with the number of files; the files' samples must sum to ``n_total``. A file copied
+    under another shard's or split's name (which would duplicate samples, or test on training samples) is so
+    refused. Attributes a file lacks (files of other writers) are not checked; files that cannot be opened are
+    left to the schema check.
+
+    Raises
+    ------
+    DatasetFileError
+        Naming the file, the attribute, its value and the expected one.
+    """
+    totals = {}
+    counts = []
+    for index, path in enumerate(files):
+        try:
+            attrs, n_samples = _part_attributes(path)
+        except OSError:
+            counts.append(None)
+            continue
+        expected = {
+            "split": (split, f"holds split {attrs.get('split')!r}", f"is read as part of split {split!r}"),
+            "shard": (index, f"holds shard {attrs.get('shard')!r}", f"is read as shard {index} of split {split!r}"),
+            "num_shards": (len(files), f"is one of {attrs.get('num_shards')!r} shards", f"split {split!r} has {len(files)} file(s)"),
+        }
+        for key, (value, found, read_as) in expected.items():
+            if key in attrs and attrs[key] != value:
+                raise DatasetFileError(
+                    path, f"{found} (its {key!r} attribute), but {read_as}: a file copied or renamed from another part "
+                    "of the data? Refusing to read it here (it would duplicate samples or mix splits); put the right "
+                    "file back, or remove it and generate it again"
+                )
+        if "n_total" in attrs:
+            totals[path] = attrs["n_total"]
+        counts.append(n_samples)
+    if totals:
+        _check_n_total(files, split, totals, counts)
+
+
+def _part_attributes(path: Path) -> tuple[dict[str, Any], int | None]:
+    """The file's ``split``, ``shard``, ``num_shards``, ``n_total`` attributes (those it has; numbers as int) and
+    its number of samples (None when it has no ``sample`` dim)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        attrs = {key: plain(handle.attrs[key]) for key in ("split", "shard", "num_shards", "n_total") if key in handle.attrs}
+        sample = handle.get(SAMPLE_DIM)
+        n_samples = int(sample.shape[0]) if isinstance(sample, h5py.Dataset) and len(sample.shape) == 1 else None
+    for key in ("shard", "num_shards", "n_total"):
+        if key in attrs and isinstance(attrs[key], float) and attrs[key].is_integer():
+            attrs[key] = int(attrs[key])
+    return attrs, n_samples
+
+
+def _check_n_total(files: Sequence[Path], split: str, totals: Mapping[Path, Any], counts: Sequence[int | None]) -> None:
+    """Refuse a split whose files record different ``n_total`` or hold another number of samples in all."""
+    first, reference = next(iter(totals.items()))
+    for path, value in totals.items():
+        if value != reference:
+            raise DatasetFileError(
+                path, f"records n_total {value!r}, but {first.name} records {reference!r}: files of different datasets in split {split!r}?"
+            )
+    if any(count is None for count in counts):
+        return
+    held = sum(counts)
+    if held != reference:
+        where = files[0] if len(files) == 1 else files[0].parent
+        listed = "" if len(files) == 1 else " (" + ", ".join(f"{p.name}: {c}" for p, c in zip(files, counts)) + ")"
+        raise DatasetFileError(
+            where, f"split {split!r} holds {held} samples{listed}, but its files record n_total {reference!r}: "
+            "a shard copied over another, truncated or of another dataset?"
+        )
 
 
 def check_same_fingerprint(files: list[Path]) -> None:
@@ -158,3 +245,43 @@ def is_complete(path: str | Path) -> bool:
     except DatasetFileError:
         return False
     return True
+
+
+def check_same_coordinates(
+    first: Path, expected: Mapping[str, np.ndarray], path: Path, found: Mapping[str, np.ndarray]
+) -> None:
+    """Refuse a file of a split whose coordinates differ from the first file's (``expected``).
+
+    The files of a split are read as samples on one grid, with the first file's coordinates. The values are
+    compared exactly: the shards of one dataset are written with the same coordinates, computed the same way,
+    so any difference is another grid (or another dataset).
+
+    Raises
+    ------
+    DatasetFileError
+        Naming ``path``, the coordinate and its first differing value, and the first file.
+    """
+    for name in sorted(set(expected) | set(found)):
+        if name not in found or name not in expected:
+            has, lacks = (first.name, "this file") if name not in found else ("this file", first.name)
+            raise DatasetFileError(
+                path, f"coordinate {name!r}: {has} has it, {lacks} has not; all files of a split must share their grid"
+            )
+        a, b = np.asarray(expected[name]), np.asarray(found[name])
+        if a.shape != b.shape:
+            raise DatasetFileError(
+                path, f"coordinate {name!r} has {b.size} values, {first.name}'s has {a.size}; all files of a split must share their grid"
+            )
+        if not np.array_equal(a, b):
+            i = int(np.flatnonzero(a != b)[0])
+            raise DatasetFileError(
+                path, f"coordinate {name!r} differs from {first.name}'s: {_span(b)} here, {_span(a)} there (first "
+                f"difference at index {i}: {b[i].tolist()!r} here, {a[i].tolist()!r} there); all files of a split must share their grid"
+            )
+
+
+def _span(values: np.ndarray) -> str:
+    """``[0.0 .. 1.0] (8 values)``, for messages."""
+    if values.size == 0:
+        return "no values"
+    return f"[{values[0].tolist()!r} .. {values[-1].tolist()!r}] ({values.size} values)"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from surrogates.data.schema import SAMPLE_DIM, inspect_file
-from surrogates.data.shards import split_files
+from surrogates.data.shards import check_same_coordinates, split_files
 
 
 def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F821
@@ -35,7 +35,8 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
     FileNotFoundError
         If the split is missing or incomplete (see :func:`~surrogates.data.shards.split_files`).
     DatasetFileError
-        If a file does not follow the schema.
+        If a file does not follow the schema, holds another part of the data than its name says, or has
+        other coordinate values than the first shard (:func:`~surrogates.data.shards.check_same_coordinates`).
     """
     import xarray as xr
 
@@ -48,6 +49,9 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
         return ds
     parts = [xr.open_dataset(path, engine="h5netcdf") for path in files]
     try:
+        grids = [_grid(part) for part in parts]
+        for path, grid in zip(files[1:], grids[1:]):  # named, instead of xarray's alignment error
+            check_same_coordinates(files[0], grids[0], path, grid)
         combined = xr.concat(
             parts, dim=SAMPLE_DIM, data_vars="minimal", coords="minimal", compat="override",
             join="exact", combine_attrs="override",
@@ -61,6 +65,11 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
     )
     combined.attrs["source_files"] = " ".join(path.name for path in files)
     return combined
+
+
+def _grid(ds: "xarray.Dataset") -> dict[str, Any]:  # noqa: F821
+    """The coordinates of a dataset that are not per sample (``x``, ``y``, ``time``): name -> values."""
+    return {name: coord.values for name, coord in ds.coords.items() if SAMPLE_DIM not in coord.dims}
 
 
 def combined_solver_report(reports: list[dict[str, Any]]) -> dict[str, Any]:

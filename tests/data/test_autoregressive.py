@@ -107,3 +107,16 @@ def test_datamodule_statistics_schema_and_loaders(ks_dir, reference):
     assert schema.kind == "trajectory" and schema.pde == "ks"
     assert schema.state == ("u",) and schema.conditioning == ("dt", "dx") and schema.n_steps == 12
     assert schema.spatial_dims == ("x",) and schema.variables["u"].dims == ("time", "x")
+
+
+def test_shards_with_other_grids_are_refused(tmp_path):
+    from surrogates.data.shards import shard_path
+    from surrogates.data.writer import write_dataset
+    from tests.data.conftest import Coord, time_dependent
+
+    for shard, length in enumerate((1.0, 2.0)):
+        fields, variables, coords, attrs = time_dependent(2, seed=shard)
+        coords["x"] = Coord(np.linspace(0.0, length, 16), "m")
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
+    with pytest.raises(DatasetFileError, match=r"train-00001-of-00002.h5: coordinate 'x' differs"):
+        AutoregressiveDataset(split_files(tmp_path, "train"), ["u"], ["nu"])

@@ -8,7 +8,7 @@ from surrogates.data.dataset import FieldDataset
 from surrogates.data.schema import DatasetFileError
 from surrogates.data.shards import shard_path, split_files
 from surrogates.data.writer import write_dataset
-from tests.data.conftest import stationary, time_dependent
+from tests.data.conftest import Coord, stationary, time_dependent
 
 
 def test_stationary_2d_sample(darcy_like):
@@ -89,6 +89,26 @@ def test_shards_with_different_grids_are_refused(tmp_path):
         write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
     with pytest.raises(DatasetFileError, match="all files of a split must have the same layout"):
         FieldDataset(split_files(tmp_path, "train"), ["a"], ["u"])
+
+
+def test_shards_with_other_coordinate_values_are_refused(tmp_path):
+    # same shapes, another grid: read with the first shard's coordinates, the samples of shard 1 would be misplaced
+    for shard, length in enumerate((1.0, 100.0)):
+        fields, variables, coords, attrs = stationary(2, seed=shard)
+        coords["x"] = Coord(np.linspace(0.0, length, 8), "m")
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
+    with pytest.raises(DatasetFileError, match=r"train-00001-of-00002.h5: coordinate 'x' differs from "
+                       r"train-00000-of-00002.h5's: \[0.0 .. 100.0\] \(8 values\) here, \[0.0 .. 1.0\]"):
+        FieldDataset(split_files(tmp_path, "train"), ["a"], ["u"])
+
+
+def test_shards_with_other_times_are_refused(tmp_path):
+    for shard, end in enumerate((1.0, 2.0)):  # trajectories stored at other times
+        fields, variables, coords, attrs = time_dependent(2, seed=shard)
+        coords["time"] = Coord(np.linspace(0.0, end, 3), "s")
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
+    with pytest.raises(DatasetFileError, match="coordinate 'time' differs"):
+        FieldDataset(split_files(tmp_path, "train"), ["u"], ["u"], input_time=0, target_time=-1)
 
 
 def test_picklable_after_use_without_handles(darcy_like):

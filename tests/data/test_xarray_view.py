@@ -6,7 +6,8 @@ import pytest
 from surrogates.data.shards import shard_path
 from surrogates.data.writer import write_dataset
 from surrogates.data.xarray_view import combined_solver_report, open_split
-from tests.data.conftest import stationary
+from surrogates.data.schema import DatasetFileError
+from tests.data.conftest import Coord, stationary
 
 
 def test_single_file_split(darcy_like):
@@ -43,4 +44,25 @@ def test_missing_shard(tmp_path):
     fields, variables, coords, attrs = stationary(2)
     write_dataset(shard_path(tmp_path, "train", 1, 2), fields, variables, coords, attrs)
     with pytest.raises(FileNotFoundError, match=r"shard 0\)"):
+        open_split(tmp_path, "train")
+
+
+def test_shards_with_other_coordinates_are_refused_naming_the_file(tmp_path):
+    for shard, length in enumerate((1.0, 100.0)):
+        fields, variables, coords, attrs = stationary(2, seed=shard)
+        coords["x"] = Coord(np.linspace(0.0, length, 8), "m")
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
+    with pytest.raises(DatasetFileError, match=r"train-00001-of-00002.h5: coordinate 'x' differs"):
+        open_split(tmp_path, "train")
+
+
+def test_a_shard_copied_over_another_is_refused(tmp_path):
+    import shutil
+
+    for shard in range(2):
+        fields, variables, coords, attrs = stationary(2, seed=shard)
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords,
+                      {**attrs, "split": "train", "shard": shard, "num_shards": 2, "n_total": 4})
+    shutil.copy(shard_path(tmp_path, "train", 0, 2), shard_path(tmp_path, "train", 1, 2))
+    with pytest.raises(DatasetFileError, match=r"train-00001-of-00002.h5: holds shard 0"):
         open_split(tmp_path, "train")
