@@ -316,7 +316,8 @@ def generate_dataset(
                 continue
             path = own[split]
             indices = shard_range(n, shard, num_shards, chunk_size)
-            if not overwrite and _is_done(path, fingerprint, len(indices)):
+            place = {"split": split, "shard": shard, "num_shards": num_shards}
+            if not overwrite and _is_done(path, fingerprint, len(indices), place):
                 print(f"{path} is complete; skipping (overwrite=true regenerates it)")
                 written.append(path)
                 continue
@@ -362,8 +363,11 @@ def _conflict_message(data_dir: Path, conflicts: Mapping[Path, Any], fingerprint
     )
 
 
-def _is_done(path: Path, fingerprint: dict[str, Any], n_samples: int) -> bool:
-    """Whether ``path`` is a complete file of this dataset with the expected number of samples."""
+def _is_done(path: Path, fingerprint: dict[str, Any], n_samples: int, place: dict[str, Any] | None = None) -> bool:
+    """Whether ``path`` is a complete file of this dataset with the expected number of samples, holding the part
+    of it that its name says: the attributes in ``place`` (``split``, ``shard``, ``num_shards``) that the file
+    records must have these values. Every shard and split of a dataset has the same fingerprint, so without them a
+    file copied over another shard's or split's name would count as done (and duplicate samples or mix splits)."""
     try:
         info = inspect_file(path, check_finite=False)
     except DatasetFileError:
@@ -373,4 +377,5 @@ def _is_done(path: Path, fingerprint: dict[str, Any], n_samples: int) -> bool:
         stored = json.loads(stored) if isinstance(stored, str) else None
     except ValueError:
         return False
-    return stored == fingerprint and info.n_samples == n_samples
+    misplaced = any(key in info.attrs and info.attrs[key] != value for key, value in (place or {}).items())
+    return stored == fingerprint and info.n_samples == n_samples and not misplaced

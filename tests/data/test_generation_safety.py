@@ -77,6 +77,17 @@ def test_same_fingerprint_resumes_and_skips_complete_files(compose_cfg, tmp_path
     assert files[0].stat().st_mtime_ns == train_stamp and files[1].is_file()
 
 
+def test_a_shard_copied_over_another_is_not_taken_as_complete(compose_cfg, tmp_path):
+    # every shard and split of a dataset has the same fingerprint: the file's recorded place tells them apart
+    _run(compose_cfg, tmp_path, "shard=0", "num_shards=2")
+    shard0, shard1 = (shard_path(tmp_path / "d", "train", i, 2) for i in (0, 1))
+    shutil.copy(shard0, shard1)
+    _run(compose_cfg, tmp_path, "shard=1", "num_shards=2")  # regenerates shard 1 instead of skipping the copy
+    with h5py.File(shard1) as f:
+        assert f.attrs["shard"].tolist() == [1]
+    assert split_files(tmp_path / "d", "train") == [shard0, shard1]
+
+
 def test_overwrite_replaces_the_dataset_and_removes_files_it_would_not_write(compose_cfg, tmp_path):
     _run(compose_cfg, tmp_path)  # train.h5, val.h5
     files = _run(compose_cfg, tmp_path, "n_train=12", "n_val=0", "seed=7", "overwrite=true")

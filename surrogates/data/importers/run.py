@@ -347,7 +347,7 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
                 print(f"removed {path} (overwrite=true: not part of the new dataset)")
     pending = {}
     for split, path in targets.items():
-        if resume and _is_done(path, fingerprint, sizes[split]):
+        if resume and _is_done(path, fingerprint, sizes[split], {"split": split}):
             print(f"{path} is complete; skipping (overwrite=true rewrites it)")
         else:
             pending[split] = path
