@@ -16,7 +16,7 @@ import xarray as xr
 from surrogates.data.generation import GenerationError
 from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
 from surrogates.data.xarray_view import open_split
-from tests.importers.conftest import write_darcy, write_tensor_1d, write_the_well
+from tests.importers.conftest import write_darcy, write_groups, write_tensor_1d, write_the_well
 
 
 def _import(source: Path | str, out: Path, **kwargs) -> list[Path]:
@@ -192,3 +192,16 @@ def test_pdebench_coordinates_that_do_not_fit_the_fields_name_the_source(tmp_pat
     with pytest.raises(ImportDataError, match=rf"^{path}: {message}"):
         _import(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("axis", ["x", "t"])
+def test_pdebench_groups_on_different_grids_are_refused(tmp_path, axis):
+    path = tmp_path / "2D_diff-react_NA_NA.h5"
+    write_groups(path, n=6, steps=3, space=(4, 4))
+    with h5py.File(path, "r+") as f:  # sample 4 on a grid twice as wide
+        values = f[f"0004/grid/{axis}"][...] * 2
+        del f[f"0004/grid/{axis}"]
+        f[f"0004/grid/{axis}"] = values
+    with pytest.raises(ImportDataError, match=rf"^{path}: 0004/grid/{axis} differs from 0000/grid/{axis}"):
+        _import(path, tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.h5"))

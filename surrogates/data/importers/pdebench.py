@@ -206,6 +206,8 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             inputs = targets = list(channels)
             n = len(groups)
             shape = data.shape
+            # every group carries its own grid, but the output has one: each must be the first group's
+            reference = {axis: grid[axis][...] for axis in (*axes, "t")}
 
             def read(start: int, stop: int) -> dict[str, np.ndarray]:
                 with h5py.File(path, "r") as f:
@@ -214,6 +216,7 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                         block = f[key]["data"]
                         if block.shape != shape:
                             raise ImportDataError(f"{path}: {key}/data has shape {block.shape}, {groups[0]}/data {shape}")
+                        _check_same_grid(path, key, f[key].get("grid"), reference, groups[0])
                         blocks.append(block[...])
                 stacked = np.stack(blocks)
                 return {name: stacked[..., i] for i, name in enumerate(channels)}
@@ -237,6 +240,18 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                   tuple((k, len(c.values)) for k, c in sorted(coords.items())))
     part = Part(str(path), int(n), read_all, (path,), split, int(sample_bytes), layout_key)
     return Plan(f"pdebench_{kind}", pde, variables, coords, inputs, targets, [part])
+
+
+def _check_same_grid(path: Path, key: str, grid: Any, reference: dict[str, np.ndarray], first: str) -> None:
+    """Refuse group ``key`` when its ``grid/`` differs from the first group's (the samples would be written on the
+    first group's grid)."""
+    for axis, values in reference.items():
+        found = grid.get(axis) if isinstance(grid, h5py.Group) else None
+        if not isinstance(found, h5py.Dataset) or found.shape != values.shape or not np.array_equal(found[...], values):
+            raise ImportDataError(
+                f"{path}: {key}/grid/{axis} differs from {first}/grid/{axis} (or is missing); the imported samples share "
+                "one grid: import groups on different grids separately"
+            )
 
 
 def sample_groups(handle: h5py.File) -> list[str]:
