@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
 from surrogates.data.fields import expand_field_names
+from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates, split_files
@@ -175,7 +176,13 @@ class AutoregressiveDataset(Dataset):
         entry = self._handles.get(k)
         if entry is None:
             handle = h5py.File(self.files[k], "r")
-            entry = (handle, {name: handle[name] for name in {*self.state, *self.conditioning}})
+            try:
+                # the file may have changed since it was inspected: never read another file through it
+                check_stored_here(handle, self.files[k], DatasetFileError)
+                entry = (handle, {name: handle[name] for name in {*self.state, *self.conditioning}})
+            except BaseException:
+                handle.close()
+                raise
             self._handles[k] = entry
         return entry[1]
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from surrogates.data.fields import expand_field_names
 from surrogates.data.foreign import ForeignFileInfo, ForeignLayout, inspect_foreign
+from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates
 from surrogates.schema import window_channel
@@ -307,7 +308,8 @@ class FieldDataset(Dataset):
         return k, int(index - self._offsets[k])
 
     def _open(self, k: int) -> dict[str, h5py.Dataset]:
-        """The variables of file ``k``, opened in this process on first use."""
+        """The variables of file ``k``, opened in this process on first use (a file that reads data from other
+        files is refused on every open, :func:`~surrogates.data.hdf5_storage.check_stored_here`)."""
         pid = os.getpid()
         if self._pid != pid:
             # Handles inherited through fork belong to the parent; open our own.
@@ -316,9 +318,15 @@ class FieldDataset(Dataset):
         entry = self._handles.get(k)
         if entry is None:
             handle = h5py.File(self.files[k], "r")
-            # Looking a dataset up by name costs several times more than reading a small sample.
-            channels = [*self._input_channels, *self._target_channels]
-            entry = (handle, {channel.source: handle[channel.source] for channel in channels})
+            try:
+                # the file may have changed since it was inspected: never read another file through it
+                check_stored_here(handle, self.files[k], DatasetFileError)
+                # Looking a dataset up by name costs several times more than reading a small sample.
+                channels = [*self._input_channels, *self._target_channels]
+                entry = (handle, {channel.source: handle[channel.source] for channel in channels})
+            except BaseException:
+                handle.close()
+                raise
             self._handles[k] = entry
             while len(self._handles) > MAX_OPEN_FILES:
                 self._handles.popitem(last=False)[1][0].close()

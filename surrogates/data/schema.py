@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from surrogates.data.hdf5_storage import check_stored_here
+
 SCHEMA_VERSION = "1.1"
 """Version written by :func:`surrogates.data.writer.write_dataset`.
 
@@ -206,25 +208,35 @@ def read_dataset_file(
     """Open ``path`` with h5netcdf, ``read`` its metadata from the handle, scan the ``scanned(info)``
     variables for NaN/inf (:func:`check_finite_values`); every failure a :class:`DatasetFileError`.
 
+    Before h5netcdf looks at the file, its header is walked once with h5py: a variable whose data live in
+    another file (external link, external raw storage, virtual dataset) is refused
+    (:mod:`surrogates.data.hdf5_storage`).
+
     ``unreadable`` says what the file is not when reading fails (the error's text follows);
     ``not_opened``, when given, says it when the file cannot even be opened. The readers of our files
     (:func:`inspect_file`) and of foreign ones (:func:`surrogates.data.foreign.inspect_foreign`) share it.
     """
     import h5netcdf
+    import h5py
 
     if not path.exists():
         raise DatasetFileError(path, "file does not exist")
     if not path.is_file():
         raise DatasetFileError(path, "is not a file")
     try:
-        handle = h5netcdf.File(path, "r", phony_dims="access")
+        raw = h5py.File(path, "r")
     except Exception as error:  # h5py raises OSError for truncated and foreign files
         raise DatasetFileError(path, not_opened.format(error=error) if not_opened else f"{unreadable}: {error}") from error
     try:
-        with handle:
-            info = read(handle)
-            for name in scanned(info):
-                check_finite_values(path, name, handle.variables[name])
+        with raw:
+            check_stored_here(raw, path, DatasetFileError)
+            # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
+            # constructor, which would leave a half-built File whose finalizer raises
+            raw.attrs.get("_nc3_strict")
+            with h5netcdf.File(raw, "r", phony_dims="access") as handle:
+                info = read(handle)
+                for name in scanned(info):
+                    check_finite_values(path, name, handle.variables[name])
     except DatasetFileError:
         raise
     except Exception as error:  # reading a damaged file can fail anywhere

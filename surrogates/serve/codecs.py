@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from surrogates.data.hdf5_storage import find_stored_elsewhere
 from surrogates.serve.errors import ServiceError, bad_request, unprocessable
 from surrogates.serve.schemas import PredictRequest
 
@@ -198,8 +199,6 @@ class NetcdfVariable:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...] | None = None
-    elsewhere: bool = False
-    """The data lives outside the body (an HDF5 external or virtual dataset): reading it would read server files."""
 
     @property
     def elements(self) -> int:
@@ -219,14 +218,20 @@ class NetcdfVariable:
 def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
     """Every variable of a NetCDF body with its dims, shape, dtype and chunks, read from the header only.
 
-    NetCDF-4 (HDF5) bodies are opened with ``h5netcdf``, which reads metadata and no variable data;
-    NetCDF-3 bodies are uncompressed, so whatever scipy reads is bounded by the body's size.
+    NetCDF-4 (HDF5) bodies are opened with ``h5netcdf``, which reads metadata and no variable data, after h5py
+    walked their links (:func:`~surrogates.data.hdf5_storage.find_stored_elsewhere`): a body with an object whose
+    data live outside it (an external link, an external or virtual dataset) is refused with 422 before anything
+    of it is read, since reading it would read files of the server. NetCDF-3 bodies are uncompressed, so
+    whatever scipy reads is bounded by the body's size.
     """
     if engine == "h5netcdf":
         import h5netcdf
         import h5py
 
         with h5py.File(io.BytesIO(body), "r") as raw:
+            elsewhere = find_stored_elsewhere(raw)
+            if elsewhere is not None:  # the message names no server path
+                raise unprocessable("invalid_array", _ELSEWHERE.format(name=elsewhere.name))
             # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
             # constructor, which would leave a half-built File whose finalizer raises AttributeError
             raw.attrs.get("_nc3_strict")
@@ -236,7 +241,6 @@ def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
                         str(name), tuple(map(str, var.dimensions)), tuple(int(n) for n in var.shape),
                         np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object),
                         tuple(int(c) for c in var.chunks) if var.chunks else None,
-                        elsewhere=_stored_elsewhere(var),
                     )
                     for name, var in f.variables.items()
                 }
@@ -250,16 +254,9 @@ def netcdf_header(body: bytes, engine: str) -> dict[str, NetcdfVariable]:
 
 
 _ELSEWHERE = (
-    "variable {name!r} keeps its data outside the body (an HDF5 external or virtual dataset); "
+    "variable {name!r} keeps its data outside the body (an HDF5 external link, external or virtual dataset); "
     "send a file that holds its data"
 )
-
-
-def _stored_elsewhere(var: Any) -> bool:
-    dataset = getattr(var, "_h5ds", None)
-    if dataset is None:  # pragma: no cover - h5netcdf always has it; refuse rather than guess
-        return True
-    return bool(dataset.external) or bool(getattr(dataset, "is_virtual", False))
 
 
 class NetcdfBody:
@@ -346,8 +343,6 @@ def read_netcdf(
             )
         if var.dtype.kind not in "fiu":
             raise unprocessable("invalid_array", f"variable {name!r} has dtype {var.dtype}; expected numbers")
-        if var.elsewhere:
-            raise unprocessable("invalid_array", _ELSEWHERE.format(name=name))
         total_elements += var.elements
         if var.elements > max_elements or total_elements > max_elements:
             raise ServiceError(
@@ -359,9 +354,6 @@ def read_netcdf(
         orders[name] = [dim for dim in allowed if dim in var.dims]
         used_dims.update(orders[name])
     coord_names = [dim for dim in used_dims if dim in header and header[dim].dims == (dim,) and header[dim].dtype.kind in "fiuMmSUb"]
-    for dim in coord_names:
-        if header[dim].elsewhere:
-            raise unprocessable("invalid_array", _ELSEWHERE.format(name=dim))
     total_bytes += sum(header[dim].decoded_bytes for dim in coord_names)
     if total_bytes > limit:
         raise ServiceError(

@@ -211,6 +211,28 @@ def test_data_stored_outside_the_body_is_never_read(client, tmp_path, variable):
     assert "outside the body" in response.json()["detail"] and f"{variable!r}" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("needed", [True, False])
+def test_external_links_in_a_body_are_refused_before_they_are_followed(client, tmp_path, needed):
+    server_file = tmp_path / "server-data.h5"  # stands for any HDF5 file on the server
+    with h5py.File(server_file, "w") as f:
+        f.create_dataset("secret", data=np.full((4, 4), 4242.0, np.float32))
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for dim in ("x", "y"):
+            f.create_dataset(dim, data=np.arange(4, dtype="f4"))
+            f[dim].make_scale(dim)
+        name = "a" if needed else "unused"  # h5netcdf would open the target even to list an unneeded variable
+        f[name] = h5py.ExternalLink(str(server_file), "/secret")
+        if not needed:
+            a = f.create_dataset("a", data=np.ones((4, 4), np.float32))
+            a.dims[0].attach_scale(f["x"])
+            a.dims[1].attach_scale(f["y"])
+    response = client.post("/v1/models/op/predict", content=buf.getvalue(), headers=NETCDF)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "outside the body" in detail and f"{name!r}" in detail and str(tmp_path) not in detail, detail
+
+
 # -- answers --------------------------------------------------------------------------------------------
 def test_rollouts_are_bounded_before_they_run(client, server):
     batcher = server.server.config.app.state.batchers["heat"]

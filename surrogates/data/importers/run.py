@@ -32,6 +32,7 @@ from surrogates.data.generation import (
     _is_done,
     stop_cleanly_on_signals,
 )
+from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.importers import pdebench, the_well, xarray_layout
 from surrogates.data.importers.plan import (
     ImportDataError,
@@ -136,11 +137,14 @@ def detect_layout(path: Path) -> tuple[str, Any]:
     Raises
     ------
     ImportDataError
-        Naming what the file holds and what every known layout expects.
+        Naming what the file holds and what every known layout expects; or an HDF5 source that keeps data in
+        other files (:func:`~surrogates.data.hdf5_storage.check_stored_here`), refused before any layout reads
+        from it: the recorded ``source_sha256`` would not cover those bytes.
     """
     if path.is_file():
         try:
             with h5py.File(path, "r") as handle:
+                check_stored_here(handle, path, lambda where, problem: ImportDataError(f"{where}: {problem}"))
                 if the_well.detect(handle):
                     return "the_well", None
                 kind = pdebench.detect(handle)
