@@ -11,7 +11,9 @@ A dataset file read through any of them is not what its bytes and checksum say: 
 maps the test split's, an imported source whose values come from a file the recorded SHA-256 does not cover,
 a request body whose input is a file of the server. The package writes none of them, so every reader refuses
 them: :func:`find_stored_elsewhere` walks a file's links from the header (no data is read, no other file is
-opened) and :func:`check_stored_here` raises the caller's error, naming the file and the variable.
+opened) and :func:`check_stored_here` raises the caller's error, naming the file and the variable;
+:func:`checked_header` does it in the same walk that collects the header facts the memory checks of
+:mod:`surrogates.data.read_limits` need.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StoredElsewhere", "check_stored_here", "dataset_stored_elsewhere", "find_stored_elsewhere"]
+from surrogates.data.read_limits import StoredArray, stored_array
+
+__all__ = [
+    "StoredElsewhere", "check_stored_here", "checked_header", "dataset_stored_elsewhere", "find_stored_elsewhere",
+]
 
 
 _PHRASES = {  # kind -> (with the target, without it)
@@ -83,13 +89,18 @@ def dataset_stored_elsewhere(dataset: Any, name: str | None = None) -> StoredEls
     return None
 
 
-def find_stored_elsewhere(handle: Any) -> StoredElsewhere | None:
+def find_stored_elsewhere(
+    handle: Any, each_dataset: Callable[[str, Any], None] | None = None
+) -> StoredElsewhere | None:
     """The first object of an open h5py file (or group) whose data live elsewhere, or ``None``.
 
     Every link below ``handle`` is visited once (HDF5's link iteration, which never follows soft or
     external links): an external or user-defined link is refused as such, soft links point inside the file
     (their targets are visited through their hard links), and every dataset behind a hard link is checked
     with :func:`dataset_stored_elsewhere`. Only headers are read; no other file is opened.
+
+    ``each_dataset(name, dataset)``, when given, is called with every dataset found stored in the file
+    (e.g. to collect what its header says while it is open: one walk for both).
     """
     import h5py
     from h5py import h5i, h5l, h5o
@@ -106,7 +117,11 @@ def find_stored_elsewhere(handle: Any) -> StoredElsewhere | None:
         obj = h5o.open(handle.id, _bytes(name))
         if h5i.get_type(obj) != h5i.DATASET:
             return None
-        return dataset_stored_elsewhere(h5py.Dataset(obj), label)
+        dataset = h5py.Dataset(obj)
+        found = dataset_stored_elsewhere(dataset, label)
+        if found is None and each_dataset is not None:
+            each_dataset(label, dataset)
+        return found
 
     return handle.id.links.visit(visit, info=True) or None
 
@@ -121,6 +136,16 @@ def check_stored_here(handle: Any, path: str | Path, error: Callable[[Path, str]
     found = find_stored_elsewhere(handle)
     if found is not None:
         raise error(Path(path), found.describe())
+
+
+def checked_header(handle: Any, path: str | Path, error: Callable[[Path, str], Exception]) -> dict[str, StoredArray]:
+    """One walk of an open h5py file: refuse data stored elsewhere (:func:`check_stored_here`) and return what
+    the header says about every dataset (:func:`~surrogates.data.read_limits.stored_array`), by path in the file."""
+    arrays: dict[str, StoredArray] = {}
+    found = find_stored_elsewhere(handle, lambda name, dataset: arrays.__setitem__(name, stored_array(dataset, name)))
+    if found is not None:
+        raise error(Path(path), found.describe())
+    return arrays
 
 
 def _text(value: bytes | str) -> str:

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from surrogates.data.hdf5_storage import check_stored_here
+from surrogates.data.hdf5_storage import checked_header
+from surrogates.data.read_limits import StoredArray, read_problem
 
 SCHEMA_VERSION = "1.1"
 """Version written by :func:`surrogates.data.writer.write_dataset`.
@@ -205,12 +206,15 @@ def read_dataset_file(
     unreadable: str,
     not_opened: str | None = None,
 ) -> FileInfoT:
-    """Open ``path`` with h5netcdf, ``read`` its metadata from the handle, scan the ``scanned(info)``
-    variables for NaN/inf (:func:`check_finite_values`); every failure a :class:`DatasetFileError`.
+    """Open ``path`` with h5netcdf, ``read`` its metadata from the handle, check what reading its variables
+    costs, scan the ``scanned(info)`` variables for NaN/inf (:func:`check_finite_values`); every failure a
+    :class:`DatasetFileError`.
 
     Before h5netcdf looks at the file, its header is walked once with h5py: a variable whose data live in
     another file (external link, external raw storage, virtual dataset) is refused
-    (:mod:`surrogates.data.hdf5_storage`).
+    (:mod:`surrogates.data.hdf5_storage`). Every variable and coordinate of the returned info must then pass
+    :func:`surrogates.data.read_limits.read_problem` (one sample of a data variable, a coordinate whole):
+    from the header, before any data is read.
 
     ``unreadable`` says what the file is not when reading fails (the error's text follows);
     ``not_opened``, when given, says it when the file cannot even be opened. The readers of our files
@@ -229,12 +233,13 @@ def read_dataset_file(
         raise DatasetFileError(path, not_opened.format(error=error) if not_opened else f"{unreadable}: {error}") from error
     try:
         with raw:
-            check_stored_here(raw, path, DatasetFileError)
+            arrays = checked_header(raw, path, DatasetFileError)
             # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
             # constructor, which would leave a half-built File whose finalizer raises
             raw.attrs.get("_nc3_strict")
             with h5netcdf.File(raw, "r", phony_dims="access") as handle:
                 info = read(handle)
+                check_reads(info, arrays)
                 for name in scanned(info):
                     check_finite_values(path, name, handle.variables[name])
     except DatasetFileError:
@@ -242,6 +247,28 @@ def read_dataset_file(
     except Exception as error:  # reading a damaged file can fail anywhere
         raise DatasetFileError(path, f"{unreadable}: {error}") from error
     return info
+
+
+def check_reads(info: FileInfo, arrays: Mapping[str, StoredArray]) -> None:
+    """Raise :class:`DatasetFileError` when reading one sample of a variable of ``info`` (or a coordinate,
+    whole) would decode too much or hold too much (:func:`~surrogates.data.read_limits.read_problem`);
+    ``arrays``: the header facts of the file's datasets (:func:`~surrogates.data.hdf5_storage.checked_header`)."""
+    sources = getattr(info, "sources", {})  # a foreign file's offered name -> (stored variable, component)
+    coord_sources = getattr(info, "coord_sources", {})
+    used = {sources.get(name, (name, None))[0]: var.dims[:1] == (SAMPLE_DIM,) for name, var in info.variables.items()}
+    used.update({coord_sources.get(name, name): False for name in info.coords})
+    for name, per_sample in sorted(used.items()):
+        if name not in arrays:
+            continue
+        axis = 0 if per_sample else None
+        chunk = arrays[name].chunks[0] if per_sample and arrays[name].chunks else 1
+        problem = read_problem(
+            arrays[name], axis,
+            alternative=f", or import it with surrogates-import (chunk_size={chunk} reads blocks of whole chunks)"
+            if per_sample else "",
+        )
+        if problem:
+            raise DatasetFileError(info.path, problem)
 
 
 def _read_metadata(path: Path, handle: Any) -> FileInfo:

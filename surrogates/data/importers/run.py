@@ -32,7 +32,6 @@ from surrogates.data.generation import (
     _is_done,
     stop_cleanly_on_signals,
 )
-from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.importers import pdebench, the_well, xarray_layout
 from surrogates.data.importers.plan import (
     ImportDataError,
@@ -47,6 +46,8 @@ from surrogates.data.importers.plan import (
     source_state,
     split_of,
 )
+from surrogates.data.importers.source_checks import check_source_reads, checked_source_header
+from surrogates.data.read_limits import StoredArray
 from surrogates.data.schema import SCHEMA_VERSION
 from surrogates.data.shards import shard_path
 from surrogates.data.writer import StreamingDatasetWriter, remove_stale_temporaries
@@ -138,21 +139,28 @@ def detect_layout(path: Path) -> tuple[str, Any]:
     ------
     ImportDataError
         Naming what the file holds and what every known layout expects; or an HDF5 source that keeps data in
-        other files (:func:`~surrogates.data.hdf5_storage.check_stored_here`), refused before any layout reads
-        from it: the recorded ``source_sha256`` would not cover those bytes.
+        other files or declares more than can be read (:func:`~.source_checks.checked_source_header`).
     """
+    layout, kind, _ = _detect(path)
+    return layout, kind
+
+
+def _detect(path: Path) -> tuple[str, Any, dict[str, StoredArray] | None]:
+    """:func:`detect_layout`, and the header of an HDF5 source (``None`` for other formats), checked before any
+    layout reads from it."""
     if path.is_file():
         try:
             with h5py.File(path, "r") as handle:
-                check_stored_here(handle, path, lambda where, problem: ImportDataError(f"{where}: {problem}"))
+                arrays = checked_source_header(handle, path)
                 if the_well.detect(handle):
-                    return "the_well", None
+                    return "the_well", None, arrays
                 kind = pdebench.detect(handle)
                 if kind:
-                    return "pdebench", kind
+                    return "pdebench", kind, arrays
+                return "xarray", None, arrays
         except OSError:
             pass  # not HDF5: NetCDF 3 or another format xarray may read
-    return "xarray", None
+    return "xarray", None, None
 
 
 def unknown_layout(path: Path, reason: str) -> ImportDataError:
@@ -161,8 +169,16 @@ def unknown_layout(path: Path, reason: str) -> ImportDataError:
 
 
 def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
-    """The plan of one source file, in the layout asked for or recognised."""
-    layout, kind = detect_layout(path)
+    """The plan of one source file, in the layout asked for or recognised; refused when its header shows data stored
+    in other files or reads that would decode or hold too much (:mod:`~surrogates.data.importers.source_checks`)."""
+    layout, kind, arrays = _detect(path)
+    plan = _plan_layout(path, split, settings, layout, kind)
+    sample_dim = str((settings.dims or {}).get("sample") or "sample")
+    check_source_reads(path, plan, arrays, _block_size(plan, settings), sample_dim)
+    return plan
+
+
+def _plan_layout(path: Path, split: str | None, settings: ImportSettings, layout: str, kind: Any) -> Plan:
     wanted = settings.layout
     if wanted != "auto" and wanted != layout:
         if wanted == "xarray":
