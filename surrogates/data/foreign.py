@@ -132,6 +132,7 @@ def inspect_foreign(path: str | Path, layout: ForeignLayout, check_finite: bool 
         unreadable="is not a readable NetCDF-4/HDF5 file (truncated or corrupt?)",
         not_opened="is not a readable NetCDF-4/HDF5 file ({error}); NetCDF-3, zarr and other formats go "
         "through surrogates-import",
+        sample_dim=layout.sample_dim,
     )
 
 

@@ -205,16 +205,17 @@ def read_dataset_file(
     scanned: Callable[[FileInfoT], Iterable[str]],
     unreadable: str,
     not_opened: str | None = None,
+    sample_dim: str = SAMPLE_DIM,
 ) -> FileInfoT:
-    """Open ``path`` with h5netcdf, ``read`` its metadata from the handle, check what reading its variables
-    costs, scan the ``scanned(info)`` variables for NaN/inf (:func:`check_finite_values`); every failure a
+    """Open ``path`` with h5netcdf, check what reading its variables costs, ``read`` its metadata from the
+    handle, scan the ``scanned(info)`` variables for NaN/inf (:func:`check_finite_values`); every failure a
     :class:`DatasetFileError`.
 
     Before h5netcdf looks at the file, its header is walked once with h5py: a variable whose data live in
     another file (external link, external raw storage, virtual dataset) is refused
-    (:mod:`surrogates.data.hdf5_storage`). Every variable and coordinate of the returned info must then pass
-    :func:`surrogates.data.read_limits.read_problem` (one sample of a data variable, a coordinate whole):
-    from the header, before any data is read.
+    (:mod:`surrogates.data.hdf5_storage`). Then, before ``read`` may read any value, every variable with
+    ``sample_dim`` first (one sample) and every coordinate (whole) must pass
+    :func:`surrogates.data.read_limits.read_problem` (:func:`check_reads`).
 
     ``unreadable`` says what the file is not when reading fails (the error's text follows);
     ``not_opened``, when given, says it when the file cannot even be opened. The readers of our files
@@ -238,8 +239,8 @@ def read_dataset_file(
             # constructor, which would leave a half-built File whose finalizer raises
             raw.attrs.get("_nc3_strict")
             with h5netcdf.File(raw, "r", phony_dims="access") as handle:
+                check_reads(path, handle, arrays, sample_dim)
                 info = read(handle)
-                check_reads(info, arrays)
                 for name in scanned(info):
                     check_finite_values(path, name, handle.variables[name])
     except DatasetFileError:
@@ -249,26 +250,24 @@ def read_dataset_file(
     return info
 
 
-def check_reads(info: FileInfo, arrays: Mapping[str, StoredArray]) -> None:
-    """Raise :class:`DatasetFileError` when reading one sample of a variable of ``info`` (or a coordinate,
-    whole) would decode too much or hold too much (:func:`~surrogates.data.read_limits.read_problem`);
-    ``arrays``: the header facts of the file's datasets (:func:`~surrogates.data.hdf5_storage.checked_header`)."""
-    sources = getattr(info, "sources", {})  # a foreign file's offered name -> (stored variable, component)
-    coord_sources = getattr(info, "coord_sources", {})
-    used = {sources.get(name, (name, None))[0]: var.dims[:1] == (SAMPLE_DIM,) for name, var in info.variables.items()}
-    used.update({coord_sources.get(name, name): False for name in info.coords})
-    for name, per_sample in sorted(used.items()):
-        if name not in arrays:
+def check_reads(path: Path, handle: Any, arrays: Mapping[str, StoredArray], sample_dim: str = SAMPLE_DIM) -> None:
+    """Raise :class:`DatasetFileError` when reading one sample of a variable of the open h5netcdf file ``handle``
+    (those with ``sample_dim`` first: the variables readers take samples of), or a coordinate whole, would decode
+    or hold too much (:func:`~surrogates.data.read_limits.read_problem`); ``arrays``: the header facts of the
+    file's datasets (:func:`~surrogates.data.hdf5_storage.checked_header`). Variables without the sample dim
+    are never read by the readers, and are not looked at."""
+    for name, var in sorted(handle.variables.items()):
+        dims = tuple(var.dimensions)
+        per_sample = dims[:1] == (sample_dim,) and dims != (name,)
+        if name not in arrays or not (per_sample or dims == (name,)):
             continue
-        axis = 0 if per_sample else None
-        chunk = arrays[name].chunks[0] if per_sample and arrays[name].chunks else 1
-        problem = read_problem(
-            arrays[name], axis,
-            alternative=f", or import it with surrogates-import (chunk_size={chunk} reads blocks of whole chunks)"
-            if per_sample else "",
-        )
+        chunks = arrays[name].chunks
+        hint = ""
+        if per_sample and chunks:
+            hint = f", or import it with surrogates-import (chunk_size={chunks[0]} reads blocks of whole chunks)"
+        problem = read_problem(arrays[name], 0 if per_sample else None, alternative=hint)
         if problem:
-            raise DatasetFileError(info.path, problem)
+            raise DatasetFileError(path, problem)
 
 
 def _read_metadata(path: Path, handle: Any) -> FileInfo:

@@ -23,16 +23,18 @@ N, S = 32, 4  # samples, points per side: one float32 sample is S * S * 4 = 64 b
 SAMPLE_BYTES = S * S * 4
 
 
-def _foreign(path: Path, chunk_samples: int | None, written: int = N, compression: str | None = None) -> Path:
+def _foreign(path: Path, chunk_samples: int | None, written: int = N, compression: str | None = None,
+             fillvalue: float | None = None) -> Path:
     """``a``, ``u (sample, x, y)`` float32 in chunks of ``chunk_samples`` samples (None: contiguous); only the first
-    ``written`` samples of ``u`` are written."""
+    ``written`` samples of ``u`` are written; ``fillvalue``: their ``_FillValue`` (a missing-value marker)."""
     chunks = (chunk_samples, S, S) if chunk_samples else None
     with h5netcdf.File(path, "w") as f:
         f.dimensions = {"sample": N, "x": S, "y": S}
         f.create_variable("x", ("x",), data=np.arange(S, dtype="f8"))
         f.create_variable("y", ("y",), data=np.arange(S, dtype="f8"))
-        f.create_variable("a", ("sample", "x", "y"), data=np.ones((N, S, S), "f4"), chunks=chunks, compression=compression)
-        u = f.create_variable("u", ("sample", "x", "y"), dtype="f4", chunks=chunks, compression=compression)
+        options = dict(chunks=chunks, compression=compression, fillvalue=fillvalue)
+        f.create_variable("a", ("sample", "x", "y"), data=np.ones((N, S, S), "f4"), **options)
+        u = f.create_variable("u", ("sample", "x", "y"), dtype="f4", **options)
         if written:
             u[:written] = np.ones((written, S, S), "f4")
     return path
@@ -58,7 +60,14 @@ def test_a_chunk_spanning_many_samples_is_refused(tmp_path, monkeypatch):
     factor = read_limits.DECODE_FACTOR
     ok = _foreign(tmp_path / "ok.nc", factor)  # a sample decodes DECODE_FACTOR x its bytes: the limit
     assert inspect_foreign(ok, ForeignLayout()).n_samples == N
-    bad = _foreign(tmp_path / "bad.nc", 2 * factor, compression="gzip")
+    bad = _foreign(tmp_path / "bad.nc", 2 * factor, compression="gzip", fillvalue=-999.0)
+
+    def read(*args, **kwargs):
+        raise AssertionError("a value was read before the header was checked")
+
+    # the scans of NaN and of missing values (the _FillValue) read data: they come after the header's check
+    monkeypatch.setattr("surrogates.data.schema.check_finite_values", read)
+    monkeypatch.setattr("surrogates.data.foreign._check_missing_values", read)
     for check_finite in (True, False):
         with pytest.raises(DatasetFileError) as error:
             FieldDataset([bad], ["a"], ["u"], layout=ForeignLayout(), check_finite=check_finite)
