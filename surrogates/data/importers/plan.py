@@ -33,6 +33,11 @@ class ImportDataError(ValueError):
     """A source cannot be imported as asked; the message is one line naming what was found and what was expected."""
 
 
+class NotThisLayout(ImportDataError):
+    """The source does not have the layout tried at all (no sample dim, nothing the layout reads), as opposed to a
+    source of that layout with a fault: with ``layout=auto`` only this makes the error an "unknown layout" one."""
+
+
 @dataclass
 class OutVar:
     """One variable of the output files: ``dims`` without ``sample``, ``attrs`` written on the variable."""

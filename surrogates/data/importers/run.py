@@ -35,6 +35,7 @@ from surrogates.data.generation import (
 from surrogates.data.importers import pdebench, the_well, xarray_layout
 from surrogates.data.importers.plan import (
     ImportDataError,
+    NotThisLayout,
     Plan,
     describe_variables,
     expand_names,
@@ -195,7 +196,7 @@ def _plan_layout(path: Path, split: str | None, settings: ImportSettings, layout
     }
     try:
         return xarray_layout.plan_file(path, split, options)
-    except ImportDataError as error:
+    except NotThisLayout as error:  # a fault of a file xarray reads as data (e.g. two variables, one name) is its own
         if settings.layout == "xarray":
             raise
         reason = str(error).removeprefix(f"{path}: ").split("; found")[0]  # what was found is listed once, below

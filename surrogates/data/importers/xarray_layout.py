@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.data.importers.plan import ImportDataError, OutCoord, OutVar, Part, Plan, dtype_eps, is_zarr
+from surrogates.data.importers.plan import ImportDataError, NotThisLayout, OutCoord, OutVar, Part, Plan, dtype_eps, is_zarr
 
 EXPECTED = "an xarray dataset (NetCDF, HDF5/NetCDF-4, zarr) whose data variables have a sample dim (dims.sample=<name>)"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -56,7 +56,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     except ImportDataError:
         raise
     except Exception as error:
-        raise ImportDataError(f"{path}: xarray cannot open it ({' '.join(str(error).split())[:200]})") from error
+        raise NotThisLayout(f"{path}: xarray cannot open it ({' '.join(str(error).split())[:200]})") from error
     dims_opt = dict(options.get("dims") or {})
     sample_dim = str(dims_opt.get("sample") or "sample")
     time_dim = dims_opt.get("time") or ("time" if "time" in ds.dims and sample_dim != "time" else None)
@@ -69,7 +69,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     found = ", ".join(f"{name} {tuple(var.dims)} {tuple(var.shape)}" for name, var in ds.data_vars.items()) or "no variables"
     if sample_dim not in ds.dims:
         ds.close()
-        raise ImportDataError(
+        raise NotThisLayout(
             f"{path}: no dim {sample_dim!r} to take samples along; found {found} (dims {dict(ds.sizes)}); "
             f"set dims.sample=<dim> (and dims.time=<dim> for trajectories)"
         )
@@ -111,7 +111,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
                        (name, tuple(order) + (comp,), comp, i))
     if not variables:
         ds.close()
-        raise ImportDataError(f"{path}: no numeric variable with the sample dim {sample_dim!r}; found {found}")
+        raise NotThisLayout(f"{path}: no numeric variable with the sample dim {sample_dim!r}; found {found}")
     n = int(ds.sizes[sample_dim])
     file_attrs = {str(k): v for k, v in ds.attrs.items()}
     ds.close()
