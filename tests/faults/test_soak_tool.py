@@ -27,7 +27,10 @@ def test_soak_tool_runs_and_finds_no_5xx_lost_or_mixed_answers(tmp_path):
     soak = ours["soak"]
     assert set(soak["sent"]) == {"valid", "invalid", "oversize", "abandoned"}, soak["sent"]
     assert soak["server_errors_5xx"] == 0 and soak["lost"] == 0 and soak["mixed"] == 0, soak
-    assert soak["valid_ok"] == soak["sent"]["valid"] > 0
+    # every valid request is answered or shed with 429 by admission by time (max_queue_ms), which a loaded machine
+    # triggers: a shed request is refused in time, not lost
+    assert soak["valid_ok"] > 0 and soak["valid_ok"] + soak["shed"] == soak["sent"]["valid"], soak["status"]
+    assert set(soak["status"]["valid"]) <= {"200", "429"}, soak["status"]
     assert set(soak["status"]["oversize"]) == {"413"} and all(400 <= int(s) < 500 for s in soak["status"]["invalid"])
     assert ours["after"] == {"alive": True, "health": 200, "errors": 0}
     assert ours["idle"]["p99_ms"] > 0 and ours["idle_rss_mib"] > 0
