@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from surrogates.schema import Variable, window_channel
+from surrogates.serve.errors import name_list
 
 __all__ = ["InputError", "Layout", "check_channels", "check_finite", "check_layout", "split_channels", "stack"]
 
@@ -76,7 +77,7 @@ def check_layout(
     names = [v.name for v in variables]
     unknown = sorted(set(arrays) - set(names) - set(ignored))
     if unknown:
-        raise InputError("unknown_input", f"model {model!r} has no input(s) {unknown}; its inputs are {names}")
+        raise InputError("unknown_input", f"model {model!r} has no input(s) {name_list(unknown)}; its inputs are {names}")
     missing = [name for name in names if name not in arrays]
     if missing:
         raise InputError("missing_input", f"model {model!r} needs input(s) {missing}; its inputs are {names}")
