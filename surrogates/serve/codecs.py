@@ -196,6 +196,11 @@ CHUNK_BOOKKEEPING = 4096
 """Bytes HDF5 holds per chunk while it reads a chunked variable (measured: about 3.8 KiB, whatever the chunk's
 size), counted in the decoded bytes with the chunks' data."""
 
+DECODING = {"decode_times": False, "decode_timedelta": False}
+"""How xarray decodes a body: CF masking and scaling, but times stay the numbers the file holds (with their
+``units``), so that coordinates are echoed unchanged and every time axis can be written back."""
+
+
 def netcdf_engine(body: bytes) -> str:
     """The xarray engine for a NetCDF body, from its signature: ``h5netcdf`` (NetCDF-4) or ``scipy`` (NetCDF-3)."""
     if body.startswith(HDF5_SIGNATURE):
@@ -282,7 +287,7 @@ class NetcdfHeader(Mapping[str, NetcdfVariable]):
         raise NotImplementedError
 
     def dataset(self, keep: Sequence[str]) -> AbstractContextManager[Any]:
-        """The variables ``keep`` as an ``xarray.Dataset`` (CF-decoded), data read on access."""
+        """The variables ``keep`` as an ``xarray.Dataset`` (CF-decoded as :data:`DECODING` says), data read on access."""
         raise NotImplementedError
 
     def strings(self, name: str, budget: int) -> list[str]:
@@ -320,7 +325,7 @@ class _Hdf5Header(NetcdfHeader):
 
         with _as_malformed():
             # not closed here: closing it would close the h5netcdf file, which the header's block closes
-            yield xr.open_dataset(_selected_store(self._file, keep))
+            yield xr.open_dataset(_selected_store(self._file, keep), **DECODING)
 
     def strings(self, name: str, budget: int) -> list[str]:
         """The strings of ``name`` read a block at a time, refusing (413) more than ``budget`` bytes of them.
@@ -382,7 +387,7 @@ class _ClassicHeader(NetcdfHeader):
         kept = set(keep)
         drop = [name for name in self if name not in kept]
         with _as_malformed():
-            ds = xr.open_dataset(io.BytesIO(self._body), engine="scipy", drop_variables=drop)
+            ds = xr.open_dataset(io.BytesIO(self._body), engine="scipy", drop_variables=drop, **DECODING)
         with ds:
             yield ds
 
@@ -518,7 +523,7 @@ def read_netcdf(
     -------
     arrays, coords, engine, sample_dim, fields
         float32 arrays per input transposed to ``(sample_dim, *dims)`` or ``dims``, the coordinates
-        (numpy, with attrs) of the dims used, to be written back with the answer,
+        (numpy, with the attributes an answer can store) of the dims used, to be written back with the answer,
         the xarray engine, the body's name of its sample dim (to answer with), and the fields sent whole
         (field -> component dim).
 
@@ -527,8 +532,8 @@ def read_netcdf(
     ServiceError
         400 for an unreadable body; 413 beyond ``max_variables``, ``max_attributes``, ``max_elements`` or
         ``max_decoded_bytes``; 422
-        for missing inputs, wrong dims or dtypes, data outside the body, or more than ``max_chunks`` chunks; 504
-        past ``deadline``.
+        for missing inputs, wrong dims or dtypes, data outside the body, more than ``max_chunks`` chunks, or a
+        coordinate the answer could not store; 504 past ``deadline``.
     """
     parsed = body if isinstance(body, NetcdfBody) else NetcdfBody(body)
     decoded = 8 * max_elements if max_decoded_bytes is None else max_decoded_bytes
@@ -539,6 +544,7 @@ def read_netcdf(
         check_deadline(deadline, timeout_s)
         arrays, coords, labels = _decode(header, plan, limits.decoded_bytes - plan.decoded, deadline, timeout_s)
     _split_fields(arrays, coords, labels, plan.fields, components)
+    _check_answerable(coords, header.engine)
     return arrays, coords, header.engine, plan.sample_dim, plan.fields
 
 
@@ -712,12 +718,70 @@ def _decode(
                 raise unprocessable("invalid_array", f"variable {name!r} has dtype {values.dtype}; expected numbers")
             with np.errstate(over="ignore"):
                 arrays[name] = values.astype(np.float32)
-        coords = {dim: (ds[dim].values, dict(ds[dim].attrs)) for dim in plan.coordinates if dim in ds.variables}
+        coords = {
+            dim: (ds[dim].values, writable_attrs(ds[dim].attrs))
+            for dim in plan.coordinates
+            if dim in ds.variables and ds[dim].dims == (dim,)  # CF decoding can fold a char array into a string
+        }
         labels = {dim: [str(v) for v in np.asarray(ds[dim].values).tolist()] for dim in keep if dim in plan.labels}
     for dim in texts:
         check_deadline(deadline, timeout_s)
         labels[dim] = header.strings(dim, budget)
     return arrays, coords, labels
+
+
+_TEXT_ONLY_ATTRS = frozenset({"bounds", "coordinates"})  # name other variables: xarray's writer reads them as text
+_WRITER_ATTRS = frozenset({"_FillValue"})  # the writer sets it from the values' dtype
+
+
+def writable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a NetCDF answer can store: strings, numbers and numeric vectors. Others that an HDF5 file
+    can hold (object references, compound values, booleans, nested or empty values) are left out, and so are
+    attributes xarray's writer interprets that would make it fail (a ``bounds`` that is not text)."""
+    return {str(key): value for key, value in attrs.items() if _writable_attr(str(key), value)}
+
+
+def _writable_attr(key: str, value: Any) -> bool:
+    if key in _WRITER_ATTRS:
+        return False
+    if key in _TEXT_ONLY_ATTRS:
+        return isinstance(value, str)
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (str, int, float, np.integer, np.floating)):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim <= 1 and value.size > 0 and value.dtype.kind in "iuf"
+
+
+_CLASSIC_STORED = frozenset(np.dtype(t) for t in ("i1", "i2", "i4", "f4", "f8", "S1", "?"))
+
+
+def _check_answerable(coords: Mapping[str, tuple[np.ndarray, dict]], engine: str) -> None:
+    """Refuse (422) a coordinate that the answer, a file of the body's kind, could not store, before the model
+    runs: the answer echoes the coordinates. A coordinate of a dtype the format surely stores (the attributes are
+    :func:`writable_attrs`) is not tried; others (e.g. a NetCDF-3 coordinate that CF decoding made unsigned)
+    are written to a scratch file first."""
+    for dim, (values, attrs) in coords.items():
+        dtype = np.asarray(values).dtype
+        surely = dtype.newbyteorder("=") in _CLASSIC_STORED if engine == "scipy" else dtype.kind in "biufSU"
+        if not surely and not _stores(dim, values, attrs, engine):
+            kind = "NetCDF-4" if engine == "h5netcdf" else "NetCDF-3"
+            raise unprocessable(
+                "invalid_array",
+                f"coordinate {dim!r} ({dtype}) cannot be written back into a {kind} answer; send it as numbers or "
+                "strings that format stores",
+            )
+
+
+def _stores(dim: str, values: np.ndarray, attrs: dict, engine: str) -> bool:
+    import xarray as xr
+
+    try:
+        xr.Dataset(coords={dim: xr.Variable((dim,), values, attrs)}).to_netcdf(engine=engine)
+    except Exception as error:  # the writers raise many types for what a format cannot store
+        log.info("coordinate %r cannot be written with %s: %s: %s", dim, engine, type(error).__name__, error)
+        return False
+    return True
 
 
 def _whole_fields(
@@ -868,7 +932,24 @@ def write_netcdf(
     attrs: Mapping[str, Any],
     engine: str,
 ) -> bytes:
-    """NetCDF bytes (NetCDF-4 with ``h5netcdf``, NetCDF-3 with ``scipy``) of the answer's variables."""
+    """NetCDF bytes (NetCDF-4 with ``h5netcdf``, NetCDF-3 with ``scipy``) of the answer's variables.
+
+    The coordinates' attributes come from the request (:func:`writable_attrs`); should the writer still refuse
+    one of them, the answer is written without the coordinates' attributes rather than not at all (logged)."""
+    try:
+        return _write_netcdf(variables, coords, attrs, engine)
+    except Exception as error:  # the writers raise many types; the model's work is done, answer it
+        log.warning("answer written without its coordinates' attributes: %s: %s", type(error).__name__, error)
+        bare = {dim: (values, {}) for dim, (values, _) in coords.items()}
+        return _write_netcdf(variables, bare, attrs, engine)
+
+
+def _write_netcdf(
+    variables: Mapping[str, tuple[Sequence[str], np.ndarray]],
+    coords: Mapping[str, tuple[np.ndarray, dict]],
+    attrs: Mapping[str, Any],
+    engine: str,
+) -> bytes:
     import xarray as xr
 
     data_vars = {name: (tuple(dims), values) for name, (dims, values) in variables.items()}

@@ -275,3 +275,50 @@ def test_the_classic_header_reads_as_scipy_reads_it():
         with netcdf_file(io.BytesIO(body), "r", mmap=False) as f:
             expected = {name: (tuple(v.dimensions), tuple(v.shape), np.dtype(v.data.dtype)) for name, v in f.variables.items()}
         assert {name: (v.dims, v.shape, v.dtype) for name, v in header.items()} == expected
+
+
+# -- coordinates are echoed as sent ------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ["scipy", "h5netcdf"])
+def test_time_coordinates_are_echoed_as_their_numbers(client, engine):
+    x = np.array([0.0, 1.0, 2.0, 3.000000001])  # as datetime64[ns] it could not be written back to NetCDF-3
+    ds = xr.Dataset({"a": (("sample", "x", "y"), np.ones((2, 4, 4), np.float32))},
+                    coords={"x": ("x", x, {"units": "seconds since 1970-01-01"}), "y": ("y", np.arange(4.0), {"units": "days"})})
+    response = _post(client, "op", bytes(ds.to_netcdf(engine=engine)))
+    assert response.status_code == 200, response.text
+    out = xr.open_dataset(io.BytesIO(response.content), engine=engine, decode_times=False, decode_timedelta=False).load()
+    np.testing.assert_array_equal(out["x"].values, x)
+    assert out["x"].attrs["units"] == "seconds since 1970-01-01" and out["y"].attrs["units"] == "days"
+
+
+def test_a_coordinate_the_answer_cannot_store_is_refused_before_the_model_runs(client, server):
+    unsigned = xr.Dataset({"a": (("sample", "x", "y"), np.ones((2, 4, 4), np.float32))},
+                          coords={"x": ("x", np.array([-56, -55, -54, -53], np.int8), {"_Unsigned": "true"})})
+    calls = server.server.config.app.state.batchers["op"].stats.calls
+    response = _post(client, "op", bytes(unsigned.to_netcdf(engine="scipy")))  # CF decodes it to uint8 200..203
+    _refused(response, 422, "invalid_array", "coordinate 'x'", "uint8", "NetCDF-3")
+    assert server.server.config.app.state.batchers["op"].stats.calls == calls
+
+
+def test_coordinate_attributes_an_answer_cannot_store_are_left_out(client):
+    def odd(f):
+        _scales(f, {"x": 4, "y": 4})
+        _attach(f.create_dataset("a", data=np.ones((4, 4), np.float32)), f, ("x", "y"))
+        f["x"].attrs["ref"] = f["a"].ref
+        f["x"].attrs["pair"] = np.array([(1, 2.0)], dtype=[("i", "i4"), ("f", "f8")])
+        f["x"].attrs["flag"] = np.bool_(True)
+        f["x"].attrs["units"] = "m"
+        f["x"].attrs["bounds"] = np.array([0.0, 3.0])  # names a variable, for xarray's writer: text only
+        f["x"].attrs["range"] = np.array([0.0, 3.0])
+    response = _post(client, "op", _hdf5(odd))
+    assert response.status_code == 200, response.text
+    out = xr.open_dataset(io.BytesIO(response.content), engine="h5netcdf")
+    assert out["x"].attrs["units"] == "m" and list(out["x"].attrs["range"]) == [0.0, 3.0]
+    assert not {"ref", "pair", "flag", "bounds"} & set(out["x"].attrs)
+
+
+def test_an_attribute_the_writer_refuses_costs_the_answer_its_coordinate_attributes_not_a_500():
+    u = {"u": (["x"], np.ones(4, np.float32))}
+    body = codecs.write_netcdf(u, {"x": (np.arange(4.0), {"units": "m", "_FillValue": "abc"})}, {"model": "op"}, "h5netcdf")
+    out = xr.open_dataset(io.BytesIO(body), engine="h5netcdf")
+    np.testing.assert_array_equal(out["x"].values, np.arange(4.0))
+    assert out["x"].attrs == {} and out.attrs["model"] == "op"
