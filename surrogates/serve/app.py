@@ -45,6 +45,7 @@ from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.inputs import next_times
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
+    MAX_SEED,
     ErrorResponse,
     HealthResponse,
     ModelInfo,
@@ -319,6 +320,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         seed: int | None = Query(
             default=None,
             ge=0,
+            le=MAX_SEED,
             description="Noise seed of a stochastic model (for NetCDF bodies; JSON bodies may also use the `seed` field).",
         ),
     ) -> Response:
@@ -599,12 +601,13 @@ def _decode_json(
             413, "too_many_variables",
             f"the JSON body holds {len(request.inputs)} inputs; the limit is {max_variables} (max_variables)",
         )
+    booleans = b"true" in body or b"false" in body  # else no array needs searching for them
     arrays = {}
     for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
         codecs.check_deadline(deadline, timeout_s)
         nested = request.inputs.pop(name)
         try:
-            arrays[name] = codecs.json_array(name, nested)
+            arrays[name] = codecs.json_array(name, nested, booleans)
         finally:
             codecs.release_nested(nested)
     return arrays, request.steps, request.seed

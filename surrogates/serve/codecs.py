@@ -79,11 +79,19 @@ def parse_json_request(body: bytes) -> PredictRequest:
         raise unprocessable("invalid_request", "invalid request: " + "; ".join(messages)) from None
 
 
-def json_array(name: str, value: Any) -> np.ndarray:
-    """A nested JSON list (or a number) as a float32 array, refusing ragged, non-numeric and out-of-range data."""
+def json_array(name: str, value: Any, booleans: bool = True) -> np.ndarray:
+    """A nested JSON list (or a number) as a float32 array, refusing ragged, non-numeric and out-of-range data.
+
+    ``booleans``: whether the value may hold JSON ``true`` or ``false`` (a caller that has the body's bytes knows
+    when it cannot: neither word occurs in them). When it may, the lists are searched for them: numpy would turn
+    booleans mixed with numbers into 1.0 and 0.0 without a word. Integers beyond 64 bits are read as floats (as
+    ``1e39`` is), so that a value beyond float32's range is refused as infinite, like any other.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
         kind = "null" if value is None else type(value).__name__
         raise unprocessable("invalid_array", f"input {name!r} must be a number or nested arrays of numbers, got {kind}")
+    if booleans and _holds_booleans(value):
+        raise unprocessable("invalid_array", f"input {name!r} must hold only numbers; it holds booleans")
     by_items = _items_as_float32(value)
     if by_items is not None:
         return by_items
@@ -94,6 +102,8 @@ def json_array(name: str, value: Any) -> np.ndarray:
             "invalid_array",
             f"input {name!r} is not a rectangular array (nested lists of different lengths?): {error}",
         ) from None
+    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
+        return _wide_integers(name, array)
     if array.dtype.kind not in "fiu":
         what = "booleans" if array.dtype.kind == "b" else "nulls, strings or values of several kinds"
         if array.dtype.kind == "O" and _is_ragged(value):
@@ -101,6 +111,38 @@ def json_array(name: str, value: Any) -> np.ndarray:
         raise unprocessable("invalid_array", f"input {name!r} must hold only numbers; it holds {what}")
     with np.errstate(over="ignore"):
         return array.astype(np.float32)
+
+
+def _holds_booleans(value: Any) -> bool:
+    """Whether a nested list holds ``True`` or ``False`` anywhere (``type(v) is bool``: ``1 == True`` does not count)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) is not list:
+            if type(item) is bool:
+                return True
+            continue
+        kinds = set(map(type, item))  # one C-level pass per list
+        if bool in kinds:
+            return True
+        if list in kinds:
+            pending.extend(v for v in item if type(v) is list)
+    return False
+
+
+def _wide_integers(name: str, array: np.ndarray) -> np.ndarray:
+    """An object array of Python numbers (integers beyond 64 bits among them) as float32, through float64 like
+    every integer: beyond float32's range they become infinite and are refused as such."""
+    try:
+        wide = array.astype(np.float64)
+    except OverflowError:
+        raise unprocessable(
+            "non_finite",
+            f"input {name!r} holds an integer beyond the range of floats (about 1.8e308); values beyond float32's "
+            "range, about 3.4e38, count as infinite",
+        ) from None
+    with np.errstate(over="ignore"):
+        return wide.astype(np.float32)
 
 
 ITEMWISE_VALUES = 1 << 16
