@@ -1,4 +1,5 @@
-"""JSON values that are not numbers are refused with the variable named (booleans mixed with numbers too); JSON
+"""Values that are not real numbers are refused by every entry point, with the variable named: JSON booleans mixed
+with numbers, complex, string and object arrays in the Python API, non-finite conditioning parameters; JSON
 integers beyond 64 bits read as the numbers they are; seeds beyond 64 bits are refused by the request's schema."""
 
 from __future__ import annotations
@@ -8,13 +9,18 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+import torch
 
+from surrogates import Surrogate
+from surrogates.models.fno import FNO
 from surrogates.serve.app import ServeSettings, create_app
 from surrogates.serve.codecs import ITEMWISE_VALUES, json_array
 from surrogates.serve.errors import ServiceError
+from surrogates.serve.inputs import InputError
 from surrogates.serve.registry import ModelEntry, Registry, Variable
+from surrogates.serve.rollout import RolloutSurrogate
 
-from .conftest import LiveServer
+from .conftest import LiveServer, save_constructed_checkpoint, save_rollout_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +76,50 @@ def test_seeds_beyond_64_bits_are_refused_by_the_request_schema(client, where):
     assert refused.status_code == 422 and refused.json()["code"] == "invalid_request", refused.text
     assert "seed" in refused.json()["detail"] and str(2**64 - 1) in refused.json()["detail"]
     assert post(2**64 - 1).json()["code"] == "seed_not_supported"  # valid; this model takes none
+
+
+# -- the Python API -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def surrogate(tmp_path_factory) -> Surrogate:
+    torch.manual_seed(0)
+    net = FNO(in_channels=1, out_channels=1, dim=2, modes=2, width=4, projection_channels=4)
+    return Surrogate.load(save_constructed_checkpoint(tmp_path_factory.mktemp("op") / "op.ckpt", net, ["a"], ["u"], [8, 8]))
+
+
+@pytest.fixture(scope="module")
+def rollout(tmp_path_factory) -> RolloutSurrogate:
+    return RolloutSurrogate.load(save_rollout_checkpoint(tmp_path_factory.mktemp("ks") / "ks.ckpt", 0))
+
+
+def _refusal(call) -> tuple[str, str]:
+    with pytest.raises(InputError) as error:
+        call()
+    return error.value.code, str(error.value)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.str_, object, np.bool_])
+def test_predict_refuses_values_that_are_not_real_numbers(surrogate, dtype):
+    a = np.random.default_rng(0).random((2, 8, 8)).astype(dtype)
+    code, message = _refusal(lambda: surrogate.predict(a))
+    assert code == "invalid_array" and message.startswith("input 'a' has dtype") and "real numbers" in message
+    assert _refusal(lambda: surrogate.predict_tensor(torch.ones(2, 1, 8, 8, dtype=torch.complex64)))[0] == "invalid_array"
+
+
+def test_rollout_refuses_complex_states_and_checks_its_parameters_as_the_service_does(rollout):
+    u0 = np.sin(np.linspace(0, 6, 16)).astype(np.float32)[None]
+    code, message = _refusal(lambda: rollout.rollout(u0 + 3j, 2, dt=0.8, dx=0.25))
+    assert code == "invalid_array" and message.startswith("input 'u' has dtype complex")
+    for dt, samples in ((float("nan"), "[0]"), (1e39, "[0]"), ([0.8, float("inf")], "[1]")):
+        states = np.repeat(u0, 2, axis=0)
+        code, message = _refusal(lambda: rollout.rollout(states, 2, dt=dt, dx=0.25))
+        assert code == "non_finite" and message.startswith(f"input 'dt' contains NaN or infinite values (samples {samples}")
+    code, message = _refusal(lambda: rollout.rollout(u0, 2, dt="abc", dx=0.25))
+    assert code == "invalid_array" and message.startswith("parameter 'dt' has dtype")
+    assert np.isfinite(rollout.rollout(u0, 2, dt=0.8, dx=np.float64(0.25))).all()
+
+
+def test_values_beyond_float32_count_as_infinite_in_float64_arrays(surrogate):
+    a = np.zeros((2, 8, 8))
+    a[1, 0, 0] = 1e39  # finite in float64, infinite as the model's float32
+    code, message = _refusal(lambda: surrogate.predict(a))
+    assert code == "non_finite" and "samples [1]" in message
