@@ -45,6 +45,7 @@ from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.inputs import next_times
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
+    MAX_SEED,
     ErrorResponse,
     HealthResponse,
     ModelInfo,
@@ -80,8 +81,19 @@ class ServeSettings:
         Most output values (samples x steps x grid points x output variables) per request, checked before
         the model runs; more is refused with 413.
     max_decoded_bytes
-        Most bytes that reading a NetCDF body's inputs may decompress (whole chunks, coordinates
-        included), checked from the file's header before any data is read; ``None``: ``8 * max_elements``.
+        Most bytes that reading a NetCDF body's inputs may decompress (whole chunks and HDF5's bookkeeping of
+        each, coordinates and component labels included), checked from the file's header before any data is
+        read; ``None``: ``8 * max_elements``.
+    max_chunks
+        Most HDF5 chunks that reading a NetCDF body's inputs, coordinates and labels may touch, each variable and
+        all of them together (HDF5 spends about 15 us and 4 KiB on every chunk, however small); more is refused
+        with 422 ``too_many_chunks``.
+    max_variables
+        Most variables of a request: of a NetCDF body (a NetCDF-4 body: objects in its root group, counted before
+        they are opened) or keys of a JSON body's ``inputs``; more is refused with 413 ``too_many_variables``.
+    max_attributes
+        Most attributes read from a NetCDF body: those of the variables a request reads (NetCDF-4), or all of them
+        (NetCDF-3, whose reader parses every one); more is refused with 413 ``too_many_attributes``.
     offload_bytes
         Bodies larger than this are decoded and answers encoded in a thread instead of on the event loop.
     request_timeout_s
@@ -114,6 +126,9 @@ class ServeSettings:
     max_steps: int = 1000
     max_output_elements: int = 1 << 24
     max_decoded_bytes: int | None = None
+    max_chunks: int = codecs.MAX_CHUNKS
+    max_variables: int = codecs.MAX_VARIABLES
+    max_attributes: int = codecs.MAX_ATTRIBUTES
     offload_bytes: int = 256 * 1024
     request_timeout_s: float | None = 30.0
     rollout_slice_ms: float = 100.0
@@ -305,6 +320,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         seed: int | None = Query(
             default=None,
             ge=0,
+            le=MAX_SEED,
             description="Noise seed of a stochastic model (for NetCDF bodies; JSON bodies may also use the `seed` field).",
         ),
     ) -> Response:
@@ -327,21 +343,24 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         """Decode, check, run and encode one admitted request."""
         name = entry.name
         offload = len(body) > settings.offload_bytes
+        deadline = deadline_of(arrived, settings.request_timeout_s)  # decoding stops between variables past it
         if kind == "json":
-            arrays, steps_in_body, seed_in_body = await _maybe_thread(offload, _decode_json, body)
+            arrays, steps_in_body, seed_in_body = await _maybe_thread(
+                offload, _decode_json, body, settings.max_variables, deadline, settings.request_timeout_s
+            )
             coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
             steps = _agree("steps", steps, steps_in_body)
             seed = _agree("seed", seed, seed_in_body)
         else:
             specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
-            netcdf = codecs.NetcdfBody(body)  # its header is parsed once for both steps below
+            netcdf = codecs.NetcdfBody(body, settings.max_variables, settings.max_attributes)  # names listed once
             # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
             windowed = entry.window is not None and not set(specs) & await _maybe_thread(offload, netcdf.variable_names)
             if windowed:
                 specs, components = entry.window_specs()
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
-                entry.sample_dims, components,
+                entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
             )
             del netcdf  # holds the body too
             if windowed:
@@ -573,13 +592,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode_json(body: bytes) -> tuple[dict[str, np.ndarray], int | None, int | None]:
+def _decode_json(
+    body: bytes, max_variables: int, deadline: float = float("inf"), timeout_s: float | None = None
+) -> tuple[dict[str, np.ndarray], int | None, int | None]:
     request = codecs.parse_json_request(body)
+    if len(request.inputs) > max_variables:
+        raise ServiceError(
+            413, "too_many_variables",
+            f"the JSON body holds {len(request.inputs)} inputs; the limit is {max_variables} (max_variables)",
+        )
+    booleans = b"true" in body or b"false" in body  # else no array needs searching for them
     arrays = {}
     for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
+        codecs.check_deadline(deadline, timeout_s)
         nested = request.inputs.pop(name)
         try:
-            arrays[name] = codecs.json_array(name, nested)
+            arrays[name] = codecs.json_array(name, nested, booleans)
         finally:
             codecs.release_nested(nested)
     return arrays, request.steps, request.seed

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+SHOWN_NAMES = 20
+"""Messages list at most this many names (of variables, inputs), then how many more there are."""
+
 
 class ServiceError(Exception):
     """A request the service refuses, answered as ``{"detail": message, "code": code}`` with ``status``.
@@ -34,3 +39,12 @@ def bad_request(code: str, message: str) -> ServiceError:
 
 def unprocessable(code: str, message: str) -> ServiceError:
     return ServiceError(422, code, message)
+
+
+def name_list(names: Iterable[str], shown: int = SHOWN_NAMES) -> str:
+    """``['a', 'b']``, or the first ``shown`` names and how many more: a body of many variables or keys
+    gets a short message, not one that lists them all."""
+    names = list(names)
+    if len(names) <= shown:
+        return repr(names)
+    return f"{names[:shown]!r} and {len(names) - shown} more"

@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 
 from surrogates.schema import Variable, window_channel
+from surrogates.serve.errors import name_list
 
-__all__ = ["InputError", "Layout", "check_channels", "check_finite", "check_layout", "split_channels", "stack"]
+__all__ = [
+    "InputError", "Layout", "check_channels", "check_finite", "check_layout", "check_numbers", "split_channels", "stack",
+]
 
 
 class InputError(ValueError):
-    """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``."""
+    """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``,
+    ``invalid_array``."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -71,15 +75,18 @@ def check_layout(
     Raises
     ------
     InputError
-        Unknown or missing variables, wrong shapes, disagreeing sample counts or grid sizes, no samples.
+        Unknown or missing variables, values other than real numbers, wrong shapes, disagreeing sample counts or
+        grid sizes, no samples.
     """
     names = [v.name for v in variables]
     unknown = sorted(set(arrays) - set(names) - set(ignored))
     if unknown:
-        raise InputError("unknown_input", f"model {model!r} has no input(s) {unknown}; its inputs are {names}")
+        raise InputError("unknown_input", f"model {model!r} has no input(s) {name_list(unknown)}; its inputs are {names}")
     missing = [name for name in names if name not in arrays]
     if missing:
         raise InputError("missing_input", f"model {model!r} needs input(s) {missing}; its inputs are {names}")
+    for name in names:
+        check_numbers(name, arrays[name])
     # a number for a scalar input (e.g. a time step) goes with every sample when fields carry the sample dim
     broadcast = {v.name for v in variables if not v.dims and np.ndim(arrays[v.name]) == 0}
     if len(broadcast) == len(variables) or not any(v.dims for v in variables):
@@ -115,6 +122,14 @@ def check_layout(
     return Layout(singles.pop(), n, spatial_shape, frozenset(broadcast))
 
 
+def check_numbers(name: str, values: Any, what: str = "input") -> None:
+    """Raise :class:`InputError` (``invalid_array``) unless ``values`` are real numbers (floats or integers):
+    complex values would lose their imaginary part in float32, and booleans, strings and objects are no numbers."""
+    dtype = np.asarray(values).dtype
+    if dtype.kind not in "fiu":
+        raise InputError("invalid_array", f"{what} {name!r} has dtype {dtype}; expected real numbers (floats or integers)")
+
+
 def non_finite_message(name: str, bad_samples: Sequence[int]) -> str:
     """The message of every non-finite input, naming the variable and the first bad samples."""
     return (
@@ -124,10 +139,12 @@ def non_finite_message(name: str, bad_samples: Sequence[int]) -> str:
 
 
 def check_finite(variables: Sequence[Variable], arrays: Mapping[str, np.ndarray], layout: Layout) -> None:
-    """Raise :class:`InputError` (``non_finite``) naming the first input with a NaN or infinite value."""
+    """Raise :class:`InputError` (``non_finite``) naming the first input with a NaN or infinite value, in float32
+    (the models' dtype): a float64 value beyond float32's range counts as infinite."""
     for var in variables:
         array = np.asarray(arrays[var.name])
-        finite = np.isfinite(array)
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(array.astype(np.float32, copy=False))
         if not finite.all():
             rows = 1 if array.ndim == len(var.dims) else array.shape[0]
             bad = np.flatnonzero(~finite.reshape(rows, -1).all(axis=1)).tolist()
@@ -190,10 +207,14 @@ def check_channels(x: Any, names: Sequence[str], spatial_dims: Sequence[str]) ->
     Raises
     ------
     InputError
-        ``wrong_shape`` or ``non_finite``.
+        ``invalid_array`` (complex or boolean values), ``wrong_shape`` or ``non_finite``.
     """
     import torch
 
+    if x.is_complex() or x.dtype == torch.bool:
+        raise InputError(
+            "invalid_array", f"the input tensor (channels [{', '.join(names)}]) has dtype {x.dtype}; expected real numbers"
+        )
     if x.ndim != len(spatial_dims) + 2 or x.shape[1] != len(names):
         raise InputError("wrong_shape", layout_message(tuple(x.shape), names, spatial_dims))
     finite = torch.isfinite(x)

@@ -24,6 +24,7 @@ import torch
 
 from surrogates.checkpoint import Checkpoint, read_checkpoint
 from surrogates.errors import CheckpointError
+from surrogates.serve.inputs import InputError
 from surrogates.serve.surrogate import checkpoint_metadata, require_kind
 from surrogates.schema import DataSchema
 
@@ -160,13 +161,18 @@ class PointwiseSurrogate:
         Raises
         ------
         ValueError
-            Not numbers, a shape other than ``(P, d)`` / ``(d,)``, no points, NaN or infinite
+            Not real numbers (:class:`~surrogates.serve.inputs.InputError` ``invalid_array``: complex values are
+            refused, not cast), a shape other than ``(P, d)`` / ``(d,)``, no points, NaN or infinite
             coordinates, points outside the domain box (see :meth:`check_domain`).
         """
         try:
-            array = np.asarray(points, dtype=torch.empty((), dtype=self.dtype).numpy().dtype)
+            raw = np.asarray(points)
         except (TypeError, ValueError) as error:
             raise ValueError(f"points must be an array of numbers of shape (P, {self.dim}): {error}") from None
+        if raw.dtype.kind not in "fiu":
+            raise InputError("invalid_array", f"points have dtype {raw.dtype}; expected real numbers of shape (P, {self.dim})")
+        with np.errstate(over="ignore"):  # beyond the network's dtype: infinite, refused below
+            array = raw.astype(torch.empty((), dtype=self.dtype).numpy().dtype)
         single = array.ndim == 1
         if single:
             array = array[None]

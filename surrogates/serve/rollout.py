@@ -25,7 +25,9 @@ from surrogates.errors import CheckpointError
 from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
-from surrogates.serve.inputs import InputError, check_channels, check_finite, check_layout, split_channels, stack
+from surrogates.serve.inputs import (
+    InputError, check_channels, check_finite, check_layout, check_numbers, non_finite_message, split_channels, stack,
+)
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
 __all__ = ["ROLLOUT_KIND", "RolloutSurrogate", "is_rollout_checkpoint", "load_surrogate"]
@@ -144,6 +146,8 @@ class RolloutSurrogate:
 
     # -- rollout ----------------------------------------------------------------------------------
     def _params(self, n: int, params: dict[str, Any]) -> torch.Tensor | None:
+        """The conditioning parameters as ``(n, P)`` float32, checked as the service checks them: real numbers
+        (``InputError`` ``invalid_array``), finite in float32 (``non_finite``), one or ``n`` values each."""
         missing = [name for name in self.conditioning if params.get(name) is None]
         if missing:
             raise ValueError(f"the model is conditioned on {self.conditioning}; pass {', '.join(f'{m}=...' for m in missing)}")
@@ -154,10 +158,16 @@ class RolloutSurrogate:
             return None
         columns = []
         for name in self.conditioning:
-            value = torch.as_tensor(np.asarray(params[name], dtype=np.float32)).reshape(-1)
-            if value.numel() not in (1, n):
-                raise ValueError(f"{name} must be a number or one value per trajectory ({n}), got {value.numel()} values")
-            columns.append(value.expand(n))
+            raw = np.asarray(params[name])
+            check_numbers(name, raw, "parameter")
+            with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
+                value = raw.astype(np.float32).reshape(-1)
+            if value.size not in (1, n):
+                raise ValueError(f"{name} must be a number or one value per trajectory ({n}), got {value.size} values")
+            finite = np.isfinite(value)
+            if not finite.all():
+                raise InputError("non_finite", non_finite_message(name, np.flatnonzero(~finite).tolist()))
+            columns.append(torch.from_numpy(value).expand(n))
         return torch.stack(columns, dim=1).to(self.device)
 
     @property
@@ -192,8 +202,9 @@ class RolloutSurrogate:
         """``u0`` as ``(n, C, *spatial)`` float32 (with a time window ``(n, n_steps_input C, *spatial)``), whether one
         trajectory was given and whether with a channel axis.
 
-        Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests."""
-        u0 = np.asarray(u0, dtype=np.float32)
+        Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests (real numbers only: a
+        complex state is refused, not cast)."""
+        u0 = np.asarray(u0)
         window_channel_axis = None
         if self.n_steps_input > 1:
             u0, window_channel_axis = self._window(u0)

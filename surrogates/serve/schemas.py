@@ -19,6 +19,9 @@ NDARRAY_SCHEMA = {
 
 NDArray = Annotated[Any, WithJsonSchema(NDARRAY_SCHEMA)]
 
+MAX_SEED = 2**64 - 1
+"""The largest noise seed: torch's generators take 64-bit seeds."""
+
 
 class PredictRequest(BaseModel):
     """Body of ``POST /v1/models/{name}/predict`` as JSON (NetCDF bodies carry the same variables)."""
@@ -44,6 +47,7 @@ class PredictRequest(BaseModel):
     seed: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_SEED,
         description=(
             "Seed of the noise of a stochastic model (`stochastic: true`, e.g. PDE-Refiner); default 0, so "
             "equal requests get equal answers. Deterministic models refuse it."

@@ -38,21 +38,24 @@ def test_a_large_ragged_or_non_numeric_array_is_still_refused():
         assert refused.value.status == 422 and refused.value.code == "invalid_array"
 
 
-def test_a_netcdf_body_reads_its_header_once_and_reads_the_same_as_raw_bytes(monkeypatch):
-    """The service asks a body's variable names, then reads it: one header parse, the same arrays as from bytes."""
+def test_a_netcdf_body_lists_its_names_once_and_describes_only_the_variables_read(monkeypatch):
+    """The service asks a body's variable names, then reads it: the names are listed once, only the input is
+    described (the other variable costs nothing), and the arrays are the same as from raw bytes."""
     import xarray as xr
 
     from surrogates.serve import codecs
 
     a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     body = bytes(xr.Dataset({"a": (("sample", "x", "y"), a), "other": (("sample",), [1.0, 2.0])}).to_netcdf(engine="h5netcdf"))
-    parses = []
-    real = codecs.netcdf_header
-    monkeypatch.setattr(codecs, "netcdf_header", lambda *args: parses.append(1) or real(*args))
+    opened, described = [], []
+    real_open, real_describe = codecs._hdf5_header, codecs._Hdf5Header._describe
+    monkeypatch.setattr(codecs, "_hdf5_header", lambda *args: opened.append(1) or real_open(*args))
+    monkeypatch.setattr(codecs._Hdf5Header, "_describe", lambda self, name: described.append(name) or real_describe(self, name))
     netcdf = codecs.NetcdfBody(body)
-    assert netcdf.variable_names() == {"a", "other"}
+    assert netcdf.variable_names() == {"a", "other"} and netcdf.variable_names() == {"a", "other"}
+    assert len(opened) == 1 and described == []
     arrays, _, engine, sample_dim, _ = codecs.read_netcdf(netcdf, {"a": ("x", "y")}, max_elements=100)
-    assert len(parses) == 1 and engine == "h5netcdf" and sample_dim == "sample"
+    assert len(opened) == 2 and described == ["a"] and engine == "h5netcdf" and sample_dim == "sample"
     np.testing.assert_array_equal(arrays["a"], a)
     again, *_ = codecs.read_netcdf(body, {"a": ("x", "y")}, max_elements=100)
     np.testing.assert_array_equal(again["a"], a)
