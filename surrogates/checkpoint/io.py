@@ -45,6 +45,9 @@ STATE_PREFIX = "net."
 EMA_PREFIX = "ema.module."
 """Prefix of the weight average of the network a task may keep (``torch.optim.swa_utils.AveragedModel`` as ``ema``)."""
 
+EMA_COUNT = "ema.n_averaged"
+"""The weight average's update count (beside :data:`EMA_PREFIX`; used by resuming only)."""
+
 WRAPPED_KINDS = ("operator", "rollout")
 """Kinds whose saved model is a normalization wrapper (:mod:`surrogates.models.normalized`) under :data:`MODEL_PREFIX`."""
 
@@ -100,12 +103,30 @@ class Checkpoint:
         state.update({STATE_PREFIX + key: value for key, value in self.network_state(self.inference_prefix).items()})
         return state
 
+    def unknown_entries(self) -> list[str]:
+        """Entries of the ``state_dict`` outside the layout of the file's kind (the saved model or network, a
+        weight average and its count): no reader loads them, so they are refused rather than carried."""
+        prefixes = (MODEL_PREFIX if self.kind in WRAPPED_KINDS else STATE_PREFIX, EMA_PREFIX)
+        return sorted(key for key in self.state_dict if not key.startswith(prefixes) and key != EMA_COUNT)
+
+    def check_entries(self) -> None:
+        """Raise :class:`CheckpointError` when the ``state_dict`` holds :meth:`unknown_entries`, or a weight
+        average whose entries do not match the trained network's (names, shapes, dtypes)."""
+        unknown = self.unknown_entries()
+        if unknown:
+            raise CheckpointError(
+                self.path, f"the state_dict holds entries no reader uses: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+            )
+        if self.inference_prefix == EMA_PREFIX:  # the trained network is not loaded then: it must still match
+            _compare_state(self.network_state(EMA_PREFIX), self.network_state(), self.path)
+
     def build_model(self, prefix: str | None = None) -> torch.nn.Module:
         """The network alone with its weights (default: :attr:`inference_prefix`), in eval mode (see :func:`build_model`).
 
         For the operator and rollout kinds this is the network *without* its normalization; predictions
         in physical units come from :meth:`build_predictor`.
         """
+        self.check_entries()
         state = self.network_state(self.inference_prefix if prefix is None else prefix)
         return build_model(self.metadata.model, state, self.path, self.kind).eval()
 
@@ -117,8 +138,10 @@ class Checkpoint:
         Raises
         ------
         CheckpointError
-            Another kind, weights or statistics that do not match, statistics that are not usable.
+            Another kind, weights or statistics that do not match, statistics that are not usable, entries of the
+            ``state_dict`` no reader uses (:meth:`check_entries`).
         """
+        self.check_entries()
         return build_predictor(self.metadata.model, self.predictor_state(), self.path, self.kind).eval()
 
     def build_problem(self) -> Any:
@@ -173,18 +196,47 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
 
 
 def _check_archive(path: Path) -> None:
-    """Verify the CRC-32 of every entry of a (zip) torch file: torch's reader does not, so a changed byte in the
-    weights would load as other weights. Legacy non-zip files are left to ``torch.load``."""
+    """Refuse, before ``torch.load`` reads anything, what torch's reader would take on trust.
+
+    - A file that is not a zip archive: torch's legacy format (before torch 1.6, or
+      ``_use_new_zipfile_serialization=False``) carries no checksum, so a changed byte would load as
+      other weights. Every file this package writes is a zip archive.
+    - A compressed member: torch writes its members stored (uncompressed); a compressed one can inflate
+      to far more than the file holds (a zip bomb), so it is refused before anything is inflated.
+    - Members whose declared sizes add up to more than the file's size on disk.
+    - A CRC-32 mismatch in any member (torch's reader does not check them).
+    """
     if not zipfile.is_zipfile(path):
-        return
+        raise CheckpointError(
+            path, "cannot read checkpoint: not a zip archive (torch's legacy format, written before torch 1.6 or with "
+            "_use_new_zipfile_serialization=False, has no checksums and is refused: load it with torch and save it again)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_members(archive.infolist(), path)
             damaged = archive.testzip()
+    except CheckpointError:
+        raise
     except Exception as error:  # zipfile raises BadZipFile, ValueError, EOFError, ... for damaged archives
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(path, f"cannot read checkpoint: damaged file ({reason})") from error
     if damaged is not None:
         raise CheckpointError(path, f"cannot read checkpoint: damaged file (CRC-32 mismatch in {damaged!r})")
+
+
+def _check_members(members: list[zipfile.ZipInfo], path: Path) -> None:
+    """Stored members only, declaring no more bytes than the file has (checked from the central directory)."""
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                path, f"cannot read checkpoint: member {member.filename!r} is compressed (torch stores its members "
+                "uncompressed; a compressed member could inflate to any size)"
+            )
+    declared, size = sum(member.file_size for member in members), path.stat().st_size
+    if declared > size:
+        raise CheckpointError(
+            path, f"cannot read checkpoint: its members declare {declared} bytes, more than the file's {size}"
+        )
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

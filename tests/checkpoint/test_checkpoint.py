@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +316,73 @@ def test_arguments_that_do_not_fit_the_constructor_are_refused():
         build_model({"name": "fno", "kwargs": {**net.init_kwargs, "command": "rm -rf /"}}, net.state_dict())
     with pytest.raises(CheckpointError, match="cannot build FNO"):
         build_model({"name": "fno", "kwargs": {**net.init_kwargs, "dim": 7}}, net.state_dict())
+
+
+# -- archives and entries ---------------------------------------------------------------------------
+def _valid_file(path: Path) -> Path:
+    net = _fno()
+    return write_checkpoint(path, _metadata(net), _wrapped(net).state_dict())
+
+
+def test_legacy_torch_files_are_refused(tmp_path):
+    """torch's format before 1.6 has no checksums: a changed byte would load as other weights."""
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(torch.load(_valid_file(tmp_path / "m.ckpt"), weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="not a zip archive") as error:
+        read_checkpoint(legacy)
+    assert str(legacy) in str(error.value)
+
+
+def test_compressed_members_are_refused_before_anything_is_inflated(tmp_path, monkeypatch):
+    path = _valid_file(tmp_path / "m.ckpt")
+    deflated = tmp_path / "deflated.ckpt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    inflated = []
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", lambda self: inflated.append("testzip"))
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: inflated.append("torch.load"))
+    with pytest.raises(CheckpointError, match="is compressed"):
+        read_checkpoint(deflated)
+    assert not inflated
+
+
+def _declare_size(path: Path, name: str, size: int) -> None:
+    """Edit the central-directory record of member ``name``: its uncompressed size (offset 24) becomes ``size``."""
+    data = bytearray(path.read_bytes())
+    position = data.find(b"PK\x01\x02")
+    while data[position + 46 : position + 46 + len(name)] != name.encode():
+        position = data.find(b"PK\x01\x02", position + 4)
+    struct.pack_into("<I", data, position + 24, size)
+    path.write_bytes(bytes(data))
+
+
+def test_members_declaring_more_than_the_file_holds_are_refused(tmp_path):
+    path = _valid_file(tmp_path / "m.ckpt")
+    with zipfile.ZipFile(path) as archive:
+        name = next(info.filename for info in archive.infolist() if info.filename.endswith("data.pkl"))
+    _declare_size(path, name, 0xFFFF_FFF0)
+    with pytest.raises(CheckpointError, match=r"members declare \d+ bytes, more than the file's"):
+        read_checkpoint(path)
+
+
+def test_entries_no_reader_uses_are_refused(tmp_path):
+    path = _valid_file(tmp_path / "m.ckpt")
+    contents = torch.load(path, weights_only=True)
+    contents["state_dict"]["junk"] = torch.zeros(3)
+    torch.save(contents, tmp_path / "junk.ckpt")
+    checkpoint = read_checkpoint(tmp_path / "junk.ckpt")
+    for build in (checkpoint.build_predictor, checkpoint.build_model):
+        with pytest.raises(CheckpointError, match=r"entries no reader uses: \['junk'\]"):
+            build()
+    # a weight average is loaded in the trained network's place; the trained network must still match it
+    contents = torch.load(path, weights_only=True)
+    network = {key: value for key, value in contents["state_dict"].items() if key.startswith("model.net.")}
+    contents["state_dict"].update({"ema.module." + key[len("model.net."):]: value for key, value in network.items()})
+    contents["state_dict"]["model.net.lifting.weight"] = torch.zeros(2, 2)
+    torch.save(contents, tmp_path / "average.ckpt")
+    with pytest.raises(CheckpointError, match="'lifting.weight' has shape"):
+        read_checkpoint(tmp_path / "average.ckpt").build_predictor()
 
 
 # -- registry ---------------------------------------------------------------------------------------
