@@ -53,6 +53,13 @@ def _edited(base: Path, path: Path, edit) -> Path:
     return path
 
 
+def _edited_state(base: Path, path: Path, key: str, edit) -> Path:
+    contents = torch.load(base, weights_only=True)
+    contents["state_dict"][key] = edit(contents["state_dict"][key])
+    torch.save(contents, path)
+    return path
+
+
 def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     """Every crafted file, by what it tries."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,12 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
             lambda meta: meta.update(kind="pointwise", problem={"name": "os.system", "kwargs": {"command": f"touch {marker}"}}),
         ),
     }
+    # files that name nothing hostile but hold weights a reader must not serve
+    lifting = "model.net.lifting.weight"
+    files["nan_weights"] = _edited_state(base, folder / "nan_weights.ckpt", lifting, lambda w: torch.full_like(w, float("nan")))
+    files["complex_weights"] = _edited_state(
+        base, folder / "complex_weights.ckpt", lifting, lambda w: torch.complex(w, torch.ones_like(w))
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -124,6 +137,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
+    "nan_weights", "complex_weights",
 ]
 
 
@@ -153,6 +167,13 @@ def test_refusals_say_why(files):
     assert "unknown model 'surrogates.data.generation.generate_dataset'" in messages["wrong_base_type"]
     assert "weights-only" in messages["reduce_pickle"]
     assert "unknown physics problem 'os.system'" in messages["pointwise_problem_os_system"]
+
+
+def test_weights_a_reader_must_not_serve_are_refused_with_the_reason(files):
+    with pytest.raises(CheckpointError, match="parameter 'net.lifting.weight' holds NaN or infinite values"):
+        Surrogate.load(files["nan_weights"])
+    with pytest.raises(CheckpointError, match="'net.lifting.weight' is torch.complex64 in the file but torch.float32"):
+        Surrogate.load(files["complex_weights"])
 
 
 def test_service_registry_lists_every_hostile_file_as_unavailable(files):

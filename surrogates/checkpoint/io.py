@@ -375,7 +375,8 @@ def build_predictor(
 
 
 def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: str) -> torch.nn.Module:
-    """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)."""
+    """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)
+    and every floating parameter and buffer checked to be finite."""
     if state is not None:
         with torch.device("meta"):
             skeleton = make()
@@ -385,12 +386,15 @@ def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: st
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
-        except RuntimeError as error:  # dtype problems the shape check does not see
+        except RuntimeError as error:  # what the comparison does not see (e.g. overlapping memory)
             raise CheckpointError(path, f"weights do not load into {what}: {error}") from None
+        _check_finite(model, path)
     return model
 
 
 def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any) -> None:
+    """Every entry of ``expected`` (the model's ``state_dict``) is in ``stored`` with the same shape and dtype,
+    as a dense tensor, and ``stored`` holds nothing else."""
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
@@ -399,10 +403,30 @@ def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Te
             f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
     for key, value in expected.items():
-        if tuple(value.shape) != tuple(stored[key].shape):
-            raise CheckpointError(
-                path, f"weight {key!r} has shape {tuple(stored[key].shape)} in the file but {tuple(value.shape)} in the model"
-            )
+        _compare_entry(key, value, stored[key], path)
+
+
+def _compare_entry(key: str, expected: torch.Tensor, stored: torch.Tensor, path: Any) -> None:
+    if stored.layout != torch.strided or stored.is_quantized or stored.is_meta:
+        form = "a meta" if stored.is_meta else "a quantized" if stored.is_quantized else f"a {stored.layout}"
+        raise CheckpointError(path, f"weight {key!r} is stored as {form} tensor, not a dense one")
+    if tuple(expected.shape) != tuple(stored.shape):
+        raise CheckpointError(
+            path, f"weight {key!r} has shape {tuple(stored.shape)} in the file but {tuple(expected.shape)} in the model"
+        )
+    # load_state_dict would cast silently (complex to real drops the imaginary part, uint8 255 becomes 255.0);
+    # the package writes every entry in the model's own dtype, so any other dtype is a different file
+    if stored.dtype != expected.dtype:
+        raise CheckpointError(path, f"weight {key!r} is {stored.dtype} in the file but {expected.dtype} in the model")
+
+
+def _check_finite(model: torch.nn.Module, path: Any) -> None:
+    """Refuse a model whose floating parameters or buffers hold NaN or infinite values (naming the first)."""
+    entries = [("parameter", name, value) for name, value in model.named_parameters()]
+    entries += [("buffer", name, value) for name, value in model.named_buffers()]
+    for what, name, value in entries:
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(path, f"{what} {name!r} holds NaN or infinite values")
 
 
 _PRECONDITIONER_V1 = ("init_kwargs", "state_dict", "metadata")

@@ -302,6 +302,42 @@ def test_weights_that_do_not_match_are_named(tmp_path):
         build_model(net.init_config(), {k: v for k, v in state.items() if k != key})
 
 
+@pytest.mark.parametrize(
+    ("key", "edit", "message"),
+    [
+        ("net.lifting.weight", lambda w: (w * 100).long(), "'net.lifting.weight' is torch.int64 in the file but torch.float32"),
+        ("net.lifting.weight", lambda w: w > 0, "is torch.bool in the file"),
+        ("net.lifting.weight", lambda w: torch.full(w.shape, 255, dtype=torch.uint8), "is torch.uint8 in the file"),
+        ("net.lifting.weight", lambda w: torch.complex(w, torch.ones_like(w)), "is torch.complex64 in the file"),
+        ("net.lifting.weight", lambda w: w.half(), "is torch.float16 in the file"),
+        ("net.lifting.weight", lambda w: w.double(), "is torch.float64 in the file"),
+        ("input_normalizer.std", lambda w: w.long(), "'input_normalizer.std' is torch.int64 in the file"),
+        ("net.lifting.weight", lambda w: w.to_sparse(), "stored as a torch.sparse_coo tensor"),
+    ],
+)
+def test_entries_of_another_dtype_are_refused_not_cast(tmp_path, key, edit, message):
+    net = _fno()
+    state = _wrapped(net).state_dict()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), {**state, key: edit(state[key])})
+    with pytest.raises(CheckpointError, match=message) as error:
+        read_checkpoint(path).build_predictor()
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(("key", "value"), [("net.lifting.weight", float("nan")), ("net.spectral.0.weight", float("inf"))])
+def test_weights_that_are_not_finite_are_refused(tmp_path, key, value):
+    net = _fno()
+    state = _wrapped(net).state_dict()
+    bad = state[key].clone()
+    bad.view(-1)[0] = value  # one entry is enough
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), {**state, key: bad})
+    checkpoint = read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=f"parameter '{key}' holds NaN or infinite values"):
+        checkpoint.build_predictor()
+    with pytest.raises(CheckpointError, match=f"parameter '{key[len('net.'):]}' holds NaN or infinite values"):
+        checkpoint.build_model()
+
+
 def test_huge_constructor_arguments_allocate_nothing():
     # width 10^6 and 64 modes would need terabytes; the meta-device skeleton shows the mismatch first.
     net = _fno()
