@@ -110,6 +110,9 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     files["complex_weights"] = _edited_state(
         base, folder / "complex_weights.ckpt", lifting, lambda w: torch.complex(w, torch.ones_like(w))
     )
+    files["missing_arguments"] = _edited(
+        base, folder / "missing_arguments.ckpt", lambda meta: meta["model"]["kwargs"].pop("activation")
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -137,7 +140,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
-    "nan_weights", "complex_weights",
+    "nan_weights", "complex_weights", "missing_arguments",
 ]
 
 
@@ -174,6 +177,8 @@ def test_weights_a_reader_must_not_serve_are_refused_with_the_reason(files):
         Surrogate.load(files["nan_weights"])
     with pytest.raises(CheckpointError, match="'net.lifting.weight' is torch.complex64 in the file but torch.float32"):
         Surrogate.load(files["complex_weights"])
+    with pytest.raises(CheckpointError, match=r"the model arguments lack \['activation'\] of FNO"):
+        Surrogate.load(files["missing_arguments"])
 
 
 def test_service_registry_lists_every_hostile_file_as_unavailable(files):

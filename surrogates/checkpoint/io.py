@@ -303,15 +303,37 @@ def write_checkpoint(
 
 
 def construct(cls: type, kwargs: dict[str, Any], what: str, path: Any = None, **build: Any) -> Any:
-    """``cls(**kwargs)`` after checking the arguments against the signature; :class:`CheckpointError` on failure."""
+    """``cls(**kwargs)`` after checking the arguments against the signature; :class:`CheckpointError` on failure.
+
+    Every named parameter of the signature must be given (in ``kwargs``, or in ``build`` by the caller): the
+    writers record them all (``init_config()``, a problem's ``config()``), and a default standing in for a
+    missing one would rebuild another model than the one trained (``activation="gelu"`` for ``"tanh"``).
+    Arguments added to a class after files of it were written are filled in by the metadata reader
+    (:data:`~surrogates.checkpoint.metadata.ADDED_ARGUMENTS`), with the value those files were built with.
+    """
+    signature = inspect.signature(cls)
     try:
-        inspect.signature(cls).bind(**kwargs)
+        signature.bind(**kwargs, **build)
     except TypeError as error:
         raise CheckpointError(path, f"the {what} arguments do not fit {cls.__name__}: {error}") from None
+    missing = _missing_arguments(signature, {**kwargs, **build})
+    if missing:
+        raise CheckpointError(
+            path, f"the {what} arguments lack {missing} of {cls.__name__} (a file records every constructor argument; "
+            "a default would stand in for the value the model was built with)"
+        )
     try:
         return cls(**kwargs, **build)
+    except CheckpointError:  # the skeleton's limits (_counting_registrations) name the file already
+        raise
     except Exception as error:  # a constructor refusing its arguments (ValueError, TypeError, ...)
         raise CheckpointError(path, f"cannot build {cls.__name__} from the stored arguments: {type(error).__name__}: {error}") from None
+
+
+def _missing_arguments(signature: inspect.Signature, given: dict[str, Any]) -> list[str]:
+    """Named parameters of ``signature`` (not ``*args`` / ``**kwargs``) absent from ``given``."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, parameter in signature.parameters.items() if parameter.kind in named and name not in given]
 
 
 def build_model(

@@ -215,7 +215,7 @@ class CheckpointMetadata:
         kind = raw["kind"]
         if kind not in KINDS:
             raise CheckpointError(path, f"unknown kind {kind!r}; known: {list(KINDS)}")
-        model = ClassSpec.from_dict(raw["model"], "model", path)
+        model = _with_added_arguments(ClassSpec.from_dict(raw["model"], "model", path))
         problem = ClassSpec.from_dict(raw["problem"], "problem", path) if raw.get("problem") is not None else None
         extras = {}
         for key in ("data_schema", "conditioning", "training", "serving"):
@@ -235,6 +235,27 @@ class CheckpointMetadata:
             training=extras["training"] or {}, package_version=raw.get("package_version", ""),
             serving=extras["serving"], format_version=FORMAT_VERSION,
         )
+
+
+# -- arguments added after files were written ------------------------------------------------------
+ADDED_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "fno": {"lifting_channels": 0, "channel_mlp_expansion": 0.0, "norm": "none", "skip": "linear"},
+    "pde_refiner": {"n_steps_input": 1, "n_steps_output": 1},
+}
+"""Registered model name -> the constructor arguments added to the class after files of it were written
+(formats 1 and 2, and format-3 files of earlier package versions), each with the value those files were
+built with: the FNO's lifting MLP, channel MLP, normalization and skip options (off: a linear lifting and
+a linear skip), PDE-Refiner's time window (one state in, one out). Every other argument must be in the
+file (:func:`~surrogates.checkpoint.io.construct` refuses a missing one rather than take a default).
+A class that gains an argument adds it here, with the value that reproduces its older files."""
+
+
+def _with_added_arguments(model: ClassSpec) -> ClassSpec:
+    """``model`` with the :data:`ADDED_ARGUMENTS` of its class that it lacks (the values written ones win)."""
+    added = ADDED_ARGUMENTS.get(model.name, {})
+    if all(key in model.kwargs for key in added):
+        return model
+    return ClassSpec(model.name, {**added, **model.kwargs})
 
 
 # -- format 1 ---------------------------------------------------------------------------------------

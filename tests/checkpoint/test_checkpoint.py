@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -419,6 +420,53 @@ def test_entries_no_reader_uses_are_refused(tmp_path):
     torch.save(contents, tmp_path / "average.ckpt")
     with pytest.raises(CheckpointError, match="'lifting.weight' has shape"):
         read_checkpoint(tmp_path / "average.ckpt").build_predictor()
+
+
+# -- constructor arguments --------------------------------------------------------------------------
+def _tanh_fno() -> FNO:
+    torch.manual_seed(0)
+    return FNO(in_channels=1, out_channels=1, dim=2, modes=3, width=4, projection_channels=4,
+               activation="tanh", padding=0.25, grid="periodic")
+
+
+@pytest.mark.parametrize("drop", [["activation"], ["padding"], ["grid"], ["activation", "padding", "grid"]])
+def test_arguments_missing_from_the_file_are_refused_not_defaulted(tmp_path, drop):
+    net = _tanh_fno()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), _wrapped(net).state_dict())
+    contents = torch.load(path, weights_only=True)
+    for key in drop:
+        del contents[METADATA_KEY]["model"]["kwargs"][key]
+    torch.save(contents, path)
+    checkpoint = read_checkpoint(path)
+    with pytest.raises(CheckpointError, match=re.escape(f"the model arguments lack {drop!r} of FNO")):
+        checkpoint.build_predictor()
+    with pytest.raises(CheckpointError, match="lack"):
+        checkpoint.build_model()
+
+
+def test_arguments_added_after_a_file_was_written_take_the_value_it_was_built_with(tmp_path):
+    """FNO files written before ``lifting_channels``, ``channel_mlp_expansion``, ``norm`` and ``skip`` existed
+    (the golden files of every format) read with the values they were built with, explicitly."""
+    net = _fno()
+    model = _wrapped(net).eval()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), model.state_dict())
+    contents = torch.load(path, weights_only=True)
+    for key in ("lifting_channels", "channel_mlp_expansion", "norm", "skip"):
+        del contents[METADATA_KEY]["model"]["kwargs"][key]
+    torch.save(contents, path)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.metadata.model.kwargs == net.init_kwargs
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(checkpoint.build_predictor()(x), model(x), rtol=0, atol=0)
+
+
+def test_problem_arguments_missing_from_the_file_are_refused():
+    from surrogates.checkpoint import construct
+    from surrogates.pdes.physics import Helmholtz2D
+
+    with pytest.raises(CheckpointError, match=r"the problem arguments lack \['k'\] of Helmholtz2D"):
+        construct(Helmholtz2D, {"a1": 1.0, "a2": 4.0}, "problem")
+    assert construct(Helmholtz2D, {"a1": 1.0, "a2": 4.0, "k": 2.0}, "problem") == Helmholtz2D(k=2.0)
 
 
 # -- registry ---------------------------------------------------------------------------------------
