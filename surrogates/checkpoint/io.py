@@ -31,7 +31,9 @@ from typing import Any
 import torch
 
 from surrogates.checkpoint import registry
-from surrogates.checkpoint.metadata import MODEL_PREFIX, METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint
+from surrogates.checkpoint.metadata import (
+    MODEL_PREFIX, METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint, with_added_arguments,
+)
 from surrogates.errors import CheckpointError
 
 __all__ = [
@@ -356,6 +358,7 @@ def build_model(
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
+    spec = with_added_arguments(spec)  # a spec read from an older file (CheckpointMetadata fills them too)
     cls = registry.network_class(kind, spec.name, path)
     return _build(lambda: construct(cls, spec.kwargs, "model", path), state, path, cls.__name__)
 
@@ -379,6 +382,7 @@ def build_predictor(
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
+    spec = with_added_arguments(spec)  # a spec read from an older file (CheckpointMetadata fills them too)
     wrapper = registry.predictor_class(kind, path)
     cls = registry.network_class(kind, spec.name, path)
 

@@ -215,7 +215,7 @@ class CheckpointMetadata:
         kind = raw["kind"]
         if kind not in KINDS:
             raise CheckpointError(path, f"unknown kind {kind!r}; known: {list(KINDS)}")
-        model = _with_added_arguments(ClassSpec.from_dict(raw["model"], "model", path))
+        model = with_added_arguments(ClassSpec.from_dict(raw["model"], "model", path))
         problem = ClassSpec.from_dict(raw["problem"], "problem", path) if raw.get("problem") is not None else None
         extras = {}
         for key in ("data_schema", "conditioning", "training", "serving"):
@@ -250,7 +250,7 @@ file (:func:`~surrogates.checkpoint.io.construct` refuses a missing one rather t
 A class that gains an argument adds it here, with the value that reproduces its older files."""
 
 
-def _with_added_arguments(model: ClassSpec) -> ClassSpec:
+def with_added_arguments(model: ClassSpec) -> ClassSpec:
     """``model`` with the :data:`ADDED_ARGUMENTS` of its class that it lacks (the values written ones win)."""
     added = ADDED_ARGUMENTS.get(model.name, {})
     if all(key in model.kwargs for key in added):
