@@ -113,6 +113,9 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     files["missing_arguments"] = _edited(
         base, folder / "missing_arguments.ckpt", lambda meta: meta["model"]["kwargs"].pop("activation")
     )
+    files["huge_padding"] = _edited(  # an 8x8 input would be padded to 1608x1608
+        base, folder / "huge_padding.ckpt", lambda meta: meta["model"]["kwargs"].update(padding=200.0)
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -140,7 +143,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
-    "nan_weights", "complex_weights", "missing_arguments",
+    "nan_weights", "complex_weights", "missing_arguments", "huge_padding",
 ]
 
 
@@ -179,6 +182,8 @@ def test_weights_a_reader_must_not_serve_are_refused_with_the_reason(files):
         Surrogate.load(files["complex_weights"])
     with pytest.raises(CheckpointError, match=r"the model arguments lack \['activation'\] of FNO"):
         Surrogate.load(files["missing_arguments"])
+    with pytest.raises(CheckpointError, match=r"padding must be in \[0, 1\], got 200.0"):
+        Surrogate.load(files["huge_padding"])
 
 
 def test_service_registry_lists_every_hostile_file_as_unavailable(files):

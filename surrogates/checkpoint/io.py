@@ -358,7 +358,7 @@ def build_model(
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
-    spec = with_added_arguments(spec)  # a spec read from an older file (CheckpointMetadata fills them too)
+    spec = with_added_arguments(spec, kind)  # a spec read from an older file (CheckpointMetadata fills them too)
     cls = registry.network_class(kind, spec.name, path)
     return _build(lambda: construct(cls, spec.kwargs, "model", path), state, path, cls.__name__)
 
@@ -382,7 +382,7 @@ def build_predictor(
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
-    spec = with_added_arguments(spec)  # a spec read from an older file (CheckpointMetadata fills them too)
+    spec = with_added_arguments(spec, kind)  # a spec read from an older file (CheckpointMetadata fills them too)
     wrapper = registry.predictor_class(kind, path)
     cls = registry.network_class(kind, spec.name, path)
 

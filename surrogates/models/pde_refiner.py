@@ -46,6 +46,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from surrogates.arguments import check_number
 from surrogates.models.base import OperatorModel
 from surrogates.models.unet import UNet
 
@@ -92,7 +93,7 @@ class PDERefiner(OperatorModel):
         ``sigma_K``, a standard deviation in normalized units (see the module docstring).
     param_embedding_scale : float
         Parameters are multiplied by this before the sinusoidal embedding (periods 1 .. 10^4), so
-        that 1 % differences are resolved.
+        that 1 % differences are resolved; positive and finite.
     first_step_probability : float or None
         Probability of drawing ``k = 0`` (the plain prediction) for a training sample; the refinement
         steps share the rest uniformly. None (default): ``1 / (K + 1)``, every step equally often, as
@@ -154,7 +155,7 @@ class PDERefiner(OperatorModel):
         self.register_buffer(
             "sigmas", noise_schedule(self.num_refinement_steps, float(min_noise_std)).float(), persistent=False
         )
-        self.param_embedding_scale = float(param_embedding_scale)
+        self.param_embedding_scale = check_number("param_embedding_scale", param_embedding_scale, 0.0, low_open=True)
         if first_step_probability is not None and not 0.0 < first_step_probability <= 1.0:
             raise ValueError(f"first_step_probability must be in (0, 1], got {first_step_probability}")
         self.first_step_probability = (

@@ -460,6 +460,25 @@ def test_arguments_added_after_a_file_was_written_take_the_value_it_was_built_wi
     torch.testing.assert_close(checkpoint.build_predictor()(x), model(x), rtol=0, atol=0)
 
 
+def test_a_dcdm_file_written_before_its_options_loads_with_the_values_it_was_built_with(tmp_path):
+    from surrogates.solvers.dcdm.network import DCDMNet, load
+
+    torch.manual_seed(0)
+    net = DCDMNet(width=4, blocks=1, coarsest=3)
+    path = net.save(tmp_path / "dcdm.pt")
+    contents = torch.load(path, weights_only=True)
+    kwargs = contents[METADATA_KEY]["model"]["kwargs"]
+    for key in ("coarse_couplings", "coarse_gain", "structure", "init", "scaling"):  # added after the first files
+        del kwargs[key]
+    kwargs_without_width = {k: v for k, v in kwargs.items() if k != "width"}
+    torch.save(contents, path)
+    assert load(path).init_kwargs == net.init_kwargs
+    contents[METADATA_KEY]["model"]["kwargs"] = kwargs_without_width  # an argument it always had: refused
+    torch.save(contents, path)
+    with pytest.raises(CheckpointError, match=r"lack \['width'\] of DCDMNet"):
+        load(path)
+
+
 def test_problem_arguments_missing_from_the_file_are_refused():
     from surrogates.checkpoint import construct
     from surrogates.pdes.physics import Helmholtz2D
@@ -467,6 +486,46 @@ def test_problem_arguments_missing_from_the_file_are_refused():
     with pytest.raises(CheckpointError, match=r"the problem arguments lack \['k'\] of Helmholtz2D"):
         construct(Helmholtz2D, {"a1": 1.0, "a2": 4.0}, "problem")
     assert construct(Helmholtz2D, {"a1": 1.0, "a2": 4.0, "k": 2.0}, "problem") == Helmholtz2D(k=2.0)
+
+
+def _refiner_file(path: Path, **changes) -> Path:
+    """A tiny PDE-Refiner rollout file whose stored arguments are then changed."""
+    torch.manual_seed(0)
+    net = PDERefiner(1, 1, n_params=2, num_refinement_steps=3, hidden_channels=4, channel_multipliers=[1, 2],
+                     norm_groups=2, cond_channels=8)
+    meta = CheckpointMetadata(kind="rollout", model=ClassSpec.from_dict(net.init_config(), "model"),
+                              conditioning={"names": ["dt", "dx"]})
+    write_checkpoint(path, meta, NormalizedStepper(net, Normalizer.from_stats([0.1], [1.5]), torch.tensor([0.8, 0.25])).state_dict())
+    contents = torch.load(path, weights_only=True)
+    contents[METADATA_KEY]["model"]["kwargs"].update(changes)
+    torch.save(contents, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("padding", float("nan"), "padding must be a finite number"),
+        ("padding", float("inf"), "padding must be a finite number"),
+        ("padding", 1e12, r"padding must be in \[0, 1\]"),  # would pad an 8x8 input to 8e12 points a side
+        ("padding", 200.0, r"padding must be in \[0, 1\]"),
+    ],
+)
+def test_fno_arguments_out_of_range_are_refused_at_load(tmp_path, name, value, message):
+    net = _fno()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), _wrapped(net).state_dict())
+    contents = torch.load(path, weights_only=True)
+    contents[METADATA_KEY]["model"]["kwargs"][name] = value
+    torch.save(contents, path)
+    with pytest.raises(CheckpointError, match=message):
+        read_checkpoint(path).build_predictor()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, -100.0])
+def test_refiner_embedding_scale_out_of_range_is_refused_at_load(tmp_path, value):
+    path = _refiner_file(tmp_path / "r.ckpt", param_embedding_scale=value)
+    with pytest.raises(CheckpointError, match="param_embedding_scale must be"):
+        read_checkpoint(path).build_predictor()
 
 
 # -- registry ---------------------------------------------------------------------------------------
