@@ -116,6 +116,9 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     files["huge_padding"] = _edited(  # an 8x8 input would be padded to 1608x1608
         base, folder / "huge_padding.ckpt", lambda meta: meta["model"]["kwargs"].update(padding=200.0)
     )
+    files["endless_layers"] = _edited(  # the meta skeleton grew without end
+        base, folder / "endless_layers.ckpt", lambda meta: meta["model"]["kwargs"].update(n_layers=10**30)
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -143,7 +146,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
-    "nan_weights", "complex_weights", "missing_arguments", "huge_padding",
+    "nan_weights", "complex_weights", "missing_arguments", "huge_padding", "endless_layers",
 ]
 
 

@@ -23,7 +23,10 @@ Every failure raises :class:`~surrogates.errors.CheckpointError` naming the file
 from __future__ import annotations
 
 import inspect
+import threading
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,19 @@ EMA_COUNT = "ema.n_averaged"
 
 WRAPPED_KINDS = ("operator", "rollout")
 """Kinds whose saved model is a normalization wrapper (:mod:`surrogates.models.normalized`) under :data:`MODEL_PREFIX`."""
+
+REGISTRATIONS_PER_ENTRY = 4
+"""Parameters, buffers and submodules the ``meta`` skeleton may register per entry of the file's state, plus
+:data:`REGISTRATION_SLACK`: the package's models register at most two per entry (submodules without
+weights: activations, containers), so a file whose arguments ask for more (``n_layers=10**30``) is refused
+while the skeleton is being built, before its size depends on the file's numbers."""
+
+REGISTRATION_SLACK = 256
+
+DERIVED_ELEMENTS_SLACK = 2**20
+"""Elements the non-persistent buffers (values derived from the arguments: noise schedules, index tables)
+may hold beyond as many as the file's tensors: a model whose derived buffers exceed both is refused before
+it is allocated (4 MiB of float32 whatever the file; PDE-Refiner's ``K + 1`` noise levels are a few)."""
 
 
 @dataclass
@@ -404,9 +420,9 @@ def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: st
     """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)
     and every floating parameter and buffer checked to be finite."""
     if state is not None:
-        with torch.device("meta"):
-            skeleton = make()
+        skeleton = _skeleton(make, len(state), path)
         _compare_state(skeleton.state_dict(), state, path)
+        _check_derived_buffers(skeleton, state, path)
         del skeleton
     model = make()
     if state is not None:
@@ -416,6 +432,65 @@ def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: st
             raise CheckpointError(path, f"weights do not load into {what}: {error}") from None
         _check_finite(model, path)
     return model
+
+
+def _skeleton(make: Callable[[], torch.nn.Module], entries: int, path: Any) -> torch.nn.Module:
+    """``make()`` on the ``meta`` device (no memory for tensors), refused once it registers more parameters,
+    buffers and submodules than a file of ``entries`` tensors can need."""
+    limit = REGISTRATIONS_PER_ENTRY * entries + REGISTRATION_SLACK
+    with _registration_limit(limit, entries, path), torch.device("meta"):
+        return make()
+
+
+@contextmanager
+def _registration_limit(limit: int, entries: int, path: Any) -> Iterator[None]:
+    """Count the parameters, buffers and submodules this thread registers inside the block; raise
+    :class:`CheckpointError` at registration ``limit + 1``.
+
+    torch's registration hooks are global: they see every module built in the process while the block
+    runs. Registrations made by other threads are not counted and never refused (the hook returns at once
+    for them: one Python call each, nothing else), so a model another thread builds meanwhile (the
+    service loading several files) is unaffected. The hooks are removed when the block ends, however it ends.
+    """
+    owner, count = threading.get_ident(), 0
+
+    def hook(*_: Any) -> None:
+        nonlocal count
+        if threading.get_ident() != owner:
+            return
+        count += 1
+        if count > limit:
+            raise CheckpointError(
+                path, f"the stored arguments build a model of more than {limit} parameters, buffers and submodules "
+                f"for a file of {entries} tensors (a layer count out of proportion to the weights)"
+            )
+
+    module = torch.nn.modules.module
+    handles = [
+        module.register_module_parameter_registration_hook(hook),
+        module.register_module_buffer_registration_hook(hook),
+        module.register_module_module_registration_hook(hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_derived_buffers(skeleton: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
+    """Refuse a skeleton whose non-persistent buffers (not in the file: derived from the arguments) would hold
+    more elements than the file's tensors and :data:`DERIVED_ELEMENTS_SLACK` (checked before allocating)."""
+    stored = sum(value.numel() for value in state.values())
+    persistent = set(skeleton.state_dict())
+    derived = {name: buffer.numel() for name, buffer in skeleton.named_buffers() if name not in persistent}
+    total = sum(derived.values())
+    if total > max(stored, DERIVED_ELEMENTS_SLACK):
+        largest = max(derived, key=derived.get)
+        raise CheckpointError(
+            path, f"the stored arguments derive buffers of {total} elements (largest {largest!r}: {derived[largest]}) "
+            f"from a file of {stored}"
+        )
 
 
 def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any) -> None:

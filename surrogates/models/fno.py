@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from surrogates.arguments import check_number
-from surrogates.models.base import OperatorModel
+from surrogates.arguments import check_count, check_number
+from surrogates.models.base import MAX_LAYERS, OperatorModel
 from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.pointwise import ACTIVATIONS, ChannelScale, PointwiseLinear
 from surrogates.nn.spectral_conv import SpectralConv
@@ -71,7 +71,7 @@ class FNO(OperatorModel):
     width : int
         Channels of the hidden representation.
     n_layers : int
-        Number of Fourier layers.
+        Number of Fourier layers, at most :data:`~surrogates.models.base.MAX_LAYERS`.
     dim : int
         Spatial dimension, 1, 2 or 3.
     projection_channels : int
@@ -136,6 +136,7 @@ class FNO(OperatorModel):
             raise ValueError(f"modes has {len(modes_list)} entries but dim={dim}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        check_count("n_layers", n_layers, 0, MAX_LAYERS)
         check_number("padding", padding, 0.0, MAX_PADDING)
         check_number("channel_mlp_expansion", channel_mlp_expansion, 0.0)
         if lifting_channels < 0 or channel_mlp_expansion < 0:

@@ -29,6 +29,7 @@ from surrogates.checkpoint import (
 )
 from surrogates.checkpoint.registry import _MODELS
 from surrogates.errors import CheckpointError
+from surrogates.models.base import OperatorModel
 from surrogates.models.fno import FNO
 from surrogates.models.normalized import NormalizedOperator, NormalizedStepper
 from surrogates.models.pde_refiner import PDERefiner
@@ -525,6 +526,83 @@ def test_fno_arguments_out_of_range_are_refused_at_load(tmp_path, name, value, m
 def test_refiner_embedding_scale_out_of_range_is_refused_at_load(tmp_path, value):
     path = _refiner_file(tmp_path / "r.ckpt", param_embedding_scale=value)
     with pytest.raises(CheckpointError, match="param_embedding_scale must be"):
+        read_checkpoint(path).build_predictor()
+
+
+# -- what the arguments may make the loader build ---------------------------------------------------
+def test_a_layer_count_out_of_proportion_to_the_weights_is_refused_while_building_the_skeleton(tmp_path):
+    """``n_layers`` fixes no weight's shape: the meta skeleton would grow with it (10**30: without end)
+    before the comparison; the constructors bound it, and the skeleton's registrations are counted.
+    (Modest counts, so that the test stays cheap even against a loader without the limits.)"""
+    net = _fno()
+    state = _wrapped(net).state_dict()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), state)
+    contents = torch.load(path, weights_only=True)
+    limit = 4 * len(state) + 256
+    for n_layers, message in ((2000, r"n_layers must be in \[0, 1024\]"), (1000, f"more than {limit} parameters")):
+        contents[METADATA_KEY]["model"]["kwargs"]["n_layers"] = n_layers
+        torch.save(contents, path)
+        with pytest.raises(CheckpointError, match=message):
+            read_checkpoint(path).build_predictor()
+    hooks = torch.nn.modules.module
+    assert not (hooks._global_parameter_registration_hooks or hooks._global_buffer_registration_hooks
+                or hooks._global_module_registration_hooks), "the counting hooks were not removed"
+
+
+def test_a_depth_without_a_class_bound_is_refused_by_the_registration_count():
+    from surrogates.models.mlp import MLP
+
+    net = MLP(in_channels=2, width=4, depth=1)
+    config = {"name": "mlp", "kwargs": {**net.init_kwargs, "depth": 2000}}  # 10**9 would be a list of 10**9 layers
+    with pytest.raises(CheckpointError, match="parameters, buffers and submodules"):
+        build_model(config, net.state_dict(), kind="pointwise")
+
+
+def test_the_registration_count_ignores_other_threads():
+    import threading
+
+    from surrogates.checkpoint.io import _registration_limit
+
+    built = []
+    with _registration_limit(0, 0, "m.ckpt"):
+        thread = threading.Thread(target=lambda: built.append(torch.nn.Linear(2, 2)))
+        thread.start()
+        thread.join()
+        with pytest.raises(CheckpointError, match="more than 0 parameters"):
+            torch.nn.Linear(2, 2)
+    assert len(built) == 1  # another thread's model was built and not counted
+    torch.nn.Linear(2, 2)  # and after the block nothing counts
+
+
+class _Tabled(OperatorModel):
+    """A test model with a non-persistent buffer of ``size`` elements derived from its argument."""
+
+    built = 0
+
+    def __init__(self, size: int = 1):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(2))
+        self.register_buffer("table", torch.zeros(size), persistent=False)
+        _Tabled.built += self.weight.device.type != "meta"
+
+
+def test_derived_buffers_larger_than_the_file_are_refused_before_they_are_allocated():
+    try:
+        register_model(_Tabled, "tabled")
+        state = {"weight": torch.zeros(2)}
+        assert build_model({"name": "tabled", "kwargs": {"size": 1000}}, state).table.numel() == 1000
+        _Tabled.built = 0
+        with pytest.raises(CheckpointError, match=r"derive buffers of 2097152 elements \(largest 'table'"):
+            build_model({"name": "tabled", "kwargs": {"size": 2**21}}, state)
+        assert _Tabled.built == 0  # refused from the meta skeleton
+    finally:
+        _MODELS._extra.pop("tabled", None)
+
+
+def test_refinement_steps_are_bounded(tmp_path):
+    """``num_refinement_steps`` sizes the noise schedule (K + 1 values) and runs K + 1 network calls per step."""
+    path = _refiner_file(tmp_path / "r.ckpt", num_refinement_steps=5000)  # 5 * 10**7: 1.2 GB of noise levels
+    with pytest.raises(CheckpointError, match=r"num_refinement_steps must be in \[0, 1000\]"):
         read_checkpoint(path).build_predictor()
 
 
