@@ -119,6 +119,12 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     files["endless_layers"] = _edited(  # the meta skeleton grew without end
         base, folder / "endless_layers.ckpt", lambda meta: meta["model"]["kwargs"].update(n_layers=10**30)
     )
+    shared: list = [0.0]
+    for _ in range(20):  # memo references: 2^20 values in the service's JSON from a few hundred bytes
+        shared = [shared, shared]
+    files["shared_metadata"] = _edited(
+        base, folder / "shared_metadata.ckpt", lambda meta: meta.setdefault("training", {}).update(history=shared)
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -146,7 +152,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
-    "nan_weights", "complex_weights", "missing_arguments", "huge_padding", "endless_layers",
+    "nan_weights", "complex_weights", "missing_arguments", "huge_padding", "endless_layers", "shared_metadata",
 ]
 
 

@@ -144,6 +144,53 @@ def test_check_plain_refuses_deep_nesting():
         check_plain(value)
 
 
+def test_check_plain_refuses_shared_and_recursive_containers():
+    """A pickle can make one container appear many times (memo references): [x, x] nested 30 times is a few
+    hundred bytes in a file and 2^30 values for anything that walks or shows it."""
+    node: list = [0.0]
+    for _ in range(20):  # 2^20 values as a tree (modest, so that an unbounded check would still end)
+        node = [node, node]
+    with pytest.raises(NotPlainData, match=r"history\[0\].*\[1\] is a container met twice"):
+        check_plain({"history": node})
+    recursive: list = [1]
+    recursive.append(recursive)
+    with pytest.raises(NotPlainData, match="met twice"):
+        check_plain(recursive)
+    same = {"a": 1}
+    with pytest.raises(NotPlainData, match=r"y is a container met twice"):
+        check_plain({"x": same, "y": same})
+    check_plain({"x": {"a": 1}, "y": {"a": 1}})  # equal but separate: a tree
+
+
+def test_check_plain_bounds_the_size_of_plain_data():
+    from surrogates.checkpoint.plain import MAX_NODES, MAX_STRING
+
+    check_plain(list(range(MAX_NODES - 1)))
+    with pytest.raises(NotPlainData, match=f"past the {MAX_NODES}th value"):
+        check_plain(list(range(MAX_NODES)))
+    with pytest.raises(NotPlainData, match=f"x is a string of {MAX_STRING + 1} characters"):
+        check_plain({"x": "a" * (MAX_STRING + 1)})
+    with pytest.raises(NotPlainData, match="a key of x is a string"):
+        check_plain({"x": {"k" * (MAX_STRING + 1): 1}})
+
+
+def test_metadata_built_from_shared_references_is_refused_at_once(tmp_path):
+    import time
+
+    path = _valid_file(tmp_path / "m.ckpt")
+    contents = torch.load(path, weights_only=True)
+    node: list = [0.0]
+    for _ in range(20):  # 2^20 values as a tree, 2^30 in the audit's file (hours to walk)
+        node = [node, node]
+    contents[METADATA_KEY]["training"]["history"] = node
+    torch.save(contents, path)
+    assert path.stat().st_size < 100_000
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError, match="training.history.* is a container met twice"):
+        read_checkpoint(path)
+    assert time.perf_counter() - start < 5
+
+
 # -- files ------------------------------------------------------------------------------------------
 def test_write_then_read_rebuilds_the_same_model(tmp_path):
     net = _fno()
