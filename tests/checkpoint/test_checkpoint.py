@@ -653,6 +653,25 @@ def test_refinement_steps_are_bounded(tmp_path):
         read_checkpoint(path).build_predictor()
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda meta: meta["problem"]["kwargs"].update(a1=float("nan")), "a1 must be a finite number"),
+        (lambda meta: meta["data_schema"].update(eval_resolution=30000), "makes a grid of 900000000 points"),
+    ],
+)
+def test_pointwise_files_with_unusable_problems_or_grids_are_refused_at_load(tmp_path, edit, message):
+    """The golden PINN file edited: a NaN wave number gave rel_l2 = nan in metrics.json; eval_resolution 30000
+    made surrogates-evaluate allocate a 30000 x 30000 reference grid (6.7 GiB)."""
+    from surrogates.serve.rollout import load_surrogate
+
+    contents = torch.load(Path(__file__).parents[1] / "golden" / "v3" / "pinn.ckpt", weights_only=True)
+    edit(contents[METADATA_KEY])
+    torch.save(contents, tmp_path / "pinn.ckpt")
+    with pytest.raises(CheckpointError, match=message):
+        load_surrogate(tmp_path / "pinn.ckpt")
+
+
 # -- registry ---------------------------------------------------------------------------------------
 def test_registry_lists_the_package_models():
     assert set(registered_models()) >= {"fno", "mgno", "unet", "pde_refiner", "pig", "mlp", "hc_moe"}
