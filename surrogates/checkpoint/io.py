@@ -40,7 +40,8 @@ from surrogates.checkpoint.metadata import (
 from surrogates.errors import CheckpointError
 
 __all__ = [
-    "Checkpoint", "build_model", "build_predictor", "construct", "load_torch_file", "read_checkpoint", "write_checkpoint",
+    "Checkpoint", "build_model", "build_predictor", "check_state", "construct", "load_torch_file", "read_checkpoint",
+    "write_checkpoint",
 ]
 
 STATE_PREFIX = "net."
@@ -519,6 +520,17 @@ def _compare_entry(key: str, expected: torch.Tensor, stored: torch.Tensor, path:
     # the package writes every entry in the model's own dtype, so any other dtype is a different file
     if stored.dtype != expected.dtype:
         raise CheckpointError(path, f"weight {key!r} is {stored.dtype} in the file but {expected.dtype} in the model")
+
+
+def check_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any = None) -> None:
+    """Raise :class:`CheckpointError` unless ``stored`` has exactly the entries of ``expected`` (a module's
+    ``state_dict``), each dense, of the same shape and dtype, and finite where floating: the checks the
+    readers make before and after loading weights, for a ``state_dict`` that another loader (Lightning,
+    when a run resumes) will load."""
+    _compare_state(expected, stored, path)
+    for key, value in stored.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(path, f"weight {key!r} holds NaN or infinite values")
 
 
 def _check_finite(model: torch.nn.Module, path: Any) -> None:
