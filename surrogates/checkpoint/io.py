@@ -3,12 +3,13 @@
 One path for every reader (``Surrogate``, ``RolloutSurrogate``, the service, ``surrogates-evaluate``,
 resuming with ``ckpt_path=``, physics-informed solutions, learned preconditioners):
 
-1. :func:`read_checkpoint` loads the file with ``torch.load(weights_only=True)`` (tensors and plain
-   data only: no pickled code runs), migrates older formats (:func:`migrate_checkpoint`) and checks its
-   metadata (:class:`CheckpointMetadata`);
+1. :func:`read_checkpoint` checks the zip archive (stored members, sizes, CRC-32s), loads the file with
+   ``torch.load(weights_only=True)`` (tensors and plain data only: no pickled code runs), migrates older
+   formats (:func:`migrate_checkpoint`) and checks its metadata (:class:`CheckpointMetadata`);
 2. :func:`build_model` looks the model's name up in the registry, checks the constructor arguments
-   against the class's signature, builds it on the ``meta`` device first (no memory) and compares
-   every weight's shape with the file's before allocating, then loads the weights;
+   against the class's signature (all of them given), builds it on the ``meta`` device first (no tensor
+   memory; its registrations counted against the file's size) and compares every entry's name, shape
+   and dtype with the file's before allocating, then loads the weights and checks that they are finite;
    :meth:`Checkpoint.build_predictor` does the same for the saved model of the ``operator`` and
    ``rollout`` kinds: the network inside its normalization wrapper (a fixed package class chosen by
    the kind), statistics included.
@@ -364,14 +365,17 @@ def build_model(
     ``spec`` is a :class:`ClassSpec` or the dict ``model.init_config()`` returns; ``kind`` picks the
     allowlist (:func:`~surrogates.checkpoint.registry.network_class`).
 
-    The model is first built on the ``meta`` device (no memory), and every entry of its state dict is
-    compared with ``state`` (names and shapes): a file cannot make the loader allocate more than the
-    weights it holds, and a mismatch is reported by name before anything is loaded.
+    The model is first built on the ``meta`` device (no tensor memory; refused once it registers more
+    parameters, buffers and submodules than :data:`REGISTRATIONS_PER_ENTRY` per entry of ``state``), every
+    entry of its state dict is compared with ``state`` (names, shapes, dtypes) and its non-persistent
+    buffers are totalled (:data:`DERIVED_ELEMENTS_SLACK`): a mismatch is reported by name before anything
+    is allocated. After loading, every floating parameter and buffer must be finite.
 
     Raises
     ------
     CheckpointError
-        Unknown name, arguments that do not fit the constructor, weights that do not match.
+        Unknown name, arguments missing or that do not fit the constructor (or its range checks), a model
+        out of proportion to the file, weights that do not match or are not finite.
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
@@ -388,8 +392,8 @@ def build_predictor(
     package class), with ``state`` (the wrapper's ``state_dict``: ``net.*`` and the statistics) loaded.
 
     As :func:`build_model`: built on the ``meta`` device first and every entry (weights and statistics)
-    compared by name and shape before anything is allocated; then the statistics are checked (finite,
-    non-negative spreads, non-zero parameter scales).
+    compared by name, shape and dtype before anything is allocated, every parameter and buffer finite
+    after loading; then the statistics are checked (non-negative spreads, non-zero parameter scales).
 
     Raises
     ------
