@@ -344,7 +344,7 @@ def construct(cls: type, kwargs: dict[str, Any], what: str, path: Any = None, **
         )
     try:
         return cls(**kwargs, **build)
-    except CheckpointError:  # the skeleton's limits (_counting_registrations) name the file already
+    except CheckpointError:  # the skeleton's registration limit (_registration_limit) names the file already
         raise
     except Exception as error:  # a constructor refusing its arguments (ValueError, TypeError, ...)
         raise CheckpointError(path, f"cannot build {cls.__name__} from the stored arguments: {type(error).__name__}: {error}") from None
@@ -447,40 +447,70 @@ def _skeleton(make: Callable[[], torch.nn.Module], entries: int, path: Any) -> t
         return make()
 
 
+@dataclass
+class _Limit:
+    """The registration budget of one skeleton build (see :func:`_registration_limit`)."""
+
+    limit: int
+    entries: int
+    path: Any
+    count: int = 0
+
+
+_ACTIVE = threading.local()
+"""``_ACTIVE.limit``: the :class:`_Limit` of the skeleton this thread is building, or absent."""
+
+_HOOKS_LOCK = threading.Lock()
+_HOOKS: list[Any] = []
+
+
+def _count_registration(*_: Any) -> None:
+    """torch's registration hook: counts against the calling thread's :class:`_Limit`, if it has one."""
+    limit = getattr(_ACTIVE, "limit", None)
+    if limit is None:
+        return
+    limit.count += 1
+    if limit.count > limit.limit:
+        raise CheckpointError(
+            limit.path, f"the stored arguments build a model of more than {limit.limit} parameters, buffers and "
+            f"submodules for a file of {limit.entries} tensors (a layer count out of proportion to the weights)"
+        )
+
+
+def _install_hooks() -> None:
+    """Register :func:`_count_registration` as torch's global parameter, buffer and submodule registration
+    hook, once per process."""
+    with _HOOKS_LOCK:
+        if _HOOKS:
+            return
+        module = torch.nn.modules.module
+        _HOOKS.extend([
+            module.register_module_parameter_registration_hook(_count_registration),
+            module.register_module_buffer_registration_hook(_count_registration),
+            module.register_module_module_registration_hook(_count_registration),
+        ])
+
+
 @contextmanager
 def _registration_limit(limit: int, entries: int, path: Any) -> Iterator[None]:
     """Count the parameters, buffers and submodules this thread registers inside the block; raise
-    :class:`CheckpointError` at registration ``limit + 1``.
+    :class:`CheckpointError` at registration ``limit + 1``. The count ends with the block (a ``finally``).
 
-    torch's registration hooks are global: they see every module built in the process while the block
-    runs. Registrations made by other threads are not counted and never refused (the hook returns at once
-    for them: one Python call each, nothing else), so a model another thread builds meanwhile (the
-    service loading several files) is unaffected. The hooks are removed when the block ends, however it ends.
+    torch's registration hooks are global (torch has none per thread). So the counting hook is installed once
+    and stays, and what it counts against is thread-local: it counts only the registrations of a thread
+    inside this block, and for every other registration (another thread's model, this thread's outside the
+    block) it returns at once, costing one Python call. Adding and removing the hooks around every build
+    instead would change torch's hook dicts while another thread may be iterating over them in its own
+    registrations (``RuntimeError: dictionary changed size during iteration`` in a thread that merely builds
+    a module: the service's model threads, a second loader); installed once, they never change again.
     """
-    owner, count = threading.get_ident(), 0
-
-    def hook(*_: Any) -> None:
-        nonlocal count
-        if threading.get_ident() != owner:
-            return
-        count += 1
-        if count > limit:
-            raise CheckpointError(
-                path, f"the stored arguments build a model of more than {limit} parameters, buffers and submodules "
-                f"for a file of {entries} tensors (a layer count out of proportion to the weights)"
-            )
-
-    module = torch.nn.modules.module
-    handles = [
-        module.register_module_parameter_registration_hook(hook),
-        module.register_module_buffer_registration_hook(hook),
-        module.register_module_module_registration_hook(hook),
-    ]
+    _install_hooks()
+    previous = getattr(_ACTIVE, "limit", None)
+    _ACTIVE.limit = _Limit(limit, entries, path)
     try:
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        _ACTIVE.limit = previous
 
 
 def _check_derived_buffers(skeleton: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:

@@ -591,9 +591,7 @@ def test_a_layer_count_out_of_proportion_to_the_weights_is_refused_while_buildin
         torch.save(contents, path)
         with pytest.raises(CheckpointError, match=message):
             read_checkpoint(path).build_predictor()
-    hooks = torch.nn.modules.module
-    assert not (hooks._global_parameter_registration_hooks or hooks._global_buffer_registration_hooks
-                or hooks._global_module_registration_hooks), "the counting hooks were not removed"
+    torch.nn.ModuleList(torch.nn.Linear(1, 1) for _ in range(1000))  # the count ended with the refused build
 
 
 def test_a_depth_without_a_class_bound_is_refused_by_the_registration_count():
