@@ -163,7 +163,8 @@ class CheckpointMetadata:
             "format_version": int(self.format_version),
             "kind": self.kind,
             "model": self.model.to_dict(),
-            "data_schema": self.data_schema.to_dict() if self.data_schema is not None else None,
+            # to_plain copies: a schema sharing one list between two entries must still be written as a tree
+            "data_schema": to_plain(self.data_schema.to_dict()) if self.data_schema is not None else None,
             "conditioning": to_plain(self.conditioning),
             "problem": self.problem.to_dict() if self.problem is not None else None,
             "task": str(self.task),

@@ -174,6 +174,17 @@ def test_check_plain_bounds_the_size_of_plain_data():
         check_plain({"x": {"k" * (MAX_STRING + 1): 1}})
 
 
+def test_writers_store_shared_containers_as_a_tree(tmp_path):
+    """What a writer shares in memory is copied, so that its file reads back (the readers refuse sharing)."""
+    from surrogates.schema import DataSchema
+
+    shared = ["a", "b"]
+    schema = DataSchema(inputs=("a",), targets=("u",), reader={"name": "xarray", "x": shared, "y": shared})
+    net = _fno()
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net, data_schema=schema), _wrapped(net).state_dict())
+    assert read_checkpoint(path).metadata.data_schema.reader == {"name": "xarray", "x": shared, "y": shared}
+
+
 def test_metadata_built_from_shared_references_is_refused_at_once(tmp_path):
     import time
 
