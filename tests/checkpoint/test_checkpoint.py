@@ -172,6 +172,18 @@ def test_check_plain_bounds_the_size_of_plain_data():
         check_plain({"x": "a" * (MAX_STRING + 1)})
     with pytest.raises(NotPlainData, match="a key of x is a string"):
         check_plain({"x": {"k" * (MAX_STRING + 1): 1}})
+    long = "s" * MAX_STRING  # one string repeated by reference: small in a pickle, not in JSON
+    with pytest.raises(NotPlainData, match=r"x\[63\] is past the 4194304th character"):
+        check_plain({"x": [long] * 100})
+    deep: dict = {"leaf": 1}
+    for _ in range(30):  # the location of an error is formatted once, with long keys shortened
+        deep = {"k" * 1000: deep}
+    with pytest.raises(NotPlainData, match=r"^k{37}\.\.\.\.k{37}\.\.\..*\.leaf is a builtins.set"):
+        deep_leaf = deep
+        for _ in range(30):
+            deep_leaf = next(iter(deep_leaf.values()))
+        deep_leaf["leaf"] = set()
+        check_plain(deep)
 
 
 def test_writers_store_shared_containers_as_a_tree(tmp_path):
