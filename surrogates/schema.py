@@ -23,6 +23,10 @@ KINDS = ("fields", "trajectory", "pointwise")
 per-trajectory parameters (one-step models); ``pointwise``: one PDE instance on a box (PIG, PINN)."""
 
 BOUNDARIES = ("bounded", "periodic")
+
+MAX_EVAL_POINTS = 10**7
+"""Most points of a pointwise model's reference grid (``eval_resolution``): evaluation holds the grid's
+points, the reference solution and the predictions in memory (10^7 points of 2D problems: a few hundred MB)."""
 """A coordinate's boundary kind: the grid ends at the domain's edges, or wraps around."""
 
 
@@ -337,7 +341,7 @@ class DataSchema:
             n_times=_optional_int(raw, "n_times"),
             bounds=bounds,
             problem=dict(problem) if problem is not None else None,
-            eval_resolution=_resolution(raw.get("eval_resolution")),
+            eval_resolution=_resolution(raw.get("eval_resolution"), len(bounds)),
             schema_version=str(raw.get("schema_version") or ""),
             source=str(raw.get("data_dir") or ""),
             reader=dict(reader) if reader is not None else None,
@@ -393,15 +397,20 @@ def _optional_int(raw: Mapping[str, Any], key: str) -> int | None:
     return value
 
 
-def _resolution(value: Any) -> int | tuple[int, ...] | None:
-    """A reference grid's resolution: points per dim, one number for every dim or one per dim."""
+def _resolution(value: Any, dims: int = 0) -> int | tuple[int, ...] | None:
+    """A reference grid's resolution: points per dim, one number for every dim (``dims`` of them, the
+    coordinates of ``bounds``; at least one) or one per dim; at most :data:`MAX_EVAL_POINTS` points in all."""
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, list) and value and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value):
-        return tuple(value)
-    raise SchemaError(f"eval_resolution must be a positive integer or a list of them, got {value!r}")
+        sizes = [value] * max(dims, 1)
+    elif isinstance(value, list) and value and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value):
+        sizes = value
+    else:
+        raise SchemaError(f"eval_resolution must be a positive integer or a list of them, got {value!r}")
+    if math.prod(sizes) > MAX_EVAL_POINTS:
+        raise SchemaError(f"eval_resolution {value!r} makes a grid of {math.prod(sizes)} points, more than {MAX_EVAL_POINTS}")
+    return value if isinstance(value, int) else tuple(value)
 
 
 def _coordinate(name: str, info: Any) -> Coordinate:

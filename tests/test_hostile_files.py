@@ -53,6 +53,13 @@ def _edited(base: Path, path: Path, edit) -> Path:
     return path
 
 
+def _edited_state(base: Path, path: Path, key: str, edit) -> Path:
+    contents = torch.load(base, weights_only=True)
+    contents["state_dict"][key] = edit(contents["state_dict"][key])
+    torch.save(contents, path)
+    return path
+
+
 def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     """Every crafted file, by what it tries."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,27 @@ def hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
             lambda meta: meta.update(kind="pointwise", problem={"name": "os.system", "kwargs": {"command": f"touch {marker}"}}),
         ),
     }
+    # files that name nothing hostile but hold weights a reader must not serve
+    lifting = "model.net.lifting.weight"
+    files["nan_weights"] = _edited_state(base, folder / "nan_weights.ckpt", lifting, lambda w: torch.full_like(w, float("nan")))
+    files["complex_weights"] = _edited_state(
+        base, folder / "complex_weights.ckpt", lifting, lambda w: torch.complex(w, torch.ones_like(w))
+    )
+    files["missing_arguments"] = _edited(
+        base, folder / "missing_arguments.ckpt", lambda meta: meta["model"]["kwargs"].pop("activation")
+    )
+    files["huge_padding"] = _edited(  # an 8x8 input would be padded to 1608x1608
+        base, folder / "huge_padding.ckpt", lambda meta: meta["model"]["kwargs"].update(padding=200.0)
+    )
+    files["endless_layers"] = _edited(  # the meta skeleton grew without end
+        base, folder / "endless_layers.ckpt", lambda meta: meta["model"]["kwargs"].update(n_layers=10**30)
+    )
+    shared: list = [0.0]
+    for _ in range(20):  # memo references: 2^20 values in the service's JSON from a few hundred bytes
+        shared = [shared, shared]
+    files["shared_metadata"] = _edited(
+        base, folder / "shared_metadata.ckpt", lambda meta: meta.setdefault("training", {}).update(history=shared)
+    )
     reduce_pickle = folder / "reduce_pickle.ckpt"
     torch.save({"state_dict": {}, METADATA_KEY: {"model": Payload(marker)}}, reduce_pickle)
     files["reduce_pickle"] = reduce_pickle
@@ -124,6 +152,7 @@ def no_marker_after(marker, monkeypatch, tmp_path):
 NAMES = [
     "subprocess_run", "os_system", "builtins_eval", "legacy_subprocess_run", "legacy_os_system", "outside_package",
     "wrong_base_type", "problem_as_model", "rollout_subprocess", "pointwise_problem_os_system", "reduce_pickle",
+    "nan_weights", "complex_weights", "missing_arguments", "huge_padding", "endless_layers", "shared_metadata",
 ]
 
 
@@ -153,6 +182,17 @@ def test_refusals_say_why(files):
     assert "unknown model 'surrogates.data.generation.generate_dataset'" in messages["wrong_base_type"]
     assert "weights-only" in messages["reduce_pickle"]
     assert "unknown physics problem 'os.system'" in messages["pointwise_problem_os_system"]
+
+
+def test_weights_a_reader_must_not_serve_are_refused_with_the_reason(files):
+    with pytest.raises(CheckpointError, match="parameter 'net.lifting.weight' holds NaN or infinite values"):
+        Surrogate.load(files["nan_weights"])
+    with pytest.raises(CheckpointError, match="'net.lifting.weight' is torch.complex64 in the file but torch.float32"):
+        Surrogate.load(files["complex_weights"])
+    with pytest.raises(CheckpointError, match=r"the model arguments lack \['activation'\] of FNO"):
+        Surrogate.load(files["missing_arguments"])
+    with pytest.raises(CheckpointError, match=r"padding must be in \[0, 1\], got 200.0"):
+        Surrogate.load(files["huge_padding"])
 
 
 def test_service_registry_lists_every_hostile_file_as_unavailable(files):

@@ -63,6 +63,11 @@ def test_round_trip_through_plain_data_and_the_earlier_layout():
         ({"coordinates": ["t"], "bounds": [[0, 1], [0, 1]]}, "bounds must be one"),
         ({"variables": {"a": "x"}}, "variables.a must be a list of strings"),
         ([1, 2], "must be a mapping"),
+        # a pointwise model's reference grid: at most 10^7 points (an int counts once per coordinate)
+        ({"coordinates": ["x", "y"], "bounds": [[0, 1], [0, 1]], "eval_resolution": 30000},
+         "makes a grid of 900000000 points, more than 10000000"),
+        ({"eval_resolution": [10**4, 10**4]}, "makes a grid of 100000000 points"),
+        ({"eval_resolution": 0}, "eval_resolution must be a positive integer"),
     ],
 )
 def test_malformed_schemas_are_refused_naming_the_entry(raw, message):

@@ -3,12 +3,13 @@
 One path for every reader (``Surrogate``, ``RolloutSurrogate``, the service, ``surrogates-evaluate``,
 resuming with ``ckpt_path=``, physics-informed solutions, learned preconditioners):
 
-1. :func:`read_checkpoint` loads the file with ``torch.load(weights_only=True)`` (tensors and plain
-   data only: no pickled code runs), migrates older formats (:func:`migrate_checkpoint`) and checks its
-   metadata (:class:`CheckpointMetadata`);
+1. :func:`read_checkpoint` checks the zip archive (stored members, sizes, CRC-32s), loads the file with
+   ``torch.load(weights_only=True)`` (tensors and plain data only: no pickled code runs), migrates older
+   formats (:func:`migrate_checkpoint`) and checks its metadata (:class:`CheckpointMetadata`);
 2. :func:`build_model` looks the model's name up in the registry, checks the constructor arguments
-   against the class's signature, builds it on the ``meta`` device first (no memory) and compares
-   every weight's shape with the file's before allocating, then loads the weights;
+   against the class's signature (all of them given), builds it on the ``meta`` device first (no tensor
+   memory; its registrations counted against the file's size) and compares every entry's name, shape
+   and dtype with the file's before allocating, then loads the weights and checks that they are finite;
    :meth:`Checkpoint.build_predictor` does the same for the saved model of the ``operator`` and
    ``rollout`` kinds: the network inside its normalization wrapper (a fixed package class chosen by
    the kind), statistics included.
@@ -23,7 +24,10 @@ Every failure raises :class:`~surrogates.errors.CheckpointError` naming the file
 from __future__ import annotations
 
 import inspect
+import threading
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,14 @@ from typing import Any
 import torch
 
 from surrogates.checkpoint import registry
-from surrogates.checkpoint.metadata import MODEL_PREFIX, METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint
+from surrogates.checkpoint.metadata import (
+    MODEL_PREFIX, METADATA_KEY, CheckpointMetadata, ClassSpec, migrate_checkpoint, with_added_arguments,
+)
 from surrogates.errors import CheckpointError
 
 __all__ = [
-    "Checkpoint", "build_model", "build_predictor", "construct", "load_torch_file", "read_checkpoint", "write_checkpoint",
+    "Checkpoint", "build_model", "build_predictor", "check_state", "construct", "load_torch_file", "read_checkpoint",
+    "write_checkpoint",
 ]
 
 STATE_PREFIX = "net."
@@ -45,8 +52,24 @@ STATE_PREFIX = "net."
 EMA_PREFIX = "ema.module."
 """Prefix of the weight average of the network a task may keep (``torch.optim.swa_utils.AveragedModel`` as ``ema``)."""
 
+EMA_COUNT = "ema.n_averaged"
+"""The weight average's update count (beside :data:`EMA_PREFIX`; used by resuming only)."""
+
 WRAPPED_KINDS = ("operator", "rollout")
 """Kinds whose saved model is a normalization wrapper (:mod:`surrogates.models.normalized`) under :data:`MODEL_PREFIX`."""
+
+REGISTRATIONS_PER_ENTRY = 4
+"""Parameters, buffers and submodules the ``meta`` skeleton may register per entry of the file's state, plus
+:data:`REGISTRATION_SLACK`: the package's models register at most two per entry (submodules without
+weights: activations, containers), so a file whose arguments ask for more (``n_layers=10**30``) is refused
+while the skeleton is being built, before its size depends on the file's numbers."""
+
+REGISTRATION_SLACK = 256
+
+DERIVED_ELEMENTS_SLACK = 2**20
+"""Elements the non-persistent buffers (values derived from the arguments: noise schedules, index tables)
+may hold beyond as many as the file's tensors: a model whose derived buffers exceed both is refused before
+it is allocated (4 MiB of float32 whatever the file; PDE-Refiner's ``K + 1`` noise levels are a few)."""
 
 
 @dataclass
@@ -100,12 +123,30 @@ class Checkpoint:
         state.update({STATE_PREFIX + key: value for key, value in self.network_state(self.inference_prefix).items()})
         return state
 
+    def unknown_entries(self) -> list[str]:
+        """Entries of the ``state_dict`` outside the layout of the file's kind (the saved model or network, a
+        weight average and its count): no reader loads them, so they are refused rather than carried."""
+        prefixes = (MODEL_PREFIX if self.kind in WRAPPED_KINDS else STATE_PREFIX, EMA_PREFIX)
+        return sorted(key for key in self.state_dict if not key.startswith(prefixes) and key != EMA_COUNT)
+
+    def check_entries(self) -> None:
+        """Raise :class:`CheckpointError` when the ``state_dict`` holds :meth:`unknown_entries`, or a weight
+        average whose entries do not match the trained network's (names, shapes, dtypes)."""
+        unknown = self.unknown_entries()
+        if unknown:
+            raise CheckpointError(
+                self.path, f"the state_dict holds entries no reader uses: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}"
+            )
+        if self.inference_prefix == EMA_PREFIX:  # the trained network is not loaded then: it must still match
+            _compare_state(self.network_state(EMA_PREFIX), self.network_state(), self.path)
+
     def build_model(self, prefix: str | None = None) -> torch.nn.Module:
         """The network alone with its weights (default: :attr:`inference_prefix`), in eval mode (see :func:`build_model`).
 
         For the operator and rollout kinds this is the network *without* its normalization; predictions
         in physical units come from :meth:`build_predictor`.
         """
+        self.check_entries()
         state = self.network_state(self.inference_prefix if prefix is None else prefix)
         return build_model(self.metadata.model, state, self.path, self.kind).eval()
 
@@ -117,8 +158,10 @@ class Checkpoint:
         Raises
         ------
         CheckpointError
-            Another kind, weights or statistics that do not match, statistics that are not usable.
+            Another kind, weights or statistics that do not match, statistics that are not usable, entries of the
+            ``state_dict`` no reader uses (:meth:`check_entries`).
         """
+        self.check_entries()
         return build_predictor(self.metadata.model, self.predictor_state(), self.path, self.kind).eval()
 
     def build_problem(self) -> Any:
@@ -173,18 +216,47 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
 
 
 def _check_archive(path: Path) -> None:
-    """Verify the CRC-32 of every entry of a (zip) torch file: torch's reader does not, so a changed byte in the
-    weights would load as other weights. Legacy non-zip files are left to ``torch.load``."""
+    """Refuse, before ``torch.load`` reads anything, what torch's reader would take on trust.
+
+    - A file that is not a zip archive: torch's legacy format (before torch 1.6, or
+      ``_use_new_zipfile_serialization=False``) carries no checksum, so a changed byte would load as
+      other weights. Every file this package writes is a zip archive.
+    - A compressed member: torch writes its members stored (uncompressed); a compressed one can inflate
+      to far more than the file holds (a zip bomb), so it is refused before anything is inflated.
+    - Members whose declared sizes add up to more than the file's size on disk.
+    - A CRC-32 mismatch in any member (torch's reader does not check them).
+    """
     if not zipfile.is_zipfile(path):
-        return
+        raise CheckpointError(
+            path, "cannot read checkpoint: not a zip archive (torch's legacy format, written before torch 1.6 or with "
+            "_use_new_zipfile_serialization=False, has no checksums and is refused: load it with torch and save it again)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_members(archive.infolist(), path)
             damaged = archive.testzip()
+    except CheckpointError:
+        raise
     except Exception as error:  # zipfile raises BadZipFile, ValueError, EOFError, ... for damaged archives
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(path, f"cannot read checkpoint: damaged file ({reason})") from error
     if damaged is not None:
         raise CheckpointError(path, f"cannot read checkpoint: damaged file (CRC-32 mismatch in {damaged!r})")
+
+
+def _check_members(members: list[zipfile.ZipInfo], path: Path) -> None:
+    """Stored members only, declaring no more bytes than the file has (checked from the central directory)."""
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                path, f"cannot read checkpoint: member {member.filename!r} is compressed (torch stores its members "
+                "uncompressed; a compressed member could inflate to any size)"
+            )
+    declared, size = sum(member.file_size for member in members), path.stat().st_size
+    if declared > size:
+        raise CheckpointError(
+            path, f"cannot read checkpoint: its members declare {declared} bytes, more than the file's {size}"
+        )
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -251,15 +323,37 @@ def write_checkpoint(
 
 
 def construct(cls: type, kwargs: dict[str, Any], what: str, path: Any = None, **build: Any) -> Any:
-    """``cls(**kwargs)`` after checking the arguments against the signature; :class:`CheckpointError` on failure."""
+    """``cls(**kwargs)`` after checking the arguments against the signature; :class:`CheckpointError` on failure.
+
+    Every named parameter of the signature must be given (in ``kwargs``, or in ``build`` by the caller): the
+    writers record them all (``init_config()``, a problem's ``config()``), and a default standing in for a
+    missing one would rebuild another model than the one trained (``activation="gelu"`` for ``"tanh"``).
+    Arguments added to a class after files of it were written are filled in by the metadata reader
+    (:data:`~surrogates.checkpoint.metadata.ADDED_ARGUMENTS`), with the value those files were built with.
+    """
+    signature = inspect.signature(cls)
     try:
-        inspect.signature(cls).bind(**kwargs)
+        signature.bind(**kwargs, **build)
     except TypeError as error:
         raise CheckpointError(path, f"the {what} arguments do not fit {cls.__name__}: {error}") from None
+    missing = _missing_arguments(signature, {**kwargs, **build})
+    if missing:
+        raise CheckpointError(
+            path, f"the {what} arguments lack {missing} of {cls.__name__} (a file records every constructor argument; "
+            "a default would stand in for the value the model was built with)"
+        )
     try:
         return cls(**kwargs, **build)
+    except CheckpointError:  # the skeleton's registration limit (_registration_limit) names the file already
+        raise
     except Exception as error:  # a constructor refusing its arguments (ValueError, TypeError, ...)
         raise CheckpointError(path, f"cannot build {cls.__name__} from the stored arguments: {type(error).__name__}: {error}") from None
+
+
+def _missing_arguments(signature: inspect.Signature, given: dict[str, Any]) -> list[str]:
+    """Named parameters of ``signature`` (not ``*args`` / ``**kwargs``) absent from ``given``."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [name for name, parameter in signature.parameters.items() if parameter.kind in named and name not in given]
 
 
 def build_model(
@@ -271,17 +365,21 @@ def build_model(
     ``spec`` is a :class:`ClassSpec` or the dict ``model.init_config()`` returns; ``kind`` picks the
     allowlist (:func:`~surrogates.checkpoint.registry.network_class`).
 
-    The model is first built on the ``meta`` device (no memory), and every entry of its state dict is
-    compared with ``state`` (names and shapes): a file cannot make the loader allocate more than the
-    weights it holds, and a mismatch is reported by name before anything is loaded.
+    The model is first built on the ``meta`` device (no tensor memory; refused once it registers more
+    parameters, buffers and submodules than :data:`REGISTRATIONS_PER_ENTRY` per entry of ``state``), every
+    entry of its state dict is compared with ``state`` (names, shapes, dtypes) and its non-persistent
+    buffers are totalled (:data:`DERIVED_ELEMENTS_SLACK`): a mismatch is reported by name before anything
+    is allocated. After loading, every floating parameter and buffer must be finite.
 
     Raises
     ------
     CheckpointError
-        Unknown name, arguments that do not fit the constructor, weights that do not match.
+        Unknown name, arguments missing or that do not fit the constructor (or its range checks), a model
+        out of proportion to the file, weights that do not match or are not finite.
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
+    spec = with_added_arguments(spec, kind)  # a spec read from an older file (CheckpointMetadata fills them too)
     cls = registry.network_class(kind, spec.name, path)
     return _build(lambda: construct(cls, spec.kwargs, "model", path), state, path, cls.__name__)
 
@@ -294,8 +392,8 @@ def build_predictor(
     package class), with ``state`` (the wrapper's ``state_dict``: ``net.*`` and the statistics) loaded.
 
     As :func:`build_model`: built on the ``meta`` device first and every entry (weights and statistics)
-    compared by name and shape before anything is allocated; then the statistics are checked (finite,
-    non-negative spreads, non-zero parameter scales).
+    compared by name, shape and dtype before anything is allocated, every parameter and buffer finite
+    after loading; then the statistics are checked (non-negative spreads, non-zero parameter scales).
 
     Raises
     ------
@@ -305,6 +403,7 @@ def build_predictor(
     """
     if not isinstance(spec, ClassSpec):
         spec = ClassSpec.from_dict(spec, "model", path)
+    spec = with_added_arguments(spec, kind)  # a spec read from an older file (CheckpointMetadata fills them too)
     wrapper = registry.predictor_class(kind, path)
     cls = registry.network_class(kind, spec.name, path)
 
@@ -323,22 +422,115 @@ def build_predictor(
 
 
 def _build(make: Any, state: dict[str, torch.Tensor] | None, path: Any, what: str) -> torch.nn.Module:
-    """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)."""
+    """``make()`` after checking on the ``meta`` device that ``state`` fits it, then ``state`` loaded (strict)
+    and every floating parameter and buffer checked to be finite."""
     if state is not None:
-        with torch.device("meta"):
-            skeleton = make()
+        skeleton = _skeleton(make, len(state), path)
         _compare_state(skeleton.state_dict(), state, path)
+        _check_derived_buffers(skeleton, state, path)
         del skeleton
     model = make()
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
-        except RuntimeError as error:  # dtype problems the shape check does not see
+        except RuntimeError as error:  # what the comparison does not see (e.g. overlapping memory)
             raise CheckpointError(path, f"weights do not load into {what}: {error}") from None
+        _check_finite(model, path)
     return model
 
 
+def _skeleton(make: Callable[[], torch.nn.Module], entries: int, path: Any) -> torch.nn.Module:
+    """``make()`` on the ``meta`` device (no memory for tensors), refused once it registers more parameters,
+    buffers and submodules than a file of ``entries`` tensors can need."""
+    limit = REGISTRATIONS_PER_ENTRY * entries + REGISTRATION_SLACK
+    with _registration_limit(limit, entries, path), torch.device("meta"):
+        return make()
+
+
+@dataclass
+class _Limit:
+    """The registration budget of one skeleton build (see :func:`_registration_limit`)."""
+
+    limit: int
+    entries: int
+    path: Any
+    count: int = 0
+
+
+_ACTIVE = threading.local()
+"""``_ACTIVE.limit``: the :class:`_Limit` of the skeleton this thread is building, or absent."""
+
+_HOOKS_LOCK = threading.Lock()
+_HOOKS: list[Any] = []
+
+
+def _count_registration(*_: Any) -> None:
+    """torch's registration hook: counts against the calling thread's :class:`_Limit`, if it has one."""
+    limit = getattr(_ACTIVE, "limit", None)
+    if limit is None:
+        return
+    limit.count += 1
+    if limit.count > limit.limit:
+        raise CheckpointError(
+            limit.path, f"the stored arguments build a model of more than {limit.limit} parameters, buffers and "
+            f"submodules for a file of {limit.entries} tensors (a layer count out of proportion to the weights)"
+        )
+
+
+def _install_hooks() -> None:
+    """Register :func:`_count_registration` as torch's global parameter, buffer and submodule registration
+    hook, once per process."""
+    with _HOOKS_LOCK:
+        if _HOOKS:
+            return
+        module = torch.nn.modules.module
+        _HOOKS.extend([
+            module.register_module_parameter_registration_hook(_count_registration),
+            module.register_module_buffer_registration_hook(_count_registration),
+            module.register_module_module_registration_hook(_count_registration),
+        ])
+
+
+@contextmanager
+def _registration_limit(limit: int, entries: int, path: Any) -> Iterator[None]:
+    """Count the parameters, buffers and submodules this thread registers inside the block; raise
+    :class:`CheckpointError` at registration ``limit + 1``. The count ends with the block (a ``finally``).
+
+    torch's registration hooks are global (torch has none per thread). So the counting hook is installed once
+    and stays, and what it counts against is thread-local: it counts only the registrations of a thread
+    inside this block, and for every other registration (another thread's model, this thread's outside the
+    block) it returns at once, costing one Python call. Adding and removing the hooks around every build
+    instead would change torch's hook dicts while another thread may be iterating over them in its own
+    registrations (``RuntimeError: dictionary changed size during iteration`` in a thread that merely builds
+    a module: the service's model threads, a second loader); installed once, they never change again.
+    """
+    _install_hooks()
+    previous = getattr(_ACTIVE, "limit", None)
+    _ACTIVE.limit = _Limit(limit, entries, path)
+    try:
+        yield
+    finally:
+        _ACTIVE.limit = previous
+
+
+def _check_derived_buffers(skeleton: torch.nn.Module, state: dict[str, torch.Tensor], path: Any) -> None:
+    """Refuse a skeleton whose non-persistent buffers (not in the file: derived from the arguments) would hold
+    more elements than the file's tensors and :data:`DERIVED_ELEMENTS_SLACK` (checked before allocating)."""
+    stored = sum(value.numel() for value in state.values())
+    persistent = set(skeleton.state_dict())
+    derived = {name: buffer.numel() for name, buffer in skeleton.named_buffers() if name not in persistent}
+    total = sum(derived.values())
+    if total > max(stored, DERIVED_ELEMENTS_SLACK):
+        largest = max(derived, key=derived.get)
+        raise CheckpointError(
+            path, f"the stored arguments derive buffers of {total} elements (largest {largest!r}: {derived[largest]}) "
+            f"from a file of {stored}"
+        )
+
+
 def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any) -> None:
+    """Every entry of ``expected`` (the model's ``state_dict``) is in ``stored`` with the same shape and dtype,
+    as a dense tensor, and ``stored`` holds nothing else."""
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
     if missing or unexpected:
@@ -347,10 +539,41 @@ def _compare_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Te
             f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
         )
     for key, value in expected.items():
-        if tuple(value.shape) != tuple(stored[key].shape):
-            raise CheckpointError(
-                path, f"weight {key!r} has shape {tuple(stored[key].shape)} in the file but {tuple(value.shape)} in the model"
-            )
+        _compare_entry(key, value, stored[key], path)
+
+
+def _compare_entry(key: str, expected: torch.Tensor, stored: torch.Tensor, path: Any) -> None:
+    if stored.layout != torch.strided or stored.is_quantized or stored.is_meta:
+        form = "a meta" if stored.is_meta else "a quantized" if stored.is_quantized else f"a {stored.layout}"
+        raise CheckpointError(path, f"weight {key!r} is stored as {form} tensor, not a dense one")
+    if tuple(expected.shape) != tuple(stored.shape):
+        raise CheckpointError(
+            path, f"weight {key!r} has shape {tuple(stored.shape)} in the file but {tuple(expected.shape)} in the model"
+        )
+    # load_state_dict would cast silently (complex to real drops the imaginary part, uint8 255 becomes 255.0);
+    # the package writes every entry in the model's own dtype, so any other dtype is a different file
+    if stored.dtype != expected.dtype:
+        raise CheckpointError(path, f"weight {key!r} is {stored.dtype} in the file but {expected.dtype} in the model")
+
+
+def check_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any = None) -> None:
+    """Raise :class:`CheckpointError` unless ``stored`` has exactly the entries of ``expected`` (a module's
+    ``state_dict``), each dense, of the same shape and dtype, and finite where floating: the checks the
+    readers make before and after loading weights, for a ``state_dict`` that another loader (Lightning,
+    when a run resumes) will load."""
+    _compare_state(expected, stored, path)
+    for key, value in stored.items():
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(path, f"weight {key!r} holds NaN or infinite values")
+
+
+def _check_finite(model: torch.nn.Module, path: Any) -> None:
+    """Refuse a model whose floating parameters or buffers hold NaN or infinite values (naming the first)."""
+    entries = [("parameter", name, value) for name, value in model.named_parameters()]
+    entries += [("buffer", name, value) for name, value in model.named_buffers()]
+    for what, name, value in entries:
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(path, f"{what} {name!r} holds NaN or infinite values")
 
 
 _PRECONDITIONER_V1 = ("init_kwargs", "state_dict", "metadata")

@@ -163,7 +163,8 @@ class CheckpointMetadata:
             "format_version": int(self.format_version),
             "kind": self.kind,
             "model": self.model.to_dict(),
-            "data_schema": self.data_schema.to_dict() if self.data_schema is not None else None,
+            # to_plain copies: a schema sharing one list between two entries must still be written as a tree
+            "data_schema": to_plain(self.data_schema.to_dict()) if self.data_schema is not None else None,
             "conditioning": to_plain(self.conditioning),
             "problem": self.problem.to_dict() if self.problem is not None else None,
             "task": str(self.task),
@@ -215,7 +216,7 @@ class CheckpointMetadata:
         kind = raw["kind"]
         if kind not in KINDS:
             raise CheckpointError(path, f"unknown kind {kind!r}; known: {list(KINDS)}")
-        model = ClassSpec.from_dict(raw["model"], "model", path)
+        model = with_added_arguments(ClassSpec.from_dict(raw["model"], "model", path), kind)
         problem = ClassSpec.from_dict(raw["problem"], "problem", path) if raw.get("problem") is not None else None
         extras = {}
         for key in ("data_schema", "conditioning", "training", "serving"):
@@ -235,6 +236,41 @@ class CheckpointMetadata:
             training=extras["training"] or {}, package_version=raw.get("package_version", ""),
             serving=extras["serving"], format_version=FORMAT_VERSION,
         )
+
+
+# -- arguments added after files were written ------------------------------------------------------
+_TUCKER_OPTIONS = {"full_rank_modes": ["complex"], "round_up_modes": [], "max_cp_bytes": 2**31}
+
+ADDED_ARGUMENTS: dict[str, dict[str, dict[str, Any]]] = {
+    "model": {
+        "fno": {"lifting_channels": 0, "channel_mlp_expansion": 0.0, "norm": "none", "skip": "linear"},
+        "tfno": dict(_TUCKER_OPTIONS),
+        "mg_tfno": {**_TUCKER_OPTIONS, "release_memory": True},
+        "pde_refiner": {"first_step_probability": None, "n_steps_input": 1, "n_steps_output": 1},
+    },
+    "preconditioner": {
+        "dcdm": {"coarse_couplings": "average", "coarse_gain": 1.0, "structure": "v_cycle", "init": "random",
+                 "scaling": "diagonal"},
+    },
+}
+"""Table (``"model"``, or ``"preconditioner"`` for that kind) -> registered name -> the constructor arguments
+added to the class after files of it were written (formats 1 and 2, and format-3 files of earlier package
+versions), each with the value those files were built with: the FNO's lifting MLP, channel MLP,
+normalization and skip options (off: a linear lifting, a linear skip); the tensorized FNOs' Tucker rank
+rules (the real/imaginary mode at full rank, no mode rounded up; the CP size limit, 2 GiB) and MG-TFNO's
+heap trimming (on); PDE-Refiner's step draw (uniform) and time window (one state in, one out); the DCDM
+network's coarse couplings (2 x 2 averages), coarse gain (1), structure (V-cycle), initialization
+(random) and scaling (by the diagonal). Every other argument must be in the file
+(:func:`~surrogates.checkpoint.io.construct` refuses a missing one rather than take a default). A class
+that gains an argument adds it here, with the value that reproduces its older files."""
+
+
+def with_added_arguments(model: ClassSpec, kind: str = "operator") -> ClassSpec:
+    """``model`` with the :data:`ADDED_ARGUMENTS` of its class that it lacks (the values written ones win)."""
+    added = ADDED_ARGUMENTS["preconditioner" if kind == "preconditioner" else "model"].get(model.name, {})
+    if all(key in model.kwargs for key in added):
+        return model
+    return ClassSpec(model.name, {**added, **model.kwargs})
 
 
 # -- format 1 ---------------------------------------------------------------------------------------

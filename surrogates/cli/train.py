@@ -8,13 +8,14 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, DeviceStatsMonitor, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, open_dict
 
-from surrogates.checkpoint import ClassSpec, read_checkpoint
+from surrogates.checkpoint import ClassSpec, check_state, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.errors import CheckpointError
@@ -50,7 +51,10 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
     """Raise :class:`~surrogates.errors.CheckpointError` unless ``path`` is a valid checkpoint of the same model.
 
     The run's network is built from the configs; a checkpoint of another architecture or size would
-    fail deep inside Lightning, so the registered name and constructor arguments are compared first.
+    fail deep inside Lightning, so the registered name and constructor arguments are compared first. Then
+    what Lightning restores unchecked: the task's ``state_dict`` (every entry's name, shape and dtype,
+    finite: NaN weights would resume and train to a NaN loss) and every optimizer's per-parameter state
+    (shape and dtype of its parameter, finite: a wrong shape fails inside Adam's first step).
     """
     checkpoint = read_checkpoint(path)
     expected = ClassSpec.from_dict(task.net.init_config(), "model")
@@ -61,6 +65,52 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
             path, f"holds a {stored.name!r} model that differs from the configured {expected.name!r} "
             f"(arguments {differing[:8]}); resume with the configs it was trained with"
         )
+    check_state(task.state_dict(), checkpoint.state_dict, checkpoint.path)
+    check_optimizer_states(checkpoint.contents.get("optimizer_states"), list(task.parameters()), checkpoint.path)
+
+
+LBFGS_STATE = frozenset({"d", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "al"})
+"""Entries of ``torch.optim.LBFGS``'s state: one flat state for all parameters (not shaped like any one)."""
+
+
+def check_optimizer_states(states: Any, parameters: list[torch.Tensor], path: Any) -> None:
+    """Raise :class:`~surrogates.errors.CheckpointError` unless every optimizer state of a checkpoint fits the
+    task's parameters.
+
+    ``states`` is the checkpoint's ``optimizer_states`` (Lightning: one ``optimizer.state_dict()`` per
+    optimizer); ``parameters`` is ``list(task.parameters())``, what the package's tasks optimize, in that
+    order, so the state of parameter index ``i`` belongs to ``parameters[i]``. Tensors with at least one
+    dimension must have that parameter's shape and dtype (Adam's moments, SGD's momentum; LBFGS keeps one flat
+    state, :data:`LBFGS_STATE`, checked for finiteness only); every floating tensor must be finite.
+    """
+    if states is None:
+        return
+    if not isinstance(states, list):
+        raise CheckpointError(path, f"'optimizer_states' must be a list, got {type(states).__name__}")
+    for i, optimizer in enumerate(states):
+        where = f"optimizer_states[{i}]"
+        if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)):
+            raise CheckpointError(path, f"{where} is not an optimizer's state_dict (no 'state' mapping)")
+        for index, state in optimizer["state"].items():
+            if not (isinstance(index, int) and 0 <= index < len(parameters) and isinstance(state, dict)):
+                raise CheckpointError(path, f"{where} holds a state for parameter {index!r}; the task has {len(parameters)}")
+            _check_parameter_state(state, parameters[index], f"{where}['state'][{index}]", path)
+
+
+def _check_parameter_state(state: dict[str, Any], parameter: torch.Tensor, where: str, path: Any) -> None:
+    flat = any(key in LBFGS_STATE for key in state)
+    for key, value in state.items():
+        tensors = value if isinstance(value, list) else [value]
+        for tensor in (t for t in tensors if isinstance(t, torch.Tensor)):
+            if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(path, f"{where}[{key!r}] holds NaN or infinite values")
+            if flat or tensor.ndim == 0:
+                continue
+            if tuple(tensor.shape) != tuple(parameter.shape) or tensor.dtype != parameter.dtype:
+                raise CheckpointError(
+                    path, f"{where}[{key!r}] is {tensor.dtype} {tuple(tensor.shape)} but its parameter is "
+                    f"{parameter.dtype} {tuple(parameter.shape)}"
+                )
 
 
 def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:

@@ -14,6 +14,11 @@ from typing import Any
 
 from torch import nn
 
+MAX_LAYERS = 1024
+"""Upper bound of the models' layer counts (``n_layers``): far above any trained network, and a bound the
+constructors check before they build (or allocate) anything per layer."""
+
+
 class OperatorModel(nn.Module):
     """An ``nn.Module`` that remembers how it was constructed.
 

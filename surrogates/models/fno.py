@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from surrogates.models.base import OperatorModel
+from surrogates.arguments import check_count, check_number
+from surrogates.models.base import MAX_LAYERS, OperatorModel
 from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.pointwise import ACTIVATIONS, ChannelScale, PointwiseLinear
 from surrogates.nn.spectral_conv import SpectralConv
@@ -50,6 +51,10 @@ SKIPS = {
 }
 """Pointwise skips of a Fourier layer (``width`` channels)."""
 
+MAX_PADDING = 1.0
+"""Largest ``padding`` fraction: each dimension at most doubled (see :class:`FNO`)."""
+
+
 class FNO(OperatorModel):
     """Fourier Neural Operator on a regular 1D, 2D or 3D grid.
 
@@ -66,7 +71,7 @@ class FNO(OperatorModel):
     width : int
         Channels of the hidden representation.
     n_layers : int
-        Number of Fourier layers.
+        Number of Fourier layers, at most :data:`~surrogates.models.base.MAX_LAYERS`.
     dim : int
         Spatial dimension, 1, 2 or 3.
     projection_channels : int
@@ -78,6 +83,8 @@ class FNO(OperatorModel):
     padding : float
         Zero padding appended to the end of every spatial dimension, as a fraction of its size
         (``round(padding * n)`` points), for non-periodic problems; cropped before the projection.
+        In ``[0, MAX_PADDING]`` (1: every dimension doubled, which already removes the FFT's periodic
+        wrap-around entirely; more would only cost memory, ``(1 + padding)^dim`` times the field's).
     grid : {"closed", "periodic"}
         Convention of the positional embedding (see :mod:`surrogates.nn.embeddings`): "closed" for
         data on grids that include both boundary nodes (Darcy), "periodic" for periodic data.
@@ -129,8 +136,9 @@ class FNO(OperatorModel):
             raise ValueError(f"modes has {len(modes_list)} entries but dim={dim}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if padding < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
+        check_count("n_layers", n_layers, 0, MAX_LAYERS)
+        check_number("padding", padding, 0.0, MAX_PADDING)
+        check_number("channel_mlp_expansion", channel_mlp_expansion, 0.0)
         if lifting_channels < 0 or channel_mlp_expansion < 0:
             raise ValueError("lifting_channels and channel_mlp_expansion must be >= 0, got "
                              f"{lifting_channels} and {channel_mlp_expansion}")

@@ -57,6 +57,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from surrogates.arguments import check_count, check_number
 from surrogates.models.base import OperatorModel
 from surrogates.models.fno import FNO
 from surrogates.nn.least_squares import solve_least_squares
@@ -70,6 +71,15 @@ PHYSICS = {"diffusion_sorption": DiffusionSorptionResidual, "navier_stokes": Vor
 """PDE name -> residual class (constructed with ``pde_params``)."""
 
 CONSTRAINTS = ("hard", "soft")
+MAX_ITERATIONS = 10_000
+"""Largest ``max_iter`` of the Levenberg-Marquardt solve (50 by default; 500 solves to round-off)."""
+
+
+def _check_settings(**values: float) -> None:
+    """Weights, tolerances and damping of the least-squares solve: finite and >= 0 (``ValueError`` otherwise)."""
+    for name, value in values.items():
+        check_number(name, value, 0.0)
+
 IC_MODES = ("exact", "residual")
 
 
@@ -163,15 +173,17 @@ class HardConstraintMoE(OperatorModel):
         ``"exact"`` or ``"residual"`` (module docstring).
     ic_weight, boundary_weight, ridge
         Weights of the initial-condition rows, of the always-included boundary rows, and of the
-        ridge rows.
+        ridge rows (finite, >= 0).
     shared_rows
         Whether every expert's problem holds the boundary and initial rows of the whole domain.
     w_init
-        Initial guess of every weight.
+        Initial guess of every weight (finite).
     hessian
         Backward of the least-squares layer: ``"exact"`` or ``"gauss_newton"``.
     max_iter, ftol, xtol, gtol, damping
-        Levenberg-Marquardt settings (:func:`surrogates.nn.least_squares.levenberg_marquardt`).
+        Levenberg-Marquardt settings (:func:`surrogates.nn.least_squares.levenberg_marquardt`):
+        ``0 <= max_iter <= MAX_ITERATIONS`` (every prediction may run them all), tolerances and damping
+        finite and >= 0.
     modes, width, n_layers, projection_channels, activation, padding, grid
         The FNO backbone (:class:`~surrogates.models.fno.FNO`, of dimension ``1 + spatial``).
     eval_seed
@@ -222,6 +234,10 @@ class HardConstraintMoE(OperatorModel):
             raise ValueError(f"the hard-constraint model predicts one scalar field; out_channels must be 1, got {out_channels}")
         if n_basis < 1 or n_points < 1 or in_channels < 1:
             raise ValueError("need n_basis >= 1, n_points >= 1 and in_channels >= 1")
+        _check_settings(ic_weight=ic_weight, boundary_weight=boundary_weight, ridge=ridge, ftol=ftol, xtol=xtol, gtol=gtol,
+                        damping=damping)
+        check_number("w_init", w_init)
+        check_count("max_iter", max_iter, 0, MAX_ITERATIONS)
         self.physics = PHYSICS[pde](**(pde_params or {}))
         self.dim = 1 + self.physics.spatial_dims
         experts = [1] * self.dim if experts is None else [int(e) for e in experts]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from surrogates.arguments import check_count, check_number
 from surrogates.models.tfno import TFNO
 from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.factorized_weights import FULL_RANK_MODES, MAX_CP_BYTES, ROUND_UP_MODES
@@ -43,9 +44,10 @@ class MGTFNO(TFNO):
         sees ``(in_channels + 2) * (levels + 1)``: the field and, with ``positional_embedding``, the
         coordinates of the whole domain, both with their context). ``modes`` count on a patch's window.
     levels : int
-        Context levels; ``2**levels`` patches per dimension. 0: the whole field, no patches.
+        Context levels; ``2**levels`` patches per dimension. 0: the whole field, no patches. At most 16.
     patch_padding : float
-        Points of the neighbours added on every side of a patch, as a fraction of the patch size.
+        Points of the neighbours added on every side of a patch, as a fraction of the patch size, in
+        ``[0, 1]`` (at most a whole patch of context on each side).
     boundary : {"periodic", "reflect"}
         How patches at the border see outside the domain.
     patches_per_chunk : int
@@ -92,6 +94,8 @@ class MGTFNO(TFNO):
     ):
         if dim != 2:
             raise ValueError(f"MGTFNO decomposes 2D fields only, got dim={dim}")
+        check_number("patch_padding", patch_padding, 0.0, 1.0)
+        check_count("levels", levels, 0, 16)
         if levels < 0 or patch_padding < 0 or patches_per_chunk < 0:
             raise ValueError("levels, patch_padding and patches_per_chunk must be >= 0, got "
                              f"{levels}, {patch_padding} and {patches_per_chunk}")

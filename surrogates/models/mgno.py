@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from surrogates.models.base import OperatorModel
+from surrogates.arguments import check_count
+from surrogates.models.base import MAX_LAYERS, OperatorModel
 from surrogates.nn.pointwise import ACTIVATIONS, PointwiseLinear
 from surrogates.nn.embeddings import GridEmbedding
 from surrogates.nn.multigrid import BOUNDARY_CONDITIONS, VCycle
@@ -55,7 +56,7 @@ class MgNO(OperatorModel):
     width : int
         Channels of the hidden layers (the authors' ``num_channel_u``).
     n_layers : int
-        Number of nonlinear operator layers (V-cycles).
+        Number of nonlinear operator layers (V-cycles), 1 to :data:`~surrogates.models.base.MAX_LAYERS`.
     dim : int
         Spatial dimension, 1 or 2.
     levels : int
@@ -114,8 +115,7 @@ class MgNO(OperatorModel):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if boundary not in BOUNDARY_CONDITIONS:
             raise ValueError(f"boundary must be one of {sorted(BOUNDARY_CONDITIONS)}, got {boundary!r}")
-        if n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        check_count("n_layers", n_layers, 1, MAX_LAYERS)
         if bias_points is not None and bias_points < 2:
             raise ValueError(f"bias_points must be None or >= 2, got {bias_points}")
         self.in_channels, self.out_channels, self.dim = in_channels, out_channels, dim

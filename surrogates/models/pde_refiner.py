@@ -46,6 +46,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from surrogates.arguments import check_count, check_number
 from surrogates.models.base import OperatorModel
 from surrogates.models.unet import UNet
 
@@ -53,6 +54,9 @@ __all__ = ["ROLLOUT_KIND", "PDERefiner", "noise_schedule"]
 
 ROLLOUT_KIND = "rollout"
 """``checkpoint["surrogates"]["kind"]`` of one-step models (written by :class:`surrogates.tasks.autoregressive.Autoregressive`)."""
+
+MAX_REFINEMENT_STEPS = 1000
+"""Largest ``num_refinement_steps`` (see :class:`PDERefiner`)."""
 
 STEP_EMBEDDING_RANGE = 1000.0
 """The refinement step ``k`` enters the sinusoidal embedding as ``k * 1000 / K`` (as in the authors' code)."""
@@ -87,12 +91,14 @@ class PDERefiner(OperatorModel):
         order one (the task divides them by their training mean); the U-Net is conditioned on
         ``1 + n_params`` scalars, the refinement step first.
     num_refinement_steps : int
-        ``K``; 0 gives the MSE-trained baseline with the same network.
+        ``K``; 0 gives the MSE-trained baseline with the same network. At most :data:`MAX_REFINEMENT_STEPS`
+        (the paper uses a few; every prediction runs ``K + 1`` network evaluations and the model keeps
+        ``K + 1`` noise levels).
     min_noise_std : float
         ``sigma_K``, a standard deviation in normalized units (see the module docstring).
     param_embedding_scale : float
         Parameters are multiplied by this before the sinusoidal embedding (periods 1 .. 10^4), so
-        that 1 % differences are resolved.
+        that 1 % differences are resolved; positive and finite.
     first_step_probability : float or None
         Probability of drawing ``k = 0`` (the plain prediction) for a training sample; the refinement
         steps share the rest uniformly. None (default): ``1 / (K + 1)``, every step equally often, as
@@ -150,11 +156,11 @@ class PDERefiner(OperatorModel):
         self.in_channels = self.out_channels = int(in_channels)
         self.n_steps_input, self.n_steps_output = int(n_steps_input), int(n_steps_output)
         self.n_params = int(n_params)
-        self.num_refinement_steps = int(num_refinement_steps)
+        self.num_refinement_steps = check_count("num_refinement_steps", num_refinement_steps, 0, MAX_REFINEMENT_STEPS)
         self.register_buffer(
             "sigmas", noise_schedule(self.num_refinement_steps, float(min_noise_std)).float(), persistent=False
         )
-        self.param_embedding_scale = float(param_embedding_scale)
+        self.param_embedding_scale = check_number("param_embedding_scale", param_embedding_scale, 0.0, low_open=True)
         if first_step_probability is not None and not 0.0 < first_step_probability <= 1.0:
             raise ValueError(f"first_step_probability must be in (0, 1], got {first_step_probability}")
         self.first_step_probability = (

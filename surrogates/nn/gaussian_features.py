@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from surrogates.arguments import check_number
+
 __all__ = ["GaussianFeatures", "box_bounds"]
 
 COVARIANCES = ("diagonal", "full")
@@ -92,8 +94,8 @@ class GaussianFeatures(nn.Module):
             raise ValueError(f"dim, n_gaussians and features must be >= 1, got {dim}, {n_gaussians}, {features}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
-        if sigma_init <= 0:
-            raise ValueError(f"sigma_init must be positive, got {sigma_init}")
+        check_number("sigma_init", sigma_init, 0.0, low_open=True)
+        check_number("feature_init_std", feature_init_std, 0.0)
         box = torch.tensor(box_bounds(dim, bounds))
         self.dim, self.n_gaussians, self.n_features = dim, n_gaussians, features
         self.covariance_type = covariance

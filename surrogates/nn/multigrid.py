@@ -60,6 +60,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from surrogates.arguments import check_count
+
 __all__ = ["BOUNDARY_CONDITIONS", "VCycle", "coarse_sizes", "min_grid_size"]
 
 BOUNDARY_CONDITIONS = {"dirichlet": "zeros", "periodic": "circular", "neumann": "reflect"}
@@ -98,6 +100,10 @@ def _per_level(value: int | Sequence[int], count: int, name: str, minimum: int) 
     return values
 
 
+MAX_LEVELS = 16
+"""Most grids of a V-cycle: each level halves the grid, so 16 levels already need ``2^15 + 1`` points a side."""
+
+
 class VCycle(nn.Module):
     """A learned V-cycle: a linear operator ``(B, C_in, *grid) -> (B, C_out, *grid)``, 1D or 2D.
 
@@ -108,7 +114,8 @@ class VCycle(nn.Module):
     dim : int
         Spatial dimension, 1 or 2.
     levels : int
-        Number of grids, the input grid included (``levels=1``: smoothing only, no coarse grid).
+        Number of grids, the input grid included (``levels=1``: smoothing only, no coarse grid), at most
+        :data:`MAX_LEVELS`.
     smoothing : int or list of int
         Smoothing steps ``nu_l`` on the way down, per level (one int for all); each >= 1.
     post_smoothing : int or list of int
@@ -140,8 +147,7 @@ class VCycle(nn.Module):
         super().__init__()
         if dim not in _CONV:
             raise ValueError(f"VCycle supports dim 1 or 2, got {dim}")
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
+        check_count("levels", levels, 1, MAX_LEVELS)
         if boundary not in BOUNDARY_CONDITIONS:
             raise ValueError(f"boundary must be one of {sorted(BOUNDARY_CONDITIONS)}, got {boundary!r}")
         if kernel_size < 1 or kernel_size % 2 == 0:

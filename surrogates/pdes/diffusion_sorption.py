@@ -32,6 +32,7 @@ import scipy.sparse as sp
 import torch
 from scipy.integrate import solve_ivp
 
+from surrogates.arguments import check_number
 from surrogates.pdes.base import PDE, Coordinate, Variable
 from surrogates.solvers.report import SolverReport
 
@@ -227,6 +228,10 @@ class DiffusionSorptionResidual:
         solubility: float = 1.0,
         length: float = 1.0,
     ):
+        for name, value in {"D": D, "porosity": porosity, "rho_s": rho_s, "k_f": k_f, "n_f": n_f, "solubility": solubility}.items():
+            check_number(name, value)
+        check_number("final_time", final_time, 0.0, low_open=True)
+        check_number("length", length, 0.0, low_open=True)
         self.final_time, self.D, self.porosity, self.rho_s = float(final_time), float(D), float(porosity), float(rho_s)
         self.k_f, self.n_f, self.solubility, self.length = float(k_f), float(n_f), float(solubility), float(length)
 

@@ -25,6 +25,7 @@ import math
 import numpy as np
 import torch
 
+from surrogates.arguments import check_number
 from surrogates.pdes.base import PDE, Coordinate, Variable
 from surrogates.pdes.random_fields import gaussian_random_field
 from surrogates.solvers.navier_stokes import VorticitySolver, fno_forcing, upsample_spectrum_2d
@@ -189,6 +190,10 @@ class VorticityResidual:
     ):
         if derivatives not in ("spectral", "finite_difference"):
             raise ValueError(f"derivatives must be 'spectral' or 'finite_difference', got {derivatives!r}")
+        check_number("final_time", final_time, 0.0, low_open=True)
+        check_number("length", length, 0.0, low_open=True)
+        check_number("nu", nu)
+        check_number("forcing_amplitude", forcing_amplitude)
         self.final_time, self.nu = float(final_time), float(nu)
         self.forcing_amplitude, self.length = float(forcing_amplitude), float(length)
         self.derivatives = derivatives

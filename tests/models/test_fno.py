@@ -53,7 +53,10 @@ def test_wrong_input_raises_with_expected_shape(shape):
         model(torch.randn(*shape))
 
 
-@pytest.mark.parametrize("kwargs", [dict(dim=4), dict(modes=[4, 4, 4]), dict(activation="swish"), dict(padding=-0.1)])
+@pytest.mark.parametrize("kwargs", [
+    dict(dim=4), dict(modes=[4, 4, 4]), dict(activation="swish"), dict(padding=-0.1), dict(padding=float("nan")),
+    dict(padding=float("inf")), dict(padding=1.5), dict(channel_mlp_expansion=float("nan")),
+])
 def test_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError):
         FNO(1, 1, **kwargs)

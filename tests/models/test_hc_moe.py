@@ -105,6 +105,13 @@ def test_evaluation_is_reproducible_and_training_samples_new_points():
         ({"ic_mode": "nearly"}, "ic_mode must be"),
         ({"out_channels": 2}, "out_channels must be 1"),
         ({"experts": [4]}, "experts needs 2"),
+        ({"ridge": float("nan")}, "ridge must be a finite number"),
+        ({"ftol": -1.0}, r"ftol must be in \[0, inf\]"),
+        ({"w_init": float("inf")}, "w_init must be a finite number"),
+        ({"max_iter": 10**9}, r"max_iter must be in \[0, 10000\]"),
+        ({"padding": float("nan")}, "padding must be a finite number"),
+        ({"pde_params": {"final_time": float("nan")}}, "final_time must be a finite number"),
+        ({"pde_params": {"D": float("inf")}}, "D must be a finite number"),
     ],
 )
 def test_invalid_arguments_are_rejected(kwargs, message):

@@ -146,3 +146,34 @@ def test_exact_reference_on_the_grid():
     np.testing.assert_allclose(reference.values, np.sin(np.pi * x) * np.sin(4 * np.pi * y), atol=1e-12)
     with pytest.raises(NotImplementedError):
         AllenCahn().exact_solution(torch.zeros(1, 2))
+
+
+# -- arguments (a problem is rebuilt from a file's plain data) ----------------------------------------
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        (Helmholtz2D, {"a1": float("nan")}, "a1 must be a finite number"),
+        (Helmholtz2D, {"k": "1"}, "k must be a finite number"),
+        (KleinGordon, {"gamma": float("inf")}, "gamma must be a finite number"),
+        (DarcyPoisson, {"width": 0.0}, "width must be > 0"),
+        (DarcyPoisson, {"source": float("nan")}, "source must be a finite number"),
+        (DarcyPoisson, {"reference_resolution": 10**6}, r"reference_resolution must be in \[3, 2049\]"),
+        (DarcyPoisson, {"reference_resolution": 513.5}, "reference_resolution must be an integer"),
+        (AllenCahn, {"eps": float("nan")}, "eps must be a finite number"),
+        (AllenCahn, {"reference_modes": 10**9}, r"reference_modes must be in \[16, 16384\]"),
+        (AllenCahn, {"reference_modes": 2049}, "reference_modes even"),
+        (AllenCahn, {"reference_dt": 1e-12}, "reference steps, more than 100000"),
+        (AllenCahn, {"t_final": float("inf")}, "t_final must be a finite number"),
+        (AllenCahn, {"reference_dt": 0.0}, "reference_dt must be > 0"),
+    ],
+)
+def test_problem_arguments_are_checked(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+def test_a_reference_grid_is_bounded_before_it_is_allocated():
+    with pytest.raises(ValueError, match="more than 10000000"):
+        Helmholtz2D().reference(3163)  # 1.0004 * 10^7 points (30000 would be 9 * 10^8)
+    with pytest.raises(ValueError, match="needs more than"):
+        AllenCahn(reference_modes=16384).reference([4097, 2])  # 4097 output times on 16384 points

@@ -31,6 +31,15 @@ from surrogates.solvers.etdrk4 import ETDRK4
 
 __all__ = ["AllenCahn", "solve_allen_cahn"]
 
+MAX_REFERENCE_MODES = 16384
+"""Most grid points of the pseudo-spectral reference (the default is 2048)."""
+
+MAX_REFERENCE_STEPS = 10**5
+"""Most ETDRK4 steps of the reference, ``t_final / reference_dt`` (the default takes 2000)."""
+
+MAX_REFERENCE_VALUES = 2**26
+"""Most values of the reference's intermediate arrays (output times or points times grid points: 512 MiB of float64)."""
+
 
 def solve_allen_cahn(
     u0: np.ndarray, times: np.ndarray, eps: float, gamma: float, dt: float, length: float = 2.0
@@ -104,6 +113,9 @@ class AllenCahn(PhysicsProblem):
         limits the accuracy at early times).
     reference_dt
         Largest ETDRK4 step of the reference solver.
+
+    ``t_final`` and ``reference_dt`` are positive; the reference takes at most :data:`MAX_REFERENCE_STEPS`
+    steps (``t_final / reference_dt``) on an even number of at most :data:`MAX_REFERENCE_MODES` points.
     """
 
     eps: float = 1e-4
@@ -114,6 +126,15 @@ class AllenCahn(PhysicsProblem):
 
     name = "allen_cahn"
     coordinates = ("t", "x")
+
+    def __post_init__(self):
+        self._check_fields(t_final=(0.0, math.inf), reference_dt=(0.0, math.inf), reference_modes=(16, MAX_REFERENCE_MODES))
+        if self.t_final == 0 or self.reference_dt == 0 or self.reference_modes % 2:
+            raise ValueError(f"t_final and reference_dt must be > 0 and reference_modes even, got {self.t_final}, "
+                             f"{self.reference_dt} and {self.reference_modes}")
+        if self.t_final / self.reference_dt > MAX_REFERENCE_STEPS:
+            raise ValueError(f"t_final / reference_dt = {self.t_final / self.reference_dt:g} reference steps, more than "
+                             f"{MAX_REFERENCE_STEPS}")
 
     def bounds(self) -> list[tuple[float, float]]:
         return [(0.0, self.t_final), (-1.0, 1.0)]
@@ -152,6 +173,8 @@ class AllenCahn(PhysicsProblem):
     def reference(self, resolution: int | list[int] = 101) -> Reference:
         times, x = self._grid(resolution)
         n = int(self.reference_modes)
+        if max(len(times), len(x)) * n > MAX_REFERENCE_VALUES:  # the solution at every output time, the interpolation
+            raise ValueError(f"a {len(times)} x {len(x)} reference on {n} points needs more than {MAX_REFERENCE_VALUES} values")
         grid = -1.0 + 2.0 * np.arange(n) / n
         solution = solve_allen_cahn(self.initial_condition(grid), times, self.eps, self.gamma, self.reference_dt)
         values = fourier_interpolate(solution, x, -1.0, 2.0)

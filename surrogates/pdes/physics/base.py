@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from surrogates.arguments import check_count, check_number
+
 __all__ = [
     "PhysicsProblem", "Reference", "UFunction", "face_points", "flatten", "gradient",
     "second_derivative", "uniform_points",
 ]
+
+MAX_REFERENCE_POINTS = 10**7
+"""Most points of a reference grid (:meth:`PhysicsProblem.reference`); checked before anything is allocated."""
 
 UFunction = Callable[[torch.Tensor], torch.Tensor]
 """A differentiable function of points ``(P, d) -> (P, 1)`` (or ``(P,)``)."""
@@ -136,7 +142,21 @@ class PhysicsProblem(abc.ABC):
         sizes = [int(resolution)] * self.dim if isinstance(resolution, int) else [int(r) for r in resolution]
         if len(sizes) != self.dim or min(sizes) < 2:
             raise ValueError(f"resolution must give >= 2 points for each of {self.coordinates}, got {resolution}")
+        if math.prod(sizes) > MAX_REFERENCE_POINTS:
+            raise ValueError(f"resolution {resolution} makes a grid of {math.prod(sizes)} points, more than {MAX_REFERENCE_POINTS}")
         return sizes
+
+    def _check_fields(self, **limits: tuple[float, float]) -> None:
+        """Every ``float`` field of the dataclass a finite number and every ``int`` field an integer, within
+        ``limits[name] = (low, high)`` when given (``ValueError`` otherwise): a problem rebuilt from a file
+        must not hold NaN, a string for a number, or an unbounded size."""
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            low, high = limits.get(item.name, (-math.inf, math.inf))
+            if item.type in ("int", int):
+                check_count(item.name, value, int(low) if math.isfinite(low) else -(2**63), int(high) if math.isfinite(high) else None)
+            elif item.type in ("float", float):
+                check_number(item.name, value, low, high)
 
     def _grid(self, resolution: int | list[int]) -> list[np.ndarray]:
         return [np.linspace(lo, hi, n) for (lo, hi), n in zip(self.bounds(), self._resolution(resolution))]

@@ -47,6 +47,9 @@ class Helmholtz2D(PhysicsProblem):
     name = "helmholtz"
     coordinates = ("x", "y")
 
+    def __post_init__(self):
+        self._check_fields()
+
     def bounds(self) -> list[tuple[float, float]]:
         return [(-1.0, 1.0), (-1.0, 1.0)]
 

@@ -44,6 +44,9 @@ class KleinGordon(PhysicsProblem):
     name = "klein_gordon"
     coordinates = ("t", "x")
 
+    def __post_init__(self):
+        self._check_fields()
+
     def bounds(self) -> list[tuple[float, float]]:
         return [(0.0, 1.0), (0.0, 1.0)]
 

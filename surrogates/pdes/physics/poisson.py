@@ -28,6 +28,9 @@ from surrogates.solvers.sparse_cg import solve_spd
 
 __all__ = ["DarcyPoisson"]
 
+MAX_REFERENCE_RESOLUTION = 2049
+"""Most nodes per direction of the finite-difference reference: about 4 million unknowns (the default is 513)."""
+
 COEFFICIENTS = ("smooth", "inclusion", "constant")
 
 
@@ -44,7 +47,8 @@ class DarcyPoisson(PhysicsProblem):
     low, high, radius, width
         Parameters of ``"inclusion"``: values outside / inside, disk radius and transition width.
     reference_resolution
-        Nodes per direction of the finite-difference reference (boundary included).
+        Nodes per direction of the finite-difference reference (boundary included), 3 to
+        :data:`MAX_REFERENCE_RESOLUTION`.
     """
 
     coefficient: str = "smooth"
@@ -59,6 +63,9 @@ class DarcyPoisson(PhysicsProblem):
     coordinates = ("x", "y")
 
     def __post_init__(self):
+        self._check_fields(width=(0.0, math.inf), reference_resolution=(3, MAX_REFERENCE_RESOLUTION))
+        if self.width == 0:
+            raise ValueError("width must be > 0, got 0.0")
         if self.coefficient not in COEFFICIENTS:
             raise ValueError(f"coefficient must be one of {COEFFICIENTS}, got {self.coefficient!r}")
 

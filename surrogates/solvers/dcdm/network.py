@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from surrogates.arguments import check_number
 from surrogates.solvers.preconditioners.persistence import load_network, load_network_metadata, save_network
 
 __all__ = ["COARSE_COUPLINGS", "COUPLING_CHANNELS", "SCALINGS", "DCDMNet", "average_couplings", "galerkin_couplings", "interpolation", "interpolation_adjoint", "load",
@@ -246,8 +247,7 @@ class DCDMNet(nn.Module):
             raise ValueError(f"width, blocks and coarsest must be positive, got {width}, {blocks}, {coarsest}")
         if coarse_couplings not in COARSE_COUPLINGS:
             raise ValueError(f"coarse_couplings must be one of {sorted(COARSE_COUPLINGS)}, got {coarse_couplings!r}")
-        if not coarse_gain > 0:
-            raise ValueError(f"coarse_gain must be positive, got {coarse_gain}")
+        check_number("coarse_gain", coarse_gain, 0.0, low_open=True)
         if structure not in ("v_cycle", "additive"):
             raise ValueError(f"structure must be 'v_cycle' or 'additive', got {structure!r}")
         if structure == "additive" and coarse_couplings != "average":
