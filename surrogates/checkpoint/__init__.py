@@ -9,8 +9,8 @@ See ``docs/checkpoints.md``.
 """
 
 from surrogates.checkpoint.io import (
-    STATE_PREFIX, Checkpoint, build_model, build_predictor, check_state, construct, load_torch_file, read_checkpoint,
-    write_checkpoint,
+    STATE_PREFIX, Checkpoint, build_model, build_predictor, check_state, construct, load_torch_file, loadable_dtype,
+    read_checkpoint, write_checkpoint,
 )
 from surrogates.checkpoint.metadata import (
     FORMAT_VERSION, KINDS, METADATA_KEY, MODEL_PREFIX, CheckpointMetadata, ClassSpec, Statistics, migrate_checkpoint,
@@ -23,6 +23,6 @@ from surrogates.errors import CheckpointError
 __all__ = [
     "FORMAT_VERSION", "KINDS", "METADATA_KEY", "MODEL_PREFIX", "STATE_PREFIX", "Checkpoint", "CheckpointError",
     "CheckpointMetadata", "ClassSpec", "NotPlainData", "Statistics", "build_model", "build_predictor", "check_plain", "check_state",
-    "construct", "load_torch_file", "migrate_checkpoint", "migrate_v1", "migrate_v2", "model_class", "model_name", "read_checkpoint", "register_model", "registered_models",
+    "construct", "load_torch_file", "loadable_dtype", "migrate_checkpoint", "migrate_v1", "migrate_v2", "model_class", "model_name", "read_checkpoint", "register_model", "registered_models",
     "to_plain", "write_checkpoint",
 ]

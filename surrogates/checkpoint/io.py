@@ -550,10 +550,18 @@ def _compare_entry(key: str, expected: torch.Tensor, stored: torch.Tensor, path:
         raise CheckpointError(
             path, f"weight {key!r} has shape {tuple(stored.shape)} in the file but {tuple(expected.shape)} in the model"
         )
-    # load_state_dict would cast silently (complex to real drops the imaginary part, uint8 255 becomes 255.0);
-    # the package writes every entry in the model's own dtype, so any other dtype is a different file
-    if stored.dtype != expected.dtype:
+    # load_state_dict would cast silently (complex to real drops the imaginary part, uint8 255 becomes 255.0, a
+    # bool becomes 1.0). One real floating dtype for another is what a run of another trainer.precision stores
+    # (16-true: float16, bf16-true: bfloat16, 64-true: float64): those values load, rounded to the model's dtype
+    if not loadable_dtype(stored.dtype, expected.dtype):
         raise CheckpointError(path, f"weight {key!r} is {stored.dtype} in the file but {expected.dtype} in the model")
+
+
+def loadable_dtype(stored: torch.dtype, expected: torch.dtype) -> bool:
+    """Whether values stored as ``stored`` load into a tensor of ``expected``: the same dtype, or two real
+    floating ones (a run of another ``trainer.precision``), never a cast that changes what a value means."""
+    real = (stored.is_floating_point and not stored.is_complex) and (expected.is_floating_point and not expected.is_complex)
+    return stored == expected or real
 
 
 def check_state(expected: dict[str, torch.Tensor], stored: dict[str, torch.Tensor], path: Any = None) -> None:

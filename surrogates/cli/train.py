@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, open_dict
 
-from surrogates.checkpoint import ClassSpec, check_state, read_checkpoint
+from surrogates.checkpoint import ClassSpec, check_state, loadable_dtype, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.errors import CheckpointError
@@ -106,7 +106,7 @@ def _check_parameter_state(state: dict[str, Any], parameter: torch.Tensor, where
                 raise CheckpointError(path, f"{where}[{key!r}] holds NaN or infinite values")
             if flat or tensor.ndim == 0:
                 continue
-            if tuple(tensor.shape) != tuple(parameter.shape) or tensor.dtype != parameter.dtype:
+            if tuple(tensor.shape) != tuple(parameter.shape) or not loadable_dtype(tensor.dtype, parameter.dtype):
                 raise CheckpointError(
                     path, f"{where}[{key!r}] is {tensor.dtype} {tuple(tensor.shape)} but its parameter is "
                     f"{parameter.dtype} {tuple(parameter.shape)}"

@@ -381,8 +381,6 @@ def test_weights_that_do_not_match_are_named(tmp_path):
         ("net.lifting.weight", lambda w: w > 0, "is torch.bool in the file"),
         ("net.lifting.weight", lambda w: torch.full(w.shape, 255, dtype=torch.uint8), "is torch.uint8 in the file"),
         ("net.lifting.weight", lambda w: torch.complex(w, torch.ones_like(w)), "is torch.complex64 in the file"),
-        ("net.lifting.weight", lambda w: w.half(), "is torch.float16 in the file"),
-        ("net.lifting.weight", lambda w: w.double(), "is torch.float64 in the file"),
         ("input_normalizer.std", lambda w: w.long(), "'input_normalizer.std' is torch.int64 in the file"),
         ("net.lifting.weight", lambda w: w.to_sparse(), "stored as a torch.sparse_coo tensor"),
     ],
@@ -394,6 +392,17 @@ def test_entries_of_another_dtype_are_refused_not_cast(tmp_path, key, edit, mess
     with pytest.raises(CheckpointError, match=message) as error:
         read_checkpoint(path).build_predictor()
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weights_of_another_trainer_precision_load_rounded_to_the_models_dtype(tmp_path, dtype):
+    # trainer.precision=16-true / bf16-true / 64-true store every floating entry in that dtype
+    net = _fno()
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in _wrapped(net).state_dict().items()}
+    path = write_checkpoint(tmp_path / "m.ckpt", _metadata(net), state)
+    loaded = read_checkpoint(path).build_predictor().state_dict()
+    for key, value in state.items():  # the stored values, as the model's float32 holds them (exact from 16 bits)
+        assert loaded[key].dtype == torch.float32 and torch.equal(loaded[key], value.to(torch.float32)), key
 
 
 @pytest.mark.parametrize(("key", "value"), [("net.lifting.weight", float("nan")), ("net.spectral.0.weight", float("inf"))])

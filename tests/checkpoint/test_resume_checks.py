@@ -74,7 +74,7 @@ LIFTING = "model.net.lifting.weight"
         (lambda c: c["state_dict"].pop(LIFTING), "missing \\['model.net.lifting.weight'\\]"),
         (lambda c: c["state_dict"].__setitem__("junk", torch.zeros(1)), "unexpected \\['junk'\\]"),
         (_moment("exp_avg", lambda m: torch.zeros(5)), r"optimizer_states\[0\]\['state'\]\[0\]\['exp_avg'\] is torch.float32 \(5,\)"),
-        (_moment("exp_avg_sq", lambda m: m.double()), r"\['exp_avg_sq'\] is torch.float64"),
+        (_moment("exp_avg_sq", lambda m: m.to(torch.complex64)), r"\['exp_avg_sq'\] is torch.complex64"),
         (_moment("exp_avg", lambda m: torch.full_like(m, float("nan"))), r"\['exp_avg'\] holds NaN or infinite values"),
         (lambda c: c["optimizer_states"][0]["state"].__setitem__(999, {}), "state for parameter 999; the task has"),
         (lambda c: c.__setitem__("optimizer_states", [{"param_groups": []}]), "is not an optimizer's state_dict"),
@@ -85,6 +85,15 @@ def test_what_lightning_would_restore_unchecked_is_refused_first(tmp_path, edit,
     with pytest.raises(CheckpointError, match=message) as error:
         check_resumable(path, _task())
     assert str(path) in str(error.value)
+
+
+def test_a_run_of_another_trainer_precision_is_resumable(tmp_path):
+    # trainer.precision=64-true stores float64 weights and Adam moments; the task is built in float32 first
+    def to_float64(contents):
+        contents["state_dict"] = {k: v.double() if v.is_floating_point() else v for k, v in contents["state_dict"].items()}
+        for state in contents["optimizer_states"][0]["state"].values():
+            state.update({k: v.double() for k, v in state.items() if v.is_floating_point() and v.ndim})
+    check_resumable(_checkpoint(tmp_path / "last.ckpt", to_float64), _task())
 
 
 def test_lbfgs_keeps_one_flat_state_checked_for_finiteness_only(tmp_path):
