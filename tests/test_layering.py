@@ -16,19 +16,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "surrogates"
 
 ALLOWED = {
     "errors": set(),
+    "arguments": set(),
     "schema": set(),
     "metrics": set(),
-    "nn": {"errors", "schema"},
-    "solvers": {"errors", "schema"},
-    "pdes": {"solvers", "errors", "schema"},
-    "data": {"pdes", "solvers", "nn", "errors", "schema"},
-    "checkpoint": {"errors", "schema"},
-    "models": {"nn", "pdes", "data", "errors", "schema"},
+    "nn": {"errors", "arguments", "schema"},
+    "solvers": {"errors", "arguments", "schema"},
+    "pdes": {"solvers", "errors", "arguments", "schema"},
+    "data": {"pdes", "solvers", "nn", "errors", "arguments", "schema"},
+    "checkpoint": {"errors", "arguments", "schema"},
+    "models": {"nn", "pdes", "data", "errors", "arguments", "schema"},
     "plots": {"metrics", "schema"},
-    "evaluation": {"data", "plots", "metrics", "errors", "schema"},
-    "tasks": {"models", "nn", "data", "pdes", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
-    "serve": {"tasks", "models", "nn", "data", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
-    "cli": {"serve", "tasks", "models", "nn", "data", "pdes", "solvers", "checkpoint", "evaluation", "plots", "metrics", "errors", "schema"},
+    "evaluation": {"data", "plots", "metrics", "errors", "arguments", "schema"},
+    "tasks": {"models", "nn", "data", "pdes", "checkpoint", "evaluation", "plots", "metrics", "errors", "arguments", "schema"},
+    "serve": {"tasks", "models", "nn", "data", "checkpoint", "evaluation", "plots", "metrics", "errors", "arguments", "schema"},
+    "cli": {"serve", "tasks", "models", "nn", "data", "pdes", "solvers", "checkpoint", "evaluation", "plots", "metrics", "errors", "arguments", "schema"},
 }
 """Layer -> the layers its modules may import at module level (besides itself)."""
 
