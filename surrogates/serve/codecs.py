@@ -267,8 +267,6 @@ class NetcdfVariable:
     shape: tuple[int, ...]
     dtype: np.dtype
     chunks: tuple[int, ...] | None = None
-    elsewhere: bool = False
-    """The data lives outside the body (an HDF5 external or virtual dataset): reading it would read server files."""
     text: bool = False
     """Variable-length strings (HDF5): how many bytes they hold is known only once they are read."""
     attributes: int = 0
@@ -356,7 +354,6 @@ class _Hdf5Header(NetcdfHeader):
         return NetcdfVariable(
             name, tuple(map(str, var.dimensions)), shape, dtype,
             tuple(int(c) for c in var.chunks) if var.chunks else None,
-            elsewhere=_stored_elsewhere(var),
             text=var.dtype is str or h5py.check_vlen_dtype(dtype) in (str, bytes),
             attributes=int(h5py.h5o.get_info(var._h5ds.id).num_attrs),
             stored=None if stored == shape else stored,
@@ -478,13 +475,6 @@ _ELSEWHERE = (
     "variable {name!r} keeps its data outside the body (an HDF5 external link, external or virtual dataset); "
     "send a file that holds its data"
 )
-
-
-def _stored_elsewhere(var: Any) -> bool:
-    dataset = getattr(var, "_h5ds", None)
-    if dataset is None:  # pragma: no cover - h5netcdf always has it; refuse rather than guess
-        return True
-    return bool(dataset.external) or bool(getattr(dataset, "is_virtual", False))
 
 
 class NetcdfBody:
@@ -679,8 +669,6 @@ def _check_inputs(header: NetcdfHeader, specs: Mapping[str, Sequence[str]], samp
             )
         if var.dtype.kind not in "fiu":
             raise unprocessable("invalid_array", f"variable {name!r} has dtype {var.dtype}; expected numbers")
-        if var.elsewhere:
-            raise unprocessable("invalid_array", _ELSEWHERE.format(name=name))
         total_elements += var.elements
         if var.elements > max_elements or total_elements > max_elements:
             raise ServiceError(
@@ -715,8 +703,6 @@ def _check_reads(header: NetcdfHeader, names: Sequence[str], limits: _Limits) ->
     chunks = decoded = attributes = 0
     for name in dict.fromkeys(names):
         var = header[name]
-        if var.elsewhere:
-            raise unprocessable("invalid_array", _ELSEWHERE.format(name=name))
         if var.stored is not None and (len(var.stored) != len(var.shape) or any(s > n for s, n in zip(var.stored, var.shape))):
             raise unprocessable(
                 "wrong_dims",
