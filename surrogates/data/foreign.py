@@ -16,7 +16,8 @@ same numbers, a variable whose stored values are not its data is marked unusable
 (:attr:`ForeignFileInfo.unusable`) and refused when it is used (:meth:`ForeignFileInfo.require_usable`): packed
 values (``scale_factor``, ``add_offset``, ``_Unsigned``; ``surrogates-import`` decodes them), complex, string
 and other non-real dtypes, and an offered name that two variables would take (a variable ``v_x`` beside
-component ``x`` of ``v``). Values equal to a variable's ``_FillValue`` or ``missing_value`` are missing (xarray
+component ``x`` of ``v``). A packed coordinate is left out and refused when a variable used lies along its dim
+(:attr:`ForeignFileInfo.unusable_coords`: its stored numbers would give wrong grid spacings). Values equal to a variable's ``_FillValue`` or ``missing_value`` are missing (xarray
 reads them as NaN) and refused like NaN, naming the sample.
 """
 
@@ -90,17 +91,26 @@ class ForeignFileInfo(FileInfo):
     """Offered name -> why it cannot be read as stored (a sentence naming the stored variable and what it holds);
     unused ones do not matter, so they are refused only when named (:meth:`require_usable`)."""
 
+    unusable_coords: dict[str, str] = field(default_factory=dict)
+    """Our coordinate name -> why its stored values are not its values (packed); such a coordinate is left out
+    of :attr:`coords` and refused when a named variable lies along its dim (:meth:`require_usable`)."""
+
     def require_usable(self, names: Iterable[str]) -> None:
-        """Refuse the first of ``names`` that is :attr:`unusable` (names the file lacks are left to the caller).
+        """Refuse the first of ``names`` that is :attr:`unusable`, or that lies along a dim whose coordinate is
+        (:attr:`unusable_coords`); names the file lacks are left to the caller.
 
         Raises
         ------
         DatasetFileError
-            Naming the file, the variable and why it cannot be read as stored.
+            Naming the file, the variable or coordinate and why it cannot be read as stored.
         """
         for name in names:
             if name in self.unusable:
                 raise DatasetFileError(self.path, self.unusable[name])
+            dims = self.variables[name].dims[1:] if name in self.variables else ()
+            for dim in dims:
+                if dim in self.unusable_coords:
+                    raise DatasetFileError(self.path, f"variable {name!r} lies along {self.unusable_coords[dim]}")
 
 
 def inspect_foreign(path: str | Path, layout: ForeignLayout, check_finite: bool = True) -> ForeignFileInfo:
@@ -142,6 +152,7 @@ def _read(path: Path, handle: Any, layout: ForeignLayout, scan_missing: bool = F
     offered = _Offered()
     coords: dict[str, VariableInfo] = {}
     coord_sources: dict[str, str] = {}
+    unusable_coords: dict[str, str] = {}
     counts: dict[int, str] = {}
     for name, var in handle.variables.items():
         dims = tuple(var.dimensions)
@@ -150,6 +161,14 @@ def _read(path: Path, handle: Any, layout: ForeignLayout, scan_missing: bool = F
             numeric = np.issubdtype(var.dtype, np.number)
             if numeric and name != layout.sample_dim and name not in layout.component_dims:
                 ours = renamed.get(name, name)
+                packed = _packing(var)
+                if packed:  # its grid spacing and extent would be the stored numbers': left out, refused when used
+                    unusable_coords[ours] = (
+                        f"coordinate {name!r}, which is stored CF-encoded ({packed}): the stored numbers are not the "
+                        "coordinate's values, and data=xarray reads them as stored; convert the file with "
+                        "surrogates-import, which decodes them"
+                    )
+                    continue
                 coords[ours] = VariableInfo((ours,), tuple(var.shape), str(var.dtype), var_attrs)
                 coord_sources[ours] = name
             continue
@@ -180,7 +199,7 @@ def _read(path: Path, handle: Any, layout: ForeignLayout, scan_missing: bool = F
         raise DatasetFileError(path, "variables disagree on the number of samples: " + ", ".join(f"{v} has {n}" for n, v in counts.items()))
     info = ForeignFileInfo(
         path, next(iter(counts)), attrs, offered.variables, coords, offered.sources, coord_sources,
-        dict(offered.problems),
+        dict(offered.problems), unusable_coords,
     )
     if scan_missing:
         for source in _usable_sources(info):
@@ -241,14 +260,18 @@ def _stored_problem(name: str, var: Any) -> str | None:
         )
     if dtype.kind not in "biuf":
         return f"stored as {dtype}, not as numbers: data=xarray reads real numbers (bool, integer, float) only"
-    packed = {key: plain(var.attrs[key]) for key in PACKING_ATTRS if key in var.attrs}
-    if packed:
-        listed = ", ".join(f"{key}={value!r}" for key, value in packed.items())
+    listed = _packing(var)
+    if listed:
         return (
             f"stored CF-encoded ({listed}): the stored numbers are not the data, and data=xarray reads them as "
             "stored; convert the file with surrogates-import, which decodes them"
         )
     return None
+
+
+def _packing(var: Any) -> str:
+    """``var``'s :data:`PACKING_ATTRS` as ``key=value, ...`` (empty when it has none)."""
+    return ", ".join(f"{key}={plain(var.attrs[key])!r}" for key in PACKING_ATTRS if key in var.attrs)
 
 
 def _usable_sources(info: ForeignFileInfo) -> list[str]:

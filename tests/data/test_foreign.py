@@ -60,6 +60,24 @@ def test_packed_variables_are_refused_pointing_to_the_import(tmp_path):
         _dataset(unsigned, ["b"], ["u"])
 
 
+def test_a_packed_coordinate_is_refused_for_the_variables_along_it(tmp_path):
+    """x stored as int16 steps of 0.25 (scale_factor): read as stored, its spacing would be 1, not 0.25."""
+    ds = _fields(k=(("sample", "t"), np.ones((N, 3))))
+    ds = ds.assign_coords(t=np.arange(3.0), x=np.arange(S) * 0.25)
+    path = tmp_path / "packed_x.nc"
+    ds.to_netcdf(path, engine="h5netcdf", encoding={"x": {"dtype": "int16", "scale_factor": 0.25}})
+    info = inspect_foreign(path, ForeignLayout(time_dim="none"))
+    assert "x" not in info.coords and set(info.unusable_coords) == {"x"}
+    with pytest.raises(DatasetFileError, match=r"packed_x.nc: variable 'a' lies along coordinate 'x', which is stored "
+                       r"CF-encoded \(scale_factor=0.25\).*surrogates-import, which decodes them"):
+        _dataset(path, ["a"], ["u"])
+    with pytest.raises(DatasetFileError, match=r"variable 'u' lies along coordinate 'x'"):
+        _dataset(path, ["k"], ["u"])
+    plain = FieldDataset([path], ["k"], ["k"], layout=ForeignLayout(time_dim="none"))  # t is not packed: reads
+    assert set(plain.coords) == {"t"}
+    np.testing.assert_array_equal(plain.coords["t"], [0.0, 1.0, 2.0])
+
+
 def test_fill_and_missing_values_are_refused_like_nan(tmp_path):
     ds = _fields()
     path = tmp_path / "filled.nc"

@@ -89,6 +89,21 @@ def test_xarray_dims_are_mapped_and_vector_components_split(run_import, tmp_path
     train.close(), test.close()
 
 
+def test_packed_variables_and_coordinates_are_decoded(run_import, tmp_path):
+    """CF packing (int16 + scale_factor / add_offset), as xarray decodes it, for data and coordinates alike."""
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    source = source.assign_coords(x=np.arange(8) * 0.25)
+    encoding = {"x": {"dtype": "int16", "scale_factor": 0.25}, "a": {"dtype": "int16", "scale_factor": 1e-4, "add_offset": 0.5, "_FillValue": None}}
+    source.to_netcdf(tmp_path / "packed.nc", engine="h5netcdf", encoding=encoding)
+    decoded = xr.open_dataset(tmp_path / "packed.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'packed.nc'}", "inputs=[a]", "targets=[u]", "name=packed")
+    a, _ = _all(files[0].parent, "a")
+    _same_samples(a, decoded["a"].values)
+    imported = xr.open_dataset(files[0], engine="h5netcdf")
+    np.testing.assert_array_equal(imported["x"].values, np.arange(8) * 0.25)
+    imported.close(), decoded.close()
+
+
 def test_zarr_store(run_import, tmp_path):
     pytest.importorskip("zarr")
     source = write_xarray(tmp_path / "plain.nc", n=10)
