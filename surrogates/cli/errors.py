@@ -1,7 +1,9 @@
 """User errors in one line: every entry point reports a bad input (data, checkpoint, config value) as
 ``surrogates-<command>: error: <message>`` on stderr and exits with status 2, instead of a traceback
 through Hydra and Lightning. ``HYDRA_FULL_ERROR=1`` (or ``verbose=true`` on the command line) shows the
-traceback; Ctrl-C prints one line and exits with 130.
+traceback; Ctrl-C prints one line and exits with 130. Running out of memory (numpy's ``MemoryError``, torch's
+CPU allocator or ``torch.OutOfMemoryError``) also ends in one line, with exit status 1, since what to change
+(a smaller batch or block) is the user's to choose.
 """
 
 from __future__ import annotations
@@ -14,12 +16,28 @@ from typing import Any
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "report_user_errors"]
+__all__ = ["USER_ERRORS", "is_out_of_memory", "report_user_errors"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
 """What a user's input causes: bad or missing data and checkpoints (``DatasetFileError``, ``CheckpointError``
 are ``ValueError`` s), invalid config values, missing mandatory keys. A ``ValueError`` from a bug is shown the
 same way; ``HYDRA_FULL_ERROR=1`` brings its traceback back."""
+
+
+_CPU_ALLOCATOR_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+"""How torch's CPU allocator words a failed allocation (a ``RuntimeError``, not a ``MemoryError``)."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a failed memory allocation: numpy's ``MemoryError``, torch's ``OutOfMemoryError``
+    (GPU) or its CPU allocator's ``RuntimeError``."""
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # only a process that imported torch can raise its errors
+    torch_oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    if isinstance(torch_oom, type) and isinstance(error, torch_oom):
+        return True
+    return isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILURE in str(error)
 
 
 def _verbose(cfg: Any) -> bool:
@@ -32,7 +50,7 @@ def _verbose(cfg: Any) -> bool:
 
 
 def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """``job(cfg)``, ending a user error with one line on stderr and exit status 2 (Ctrl-C: 130).
+    """``job(cfg)``, ending a user error with one line on stderr and exit status 2 (out of memory: 1, Ctrl-C: 130).
 
     Called inside each ``@hydra.main`` function (not as a decorator, so that Hydra still sees the
     entry point's own module: its job name and log file).
@@ -45,6 +63,16 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"{command}: error: {message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error) or _verbose(cfg):
+            raise
+        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        print(
+            f"{command}: error: out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "
+            "resolution or chunk_bytes, or fewer loader workers (HYDRA_FULL_ERROR=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         if _verbose(cfg):
             raise

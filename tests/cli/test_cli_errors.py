@@ -50,3 +50,41 @@ def test_the_traceback_is_shown_on_request(tmp_path):
 def test_verbose_shows_the_traceback(tmp_path):
     result = _run(tmp_path, "surrogates-evaluate", "ckpt=missing.ckpt", "verbose=true")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def _allocate_numpy(cfg):
+    import numpy as np
+
+    return np.empty(2**62, dtype=np.uint8)  # refused by the allocator at once: nothing is touched
+
+
+def _allocate_torch(cfg):
+    import torch
+
+    return torch.empty(2**62, dtype=torch.uint8)
+
+
+def _broken(cfg):
+    raise RuntimeError("a bug, not a user's input")
+
+
+@pytest.mark.parametrize("job", [_allocate_numpy, _allocate_torch])
+def test_running_out_of_memory_is_one_line_and_exit_1(capsys, job):
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors("surrogates-train", job, OmegaConf.create({}))
+    assert exit_info.value.code == 1
+    lines = _error_lines(capsys.readouterr().err, "surrogates-train")
+    assert len(lines) == 1 and "out of memory" in lines[0] and "batch_size" in lines[0], lines
+
+
+def test_other_runtime_errors_keep_their_traceback():
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        report_user_errors("surrogates-train", _broken, OmegaConf.create({}))
