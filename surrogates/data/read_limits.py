@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = [
     "DECODE_FACTOR", "DECODE_FLOOR", "MAX_SAMPLE_BYTES", "MEMORY_SHARE", "UNWRITTEN_CHECK_BYTES",
-    "StoredArray", "decoded_bytes", "machine_memory", "max_sample_bytes", "read_problem", "stored_array",
+    "StoredArray", "chunks_touched", "decoded_bytes", "machine_memory", "max_sample_bytes", "read_problem", "stored_array",
     "unwritten_problem",
 ]
 
@@ -136,10 +136,18 @@ def decoded_bytes(array: StoredArray, axis: int | None, count: int = 1) -> int:
     of ``count`` (as readers of blocks of samples do), and the worst such start counts. Contiguous storage
     reads the selected slab only.
     """
-    if axis is None:
-        count = 1
     if not array.chunks:
         return array.unit_bytes(axis) * (count if axis is not None else 1)
+    return chunks_touched(array, axis, count) * array.chunk_bytes
+
+
+def chunks_touched(array: StoredArray, axis: int | None, count: int = 1) -> int:
+    """Chunks that reading ``count`` consecutive entries along ``axis`` (``None``: the whole variable) decodes,
+    at the worst start that is a multiple of ``count`` (0 for contiguous storage or no values)."""
+    if not array.chunks or not array.nbytes:
+        return 0
+    if axis is None:
+        count = 1
     touched = 1
     for d, (n, c) in enumerate(zip(array.shape, array.chunks)):
         along = -(-n // c)
@@ -148,7 +156,7 @@ def decoded_bytes(array: StoredArray, axis: int | None, count: int = 1) -> int:
             offset = c - math.gcd(count, c)
             along = min(along, (offset + count - 1) // c + 1)
         touched *= along
-    return touched * array.chunk_bytes if array.nbytes else 0
+    return touched
 
 
 def machine_memory() -> int:

@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from surrogates.data.hdf5_storage import find_stored_elsewhere
+from surrogates.data import read_limits
 from surrogates.serve.errors import ServiceError, bad_request, name_list, unprocessable
 from surrogates.serve.schemas import PredictRequest
 
@@ -280,21 +281,21 @@ class NetcdfVariable:
         return math.prod(self.shape)
 
     @property
+    def header_facts(self) -> read_limits.StoredArray:
+        """The variable as :mod:`surrogates.data.read_limits` measures a stored array (shape, dtype, chunks)."""
+        return read_limits.StoredArray(self.name, self.shape, str(self.dtype), max(int(self.dtype.itemsize), 1), self.chunks)
+
+    @property
     def chunks_read(self) -> int:
         """HDF5 chunks that reading the whole variable touches (none for contiguous data, or no values)."""
-        if not self.elements or not self.chunks:
-            return 0
-        return math.prod(-(-n // c) for n, c in zip(self.shape, self.chunks))
+        return read_limits.chunks_touched(self.header_facts, None)
 
     @property
     def decoded_bytes(self) -> int:
         """Bytes produced by reading the whole variable: for a chunked (compressed) variable every chunk it
         touches is decompressed whole, so a chunk larger than the variable counts in full, and HDF5's
         bookkeeping of each chunk (:data:`CHUNK_BOOKKEEPING`) counts too."""
-        itemsize = max(int(self.dtype.itemsize), 1)
-        if not self.chunks:
-            return self.elements * itemsize
-        return self.chunks_read * (math.prod(self.chunks) * itemsize + CHUNK_BOOKKEEPING)
+        return read_limits.decoded_bytes(self.header_facts, None) + self.chunks_read * CHUNK_BOOKKEEPING
 
 
 class NetcdfHeader(Mapping[str, NetcdfVariable]):
