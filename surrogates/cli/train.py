@@ -91,10 +91,24 @@ def check_optimizer_states(states: Any, parameters: list[torch.Tensor], path: An
         where = f"optimizer_states[{i}]"
         if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)):
             raise CheckpointError(path, f"{where} is not an optimizer's state_dict (no 'state' mapping)")
+        _check_parameter_groups(optimizer.get("param_groups"), len(parameters), where, path)
         for index, state in optimizer["state"].items():
             if not (isinstance(index, int) and 0 <= index < len(parameters) and isinstance(state, dict)):
                 raise CheckpointError(path, f"{where} holds a state for parameter {index!r}; the task has {len(parameters)}")
             _check_parameter_state(state, parameters[index], f"{where}['state'][{index}]", path)
+
+
+def _check_parameter_groups(groups: Any, n_parameters: int, where: str, path: Any) -> None:
+    """The optimizer's groups must number the task's parameters ``0 .. n - 1``, each once, so that state ``i``
+    is parameter ``i``'s (torch would refuse other group sizes only once Lightning restores, mid-set-up)."""
+    well_formed = isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+    indices = [index for group in groups for index in group["params"]] if well_formed else []
+    if not well_formed or not all(type(i) is int for i in indices) or sorted(indices) != list(range(n_parameters)):
+        found = f"{len(indices)} parameter indices" if well_formed else "no list of groups with 'params' lists"
+        raise CheckpointError(
+            path, f"{where}['param_groups'] does not number the task's {n_parameters} parameters once each ({found}): "
+            "the run was trained with another model or optimizer set-up"
+        )
 
 
 def _check_parameter_state(state: dict[str, Any], parameter: torch.Tensor, where: str, path: Any) -> None:

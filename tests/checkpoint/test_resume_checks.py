@@ -78,6 +78,10 @@ LIFTING = "model.net.lifting.weight"
         (_moment("exp_avg", lambda m: torch.full_like(m, float("nan"))), r"\['exp_avg'\] holds NaN or infinite values"),
         (lambda c: c["optimizer_states"][0]["state"].__setitem__(999, {}), "state for parameter 999; the task has"),
         (lambda c: c.__setitem__("optimizer_states", [{"param_groups": []}]), "is not an optimizer's state_dict"),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0]["params"].pop(), r"\['param_groups'\] does not number the task's 18 parameters once each \(17 parameter indices\)"),
+        (lambda c: c["optimizer_states"][0]["param_groups"].append({"params": [0]}), r"\(19 parameter indices\)"),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0]["params"].append("w"), r"\(19 parameter indices\)"),
+        (lambda c: c["optimizer_states"][0].__setitem__("param_groups", {"params": []}), r"\(no list of groups with 'params' lists\)"),
     ],
 )
 def test_what_lightning_would_restore_unchecked_is_refused_first(tmp_path, edit, message):
@@ -102,7 +106,7 @@ def test_lbfgs_keeps_one_flat_state_checked_for_finiteness_only(tmp_path):
     flat = {"d": torch.zeros(n), "old_dirs": [torch.zeros(n)], "prev_flat_grad": torch.zeros(n), "n_iter": 1}
 
     def lbfgs(contents):
-        contents["optimizer_states"].append({"state": {0: flat}, "param_groups": [{"params": list(range(17))}]})
+        contents["optimizer_states"].append({"state": {0: flat}, "param_groups": [{"params": list(range(len(list(task.parameters()))))}]})
 
     check_resumable(_checkpoint(tmp_path / "last.ckpt", lbfgs), task)
     flat["old_dirs"] = [torch.full((n,), float("nan"))]
