@@ -89,6 +89,7 @@ def test_xarray_dims_are_mapped_and_vector_components_split(run_import, tmp_path
     train.close(), test.close()
 
 
+@pytest.mark.filterwarnings("ignore:saving variable a with floating point data as an integer dtype")
 def test_packed_variables_and_coordinates_are_decoded(run_import, tmp_path):
     """CF packing (int16 + scale_factor / add_offset), as xarray decodes it, for data and coordinates alike."""
     source = write_xarray(tmp_path / "plain.nc", n=10)
