@@ -13,7 +13,6 @@ lazily with h5py, one handle per file and process, like
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,10 @@ from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
 from surrogates.data.fields import expand_field_names
-from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.normalization import Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates, split_files
+from surrogates.data.worker_files import WorkerFiles
 from surrogates.schema import DataSchema
 
 __all__ = ["AutoregressiveDataModule", "AutoregressiveDataset"]
@@ -124,8 +123,7 @@ class AutoregressiveDataset(Dataset):
         reference = {name: values for name, values in self.coords.items() if name in dims}
         for info in self.infos[1:]:
             check_same_coordinates(self.files[0], reference, info.path, _read_coords(info.path, [n for n in info.coords if n in dims]))
-        self._handles: dict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = {}
-        self._pid: int | None = None
+        self._files = WorkerFiles(self.files, [*self.state, *self.conditioning])
 
     def _validate(self, info: FileInfo) -> None:
         reference = self.infos[0] if self.infos else info
@@ -167,32 +165,13 @@ class AutoregressiveDataset(Dataset):
         return k, int(sample - self._offsets[k])
 
     # -- access -----------------------------------------------------------------------------------
-    def _open(self, k: int) -> dict[str, h5py.Dataset]:
-        """The variables of file ``k``, opened in this process on first use (never inherited through fork)."""
-        pid = os.getpid()
-        if self._pid != pid:
-            self._handles = {}
-            self._pid = pid
-        entry = self._handles.get(k)
-        if entry is None:
-            handle = h5py.File(self.files[k], "r")
-            try:
-                # the file may have changed since it was inspected: never read another file through it
-                check_stored_here(handle, self.files[k], DatasetFileError)
-                entry = (handle, {name: handle[name] for name in {*self.state, *self.conditioning}})
-            except BaseException:
-                handle.close()
-                raise
-            self._handles[k] = entry
-        return entry[1]
-
     def read(self, sample: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """States ``start:stop`` of trajectory ``sample`` ``(n, C, *spatial)`` and its parameters ``(P,)``, float32."""
         if not 0 <= sample < self.n_trajectories:
             raise IndexError(f"trajectory {sample} out of range for {self.n_trajectories} trajectories")
         k, local = self._locate(sample)
         try:
-            variables = self._open(k)
+            variables = self._files.variables(k)
             states = np.stack([np.asarray(variables[name][local, start:stop], dtype=np.float32) for name in self.state], axis=1)
             params = np.array([variables[name][local] for name in self.conditioning], dtype=np.float32)
         except OSError as error:
@@ -248,17 +227,7 @@ class AutoregressiveDataset(Dataset):
 
     def close(self) -> None:
         """Close the handles this process opened (reopened on the next access)."""
-        if self._pid == os.getpid():
-            for handle, _ in self._handles.values():
-                handle.close()
-        self._handles = {}
-        self._pid = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_handles"] = {}
-        state["_pid"] = None
-        return state
+        self._files.close()
 
     def __repr__(self) -> str:
         kind = ("pairs" if self.window_length == 2 else f"windows {self.n_steps_input} -> {self.n_steps_output}") if self.pairs else "trajectories"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +14,11 @@ from torch.utils.data import Dataset
 
 from surrogates.data.fields import expand_field_names
 from surrogates.data.foreign import ForeignFileInfo, ForeignLayout, inspect_foreign
-from surrogates.data.hdf5_storage import check_stored_here
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates
+from surrogates.data.worker_files import WorkerFiles
 from surrogates.schema import window_channel
 
-MAX_OPEN_FILES = 64
 """Open HDF5 handles kept per process (least recently used ones are closed beyond this)."""
 
 
@@ -160,8 +157,7 @@ class FieldDataset(Dataset):
             0 <= self.indices.min() and self.indices.max() < self._offsets[-1]
         ):
             raise IndexError(f"sample indices must lie in [0, {int(self._offsets[-1])})")
-        self._handles: OrderedDict[int, tuple[h5py.File, dict[str, h5py.Dataset]]] = OrderedDict()
-        self._pid: int | None = None
+        self._files = WorkerFiles(self.files, [channel.source for channel in [*self._input_channels, *self._target_channels]])
 
     # -- layout -----------------------------------------------------------------------------------
     def _check_consistent(self) -> None:
@@ -307,33 +303,6 @@ class FieldDataset(Dataset):
         k = int(np.searchsorted(self._offsets, index, side="right")) - 1
         return k, int(index - self._offsets[k])
 
-    def _open(self, k: int) -> dict[str, h5py.Dataset]:
-        """The variables of file ``k``, opened in this process on first use (a file that reads data from other
-        files is refused on every open, :func:`~surrogates.data.hdf5_storage.check_stored_here`)."""
-        pid = os.getpid()
-        if self._pid != pid:
-            # Handles inherited through fork belong to the parent; open our own.
-            self._handles = OrderedDict()
-            self._pid = pid
-        entry = self._handles.get(k)
-        if entry is None:
-            handle = h5py.File(self.files[k], "r")
-            try:
-                # the file may have changed since it was inspected: never read another file through it
-                check_stored_here(handle, self.files[k], DatasetFileError)
-                # Looking a dataset up by name costs several times more than reading a small sample.
-                channels = [*self._input_channels, *self._target_channels]
-                entry = (handle, {channel.source: handle[channel.source] for channel in channels})
-            except BaseException:
-                handle.close()
-                raise
-            self._handles[k] = entry
-            while len(self._handles) > MAX_OPEN_FILES:
-                self._handles.popitem(last=False)[1][0].close()
-        else:
-            self._handles.move_to_end(k)
-        return entry[1]
-
     def _read(self, variables: dict[str, h5py.Dataset], channel: _Channel, local: int, start: int = 0) -> np.ndarray:
         data = variables[channel.source]
         index: tuple[Any, ...] = (local,) if channel.time is None else (local, start + channel.time)
@@ -348,7 +317,7 @@ class FieldDataset(Dataset):
         sample, start = self._item(int(index))
         k, local = self._locate(sample)
         try:
-            variables = self._open(k)
+            variables = self._files.variables(k)
             x = np.stack([self._read(variables, channel, local, start) for channel in self._input_channels])
             y = np.stack([self._read(variables, channel, local, start) for channel in self._target_channels])
         except OSError as error:
@@ -357,18 +326,7 @@ class FieldDataset(Dataset):
 
     def close(self) -> None:
         """Close the handles this process opened (they are reopened on the next access)."""
-        if self._pid == os.getpid():
-            for handle, _ in self._handles.values():
-                handle.close()
-        self._handles = OrderedDict()
-        self._pid = None
-
-    # -- pickling ---------------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_handles"] = OrderedDict()
-        state["_pid"] = None
-        return state
+        self._files.close()
 
     def __repr__(self) -> str:
         return (

@@ -60,18 +60,18 @@ def test_trajectory_mode_and_limits(ks_dir, reference):
 
 def test_files_are_opened_lazily_per_process(ks_dir):
     ds = AutoregressiveDataset(split_files(ks_dir, "train"), ["u"], ["dt", "dx"])
-    assert ds._handles == {}  # nothing opened by the constructor
+    assert ds._files._handles == {}  # nothing opened by the constructor
     ds[0]
-    assert len(ds._handles) == 1
+    assert len(ds._files._handles) == 1
     clone = pickle.loads(pickle.dumps(ds))  # what a worker receives: no handles
-    assert clone._handles == {} and clone._pid is None
+    assert clone._files._handles == {} and clone._files._pid is None
     torch.testing.assert_close(clone[3]["x"], ds[3]["x"])
-    ds._pid = -1  # as if inherited through fork: a new handle is opened, the parent's is not reused
-    inherited = dict(ds._handles)
+    ds._files._pid = -1  # as if inherited through fork: a new handle is opened, the parent's is not reused
+    inherited = dict(ds._files._handles)
     ds[1]
-    assert ds._handles.keys() == inherited.keys() and all(ds._handles[k][0] is not inherited[k][0] for k in inherited)
+    assert ds._files._handles.keys() == inherited.keys() and all(ds._files._handles[k][0] is not inherited[k][0] for k in inherited)
     ds.close()
-    assert ds._handles == {}
+    assert ds._files._handles == {}
 
 
 def test_worker_processes_read_the_same_pairs(ks_dir):

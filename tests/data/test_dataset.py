@@ -114,33 +114,33 @@ def test_shards_with_other_times_are_refused(tmp_path):
 def test_picklable_after_use_without_handles(darcy_like):
     ds = FieldDataset(split_files(darcy_like, "train"), ["a"], ["u"])
     first = ds[0]
-    assert ds._handles  # a handle is open in this process
+    assert ds._files._handles  # a handle is open in this process
     clone = pickle.loads(pickle.dumps(ds))
-    assert not clone._handles and clone._pid is None
+    assert not clone._files._handles and clone._files._pid is None
     torch.testing.assert_close(clone[0]["x"], first["x"])
     ds.close()
-    assert not ds._handles
+    assert not ds._files._handles
     torch.testing.assert_close(ds[0]["y"], first["y"])  # reopened on demand
 
 
 def test_handle_is_reopened_in_another_process(darcy_like):
     ds = FieldDataset(split_files(darcy_like, "train"), ["a"], ["u"])
     ds[0]
-    parent_handle = ds._handles[0][0]
-    ds._pid = -1  # as seen from a forked worker: the pid differs
+    parent_handle = ds._files._handles[0][0]
+    ds._files._pid = -1  # as seen from a forked worker: the pid differs
     ds[1]
-    assert ds._handles[0][0] is not parent_handle and parent_handle.id.valid
+    assert ds._files._handles[0][0] is not parent_handle and parent_handle.id.valid
 
 
 def test_open_handles_are_bounded(tmp_path, monkeypatch):
-    from surrogates.data import dataset as dataset_module
+    from surrogates.data import worker_files
 
     for shard in range(3):
         fields, variables, coords, attrs = stationary(2, seed=shard)
         write_dataset(shard_path(tmp_path, "train", shard, 3), fields, variables, coords, attrs)
-    monkeypatch.setattr(dataset_module, "MAX_OPEN_FILES", 2)
+    monkeypatch.setattr(worker_files, "MAX_OPEN_FILES", 2)
     ds = FieldDataset(split_files(tmp_path, "train"), ["a"], ["u"])
     first = [ds[i]["x"] for i in range(6)]
-    assert list(ds._handles) == [1, 2]
+    assert list(ds._files._handles) == [1, 2]
     torch.testing.assert_close(ds[0]["x"], first[0])  # reopened
-    assert list(ds._handles) == [2, 0]
+    assert list(ds._files._handles) == [2, 0]

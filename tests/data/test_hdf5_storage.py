@@ -79,7 +79,7 @@ def test_a_file_changed_after_inspection_is_refused_when_a_worker_opens_it(split
     with pytest.raises(DatasetFileError, match="'u'") as error:
         ds[0]
     assert str(error.value).startswith(str(train))
-    assert not ds._handles  # the refused handle was closed, not kept
+    assert not ds._files._handles  # the refused handle was closed, not kept
 
 
 def test_autoregressive_workers_check_too(tmp_path):
