@@ -78,7 +78,7 @@ class SpaceTimeDataset(FieldDataset):
         k, local = self._locate(int(index))
         shape = self.spatial_shape
         try:
-            variables = self._open(k)
+            variables = self._files.variables(k)
             xs = []
             for channel in self._input_channels:
                 data = variables[channel.name]
