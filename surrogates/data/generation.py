@@ -1,7 +1,8 @@
 """Write a PDE's dataset split by split and shard by shard, resuming where a previous run stopped.
 
 Random numbers are drawn per chunk of ``chunk_size`` samples, seeded by ``(seed, split, first
-sample index)``, so a dataset does not depend on how it was split into shards or jobs.
+sample index)`` (:func:`split_entropy`), so a dataset does not depend on how it was split into shards
+or jobs, and no two splits share inputs.
 
 Generation never mixes data: every file records the dataset's fingerprint
 (:mod:`surrogates.data.fingerprint`); a rerun whose fingerprint differs from the files already in
@@ -35,6 +36,7 @@ from surrogates.data.writer import remove_stale_temporaries, temporary_path, wri
 
 SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
+_OTHER_SPLIT = 99
 
 _SHARD_NAME = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.h5$")
 MAX_SHARDS = 99_999
@@ -169,6 +171,19 @@ def shard_range(n: int, shard: int, num_shards: int, chunk_size: int) -> range:
     return range(min(first_chunk * chunk_size, n), min(last_chunk * chunk_size, n))
 
 
+def split_entropy(split: str) -> list[int]:
+    """The words that identify a split in the seed of its chunks: ``[0]``, ``[1]``, ``[2]`` for train, val, test.
+
+    Any other name gives ``[99, len, *utf8 bytes]``: one shared id for every other name drew the same
+    inputs for two such splits of a dataset. The length keeps the word lists of two names distinct
+    (``SeedSequence`` treats short lists that differ by trailing zeros alike).
+    """
+    if split in _SPLIT_IDS:
+        return [_SPLIT_IDS[split]]
+    encoded = split.encode()
+    return [_OTHER_SPLIT, len(encoded), *encoded]
+
+
 def generate_split(
     pde: Any,
     path: Path,
@@ -211,7 +226,7 @@ def _generate_split(
     bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
     for start in range(indices.start, indices.stop, chunk_size):
         count = min(chunk_size, indices.stop - start)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_IDS.get(split, 99), start]))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, *split_entropy(split), start]))
         # Solvers work on small vectors: threaded BLAS only adds overhead, and under contention from
         # parallel shard jobs it slows solves by an order of magnitude.
         with threadpool_limits(limits=1, user_api="blas"):

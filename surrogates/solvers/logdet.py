@@ -2,7 +2,8 @@
 
 ``sparse_logdet`` factorizes ``A = P^T L U P`` with a symmetric fill-reducing ordering (minimum degree
 on ``A^T + A``) and no pivoting away from the diagonal, which is Cholesky up to scaling for an SPD
-matrix, so ``log det A = sum log U_ii`` (every ``U_ii > 0``; a non-positive pivot means ``A`` is not SPD).
+matrix, so ``log det A = sum log U_ii`` (every ``U_ii > 0``; a non-positive pivot, or a zero one that
+SuperLU replaced by an off-diagonal entry, means ``A`` is not SPD).
 
 ``slq_logdet`` is stochastic Lanczos quadrature (Ubaru, Chen and Saad, 2017): with Rademacher probes
 ``z``, ``log det A = tr log A = E[z^T log(A) z]`` and each quadratic form is the ``m``-point Gauss
@@ -26,8 +27,8 @@ from surrogates.solvers.lanczos import lanczos
 class SPDFactor:
     """Sparse LU of an SPD matrix ``(n, n)`` with a symmetric ordering: ``log det`` and solves.
 
-    Raises ``ValueError`` when ``A`` is not square, has non-finite entries or a non-positive pivot
-    (then it is not SPD).
+    Raises ``ValueError`` when ``A`` is not square, has non-finite entries, a non-positive pivot or
+    a zero diagonal pivot that SuperLU replaced by an off-diagonal one (then it is not SPD).
     """
 
     def __init__(self, A: sp.spmatrix):
@@ -37,6 +38,10 @@ class SPDFactor:
         if not np.all(np.isfinite(A.data)):
             raise ValueError("A has non-finite entries")
         self.lu = spla.splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        # SuperLU still pivots off the diagonal where a diagonal pivot is exactly zero: the row order then
+        # differs from the column order, det A = -prod(U_ii) may be, and A is not SPD (it has a zero pivot)
+        if not np.array_equal(self.lu.perm_r, self.lu.perm_c):
+            raise ValueError("A is not symmetric positive definite (a zero diagonal pivot)")
         pivots = self.lu.U.diagonal()
         if np.any(pivots <= 0):
             raise ValueError("A is not symmetric positive definite (a non-positive pivot)")

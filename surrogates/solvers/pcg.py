@@ -157,13 +157,13 @@ def pcg(
         On breakdown: ``p^T A p <= 0`` (``A`` not SPD) or ``r^T M^{-1} r <= 0`` (preconditioner not SPD),
         naming the system and the iteration.
     ValueError
-        On non-finite ``b`` or ``x0``, mismatched shapes, or negative tolerances.
+        On non-finite ``b`` or ``x0``, mismatched shapes, tolerances that are negative or not finite
+        (NaN included), or a negative ``maxiter``.
     """
     b, squeeze = _as_rhs(b)
     A = as_sparse_matrix(A, b.device, b.dtype)
     B, n = _check_shapes(A, b)
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    _check_tolerances(rtol, atol, maxiter)
     if workers < 1 or (chunk_size is not None and chunk_size < 1):
         raise ValueError(f"workers and chunk_size must be positive, got workers={workers}, chunk_size={chunk_size}")
     if B > 1 and b.device.type == "cpu" and not A.is_batched:
@@ -452,6 +452,19 @@ def _as_initial_guess(x0: torch.Tensor | np.ndarray, b: torch.Tensor) -> torch.T
     if not bool(torch.isfinite(x0).all()):
         raise ValueError("x0 contains NaN or infinite values")
     return x0
+
+
+def _check_tolerances(rtol: float, atol: float, maxiter: int | None) -> None:
+    """Refuse tolerances the stopping rule cannot use.
+
+    ``rtol < 0`` is False for NaN, so a NaN tolerance used to pass: no residual compares ``<=`` to it,
+    and CG ran on past round-off until ``maxiter`` or until the residual underflowed to zero, which
+    was then reported as a preconditioner that is not SPD.
+    """
+    if not (math.isfinite(rtol) and math.isfinite(atol) and rtol >= 0 and atol >= 0):
+        raise ValueError(f"rtol and atol must be finite and non-negative, got rtol={rtol}, atol={atol}")
+    if maxiter is not None and maxiter < 0:
+        raise ValueError(f"maxiter must be non-negative, got {maxiter}")
 
 
 def _check_shapes(A: SparseMatrix, b: torch.Tensor) -> tuple[int, int]:

@@ -16,15 +16,17 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from surrogates.cli.generate import generate
 from surrogates.data.fingerprint import FINGERPRINT_ATTR, read_fingerprint
-from surrogates.data.generation import GenerationError
+from surrogates.data.generation import GenerationError, generate_dataset
 from surrogates.data.schema import DatasetFileError
 from surrogates.data.shards import shard_path, split_files
 from surrogates.data.writer import host_name, temporary_path, write_dataset
 from surrogates.data.xarray_view import open_split
+from surrogates.pdes.darcy import Darcy
 from tests.cli.conftest import compose_cfg  # noqa: F401  (the fixture composing configs like the entry point)
 from tests.data.conftest import stationary
 
@@ -253,3 +255,23 @@ def test_a_swallowed_interruption_still_ends_the_run(tmp_path):
         "kept; rerun the same command to resume"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_splits_with_names_of_their_own_never_share_inputs(tmp_path):
+    """Every split name outside train/val/test used to get the same seed id: two such splits of one
+    dataset held the same samples. Each name now seeds its own chunks; train keeps its old seeds."""
+    pde = Darcy(resolution=6)
+    sizes = {"train": 2, "ood_a": 2, "ood_b": 2, "b": 2, "bb": 2}
+    files = generate_dataset(pde, tmp_path / "d", sizes, seed=3, chunk_size=2, progress=False)
+    fields = {}
+    for path in files:
+        with h5py.File(path) as f:
+            fields[path.stem] = f["a"][...]
+    assert sorted(fields) == sorted(sizes)
+    names = sorted(fields)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            assert not np.array_equal(fields[first], fields[second]), (first, second)
+    # train's chunk 0 is still drawn from SeedSequence([seed, 0, start]), as datasets written before
+    rng = np.random.default_rng(np.random.SeedSequence([3, 0, 0]))
+    np.testing.assert_array_equal(fields["train"], pde.sample_inputs(2, rng)["a"].astype(np.float32))

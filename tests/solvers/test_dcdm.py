@@ -582,6 +582,8 @@ def test_bad_input_raises(systems, network):
         dcdm(A, b, network, keep=0)
     with pytest.raises(ValueError, match="non-negative"):
         dcdm(A, b, network, rtol=-1.0)
+    with pytest.raises(ValueError, match="finite"):
+        dcdm(A, b, network, rtol=float("nan"))
     with pytest.raises(ValueError, match="batch of matrices"):
         dcdm([A, A], b, network)
     with pytest.raises(NotSPDError, match="DCDM breakdown"):

@@ -41,6 +41,20 @@ def test_sparse_logdet_refuses_bad_input():
         sparse_logdet(bad)
 
 
+@pytest.mark.parametrize(
+    "dense",
+    [
+        [[0.0, 1.0], [1.0, 0.0]],  # det -1: SuperLU pivots off the zero diagonal, and both pivots are 1
+        [[1.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 5.0]],  # det -20: pivots 2, 2, 5 after the row swap
+    ],
+)
+def test_symmetric_indefinite_matrix_with_a_zero_diagonal_is_refused(dense):
+    """An off-diagonal pivot hides the sign of det A: refused rather than returning log |det A| as log det A."""
+    assert np.linalg.slogdet(np.array(dense))[0] < 0
+    with pytest.raises(ValueError, match="not symmetric positive definite"):
+        SPDFactor(sp.csr_matrix(np.array(dense)))
+
+
 def test_slq_is_exact_on_a_diagonal_matrix():
     """z^T log(D) z = sum log d_i for Rademacher z, and n Lanczos steps integrate exactly."""
     d = np.linspace(0.5, 3.0, 12)

@@ -248,6 +248,17 @@ def test_preconditioner_is_moved_to_dtype():
     assert P.moved == torch.float32
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("settings", [{"rtol": float("nan")}, {"atol": float("nan")}, {"rtol": float("inf")}, {"maxiter": -1}])
+def test_unusable_tolerances_are_refused_before_any_work(settings, batch):
+    """A NaN tolerance compares false with every residual: CG used to run on past round-off and end in a
+    wrong NotSPDError (residual underflow) or an unconverged result; an infinite one accepted x = 0."""
+    A = poisson_operator(12)
+    b = torch.ones(batch, A.shape[0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="rtol and atol must be finite|maxiter must be non-negative"):
+        pcg(A, b, **settings)
+
+
 def test_shape_errors():
     A = poisson_operator(6)
     with pytest.raises(ValueError, match="entries per system"):

@@ -27,7 +27,16 @@ import torch
 
 from surrogates.solvers.dcdm.grid import DirectionOperator
 from surrogates.solvers.dcdm.network import DCDMNet
-from surrogates.solvers.pcg import NotSPDError, PCGResult, _as_initial_guess, _as_rhs, _check_shapes, _dots, _norms
+from surrogates.solvers.pcg import (
+    NotSPDError,
+    PCGResult,
+    _as_initial_guess,
+    _as_rhs,
+    _check_shapes,
+    _check_tolerances,
+    _dots,
+    _norms,
+)
 from surrogates.solvers.sparse import as_sparse_matrix
 
 __all__ = ["DCDMResult", "dcdm"]
@@ -96,15 +105,15 @@ def dcdm(
         When a direction has ``q^T A q <= 0`` after orthogonalization: ``A`` is not SPD, or the network
         returned a direction in the span of the previous ones (e.g. zero).
     ValueError
-        On non-finite ``b`` or ``x0``, mismatched shapes, a batch of matrices, negative tolerances or ``keep < 1``.
+        On non-finite ``b`` or ``x0``, mismatched shapes, a batch of matrices, tolerances that are negative or
+        not finite, a negative ``maxiter`` or ``keep < 1``.
     """
     b, squeeze = _as_rhs(b)
     S = as_sparse_matrix(A, b.device, b.dtype)
     B, n = _check_shapes(S, b)
     if S.is_batched:
         raise ValueError("DCDM solves with one matrix shared by the right-hand sides, got a batch of matrices")
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be non-negative, got rtol={rtol}, atol={atol}")
+    _check_tolerances(rtol, atol, maxiter)
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     direction = DirectionOperator(network, S) if isinstance(network, DCDMNet) else network
