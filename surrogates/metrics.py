@@ -2,7 +2,8 @@
 
 Every function of :data:`METRICS` takes batched fields ``pred`` and ``target`` of shape
 ``(B, C, *spatial)`` and returns one value per sample, shape ``(B,)``, so callers choose how to
-aggregate. Norms are taken over all channels and grid points of a sample.
+aggregate. Norms are taken over all channels and grid points of a sample, except in :func:`nrmse` and
+:func:`vrmse`, which score each channel on its own and average over channels.
 
 Rollout metrics (:data:`ROLLOUT_METRICS`, :func:`high_correlation_time`, :func:`rollout_metrics`)
 compare trajectories ``(B, T, *spatial)`` step by step and return ``(B, T)`` curves or one time per
@@ -37,8 +38,8 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Relative L2 error ``||pred - target||_2 / ||target||_2`` per sample, shape ``(B,)``.
 
     On a uniform grid the grid-spacing factor of the discrete L2 norm cancels, so this is the
-    relative L2 norm of the underlying functions (the FNO paper's metric). PDEBench calls the same
-    quantity nRMSE.
+    relative L2 norm of the underlying functions (the FNO paper's metric). For one channel it is
+    PDEBench's nRMSE (:func:`nrmse`); with several, channels of large values weigh more.
     """
     _check(pred, target)
     diff = torch.linalg.vector_norm(_flat(pred - target), dim=1)
@@ -61,8 +62,17 @@ def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def nrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Normalized RMSE ``RMSE / RMS(target)`` per sample (equals :func:`relative_l2`), shape ``(B,)``."""
-    return relative_l2(pred, target)
+    """Normalized RMSE per sample: ``RMSE / RMS(target)`` of each channel, averaged over channels, shape ``(B,)``.
+
+    PDEBench's nRMSE (``metric_func`` in ``pdebench/models/metrics.py`` divides each channel's RMSE by that
+    channel's RMS, then averages): a channel of small values (a velocity next to a pressure, one state of a
+    time window) counts as much as one of large values. With one channel it equals :func:`relative_l2`.
+    """
+    _check(pred, target)
+    # (B, C, points): a field without spatial dims is one point per channel
+    error = torch.linalg.vector_norm((pred - target).flatten(2), dim=2)
+    norm = torch.linalg.vector_norm(target.flatten(2), dim=2).clamp_min(_EPS)
+    return (error / norm).mean(dim=1)
 
 
 def vrmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,8 @@ class FieldDataModule(SplitDataModule):
     seed
         Seeds the training shuffle: the same seed gives the same batches, whatever ``num_workers``.
     n_train
-        Use only the first ``n_train`` training samples (statistics included).
+        Use only the first ``n_train`` training samples (statistics included); with time windows, every window
+        of the first ``n_train`` trajectories.
     n_steps_input, n_steps_output
         Time windows instead of ``input_time`` / ``target_time`` (see
         :class:`~surrogates.data.dataset.FieldDataset`): ``n_steps_input`` states of each input in, the next
@@ -117,12 +118,13 @@ class FieldDataModule(SplitDataModule):
         full = self._load("train")
         if self.n_train is None:
             train: Dataset = full
-        elif self.n_train > len(full):
+        elif self.n_train > full.n_samples:
             raise ValueError(
-                f"n_train={self.n_train} but the training split of {self.data_dir} has {len(full)} samples"
+                f"n_train={self.n_train} but the training split of {self.data_dir} has {full.n_samples} samples"
             )
         else:
-            train = Subset(full, range(self.n_train))
+            # n_train counts samples (trajectories), not time windows: every window of the first n_train samples
+            train = Subset(full, range(self.n_train * full.items_per_sample))
         stats_batch = max(self.batch_size, 64)
         self.input_normalizer = Normalizer.from_stats(*channel_statistics(train, "x", stats_batch))
         self.target_normalizer = Normalizer.from_stats(*channel_statistics(train, "y", stats_batch))

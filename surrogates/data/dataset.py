@@ -278,6 +278,16 @@ class FieldDataset(Dataset):
     def _n_samples(self) -> int:
         return int(self._offsets[-1]) if self.indices is None else int(self.indices.size)
 
+    @property
+    def n_samples(self) -> int:
+        """Samples (trajectories with time windows) of the split; items are ``n_samples * items_per_sample``."""
+        return self._n_samples()
+
+    @property
+    def items_per_sample(self) -> int:
+        """Items made from one sample: its time windows, or 1 without windows. Items of one sample are consecutive."""
+        return 1 if self.window is None else self._n_starts
+
     def _item(self, index: int) -> tuple[int, int]:
         """Item ``index`` as (sample number, first time of its window; 0 without windows)."""
         n = len(self)

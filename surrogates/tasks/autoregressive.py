@@ -98,6 +98,8 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
         # validation trajectories of the rollout metric (CPU), read once per fit
         self._rollout_reference: tuple[torch.Tensor, torch.Tensor] | None = None
         self._means = {stage: SampleMeans(("mse", "rel_l2")) for stage in ("val", "test")}
+        # optimizer steps when the current training batch started (the average follows steps, not batches)
+        self._steps_before_batch: int | None = None
 
     @property
     def net(self) -> PDERefiner:
@@ -166,8 +168,20 @@ class Autoregressive(EvaluationMeans, L.LightningModule):
         errors = {"mse": (pred - batch["y"]).pow(2).flatten(1).mean(1), "rel_l2": metrics.relative_l2(pred, batch["y"])}
         self._means[stage].update(errors, size)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._steps_before_batch = self.trainer.global_step if self._trainer is not None else None
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.ema is not None:
+        """Update the weight average after a batch that stepped the optimizer.
+
+        With gradient accumulation (``trainer.accumulate_grad_batches > 1``) most batches only add
+        gradients; averaging after them too would apply the decay several times per step, to
+        unchanged weights. Called outside a trainer, every call counts as a step.
+        """
+        if self.ema is None:
+            return
+        before = self._steps_before_batch
+        if before is None or self.trainer.global_step > before:
             self.ema.update_parameters(self.net)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

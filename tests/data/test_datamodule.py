@@ -72,6 +72,25 @@ def test_n_train_takes_the_first_samples(darcy_like):
         FieldDataModule(darcy_like, inputs=["a"], targets=["u"], n_train=11).setup("fit")
 
 
+def test_n_train_with_time_windows_takes_every_window_of_the_first_trajectories(burgers_like):
+    import xarray as xr
+
+    # 8 trajectories of 3 states: windows 1 -> 1 start at times 0 and 1, two per trajectory
+    dm = FieldDataModule(burgers_like, inputs=["u"], targets=["u"], batch_size=2, n_steps_input=1, n_steps_output=1, n_train=3)
+    dm.setup("fit")
+    with xr.open_dataset(split_files(burgers_like, "train")[0], engine="h5netcdf") as train:
+        u = train["u"].values[:3].astype(np.float64)  # (3, time, x)
+    assert len(dm.train_set) == 3 * 2
+    items = torch.stack([dm.train_set[i]["x"][0] for i in range(len(dm.train_set))]).double().numpy()
+    np.testing.assert_array_equal(items, u[:, :2].reshape(6, -1))  # trajectory-major, then start time
+    # the statistics of exactly these windows: inputs the states at times 0, 1; targets at 1, 2
+    # (float64 sums of float32 values: a few eps32 of the mean's and the spread's size)
+    np.testing.assert_allclose(dm.input_normalizer.mean.numpy(), [u[:, :2].mean()], rtol=1e-6)
+    np.testing.assert_allclose(dm.target_normalizer.std.numpy(), [u[:, 1:].std()], rtol=1e-6)
+    with pytest.raises(ValueError, match="n_train=9 but the training split .* has 8 samples"):
+        FieldDataModule(burgers_like, inputs=["u"], targets=["u"], n_steps_input=1, n_steps_output=1, n_train=9).setup("fit")
+
+
 def test_hydra_lists_schema_and_channels(burgers_like):
     cfg = OmegaConf.create({"inputs": ["u", "nu"], "targets": ["u"]})
     dm = FieldDataModule(str(burgers_like), inputs=cfg.inputs, targets=cfg.targets, input_time=0, target_time=-1)

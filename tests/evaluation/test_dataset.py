@@ -11,15 +11,18 @@ from surrogates.evaluation.dataset import evaluate_dataset
 
 
 def _nrmse_definition(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``RMSE / RMS(target)`` per sample over all channels and points (PDEBench's nRMSE)."""
-    axes = tuple(range(1, pred.ndim))
-    return np.sqrt(((pred - target) ** 2).mean(axis=axes)) / np.sqrt((target**2).mean(axis=axes))
+    """PDEBench's nRMSE per sample: ``RMSE / RMS(target)`` of each channel over its points, averaged over channels."""
+    axes = tuple(range(2, pred.ndim))
+    per_channel = np.sqrt(((pred - target) ** 2).mean(axis=axes)) / np.sqrt((target**2).mean(axis=axes))
+    return per_channel.mean(axis=1)
 
 
 def _fields(seed: int = 0, shape=(5, 2, 8, 6)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channels of very different sizes (1 and 1000, a velocity and a pressure), each with a 30 % error."""
     generator = torch.Generator().manual_seed(seed)
-    target = torch.randn(shape, generator=generator, dtype=torch.float64)
-    pred = target + 0.3 * torch.randn(shape, generator=generator, dtype=torch.float64)
+    scale = torch.tensor([1.0, 1000.0], dtype=torch.float64).view(1, 2, 1, 1)
+    target = scale * torch.randn(shape, generator=generator, dtype=torch.float64)
+    pred = target + 0.3 * scale * torch.randn(shape, generator=generator, dtype=torch.float64)
     return pred, target
 
 
@@ -29,6 +32,17 @@ def test_nrmse_is_rmse_over_the_rms_of_the_target():
     # float64 throughout: the two formulas differ by round-off only
     np.testing.assert_allclose(metrics.nrmse(pred, target).numpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(metrics.compute_metric("nrmse", pred, target).numpy(), expected, rtol=1e-12)
+
+
+def test_nrmse_weighs_every_channel_alike():
+    pred, target = _fields()
+    worse = pred.clone()
+    worse[:, 0] = target[:, 0] + 2 * (pred[:, 0] - target[:, 0])  # twice the error in the small channel only
+    # per channel: the small channel's share doubles; pooled over channels, the change would hardly show
+    half_gain = 0.5 * metrics.relative_l2(pred[:, :1], target[:, :1])
+    np.testing.assert_allclose((metrics.nrmse(worse, target) - metrics.nrmse(pred, target)).numpy(), half_gain.numpy(), rtol=1e-12)
+    one = target[:, :1]
+    np.testing.assert_allclose(metrics.nrmse(pred[:, :1], one).numpy(), metrics.relative_l2(pred[:, :1], one).numpy(), rtol=1e-12)
 
 
 def test_nrmse_is_in_the_metric_table():

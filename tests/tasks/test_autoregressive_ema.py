@@ -44,6 +44,40 @@ def test_the_average_follows_its_recurrence():
     assert task.evaluated_net is task.ema.module
 
 
+class _StepRecorder(L.Callback):
+    """Records the network's weights after every optimizer step (a post-step hook on the optimizer)."""
+
+    def __init__(self):
+        self.weights: list[list[torch.Tensor]] = []
+
+    def on_train_start(self, trainer, pl_module):
+        def record(optimizer, args, kwargs):
+            self.weights.append([p.detach().clone() for p in pl_module.net.parameters()])
+
+        trainer.optimizers[0].register_step_post_hook(record)
+
+
+def test_with_gradient_accumulation_the_average_follows_optimizer_steps_not_batches(ks_dir):
+    decay = 0.8
+    task = _task(k=0, ema_decay=decay)
+    recorder = _StepRecorder()
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_train_batches=6, limit_val_batches=0, accumulate_grad_batches=2,
+        callbacks=[recorder],
+    )
+    trainer.fit(task, datamodule=AutoregressiveDataModule(ks_dir, inputs=["u"], conditioning=["dt", "dx"], batch_size=4))
+    assert trainer.global_step == len(recorder.weights) == 3
+    assert int(task.ema.n_averaged) == 3  # one update per step (6 batches: 6 updates without the check)
+    expected = recorder.weights[0]
+    for weights in recorder.weights[1:]:
+        expected = [decay * a + (1 - decay) * w for a, w in zip(expected, weights)]
+    for average, value in zip(task.ema.module.parameters(), expected):
+        # two float32 multiply-adds per entry and step: a few eps32 of the entries' size
+        eps = torch.finfo(torch.float32).eps
+        torch.testing.assert_close(average, value, rtol=8 * eps, atol=8 * eps * float(value.abs().max()))
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="ema_decay"):
         _task(ema_decay=1.0)
