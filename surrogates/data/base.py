@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from surrogates.data.grids import check_uniform
 from surrogates.data.shards import has_split
 from surrogates.data.schema import SCHEMA_VERSION
 from surrogates.schema import Component, Coordinate, DataSchema, Variable
@@ -178,6 +179,7 @@ class SplitDataModule(L.LightningDataModule):
     def _schema_coords(dataset: Any) -> dict[str, Coordinate]:
         """The coordinates of a split's dataset as the data schema records them (extent, units, boundary)."""
         info = dataset.infos[0]
+        check_uniform(info.path, dataset.coords, dataset.spatial_dims)
         coords = {}
         for name, values in dataset.coords.items():
             attrs = info.coords[name].attrs
