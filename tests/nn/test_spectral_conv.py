@@ -148,3 +148,37 @@ def test_inference_cache_follows_weight_updates():
         assert torch.count_nonzero(layer(x)) == 0
         assert layer(x[:, :, :8, :6]).shape == (2, 4, 8, 6)  # a coarser grid keeps its own block
         assert torch.equal(layer(x), torch.zeros(2, 4, 16, 12))
+
+
+def test_inference_cache_is_not_fooled_by_a_new_weight_at_a_freed_address():
+    """Weights swapped in by ``functional_call`` (fresh tensors, freed after each call) must each be used.
+
+    A fresh tensor often lands at the address of the one freed before it, with the same version counter
+    (0): a cache keyed by address and version alone served an earlier weight's block for a later weight.
+    The layer is linear in its weight, so with weight ``s * w`` the output is ``s`` times that with ``w``
+    (up to the round-off of one multiplication, a few float32 eps of the output).
+    """
+    torch.manual_seed(0)
+    layer = SpectralConv(4, 4, (6, 6)).eval()
+    x = torch.randn(1, 4, 16, 16)
+    base = layer.weight.detach().clone()
+    with torch.no_grad():
+        reference = torch.func.functional_call(layer, {"weight": base}, (x,))
+        tol = 8 * torch.finfo(torch.float32).eps * reference.abs().max().item()
+        for scale in range(2, 12):
+            weight = base * scale
+            out = torch.func.functional_call(layer, {"weight": weight}, (x,))
+            del weight  # its memory is free for the next one
+            torch.testing.assert_close(out, scale * reference, rtol=0, atol=scale * tol)
+
+
+def test_inference_cache_is_dropped_on_request_after_a_write_through_data():
+    """Writes through ``.data`` bump no version counter: ``clear_cache`` makes the layer see them."""
+    torch.manual_seed(0)
+    layer = SpectralConv(2, 2, (3, 3)).eval()
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        first = layer(x)
+        layer.weight.data.mul_(-1.0)
+        layer.clear_cache()
+        torch.testing.assert_close(layer(x), -first, rtol=0, atol=0)
