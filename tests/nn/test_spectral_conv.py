@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -182,3 +183,31 @@ def test_inference_cache_is_dropped_on_request_after_a_write_through_data():
         layer.weight.data.mul_(-1.0)
         layer.clear_cache()
         torch.testing.assert_close(layer(x), -first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sizes", [(32, 32), (12, 12), (10, 16), (16, 8), (8, 6)])
+def test_agrees_with_neuraloperator_on_its_equivalent_mode_set(sizes):
+    """``modes=(m, m)`` is neuraloperator's ``n_modes=(2m, 2m - 2)`` (module docstring): with the same
+    complex weights both layers give the same output, also on grids too coarse for all modes (both clip
+    to the frequencies of the grid). Even sizes only: neuraloperator undoes its ``fftshift`` with another
+    ``fftshift``, which is its inverse only for even sizes.
+
+    Both run in float32 (neuraloperator's spectrum is complex64): the difference is FFT round-off, a few
+    ``eps log2(n)`` of the output's scale.
+    """
+    spectral_convolution = pytest.importorskip("neuralop.layers.spectral_convolution")
+    torch.manual_seed(0)
+    m, c_in, c_out = 6, 3, 2
+    ours = SpectralConv(c_in, c_out, [m, m])
+    theirs = spectral_convolution.SpectralConv(c_in, c_out, n_modes=(2 * m, 2 * m - 2), bias=False)
+    w = ours.weight.detach()
+    w = torch.complex(w[..., 0], w[..., 1]).reshape(2 * m, m, c_in, c_out).permute(2, 3, 0, 1)
+    # ours stores the first dimension's frequencies 0..m-1, -m..-1; neuraloperator -m..m-1 (fftshifted)
+    w = torch.roll(w, shifts=m, dims=2)
+    with torch.no_grad():
+        getattr(theirs.weight, "tensor", theirs.weight).copy_(w)
+        x = torch.randn(2, c_in, *sizes)
+        expected, out = theirs(x), ours(x)
+    eps = torch.finfo(torch.float32).eps
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(out, expected, rtol=0, atol=16 * eps * math.log2(max(sizes)) * scale)
