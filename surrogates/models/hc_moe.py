@@ -326,6 +326,7 @@ class HardConstraintMoE(OperatorModel):
         for k in range(self.n_experts):
             free = (flat == k) & ~initial.flatten() & ~boundary.flatten()
             candidates.append(free.nonzero().squeeze(-1))
+        _check_candidates(candidates, grid_shape, self.experts)
         boundary_index = boundary.flatten().nonzero().squeeze(-1)
         initial_index = initial.flatten().nonzero().squeeze(-1)
         experts = torch.arange(self.n_experts, device=device)[:, None]
@@ -496,6 +497,16 @@ class HardConstraintMoE(OperatorModel):
             return H
 
         return residual, jacobian, curvature
+
+
+def _check_candidates(candidates: list[torch.Tensor], grid_shape: tuple[int, ...], experts: list[int]) -> None:
+    """Raise ``ValueError`` when an expert's box holds no point for PDE rows (all of it initial time or boundary)."""
+    empty = [k for k, c in enumerate(candidates) if c.numel() == 0]
+    if empty:
+        raise ValueError(
+            f"experts {empty} of the partition {experts} of the grid {list(grid_shape)} hold no PDE residual point "
+            f"(their boxes lie on the initial time or the boundary only): use fewer experts or a finer grid"
+        )
 
 
 def _row_weights(own: torch.Tensor, weight: float) -> torch.Tensor:

@@ -62,7 +62,7 @@ class UNet(OperatorModel):
     blocks_per_level : int
         Residual blocks per level on the way down and on the way up.
     norm_groups : int
-        GroupNorm groups (reduced to a divisor of the channels where needed).
+        GroupNorm groups, ``gcd(channels, norm_groups)`` per norm (a divisor of the channels).
     padding_mode : {"zeros", "circular"}
         Padding of every convolution and of grids whose size is not a multiple of ``2^(L-1)``;
         ``"circular"`` for periodic data.

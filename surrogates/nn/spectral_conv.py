@@ -112,7 +112,7 @@ class SpectralConv(nn.Module):
         self.weight = (
             nn.Parameter(self.weight_std * torch.randn(n_kept, in_channels, out_channels, 2)) if own_weight else None
         )
-        self._block_cache: tuple[tuple, torch.Tensor] | None = None
+        self._block_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}, modes={self.modes}"
@@ -204,6 +204,13 @@ class SpectralConv(nn.Module):
         Without autograd (inference) the block of the layer's own weight is cached until the weight
         changes: rebuilding it took about 60% of a single-sample forward pass of a 64x64 FNO on the CPU.
         A weight passed in is not cached (it is a new tensor at every call).
+
+        The cache is keyed by the weight's address and version counter, and holds an alias of the
+        weight (sharing its memory and version counter) so that the address cannot be reused by another
+        tensor while the entry lives: a weight swapped in by ``torch.func.functional_call`` or
+        ``param.data = ...`` is then always a new address, and every tracked in-place write bumps the
+        version. Writes through ``param.data`` are invisible to the version counter (as to autograd);
+        after such a write call :meth:`clear_cache`.
         """
         w = self.weight if weight is None else weight
         cacheable = weight is None and not (torch.is_grad_enabled() and w.requires_grad)
@@ -211,13 +218,17 @@ class SpectralConv(nn.Module):
         if cacheable:
             key = (w.data_ptr(), w._version, w.device, w.dtype, dtype, tuple(bins), torch.is_inference_mode_enabled())
         if cacheable and self._block_cache is not None and self._block_cache[0] == key:
-            return self._block_cache[1]
+            return self._block_cache[2]
         wk = self._weights(bins, dtype, w)  # (K, C_in, C_out, 2)
         wr, wi = wk.unbind(-1)
         block = torch.stack([torch.stack([wr, wi], -1), torch.stack([-wi, wr], -1)], 2)
         block = block.reshape(wk.shape[0], 2 * self.in_channels, 2 * self.out_channels)
-        self._block_cache = (key, block) if cacheable else None
+        self._block_cache = (key, w.detach(), block) if cacheable else None
         return block
+
+    def clear_cache(self) -> None:
+        """Drop the cached weight block (needed only after writing the weight through ``.data``)."""
+        self._block_cache = None
 
     def _inverse_transform(
         self, y: torch.Tensor, sizes: list[int], bins: list[tuple[int, int]]

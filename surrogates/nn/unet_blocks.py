@@ -39,7 +39,11 @@ def conv_nd(dim: int, c_in: int, c_out: int, kernel_size: int = 3, stride: int =
 
 
 def group_count(channels: int, norm_groups: int) -> int:
-    """The largest divisor of ``channels`` that is at most ``norm_groups``."""
+    """GroupNorm groups for ``channels``: ``gcd(channels, norm_groups)``, a divisor of both.
+
+    Not the largest divisor of ``channels`` up to ``norm_groups`` (12 channels, 8 groups: 4, not 6). The
+    group count changes no weight's shape, so saved networks rely on this rule to give their outputs.
+    """
     return math.gcd(channels, norm_groups) or 1
 
 

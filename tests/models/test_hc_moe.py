@@ -119,6 +119,13 @@ def test_invalid_arguments_are_rejected(kwargs, message):
         HardConstraintMoE(**{**DS, **TINY, **kwargs})
 
 
+def test_an_expert_without_pde_points_is_refused_by_name():
+    """With as many time pieces as times, expert 0 owns only the initial time: no PDE row can be sampled in it."""
+    model = HardConstraintMoE(**DS, experts=[5, 1], **TINY).eval()
+    with pytest.raises(ValueError, match=r"experts \[0\] of the partition \[5, 1\] of the grid \[5, 16\] hold no PDE"):
+        model(_ds_input(nt=5))
+
+
 # -- the single constraint is the case K = 1 ---------------------------------------------------------
 def test_one_expert_equals_the_single_hard_constraint_solved_directly():
     torch.manual_seed(0)

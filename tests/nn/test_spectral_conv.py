@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -148,3 +149,65 @@ def test_inference_cache_follows_weight_updates():
         assert torch.count_nonzero(layer(x)) == 0
         assert layer(x[:, :, :8, :6]).shape == (2, 4, 8, 6)  # a coarser grid keeps its own block
         assert torch.equal(layer(x), torch.zeros(2, 4, 16, 12))
+
+
+def test_inference_cache_is_not_fooled_by_a_new_weight_at_a_freed_address():
+    """Weights swapped in by ``functional_call`` (fresh tensors, freed after each call) must each be used.
+
+    A fresh tensor often lands at the address of the one freed before it, with the same version counter
+    (0): a cache keyed by address and version alone served an earlier weight's block for a later weight.
+    The layer is linear in its weight, so with weight ``s * w`` the output is ``s`` times that with ``w``
+    (up to the round-off of one multiplication, a few float32 eps of the output).
+    """
+    torch.manual_seed(0)
+    layer = SpectralConv(4, 4, (6, 6)).eval()
+    x = torch.randn(1, 4, 16, 16)
+    base = layer.weight.detach().clone()
+    with torch.no_grad():
+        reference = torch.func.functional_call(layer, {"weight": base}, (x,))
+        tol = 8 * torch.finfo(torch.float32).eps * reference.abs().max().item()
+        for scale in range(2, 12):
+            weight = base * scale
+            out = torch.func.functional_call(layer, {"weight": weight}, (x,))
+            del weight  # its memory is free for the next one
+            torch.testing.assert_close(out, scale * reference, rtol=0, atol=scale * tol)
+
+
+def test_inference_cache_is_dropped_on_request_after_a_write_through_data():
+    """Writes through ``.data`` bump no version counter: ``clear_cache`` makes the layer see them."""
+    torch.manual_seed(0)
+    layer = SpectralConv(2, 2, (3, 3)).eval()
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        first = layer(x)
+        layer.weight.data.mul_(-1.0)
+        layer.clear_cache()
+        torch.testing.assert_close(layer(x), -first, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("sizes", [(32, 32), (12, 12), (10, 16), (16, 8), (8, 6)])
+def test_agrees_with_neuraloperator_on_its_equivalent_mode_set(sizes):
+    """``modes=(m, m)`` is neuraloperator's ``n_modes=(2m, 2m - 2)`` (module docstring): with the same
+    complex weights both layers give the same output, also on grids too coarse for all modes (both clip
+    to the frequencies of the grid). Even sizes only: neuraloperator undoes its ``fftshift`` with another
+    ``fftshift``, which is its inverse only for even sizes.
+
+    Both run in float32 (neuraloperator's spectrum is complex64): the difference is FFT round-off, a few
+    ``eps log2(n)`` of the output's scale.
+    """
+    spectral_convolution = pytest.importorskip("neuralop.layers.spectral_convolution")
+    torch.manual_seed(0)
+    m, c_in, c_out = 6, 3, 2
+    ours = SpectralConv(c_in, c_out, [m, m])
+    theirs = spectral_convolution.SpectralConv(c_in, c_out, n_modes=(2 * m, 2 * m - 2), bias=False)
+    w = ours.weight.detach()
+    w = torch.complex(w[..., 0], w[..., 1]).reshape(2 * m, m, c_in, c_out).permute(2, 3, 0, 1)
+    # ours stores the first dimension's frequencies 0..m-1, -m..-1; neuraloperator -m..m-1 (fftshifted)
+    w = torch.roll(w, shifts=m, dims=2)
+    with torch.no_grad():
+        getattr(theirs.weight, "tensor", theirs.weight).copy_(w)
+        x = torch.randn(2, c_in, *sizes)
+        expected, out = theirs(x), ours(x)
+    eps = torch.finfo(torch.float32).eps
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(out, expected, rtol=0, atol=16 * eps * math.log2(max(sizes)) * scale)
