@@ -34,6 +34,7 @@ golden test pass). When the format is bumped, write the new format's folder and 
     python tools/make_golden_checkpoints.py --only current         # after a bump: writes v3/, keeps v2/, v1/
     python tools/make_golden_checkpoints.py --only current --force # rewrite this version's folder
     python tools/make_golden_checkpoints.py --add tfno mg_tfno     # a model kind added later: its files only
+    python tools/make_golden_checkpoints.py --recompute-outputs v2/hc_moe --reason "..."  # outputs only
 
 The manifest keeps the entries of the folders not rewritten. Everything is seeded and runs on one
 thread: regenerating on the same machine gives the same weights and outputs (the ``.rb.h5`` file
@@ -664,6 +665,46 @@ def _write_all(golden: Golden, folders: list[str], names: set[str] | None = None
             write()
 
 
+def recompute_outputs(out: Path, keys: list[str], reason: str) -> int:
+    """Recompute ``y`` and ``y_converged`` of hard-constraint entries from their model files and stored ``x``.
+
+    The model files are not touched (they stay what users' files of that format are); only what their reader
+    now computes from them is stored again, with ``reason`` and the date in the entry's ``outputs_recomputed``.
+    """
+    import datetime
+
+    from surrogates import Surrogate
+    from surrogates.checkpoint import build_model
+
+    if not reason.strip():
+        print("--recompute-outputs needs --reason: the manifest records why the stored outputs changed", file=sys.stderr)
+        return 2
+    manifest = json.loads((out / MANIFEST).read_text())
+    entries = {f"{entry['version']}/{entry['name']}": entry for entry in manifest["files"]}
+    unknown = [key for key in keys if key not in entries or entries[key]["model"] != "hc_moe"]
+    if unknown:
+        print(f"not hard-constraint entries of the manifest: {unknown}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    for key in keys:
+        entry = entries[key]
+        with np.load(out / entry["data"]) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        surrogate = Surrogate.load(out / entry["file"])
+        arrays["y"] = surrogate.predict(arrays["x"])
+        if "y_converged" in arrays:  # the same model with its solver run to round-off, as when it was written
+            kwargs = {**surrogate.model.init_kwargs, "ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "max_iter": 500}
+            converged = build_model({"name": "hc_moe", "kwargs": kwargs}, surrogate.model.state_dict()).eval()
+            with torch.no_grad():
+                arrays["y_converged"] = converged(torch.from_numpy(arrays["x"])).numpy()
+        np.savez_compressed(out / entry["data"], **arrays)
+        entry["fp32_error"] = _relative_error(arrays["y"], _operator_float64(surrogate, arrays["x"]))
+        entry["outputs_recomputed"] = f"{datetime.date.today().isoformat()}: {reason.strip()}"
+        print(f"  {entry['data']}: outputs recomputed, fp32 error {entry['fp32_error']:.1e}")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"golden folder (default {DEFAULT_OUT})")
@@ -675,8 +716,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="overwrite existing golden folders (only when the files must change on purpose; after a "
                              "format bump write the new folder with --only current and keep the old ones)")
+    parser.add_argument("--recompute-outputs", nargs="+", metavar="VERSION/NAME", default=None,
+                        help="recompute the stored outputs of these hard-constraint entries (e.g. v2/hc_moe) from their "
+                             "unchanged model files and stored inputs, after a deliberate change of what the model "
+                             "computes; needs --reason, recorded in the manifest")
+    parser.add_argument("--reason", default="", help="why the outputs changed (with --recompute-outputs)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
+    if args.recompute_outputs:
+        return recompute_outputs(out, args.recompute_outputs, args.reason)
     folders = {"all": [current_folder(), LEGACY], "current": [current_folder()], "legacy": [LEGACY]}[args.only]
     names = None
     if args.add:

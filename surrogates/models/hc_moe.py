@@ -167,8 +167,9 @@ class HardConstraintMoE(OperatorModel):
         Basis functions ``N`` (the backbone's output channels).
     n_points
         PDE residual points sampled per sample and step, over all experts (``n_points / K`` each,
-        fewer if a box has fewer points). Sampling is random in training and seeded by ``eval_seed``
-        in evaluation, so that predictions are reproducible.
+        fewer if a box has fewer points). Sampling is random in training (points of their own for every
+        sample) and seeded by ``eval_seed`` in evaluation (the same points for every sample of a batch), so
+        that a prediction is reproducible and does not depend on the batch it is computed in.
     ic_mode
         ``"exact"`` or ``"residual"`` (module docstring).
     ic_weight, boundary_weight, ridge
@@ -344,16 +345,21 @@ class HardConstraintMoE(OperatorModel):
         return layout
 
     def _sample(self, layout: dict[str, Any], batch: int, n_points: int, device) -> torch.Tensor:
-        """``(B, K, m)`` flat indices: ``m = n_points // K`` random points of each expert's candidates."""
+        """``(B, K, m)`` flat indices: ``m = n_points // K`` random points of each expert's candidates.
+
+        In training every sample draws its own points. In evaluation the points are drawn once from
+        ``eval_seed`` and shared by the samples of the batch, so that a sample's prediction does not depend on
+        the batch it is in (its size, its other samples, its position: the service batches requests)."""
         candidates = layout["candidates"]
         m = max(1, min(n_points // self.n_experts, min(c.numel() for c in candidates)))
         generator = None
         if not self.training:
             generator = torch.Generator(device=device).manual_seed(self.eval_seed)
+        rows = batch if self.training else 1
         picks = []
         for cand in candidates:
-            keys = torch.rand(batch, cand.numel(), generator=generator, device=device)
-            picks.append(cand[keys.topk(m, dim=1).indices])
+            keys = torch.rand(rows, cand.numel(), generator=generator, device=device)
+            picks.append(cand[keys.topk(m, dim=1).indices].expand(batch, m))
         return torch.stack(picks, dim=1)
 
     def _hard(self, basis, offset, u0, grid_shape, n_points) -> HardConstraintOutput:
