@@ -30,6 +30,11 @@ def _error_lines(stderr: str, command: str) -> list[str]:
         ("surrogates-evaluate", ["ckpt=missing.ckpt"], "missing.ckpt: file does not exist"),
         ("surrogates-evaluate", [], "Missing mandatory value: ckpt"),
         ("surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder"], "no_such_folder does not exist"),
+        # a constructor's ValueError, which Hydra's instantiate wraps in a multi-line InstantiationException
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "data.batch_size=0"],
+            "data (surrogates.data.datamodule.FieldDataModule): batch_size must be positive, got 0",
+        ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
         ("surrogates-reduce", ["solver=dcdm"], "DCDMSolver builds no reduced model: mode=offline takes solver=rb_eim"),
     ],
@@ -88,3 +93,33 @@ def test_other_runtime_errors_keep_their_traceback():
 
     with pytest.raises(RuntimeError, match="a bug"):
         report_user_errors("surrogates-train", _broken, OmegaConf.create({}))
+
+
+def _instantiate_bad_model(cfg):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.model)
+
+
+def test_a_constructor_error_inside_instantiate_is_one_line(capsys):
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    cfg = OmegaConf.create({"model": {"_target_": "surrogates.models.fno.FNO", "in_channels": 1, "out_channels": 1, "modes": 0}})
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors("surrogates-train", _instantiate_bad_model, cfg)
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys.readouterr().err, "surrogates-train")
+    assert len(lines) == 1 and lines[0].startswith("surrogates-train: error: model (surrogates.models.fno.FNO): modes must"), lines
+
+
+def test_other_errors_inside_instantiate_keep_their_traceback():
+    from hydra.errors import InstantiationException
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    cfg = OmegaConf.create({"model": {"_target_": "surrogates.cli.errors.is_out_of_memory"}})  # TypeError: a bug
+    with pytest.raises(InstantiationException):
+        report_user_errors("surrogates-train", _instantiate_bad_model, cfg)
