@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, open_dict
 
+from surrogates.arguments import check_count
 from surrogates.checkpoint import ClassSpec, check_state, loadable_dtype, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
@@ -45,6 +46,25 @@ def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logge
     if dropped:
         rank_zero_info(f"no logger: left out the callbacks that only write to one ({', '.join(dropped)})")
     return [c for c in callbacks if not isinstance(c, LOGGER_ONLY_CALLBACKS)]
+
+
+TRAINER_COUNTS = {
+    "max_epochs": -1, "min_epochs": 0, "max_steps": -1, "min_steps": 0,
+    "accumulate_grad_batches": 1, "check_val_every_n_epoch": 1, "log_every_n_steps": 0,
+}
+"""Integer arguments of Lightning's ``Trainer`` and their least values (-1: no limit); ``None`` is left to Lightning."""
+
+
+def check_trainer_counts(trainer_cfg: DictConfig | None) -> None:
+    """Raise ``ValueError`` naming ``trainer.<key>`` unless each of :data:`TRAINER_COUNTS` given is an integer in range.
+
+    Lightning takes ``max_epochs=abc`` without a word and fails with a bare ``AssertionError`` in its
+    fit loop, after the data were read; checked here, before anything is instantiated.
+    """
+    for key, low in TRAINER_COUNTS.items():
+        value = (trainer_cfg or {}).get(key)
+        if value is not None:
+            check_count(f"trainer.{key}", value, low)
 
 
 def check_resumable(path: str | Path, task: L.LightningModule) -> None:
@@ -184,6 +204,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validation and test metrics are those of the whole splits in each of them (the tasks reduce them
     across processes), and only the first process writes ``metrics.json`` and prints.
     """
+    check_trainer_counts(cfg.get("trainer"))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)

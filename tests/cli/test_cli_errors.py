@@ -30,6 +30,11 @@ def _error_lines(stderr: str, command: str) -> list[str]:
         ("surrogates-evaluate", ["ckpt=missing.ckpt"], "missing.ckpt: file does not exist"),
         ("surrogates-evaluate", [], "Missing mandatory value: ckpt"),
         ("surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder"], "no_such_folder does not exist"),
+        # Lightning takes any value and fails later with a bare AssertionError
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "trainer.max_epochs=abc"],
+            "trainer.max_epochs must be an integer, got 'abc'",
+        ),
         # a constructor's ValueError, which Hydra's instantiate wraps in a multi-line InstantiationException
         (
             "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "data.batch_size=0"],
@@ -123,3 +128,21 @@ def test_other_errors_inside_instantiate_keep_their_traceback():
     cfg = OmegaConf.create({"model": {"_target_": "surrogates.cli.errors.is_out_of_memory"}})  # TypeError: a bug
     with pytest.raises(InstantiationException):
         report_user_errors("surrogates-train", _instantiate_bad_model, cfg)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"max_epochs": 2.5}, "trainer.max_epochs must be an integer, got 2.5"),
+        ({"max_steps": -2}, r"trainer.max_steps must be in \[-1, inf\], got -2"),
+        ({"accumulate_grad_batches": 0}, r"trainer.accumulate_grad_batches must be in \[1, inf\], got 0"),
+    ],
+)
+def test_trainer_counts_are_checked_before_anything_runs(trainer, message):
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.train import check_trainer_counts
+
+    with pytest.raises(ValueError, match=message):
+        check_trainer_counts(OmegaConf.create(trainer))
+    check_trainer_counts(OmegaConf.create({"max_epochs": -1, "max_steps": None, "min_epochs": 1}))  # allowed
