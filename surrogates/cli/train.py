@@ -81,9 +81,11 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
     stored = checkpoint.metadata.model
     if (stored.name, stored.kwargs) != (expected.name, expected.kwargs):  # both checked plain data
         differing = sorted(k for k in set(stored.kwargs) | set(expected.kwargs) if stored.kwargs.get(k) != expected.kwargs.get(k))
+        # the values, so that the user sees which override to repeat
+        changes = ", ".join(f"{k} {stored.kwargs.get(k)!r} -> {expected.kwargs.get(k)!r}" for k in differing[:8])
         raise CheckpointError(
             path, f"holds a {stored.name!r} model that differs from the configured {expected.name!r} "
-            f"(arguments {differing[:8]}); resume with the configs it was trained with"
+            f"({changes or 'another model'}; file -> configured); resume with the configs it was trained with"
         )
     check_state(task.state_dict(), checkpoint.state_dict, checkpoint.path)
     check_optimizer_states(checkpoint.contents.get("optimizer_states"), list(task.parameters()), checkpoint.path)
