@@ -146,3 +146,20 @@ def test_trainer_counts_are_checked_before_anything_runs(trainer, message):
     with pytest.raises(ValueError, match=message):
         check_trainer_counts(OmegaConf.create(trainer))
     check_trainer_counts(OmegaConf.create({"max_epochs": -1, "max_steps": None, "min_epochs": 1}))  # allowed
+
+
+def test_lightnings_misconfiguration_is_a_user_error(capsys):
+    """trainer=gpu on a machine without one: Lightning's MisconfigurationException, wrapped by instantiate"""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    def no_gpu(cfg):
+        raise MisconfigurationException("No supported gpu backend found!")
+
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors("surrogates-train", no_gpu, OmegaConf.create({}))
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys.readouterr().err, "surrogates-train")
+    assert len(lines) == 1 and "No supported gpu backend found!" in lines[0], lines
