@@ -192,6 +192,10 @@ class Checkpoint:
         return summary
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+"""The first bytes of an HDF5 file (at offset 0, as h5py and netCDF write them)."""
+
+
 def load_torch_file(path: str | Path) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` on CPU, as a dict; :class:`CheckpointError` on any failure.
 
@@ -199,6 +203,9 @@ def load_torch_file(path: str | Path) -> dict[str, Any]:
     crafted file (``__reduce__`` payloads, omegaconf objects, modules) is refused before anything runs.
     """
     path = Path(path)
+    if path.is_dir():  # ckpt=<run>/checkpoints: name the files it holds
+        found = sorted(p.name for p in path.glob("*.ckpt"))[:8]
+        raise CheckpointError(path, f"is a folder, not a checkpoint file; it holds {found or 'no .ckpt files'}")
     if not path.is_file():
         raise CheckpointError(path, "file does not exist")
     _check_archive(path)
@@ -227,6 +234,9 @@ def _check_archive(path: Path) -> None:
     - A CRC-32 mismatch in any member (torch's reader does not check them).
     """
     if not zipfile.is_zipfile(path):
+        with path.open("rb") as f:
+            if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:  # a dataset split, say: not torch's legacy format
+                raise CheckpointError(path, "cannot read checkpoint: an HDF5 file (a dataset split?), not a torch checkpoint")
         raise CheckpointError(
             path, "cannot read checkpoint: not a zip archive (torch's legacy format, written before torch 1.6 or with "
             "_use_new_zipfile_serialization=False, has no checksums and is refused: load it with torch and save it again)"

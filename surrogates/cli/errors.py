@@ -1,7 +1,9 @@
 """User errors in one line: every entry point reports a bad input (data, checkpoint, config value) as
 ``surrogates-<command>: error: <message>`` on stderr and exits with status 2, instead of a traceback
 through Hydra and Lightning. ``HYDRA_FULL_ERROR=1`` (or ``verbose=true`` on the command line) shows the
-traceback; Ctrl-C prints one line and exits with 130. Running out of memory (numpy's ``MemoryError``, torch's
+traceback; Ctrl-C prints one line and exits with 130. A constructor's error that Hydra's ``instantiate`` wraps
+(``data.batch_size=0``) is reported the same way, naming the config node, and so is Lightning's
+``MisconfigurationException`` (``trainer=gpu`` without a GPU). Running out of memory (numpy's ``MemoryError``, torch's
 CPU allocator or ``torch.OutOfMemoryError``) also ends in one line, with exit status 1, since what to change
 (a smaller batch or block) is the user's to choose.
 """
@@ -9,14 +11,16 @@ CPU allocator or ``torch.OutOfMemoryError``) also ends in one line, with exit st
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "is_out_of_memory", "report_user_errors"]
+__all__ = ["USER_ERRORS", "is_out_of_memory", "is_user_error", "report_user_errors", "user_error_of"]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
 """What a user's input causes: bad or missing data and checkpoints (``DatasetFileError``, ``CheckpointError``
@@ -40,6 +44,37 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and _CPU_ALLOCATOR_FAILURE in str(error)
 
 
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is one of :data:`USER_ERRORS` or Lightning's ``MisconfigurationException`` (``trainer=gpu``
+    on a machine without one), looked up only in a process that imported Lightning (the service does not)."""
+    if isinstance(error, USER_ERRORS):
+        return True
+    fabric = sys.modules.get("lightning.fabric.utilities.exceptions")
+    misconfiguration = getattr(fabric, "MisconfigurationException", None)
+    return isinstance(misconfiguration, type) and isinstance(error, misconfiguration)
+
+
+_TARGET = re.compile(r"target '([^']+)'")
+_FULL_KEY = re.compile(r"full_key: (\S+)")
+
+
+def user_error_of(error: BaseException) -> tuple[BaseException, str] | None:
+    """The user error behind ``error`` and where it arose, or ``None`` when ``error`` is not one.
+
+    Hydra's ``instantiate`` wraps a constructor's ``ValueError`` (``data.batch_size=0``, ``model.modes=0``)
+    in an ``InstantiationException`` whose text spans several lines; the constructor's error is the
+    user's, reported with the config node and class it came from (``data (...FieldDataModule)``).
+    """
+    if is_user_error(error):
+        return error, ""
+    cause = error.__cause__
+    if not isinstance(error, InstantiationException) or cause is None or not is_user_error(cause):
+        return None
+    target, key = _TARGET.search(str(error)), _FULL_KEY.search(str(error))
+    where = " ".join(part for part in (key and key[1], target and f"({target[1]})") if part)
+    return cause, f"{where}: " if where else ""
+
+
 def _verbose(cfg: Any) -> bool:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return True
@@ -57,15 +92,15 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
     """
     try:
         return job(cfg)
-    except USER_ERRORS as error:
-        if _verbose(cfg):
+    except Exception as error:
+        found = user_error_of(error)
+        if (found is None and not is_out_of_memory(error)) or _verbose(cfg):
             raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{command}: error: {message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
-        sys.exit(2)
-    except (MemoryError, RuntimeError) as error:
-        if not is_out_of_memory(error) or _verbose(cfg):
-            raise
+        if found is not None:
+            cause, where = found
+            message = " ".join(str(cause).split()) or type(cause).__name__
+            print(f"{command}: error: {where}{message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+            sys.exit(2)
         detail = " ".join(str(error).split())[:300] or type(error).__name__
         print(
             f"{command}: error: out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "

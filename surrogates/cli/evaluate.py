@@ -21,7 +21,7 @@ from surrogates.data.shards import split_files
 from surrogates.data.space_time import SpaceTimeDataset
 from surrogates.data.xarray_datamodule import READER_NAME as XARRAY_READER
 from surrogates.data.xarray_datamodule import XarrayDataModule
-from surrogates.evaluation.dataset import evaluate_dataset
+from surrogates.evaluation.dataset import data_source, evaluate_dataset
 from surrogates.metrics import field_relative_l2
 from surrogates.plots import plot_comparison, plot_solution
 from surrogates.schema import DataSchema
@@ -45,9 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if isinstance(surrogate, PointwiseSurrogate):  # PIG, PINN: against the problem's reference, no dataset
             return evaluate_pointwise(cfg, surrogate)
     schema = surrogate.schema
-    data_dir = cfg.data_dir or schema.source
-    if not data_dir:
-        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    data_dir = data_source(cfg.data_dir, schema)
     dataset = dataset_of(schema, data_dir, cfg.split)
     # the grid spacing of the data, as training computed its rel_h1 (not a unit domain)
     spacing = schema.grid_spacing(dataset.spatial_shape)

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli import CONFIG_PATH
+from surrogates.cli.errors import report_user_errors
 from surrogates.data.generation import GenerationError, GenerationInterrupted, check_settings, generate_dataset
 
 
@@ -40,16 +41,22 @@ def generate(cfg: DictConfig) -> list[Path]:
     return files
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="generate")
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> list[Path]:
+    """:func:`generate`, ending a refused run or a signal with one line and its exit status."""
     try:
-        generate(cfg)
+        return generate(cfg)
     except GenerationError as error:  # refused before any work: one line, exit status 2
         print(f"surrogates-generate: error: {error}", file=sys.stderr)
         sys.exit(2)
     except GenerationInterrupted as error:  # SIGTERM / SIGINT: temporary files removed, 128 + signal number
         print(f"surrogates-generate: {error}", file=sys.stderr)
         sys.exit(128 + error.signum)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="generate")
+def main(cfg: DictConfig) -> None:
+    # the PDE's own checks (resolution=2, a mesh_path that does not exist) are user errors too: one line, status 2
+    report_user_errors("surrogates-generate", run, cfg)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
+from surrogates.arguments import check_count
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 
@@ -48,6 +51,34 @@ def build_app(cfg: DictConfig):
     return create_app(registry, settings)
 
 
+def check_can_listen(host: str, port: Any) -> int:
+    """``port`` as an int once ``host:port`` was bound and released; ``ValueError`` saying why it cannot be.
+
+    Checked before the models load: uvicorn would report a port in use (a second ``surrogates-serve``)
+    only after the registry was built and "serving ... on" was printed, and exit with status 3.
+    """
+    port = check_count("port", port, 0, 65535)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        raise ValueError(f"host={host!r} is not an address this machine can listen on: {error.strerror}") from error
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed socket's TIME_WAIT passes
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ValueError(
+                f"cannot listen on {host}:{port}: {error.strerror} (another surrogates-serve? choose another port=...)"
+            ) from error
+    return port
+
+
+def prepare(cfg: DictConfig):
+    """The app of ``cfg`` once its address is free (:func:`check_can_listen`), then :func:`build_app`."""
+    check_can_listen(cfg.host, cfg.port)
+    return build_app(cfg)
+
+
 def api_token(token_env: str | None) -> str | None:
     """The bearer token from the environment variable named ``token_env``; None when unnamed, unset or empty."""
     return (os.environ.get(token_env) or None) if token_env else None
@@ -72,7 +103,7 @@ def main(cfg: DictConfig) -> None:
     import uvicorn
 
     logging.getLogger("surrogates.serve").setLevel(str(cfg.log_level).upper())
-    app = report_user_errors("surrogates-serve", build_app, cfg)  # e.g. a models_dir that does not exist
+    app = report_user_errors("surrogates-serve", prepare, cfg)  # e.g. a models_dir that does not exist, a port in use
     registry = app.state.registry
     warn_if_exposed(cfg.host, app.state.settings.api_token)
     print(f"serving {len(registry.ready)} model(s) on http://{cfg.host}:{cfg.port} (OpenAPI: /docs, /openapi.json)")

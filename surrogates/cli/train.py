@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from omegaconf import DictConfig, open_dict
 
+from surrogates.arguments import check_count
 from surrogates.checkpoint import ClassSpec, check_state, loadable_dtype, read_checkpoint
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
@@ -47,6 +48,25 @@ def without_logger_only_callbacks(callbacks: list[Callback], loggers: list[Logge
     return [c for c in callbacks if not isinstance(c, LOGGER_ONLY_CALLBACKS)]
 
 
+TRAINER_COUNTS = {
+    "max_epochs": -1, "min_epochs": 0, "max_steps": -1, "min_steps": 0,
+    "accumulate_grad_batches": 1, "check_val_every_n_epoch": 1, "log_every_n_steps": 0,
+}
+"""Integer arguments of Lightning's ``Trainer`` and their least values (-1: no limit); ``None`` is left to Lightning."""
+
+
+def check_trainer_counts(trainer_cfg: DictConfig | None) -> None:
+    """Raise ``ValueError`` naming ``trainer.<key>`` unless each of :data:`TRAINER_COUNTS` given is an integer in range.
+
+    Lightning takes ``max_epochs=abc`` without a word and fails with a bare ``AssertionError`` in its
+    fit loop, after the data were read; checked here, before anything is instantiated.
+    """
+    for key, low in TRAINER_COUNTS.items():
+        value = (trainer_cfg or {}).get(key)
+        if value is not None:
+            check_count(f"trainer.{key}", value, low)
+
+
 def check_resumable(path: str | Path, task: L.LightningModule) -> None:
     """Raise :class:`~surrogates.errors.CheckpointError` unless ``path`` is a valid checkpoint of the same model.
 
@@ -61,9 +81,11 @@ def check_resumable(path: str | Path, task: L.LightningModule) -> None:
     stored = checkpoint.metadata.model
     if (stored.name, stored.kwargs) != (expected.name, expected.kwargs):  # both checked plain data
         differing = sorted(k for k in set(stored.kwargs) | set(expected.kwargs) if stored.kwargs.get(k) != expected.kwargs.get(k))
+        # the values, so that the user sees which override to repeat
+        changes = ", ".join(f"{k} {stored.kwargs.get(k)!r} -> {expected.kwargs.get(k)!r}" for k in differing[:8])
         raise CheckpointError(
             path, f"holds a {stored.name!r} model that differs from the configured {expected.name!r} "
-            f"(arguments {differing[:8]}); resume with the configs it was trained with"
+            f"({changes or 'another model'}; file -> configured); resume with the configs it was trained with"
         )
     check_state(task.state_dict(), checkpoint.state_dict, checkpoint.path)
     check_optimizer_states(checkpoint.contents.get("optimizer_states"), list(task.parameters()), checkpoint.path)
@@ -198,6 +220,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     validation and test metrics are those of the whole splits in each of them (the tasks reduce them
     across processes), and only the first process writes ``metrics.json`` and prints.
     """
+    check_trainer_counts(cfg.get("trainer"))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)

@@ -167,7 +167,8 @@ class SplitDataModule(L.LightningDataModule):
         return DataSchema(
             pde=str(dataset.attrs.get("pde", "")),
             schema_version=str(dataset.attrs.get("schema_version", SCHEMA_VERSION)),
-            source=str(self.data_dir),
+            # absolute: evaluation reads the folder again, from whatever working directory it runs in
+            source=str(self.data_dir.absolute()),
             spatial_dims=tuple(dataset.spatial_dims),
             spatial_shape=tuple(dataset.spatial_shape),
             variables=self._schema_variables(dataset, variables),

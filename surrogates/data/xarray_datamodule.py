@@ -248,7 +248,7 @@ class XarrayDataModule(FieldDataModule):
         reader = {
             "name": READER_NAME,
             **self.layout.to_dict(),
-            "files": {name: str(f) for name, f in self.files.items()},
+            "files": {name: str(f.absolute()) for name, f in self.files.items()},  # read again from any folder
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "split_seed": self.split_seed,

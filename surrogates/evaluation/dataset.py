@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +18,31 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from surrogates import metrics
+
+
+def data_source(data_dir: str | Path | None, schema: Any) -> str:
+    """The data to evaluate on: ``data_dir`` when given, else the folder (``data=xarray``: the file) the
+    checkpoint's ``schema`` records.
+
+    Raises
+    ------
+    ValueError
+        If neither is there.
+    FileNotFoundError
+        If the recorded data are not on this machine (a checkpoint trained elsewhere): the message says
+        to pass ``data_dir=``, not to generate them.
+    """
+    if data_dir:
+        return str(data_dir)
+    if not schema.source:
+        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    files_per_split = bool((schema.reader or {}).get("files"))  # data=xarray with data.train/test: read as recorded
+    if not files_per_split and not Path(schema.source).exists():
+        raise FileNotFoundError(
+            f"the data the checkpoint was trained on, {schema.source}, are not here; pass data_dir=<the folder "
+            "of the split's files> (data=xarray: the file)"
+        )
+    return str(schema.source)
 
 
 @dataclass

@@ -31,6 +31,7 @@ import torch
 from surrogates import metrics
 from surrogates.data.autoregressive import AutoregressiveDataset
 from surrogates.data.shards import split_files
+from surrogates.evaluation.dataset import data_source
 from surrogates.plots.rollouts import plot_correlation, plot_error_spectrum, plot_spacetime
 
 __all__ = [
@@ -259,9 +260,7 @@ def report_rollouts(
     for other in surrogates[1:]:
         if other.conditioning != first.conditioning or other.state != first.state or other.n_steps_input != first.n_steps_input:
             raise ValueError("the compared checkpoints take different state variables, conditioning or input windows")
-    data_dir = data_dir or first.schema.source
-    if not data_dir:
-        raise ValueError("the checkpoint records no data folder; pass data_dir=...")
+    data_dir = data_source(data_dir, first.schema)
     dataset = AutoregressiveDataset(
         split_files(data_dir, split), first.state,
         first.conditioning, pairs=False, n_trajectories=n_trajectories,

@@ -153,7 +153,8 @@ class Surrogate:
             numpy array of shape ``(*spatial)`` (one sample, one input variable),
             ``(n, *spatial)`` (one input variable) or ``(n, C_in, *spatial)``; or an
             ``xarray.Dataset`` holding the input variables with dims ``("sample", *spatial_dims)``
-            (or without ``"sample"`` for one sample).
+            (or without ``"sample"`` for one sample); an input trained as a number per sample (``nu``)
+            with dims ``("sample",)`` or none.
 
         Returns
         -------
@@ -178,9 +179,10 @@ class Surrogate:
             return out[0] if single else out
         return out[0, 0] if single else out[:, 0]
 
-    def _batch(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        """Named input arrays, checked as the service checks them, as one ``(n, C_in, *spatial)`` float32 batch."""
-        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.inputs]
+    def _batch(self, arrays: dict[str, np.ndarray], scalars: frozenset[str] = frozenset()) -> np.ndarray:
+        """Named input arrays, checked as the service checks them, as one ``(n, C_in, *spatial)`` float32 batch;
+        ``scalars`` are given as one number per sample (or one for all) and fill constant channels."""
+        variables = [Variable(name, () if name in scalars else tuple(self.spatial_dims)) for name in self.inputs]
         layout = check_layout(self.name, variables, arrays, self.spatial_dims)
         check_finite(variables, arrays, layout)
         return stack(variables, arrays, layout)
@@ -197,23 +199,28 @@ class Surrogate:
             sample_dim = "sample"
         arrays = {}
         component_dims = tuple(reader.get("component_dims") or ())
+        # a number per sample (data=xarray's `nu (sample,)`): sent as it is stored, a constant channel of the batch
+        scalars = frozenset(name for name in self.inputs if not set(self.schema.variable(name).dims) - {"time"})
         for name in self.inputs:
             var = self._input_variable(ds, name, self.schema.variable(name).component, component_dims)
             if var is None:
                 continue  # the check below names every missing input
+            given = var.dims
             var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
             if "time" in var.dims and "time" not in self.spatial_dims:
                 if self.schema.input_time is None:
                     raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
                 var = var.isel(time=self.schema.input_time)
-            expected = [dim for dim in ("sample", *self.spatial_dims) if dim in var.dims]
-            if set(var.dims) != set(expected) or not set(self.spatial_dims) <= set(var.dims):
+            per_sample = () if name in scalars else tuple(self.spatial_dims)
+            expected = [dim for dim in ("sample", *per_sample) if dim in var.dims]
+            if set(var.dims) != set(expected) or not set(per_sample) <= set(var.dims):
                 raise ValueError(
-                    f"variable {name!r} has dims {var.dims}; expected ({sample_dim!r}, {', '.join(map(repr, self.spatial_dims))})"
+                    f"variable {name!r} has dims {given}; expected ({', '.join(map(repr, (sample_dim, *per_sample)))})"
                 )
             arrays[name] = var.transpose(*expected).values
-        has_sample = bool(arrays) and next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
-        pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
+        fields = [array for name, array in arrays.items() if name not in scalars]
+        has_sample = bool(fields) and fields[0].ndim == len(self.spatial_dims) + 1
+        pred = self.predict_checked(torch.from_numpy(self._batch(arrays, scalars)), batch_size).cpu().numpy()
         dims = (sample_dim, *self.spatial_dims) if has_sample else tuple(self.spatial_dims)
         out_vars = {}
         for k, name in enumerate(self.targets):

@@ -450,6 +450,21 @@ def test_legacy_torch_files_are_refused(tmp_path):
     assert str(legacy) in str(error.value)
 
 
+def test_a_folder_or_a_dataset_given_as_checkpoint_says_what_it_is(tmp_path):
+    """ckpt=<run>/checkpoints or ckpt=<split>.h5: the message names what was found, not 'does not exist' or torch's legacy format"""
+    import h5py
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    _valid_file(folder / "best.ckpt")
+    with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint file; it holds \['best.ckpt'\]"):
+        read_checkpoint(folder)
+    with h5py.File(tmp_path / "test.h5", "w") as f:
+        f["u"] = np.zeros(3)
+    with pytest.raises(CheckpointError, match=r"an HDF5 file \(a dataset split\?\), not a torch checkpoint"):
+        read_checkpoint(tmp_path / "test.h5")
+
+
 def test_compressed_members_are_refused_before_anything_is_inflated(tmp_path, monkeypatch):
     path = _valid_file(tmp_path / "m.ckpt")
     deflated = tmp_path / "deflated.ckpt"

@@ -113,3 +113,14 @@ def test_lbfgs_keeps_one_flat_state_checked_for_finiteness_only(tmp_path):
     with pytest.raises(CheckpointError, match=r"optimizer_states\[1\]\['state'\]\[0\]\['old_dirs'\] holds NaN"):
         check_resumable(_checkpoint(tmp_path / "nan.ckpt", lbfgs), task)
 
+
+
+def test_another_model_is_refused_naming_the_values(tmp_path):
+    """the message says which argument differs and both values, so the user sees the override to repeat"""
+    torch.manual_seed(0)
+    wider = OperatorRegression(
+        FNO(in_channels=1, out_channels=1, dim=2, modes=3, width=8, projection_channels=4),
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+    )
+    with pytest.raises(CheckpointError, match=r"\(width 4 -> 8; file -> configured\)"):
+        check_resumable(_checkpoint(tmp_path / "last.ckpt"), wider)

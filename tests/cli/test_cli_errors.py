@@ -30,6 +30,16 @@ def _error_lines(stderr: str, command: str) -> list[str]:
         ("surrogates-evaluate", ["ckpt=missing.ckpt"], "missing.ckpt: file does not exist"),
         ("surrogates-evaluate", [], "Missing mandatory value: ckpt"),
         ("surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder"], "no_such_folder does not exist"),
+        # Lightning takes any value and fails later with a bare AssertionError
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "trainer.max_epochs=abc"],
+            "trainer.max_epochs must be an integer, got 'abc'",
+        ),
+        # a constructor's ValueError, which Hydra's instantiate wraps in a multi-line InstantiationException
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "data.batch_size=0"],
+            "data (surrogates.data.datamodule.FieldDataModule): batch_size must be positive, got 0",
+        ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
         ("surrogates-reduce", ["solver=dcdm"], "DCDMSolver builds no reduced model: mode=offline takes solver=rb_eim"),
     ],
@@ -88,3 +98,68 @@ def test_other_runtime_errors_keep_their_traceback():
 
     with pytest.raises(RuntimeError, match="a bug"):
         report_user_errors("surrogates-train", _broken, OmegaConf.create({}))
+
+
+def _instantiate_bad_model(cfg):
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.model)
+
+
+def test_a_constructor_error_inside_instantiate_is_one_line(capsys):
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    cfg = OmegaConf.create({"model": {"_target_": "surrogates.models.fno.FNO", "in_channels": 1, "out_channels": 1, "modes": 0}})
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors("surrogates-train", _instantiate_bad_model, cfg)
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys.readouterr().err, "surrogates-train")
+    assert len(lines) == 1 and lines[0].startswith("surrogates-train: error: model (surrogates.models.fno.FNO): modes must"), lines
+
+
+def test_other_errors_inside_instantiate_keep_their_traceback():
+    from hydra.errors import InstantiationException
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    cfg = OmegaConf.create({"model": {"_target_": "surrogates.cli.errors.is_out_of_memory"}})  # TypeError: a bug
+    with pytest.raises(InstantiationException):
+        report_user_errors("surrogates-train", _instantiate_bad_model, cfg)
+
+
+@pytest.mark.parametrize(
+    ("trainer", "message"),
+    [
+        ({"max_epochs": 2.5}, "trainer.max_epochs must be an integer, got 2.5"),
+        ({"max_steps": -2}, r"trainer.max_steps must be in \[-1, inf\], got -2"),
+        ({"accumulate_grad_batches": 0}, r"trainer.accumulate_grad_batches must be in \[1, inf\], got 0"),
+    ],
+)
+def test_trainer_counts_are_checked_before_anything_runs(trainer, message):
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.train import check_trainer_counts
+
+    with pytest.raises(ValueError, match=message):
+        check_trainer_counts(OmegaConf.create(trainer))
+    check_trainer_counts(OmegaConf.create({"max_epochs": -1, "max_steps": None, "min_epochs": 1}))  # allowed
+
+
+def test_lightnings_misconfiguration_is_a_user_error(capsys):
+    """trainer=gpu on a machine without one: Lightning's MisconfigurationException, wrapped by instantiate"""
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import report_user_errors
+
+    def no_gpu(cfg):
+        raise MisconfigurationException("No supported gpu backend found!")
+
+    with pytest.raises(SystemExit) as exit_info:
+        report_user_errors("surrogates-train", no_gpu, OmegaConf.create({}))
+    assert exit_info.value.code == 2
+    lines = _error_lines(capsys.readouterr().err, "surrogates-train")
+    assert len(lines) == 1 and "No supported gpu backend found!" in lines[0], lines

@@ -108,3 +108,27 @@ def test_linear_solver_configs_instantiate(compose_cfg, solver):
     cfg = compose_cfg("reduce", [f"solver={solver}"])
     built = instantiate(cfg.solver)
     assert callable(built.solve)
+
+
+def _documented_options() -> dict[str, set[str]]:
+    """The options docs/configs.md's group table lists: group -> names (``{a,b}_{c,d}`` expanded)."""
+    import itertools
+    import re
+
+    table = (CONF_DIR.parent / "docs" / "configs.md").read_text().split("## Groups", 1)[1].split("\n## ", 1)[0]
+    documented = {}
+    for row in re.findall(r"^\| `([a-z_/]+)/` \| ([^|]*) \|", table, flags=re.M):
+        group, cell = row
+        names = set()
+        for token in re.findall(r"`([^`]+)`", cell):
+            parts = [part.split(",") for part in re.split(r"[{}]", token)]
+            names |= {"".join(p) for p in itertools.product(*parts)}
+        documented[group] = names
+    return documented
+
+
+@pytest.mark.parametrize("group", ["data", "model", "task", "pde", "solver", "trainer", "callbacks", "logger", "experiment", "hparams_search"])
+def test_the_configs_page_lists_every_option_of_a_group(group):
+    """docs/configs.md is where a user looks up what `<group>=` takes: it lists every file of conf/<group>/."""
+    options = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    assert _documented_options()[group] == options

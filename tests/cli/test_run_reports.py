@@ -28,6 +28,17 @@ def test_help_starts_with_what_the_script_does(script):
         assert "pde:" in out and "model" not in out and "trainer" not in out
 
 
+def test_train_help_names_every_config_group_of_a_run():
+    """the groups `surrogates-train --help` lists are those of conf/train.yaml's defaults (hydra's own aside)"""
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    help_text = (conf / "hydra" / "help" / "train.yaml").read_text()
+    listed = help_text.split("Config groups:", 1)[1].strip().splitlines()[0]
+    groups = {name.strip() for name in listed.split("(")[0].split(",")}
+    defaults = OmegaConf.to_container(OmegaConf.load(conf / "train.yaml").defaults)
+    expected = {key for entry in defaults if isinstance(entry, dict) for key in entry if "/" not in key and "hydra" not in key}
+    assert groups == expected
+
+
 def test_progress_line_estimates_the_time_left_from_the_epochs_so_far():
     assert format_seconds(3725.4) == "1:02:05"
     # 3 epochs of 20 took 30 s here: 17 left at 10 s each

@@ -99,7 +99,7 @@ def test_train_evaluate_and_predict_on_a_users_file(compose_cfg, tmp_path):
     path = _darcy_like(tmp_path / "user.nc")
     cfg = compose_cfg(
         "train",
-        ["data=xarray", f"data.path={path}", "data.inputs=[a,v_x,v_y]", "data.targets=[u]", "data.sample_dim=n",
+        ["data=xarray", f"data.path={path}", "data.inputs=[a,nu,v_x,v_y]", "data.targets=[u]", "data.sample_dim=n",
          "data.batch_size=8", "model.width=8", "model.modes=4", "trainer.max_epochs=2",
          "trainer.enable_progress_bar=false"],
     )
@@ -113,13 +113,14 @@ def test_train_evaluate_and_predict_on_a_users_file(compose_cfg, tmp_path):
     surrogate = Surrogate.load(best)
     assert surrogate.schema.grid_spacing() == pytest.approx([2 / (S - 1)] * 2, rel=1e-6)
     assert surrogate.schema.variables["a"].long_name == "conductivity"
-    # predict on the user's own layout: their sample dim, the vector field as stored
+    # predict on the user's own layout: their sample dim, the number per sample and the vector field as stored
     user = xr.open_dataset(path, engine="h5netcdf").load()
     out = surrogate.predict(user.isel(n=slice(0, 3)))
     assert out["u"].dims == ("n", "x", "y") and out["u"].shape == (3, S, S)
     np.testing.assert_array_equal(out["x"].values, user["x"].values)
-    stacked = np.stack([user["a"].values[:3], user["v"].values[:3, ..., 0], user["v"].values[:3, ..., 1]], axis=1)
-    np.testing.assert_array_equal(out["u"].values, surrogate.predict(stacked)[:, 0])
+    np.testing.assert_array_equal(out["u"].values, surrogate.predict(_stacked(user, 3))[:, 0])
+    with pytest.raises(ValueError, match=r"variable 'nu' has dims \('n', 'x'\); expected \('n'\)"):
+        surrogate.predict(user.isel(n=slice(0, 3)).assign(nu=user["a"].isel(n=slice(0, 3), y=0)))
     json.dumps(surrogate.schema.to_dict())
     _serve_the_users_layout(best, user, surrogate)
 
@@ -137,18 +138,23 @@ def _serve_the_users_layout(best: Path, user: xr.Dataset, surrogate: Surrogate) 
     models = best.parent / "served"
     models.mkdir()
     shutil.copy(best, models / "user.ckpt")
-    body = xr.Dataset({"a": user["a"][:2], "v_x": user["v"][:2, ..., 0].drop_vars("component"),
+    body = xr.Dataset({"a": user["a"][:2], "nu": user["nu"][:2], "v_x": user["v"][:2, ..., 0].drop_vars("component"),
                        "v_y": user["v"][:2, ..., 1].drop_vars("component")}).to_netcdf(engine="h5netcdf")
     with LiveServer(create_app(Registry.from_folder(models), ServeSettings())) as server:
         info = httpx.get(f"{server.url}/v1/models/user").json()
-        assert [v["name"] for v in info["inputs"]] == ["a", "v_x", "v_y"] and info["data_schema"]["reader"] is None
+        assert [v["name"] for v in info["inputs"]] == ["a", "nu", "v_x", "v_y"] and info["data_schema"]["reader"] is None
         answer = httpx.post(f"{server.url}/v1/models/user/predict", content=bytes(body),
                             headers={"content-type": "application/x-netcdf"}, timeout=60)
     assert answer.status_code == 200, answer.text
     out = xr.open_dataset(io.BytesIO(answer.content), engine="h5netcdf")
     assert out["u"].dims == ("n", "x", "y")
-    stacked = np.stack([user["a"].values[:2], user["v"].values[:2, ..., 0], user["v"].values[:2, ..., 1]], axis=1)
-    np.testing.assert_array_equal(out["u"].values, surrogate.predict(stacked)[:, 0])
+    np.testing.assert_array_equal(out["u"].values, surrogate.predict(_stacked(user, 2))[:, 0])
+
+
+def _stacked(user: xr.Dataset, n: int) -> np.ndarray:
+    """The first n samples of the user's file as the channels a, nu (constant), v_x, v_y."""
+    nu = np.broadcast_to(user["nu"].values[:n, None, None], (n, S, S))
+    return np.stack([user["a"].values[:n], nu, user["v"].values[:n, ..., 0], user["v"].values[:n, ..., 1]], axis=1)
 
 
 def test_files_per_split_without_fractions(tmp_path):

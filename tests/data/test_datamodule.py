@@ -158,3 +158,12 @@ def test_loaders_do_not_draw_from_the_global_generator(darcy_like):
     for _ in range(2):
         list(dm.train_dataloader())
     assert torch.equal(torch.get_rng_state(), state)  # the state a resumed run restores is left alone
+
+
+def test_the_schema_records_a_relative_folder_as_absolute(darcy_like, monkeypatch):
+    """evaluation reads the folder again from its own working directory: a relative path would name another one"""
+    monkeypatch.chdir(darcy_like.parent)
+    dm = FieldDataModule(darcy_like.name, inputs=["a"], targets=["u"], batch_size=2)
+    dm.setup("fit")
+    source = dm.data_schema().source
+    assert source == str(darcy_like.absolute()) and split_files(source, "test")

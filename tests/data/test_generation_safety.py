@@ -184,6 +184,18 @@ def test_console_script_refuses_with_one_line_and_exit_status_2(tmp_path):
     assert not (tmp_path / "datasets").exists()
 
 
+def test_a_value_the_pde_refuses_is_one_line_and_exit_status_2(tmp_path):
+    """the PDE's own check (Hydra's instantiate wraps it) ends like the settings' checks, not in Hydra's message"""
+    result = subprocess.run([SCRIPT, "resolution=2", "name=d"], cwd=tmp_path, env=QUIET_ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "surrogates-generate: error: pde (surrogates.pdes.darcy.Darcy): resolution must be >= 3"
+    ), lines
+    assert not (tmp_path / "datasets").exists()
+
+
 def test_temporary_files_of_dead_processes_of_this_host_are_removed(compose_cfg, tmp_path):
     folder = tmp_path / "d"
     folder.mkdir()

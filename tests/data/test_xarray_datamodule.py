@@ -76,3 +76,18 @@ def test_schemas_written_before_the_record_still_evaluate(trained):
     with pytest.warns(UserWarning, match="does not record which samples"):
         dm = XarrayDataModule.from_schema(old)
     assert _ids(dm._load("test")) == test_ids
+
+
+@pytest.mark.parametrize("per_split", [False, True])
+def test_relative_files_are_recorded_as_absolute(tmp_path, monkeypatch, per_split):
+    """a checkpoint trained on data.path=my.nc evaluates from any working directory"""
+    _write(tmp_path / "my.nc")
+    monkeypatch.chdir(tmp_path)
+    files = {"train": "my.nc", "test": "my.nc"} if per_split else {"path": "my.nc"}
+    dm = XarrayDataModule(["a"], ["u"], batch_size=4, **files)
+    dm.setup("fit")
+    schema = dm.data_schema()
+    monkeypatch.chdir(tmp_path.parent)
+    assert schema.source == str(tmp_path / "my.nc")
+    assert all(f == str(tmp_path / "my.nc") for f in schema.reader["files"].values())
+    assert len(XarrayDataModule.from_schema(schema)._load("test")) > 0

@@ -65,3 +65,17 @@ def test_evaluate_dataset_reports_nrmse_of_every_sample():
     assert summary["nrmse_median"] == pytest.approx(float(np.median(expected)), rel=1e-12)
     assert summary["nrmse_max"] == pytest.approx(float(expected.max()), rel=1e-12)
     assert set(metrics.METRICS) <= {key.rsplit("_", 1)[0] for key in summary if key.endswith("_mean")}
+
+
+def test_the_recorded_data_of_another_machine_ask_for_data_dir(tmp_path):
+    """a checkpoint trained elsewhere names a folder that is not here: the error says data_dir=, not 'generate'"""
+    from surrogates.evaluation.dataset import data_source
+    from surrogates.schema import DataSchema
+
+    elsewhere = DataSchema(pde="darcy", source="/elsewhere/datasets/darcy_64")
+    with pytest.raises(FileNotFoundError, match=r"/elsewhere/datasets/darcy_64, are not here; pass data_dir="):
+        data_source(None, elsewhere)
+    assert data_source(tmp_path, elsewhere) == str(tmp_path)  # given: used as it is
+    assert data_source(None, DataSchema(pde="darcy", source=str(tmp_path))) == str(tmp_path)
+    with pytest.raises(ValueError, match="records no data folder"):
+        data_source(None, DataSchema(pde="darcy", source=""))

@@ -102,3 +102,25 @@ def test_the_config_sets_the_deadline_the_slices_and_the_token_from_the_environm
     assert settings.request_timeout_s == 2.5 and settings.rollout_slice_ms == 10.0
     defaults = build_app(compose_config("serve", overrides[:2], tmp_path / "run2")).state.settings
     assert defaults.request_timeout_s == 30.0 and defaults.api_token is None  # SURROGATES_API_TOKEN is unset
+
+
+def test_a_port_in_use_is_refused_before_the_models_load(tmp_path, monkeypatch):
+    """a second surrogates-serve on the same port: one line naming the address, not uvicorn's error after start-up"""
+    import socket
+
+    from surrogates.cli import serve
+
+    def no_build(cfg):
+        raise AssertionError("the models were loaded before the address was checked")
+
+    monkeypatch.setattr(serve, "build_app", no_build)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = compose_config("serve", [f"models_dir={tmp_path}", f"port={port}"], tmp_path / "run")
+        with pytest.raises(ValueError, match=rf"cannot listen on 127.0.0.1:{port}: .*choose another port="):
+            serve.prepare(cfg)
+    with pytest.raises(ValueError, match="port must be in"):
+        serve.check_can_listen("127.0.0.1", 70000)
+    assert serve.check_can_listen("127.0.0.1", free_port()) > 0
