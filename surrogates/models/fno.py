@@ -136,6 +136,10 @@ class FNO(OperatorModel):
             raise ValueError(f"modes has {len(modes_list)} entries but dim={dim}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("width", width),
+                            ("projection_channels", projection_channels)):
+            check_count(name, value, 1)  # a config typo (model.width=abc) is named here, not deep inside torch
+        check_count("lifting_channels", lifting_channels, 0)
         check_count("n_layers", n_layers, 0, MAX_LAYERS)
         check_number("padding", padding, 0.0, MAX_PADDING)
         check_number("channel_mlp_expansion", channel_mlp_expansion, 0.0)

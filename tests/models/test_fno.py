@@ -62,6 +62,17 @@ def test_bad_constructor_arguments(kwargs):
         FNO(1, 1, **kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(width="abc"), "width must be an integer, got 'abc'"), (dict(width=0), r"width must be in \[1, inf\], got 0"),
+    (dict(projection_channels=2.5), "projection_channels must be an integer"), (dict(lifting_channels=-1), "lifting_channels"),
+    (dict(out_channels=True), "out_channels must be an integer, got True"),
+])
+def test_channel_counts_are_named_when_wrong(kwargs, message):
+    # what a config typo (model.width=abc) reaches: refused by name before any layer is built
+    with pytest.raises(ValueError, match=message):
+        FNO(**{"in_channels": 1, "out_channels": 1, **kwargs})
+
+
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     model = FNO(in_channels=1, out_channels=2, modes=[5, 4], width=8, n_layers=2, projection_channels=16)
