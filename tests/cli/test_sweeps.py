@@ -215,3 +215,26 @@ def test_optuna_trials_in_parallel_through_the_local_launcher(darcy_dir, tmp_pat
     _sweep(darcy_dir, sweep, 2, "hydra/launcher=local", "hydra.sweeper.n_jobs=2")
     _check_two_trial_sweep(sweep)  # both trials of the batch, each in its own process, reported to their own trial
     assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
+
+
+@needs_optuna
+def test_a_resumed_study_does_not_draw_the_first_sweeps_trials_again(tmp_path):
+    # The first sweep's start-up trials are random draws of the seeded sampler; a resumed sweep seeding its
+    # sampler alike would propose the same parameters again (repeated, wasted trials).
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = {"task.optimizer.lr": optuna.distributions.LogUniformDistribution(1e-4, 1e-2)}
+
+    def sampler():
+        full = compose_full("train", ["hparams_search=darcy_fno", "experiment=darcy_fno", f"hydra.sweep.dir={tmp_path}"])
+        return instantiate(full.hydra.sweeper.sampler)
+
+    study = optuna.create_study(study_name="darcy_fno", storage=storage, sampler=sampler())
+    first = []
+    for _ in range(2):
+        trial = study.ask(space)
+        first.append(trial.params["task.optimizer.lr"])
+        study.tell(trial, 1.0)
+    PrepareStudy(storage, "darcy_fno").on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    resumed = optuna.load_study(study_name="darcy_fno", storage=storage, sampler=sampler())
+    again = [resumed.ask(space).params["task.optimizer.lr"] for _ in range(2)]
+    assert not set(again) & set(first)
