@@ -20,6 +20,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("trial_number", lambda num: int(os.environ.get("SURROGATES_OPTUNA_TRIAL_OFFSET", "0")) + int(num), replace=True)
     # ${resumed_seed:${seed}}: the sampler's seed, shifted by the trials a resumed study holds; the same seed again
     # would draw the first sweep's random (start-up) trials once more, repeating their parameters
+    # ${optuna_direction:min} = minimize: an Optuna search optimizes as the checkpoint callback keeps the best
+    OmegaConf.register_new_resolver("optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[str(mode)], replace=True)
     OmegaConf.register_new_resolver("resumed_seed", lambda seed: int(seed) + int(os.environ.get("SURROGATES_OPTUNA_TRIAL_OFFSET", "0")), replace=True)
 
 

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "check_same_search", "collect_runs", "search_definition",
+    "OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "check_direction", "check_same_search", "collect_runs", "search_definition",
     "trial_number",
 ]
 
@@ -196,6 +196,8 @@ class PrepareStudy:
         import optuna
 
         search = search_definition(config)
+        if search is not None:
+            check_direction(search["directions"], OmegaConf.select(config, "callbacks.model_checkpoint.mode"))
         try:
             study = optuna.load_study(study_name=self.study_name, storage=self.storage)
         except KeyError:  # a new study: created with its search, which a resumed sweep must repeat
@@ -242,6 +244,25 @@ def search_definition(config: DictConfig) -> dict[str, Any] | None:
         "space": {name: distribution_to_json(d) for name, d in sorted(space.items()) if name not in fixed},
         "fixed": {name: str(value) for name, value in sorted(fixed.items())},
     }
+
+
+def check_direction(directions: list[str], mode: str | None) -> None:
+    """Refuse an Optuna direction other than the checkpoint callback's ``mode`` (``min``: ``minimize``).
+
+    Each run returns its best score by that mode (what ``best.ckpt`` holds) and the sweep summary ranks by
+    it; a study optimizing the other way would search for the worst runs and prune the best.
+
+    Raises
+    ------
+    ValueError
+        Naming both.
+    """
+    expected = {"min": "minimize", "max": "maximize"}.get(str(mode))
+    if expected is not None and directions != [expected]:
+        raise ValueError(
+            f"the Optuna search would {'/'.join(directions)} the metric, but the checkpoint callback keeps its "
+            f"{mode}imum (callbacks.model_checkpoint.mode={mode}); set hydra.sweeper.direction={expected}, or the mode"
+        )
 
 
 def check_same_search(study_name: str, study: Any, search: dict[str, Any]) -> None:

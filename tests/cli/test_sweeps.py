@@ -278,3 +278,17 @@ def test_a_refused_resume_ends_the_command(tmp_path, capsys):
         PrepareStudy(storage, "darcy_fno").on_multirun_start(_search_config(tmp_path, model__width="choice(16, 24)"))
     assert stopped.value.code == 2
     assert "surrogates-train: error: study 'darcy_fno' was created for another search (model.width" in capsys.readouterr().err
+
+
+@needs_optuna
+def test_the_search_direction_follows_the_checkpoint_mode(tmp_path):
+    # hparams_search=optuna on a maximized metric (the PDE-Refiner's high-correlation time) maximizes it
+    full = compose_full("train", ["hparams_search=optuna", "experiment=ks_pde_refiner", f"hydra.sweep.dir={tmp_path}"])
+    assert full.callbacks.model_checkpoint.mode == "max" and full.hydra.sweeper.direction == "maximize"
+    assert instantiate(full.hydra.sweeper).sweeper._get_directions() == ["maximize"]
+    # a direction that disagrees with the mode is refused before the study exists
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    with pytest.raises(ValueError, match="would minimize the metric, but the checkpoint callback keeps its maximum"):
+        PrepareStudy(storage, "darcy_fno").prepare(_search_config(tmp_path, "callbacks.model_checkpoint.mode=max"))
+    with pytest.raises(KeyError):
+        optuna.load_study(study_name="darcy_fno", storage=storage)
