@@ -7,7 +7,8 @@ Three pieces, wired by ``conf/train.yaml`` and ``conf/hparams_search/*.yaml`` (d
   ``summary.png`` (the metric against each swept parameter) in the sweep folder (runs ranked by the
   optimized metric, the winner first) and logs the winner.
 - :class:`PrepareStudy`, a Hydra callback for Hydra's Optuna sweeper: it creates the sweep folder (the
-  SQLite study lives there and the sweeper opens it before any job creates the folder), marks the trials a
+  SQLite study lives there and the sweeper opens it before any job creates the folder) and a new study with
+  its search stored in it, refuses to resume a study with another search, marks the trials a
   killed sweep left ``RUNNING`` as failed, and exports the number of trials already in the study
   (``SURROGATES_OPTUNA_TRIAL_OFFSET``) so that job ``k`` of this sweep knows it is trial ``offset + k``.
 - :class:`OptunaPruning`, a Lightning callback: reports the monitored metric of every validation epoch
@@ -26,16 +27,21 @@ import json
 import logging
 import math
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "collect_runs", "trial_number"]
+__all__ = [
+    "OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "check_direction", "check_same_search", "collect_runs", "search_definition",
+    "trial_number",
+]
 
 OFFSET_ENV = "SURROGATES_OPTUNA_TRIAL_OFFSET"
 """Environment variable holding the number of trials a study held when this sweep started."""
@@ -161,23 +167,46 @@ class PrepareStudy:
 
     A sweep rerun with the same ``hydra.sweep.dir`` loads the study stored there: the trials the killed
     sweep left running are marked failed, the sampler sees every finished trial, and the new jobs'
-    folders and trial numbers continue after the stored ones.
+    folders and trial numbers continue after the stored ones. A new study is created here with its search
+    (:func:`search_definition`) stored in it; a rerun that asks for another search of the same study is
+    refused before anything changes (Optuna would add its trials to the others silently).
     """
 
     def __init__(self, storage: str | None, study_name: str | None) -> None:
         self.storage, self.study_name = storage, study_name
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and sweeps on: with the offset unknown, the jobs
+        # would reuse trial_0... and report to other trials. A failure here ends the command instead.
+        try:
+            self.prepare(config)
+        except Exception as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                traceback.print_exc()
+            message = " ".join(str(error).split()) or type(error).__name__
+            print(f"surrogates-train: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    def prepare(self, config: DictConfig) -> None:
+        """Create or check the study, fail its stale trials and export the trial-number offset (see the class)."""
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
         os.environ[OFFSET_ENV] = "0"
         if not self.storage or not self.study_name:
             return
         import optuna
 
+        search = search_definition(config)
+        if search is not None:
+            check_direction(search["directions"], OmegaConf.select(config, "callbacks.model_checkpoint.mode"))
         try:
             study = optuna.load_study(study_name=self.study_name, storage=self.storage)
-        except KeyError:  # a new study: the sweeper creates it
+        except KeyError:  # a new study: created with its search, which a resumed sweep must repeat
+            if search is not None:
+                study = optuna.create_study(study_name=self.study_name, storage=self.storage, directions=search["directions"])
+                study.set_user_attr(SEARCH_ATTR, search)
             return
+        if search is not None:
+            check_same_search(self.study_name, study, search)
         trials = study.get_trials(deepcopy=False)
         stale = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
         for t in stale:
@@ -186,6 +215,89 @@ class PrepareStudy:
             log.warning(f"study {self.study_name}: trials {[t.number for t in stale]} of an interrupted sweep marked failed")
         os.environ[OFFSET_ENV] = str(len(trials))
         log.info(f"study {self.study_name}: resuming after {len(trials)} stored trials")
+
+
+SEARCH_ATTR = "surrogates_search"
+"""User attribute of a study holding its :func:`search_definition`."""
+
+
+def search_definition(config: DictConfig) -> dict[str, Any] | None:
+    """What a sweep of Hydra's Optuna sweeper searches: directions, metric, search space, fixed overrides.
+
+    The search space is what the sweeper builds, ``hydra.sweeper.params`` and then the command line's sweep
+    overrides (``choice``, ``interval``, ...; the command line wins), each distribution as Optuna's JSON; the
+    fixed overrides are the command line's other values. ``None`` for a config without an Optuna sweeper.
+    """
+    sweeper = OmegaConf.select(config, "hydra.sweeper")
+    if sweeper is None or "direction" not in sweeper:
+        return None
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+    from optuna.distributions import distribution_to_json
+
+    overrides = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+    overrides += list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
+    space, fixed = create_params_from_overrides(overrides)
+    direction = OmegaConf.to_container(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else [sweeper.direction]
+    return {
+        "directions": [str(getattr(d, "name", d)).lower() for d in direction],
+        "metric": OmegaConf.select(config, "optimized_metric"),
+        "space": {name: distribution_to_json(d) for name, d in sorted(space.items()) if name not in fixed},
+        "fixed": {name: str(value) for name, value in sorted(fixed.items())},
+    }
+
+
+def check_direction(directions: list[str], mode: str | None) -> None:
+    """Refuse an Optuna direction other than the checkpoint callback's ``mode`` (``min``: ``minimize``).
+
+    Each run returns its best score by that mode (what ``best.ckpt`` holds) and the sweep summary ranks by
+    it; a study optimizing the other way would search for the worst runs and prune the best.
+
+    Raises
+    ------
+    ValueError
+        Naming both.
+    """
+    expected = {"min": "minimize", "max": "maximize"}.get(str(mode))
+    if expected is not None and directions != [expected]:
+        raise ValueError(
+            f"the Optuna search would {'/'.join(directions)} the metric, but the checkpoint callback keeps its "
+            f"{mode}imum (callbacks.model_checkpoint.mode={mode}); set hydra.sweeper.direction={expected}, or the mode"
+        )
+
+
+def check_same_search(study_name: str, study: Any, search: dict[str, Any]) -> None:
+    """Refuse to resume ``study`` with another direction, metric or search space than it was created with.
+
+    Fixed overrides that differ (a data folder, a number of epochs) are logged as a warning: some (loader
+    workers, a progress bar) do not change what a trial measures. Studies created without a stored search
+    (by Optuna directly) are not checked.
+
+    Raises
+    ------
+    ValueError
+        Naming the study, what differs and the stored value.
+    """
+    stored = study.user_attrs.get(SEARCH_ATTR)
+    if not isinstance(stored, dict):
+        return
+    differences = [f"{key}: {stored.get(key)} stored, {search[key]} now" for key in ("directions", "metric")
+                   if stored.get(key) != search[key]]
+    space, old = search["space"], stored.get("space", {})
+    differences += [f"{name}: {old.get(name, 'not searched')} stored, {space.get(name, 'not searched')} now"
+                    for name in sorted(set(space) | set(old)) if space.get(name) != old.get(name)]
+    if differences:
+        raise ValueError(
+            f"study {study_name!r} was created for another search ({'; '.join(differences)}); resuming it would mix "
+            "trials of different searches. Repeat the stored search, or start a new sweep (another hydra.sweep.dir)"
+        )
+    fixed, old_fixed = search["fixed"], stored.get("fixed", {})
+    changed = sorted(name for name in set(fixed) | set(old_fixed) if fixed.get(name) != old_fixed.get(name))
+    if changed:
+        log.warning(
+            f"study {study_name}: resumed with other fixed overrides than its earlier trials ("
+            + ", ".join(f"{n}: {old_fixed.get(n)} -> {fixed.get(n)}" for n in changed)
+            + "); the trials are compared as if they measured the same thing"
+        )
 
 
 class OptunaPruning(L.Callback):

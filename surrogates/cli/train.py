@@ -149,6 +149,30 @@ def _check_parameter_state(state: dict[str, Any], parameter: torch.Tensor, where
                 )
 
 
+def checkpoint_folder(trainer: L.Trainer, output_dir: str | Path) -> Path:
+    """The folder the run's checkpoint callback writes to (``<output dir>/checkpoints`` without one)."""
+    callback = trainer.checkpoint_callback
+    return Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
+
+
+def check_fresh_start(trainer: L.Trainer, output_dir: str | Path) -> None:
+    """Raise :class:`~surrogates.errors.CheckpointError` when a run that starts afresh would write its
+    checkpoints into a folder holding an earlier run's.
+
+    Lightning would overwrite ``last.ckpt`` and save the new best as ``best-v1.ckpt``, leaving ``best.ckpt`` the
+    earlier run's model beside the new run's ``metrics.json``: a sweep repeated into its own folder, or a killed
+    run started again without ``ckpt_path``, would then be read with another run's weights.
+    """
+    folder = checkpoint_folder(trainer, output_dir)
+    found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if found:
+        raise CheckpointError(
+            folder, f"holds checkpoints of an earlier run ({', '.join(found[:4])}{' ...' if len(found) > 4 else ''}); "
+            "starting afresh would overwrite them. Continue that run with ckpt_path=auto (or last), or start this "
+            "one in another folder (hydra.run.dir=..., or a new hydra.sweep.dir for a sweep)"
+        )
+
+
 def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:
     """The checkpoint a run resumes from: none, the given file, or the run's own ``last.ckpt``.
 
@@ -162,9 +186,7 @@ def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Pat
         return None
     if str(ckpt_path) not in ("last", "auto"):
         return str(ckpt_path)
-    callback = trainer.checkpoint_callback
-    folder = Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
-    path = folder / "last.ckpt"
+    path = checkpoint_folder(trainer, output_dir) / "last.ckpt"
     if path.is_file():
         return str(path)
     if str(ckpt_path) == "auto":
@@ -231,6 +253,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = without_logger_only_callbacks(instantiate_collection(cfg.get("callbacks")), loggers)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
+    if not resume:
+        check_fresh_start(trainer, cfg.paths.output_dir)
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)

@@ -111,12 +111,12 @@ def test_pruning_callback_reports_to_the_stored_trial_and_stops_the_run(tmp_path
 def test_prepare_study_fails_stale_trials_and_offsets_the_trial_numbers(tmp_path):
     storage = f"sqlite:///{tmp_path}/sweep/optuna.db"
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
-    PrepareStudy(storage, "s").on_multirun_start(config)  # a new study: the folder exists, offset 0
+    PrepareStudy(storage, "s").prepare(config)  # a new study: the folder exists, offset 0
     assert (tmp_path / "sweep").is_dir() and os.environ[OFFSET_ENV] == "0"
     study = optuna.create_study(study_name="s", storage=storage)
     study.tell(study.ask(), 1.0)
     study.ask()  # left running by a killed sweep
-    PrepareStudy(storage, "s").on_multirun_start(config)
+    PrepareStudy(storage, "s").prepare(config)
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     assert os.environ[OFFSET_ENV] == "2"
@@ -215,3 +215,80 @@ def test_optuna_trials_in_parallel_through_the_local_launcher(darcy_dir, tmp_pat
     _sweep(darcy_dir, sweep, 2, "hydra/launcher=local", "hydra.sweeper.n_jobs=2")
     _check_two_trial_sweep(sweep)  # both trials of the batch, each in its own process, reported to their own trial
     assert len([p for p in (sweep / ".submitit").iterdir() if p.name.isdigit()]) == 2
+
+
+@needs_optuna
+def test_a_resumed_study_does_not_draw_the_first_sweeps_trials_again(tmp_path):
+    # The first sweep's start-up trials are random draws of the seeded sampler; a resumed sweep seeding its
+    # sampler alike would propose the same parameters again (repeated, wasted trials).
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    space = {"task.optimizer.lr": optuna.distributions.LogUniformDistribution(1e-4, 1e-2)}
+
+    def sampler():
+        full = compose_full("train", ["hparams_search=darcy_fno", "experiment=darcy_fno", f"hydra.sweep.dir={tmp_path}"])
+        return instantiate(full.hydra.sweeper.sampler)
+
+    study = optuna.create_study(study_name="darcy_fno", storage=storage, sampler=sampler())
+    first = []
+    for _ in range(2):
+        trial = study.ask(space)
+        first.append(trial.params["task.optimizer.lr"])
+        study.tell(trial, 1.0)
+    PrepareStudy(storage, "darcy_fno").prepare(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    resumed = optuna.load_study(study_name="darcy_fno", storage=storage, sampler=sampler())
+    again = [resumed.ask(space).params["task.optimizer.lr"] for _ in range(2)]
+    assert not set(again) & set(first)
+
+
+def _search_config(sweep_dir: Path, *overrides: str, **searched: str):
+    """The darcy_fno search's config; ``searched``: sweep overrides of the command line (``model__width``: model.width)."""
+    cfg = compose_full("train", ["hparams_search=darcy_fno", "experiment=darcy_fno", f"hydra.sweep.dir={sweep_dir}", *overrides])
+    with open_dict(cfg):  # compose refuses sweep overrides outside a multirun; a multirun's config holds them so
+        cfg.hydra.overrides.task += [f"{key.replace('__', '.')}={value}" for key, value in searched.items()]
+    return cfg
+
+
+@needs_optuna
+def test_a_study_is_not_resumed_with_another_search(tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    PrepareStudy(storage, "darcy_fno").prepare(_search_config(tmp_path, task__optimizer__lr="tag(log, interval(1e-4, 1e-2))"))
+    study = optuna.load_study(study_name="darcy_fno", storage=storage)  # created with its search
+    study.tell(study.ask(), 0.5)
+    study.ask()  # left running by a killed sweep
+    # another interval, another search key, another direction: refused before the study changes
+    lr = {"task__optimizer__lr": "tag(log, interval(1e-4, 1e-2))"}
+    for changed in (_search_config(tmp_path, task__optimizer__lr="tag(log, interval(1e-3, 1e-1))"),
+                    _search_config(tmp_path, model__width="choice(16, 24)", **lr),
+                    _search_config(tmp_path, "hydra.sweeper.direction=maximize", "callbacks.model_checkpoint.mode=max", **lr)):
+        with pytest.raises(ValueError, match="created for another search"):
+            PrepareStudy(storage, "darcy_fno").prepare(changed)
+    # the same search resumes (a fixed override may differ, with a warning)
+    assert [t.state.name for t in optuna.load_study(study_name="darcy_fno", storage=storage).trials] == ["COMPLETE", "RUNNING"]
+    PrepareStudy(storage, "darcy_fno").prepare(_search_config(tmp_path, "trainer.max_epochs=3", **lr))
+    assert os.environ[OFFSET_ENV] == "2"
+
+
+@needs_optuna
+def test_a_refused_resume_ends_the_command(tmp_path, capsys):
+    # Hydra turns an exception of a callback into a warning and sweeps on, with the jobs numbered from trial 0
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    PrepareStudy(storage, "darcy_fno").prepare(_search_config(tmp_path))
+    optuna.load_study(study_name="darcy_fno", storage=storage).ask()
+    with pytest.raises(SystemExit) as stopped:
+        PrepareStudy(storage, "darcy_fno").on_multirun_start(_search_config(tmp_path, model__width="choice(16, 24)"))
+    assert stopped.value.code == 2
+    assert "surrogates-train: error: study 'darcy_fno' was created for another search (model.width" in capsys.readouterr().err
+
+
+@needs_optuna
+def test_the_search_direction_follows_the_checkpoint_mode(tmp_path):
+    # hparams_search=optuna on a maximized metric (the PDE-Refiner's high-correlation time) maximizes it
+    full = compose_full("train", ["hparams_search=optuna", "experiment=ks_pde_refiner", f"hydra.sweep.dir={tmp_path}"])
+    assert full.callbacks.model_checkpoint.mode == "max" and full.hydra.sweeper.direction == "maximize"
+    assert instantiate(full.hydra.sweeper).sweeper._get_directions() == ["maximize"]
+    # a direction that disagrees with the mode is refused before the study exists
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    with pytest.raises(ValueError, match="would minimize the metric, but the checkpoint callback keeps its maximum"):
+        PrepareStudy(storage, "darcy_fno").prepare(_search_config(tmp_path, "callbacks.model_checkpoint.mode=max"))
+    with pytest.raises(KeyError):
+        optuna.load_study(study_name="darcy_fno", storage=storage)

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from surrogates.cli.train import train
+from surrogates.errors import CheckpointError
 from tests.cli.conftest import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,3 +201,18 @@ def test_resuming_in_the_run_folder_keeps_the_earlier_csv_metrics(tmp_path):
     assert (tmp_path / "csv" / "metrics.0.csv").read_text() == "first part\n"
     assert (tmp_path / "csv" / "metrics.1.csv").read_text() == "second part\n"
     assert not (tmp_path / "csv" / "metrics.csv").exists()
+
+
+def test_a_fresh_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(darcy_dir, tmp_path):
+    # Lightning would overwrite last.ckpt and save the new best as best-v1.ckpt, leaving best.ckpt the earlier
+    # run's model beside the new run's metrics.json (a sweep repeated into its own folder did so)
+    run_dir = tmp_path / "run"
+    first = [*DARCY, f"data.data_dir={darcy_dir}", "trainer.max_epochs=1", "trainer=cpu", "trainer.enable_progress_bar=false"]
+    _train_here(first, run_dir)
+    checkpoints = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").glob("*.ckpt")}
+    metrics = (run_dir / "metrics.json").read_text()
+    assert set(checkpoints) == {"best.ckpt", "last.ckpt"}
+    with pytest.raises(CheckpointError, match=r"holds checkpoints of an earlier run \(best.ckpt, last.ckpt\).*ckpt_path=auto"):
+        train(compose_config("train", [*first, "model.width=12"], run_dir))
+    assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").glob("*.ckpt")} == checkpoints
+    assert (run_dir / "metrics.json").read_text() == metrics
