@@ -155,7 +155,7 @@ def checkpoint_folder(trainer: L.Trainer, output_dir: str | Path) -> Path:
     return Path(callback.dirpath) if callback is not None and callback.dirpath else Path(output_dir) / "checkpoints"
 
 
-def check_fresh_start(trainer: L.Trainer, output_dir: str | Path) -> None:
+def check_fresh_start(trainer: L.Trainer, output_dir: str | Path, ckpt_path: str | None = None) -> None:
     """Raise :class:`~surrogates.errors.CheckpointError` when a run that starts afresh would write its
     checkpoints into a folder holding an earlier run's.
 
@@ -165,6 +165,13 @@ def check_fresh_start(trainer: L.Trainer, output_dir: str | Path) -> None:
     """
     folder = checkpoint_folder(trainer, output_dir)
     found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+    if found and str(ckpt_path) == "auto":  # auto found no last.ckpt to continue, yet the folder holds others
+        raise CheckpointError(
+            folder, f"ckpt_path=auto: there is no last.ckpt to continue, but the folder holds {', '.join(found[:4])}"
+            f"{' ...' if len(found) > 4 else ''} (a run killed while writing its checkpoints, or last.ckpt removed); "
+            "starting afresh would mix them with the new run's. Remove them to start afresh, or resume from one "
+            "with ckpt_path=<file>"
+        )
     if found:
         raise CheckpointError(
             folder, f"holds checkpoints of an earlier run ({', '.join(found[:4])}{' ...' if len(found) > 4 else ''}); "
@@ -254,7 +261,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
     if not resume:
-        check_fresh_start(trainer, cfg.paths.output_dir)
+        check_fresh_start(trainer, cfg.paths.output_dir, cfg.get("ckpt_path"))
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)

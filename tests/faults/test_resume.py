@@ -216,3 +216,8 @@ def test_a_fresh_run_in_a_folder_with_an_earlier_runs_checkpoints_is_refused(dar
         train(compose_config("train", [*first, "model.width=12"], run_dir))
     assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").glob("*.ckpt")} == checkpoints
     assert (run_dir / "metrics.json").read_text() == metrics
+    # a run killed between writing best.ckpt and last.ckpt: auto has nothing to continue, and says so
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    with pytest.raises(CheckpointError, match=r"ckpt_path=auto: there is no last.ckpt to continue, but the folder holds best.ckpt"):
+        train(compose_config("train", [*first, "ckpt_path=auto"], run_dir))
+    assert (run_dir / "checkpoints" / "best.ckpt").read_bytes() == checkpoints["best.ckpt"]
