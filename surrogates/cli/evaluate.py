@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.data.dataset import FieldDataset
+from surrogates.data.fingerprint import read_fingerprint
+from surrogates.data.schema import inspect_file
 from surrogates.data.shards import split_files
 from surrogates.data.space_time import SpaceTimeDataset
 from surrogates.data.xarray_datamodule import READER_NAME as XARRAY_READER
@@ -46,6 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             return evaluate_pointwise(cfg, surrogate)
     schema = surrogate.schema
     data_dir = data_source(cfg.data_dir, schema)
+    check_same_problem(surrogate, schema, data_dir, cfg.split)
     dataset = dataset_of(schema, data_dir, cfg.split)
     # the grid spacing of the data, as training computed its rel_h1 (not a unit domain)
     spacing = schema.grid_spacing(dataset.spatial_shape)
@@ -76,6 +79,47 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     print(f"metrics: {metrics_path}")
     print(f"figure:  {figure}")
     return summary["metrics"]
+
+
+# settings of a reduced model's problem that fix its discrete operator (DiffusionProblem.config); the grid is
+# checked by the predictor, and solver tolerances or parameter ranges do not change the discrete problem
+DISCRETE_PROBLEM_KEYS = ("discretization", "fd_rule")
+
+
+def check_same_problem(surrogate: object, schema: DataSchema, data_dir: str | Path, split: str) -> None:
+    """Refuse a split written by another PDE (or, for a reduced model, another discretization) than the model's.
+
+    Variable names alone do not tell problems apart (Darcy and the thermal block both map ``a`` to ``u``),
+    so without this check a model would be scored against targets of another problem and the metrics
+    would carry the model's PDE name. Files that record no PDE (a user's own files) are not checked.
+
+    Raises
+    ------
+    ValueError
+        Naming the model's and the data's PDE, or the discretization setting that differs.
+    """
+    if schema.reader is not None and schema.reader.get("name") == XARRAY_READER:
+        return
+    files = split_files(data_dir, split)
+    data_pde = str(inspect_file(files[0], check_finite=False).attrs.get("pde") or "") if files else ""
+    if schema.pde and data_pde and data_pde != schema.pde:
+        raise ValueError(
+            f"{files[0]} holds {data_pde!r} data but the model is a {schema.pde!r} model; pass the data_dir of its PDE"
+        )
+    problem = getattr(getattr(surrogate, "model", None), "problem", None)  # reduced models only
+    if problem is None or not files:
+        return
+    data_node = (read_fingerprint(files[0]) or {}).get("pde") or {}
+    model_node = problem.config()
+    for key in DISCRETE_PROBLEM_KEYS:
+        if key == "fd_rule" and model_node.get("discretization") != "fd":
+            continue  # P1 elements have no face rule
+        # null: the problem class's default, which the data node does not spell out
+        if data_node.get(key) is not None and model_node.get(key) is not None and data_node[key] != model_node[key]:
+            raise ValueError(
+                f"{files[0]} was solved with {key}={data_node[key]!r}, the reduced model with {key}={model_node[key]!r}: "
+                "it would be scored against the solution of another discrete problem"
+            )
 
 
 def dataset_of(schema: DataSchema, data_dir: str | Path, split: str) -> FieldDataset:

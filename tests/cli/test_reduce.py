@@ -81,6 +81,23 @@ def test_evaluate_refuses_a_model_on_another_grid(compose_cfg, tmp_path, thermal
         evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={thermal_data}"]))
 
 
+def test_evaluate_refuses_data_of_another_discretization(compose_cfg, tmp_path, thermal_data):
+    """P1 targets on the same nodes differ from the FD solution by the discretization error: no score of the model."""
+    p1_data = tmp_path / "thermal_block_17_p1"
+    generate_dataset(ThermalBlock(resolution=17, discretization="p1"), p1_data, {"test": 2}, seed=0, progress=False)
+    path = tmp_path / "tb.rb.h5"
+    reduce(compose_cfg("reduce", ["pde=thermal_block", f"model_path={path}", *SMALL]))
+    with pytest.raises(ValueError, match="discretization='p1'.*discretization='fd'"):
+        evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={p1_data}"]))
+    assert evaluate(compose_cfg("evaluate", [f"ckpt={path}", f"data_dir={thermal_data}", "n_plot=1"]))["n_samples"] == 12
+
+
+def test_evaluate_refuses_data_of_another_pde(compose_cfg, darcy_checkpoint, thermal_data):
+    """Thermal-block data hold ``a`` and ``u`` too, so only the files' PDE tells them from Darcy's."""
+    with pytest.raises(ValueError, match="'thermal_block' data but the model is a 'darcy' model"):
+        evaluate(compose_cfg("evaluate", [f"ckpt={darcy_checkpoint}", f"data_dir={thermal_data}"]))
+
+
 def test_logdet_mode(compose_cfg, capsys):
     """`mode=logdet solver=power_limits`: log det A(mu) within its bound of the exact (sparse LU) value."""
     from surrogates.solvers.logdet import sparse_logdet
