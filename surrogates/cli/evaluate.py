@@ -67,17 +67,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     }
     metrics_path = output_dir / "metrics.json"
     metrics_path.write_text(json.dumps(summary, indent=2))
-    figure = plot_comparison(
-        result.examples["x"],
-        result.examples["y"],
-        result.examples["pred"],
-        output_dir / "comparison.png",
-        errors=result.per_sample["rel_l2"][: cfg.n_plot],
-        title=f"{schema.pde} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
-    )
     print(f"relative L2 on {cfg.split}: {summary['metrics']['rel_l2_mean']:.4f} (n={len(dataset)})")
     print(f"metrics: {metrics_path}")
-    print(f"figure:  {figure}")
+    if int(cfg.n_plot) > 0:  # n_plot=0: metrics only, no figure
+        figure = plot_comparison(
+            result.examples["x"],
+            result.examples["y"],
+            result.examples["pred"],
+            output_dir / "comparison.png",
+            errors=result.per_sample["rel_l2"][: cfg.n_plot],
+            title=f"{schema.pde} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
+        )
+        print(f"figure:  {figure}")
     return summary["metrics"]
 
 

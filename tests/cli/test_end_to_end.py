@@ -80,6 +80,11 @@ def test_train_then_evaluate_agree(compose_cfg, darcy_dir, tmp_path):
     png = Path(eval_cfg.paths.output_dir) / "comparison.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    png.unlink()
+    quiet = evaluate(compose_cfg("evaluate", [f"ckpt={best}", "n_plot=0"]))  # metrics only, no figure
+    same = lambda metrics: {k: v for k, v in metrics.items() if k != "seconds_per_sample"}  # noqa: E731
+    assert same(quiet) == same(summary) and not png.exists()
+
 
 def test_train_then_evaluate_agree_on_burgers_with_its_periodic_grid(compose_cfg, burgers_dir):
     cfg = compose_cfg(
