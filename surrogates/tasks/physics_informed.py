@@ -34,6 +34,9 @@ __all__ = ["PhysicsInformed", "load_solution", "predict_on_points"]
 
 FIGURE_NAME = "physics_informed.png"
 
+LBFGS_BATCH_KEY = "lbfgs_batch"
+"""Checkpoint entry holding the fixed points of the L-BFGS phase, ``{name: (n, d)}``, once that phase has begun."""
+
 
 def predict_on_points(net: torch.nn.Module, points: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
     """Network values ``(M,)`` at ``points`` (``(M, d)``), without gradients, in chunks of ``chunk`` points."""
@@ -59,7 +62,7 @@ class PhysicsInformed(L.LightningModule):
     lbfgs_steps
         Number of final steps taken with L-BFGS instead of Adam (``trainer.max_steps`` must be set);
         each is one ``LBFGS.step`` of up to ``lbfgs["max_iter"]`` inner iterations on the points of the
-        first L-BFGS step.
+        first L-BFGS step (kept in checkpoints, so a fit resumed in this phase keeps its objective).
     lbfgs
         Keyword arguments of :class:`torch.optim.LBFGS` (``lr``, ``max_iter``, ``history_size``,
         ``line_search_fn``).
@@ -154,6 +157,8 @@ class PhysicsInformed(L.LightningModule):
             # L-BFGS needs a deterministic objective: keep the points of its first step
             if self._lbfgs_batch is None:
                 self._lbfgs_batch = {k: v.detach().clone() for k, v in batch.items()}
+            # restored from a checkpoint on the CPU
+            self._lbfgs_batch = {k: v.to(self.device) for k, v in self._lbfgs_batch.items()}
             batch, optimizer = self._lbfgs_batch, optimizers[-1]
             state: dict[str, Any] = {}
 
@@ -219,9 +224,16 @@ class PhysicsInformed(L.LightningModule):
         if self.problem is not None:
             problem = ClassSpec(physics_problem_name(self.problem), self.problem.config()["kwargs"])
         save_metadata(self, checkpoint, "pointwise", self.data_schema, problem=problem)
+        if self._lbfgs_batch is not None:
+            # a fit resumed in the L-BFGS phase must minimize the same objective as before the interruption
+            checkpoint[LBFGS_BATCH_KEY] = {k: v.detach().cpu().clone() for k, v in self._lbfgs_batch.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = load_metadata(checkpoint)
+        batch = checkpoint.get(LBFGS_BATCH_KEY)
+        if batch is not None and not (isinstance(batch, dict) and all(isinstance(v, torch.Tensor) for v in batch.values())):
+            raise ValueError(f"the checkpoint's {LBFGS_BATCH_KEY!r} must map condition names to tensors of points")
+        self._lbfgs_batch = None if batch is None else {str(k): v for k, v in batch.items()}
         self.data_schema = meta.data_schema
         if self.problem is None and meta.problem is not None:
             self.problem = construct(physics_problem_class(meta.problem.name), meta.problem.kwargs, "problem")

@@ -116,3 +116,28 @@ def test_network_and_problem_must_agree():
     trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(ValueError, match="bounds"):
         trainer.fit(task, datamodule=_datamodule())
+
+
+def _lbfgs_fit(root, ckpt_path=None, callbacks=()):
+    """8 steps on Klein-Gordon, the last 4 with L-BFGS; the network's parameters as one vector."""
+    L.seed_everything(0)
+    dm = _datamodule(KleinGordon(), steps_per_epoch=3)
+    net = MLP(in_channels=2, width=8, depth=1, bounds=[[0.0, 1.0], [0.0, 1.0]])
+    task = PhysicsInformed(
+        net, optimizer=functools.partial(torch.optim.Adam, lr=1e-2), weights={"residual": 1e-3},
+        lbfgs_steps=4, lbfgs={"max_iter": 3}, save_figure=False,
+    )
+    trainer = _trainer(root, 8, callbacks=list(callbacks), num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
+    return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+
+def test_fit_resumed_in_the_lbfgs_phase_ends_where_the_uninterrupted_fit_ends(tmp_path):
+    # L-BFGS minimizes over the points of its first step; a resumed fit must keep them, not draw new ones
+    every_step = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=tmp_path / "checkpoints", filename="{step}", every_n_train_steps=1, save_top_k=-1
+    )
+    uninterrupted = _lbfgs_fit(tmp_path / "full", callbacks=[every_step])
+    resumed = _lbfgs_fit(tmp_path / "resumed", ckpt_path=tmp_path / "checkpoints" / "step=6.ckpt")
+    # same operations on the same data in the same order: equal to the bit
+    torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
