@@ -25,6 +25,8 @@ import torch
 from surrogates.checkpoint import ClassSpec, construct, read_checkpoint, to_plain
 from surrogates.checkpoint.registry import physics_problem_class, physics_problem_name
 from surrogates.models.base import OperatorModel
+from surrogates.models.pig import PIG
+from surrogates.nn.gaussian_features import box_bounds
 from surrogates.pdes.physics.base import PhysicsProblem, Reference
 from surrogates.plots.physics_informed import plot_solution
 from surrogates.tasks.checkpointing import load_metadata, save_metadata
@@ -122,8 +124,12 @@ class PhysicsInformed(L.LightningModule):
         if expected != self.problem.dim:
             raise ValueError(f"the network takes {expected} coordinates but {self.problem.name} has {self.problem.dim}")
         bounds = self.net.init_kwargs.get("bounds")
+        if bounds is None and isinstance(self.net, PIG):
+            # PIG without bounds places its Gaussians in [-1, 1]^d: a box too, which must be the domain
+            bounds = box_bounds(self.problem.dim, None)
         if bounds is not None and not np.allclose(np.asarray(bounds, dtype=float), np.asarray(self.problem.bounds())):
-            raise ValueError(f"the network's bounds {bounds} differ from the domain of {self.problem.name}: {self.problem.bounds()}")
+            raise ValueError(f"the network's bounds {bounds} differ from the domain of {self.problem.name}: "
+                             f"{self.problem.bounds()}; set the network's bounds (model.bounds) to the domain")
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """``u`` at ``points``: ``(P, d) -> (P, 1)``."""

@@ -141,3 +141,15 @@ def test_fit_resumed_in_the_lbfgs_phase_ends_where_the_uninterrupted_fit_ends(tm
     resumed = _lbfgs_fit(tmp_path / "resumed", ckpt_path=tmp_path / "checkpoints" / "step=6.ckpt")
     # same operations on the same data in the same order: equal to the bit
     torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
+
+
+def test_pig_without_bounds_is_refused_on_another_domain(tmp_path):
+    # bounds=None places the Gaussians in [-1, 1]^2: three quarters of them outside Klein-Gordon's (0, 1)^2
+    task = PhysicsInformed(PIG(in_channels=2, n_gaussians=4), optimizer=torch.optim.Adam, save_figure=False)
+    with pytest.raises(ValueError, match="bounds"):
+        _trainer(tmp_path, 1).fit(task, datamodule=_datamodule(KleinGordon()))
+    # on Helmholtz's (-1, 1)^2 the default box is the domain
+    task = PhysicsInformed(PIG(in_channels=2, n_gaussians=4), optimizer=torch.optim.Adam, save_figure=False)
+    trainer = _trainer(tmp_path, 1, limit_val_batches=0)
+    trainer.fit(task, datamodule=_datamodule(Helmholtz2D()))
+    assert trainer.global_step == 1
