@@ -154,6 +154,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout, "
         "query points outside a pointwise model's domain.",
     },
+    500: {"model": ErrorResponse, "description": "The model raised an error other than `ValueError` on this input (`model_failed`), e.g. a solver that did not converge."},
     503: {"model": ErrorResponse, "description": "The model file could not be loaded (see `GET /health`)."},
     504: {
         "model": ErrorResponse,
@@ -719,6 +720,10 @@ async def _roll_in_slices(
                 raise Cancelled(token.reason or "cancelled")
     except ValueError as error:
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+    except (ServiceError, Cancelled):
+        raise
+    except Exception as error:
+        raise model_failed(entry, error) from None
     info = frames[-1][1]
     return (_stack(entry, [outputs for outputs, _ in frames]) if steps else frames[0][0]), info
 
@@ -733,8 +738,24 @@ async def _submit(entry: ModelEntry, batcher: MicroBatcher, x: np.ndarray, step:
         outputs, info = await batcher.submit(x)
     except ValueError as error:  # the model refused this input (e.g. a grid it cannot take)
         raise unprocessable("model_rejected_input", f"model {entry.name!r} rejected the input: {error}") from None
+    except Exception as error:
+        raise model_failed(entry, error) from None
     _check_finite(entry, outputs, step)
     return outputs, info
+
+
+def model_failed(entry: ModelEntry, error: Exception) -> ServiceError:
+    """500 ``model_failed`` for a model that raised on a request (e.g. ``RuntimeError`` of a solver that did not
+    converge), the traceback logged.
+
+    Without it the error escaped the endpoint as a plain-text 500 outside the documented
+    ``{"detail", "code"}`` form. The answer names the exception's type, not its message, which may hold paths.
+    """
+    log.error("model %s failed on a request", entry.name, exc_info=(type(error), error, error.__traceback__))
+    return ServiceError(
+        500, "model_failed",
+        f"model {entry.name!r} failed on this input ({type(error).__name__}); the service log has the details",
+    )
 
 
 def _check_finite(entry: ModelEntry, outputs: dict[str, np.ndarray], step: int | None = None) -> None:

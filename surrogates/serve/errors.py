@@ -16,7 +16,7 @@ class ServiceError(Exception):
     status
         HTTP status: 400 (malformed body), 404 (unknown model), 413 (body too large),
         415 (unsupported content type), 422 (well-formed but invalid), 429 (the model's admission limit
-        is full), 503 (model unavailable).
+        is full), 500 (the model raised on the request), 503 (model unavailable).
     code
         Short stable identifier of the problem, e.g. ``"wrong_shape"`` (see ``docs/serving.md``).
     message

@@ -291,3 +291,42 @@ def test_the_event_loop_stays_free_while_a_model_computes(tmp_path):
         waited, status = asyncio.run(run())
     assert status == 200
     assert waited < 0.5
+
+
+class _UnconvergedDarcy(Darcy):
+    """Darcy whose PCG "does not converge" (``RuntimeError``, as ``solve_spd`` raises) where ``a`` exceeds 100."""
+
+    def solve(self, inputs):
+        if (np.asarray(inputs["a"]) > 100).any():
+            raise RuntimeError("PCG (amg) did not converge: relative residual 1e-3 > rtol 1e-10 /secret/path")
+        return super().solve(inputs)
+
+
+def _raising_rollout(x, seed):
+    yield {"u": x[:, 0]}, {}
+    raise RuntimeError("integrator failed")
+
+
+def test_a_model_that_raises_answers_a_json_500_and_the_service_keeps_serving():
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.loaders import solver_entry
+    from surrogates.serve.registry import ModelEntry, Registry, Variable
+    from tests.serve.conftest import LiveServer
+
+    rolling = ModelEntry(
+        name="rolling", kind="surrogate", source="test", inputs=[Variable("u", ("x",))], outputs=[Variable("u", ("x",))],
+        spatial_dims=["x"], runner=lambda x: ({"u": x[:, 0]}, {}), rollout_runner=_raising_rollout,
+    )
+    registry = Registry([solver_entry("pcg", _UnconvergedDarcy(resolution=8)), rolling])
+    with LiveServer(create_app(Registry(registry.ready), ServeSettings(request_timeout_s=60))) as server:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for _ in range(3):  # more failures than one worker thread: each answered, none hangs
+                failed = post_json(client, "pcg", {"a": np.full((8, 8), 200.0)})
+                assert failed.status_code == 500, failed.text
+                assert failed.json()["code"] == "model_failed"
+                assert "RuntimeError" in failed.json()["detail"] and "/secret" not in failed.json()["detail"]
+            expected, _ = Darcy(resolution=8).solve({"a": np.ones((1, 8, 8))})
+            np.testing.assert_array_equal(output(post_json(client, "pcg", {"a": np.ones((1, 8, 8))}))[0], expected["u"][0].astype(np.float32))
+            failed = post_json(client, "rolling", {"u": np.ones((1, 4))}, steps=3)  # fails at its second step
+            assert failed.status_code == 500 and failed.json()["code"] == "model_failed", failed.text
+            assert output(post_json(client, "rolling", {"u": np.ones((1, 4))})).shape == (1, 4)
