@@ -8,10 +8,13 @@ checkpoint (PIG, PINN) needs no dataset: it is compared with its problem's refer
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from surrogates.cli import CONFIG_PATH
@@ -52,9 +55,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     dataset = dataset_of(schema, data_dir, cfg.split)
     # the grid spacing of the data, as training computed its rel_h1 (not a unit domain)
     spacing = schema.grid_spacing(dataset.spatial_shape)
-    result = evaluate_dataset(
-        surrogate.predict_tensor, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot, spacing=spacing
-    )
+    predict, bounds = surrogate.predict_tensor, None
+    if hasattr(surrogate, "last_bounds"):  # a reduced model: keep the certified bound of every sample
+        predict, bounds = _keeping_bounds(surrogate)
+    result = evaluate_dataset(predict, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot, spacing=spacing)
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +69,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "pde": schema.pde,
         "metrics": result.summary(),
     }
+    if bounds is not None:
+        summary["error_bound"] = _bound_summary(*bounds)
     metrics_path = output_dir / "metrics.json"
     metrics_path.write_text(json.dumps(summary, indent=2))
     print(f"relative L2 on {cfg.split}: {summary['metrics']['rel_l2_mean']:.4f} (n={len(dataset)})")
@@ -80,6 +86,34 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
         print(f"figure:  {figure}")
     return summary["metrics"]
+
+
+def _keeping_bounds(surrogate: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[list, list]]:
+    """A reduced model's ``predict_tensor`` that also keeps each call's error bounds and solution norms."""
+    bounds: list[np.ndarray] = []
+    norms: list[np.ndarray] = []
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        fields = surrogate.predict_tensor(x)
+        bounds.append(np.asarray(surrogate.last_bounds, dtype=np.float64))
+        norms.append(np.asarray(surrogate.last_norms, dtype=np.float64))
+        return fields
+
+    return predict, (bounds, norms)
+
+
+def _bound_summary(bounds: list[np.ndarray], norms: list[np.ndarray]) -> dict[str, Any]:
+    """The reduced model's a posteriori bounds over the split: ``Delta(mu) >= ||u_M - u_N||_X`` (absolute) and
+    ``Delta / ||u_N||_X`` (relative), mean and max; ``u_M`` solves the EIM-approximated system, and ``X`` is the
+    discrete H^1_0 semi-norm (docs/reduced_basis.md)."""
+    delta, norm = np.concatenate(bounds), np.concatenate(norms)
+    relative = np.divide(delta, norm, out=np.full_like(delta, np.inf), where=norm > 0)
+    return {
+        "norm": "X (discrete H^1_0 semi-norm) of u_M - u_N, u_M the solution of the EIM-approximated system",
+        "mean": float(delta.mean()), "max": float(delta.max()),
+        "relative_mean": float(relative.mean()), "relative_max": float(relative.max()),
+        "n_samples": int(delta.size),
+    }
 
 
 # settings of a reduced model's problem that fix its discrete operator (DiffusionProblem.config); the grid is

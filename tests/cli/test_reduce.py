@@ -12,6 +12,7 @@ import pytest
 from surrogates.cli.evaluate import evaluate
 from surrogates.cli.reduce import reduce
 from surrogates.data.generation import generate_dataset
+from surrogates.data.xarray_view import open_split
 from surrogates.pdes.thermal_block import ThermalBlock
 from surrogates.solvers.reduced_basis import ReducedModel
 
@@ -72,6 +73,18 @@ def test_evaluate_scores_a_reduced_model_on_the_test_split(compose_cfg, tmp_path
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["pde"] == "thermal_block"
     assert (out / "comparison.png").is_file()
+    # the certified bounds of the split's samples: those of the model's own solve for the stored parameters
+    model = ReducedModel.load(path)
+    data = open_split(thermal_data, "test")
+    mus = np.stack([data[name].values.astype(np.float64) for name in model.parameter_space.names], axis=1)
+    data.close()
+    direct = model.solve(mus)
+    relative = direct.bound / np.linalg.norm(direct.coefficients, axis=1)  # the basis is X-orthonormal
+    bound = summary["error_bound"]
+    assert bound["n_samples"] == 12 and bound["norm"].startswith("X")
+    # the same float64 solves of the same parameters (float32 in the file either way): round-off of a batched solve
+    np.testing.assert_allclose([bound["mean"], bound["max"]], [direct.bound.mean(), direct.bound.max()], rtol=1e-9)
+    np.testing.assert_allclose([bound["relative_mean"], bound["relative_max"]], [relative.mean(), relative.max()], rtol=1e-9)
 
 
 def test_evaluate_refuses_a_model_on_another_grid(compose_cfg, tmp_path, thermal_data):

@@ -27,7 +27,8 @@ class ReducedBasisPredictor:
     model
         A reduced model built on a structured grid (finite differences, or P1 on the grid's nodes).
     estimator
-        Residual-norm evaluation for the error bounds kept in :attr:`last_bounds`.
+        Residual-norm evaluation for the error bounds kept in :attr:`last_bounds` (``(B,)``, the X-norm bound of
+        each sample of the last call) next to :attr:`last_norms` (``(B,)``, each reduced solution's X-norm).
     """
 
     def __init__(self, model: ReducedModel, estimator: str = "stable"):
@@ -42,6 +43,7 @@ class ReducedBasisPredictor:
         self._channels = [self.inputs.index(name) for name in names]
         self.targets = ["u"]
         self.last_bounds: np.ndarray = np.zeros(0)
+        self.last_norms: np.ndarray = np.zeros(0)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", estimator: str = "stable") -> "ReducedBasisPredictor":
@@ -69,8 +71,12 @@ class ReducedBasisPredictor:
                 f"the dataset grid {tuple(x.shape[2:])} differs from the reduced model's {self.model.layout.grid_shape}"
             )
         params = x[:, self._channels].flatten(2)
-        mus = params.mean(dim=2).detach().cpu().double().numpy()
+        # averaged in float64: the mean of a constant float32 channel is then its value exactly (in float32 the
+        # sum's rounding moved the parameter by ~1e-7 relative)
+        mus = params.detach().cpu().double().mean(dim=2).numpy()
         solution = self.model.solve(mus, estimator=self.estimator)
         self.last_bounds = solution.bound
+        # the basis is X-orthonormal: ||V c||_X = ||c||, the X-norm of each reduced solution
+        self.last_norms = np.linalg.norm(solution.coefficients, axis=1)
         fields = self.model.fields(solution.coefficients)
         return torch.from_numpy(fields[:, None].astype(np.float32))
