@@ -91,6 +91,8 @@ class ForeignFileInfo(FileInfo):
     """Offered name -> why it cannot be read as stored (a sentence naming the stored variable and what it holds);
     unused ones do not matter, so they are refused only when named (:meth:`require_usable`)."""
 
+    file_dim_names: dict[str, str] = field(default_factory=dict)
+    """Our dim name -> the file's, where they differ (``{"sample": "n"}``), for messages in the file's names."""
     unusable_coords: dict[str, str] = field(default_factory=dict)
     """Our coordinate name -> why its stored values are not its values (packed); such a coordinate is left out
     of :attr:`coords` and refused when a named variable lies along its dim (:meth:`require_usable`)."""
@@ -199,7 +201,9 @@ def _read(path: Path, handle: Any, layout: ForeignLayout, scan_missing: bool = F
         raise DatasetFileError(path, "variables disagree on the number of samples: " + ", ".join(f"{v} has {n}" for n, v in counts.items()))
     info = ForeignFileInfo(
         path, next(iter(counts)), attrs, offered.variables, coords, offered.sources, coord_sources,
-        dict(offered.problems), unusable_coords,
+        dict(offered.problems),
+        {ours: theirs for theirs, ours in renamed.items() if theirs != ours},
+        unusable_coords,
     )
     if scan_missing:
         for source in _usable_sources(info):

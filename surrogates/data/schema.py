@@ -155,11 +155,13 @@ def plain(value: Any) -> Any:
     return value
 
 
-def describe(variables: Mapping[str, VariableInfo]) -> str:
-    """``"a (sample, x, y), u (sample, x, y)"``: variables with their dims, for error messages."""
+def describe(variables: Mapping[str, VariableInfo], dim_names: Mapping[str, str] | None = None) -> str:
+    """``"a (sample, x, y), u (sample, x, y)"``: variables with their dims, for error messages; ``dim_names``
+    maps our dim names to the file's where they differ (a foreign file's ``n`` read as ``sample``)."""
     if not variables:
         return "no variables"
-    return ", ".join(f"{name} ({', '.join(info.dims)})" for name, info in sorted(variables.items()))
+    names = dim_names or {}
+    return ", ".join(f"{name} ({', '.join(names.get(d, d) for d in info.dims)})" for name, info in sorted(variables.items()))
 
 
 def inspect_file(path: str | Path, check_finite: bool = True) -> FileInfo:
@@ -382,17 +384,16 @@ def require_variables(
         variables with their dims.
     """
     names = list(names)
+    available = describe(info.variables, getattr(info, "file_dim_names", None))  # in the file's own dim names
     missing = [name for name in names if name not in info.variables]
     if missing:
-        raise DatasetFileError(
-            info.path, f"missing variable(s) {missing}; available: {describe(info.variables)}"
-        )
+        raise DatasetFileError(info.path, f"missing variable(s) {missing}; available: {available}")
     for name, expected in (dims or {}).items():
         if name not in info.variables:
-            raise DatasetFileError(info.path, f"missing variable {name!r}; available: {describe(info.variables)}")
+            raise DatasetFileError(info.path, f"missing variable {name!r}; available: {available}")
         if tuple(info.variables[name].dims) != tuple(expected):
             raise DatasetFileError(
                 info.path,
                 f"variable {name!r} has dims {info.variables[name].dims}, expected {tuple(expected)}; "
-                f"available: {describe(info.variables)}",
+                f"available: {available}",
             )

@@ -91,7 +91,8 @@ def test_foreign_files_that_do_not_fit_are_refused_naming_the_problem(tmp_path):
     bad.to_netcdf(nan_path, engine="h5netcdf")
     with pytest.raises(DatasetFileError, match="'a' contains NaN or inf at sample 3"):
         XarrayDataModule(["a"], ["u"], path=nan_path, sample_dim="n").setup("fit")
-    with pytest.raises(DatasetFileError, match=r"missing variable\(s\) \['w'\]"):
+    # the available variables are listed with the file's own dim names (n, not the 'sample' it is read as)
+    with pytest.raises(DatasetFileError, match=r"missing variable\(s\) \['w'\]; available: a \(n, x, y\), nu \(n\)"):
         XarrayDataModule(["w"], ["u"], path=path, sample_dim="n").setup("fit")
 
 
