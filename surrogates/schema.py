@@ -23,11 +23,11 @@ KINDS = ("fields", "trajectory", "pointwise")
 per-trajectory parameters (one-step models); ``pointwise``: one PDE instance on a box (PIG, PINN)."""
 
 BOUNDARIES = ("bounded", "periodic")
+"""A coordinate's boundary kind: the grid ends at the domain's edges, or wraps around."""
 
 MAX_EVAL_POINTS = 10**7
 """Most points of a pointwise model's reference grid (``eval_resolution``): evaluation holds the grid's
 points, the reference solution and the predictions in memory (10^7 points of 2D problems: a few hundred MB)."""
-"""A coordinate's boundary kind: the grid ends at the domain's edges, or wraps around."""
 
 
 class SchemaError(ValueError):

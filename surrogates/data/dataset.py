@@ -19,8 +19,6 @@ from surrogates.data.shards import check_same_coordinates
 from surrogates.data.worker_files import WorkerFiles
 from surrogates.schema import window_channel
 
-"""Open HDF5 handles kept per process (least recently used ones are closed beyond this)."""
-
 
 @dataclass(frozen=True)
 class _Channel:

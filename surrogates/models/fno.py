@@ -143,9 +143,6 @@ class FNO(OperatorModel):
         check_count("n_layers", n_layers, 0, MAX_LAYERS)
         check_number("padding", padding, 0.0, MAX_PADDING)
         check_number("channel_mlp_expansion", channel_mlp_expansion, 0.0)
-        if lifting_channels < 0 or channel_mlp_expansion < 0:
-            raise ValueError("lifting_channels and channel_mlp_expansion must be >= 0, got "
-                             f"{lifting_channels} and {channel_mlp_expansion}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         if skip not in SKIPS:

@@ -96,9 +96,8 @@ class MGTFNO(TFNO):
             raise ValueError(f"MGTFNO decomposes 2D fields only, got dim={dim}")
         check_number("patch_padding", patch_padding, 0.0, 1.0)
         check_count("levels", levels, 0, 16)
-        if levels < 0 or patch_padding < 0 or patches_per_chunk < 0:
-            raise ValueError("levels, patch_padding and patches_per_chunk must be >= 0, got "
-                             f"{levels}, {patch_padding} and {patches_per_chunk}")
+        if patches_per_chunk < 0:  # levels and patch_padding are checked just above
+            raise ValueError(f"patches_per_chunk must be >= 0, got {patches_per_chunk}")
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
         # The coordinates are those of the whole domain, appended before patching: a patch-local embedding
