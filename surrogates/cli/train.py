@@ -165,19 +165,20 @@ def check_fresh_start(trainer: L.Trainer, output_dir: str | Path, ckpt_path: str
     """
     folder = checkpoint_folder(trainer, output_dir)
     found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
-    if found and str(ckpt_path) == "auto":  # auto found no last.ckpt to continue, yet the folder holds others
+    if not found:
+        return
+    listed = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
+    if str(ckpt_path) == "auto":  # auto found no last.ckpt to continue, yet the folder holds others
         raise CheckpointError(
-            folder, f"ckpt_path=auto: there is no last.ckpt to continue, but the folder holds {', '.join(found[:4])}"
-            f"{' ...' if len(found) > 4 else ''} (a run killed while writing its checkpoints, or last.ckpt removed); "
-            "starting afresh would mix them with the new run's. Remove them to start afresh, or resume from one "
-            "with ckpt_path=<file>"
+            folder, f"ckpt_path=auto: there is no last.ckpt to continue, but the folder holds {listed} (a run killed "
+            "while writing its checkpoints, or last.ckpt removed); starting afresh would mix them with the new "
+            "run's. Remove them to start afresh, or resume from one with ckpt_path=<file>"
         )
-    if found:
-        raise CheckpointError(
-            folder, f"holds checkpoints of an earlier run ({', '.join(found[:4])}{' ...' if len(found) > 4 else ''}); "
-            "starting afresh would overwrite them. Continue that run with ckpt_path=auto (or last), or start this "
-            "one in another folder (hydra.run.dir=..., or a new hydra.sweep.dir for a sweep)"
-        )
+    raise CheckpointError(
+        folder, f"holds checkpoints of an earlier run ({listed}); starting afresh would overwrite them. Continue that "
+        "run with ckpt_path=auto (or last), or start this one in another folder (hydra.run.dir=..., or a new "
+        "hydra.sweep.dir for a sweep)"
+    )
 
 
 def resume_path(ckpt_path: str | None, trainer: L.Trainer, output_dir: str | Path) -> str | None:
@@ -260,11 +261,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = without_logger_only_callbacks(instantiate_collection(cfg.get("callbacks")), loggers)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     resume = resume_path(cfg.get("ckpt_path"), trainer, cfg.paths.output_dir)
-    if not resume:
-        check_fresh_start(trainer, cfg.paths.output_dir, cfg.get("ckpt_path"))
     if resume:
         # Check the file (format, kind, allowlisted model, plain data) before Lightning restores from it.
         check_resumable(resume, task)
+    else:
+        check_fresh_start(trainer, cfg.paths.output_dir, cfg.get("ckpt_path"))
     if cfg.get("test"):
         # Every split the run will use is checked (schema, NaN) before the first step, not after training.
         datamodule.setup("test")
