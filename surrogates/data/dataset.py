@@ -271,15 +271,12 @@ class FieldDataset(Dataset):
 
     # -- access -----------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self._n_samples() * (1 if self.window is None else self._n_starts)
-
-    def _n_samples(self) -> int:
-        return int(self._offsets[-1]) if self.indices is None else int(self.indices.size)
+        return self.n_samples * self.items_per_sample
 
     @property
     def n_samples(self) -> int:
         """Samples (trajectories with time windows) of the split; items are ``n_samples * items_per_sample``."""
-        return self._n_samples()
+        return int(self._offsets[-1]) if self.indices is None else int(self.indices.size)
 
     @property
     def items_per_sample(self) -> int:
@@ -301,7 +298,7 @@ class FieldDataset(Dataset):
         return self.files[k], local
 
     def _locate(self, index: int) -> tuple[int, int]:
-        n = self._n_samples()
+        n = self.n_samples
         if index < 0:
             index += n
         if not 0 <= index < n:
