@@ -27,6 +27,7 @@ from surrogates.data.read_limits import StoredArray, stored_array
 
 __all__ = [
     "StoredElsewhere", "check_stored_here", "checked_header", "dataset_stored_elsewhere", "find_stored_elsewhere",
+    "netcdf_view",
 ]
 
 
@@ -146,6 +147,17 @@ def checked_header(handle: Any, path: str | Path, error: Callable[[Path, str], E
     if found is not None:
         raise error(Path(path), found.describe())
     return arrays
+
+
+def netcdf_view(raw: Any, **options: Any) -> Any:
+    """An ``h5netcdf.File`` (read-only, ``options`` passed on) over the open h5py file ``raw``.
+
+    The attribute h5netcdf's constructor reads first is read here: a corrupt one then fails in this call, not
+    inside that constructor, which would leave a half-built ``File`` whose finalizer raises."""
+    import h5netcdf
+
+    raw.attrs.get("_nc3_strict")
+    return h5netcdf.File(raw, "r", **options)
 
 
 def _text(value: bytes | str) -> str:

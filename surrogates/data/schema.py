@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from surrogates.data.hdf5_storage import checked_header
+from surrogates.data.hdf5_storage import checked_header, netcdf_view
 from surrogates.data.read_limits import StoredArray, read_problem
 
 SCHEMA_VERSION = "1.1"
@@ -223,7 +223,6 @@ def read_dataset_file(
     ``not_opened``, when given, says it when the file cannot even be opened. The readers of our files
     (:func:`inspect_file`) and of foreign ones (:func:`surrogates.data.foreign.inspect_foreign`) share it.
     """
-    import h5netcdf
     import h5py
 
     if not path.exists():
@@ -237,10 +236,7 @@ def read_dataset_file(
     try:
         with raw:
             arrays = checked_header(raw, path, DatasetFileError)
-            # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
-            # constructor, which would leave a half-built File whose finalizer raises
-            raw.attrs.get("_nc3_strict")
-            with h5netcdf.File(raw, "r", phony_dims="access") as handle:
+            with netcdf_view(raw, phony_dims="access") as handle:
                 check_reads(path, handle, arrays, sample_dim)
                 info = read(handle)
                 for name in scanned(info):
@@ -384,16 +380,19 @@ def require_variables(
         variables with their dims.
     """
     names = list(names)
-    available = describe(info.variables, getattr(info, "file_dim_names", None))  # in the file's own dim names
+
+    def available() -> str:  # only for a refusal: in the file's own dim names
+        return describe(info.variables, getattr(info, "file_dim_names", None))
+
     missing = [name for name in names if name not in info.variables]
     if missing:
-        raise DatasetFileError(info.path, f"missing variable(s) {missing}; available: {available}")
+        raise DatasetFileError(info.path, f"missing variable(s) {missing}; available: {available()}")
     for name, expected in (dims or {}).items():
         if name not in info.variables:
-            raise DatasetFileError(info.path, f"missing variable {name!r}; available: {available}")
+            raise DatasetFileError(info.path, f"missing variable {name!r}; available: {available()}")
         if tuple(info.variables[name].dims) != tuple(expected):
             raise DatasetFileError(
                 info.path,
                 f"variable {name!r} has dims {info.variables[name].dims}, expected {tuple(expected)}; "
-                f"available: {available}",
+                f"available: {available()}",
             )

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from surrogates.data.hdf5_storage import find_stored_elsewhere
+from surrogates.data.hdf5_storage import find_stored_elsewhere, netcdf_view
 from surrogates.data import read_limits
 from surrogates.serve.errors import ServiceError, bad_request, name_list, unprocessable
 from surrogates.serve.schemas import PredictRequest
@@ -435,20 +435,16 @@ class _ClassicHeader(NetcdfHeader):
 
 @contextmanager
 def _hdf5_header(body: bytes, max_variables: int) -> Iterator[NetcdfHeader]:
-    import h5netcdf
     import h5py
 
     with h5py.File(io.BytesIO(body), "r") as raw:
-        # the attribute h5netcdf's constructor reads first: a corrupt one fails here, not inside that
-        # constructor, which would leave a half-built File whose finalizer raises AttributeError
-        raw.attrs.get("_nc3_strict")
         # h5netcdf's constructor opens every object of the root group: count them first (one HDF5 call)
         _check_count(len(raw), max_variables, "objects in its root group (variables, dimensions, groups)")
         # and it would follow an external link to a file of the server: walk the links first, following none
         elsewhere = find_stored_elsewhere(raw)
         if elsewhere is not None:  # the message names no server path
             raise unprocessable("invalid_array", _ELSEWHERE.format(name=elsewhere.name))
-        with h5netcdf.File(raw, "r") as f:
+        with netcdf_view(raw) as f:  # a corrupt root attribute fails in it, not in a half-built File
             yield _Hdf5Header(f, len(body))
 
 
