@@ -199,6 +199,16 @@ def _relative_error(y32: np.ndarray, y64: np.ndarray) -> float:
     return float(np.max(np.abs(y32.astype(np.float64) - y64)) / np.max(np.abs(y64)))
 
 
+def _converged_output(surrogate, x: np.ndarray) -> np.ndarray:
+    """A hard-constraint surrogate's output for ``x`` with its solver run to round-off (tolerances 1e-15)."""
+    from surrogates.checkpoint import build_model
+
+    kwargs = {**surrogate.model.init_kwargs, "ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "max_iter": 500}
+    converged = build_model({"name": "hc_moe", "kwargs": kwargs}, surrogate.model.state_dict()).eval()
+    with torch.no_grad():
+        return converged(torch.from_numpy(x)).numpy()
+
+
 def _operator_float64(surrogate, x: np.ndarray) -> np.ndarray:
     predictor = copy.deepcopy(surrogate.predictor).double()  # network and normalizers
     with torch.no_grad():
@@ -264,7 +274,6 @@ class Golden:
         import lightning as L
 
         from surrogates import Surrogate
-        from surrogates.checkpoint import build_model
         from surrogates.data.space_time import SpaceTimeDataModule
         from surrogates.models.hc_moe import HardConstraintMoE
         from surrogates.tasks.hard_constraint import HardConstraintTask
@@ -286,10 +295,7 @@ class Golden:
         arrays = {"x": x, "y": y}
         if surrogate.model.constraint == "hard":
             # the same model with its solver run to round-off: the test separates the stopping error from round-off
-            kwargs = {**surrogate.model.init_kwargs, "ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "max_iter": 500}
-            converged = build_model({"name": "hc_moe", "kwargs": kwargs}, surrogate.model.state_dict()).eval()
-            with torch.no_grad():
-                arrays["y_converged"] = converged(torch.from_numpy(x)).numpy()
+            arrays["y_converged"] = _converged_output(surrogate, x)
         self._record(
             name, self.current, ".ckpt", "operator", checkpoint_format(), "hc_moe", "surrogates.Surrogate.load",
             f"{description}; diffusion-sorption 16 cells x 11 times; HardConstraintTask, "
@@ -674,7 +680,6 @@ def recompute_outputs(out: Path, keys: list[str], reason: str) -> int:
     import datetime
 
     from surrogates import Surrogate
-    from surrogates.checkpoint import build_model
 
     if not reason.strip():
         print("--recompute-outputs needs --reason: the manifest records why the stored outputs changed", file=sys.stderr)
@@ -693,10 +698,7 @@ def recompute_outputs(out: Path, keys: list[str], reason: str) -> int:
         surrogate = Surrogate.load(out / entry["file"])
         arrays["y"] = surrogate.predict(arrays["x"])
         if "y_converged" in arrays:  # the same model with its solver run to round-off, as when it was written
-            kwargs = {**surrogate.model.init_kwargs, "ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "max_iter": 500}
-            converged = build_model({"name": "hc_moe", "kwargs": kwargs}, surrogate.model.state_dict()).eval()
-            with torch.no_grad():
-                arrays["y_converged"] = converged(torch.from_numpy(arrays["x"])).numpy()
+            arrays["y_converged"] = _converged_output(surrogate, arrays["x"])
         np.savez_compressed(out / entry["data"], **arrays)
         entry["fp32_error"] = _relative_error(arrays["y"], _operator_float64(surrogate, arrays["x"]))
         entry["outputs_recomputed"] = f"{datetime.date.today().isoformat()}: {reason.strip()}"
