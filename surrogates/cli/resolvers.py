@@ -5,6 +5,10 @@ import os
 from omegaconf import OmegaConf
 
 
+OPTUNA_DIRECTIONS = {"min": "minimize", "max": "maximize"}
+"""A checkpoint callback's ``mode`` -> the Optuna direction that optimizes the same way."""
+
+
 def register_resolvers() -> None:
     """Register ``${len:...}``, ``${channels:names,steps}`` (a model's channel counts from the data's
     variables and time windows), ``${cwd:}`` and, for Optuna sweeps, ``${trial_number:...}`` and ``${resumed_seed:...}``.
@@ -21,7 +25,7 @@ def register_resolvers() -> None:
     # ${resumed_seed:${seed}}: the sampler's seed, shifted by the trials a resumed study holds; the same seed again
     # would draw the first sweep's random (start-up) trials once more, repeating their parameters
     # ${optuna_direction:min} = minimize: an Optuna search optimizes as the checkpoint callback keeps the best
-    OmegaConf.register_new_resolver("optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[str(mode)], replace=True)
+    OmegaConf.register_new_resolver("optuna_direction", lambda mode: OPTUNA_DIRECTIONS[str(mode)], replace=True)
     OmegaConf.register_new_resolver("resumed_seed", lambda seed: int(seed) + int(os.environ.get("SURROGATES_OPTUNA_TRIAL_OFFSET", "0")), replace=True)
 
 

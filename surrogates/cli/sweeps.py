@@ -36,6 +36,8 @@ import lightning as L
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.cli.resolvers import OPTUNA_DIRECTIONS
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -257,7 +259,7 @@ def check_direction(directions: list[str], mode: str | None) -> None:
     ValueError
         Naming both.
     """
-    expected = {"min": "minimize", "max": "maximize"}.get(str(mode))
+    expected = OPTUNA_DIRECTIONS.get(str(mode))
     if expected is not None and directions != [expected]:
         raise ValueError(
             f"the Optuna search would {'/'.join(directions)} the metric, but the checkpoint callback keeps its "
