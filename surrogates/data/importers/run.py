@@ -133,22 +133,16 @@ def _found(path: Path) -> str:
     return f"an xarray dataset with {listed or 'no variables'}"
 
 
-def detect_layout(path: Path) -> tuple[str, Any]:
-    """``("pdebench", kind)``, ``("the_well", None)`` or ``("xarray", None)`` for one source file.
+def detect_layout(path: Path) -> tuple[str, Any, dict[str, StoredArray] | None]:
+    """``("pdebench", kind)``, ``("the_well", None)`` or ``("xarray", None)`` for one source file, and the header
+    of an HDF5 source (``None`` for other formats), checked before any layout reads from it.
 
     Raises
     ------
     ImportDataError
-        Naming what the file holds and what every known layout expects; or an HDF5 source that keeps data in
-        other files or declares more than can be read (:func:`~.source_checks.checked_source_header`).
+        An HDF5 source that keeps data in other files or declares more than can be read
+        (:func:`~.source_checks.checked_source_header`).
     """
-    layout, kind, _ = _detect(path)
-    return layout, kind
-
-
-def _detect(path: Path) -> tuple[str, Any, dict[str, StoredArray] | None]:
-    """:func:`detect_layout`, and the header of an HDF5 source (``None`` for other formats), checked before any
-    layout reads from it."""
     if path.is_file():
         try:
             with h5py.File(path, "r") as handle:
@@ -172,7 +166,7 @@ def unknown_layout(path: Path, reason: str) -> ImportDataError:
 def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
     """The plan of one source file, in the layout asked for or recognised; refused when its header shows data stored
     in other files or reads that would decode or hold too much (:mod:`~surrogates.data.importers.source_checks`)."""
-    layout, kind, arrays = _detect(path)
+    layout, kind, arrays = detect_layout(path)
     plan = _plan_layout(path, split, settings, layout, kind)
     sample_dim = str((settings.dims or {}).get("sample") or "sample")
     check_source_reads(path, plan, arrays, _block_size(plan, settings), sample_dim)
