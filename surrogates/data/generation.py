@@ -79,7 +79,7 @@ def check_settings(
         ``num_shards``, ``chunk_size``, ``overwrite``) when a value is not an integer (``abc``,
         ``1.5``, ``true``), is negative, or is zero where that is not allowed: split sizes are
         ``>= 0`` with at least one ``> 0``, ``chunk_size >= 1``, ``1 <= num_shards <= 99999``,
-        ``0 <= shard < num_shards``, ``seed >= 0``.
+        ``0 <= shard < num_shards``, ``0 <= seed < 2**32``.
     """
     checked: dict[str, int] = {}
     for split, n in sizes.items():
@@ -92,8 +92,8 @@ def check_settings(
         names = ", ".join(f"n_{split}" for split in checked) or "the split sizes"
         raise GenerationError(f"nothing to generate: {names} are all 0; set at least one to a positive number")
     seed = _integer("seed", seed)
-    if seed < 0:
-        raise GenerationError(f"seed must be >= 0, got {seed}")
+    if not 0 <= seed < SEED_LIMIT:
+        raise GenerationError(f"seed must be in [0, 2**32) = [0, {SEED_LIMIT - 1}], got {seed}")
     chunk_size = _integer("chunk_size", chunk_size)
     if chunk_size < 1:
         raise GenerationError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -169,6 +169,12 @@ def shard_range(n: int, shard: int, num_shards: int, chunk_size: int) -> range:
     first_chunk = shard * n_chunks // num_shards
     last_chunk = (shard + 1) * n_chunks // num_shards
     return range(min(first_chunk * chunk_size, n), min(last_chunk * chunk_size, n))
+
+
+SEED_LIMIT = 2**32
+"""Seeds are one 32-bit word of a chunk's entropy ``[seed, *split_entropy(split), start]``: ``SeedSequence`` would
+spread a larger seed over two words, so seed ``2**32``'s train chunks would be seed 0's val chunks (Lightning's
+``seed_everything`` has the same bound)."""
 
 
 def split_entropy(split: str) -> list[int]:

@@ -161,7 +161,9 @@ def test_shards_without_fingerprints_still_combine_but_not_with_fingerprinted_on
         (["num_shards=0"], "num_shards must be in [1, 99999], got 0"),
         (["shard=2", "num_shards=2"], "shard must be in [0, num_shards) = [0, 2), got 2"),
         (["shard=-1"], "shard must be in [0, num_shards) = [0, 1), got -1"),
-        (["seed=-3"], "seed must be >= 0, got -3"),
+        (["seed=-3"], "seed must be in [0, 2**32) = [0, 4294967295], got -3"),
+        # 2**32 would be the words [0, 1]: the chunks of seed 0's val split
+        (["seed=4294967296"], "seed must be in [0, 2**32) = [0, 4294967295], got 4294967296"),
         (["overwrite=maybe"], "overwrite must be true or false, got 'maybe'"),
     ],
 )
