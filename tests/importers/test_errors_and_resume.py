@@ -120,9 +120,32 @@ def test_an_error_midway_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
     with h5py.File(path, "r+") as f:
         f["tensor"][7, 2, 3] = np.nan
     settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
-    with pytest.raises(DatasetFileError, match="NaN or inf"):
+    with pytest.raises(ImportDataError, match="NaN"):
         import_dataset(settings)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["h5netcdf", "scipy"])
+def test_non_finite_values_are_named_by_the_source_s_sample(run_import, tmp_path, engine):
+    """The last source sample holds a NaN (NetCDF-4) or a _FillValue (NetCDF-3, read as NaN); whichever split it is
+    drawn into, its row there is another number (train holds 16 of 20, val and test 2): the message names the source's
+    index, the one the user can look up."""
+    import xarray as xr
+
+    source = write_xarray(tmp_path / "plain.nc", n=20)
+    u = source["u"].values.copy()
+    if engine == "scipy":
+        u = np.round(u * 1000).astype(np.int16)
+        u[19, 2, 3] = -1
+        data = xr.Dataset({"a": source["a"], "u": (("sample", "x", "y"), u)})
+        data["u"].encoding["_FillValue"] = np.int16(-1)
+    else:
+        u[19, 2, 3] = np.nan
+        data = xr.Dataset({"a": source["a"], "u": (("sample", "x", "y"), u)})
+    data.to_netcdf(tmp_path / "holed.nc", engine=engine)
+    with pytest.raises(ImportDataError, match=r"holed\.nc: variable 'u' has NaN.* at source sample\(s\) 19; "):
+        run_import(f"source={tmp_path / 'holed.nc'}", "inputs=[a]", "targets=[u]", "chunk_size=7")
+    assert not any((tmp_path / "datasets" / "holed").iterdir())
 
 
 @pytest.mark.parametrize("resume", [False, True])

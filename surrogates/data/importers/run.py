@@ -36,6 +36,7 @@ from surrogates.data.importers import pdebench, the_well, xarray_layout
 from surrogates.data.importers.plan import (
     ImportDataError,
     NotThisLayout,
+    Part,
     Plan,
     describe_variables,
     expand_names,
@@ -49,7 +50,7 @@ from surrogates.data.importers.plan import (
 )
 from surrogates.data.importers.source_checks import check_source_reads, checked_source_header
 from surrogates.data.read_limits import StoredArray
-from surrogates.data.schema import SCHEMA_VERSION
+from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import shard_path
 from surrogates.data.writer import StreamingDatasetWriter, remove_stale_temporaries
 
@@ -440,6 +441,30 @@ def _check_unchanged(states: dict[Path, tuple]) -> None:
             )
 
 
+def _check_finite(part: Part, start: int, data: Mapping[str, np.ndarray]) -> None:
+    """Refuse a block of samples ``start ..`` of ``part`` with NaN or infinite values (as float32, the stored dtype),
+    naming the source's sample indices: the writer names the rows of an output split, which a user cannot find in
+    the source.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source, the variable and the samples (their index in the source file).
+    """
+    for name, values in data.items():
+        with np.errstate(over="ignore"):
+            values = np.asarray(values).astype(np.float32, copy=False)  # beyond float32's range: inf, as stored
+        if values.size == 0:
+            continue
+        bad = np.flatnonzero(~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1))
+        if bad.size:
+            listed = ", ".join(str(start + i) for i in bad[:10]) + (f", ... ({bad.size} in this block)" if bad.size > 10 else "")
+            raise ImportDataError(
+                f"{part.label}: variable {name!r} has NaN, missing (_FillValue) or infinite values (as float32) at "
+                f"source sample(s) {listed}; expected finite values; nothing was published"
+            )
+
+
 def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
            pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
            states: dict[Path, tuple]) -> None:
@@ -484,12 +509,18 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
                 missing = [name for name in names if name not in data]
                 if missing:
                     raise ImportDataError(f"{part.label}: could not read {missing}")
-                for split in pending:
-                    # each run of consecutive rows of a split is written from a view of the block: no gathered copy
-                    for first, last in consecutive_runs(np.flatnonzero(split_ids[start:stop] == ids[split])):
-                        writers[split].write(positions[split], {name: np.asarray(data[name])[first:last] for name in names})
-                        positions[split] += last - first
-                        bar.update(last - first)
+                try:
+                    for split in pending:
+                        # each run of consecutive rows of a split is written from a view of the block: no gathered copy
+                        for first, last in consecutive_runs(np.flatnonzero(split_ids[start:stop] == ids[split])):
+                            writers[split].write(positions[split], {name: np.asarray(data[name])[first:last] for name in names})
+                            positions[split] += last - first
+                            bar.update(last - first)
+                except DatasetFileError:
+                    # the writer names rows of an output split; name the source's samples instead (checked only
+                    # here, so a clean block is not scanned twice)
+                    _check_finite(part, start, {name: data[name] for name in names})
+                    raise
         if isinstance(sums, Future):
             sums = sums.result()
             fingerprint = _fingerprint(plan, settings, sizes, sums)
