@@ -278,3 +278,35 @@ def test_help_says_what_the_script_does():
     command = [str(Path(sys.executable).parent / "surrogates-import"), "--help"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=REPO).stdout
     assert out.startswith("surrogates-import: ") and "Main options" in out and "Example: surrogates-import" in out
+
+
+@pytest.mark.parametrize("n, overrides, message", [
+    (1, [], r"1 training sample\(s\): too few to split off val_fraction=0.1 \(1\), test_fraction=0.1 \(1\) .*"
+            r"expected at least 3, or set val_fraction=0 test_fraction=0"),
+    (2, [], r"2 training sample\(s\): too few .*expected at least 3"),
+    (1, ["val_fraction=0"], r"1 training sample\(s\): too few to split off test_fraction=0.1 \(1\) .*test_fraction=0 "),
+])
+def test_a_source_too_small_for_the_splits_asked_is_refused(run_import, tmp_path, n, overrides, message):
+    """A split with a fraction above 0 is never silently left out: 1 or 2 samples cannot give train, val and test."""
+    write_xarray(tmp_path / "tiny.nc", n=n)
+    with pytest.raises(ImportDataError, match=message):
+        run_import(f"source={tmp_path / 'tiny.nc'}", "inputs=[a]", "targets=[u]", *overrides)
+    assert not (tmp_path / "datasets" / "tiny").exists()
+
+
+def test_a_tiny_source_gets_every_split_it_can_and_only_train_when_asked(run_import, tmp_path):
+    write_xarray(tmp_path / "two.nc", n=2)
+    files = run_import(f"source={tmp_path / 'two.nc'}", "inputs=[a]", "targets=[u]", "test_fraction=0", "name=two")
+    assert [(f.name, inspect_file(f, check_finite=False).n_samples) for f in files] == [("train.h5", 1), ("val.h5", 1)]
+    files = run_import(f"source={tmp_path / 'two.nc'}", "inputs=[a]", "targets=[u]", "val_fraction=0", "test_fraction=0",
+                       "name=two_train")
+    assert [(f.name, inspect_file(f, check_finite=False).n_samples) for f in files] == [("train.h5", 2)]
+
+
+def test_a_source_without_training_samples_is_refused(run_import, tmp_path):
+    (tmp_path / "src").mkdir()
+    for split in ("val", "test"):
+        write_xarray(tmp_path / "src" / f"{split}.nc", n=4)
+    with pytest.raises(ImportDataError, match=r"no training samples \(its splits: test, val\)"):
+        run_import(f"source={tmp_path / 'src'}", "inputs=[a]", "targets=[u]")
+    assert not (tmp_path / "datasets" / "src").exists()
