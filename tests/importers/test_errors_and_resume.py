@@ -310,3 +310,22 @@ def test_a_source_without_training_samples_is_refused(run_import, tmp_path):
     with pytest.raises(ImportDataError, match=r"no training samples \(its splits: test, val\)"):
         run_import(f"source={tmp_path / 'src'}", "inputs=[a]", "targets=[u]")
     assert not (tmp_path / "datasets" / "src").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["dims.time=tt"], r"dims.time='tt' is not a dim of the file; its dims: \{'sample': 5, 't': 3, 'x': 4, 'lon': 2\}"),
+    (["+dims.rename={q: x}"], r"dims.rename names \['q'\], not dims of the file; its dims: \{'sample': 5, 't': 3"),
+    (["+dims.rename={lon: x}"], r"dims 'x' and 'lon' would both be named 'x'"),
+    (["dims.time=t", "+dims.rename={x: time}"], r"dims 't' and 'x' would both be named 'time'|dims 'x' and 't'"),
+])
+def test_dims_settings_that_do_not_fit_the_file_are_refused(run_import, tmp_path, overrides, message):
+    """A typo in dims.time imported trajectories without a time axis, one in dims.rename kept the file's name, and a
+    rename onto another dim's name merged two grids: each is named with the file's dims instead."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    xr.Dataset({"a": (("sample", "t", "x"), rng.random((5, 3, 4))), "b": (("sample", "lon"), rng.random((5, 2)))}).to_netcdf(
+        tmp_path / "runs.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=message):
+        run_import(f"source={tmp_path / 'runs.nc'}", "inputs=[a]", "targets=[a]", *overrides)
+    assert not (tmp_path / "datasets" / "runs").exists()

@@ -6,7 +6,7 @@ names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and 
 with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
 Coordinates keep their values, ``units`` and ``long_name``; a dim without coordinate gets ``0 .. n - 1``;
-``periodic=[x, y]`` marks periodic dims. Variables without the sample dim are left out (listed in the notes). Two
+``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two dims may get one name. Variables without the sample dim are left out (listed in the notes). Two
 variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
 """
 
@@ -73,6 +73,11 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
             f"{path}: no dim {sample_dim!r} to take samples along; found {found} (dims {dict(ds.sizes)}); "
             f"set dims.sample=<dim> (and dims.time=<dim> for trajectories)"
         )
+    try:
+        _check_dims(path, ds, sample_dim, dims_opt.get("time"), dims_opt.get("rename") or {})
+    except ImportDataError:
+        ds.close()
+        raise
     variables: dict[str, OutVar] = {}
     coords: dict[str, OutCoord] = {}
     sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
@@ -138,6 +143,39 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     notes = [f"{path.name}: left out variables without the sample dim {sample_dim!r}: {skipped}"] if skipped else []
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
     return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
+
+
+def _check_dims(path: Path, ds: Any, sample_dim: str, time_dim: Any, rename: Mapping[str, Any]) -> None:
+    """Refuse ``dims.time`` or a ``dims.rename`` key that is not a dim of the file (a typo would import the data
+    without a time axis, or under the file's dim names, without a word), and renamings that give two dims one name.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the setting, the file and its dims.
+    """
+    sizes = {str(d): int(n) for d, n in ds.sizes.items()}
+    if time_dim and str(time_dim) not in sizes:
+        raise ImportDataError(f"{path}: dims.time={str(time_dim)!r} is not a dim of the file; its dims: {sizes}")
+    if time_dim and str(time_dim) == sample_dim:
+        raise ImportDataError(f"{path}: dims.time and dims.sample are both {sample_dim!r}; expected two different dims")
+    unknown = [str(d) for d in rename if str(d) not in sizes]
+    if unknown:
+        raise ImportDataError(f"{path}: dims.rename names {unknown}, not dims of the file; its dims: {sizes}")
+    names: dict[str, str] = {}
+    for dim in sizes:
+        if dim == sample_dim:
+            out = "sample"
+        elif time_dim and dim == str(time_dim):
+            out = "time"
+        else:
+            out = str(rename.get(dim, dim))
+        if out in names:
+            raise ImportDataError(
+                f"{path}: dims {names[out]!r} and {dim!r} would both be named {out!r} (dims.sample, dims.time, "
+                f"dims.rename); expected one dim per name; its dims: {sizes}"
+            )
+        names[out] = dim
 
 
 def _offer(path: Path, variables: dict[str, OutVar], sources: dict[str, Any], var: OutVar, source: Any) -> None:
