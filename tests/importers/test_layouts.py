@@ -105,6 +105,28 @@ def test_packed_variables_and_coordinates_are_decoded(run_import, tmp_path):
     imported.close(), decoded.close()
 
 
+@pytest.mark.parametrize("times, units", [
+    (np.array(["2000-01-31T00", "2000-01-31T06", "2000-02-01T00", "2000-03-01T00"], dtype="datetime64[ns]"),
+     "seconds since 2000-01-31"),
+    (np.array([0, 30, 90, 1440], dtype="timedelta64[m]"), "s"),
+])
+def test_a_time_of_dates_or_durations_keeps_its_steps(run_import, tmp_path, times, units):
+    """xarray decodes a CF time to datetime64 (timedelta64 for durations); the import writes the steps between them as
+    seconds (exact: whole seconds in float64) with CF units, not the index 0, 1, 2, 3 that hid unequal steps (dates)
+    or nanoseconds under the units "1" (durations, which numpy counts as integers)."""
+    u = np.random.default_rng(0).random((6, times.size, 4))
+    xr.Dataset({"u": (("sample", "time", "x"), u)}, coords={"time": times}).to_netcdf(tmp_path / "dated.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'dated.nc'}", "inputs=[u]", "targets=[u]")
+    imported = xr.open_dataset(files[0], engine="h5netcdf", decode_times=False)
+    seconds = (times - times[0]) / np.timedelta64(1, "s")
+    np.testing.assert_array_equal(imported["time"].values, seconds)
+    assert imported["time"].attrs["units"] == units
+    imported.close()
+    if units != "s":  # read back as dates by xarray, the CF way
+        with xr.open_dataset(files[0], engine="h5netcdf") as decoded:
+            np.testing.assert_array_equal(decoded["time"].values, times)
+
+
 def test_zarr_store(run_import, tmp_path):
     pytest.importorskip("zarr")
     source = write_xarray(tmp_path / "plain.nc", n=10)

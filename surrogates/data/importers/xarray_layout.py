@@ -5,7 +5,8 @@ Every data variable with the sample dim (``dims.sample``, default ``sample``) is
 names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and a vector or tensor field
 with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
-Coordinates keep their values, ``units`` and ``long_name``; a dim without coordinate gets ``0 .. n - 1``;
+Coordinates keep their values, ``units`` and ``long_name`` (dates and durations: seconds, ``units`` ``seconds since
+<the first date>`` or ``s``); a dim without coordinate gets ``0 .. n - 1``;
 ``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two dims may get one name. Variables without the sample dim are left out (listed in the notes). Two
 variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
 """
@@ -200,7 +201,10 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     size = int(ds.sizes[dim])
     attrs: dict[str, Any] = {}
     eps = dtype_eps(np.float64)
-    if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
+    if dim in ds.coords and ds[dim].ndim == 1 and ds[dim].dtype.kind in "Mm" and size:
+        values, units = _seconds(np.asarray(ds[dim].values))
+        long_name = str(ds[dim].attrs.get("long_name", f"{out} coordinate"))
+    elif dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
         values = np.asarray(ds[dim].values, dtype=np.float64)
         eps = dtype_eps(ds[dim].dtype)
         units = str(ds[dim].attrs.get("units", "1"))
@@ -212,6 +216,17 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     if dim in periodic or out in periodic:
         attrs["periodic"] = 1
     return OutCoord(values, units, long_name, attrs, eps)
+
+
+def _seconds(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Dates (``datetime64``, as xarray decodes a CF time) or durations (``timedelta64``) as float64 seconds with
+    their CF units: ``seconds since <the first date>``, or ``s``. The output's coordinates are numbers; dates read as
+    ``0 .. n - 1`` would lose the steps between them (hours, or days of unequal months)."""
+    if values.dtype.kind == "M":
+        origin = values[0].astype("datetime64[ns]")
+        offsets = (values.astype("datetime64[ns]") - origin).astype(np.int64)
+        return offsets / 1e9, f"seconds since {np.datetime_as_string(origin, unit='auto')}"
+    return values.astype("timedelta64[ns]").astype(np.int64) / 1e9, "s"  # as a number, numpy gives nanoseconds
 
 
 def _labels(ds: Any, dim: str) -> list[str]:
