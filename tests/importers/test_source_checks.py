@@ -206,3 +206,22 @@ def test_pdebench_groups_on_different_grids_are_refused(tmp_path, axis):
     with pytest.raises(ImportDataError, match=rf"^{path}: 0004/grid/{axis} differs from 0000/grid/{axis}"):
         _import(path, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.h5"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.__delitem__("0003/data"), r"group 0003 has no dataset data \(it holds \['grid'\]\)"),
+    (lambda f: (f.__delitem__("0003"), f.create_dataset("0003", data=np.zeros(3))), r"0003 is a dataset, not a group"),
+    (lambda f: (f.__delitem__("0003/data"), f.create_dataset("0003/data", data=np.zeros((3, 4, 4, 1)))),
+     r"0003/data has shape \(3, 4, 4, 1\)"),
+])
+def test_a_pdebench_group_that_is_no_sample_is_named_before_reading(tmp_path, edit, message):
+    """Only the first group was checked while planning: a later one without data failed mid-import with h5py's
+    KeyError (a traceback) or an unrelated ValueError."""
+    path = tmp_path / "2D_diff-react_NA_NA.h5"
+    write_groups(path, n=6, steps=3, space=(4, 4))
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    expected = rf"^{path}: {message}; expected 0003/data \(3, 4, 4, 2\) like 0000/data \(one group per sample\)$"
+    with pytest.raises(ImportDataError, match=expected):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

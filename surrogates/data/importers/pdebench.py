@@ -206,6 +206,8 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             inputs = targets = list(channels)
             n = len(groups)
             shape = data.shape
+            for key in groups[1:]:  # headers only: a group that is not a sample is named before anything is read
+                _group_data(handle, path, key, shape, groups[0])
             # every group carries its own grid, but the output has one: each must be the first group's
             reference = {axis: grid[axis][...] for axis in (*axes, "t")}
 
@@ -213,9 +215,7 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                 with h5py.File(path, "r") as f:
                     blocks = []
                     for key in groups[start:stop]:
-                        block = f[key]["data"]
-                        if block.shape != shape:
-                            raise ImportDataError(f"{path}: {key}/data has shape {block.shape}, {groups[0]}/data {shape}")
+                        block = _group_data(f, path, key, shape, groups[0])
                         _check_same_grid(path, key, f[key].get("grid"), reference, groups[0])
                         blocks.append(block[...])
                 stacked = np.stack(blocks)
@@ -240,6 +240,32 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                   tuple((k, len(c.values)) for k, c in sorted(coords.items())))
     part = Part(str(path), int(n), read_all, (path,), split, int(sample_bytes), layout_key)
     return Plan(f"pdebench_{kind}", pde, variables, coords, inputs, targets, [part])
+
+
+def _group_data(handle: h5py.File, path: Path, key: str, shape: tuple[int, ...], first: str) -> h5py.Dataset:
+    """Group ``key``'s ``data``, a dataset of the first group's ``shape``.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the group and what it holds instead.
+    """
+    try:  # one lookup for the usual case (a sample group); the cases below only word the refusal
+        data = handle.get(f"{key}/data")
+    except (KeyError, ValueError, TypeError):
+        data = None
+    if isinstance(data, h5py.Dataset) and data.shape == shape:
+        return data
+    group = handle.get(key)
+    if not isinstance(group, h5py.Group):
+        found = f"{key} is a dataset, not a group"
+    elif not isinstance(group.get("data"), h5py.Dataset):
+        found = f"group {key} has no dataset data (it holds {sorted(group)})"
+    elif group["data"].shape != shape:
+        found = f"{key}/data has shape {group['data'].shape}"
+    else:
+        return group["data"]
+    raise ImportDataError(f"{path}: {found}; expected {key}/data {shape} like {first}/data (one group per sample)")
 
 
 def _check_same_grid(path: Path, key: str, grid: Any, reference: dict[str, np.ndarray], first: str) -> None:
