@@ -329,3 +329,18 @@ def test_dims_settings_that_do_not_fit_the_file_are_refused(run_import, tmp_path
     with pytest.raises(ImportDataError, match=message):
         run_import(f"source={tmp_path / 'runs.nc'}", "inputs=[a]", "targets=[a]", *overrides)
     assert not (tmp_path / "datasets" / "runs").exists()
+
+
+def test_an_input_with_white_space_in_its_name_is_refused_naming_it(run_import, tmp_path):
+    """The files' inputs / targets attributes are space-separated: 'my a' was refused by the writer as an unknown
+    variable 'my a' among ['my a', 'u'], a message that contradicts itself."""
+    import xarray as xr
+
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    source.rename({"a": "my a"}).to_netcdf(tmp_path / "spaced.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"^inputs: the variable 'my a' of .*spaced\.nc has white space in its name.*"
+                                              r"ds\.rename\(\{'my a': 'my_a'\}\)$"):
+        run_import(f"source={tmp_path / 'spaced.nc'}", "inputs=[my a]", "targets=[u]")
+    files = run_import(f"source={tmp_path / 'spaced.nc'}", "inputs=[u]", "targets=[u]")  # unused, it is imported as is
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        assert "my a" in ds and ds.attrs["inputs"] == "u"

@@ -170,7 +170,7 @@ def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: st
     Raises
     ------
     ImportDataError
-        Naming the unknown name and the available variables and fields.
+        Naming the unknown name and the available variables and fields, or a name with white space.
     """
     fields = field_components(variables)
     out: list[str] = []
@@ -184,6 +184,13 @@ def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: st
             raise ImportDataError(
                 f"{role}: {name!r} is not a variable of {source}; available: {describe_variables(variables)}"
                 + (f" (fields with components: {', '.join(sorted(fields))})" if fields else "")
+            )
+    for name in out:
+        if len(name.split()) != 1:  # the files list inputs and targets as one space-separated attribute
+            raise ImportDataError(
+                f"{role}: the variable {name!r} of {source} has white space in its name, which the files' "
+                f"space-separated inputs / targets attributes cannot hold; expected a name without it: rename it in "
+                f"the source, e.g. ds.rename({{{name!r}: {'_'.join(name.split())!r}}})"
             )
     return list(dict.fromkeys(out))
 
