@@ -127,6 +127,22 @@ def test_a_time_of_dates_or_durations_keeps_its_steps(run_import, tmp_path, time
             np.testing.assert_array_equal(decoded["time"].values, times)
 
 
+def test_booleans_are_imported_as_0_1_and_strings_are_noted_as_such(run_import, tmp_path, capsys):
+    """A bool per sample (a flag) is data, as data=xarray reads it; a string variable is left out with a note that
+    says why (it was listed among "variables without the sample dim", which it has)."""
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    flag = np.arange(10) % 3 == 0
+    source.assign(flag=("sample", flag), label=("sample", np.array([f"run{i}" for i in range(10)]))).to_netcdf(
+        tmp_path / "flags.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'flags.nc'}", "inputs=[a,flag]", "targets=[u]", "val_fraction=0",
+                       "test_fraction=0")
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["flag"].values, flag.astype(np.float32))
+        assert "label" not in ds
+    out = capsys.readouterr().out
+    assert "left out variables that are not real numbers: label (<U4)" in out and "without the sample dim" not in out
+
+
 def test_zarr_store(run_import, tmp_path):
     pytest.importorskip("zarr")
     source = write_xarray(tmp_path / "plain.nc", n=10)

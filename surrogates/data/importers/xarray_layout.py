@@ -7,7 +7,9 @@ with one more dim listed in ``component_dims`` (default ``component``, ``compone
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
 Coordinates keep their values, ``units`` and ``long_name`` (dates and durations: seconds, ``units`` ``seconds since
 <the first date>`` or ``s``); a dim without coordinate gets ``0 .. n - 1``;
-``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two dims may get one name. Variables without the sample dim are left out (listed in the notes). Two
+``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two
+dims may get one name. Variables without the sample dim, and strings, complex numbers and objects, are left out
+(listed in the notes); booleans are imported as 0 / 1. Two
 variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
 """
 
@@ -82,14 +84,16 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     variables: dict[str, OutVar] = {}
     coords: dict[str, OutCoord] = {}
     sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
-    skipped = []
+    skipped: list[str] = []  # without the sample dim
+    not_numbers: list[str] = []  # strings, complex numbers, objects: no float32 value
     for name, var in ds.data_vars.items():
         name = str(name)
         if sample_dim not in var.dims:
             skipped.append(name)
             continue
-        if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
-            skipped.append(name)
+        numeric = np.issubdtype(var.dtype, np.number) or var.dtype.kind == "b"  # bool: 0 / 1, as data=xarray reads it
+        if not numeric or np.issubdtype(var.dtype, np.complexfloating):
+            not_numbers.append(f"{name} ({var.dtype})")
             continue
         others = [str(d) for d in var.dims if d != sample_dim]
         comps = [d for d in others if d in component_dims]
@@ -142,6 +146,8 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     layout_key = (tuple((k, v.dims) for k, v in sorted(variables.items())),
                   tuple((k, len(c.values)) for k, c in sorted(coords.items())))
     notes = [f"{path.name}: left out variables without the sample dim {sample_dim!r}: {skipped}"] if skipped else []
+    if not_numbers:
+        notes.append(f"{path.name}: left out variables that are not real numbers: {', '.join(not_numbers)}")
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
     return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
 
