@@ -344,3 +344,24 @@ def test_an_input_with_white_space_in_its_name_is_refused_naming_it(run_import, 
     files = run_import(f"source={tmp_path / 'spaced.nc'}", "inputs=[u]", "targets=[u]")  # unused, it is imported as is
     with xr.open_dataset(files[0], engine="h5netcdf") as ds:
         assert "my a" in ds and ds.attrs["inputs"] == "u"
+
+
+@pytest.mark.parametrize("extra, name, why", [
+    ({"mask": (("x", "y"), np.ones((8, 8)))}, "mask", r"has no dim 'sample' \(its dims: \('x', 'y'\)\)"),
+    ({"label": ("sample", np.array([f"r{i}" for i in range(10)]))}, "label", r"is not a real number \(<U2\)"),
+])
+def test_an_input_the_import_leaves_out_is_named_with_why(run_import, tmp_path, extra, name, why):
+    """A variable of the file that is not imported was reported as "not a variable of" the file that holds it."""
+    source = write_xarray(tmp_path / "plain.nc", n=10).assign(extra)
+    source.to_netcdf(tmp_path / "more.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=rf"^inputs: '{name}' of .*more\.nc {why}, so it is not imported; "
+                                              r"available: a \(sample, x, y\), u \(sample, x, y\)$"):
+        run_import(f"source={tmp_path / 'more.nc'}", f"inputs=[a,{name}]", "targets=[u]")
+
+
+def test_a_per_sample_coordinate_named_as_input_says_how_to_make_it_data(run_import, tmp_path):
+    source = write_xarray(tmp_path / "plain.nc", n=10).assign_coords(nu=("sample", np.linspace(0.1, 1, 10)))
+    source.to_netcdf(tmp_path / "coords.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"inputs: 'nu' of .*coords\.nc is a coordinate along 'sample', not a data "
+                                              r"variable \(ds\.reset_coords\('nu'\) makes it one\)"):
+        run_import(f"source={tmp_path / 'coords.nc'}", "inputs=[a,nu]", "targets=[u]")

@@ -242,13 +242,13 @@ def make_plan(settings: ImportSettings) -> Plan:
         first.pde = str(settings.pde)
     source_name = settings.source
     if settings.inputs:
-        first.inputs = expand_names(settings.inputs, first.variables, "inputs", source_name)
+        first.inputs = expand_names(settings.inputs, first.variables, "inputs", source_name, first.left_out)
     else:
-        first.inputs = expand_names(first.inputs, first.variables, "inputs (from the file)", source_name)
+        first.inputs = expand_names(first.inputs, first.variables, "inputs (from the file)", source_name, first.left_out)
     if settings.targets:
-        first.targets = expand_names(settings.targets, first.variables, "targets", source_name)
+        first.targets = expand_names(settings.targets, first.variables, "targets", source_name, first.left_out)
     else:
-        first.targets = expand_names(first.targets, first.variables, "targets (from the file)", source_name)
+        first.targets = expand_names(first.targets, first.variables, "targets (from the file)", source_name, first.left_out)
     if not first.inputs or not first.targets:
         raise ImportDataError(
             f"name the inputs and targets of {source_name}: inputs=[...] targets=[...]; "

@@ -85,15 +85,21 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     coords: dict[str, OutCoord] = {}
     sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
     skipped: list[str] = []  # without the sample dim
+    left_out = {  # per-sample values kept as coordinates (ds.assign_coords(nu=("sample", nu))) are no data variables
+        str(name): f"is a coordinate along {sample_dim!r}, not a data variable (ds.reset_coords({str(name)!r}) makes it one)"
+        for name, coord in ds.coords.items() if sample_dim in coord.dims and name != sample_dim
+    }
     not_numbers: list[str] = []  # strings, complex numbers, objects: no float32 value
     for name, var in ds.data_vars.items():
         name = str(name)
         if sample_dim not in var.dims:
             skipped.append(name)
+            left_out[name] = f"has no dim {sample_dim!r} (its dims: {tuple(str(d) for d in var.dims)})"
             continue
         numeric = np.issubdtype(var.dtype, np.number) or var.dtype.kind == "b"  # bool: 0 / 1, as data=xarray reads it
         if not numeric or np.issubdtype(var.dtype, np.complexfloating):
             not_numbers.append(f"{name} ({var.dtype})")
+            left_out[name] = f"is not a real number ({var.dtype})"
             continue
         others = [str(d) for d in var.dims if d != sample_dim]
         comps = [d for d in others if d in component_dims]
@@ -149,7 +155,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     if not_numbers:
         notes.append(f"{path.name}: left out variables that are not real numbers: {', '.join(not_numbers)}")
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
-    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
+    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes, left_out)
 
 
 def _check_dims(path: Path, ds: Any, sample_dim: str, time_dim: Any, rename: Mapping[str, Any]) -> None:
