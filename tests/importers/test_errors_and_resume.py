@@ -365,3 +365,11 @@ def test_a_per_sample_coordinate_named_as_input_says_how_to_make_it_data(run_imp
     with pytest.raises(ImportDataError, match=r"inputs: 'nu' of .*coords\.nc is a coordinate along 'sample', not a data "
                                               r"variable \(ds\.reset_coords\('nu'\) makes it one\)"):
         run_import(f"source={tmp_path / 'coords.nc'}", "inputs=[a,nu]", "targets=[u]")
+
+
+def test_a_source_without_samples_says_so(run_import, tmp_path):
+    import xarray as xr
+
+    xr.Dataset({"a": (("sample", "x"), np.zeros((0, 4)))}).to_netcdf(tmp_path / "empty.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"^the source holds no samples \(a sample dim of length 0\)"):
+        run_import(f"source={tmp_path / 'empty.nc'}", "inputs=[a]", "targets=[a]")

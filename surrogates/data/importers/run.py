@@ -279,11 +279,12 @@ def assign_splits(plan: Plan, settings: ImportSettings) -> list[np.ndarray]:
     ids = {name: i for i, name in enumerate(SPLITS)}
     assignment = [np.full(part.n_samples, ids.get(part.split or "train", 0), dtype=np.int8) for part in plan.parts]
     present = {part.split or "train" for part in plan.parts if part.n_samples}
+    if not present:
+        raise ImportDataError("the source holds no samples (a sample dim of length 0); expected at least one")
     if "train" not in present:
-        found = ", ".join(sorted(present)) or "none with samples"
         raise ImportDataError(
-            f"the source has no training samples (its splits: {found}); expected a train/ folder or file, or "
-            "files without a split to draw val and test from"
+            f"the source has no training samples (its splits: {', '.join(sorted(present))}); expected a train/ folder "
+            "or file, or files without a split to draw val and test from"
         )
     missing = [split for split in ("val", "test") if split not in present]
     if not missing:
