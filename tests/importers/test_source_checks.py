@@ -225,3 +225,15 @@ def test_a_pdebench_group_that_is_no_sample_is_named_before_reading(tmp_path, ed
     with pytest.raises(ImportDataError, match=expected):
         _import(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_per_sample_coordinate_named_like_the_time_dim_leaves_the_time_axis_alone(tmp_path):
+    """xarray reads a variable ``time (sample)`` beside a dim ``time`` as a coordinate along the sample dim; its 6
+    values were taken for the 3 times, and the import failed mid-write with a shape error."""
+    u = np.random.default_rng(0).random((6, 3, 4))
+    xr.Dataset({"u": (("sample", "time", "x"), u), "time": (("sample",), np.arange(6.0))}).to_netcdf(tmp_path / "t.nc")
+    files = _import(tmp_path / "t.nc", tmp_path / "out", inputs=["u"], targets=["u"], val_fraction=0.0, test_fraction=0.0)
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["time"].values, np.arange(3.0))  # no time values in the file: the index
+        np.testing.assert_array_equal(ds["u"].values, u.astype(np.float32))
+

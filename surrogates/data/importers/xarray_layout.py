@@ -213,10 +213,11 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     size = int(ds.sizes[dim])
     attrs: dict[str, Any] = {}
     eps = dtype_eps(np.float64)
-    if dim in ds.coords and ds[dim].ndim == 1 and ds[dim].dtype.kind in "Mm" and size:
+    along = dim in ds.coords and ds[dim].dims == (dim,)  # a data variable may share the dim's name, along another dim
+    if along and ds[dim].dtype.kind in "Mm" and size:
         values, units = _seconds(np.asarray(ds[dim].values))
         long_name = str(ds[dim].attrs.get("long_name", f"{out} coordinate"))
-    elif dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
+    elif along and np.issubdtype(ds[dim].dtype, np.number):
         values = np.asarray(ds[dim].values, dtype=np.float64)
         eps = dtype_eps(ds[dim].dtype)
         units = str(ds[dim].attrs.get("units", "1"))
