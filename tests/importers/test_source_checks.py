@@ -227,6 +227,15 @@ def test_a_pdebench_group_that_is_no_sample_is_named_before_reading(tmp_path, ed
     assert not (tmp_path / "out").exists()
 
 
+def test_a_coordinate_with_nan_is_refused_naming_the_source(tmp_path):
+    u = np.random.default_rng(0).random((6, 4))
+    xr.Dataset({"u": (("sample", "x"), u)}, coords={"x": [0.0, 1.0, np.nan, 3.0]}).to_netcdf(tmp_path / "holes.nc")
+    with pytest.raises(ImportDataError, match=rf"^{tmp_path / 'holes.nc'}: coordinate 'x' has NaN or infinite values "
+                                              r"\(x\[2\] = nan\); expected finite numbers"):
+        _import(tmp_path / "holes.nc", tmp_path / "out", inputs=["u"], targets=["u"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_per_sample_coordinate_named_like_the_time_dim_leaves_the_time_axis_alone(tmp_path):
     """xarray reads a variable ``time (sample)`` beside a dim ``time`` as a coordinate along the sample dim; its 6
     values were taken for the 3 times, and the import failed mid-write with a shape error."""
@@ -237,3 +246,14 @@ def test_a_per_sample_coordinate_named_like_the_time_dim_leaves_the_time_axis_al
         np.testing.assert_array_equal(ds["time"].values, np.arange(3.0))  # no time values in the file: the index
         np.testing.assert_array_equal(ds["u"].values, u.astype(np.float32))
 
+
+def test_a_the_well_scalar_named_like_a_dim_is_refused_naming_the_source(tmp_path):
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4)
+    with h5py.File(path, "r+") as f:
+        f["scalars"].attrs["field_names"] = ["Rayleigh", "Prandtl", "x"]
+        f["scalars"].create_dataset("x", data=np.arange(4.0))
+        f["scalars/x"].attrs["sample_varying"] = True
+    with pytest.raises(ImportDataError, match=rf"^{path}: a variable and the coordinate of the dim 'x' have one name"):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

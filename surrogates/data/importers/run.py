@@ -169,9 +169,34 @@ def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
     in other files or reads that would decode or hold too much (:mod:`~surrogates.data.importers.source_checks`)."""
     layout, kind, arrays = detect_layout(path)
     plan = _plan_layout(path, split, settings, layout, kind)
+    _check_coords(path, plan)
     sample_dim = str((settings.dims or {}).get("sample") or "sample")
     check_source_reads(path, plan, arrays, _block_size(plan, settings), sample_dim)
     return plan
+
+
+def _check_coords(path: Path, plan: Plan) -> None:
+    """Refuse a coordinate with NaN or infinite values, or a variable named like a coordinate, while planning: the
+    writer refused them once samples were read, naming the output file instead of the source.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source file and the coordinate.
+    """
+    for name, coord in plan.coords.items():
+        values = np.asarray(coord.values, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ImportDataError(
+                f"{path}: coordinate {name!r} has NaN or infinite values ({name}[{int(bad[0])}] = {values[bad[0]]}); "
+                "expected finite numbers, one per grid point"
+            )
+        if name in plan.variables:
+            raise ImportDataError(
+                f"{path}: a variable and the coordinate of the dim {name!r} have one name; expected distinct names "
+                "(rename the variable in the source)"
+            )
 
 
 def _plan_layout(path: Path, split: str | None, settings: ImportSettings, layout: str, kind: Any) -> Plan:
