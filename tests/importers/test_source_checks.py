@@ -16,7 +16,7 @@ import xarray as xr
 from surrogates.data.generation import GenerationError
 from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
 from surrogates.data.xarray_view import open_split
-from tests.importers.conftest import write_darcy, write_groups, write_tensor_1d, write_the_well
+from tests.importers.conftest import write_cfd, write_darcy, write_groups, write_tensor_1d, write_the_well
 
 
 def _import(source: Path | str, out: Path, **kwargs) -> list[Path]:
@@ -255,5 +255,25 @@ def test_a_the_well_scalar_named_like_a_dim_is_refused_naming_the_source(tmp_pat
         f["scalars"].create_dataset("x", data=np.arange(4.0))
         f["scalars/x"].attrs["sample_varying"] = True
     with pytest.raises(ImportDataError, match=rf"^{path}: a variable and the coordinate of the dim 'x' have one name"):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("write, name, key, message", [
+    (write_tensor_1d, "1D_Burgers_Sols_Nu0.001.hdf5", "x-coordinate", r"unknown layout .*found HDF5 with .*x-coordinate/"),
+    (write_tensor_1d, "1D_Burgers_Sols_Nu0.001.hdf5", "tensor", r"unknown layout .*found HDF5 with .*tensor/"),
+    (write_darcy, "2D_DarcyFlow_beta1.0_Train.hdf5", "nu", r"unknown layout .*found HDF5 with nu/"),
+    (write_cfd, "2D_CFD_periodic_Train.hdf5", "pressure", r"unknown layout .*pressure/"),
+    (write_cfd, "2D_CFD_periodic_Train.hdf5", "Vy", r"PDEBench 2D CFD layout needs a dataset Vy"),
+])
+def test_a_pdebench_name_holding_a_group_is_refused_in_one_line(tmp_path, write, name, key, message):
+    """A group where PDEBench has a dataset failed with h5py's TypeError or AttributeError ('Group' object has no
+    attribute 'ndim')."""
+    path = tmp_path / name
+    write(path)
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f.create_group(key)
+    with pytest.raises(ImportDataError, match=rf"^{path}: {message}"):
         _import(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -46,13 +46,15 @@ _AXES = ("x", "y", "z")
 
 def detect(handle: h5py.File) -> str | None:
     """``"darcy"``, ``"tensor_1d"``, ``"cfd"``, ``"groups"`` or ``None`` for a file of another layout."""
-    keys = set(handle.keys())
+    # datasets, not merely names: a group under one of these names is another layout (listed as such in the message)
+    keys = {key for key in handle.keys() if isinstance(handle.get(key), h5py.Dataset)}
     if {"nu", "tensor", "x-coordinate", "y-coordinate"} <= keys:
         return "darcy"
     if {"density", "pressure", "Vx", "x-coordinate", "t-coordinate"} <= keys:
         return "cfd"
     if {"tensor", "x-coordinate", "t-coordinate"} <= keys and handle["tensor"].ndim == 3:
         return "tensor_1d"
+    keys = set(handle.keys())
     groups = sample_groups(handle)
     if groups and len(groups) == len(keys):
         first = handle[groups[0]]
@@ -160,8 +162,10 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             axes = _AXES[:ndim]
             for i, axis in enumerate(axes):
                 key = f"{axis}-coordinate"
-                if key not in handle:
-                    raise ImportDataError(f"{path}: PDEBench CFD layout with {ndim}D fields needs {key}; found {sorted(handle)}")
+                if not isinstance(handle.get(key), h5py.Dataset):
+                    raise ImportDataError(
+                        f"{path}: PDEBench CFD layout with {ndim}D fields needs a dataset {key}; found {sorted(handle)}"
+                    )
                 space_coord(axis, key, handle[key][...], density.shape[2 + i], f"axis {2 + i} of density {density.shape}")
             coords["time"] = _time_coord(path, "t-coordinate", handle["t-coordinate"][...], steps)
             sources = {"density": "density", "pressure": "pressure"}
@@ -169,8 +173,8 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             variables["pressure"] = OutVar("pressure", ("time", *axes), "1", "pressure")
             for axis, name in zip(axes, component_names("velocity", axes)):
                 key = f"V{axis}"
-                if key not in handle:
-                    raise ImportDataError(f"{path}: PDEBench {ndim}D CFD layout needs {key}; found {sorted(handle)}")
+                if not isinstance(handle.get(key), h5py.Dataset):
+                    raise ImportDataError(f"{path}: PDEBench {ndim}D CFD layout needs a dataset {key}; found {sorted(handle)}")
                 sources[name] = key
                 variables[name] = OutVar(name, ("time", *axes), "1", f"velocity, {axis} component",
                                          {"field": "velocity", "component": axis})
