@@ -277,3 +277,17 @@ def test_a_pdebench_name_holding_a_group_is_refused_in_one_line(tmp_path, write,
     with pytest.raises(ImportDataError, match=rf"^{path}: {message}"):
         _import(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_the_well_simulation_parameter_that_is_no_number_is_left_out_with_a_note(tmp_path, capsys):
+    """It failed with "could not convert string to float: np.str_('upwind')", naming neither the file nor the
+    attribute."""
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4)
+    with h5py.File(path, "r+") as f:
+        f.attrs["simulation_parameters"] = ["Rayleigh", "Prandtl", "scheme"]
+        f.attrs["scheme"] = "upwind"
+    files = _import(path, tmp_path / "out")
+    assert "toy.hdf5: left out simulation parameters that are not one number: scheme = 'upwind'" in capsys.readouterr().out
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        assert "scheme" not in ds and (ds["Rayleigh"].values == 1e6).all()
