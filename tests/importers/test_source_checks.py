@@ -291,3 +291,18 @@ def test_a_the_well_simulation_parameter_that_is_no_number_is_left_out_with_a_no
     assert "toy.hdf5: left out simulation parameters that are not one number: scheme = 'upwind'" in capsys.readouterr().out
     with xr.open_dataset(files[0], engine="h5netcdf") as ds:
         assert "scheme" not in ds and (ds["Rayleigh"].values == 1e6).all()
+
+
+def test_a_the_well_grid_per_trajectory_is_refused_saying_so(tmp_path):
+    """dimensions/x (n_trajectories, W) with sample_varying was refused as "expected 1-D numbers", which did not say
+    that per-trajectory grids are what the one grid of the output files cannot hold."""
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, s=8)
+    with h5py.File(path, "r+") as f:
+        x = f["dimensions/x"][...]
+        del f["dimensions/x"]
+        f["dimensions/x"] = np.stack([x * (1 + k) for k in range(4)])
+        f["dimensions/x"].attrs["sample_varying"] = True
+    with pytest.raises(ImportDataError, match=rf"^{path}: dimensions/x \(4, 8\) holds one grid per trajectory "
+                                              r"\(sample_varying\); the imported samples share one grid"):
+        _import(path, tmp_path / "out")

@@ -171,6 +171,11 @@ def _dimensions(f: h5py.File, path: Path, n: int) -> tuple[list[str], dict[str, 
     axes = {}
     for d in spatial:
         values = _dataset(f, path, f"dimensions/{d}", f"the coordinate of the spatial dim {d!r}")
+        if values.ndim == 2 and _flag(values, "sample_varying") and values.shape[0] == n:
+            raise ImportDataError(
+                f"{path}: dimensions/{d} {values.shape} holds one grid per trajectory (sample_varying); the imported "
+                f"samples share one grid: expected dimensions/{d} 1-D (interpolate onto one grid first)"
+            )
         if values.ndim != 1 or values.size < 1 or not np.issubdtype(values.dtype, np.number):
             raise ImportDataError(f"{path}: dimensions/{d} has shape {values.shape} ({values.dtype}); expected 1-D numbers")
         axes[d] = values[...]
