@@ -120,9 +120,32 @@ def test_an_error_midway_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
     with h5py.File(path, "r+") as f:
         f["tensor"][7, 2, 3] = np.nan
     settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False)
-    with pytest.raises(DatasetFileError, match="NaN or inf"):
+    with pytest.raises(ImportDataError, match="NaN"):
         import_dataset(settings)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["h5netcdf", "scipy"])
+def test_non_finite_values_are_named_by_the_source_s_sample(run_import, tmp_path, engine):
+    """The last source sample holds a NaN (NetCDF-4) or a _FillValue (NetCDF-3, read as NaN); whichever split it is
+    drawn into, its row there is another number (train holds 16 of 20, val and test 2): the message names the source's
+    index, the one the user can look up."""
+    import xarray as xr
+
+    source = write_xarray(tmp_path / "plain.nc", n=20)
+    u = source["u"].values.copy()
+    if engine == "scipy":
+        u = np.round(u * 1000).astype(np.int16)
+        u[19, 2, 3] = -1
+        data = xr.Dataset({"a": source["a"], "u": (("sample", "x", "y"), u)})
+        data["u"].encoding["_FillValue"] = np.int16(-1)
+    else:
+        u[19, 2, 3] = np.nan
+        data = xr.Dataset({"a": source["a"], "u": (("sample", "x", "y"), u)})
+    data.to_netcdf(tmp_path / "holed.nc", engine=engine)
+    with pytest.raises(ImportDataError, match=r"holed\.nc: variable 'u' has NaN.* at source sample\(s\) 19; "):
+        run_import(f"source={tmp_path / 'holed.nc'}", "inputs=[a]", "targets=[u]", "chunk_size=7")
+    assert not any((tmp_path / "datasets" / "holed").iterdir())
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -255,3 +278,98 @@ def test_help_says_what_the_script_does():
     command = [str(Path(sys.executable).parent / "surrogates-import"), "--help"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=REPO).stdout
     assert out.startswith("surrogates-import: ") and "Main options" in out and "Example: surrogates-import" in out
+
+
+@pytest.mark.parametrize("n, overrides, message", [
+    (1, [], r"1 training sample\(s\): too few to split off val_fraction=0.1 \(1\), test_fraction=0.1 \(1\) .*"
+            r"expected at least 3, or set val_fraction=0 test_fraction=0"),
+    (2, [], r"2 training sample\(s\): too few .*expected at least 3"),
+    (1, ["val_fraction=0"], r"1 training sample\(s\): too few to split off test_fraction=0.1 \(1\) .*test_fraction=0 "),
+])
+def test_a_source_too_small_for_the_splits_asked_is_refused(run_import, tmp_path, n, overrides, message):
+    """A split with a fraction above 0 is never silently left out: 1 or 2 samples cannot give train, val and test."""
+    write_xarray(tmp_path / "tiny.nc", n=n)
+    with pytest.raises(ImportDataError, match=message):
+        run_import(f"source={tmp_path / 'tiny.nc'}", "inputs=[a]", "targets=[u]", *overrides)
+    assert not (tmp_path / "datasets" / "tiny").exists()
+
+
+def test_a_tiny_source_gets_every_split_it_can_and_only_train_when_asked(run_import, tmp_path):
+    write_xarray(tmp_path / "two.nc", n=2)
+    files = run_import(f"source={tmp_path / 'two.nc'}", "inputs=[a]", "targets=[u]", "test_fraction=0", "name=two")
+    assert [(f.name, inspect_file(f, check_finite=False).n_samples) for f in files] == [("train.h5", 1), ("val.h5", 1)]
+    files = run_import(f"source={tmp_path / 'two.nc'}", "inputs=[a]", "targets=[u]", "val_fraction=0", "test_fraction=0",
+                       "name=two_train")
+    assert [(f.name, inspect_file(f, check_finite=False).n_samples) for f in files] == [("train.h5", 2)]
+
+
+def test_a_source_without_training_samples_is_refused(run_import, tmp_path):
+    (tmp_path / "src").mkdir()
+    for split in ("val", "test"):
+        write_xarray(tmp_path / "src" / f"{split}.nc", n=4)
+    with pytest.raises(ImportDataError, match=r"no training samples \(its splits: test, val\)"):
+        run_import(f"source={tmp_path / 'src'}", "inputs=[a]", "targets=[u]")
+    assert not (tmp_path / "datasets" / "src").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["dims.time=tt"], r"dims.time='tt' is not a dim of the file; its dims: \{'sample': 5, 't': 3, 'x': 4, 'lon': 2\}"),
+    (["+dims.rename={q: x}"], r"dims.rename names \['q'\], not dims of the file; its dims: \{'sample': 5, 't': 3"),
+    (["+dims.rename={lon: x}"], r"dims 'x' and 'lon' would both be named 'x'"),
+    (["dims.time=t", "+dims.rename={x: time}"], r"dims 't' and 'x' would both be named 'time'|dims 'x' and 't'"),
+])
+def test_dims_settings_that_do_not_fit_the_file_are_refused(run_import, tmp_path, overrides, message):
+    """A typo in dims.time imported trajectories without a time axis, one in dims.rename kept the file's name, and a
+    rename onto another dim's name merged two grids: each is named with the file's dims instead."""
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    xr.Dataset({"a": (("sample", "t", "x"), rng.random((5, 3, 4))), "b": (("sample", "lon"), rng.random((5, 2)))}).to_netcdf(
+        tmp_path / "runs.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=message):
+        run_import(f"source={tmp_path / 'runs.nc'}", "inputs=[a]", "targets=[a]", *overrides)
+    assert not (tmp_path / "datasets" / "runs").exists()
+
+
+def test_an_input_with_white_space_in_its_name_is_refused_naming_it(run_import, tmp_path):
+    """The files' inputs / targets attributes are space-separated: 'my a' was refused by the writer as an unknown
+    variable 'my a' among ['my a', 'u'], a message that contradicts itself."""
+    import xarray as xr
+
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    source.rename({"a": "my a"}).to_netcdf(tmp_path / "spaced.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"^inputs: the variable 'my a' of .*spaced\.nc has white space in its name.*"
+                                              r"ds\.rename\(\{'my a': 'my_a'\}\)$"):
+        run_import(f"source={tmp_path / 'spaced.nc'}", "inputs=[my a]", "targets=[u]")
+    files = run_import(f"source={tmp_path / 'spaced.nc'}", "inputs=[u]", "targets=[u]")  # unused, it is imported as is
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        assert "my a" in ds and ds.attrs["inputs"] == "u"
+
+
+@pytest.mark.parametrize("extra, name, why", [
+    ({"mask": (("x", "y"), np.ones((8, 8)))}, "mask", r"has no dim 'sample' \(its dims: \('x', 'y'\)\)"),
+    ({"label": ("sample", np.array([f"r{i}" for i in range(10)]))}, "label", r"is not a real number \(<U2\)"),
+])
+def test_an_input_the_import_leaves_out_is_named_with_why(run_import, tmp_path, extra, name, why):
+    """A variable of the file that is not imported was reported as "not a variable of" the file that holds it."""
+    source = write_xarray(tmp_path / "plain.nc", n=10).assign(extra)
+    source.to_netcdf(tmp_path / "more.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=rf"^inputs: '{name}' of .*more\.nc {why}, so it is not imported; "
+                                              r"available: a \(sample, x, y\), u \(sample, x, y\)$"):
+        run_import(f"source={tmp_path / 'more.nc'}", f"inputs=[a,{name}]", "targets=[u]")
+
+
+def test_a_per_sample_coordinate_named_as_input_says_how_to_make_it_data(run_import, tmp_path):
+    source = write_xarray(tmp_path / "plain.nc", n=10).assign_coords(nu=("sample", np.linspace(0.1, 1, 10)))
+    source.to_netcdf(tmp_path / "coords.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"inputs: 'nu' of .*coords\.nc is a coordinate along 'sample', not a data "
+                                              r"variable \(ds\.reset_coords\('nu'\) makes it one\)"):
+        run_import(f"source={tmp_path / 'coords.nc'}", "inputs=[a,nu]", "targets=[u]")
+
+
+def test_a_source_without_samples_says_so(run_import, tmp_path):
+    import xarray as xr
+
+    xr.Dataset({"a": (("sample", "x"), np.zeros((0, 4)))}).to_netcdf(tmp_path / "empty.nc", engine="h5netcdf")
+    with pytest.raises(ImportDataError, match=r"^the source holds no samples \(a sample dim of length 0\)"):
+        run_import(f"source={tmp_path / 'empty.nc'}", "inputs=[a]", "targets=[a]")

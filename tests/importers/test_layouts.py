@@ -105,6 +105,44 @@ def test_packed_variables_and_coordinates_are_decoded(run_import, tmp_path):
     imported.close(), decoded.close()
 
 
+@pytest.mark.parametrize("times, units", [
+    (np.array(["2000-01-31T00", "2000-01-31T06", "2000-02-01T00", "2000-03-01T00"], dtype="datetime64[ns]"),
+     "seconds since 2000-01-31"),
+    (np.array([0, 30, 90, 1440], dtype="timedelta64[m]"), "s"),
+])
+def test_a_time_of_dates_or_durations_keeps_its_steps(run_import, tmp_path, times, units):
+    """xarray decodes a CF time to datetime64 (timedelta64 for durations); the import writes the steps between them as
+    seconds (exact: whole seconds in float64) with CF units, not the index 0, 1, 2, 3 that hid unequal steps (dates)
+    or nanoseconds under the units "1" (durations, which numpy counts as integers)."""
+    u = np.random.default_rng(0).random((6, times.size, 4))
+    xr.Dataset({"u": (("sample", "time", "x"), u)}, coords={"time": times}).to_netcdf(tmp_path / "dated.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'dated.nc'}", "inputs=[u]", "targets=[u]")
+    imported = xr.open_dataset(files[0], engine="h5netcdf", decode_times=False)
+    seconds = (times - times[0]) / np.timedelta64(1, "s")
+    np.testing.assert_array_equal(imported["time"].values, seconds)
+    assert imported["time"].attrs["units"] == units
+    imported.close()
+    if units != "s":  # read back as dates by xarray, the CF way
+        with xr.open_dataset(files[0], engine="h5netcdf") as decoded:
+            np.testing.assert_array_equal(decoded["time"].values, times)
+
+
+def test_booleans_are_imported_as_0_1_and_strings_are_noted_as_such(run_import, tmp_path, capsys):
+    """A bool per sample (a flag) is data, as data=xarray reads it; a string variable is left out with a note that
+    says why (it was listed among "variables without the sample dim", which it has)."""
+    source = write_xarray(tmp_path / "plain.nc", n=10)
+    flag = np.arange(10) % 3 == 0
+    source.assign(flag=("sample", flag), label=("sample", np.array([f"run{i}" for i in range(10)]))).to_netcdf(
+        tmp_path / "flags.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'flags.nc'}", "inputs=[a,flag]", "targets=[u]", "val_fraction=0",
+                       "test_fraction=0")
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["flag"].values, flag.astype(np.float32))
+        assert "label" not in ds
+    out = capsys.readouterr().out
+    assert "left out variables that are not real numbers: label (<U4)" in out and "without the sample dim" not in out
+
+
 def test_zarr_store(run_import, tmp_path):
     pytest.importorskip("zarr")
     source = write_xarray(tmp_path / "plain.nc", n=10)

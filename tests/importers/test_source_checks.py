@@ -16,7 +16,7 @@ import xarray as xr
 from surrogates.data.generation import GenerationError
 from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
 from surrogates.data.xarray_view import open_split
-from tests.importers.conftest import write_darcy, write_groups, write_tensor_1d, write_the_well
+from tests.importers.conftest import write_cfd, write_darcy, write_groups, write_tensor_1d, write_the_well
 
 
 def _import(source: Path | str, out: Path, **kwargs) -> list[Path]:
@@ -206,3 +206,103 @@ def test_pdebench_groups_on_different_grids_are_refused(tmp_path, axis):
     with pytest.raises(ImportDataError, match=rf"^{path}: 0004/grid/{axis} differs from 0000/grid/{axis}"):
         _import(path, tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.h5"))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f.__delitem__("0003/data"), r"group 0003 has no dataset data \(it holds \['grid'\]\)"),
+    (lambda f: (f.__delitem__("0003"), f.create_dataset("0003", data=np.zeros(3))), r"0003 is a dataset, not a group"),
+    (lambda f: (f.__delitem__("0003/data"), f.create_dataset("0003/data", data=np.zeros((3, 4, 4, 1)))),
+     r"0003/data has shape \(3, 4, 4, 1\)"),
+])
+def test_a_pdebench_group_that_is_no_sample_is_named_before_reading(tmp_path, edit, message):
+    """Only the first group was checked while planning: a later one without data failed mid-import with h5py's
+    KeyError (a traceback) or an unrelated ValueError."""
+    path = tmp_path / "2D_diff-react_NA_NA.h5"
+    write_groups(path, n=6, steps=3, space=(4, 4))
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    expected = rf"^{path}: {message}; expected 0003/data \(3, 4, 4, 2\) like 0000/data \(one group per sample\)$"
+    with pytest.raises(ImportDataError, match=expected):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_coordinate_with_nan_is_refused_naming_the_source(tmp_path):
+    u = np.random.default_rng(0).random((6, 4))
+    xr.Dataset({"u": (("sample", "x"), u)}, coords={"x": [0.0, 1.0, np.nan, 3.0]}).to_netcdf(tmp_path / "holes.nc")
+    with pytest.raises(ImportDataError, match=rf"^{tmp_path / 'holes.nc'}: coordinate 'x' has NaN or infinite values "
+                                              r"\(x\[2\] = nan\); expected finite numbers"):
+        _import(tmp_path / "holes.nc", tmp_path / "out", inputs=["u"], targets=["u"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_per_sample_coordinate_named_like_the_time_dim_leaves_the_time_axis_alone(tmp_path):
+    """xarray reads a variable ``time (sample)`` beside a dim ``time`` as a coordinate along the sample dim; its 6
+    values were taken for the 3 times, and the import failed mid-write with a shape error."""
+    u = np.random.default_rng(0).random((6, 3, 4))
+    xr.Dataset({"u": (("sample", "time", "x"), u), "time": (("sample",), np.arange(6.0))}).to_netcdf(tmp_path / "t.nc")
+    files = _import(tmp_path / "t.nc", tmp_path / "out", inputs=["u"], targets=["u"], val_fraction=0.0, test_fraction=0.0)
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["time"].values, np.arange(3.0))  # no time values in the file: the index
+        np.testing.assert_array_equal(ds["u"].values, u.astype(np.float32))
+
+
+def test_a_the_well_scalar_named_like_a_dim_is_refused_naming_the_source(tmp_path):
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4)
+    with h5py.File(path, "r+") as f:
+        f["scalars"].attrs["field_names"] = ["Rayleigh", "Prandtl", "x"]
+        f["scalars"].create_dataset("x", data=np.arange(4.0))
+        f["scalars/x"].attrs["sample_varying"] = True
+    with pytest.raises(ImportDataError, match=rf"^{path}: a variable and the coordinate of the dim 'x' have one name"):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("write, name, key, message", [
+    (write_tensor_1d, "1D_Burgers_Sols_Nu0.001.hdf5", "x-coordinate", r"unknown layout .*found HDF5 with .*x-coordinate/"),
+    (write_tensor_1d, "1D_Burgers_Sols_Nu0.001.hdf5", "tensor", r"unknown layout .*found HDF5 with .*tensor/"),
+    (write_darcy, "2D_DarcyFlow_beta1.0_Train.hdf5", "nu", r"unknown layout .*found HDF5 with nu/"),
+    (write_cfd, "2D_CFD_periodic_Train.hdf5", "pressure", r"unknown layout .*pressure/"),
+    (write_cfd, "2D_CFD_periodic_Train.hdf5", "Vy", r"PDEBench 2D CFD layout needs a dataset Vy"),
+])
+def test_a_pdebench_name_holding_a_group_is_refused_in_one_line(tmp_path, write, name, key, message):
+    """A group where PDEBench has a dataset failed with h5py's TypeError or AttributeError ('Group' object has no
+    attribute 'ndim')."""
+    path = tmp_path / name
+    write(path)
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f.create_group(key)
+    with pytest.raises(ImportDataError, match=rf"^{path}: {message}"):
+        _import(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_the_well_simulation_parameter_that_is_no_number_is_left_out_with_a_note(tmp_path, capsys):
+    """It failed with "could not convert string to float: np.str_('upwind')", naming neither the file nor the
+    attribute."""
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4)
+    with h5py.File(path, "r+") as f:
+        f.attrs["simulation_parameters"] = ["Rayleigh", "Prandtl", "scheme"]
+        f.attrs["scheme"] = "upwind"
+    files = _import(path, tmp_path / "out")
+    assert "toy.hdf5: left out simulation parameters that are not one number: scheme = 'upwind'" in capsys.readouterr().out
+    with xr.open_dataset(files[0], engine="h5netcdf") as ds:
+        assert "scheme" not in ds and (ds["Rayleigh"].values == 1e6).all()
+
+
+def test_a_the_well_grid_per_trajectory_is_refused_saying_so(tmp_path):
+    """dimensions/x (n_trajectories, W) with sample_varying was refused as "expected 1-D numbers", which did not say
+    that per-trajectory grids are what the one grid of the output files cannot hold."""
+    path = tmp_path / "toy.hdf5"
+    write_the_well(path, n=4, s=8)
+    with h5py.File(path, "r+") as f:
+        x = f["dimensions/x"][...]
+        del f["dimensions/x"]
+        f["dimensions/x"] = np.stack([x * (1 + k) for k in range(4)])
+        f["dimensions/x"].attrs["sample_varying"] = True
+    with pytest.raises(ImportDataError, match=rf"^{path}: dimensions/x \(4, 8\) holds one grid per trajectory "
+                                              r"\(sample_varying\); the imported samples share one grid"):
+        _import(path, tmp_path / "out")

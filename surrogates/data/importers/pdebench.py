@@ -46,13 +46,15 @@ _AXES = ("x", "y", "z")
 
 def detect(handle: h5py.File) -> str | None:
     """``"darcy"``, ``"tensor_1d"``, ``"cfd"``, ``"groups"`` or ``None`` for a file of another layout."""
-    keys = set(handle.keys())
+    # datasets, not merely names: a group under one of these names is another layout (listed as such in the message)
+    keys = {key for key in handle.keys() if isinstance(handle.get(key), h5py.Dataset)}
     if {"nu", "tensor", "x-coordinate", "y-coordinate"} <= keys:
         return "darcy"
     if {"density", "pressure", "Vx", "x-coordinate", "t-coordinate"} <= keys:
         return "cfd"
     if {"tensor", "x-coordinate", "t-coordinate"} <= keys and handle["tensor"].ndim == 3:
         return "tensor_1d"
+    keys = set(handle.keys())
     groups = sample_groups(handle)
     if groups and len(groups) == len(keys):
         first = handle[groups[0]]
@@ -160,8 +162,10 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             axes = _AXES[:ndim]
             for i, axis in enumerate(axes):
                 key = f"{axis}-coordinate"
-                if key not in handle:
-                    raise ImportDataError(f"{path}: PDEBench CFD layout with {ndim}D fields needs {key}; found {sorted(handle)}")
+                if not isinstance(handle.get(key), h5py.Dataset):
+                    raise ImportDataError(
+                        f"{path}: PDEBench CFD layout with {ndim}D fields needs a dataset {key}; found {sorted(handle)}"
+                    )
                 space_coord(axis, key, handle[key][...], density.shape[2 + i], f"axis {2 + i} of density {density.shape}")
             coords["time"] = _time_coord(path, "t-coordinate", handle["t-coordinate"][...], steps)
             sources = {"density": "density", "pressure": "pressure"}
@@ -169,8 +173,8 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             variables["pressure"] = OutVar("pressure", ("time", *axes), "1", "pressure")
             for axis, name in zip(axes, component_names("velocity", axes)):
                 key = f"V{axis}"
-                if key not in handle:
-                    raise ImportDataError(f"{path}: PDEBench {ndim}D CFD layout needs {key}; found {sorted(handle)}")
+                if not isinstance(handle.get(key), h5py.Dataset):
+                    raise ImportDataError(f"{path}: PDEBench {ndim}D CFD layout needs a dataset {key}; found {sorted(handle)}")
                 sources[name] = key
                 variables[name] = OutVar(name, ("time", *axes), "1", f"velocity, {axis} component",
                                          {"field": "velocity", "component": axis})
@@ -206,6 +210,8 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
             inputs = targets = list(channels)
             n = len(groups)
             shape = data.shape
+            for key in groups[1:]:  # headers only: a group that is not a sample is named before anything is read
+                _group_data(handle, path, key, shape, groups[0])
             # every group carries its own grid, but the output has one: each must be the first group's
             reference = {axis: grid[axis][...] for axis in (*axes, "t")}
 
@@ -213,9 +219,7 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                 with h5py.File(path, "r") as f:
                     blocks = []
                     for key in groups[start:stop]:
-                        block = f[key]["data"]
-                        if block.shape != shape:
-                            raise ImportDataError(f"{path}: {key}/data has shape {block.shape}, {groups[0]}/data {shape}")
+                        block = _group_data(f, path, key, shape, groups[0])
                         _check_same_grid(path, key, f[key].get("grid"), reference, groups[0])
                         blocks.append(block[...])
                 stacked = np.stack(blocks)
@@ -240,6 +244,32 @@ def plan_file(path: Path, kind: str, split: str | None) -> Plan:
                   tuple((k, len(c.values)) for k, c in sorted(coords.items())))
     part = Part(str(path), int(n), read_all, (path,), split, int(sample_bytes), layout_key)
     return Plan(f"pdebench_{kind}", pde, variables, coords, inputs, targets, [part])
+
+
+def _group_data(handle: h5py.File, path: Path, key: str, shape: tuple[int, ...], first: str) -> h5py.Dataset:
+    """Group ``key``'s ``data``, a dataset of the first group's ``shape``.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the group and what it holds instead.
+    """
+    try:  # one lookup for the usual case (a sample group); the cases below only word the refusal
+        data = handle.get(f"{key}/data")
+    except (KeyError, ValueError, TypeError):
+        data = None
+    if isinstance(data, h5py.Dataset) and data.shape == shape:
+        return data
+    group = handle.get(key)
+    if not isinstance(group, h5py.Group):
+        found = f"{key} is a dataset, not a group"
+    elif not isinstance(group.get("data"), h5py.Dataset):
+        found = f"group {key} has no dataset data (it holds {sorted(group)})"
+    elif group["data"].shape != shape:
+        found = f"{key}/data has shape {group['data'].shape}"
+    else:
+        return group["data"]
+    raise ImportDataError(f"{path}: {found}; expected {key}/data {shape} like {first}/data (one group per sample)")
 
 
 def _check_same_grid(path: Path, key: str, grid: Any, reference: dict[str, np.ndarray], first: str) -> None:

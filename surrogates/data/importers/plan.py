@@ -97,6 +97,7 @@ class Plan:
     parts: list[Part]
     attrs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # what of the source is not imported -> why, for messages
 
     def source_paths(self) -> list[Path]:
         """Every source file of the parts, each once, sorted."""
@@ -164,13 +165,16 @@ def component_names(field_name: str, components: Sequence[str]) -> list[str]:
     return [f"{field_name}_{component}" for component in components]
 
 
-def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: str, source: str) -> list[str]:
+def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: str, source: str,
+                 left_out: Mapping[str, str] | None = None) -> list[str]:
     """Variable names of ``inputs`` / ``targets``, a vector or tensor field's name standing for all its components.
+    ``left_out``: names in the source that are not imported, with why (:attr:`Plan.left_out`).
 
     Raises
     ------
     ImportDataError
-        Naming the unknown name and the available variables and fields.
+        Naming the unknown name (why it was left out, when it is in the source) and the available variables and
+        fields, or a name with white space.
     """
     fields = field_components(variables)
     out: list[str] = []
@@ -181,9 +185,19 @@ def expand_names(names: Sequence[str], variables: Mapping[str, OutVar], role: st
         elif name in fields:
             out.extend(fields[name])
         else:
+            why = (left_out or {}).get(name)
             raise ImportDataError(
-                f"{role}: {name!r} is not a variable of {source}; available: {describe_variables(variables)}"
+                (f"{role}: {name!r} of {source} {why}, so it is not imported" if why else
+                 f"{role}: {name!r} is not a variable of {source}")
+                + f"; available: {describe_variables(variables)}"
                 + (f" (fields with components: {', '.join(sorted(fields))})" if fields else "")
+            )
+    for name in out:
+        if len(name.split()) != 1:  # the files list inputs and targets as one space-separated attribute
+            raise ImportDataError(
+                f"{role}: the variable {name!r} of {source} has white space in its name, which the files' "
+                f"space-separated inputs / targets attributes cannot hold; expected a name without it: rename it in "
+                f"the source, e.g. ds.rename({{{name!r}: {'_'.join(name.split())!r}}})"
             )
     return list(dict.fromkeys(out))
 

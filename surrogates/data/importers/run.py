@@ -36,6 +36,7 @@ from surrogates.data.importers import pdebench, the_well, xarray_layout
 from surrogates.data.importers.plan import (
     ImportDataError,
     NotThisLayout,
+    Part,
     Plan,
     describe_variables,
     expand_names,
@@ -49,7 +50,7 @@ from surrogates.data.importers.plan import (
 )
 from surrogates.data.importers.source_checks import check_source_reads, checked_source_header
 from surrogates.data.read_limits import StoredArray
-from surrogates.data.schema import SCHEMA_VERSION
+from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import shard_path
 from surrogates.data.writer import StreamingDatasetWriter, remove_stale_temporaries
 
@@ -168,9 +169,34 @@ def plan_file(path: Path, split: str | None, settings: ImportSettings) -> Plan:
     in other files or reads that would decode or hold too much (:mod:`~surrogates.data.importers.source_checks`)."""
     layout, kind, arrays = detect_layout(path)
     plan = _plan_layout(path, split, settings, layout, kind)
+    _check_coords(path, plan)
     sample_dim = str((settings.dims or {}).get("sample") or "sample")
     check_source_reads(path, plan, arrays, _block_size(plan, settings), sample_dim)
     return plan
+
+
+def _check_coords(path: Path, plan: Plan) -> None:
+    """Refuse a coordinate with NaN or infinite values, or a variable named like a coordinate, while planning: the
+    writer refused them once samples were read, naming the output file instead of the source.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source file and the coordinate.
+    """
+    for name, coord in plan.coords.items():
+        values = np.asarray(coord.values, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ImportDataError(
+                f"{path}: coordinate {name!r} has NaN or infinite values ({name}[{int(bad[0])}] = {values[bad[0]]}); "
+                "expected finite numbers, one per grid point"
+            )
+        if name in plan.variables:
+            raise ImportDataError(
+                f"{path}: a variable and the coordinate of the dim {name!r} have one name; expected distinct names "
+                "(rename the variable in the source)"
+            )
 
 
 def _plan_layout(path: Path, split: str | None, settings: ImportSettings, layout: str, kind: Any) -> Plan:
@@ -241,13 +267,13 @@ def make_plan(settings: ImportSettings) -> Plan:
         first.pde = str(settings.pde)
     source_name = settings.source
     if settings.inputs:
-        first.inputs = expand_names(settings.inputs, first.variables, "inputs", source_name)
+        first.inputs = expand_names(settings.inputs, first.variables, "inputs", source_name, first.left_out)
     else:
-        first.inputs = expand_names(first.inputs, first.variables, "inputs (from the file)", source_name)
+        first.inputs = expand_names(first.inputs, first.variables, "inputs (from the file)", source_name, first.left_out)
     if settings.targets:
-        first.targets = expand_names(settings.targets, first.variables, "targets", source_name)
+        first.targets = expand_names(settings.targets, first.variables, "targets", source_name, first.left_out)
     else:
-        first.targets = expand_names(first.targets, first.variables, "targets (from the file)", source_name)
+        first.targets = expand_names(first.targets, first.variables, "targets (from the file)", source_name, first.left_out)
     if not first.inputs or not first.targets:
         raise ImportDataError(
             f"name the inputs and targets of {source_name}: inputs=[...] targets=[...]; "
@@ -266,11 +292,25 @@ def assign_splits(plan: Plan, settings: ImportSettings) -> list[np.ndarray]:
     """Per part, the split index (0 train, 1 val, 2 test) of every sample.
 
     Splits of the source are kept; a split the source lacks (all of them when it has none) is drawn from
-    its training samples with ``val_fraction`` / ``test_fraction`` of them, by a permutation seeded with ``seed``.
+    its training samples with ``val_fraction`` / ``test_fraction`` of them (at least one sample for a fraction
+    above 0), by a permutation seeded with ``seed``.
+
+    Raises
+    ------
+    ImportDataError
+        When the source has no training samples, or too few to draw the asked splits and keep one for training:
+        a split asked for is never silently empty.
     """
     ids = {name: i for i, name in enumerate(SPLITS)}
     assignment = [np.full(part.n_samples, ids.get(part.split or "train", 0), dtype=np.int8) for part in plan.parts]
     present = {part.split or "train" for part in plan.parts if part.n_samples}
+    if not present:
+        raise ImportDataError("the source holds no samples (a sample dim of length 0); expected at least one")
+    if "train" not in present:
+        raise ImportDataError(
+            f"the source has no training samples (its splits: {', '.join(sorted(present))}); expected a train/ folder "
+            "or file, or files without a split to draw val and test from"
+        )
     missing = [split for split in ("val", "test") if split not in present]
     if not missing:
         return assignment
@@ -280,10 +320,15 @@ def assign_splits(plan: Plan, settings: ImportSettings) -> list[np.ndarray]:
     fractions = {"val": settings.val_fraction, "test": settings.test_fraction}
     counts = {split: int(round(fractions[split] * n)) for split in missing}
     for split in missing:
-        if fractions[split] > 0 and counts[split] == 0 and n >= 3:
-            counts[split] = 1  # a tiny source still gets a sample to validate / test on
+        if fractions[split] > 0 and counts[split] == 0:
+            counts[split] = 1  # a tiny source still gets a sample to validate / test on, never an empty split
     if n - sum(counts.values()) < 1:
-        raise ImportDataError(f"the source has {n} training samples: too few to split off {counts}")
+        asked = ", ".join(f"{split}_fraction={fractions[split]} ({counts[split]})" for split in missing if counts[split])
+        raise ImportDataError(
+            f"the source has {n} training sample(s): too few to split off {asked} and keep one for training; "
+            f"expected at least {sum(counts.values()) + 1}, or set "
+            f"{' '.join(f'{split}_fraction=0' for split in missing if counts[split])} to import without it"
+        )
     order = np.random.default_rng(settings.seed).permutation(n)
     start = 0
     for split in ("test", "val"):
@@ -440,6 +485,30 @@ def _check_unchanged(states: dict[Path, tuple]) -> None:
             )
 
 
+def _check_finite(part: Part, start: int, data: Mapping[str, np.ndarray]) -> None:
+    """Refuse a block of samples ``start ..`` of ``part`` with NaN or infinite values (as float32, the stored dtype),
+    naming the source's sample indices: the writer names the rows of an output split, which a user cannot find in
+    the source.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the source, the variable and the samples (their index in the source file).
+    """
+    for name, values in data.items():
+        with np.errstate(over="ignore"):
+            values = np.asarray(values).astype(np.float32, copy=False)  # beyond float32's range: inf, as stored
+        if values.size == 0:
+            continue
+        bad = np.flatnonzero(~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1))
+        if bad.size:
+            listed = ", ".join(str(start + i) for i in bad[:10]) + (f", ... ({bad.size} in this block)" if bad.size > 10 else "")
+            raise ImportDataError(
+                f"{part.label}: variable {name!r} has NaN, missing (_FillValue) or infinite values (as float32) at "
+                f"source sample(s) {listed}; expected finite values; nothing was published"
+            )
+
+
 def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
            pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
            states: dict[Path, tuple]) -> None:
@@ -484,12 +553,18 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
                 missing = [name for name in names if name not in data]
                 if missing:
                     raise ImportDataError(f"{part.label}: could not read {missing}")
-                for split in pending:
-                    # each run of consecutive rows of a split is written from a view of the block: no gathered copy
-                    for first, last in consecutive_runs(np.flatnonzero(split_ids[start:stop] == ids[split])):
-                        writers[split].write(positions[split], {name: np.asarray(data[name])[first:last] for name in names})
-                        positions[split] += last - first
-                        bar.update(last - first)
+                try:
+                    for split in pending:
+                        # each run of consecutive rows of a split is written from a view of the block: no gathered copy
+                        for first, last in consecutive_runs(np.flatnonzero(split_ids[start:stop] == ids[split])):
+                            writers[split].write(positions[split], {name: np.asarray(data[name])[first:last] for name in names})
+                            positions[split] += last - first
+                            bar.update(last - first)
+                except DatasetFileError:
+                    # the writer names rows of an output split; name the source's samples instead (checked only
+                    # here, so a clean block is not scanned twice)
+                    _check_finite(part, start, {name: data[name] for name in names})
+                    raise
         if isinstance(sums, Future):
             sums = sums.result()
             fingerprint = _fingerprint(plan, settings, sizes, sums)

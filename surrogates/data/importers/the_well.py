@@ -106,10 +106,14 @@ def _spec(path: Path) -> dict[str, Any]:
                       "time_varying": _flag(ds, "time_varying")}
                 _check_scalar(path, sc, n, steps)
                 scalars.append(sc)
-        params = {}
+        params, other_params = {}, {}
         for name in _strings(f.attrs.get("simulation_parameters")):
             if name in f.attrs:
-                params[name] = float(np.asarray(f.attrs[name]).reshape(-1)[0])
+                value = np.asarray(f.attrs[name])
+                if value.size == 1 and (np.issubdtype(value.dtype, np.number) or value.dtype.kind == "b"):
+                    params[name] = float(value.reshape(-1)[0])
+                else:  # a name, a list: no number per trajectory; left out with a note
+                    other_params[name] = _plain(value)
         bcs = {}
         if "boundary_conditions" in f:
             for name, group in f["boundary_conditions"].items():
@@ -126,7 +130,7 @@ def _spec(path: Path) -> dict[str, Any]:
             "time_eps": dtype_eps(time["values"].dtype),
             "axes": {d: axes[d].astype(np.float64) for d in spatial},
             "axes_eps": {d: dtype_eps(axes[d].dtype) for d in spatial},
-            "fields": fields, "scalars": scalars, "params": params, "bcs": bcs,
+            "fields": fields, "scalars": scalars, "params": params, "other_params": other_params, "bcs": bcs,
         }
 
 
@@ -167,6 +171,11 @@ def _dimensions(f: h5py.File, path: Path, n: int) -> tuple[list[str], dict[str, 
     axes = {}
     for d in spatial:
         values = _dataset(f, path, f"dimensions/{d}", f"the coordinate of the spatial dim {d!r}")
+        if values.ndim == 2 and _flag(values, "sample_varying") and values.shape[0] == n:
+            raise ImportDataError(
+                f"{path}: dimensions/{d} {values.shape} holds one grid per trajectory (sample_varying); the imported "
+                f"samples share one grid: expected dimensions/{d} 1-D (interpolate onto one grid first)"
+            )
         if values.ndim != 1 or values.size < 1 or not np.issubdtype(values.dtype, np.number):
             raise ImportDataError(f"{path}: dimensions/{d} has shape {values.shape} ({values.dtype}); expected 1-D numbers")
         axes[d] = values[...]
@@ -311,4 +320,6 @@ def plan_file(path: Path, split: str | None) -> Plan:
         "grid_type": spec["grid_type"],
         "dataset_name": spec["dataset_name"],
     }
-    return Plan("the_well", f"the_well_{spec['dataset_name']}", variables, coords, inputs, targets, [part], attrs)
+    notes = [f"{path.name}: left out simulation parameters that are not one number: "
+             + ", ".join(f"{k} = {v!r}" for k, v in spec["other_params"].items())] if spec["other_params"] else []
+    return Plan("the_well", f"the_well_{spec['dataset_name']}", variables, coords, inputs, targets, [part], attrs, notes)

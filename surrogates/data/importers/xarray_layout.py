@@ -5,8 +5,11 @@ Every data variable with the sample dim (``dims.sample``, default ``sample``) is
 names or take those of ``dims.rename``), a per-sample scalar ``(sample,)``, and a vector or tensor field
 with one more dim listed in ``component_dims`` (default ``component``, ``components``) is split into
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
-Coordinates keep their values, ``units`` and ``long_name``; a dim without coordinate gets ``0 .. n - 1``;
-``periodic=[x, y]`` marks periodic dims. Variables without the sample dim are left out (listed in the notes). Two
+Coordinates keep their values, ``units`` and ``long_name`` (dates and durations: seconds, ``units`` ``seconds since
+<the first date>`` or ``s``); a dim without coordinate gets ``0 .. n - 1``;
+``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two
+dims may get one name. Variables without the sample dim, and strings, complex numbers and objects, are left out
+(listed in the notes); booleans are imported as 0 / 1. Two
 variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
 """
 
@@ -73,17 +76,30 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
             f"{path}: no dim {sample_dim!r} to take samples along; found {found} (dims {dict(ds.sizes)}); "
             f"set dims.sample=<dim> (and dims.time=<dim> for trajectories)"
         )
+    try:
+        _check_dims(path, ds, sample_dim, dims_opt.get("time"), dims_opt.get("rename") or {})
+    except ImportDataError:
+        ds.close()
+        raise
     variables: dict[str, OutVar] = {}
     coords: dict[str, OutCoord] = {}
     sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
-    skipped = []
+    skipped: list[str] = []  # without the sample dim
+    left_out = {  # per-sample values kept as coordinates (ds.assign_coords(nu=("sample", nu))) are no data variables
+        str(name): f"is a coordinate along {sample_dim!r}, not a data variable (ds.reset_coords({str(name)!r}) makes it one)"
+        for name, coord in ds.coords.items() if sample_dim in coord.dims and name != sample_dim
+    }
+    not_numbers: list[str] = []  # strings, complex numbers, objects: no float32 value
     for name, var in ds.data_vars.items():
         name = str(name)
         if sample_dim not in var.dims:
             skipped.append(name)
+            left_out[name] = f"has no dim {sample_dim!r} (its dims: {tuple(str(d) for d in var.dims)})"
             continue
-        if not np.issubdtype(var.dtype, np.number) or np.issubdtype(var.dtype, np.complexfloating):
-            skipped.append(name)
+        numeric = np.issubdtype(var.dtype, np.number) or var.dtype.kind == "b"  # bool: 0 / 1, as data=xarray reads it
+        if not numeric or np.issubdtype(var.dtype, np.complexfloating):
+            not_numbers.append(f"{name} ({var.dtype})")
+            left_out[name] = f"is not a real number ({var.dtype})"
             continue
         others = [str(d) for d in var.dims if d != sample_dim]
         comps = [d for d in others if d in component_dims]
@@ -136,8 +152,43 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     layout_key = (tuple((k, v.dims) for k, v in sorted(variables.items())),
                   tuple((k, len(c.values)) for k, c in sorted(coords.items())))
     notes = [f"{path.name}: left out variables without the sample dim {sample_dim!r}: {skipped}"] if skipped else []
+    if not_numbers:
+        notes.append(f"{path.name}: left out variables that are not real numbers: {', '.join(not_numbers)}")
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
-    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes)
+    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes, left_out)
+
+
+def _check_dims(path: Path, ds: Any, sample_dim: str, time_dim: Any, rename: Mapping[str, Any]) -> None:
+    """Refuse ``dims.time`` or a ``dims.rename`` key that is not a dim of the file (a typo would import the data
+    without a time axis, or under the file's dim names, without a word), and renamings that give two dims one name.
+
+    Raises
+    ------
+    ImportDataError
+        Naming the setting, the file and its dims.
+    """
+    sizes = {str(d): int(n) for d, n in ds.sizes.items()}
+    if time_dim and str(time_dim) not in sizes:
+        raise ImportDataError(f"{path}: dims.time={str(time_dim)!r} is not a dim of the file; its dims: {sizes}")
+    if time_dim and str(time_dim) == sample_dim:
+        raise ImportDataError(f"{path}: dims.time and dims.sample are both {sample_dim!r}; expected two different dims")
+    unknown = [str(d) for d in rename if str(d) not in sizes]
+    if unknown:
+        raise ImportDataError(f"{path}: dims.rename names {unknown}, not dims of the file; its dims: {sizes}")
+    names: dict[str, str] = {}
+    for dim in sizes:
+        if dim == sample_dim:
+            out = "sample"
+        elif time_dim and dim == str(time_dim):
+            out = "time"
+        else:
+            out = str(rename.get(dim, dim))
+        if out in names:
+            raise ImportDataError(
+                f"{path}: dims {names[out]!r} and {dim!r} would both be named {out!r} (dims.sample, dims.time, "
+                f"dims.rename); expected one dim per name; its dims: {sizes}"
+            )
+        names[out] = dim
 
 
 def _offer(path: Path, variables: dict[str, OutVar], sources: dict[str, Any], var: OutVar, source: Any) -> None:
@@ -162,7 +213,11 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     size = int(ds.sizes[dim])
     attrs: dict[str, Any] = {}
     eps = dtype_eps(np.float64)
-    if dim in ds.coords and np.issubdtype(ds[dim].dtype, np.number) and ds[dim].ndim == 1:
+    along = dim in ds.coords and ds[dim].dims == (dim,)  # a data variable may share the dim's name, along another dim
+    if along and ds[dim].dtype.kind in "Mm" and size:
+        values, units = _seconds(np.asarray(ds[dim].values))
+        long_name = str(ds[dim].attrs.get("long_name", f"{out} coordinate"))
+    elif along and np.issubdtype(ds[dim].dtype, np.number):
         values = np.asarray(ds[dim].values, dtype=np.float64)
         eps = dtype_eps(ds[dim].dtype)
         units = str(ds[dim].attrs.get("units", "1"))
@@ -174,6 +229,17 @@ def _coord(ds: Any, dim: str, out: str, periodic: set[str]) -> OutCoord:
     if dim in periodic or out in periodic:
         attrs["periodic"] = 1
     return OutCoord(values, units, long_name, attrs, eps)
+
+
+def _seconds(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Dates (``datetime64``, as xarray decodes a CF time) or durations (``timedelta64``) as float64 seconds with
+    their CF units: ``seconds since <the first date>``, or ``s``. The output's coordinates are numbers; dates read as
+    ``0 .. n - 1`` would lose the steps between them (hours, or days of unequal months)."""
+    if values.dtype.kind == "M":
+        origin = values[0].astype("datetime64[ns]")
+        offsets = (values.astype("datetime64[ns]") - origin).astype(np.int64)
+        return offsets / 1e9, f"seconds since {np.datetime_as_string(origin, unit='auto')}"
+    return values.astype("timedelta64[ns]").astype(np.int64) / 1e9, "s"  # as a number, numpy gives nanoseconds
 
 
 def _labels(ds: Any, dim: str) -> list[str]:
