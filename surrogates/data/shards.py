@@ -89,6 +89,7 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
         )
     if single.is_file():
         check_split_attributes([single], split)
+        check_same_dataset_as_other_splits(data_dir, split, single)
         return [single]
     if not shards:
         content = sorted(p.name for p in data_dir.iterdir())
@@ -111,6 +112,7 @@ def split_files(data_dir: str | Path, split: str) -> list[Path]:
     files = [found[i] for i in range(total)]
     check_same_fingerprint(files)
     check_split_attributes(files, split)
+    check_same_dataset_as_other_splits(data_dir, split, files[0])
     return files
 
 
@@ -222,6 +224,48 @@ def check_same_fingerprint(files: list[Path]) -> None:
                 f"{count} of {len(prints)} shards differ, refusing to combine data of different datasets "
                 "(regenerate the shards with the same settings, or overwrite=true)",
             )
+
+
+STANDARD_SPLITS = ("train", "val", "test")
+
+
+def check_same_dataset_as_other_splits(data_dir: Path, split: str, first: Path) -> None:
+    """Refuse a split whose first file carries another fingerprint than the first file of ``train``, ``val`` or
+    ``test`` in the same folder: every file of one generated or imported dataset carries one fingerprint, so a
+    difference means splits of two datasets side by side (a run with ``overwrite=true`` that stopped after
+    replacing some splits, or files copied between folders), e.g. validation data drawn with another seed or from
+    another source than the training data. The other splits' first files stand for them (their shards are
+    compared when they are read); files that cannot be opened are left to the schema check.
+
+    Raises
+    ------
+    DatasetFileError
+        Naming both files and the fingerprint keys that differ.
+    """
+    try:
+        reference = fp.read_fingerprint(first)
+    except OSError:
+        return
+    for other in STANDARD_SPLITS:
+        if other == split:
+            continue
+        candidates = [data_dir / f"{other}{SUFFIX}"] + sorted(
+            p for p in data_dir.iterdir() if (m := _SHARD.match(p.name)) and m["split"] == other and m["shard"] == "00000"
+        )
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                found = fp.read_fingerprint(path)
+            except OSError:
+                continue
+            if found != reference:
+                raise DatasetFileError(
+                    first,
+                    f"belongs to another dataset than {path.name} beside it ({fp.differences(found, reference)}; "
+                    f"{path.name} -> {first.name}); refusing to mix splits of two datasets (an interrupted "
+                    "overwrite=true run leaves this: rerun it, or regenerate / re-import the folder)",
+                )
 
 
 def has_split(data_dir: str | Path, split: str) -> bool:

@@ -137,6 +137,21 @@ def test_split_files_and_open_split_refuse_shards_of_different_fingerprints(comp
         open_split(tmp_path / "a" / "d", "train")
 
 
+def test_splits_of_two_datasets_side_by_side_are_refused(compose_cfg, tmp_path):
+    # What an overwrite=true run with another seed leaves when it stops after replacing train.h5: the old val.h5
+    # beside the new train.h5 (val drawn with seed 0, train with seed 7) must not train or evaluate together.
+    _run(compose_cfg, tmp_path / "a")
+    _run(compose_cfg, tmp_path / "b", "seed=7")
+    shutil.copy(tmp_path / "b" / "d" / "train.h5", tmp_path / "a" / "d" / "train.h5")
+    folder = tmp_path / "a" / "d"
+    with pytest.raises(DatasetFileError, match=r"train\.h5: belongs to another dataset than val\.h5 .*seed 0 -> 7"):
+        split_files(folder, "train")
+    with pytest.raises(DatasetFileError, match=r"val\.h5: belongs to another dataset than train\.h5 .*seed 7 -> 0"):
+        split_files(folder, "val")
+    shutil.copy(tmp_path / "b" / "d" / "val.h5", folder / "val.h5")  # the rerun finishes: one dataset again
+    assert split_files(folder, "train") == [folder / "train.h5"] and split_files(folder, "val") == [folder / "val.h5"]
+
+
 def test_shards_without_fingerprints_still_combine_but_not_with_fingerprinted_ones(compose_cfg, tmp_path):
     for shard in range(2):
         fields, variables, coords, attrs = stationary(3, seed=shard)
