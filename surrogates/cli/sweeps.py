@@ -164,7 +164,7 @@ def _plot(runs: list[dict[str, Any]], overrides: list[dict[str, str]], keys: lis
 # ---------------------------------------------------------------------------------------------- Optuna
 
 
-class PrepareStudy:
+class PrepareStudy(Callback):
     """Hydra callback for Hydra's Optuna sweeper: sweep folder, stale trials, trial-number offset.
 
     A sweep rerun with the same ``hydra.sweep.dir`` loads the study stored there: the trials the killed

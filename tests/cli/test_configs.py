@@ -74,6 +74,15 @@ def test_every_callbacks_config_instantiates(compose_cfg, callbacks):
     assert ("RunCheckpoint" in names) == (callbacks != "none")
 
 
+@pytest.mark.parametrize("experiment", ["darcy_fno", "ks_pde_refiner"])
+def test_early_stopping_follows_the_checkpoint_mode(compose_cfg, experiment):
+    # ks_* maximize val/high_corr_time: early stopping in mode min would stop a run that keeps improving
+    cfg = compose_cfg("train", [f"experiment={experiment}", "callbacks=early_stopping"])
+    OmegaConf.resolve(cfg)
+    assert cfg.callbacks.early_stopping.monitor == cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric
+    assert cfg.callbacks.early_stopping.mode == cfg.callbacks.model_checkpoint.mode
+
+
 @pytest.mark.parametrize("pde", PDES)
 def test_every_pde_instantiates(compose_cfg, pde):
     cfg = compose_cfg("generate", [f"pde={pde}", "resolution=32"])

@@ -15,6 +15,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
@@ -79,6 +80,9 @@ def test_every_hparams_search_composes_and_instantiates(tmp_path, search):
     assert isinstance(pruning[0].pruner, optuna.pruners.BasePruner)
     hydra_callbacks = [instantiate(node) for node in hydra_cfg.callbacks.values()]
     assert {type(c) for c in hydra_callbacks} == {PrepareStudy, SweepSummary}
+    # Hydra calls every hook of every callback and turns an AttributeError into a UserWarning per job
+    # ("'PrepareStudy' object has no attribute 'on_job_start'"): each one is a hydra Callback
+    assert all(isinstance(c, Callback) for c in hydra_callbacks)
     # the experiment's network still builds
     assert instantiate(cfg.model) is not None
 
