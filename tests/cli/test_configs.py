@@ -74,6 +74,17 @@ def test_every_callbacks_config_instantiates(compose_cfg, callbacks):
     assert ("RunCheckpoint" in names) == (callbacks != "none")
 
 
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_early_stopping_follows_the_checkpoint_s_direction(compose_cfg, experiment):
+    # ks_* keep the checkpoint of the longest high-correlation time (mode max): stopping on "no decrease"
+    # would end those runs as soon as they improve
+    cfg = compose_cfg("train", [f"experiment={experiment}", "callbacks=early_stopping"])
+    OmegaConf.resolve(cfg)
+    by_type = {type(c).__name__: c for c in instantiate_collection(cfg.callbacks)}
+    stopping, checkpoint = by_type["EarlyStopping"], by_type["RunCheckpoint"]
+    assert (stopping.monitor, stopping.mode) == (checkpoint.monitor, checkpoint.mode)
+
+
 @pytest.mark.parametrize("pde", PDES)
 def test_every_pde_instantiates(compose_cfg, pde):
     cfg = compose_cfg("generate", [f"pde={pde}", "resolution=32"])
