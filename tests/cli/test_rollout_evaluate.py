@@ -87,3 +87,21 @@ def test_evaluate_reproduces_the_training_test_metrics_of_one_step_models(compos
         # float32 errors of the same predictions, summed over different batches: a few n * eps of the mean
         assert model["one_step"]["rel_l2"] == pytest.approx(TEST_METRICS[experiment]["test/rel_l2"], rel=1e-4)
         assert model["one_step"]["mse"] == pytest.approx(TEST_METRICS[experiment]["test/mse"], rel=1e-4)
+
+
+def test_evaluate_refuses_trajectories_of_another_pde(compose_cfg, checkpoints, ks_dir, tmp_path):
+    import shutil
+
+    import h5py
+
+    other = tmp_path / "other"
+    shutil.copytree(ks_dir, other)
+    for path in other.glob("*.h5"):  # the same variables and grid, written by another PDE
+        with h5py.File(path, "r+") as f:
+            f.attrs["pde"] = "burgers"
+    for overrides in ([f"ckpt={checkpoints['ks_unet_mse']}"],
+                      [f"ckpt={checkpoints['ks_pde_refiner']}", f"compare_ckpt={checkpoints['ks_unet_mse']}"]):
+        cfg = compose_cfg("evaluate", [*overrides, f"data_dir={other}", "rollout.steps=2"])
+        with pytest.raises(ValueError, match="'burgers' data but the model is a 'ks' model"):
+            evaluate(cfg)
+        assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
