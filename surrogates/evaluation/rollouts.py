@@ -252,7 +252,8 @@ def report_rollouts(
     data_dir
         The data folder (``None``: the one the first model's checkpoint records).
     steps, seeds, n_trajectories, start
-        As in :func:`evaluate_rollouts` (seeds default ``[0, 1, 2]``); ``n_trajectories``: the first ones of the split.
+        As in :func:`evaluate_rollouts` (seeds default ``[0, 1, 2]``); ``n_trajectories``: the first ones of the split
+        (rolled out, and scored one step from each of their states).
 
     Returns the summary written to ``metrics.json``.
     """
@@ -294,8 +295,8 @@ def report_rollouts(
         "time_units": "dt of each trajectory" if dt is not None else "steps",
         "models": {ev.name: ev.summary() for ev in evaluations},
     }
-    pairs = AutoregressiveDataset(
-        split_files(data_dir, split), first.state, first.conditioning, pairs=True,
+    pairs = AutoregressiveDataset(  # the one-step errors of the same trajectories as the rollouts
+        split_files(data_dir, split), first.state, first.conditioning, pairs=True, n_trajectories=n_trajectories,
         n_steps_input=n_in, n_steps_output=first.n_steps_output,
     )
     try:

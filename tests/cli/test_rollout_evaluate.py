@@ -105,3 +105,26 @@ def test_evaluate_refuses_trajectories_of_another_pde(compose_cfg, checkpoints, 
         with pytest.raises(ValueError, match="'burgers' data but the model is a 'ks' model"):
             evaluate(cfg)
         assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_one_step_errors_cover_the_trajectories_that_are_rolled_out(compose_cfg, checkpoints, ks_dir):
+    import torch
+
+    from surrogates import metrics
+    from surrogates.data.autoregressive import AutoregressiveDataset
+    from surrogates.data.shards import split_files
+    from surrogates.serve.rollout import RolloutSurrogate
+
+    n = 2
+    cfg = compose_cfg("evaluate", [f"ckpt={checkpoints['ks_unet_mse']}", f"rollout.n_trajectories={n}", "batch_size=5"])
+    one_step = evaluate(cfg)["models"]["MSE U-Net"]["one_step"]
+    surrogate = RolloutSurrogate.load(checkpoints["ks_unet_mse"])
+    states, params = AutoregressiveDataset(split_files(ks_dir, "test"), ["u"], ["dt", "dx"], pairs=False).trajectories(range(n))
+    steps = states.shape[1] - 1
+    assert one_step["n_states"] == n * steps
+    # the deterministic baseline, every state of those trajectories in one batch
+    with torch.no_grad():
+        pred = surrogate.predictor.predict(states[:, :-1].flatten(0, 1), params.repeat_interleave(steps, 0))
+    direct = metrics.relative_l2(pred, states[:, 1:].flatten(0, 1)).double().mean()
+    # float32 sums over other batches: a few n * eps relative
+    assert one_step["rel_l2"] == pytest.approx(float(direct), rel=1e-4)
