@@ -128,3 +128,33 @@ def test_one_step_errors_cover_the_trajectories_that_are_rolled_out(compose_cfg,
     direct = metrics.relative_l2(pred, states[:, 1:].flatten(0, 1)).double().mean()
     # float32 sums over other batches: a few n * eps relative
     assert one_step["rel_l2"] == pytest.approx(float(direct), rel=1e-4)
+
+
+def test_evaluate_a_rollout_model_of_2d_states(compose_cfg, navier_stokes_dir):
+    # a one-step U-Net on vorticity trajectories omega (time, x, y): spacetime.png shows a line through the field
+    cfg = compose_cfg(
+        "train",
+        ["experiment=ks_unet_mse", f"data.data_dir={navier_stokes_dir}", "data.inputs=[omega]", "data.conditioning=[]",
+         "model.dim=2", "task.rollout_trajectories=2", *SMALL],
+    )
+    train(cfg)
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    eval_cfg = compose_cfg("evaluate", [f"ckpt={best}"])
+    summary = evaluate(eval_cfg)
+    assert summary["models"]["MSE U-Net"]["steps"] == 5 and summary["time_units"] == "steps"
+    out = Path(eval_cfg.paths.output_dir)
+    for name in ("correlation.png", "spacetime.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "spectrum.png").exists()  # 1D states only
+
+
+def test_spacetime_line_cuts_through_the_middle_of_the_further_axes():
+    from surrogates.evaluation.rollouts import spacetime_line
+
+    states = np.random.default_rng(0).normal(size=(4, 2, 6, 5))  # (T, C, X, Y)
+    line, cut = spacetime_line(states, ("x", "y"))
+    np.testing.assert_array_equal(line, states[:, 0, :, 2])
+    assert "y index 2" in cut
+    line, cut = spacetime_line(states[..., 0], ("x",))  # 1D: the first channel as it is
+    np.testing.assert_array_equal(line, states[:, 0, :, 0])
+    assert cut == ""
