@@ -8,7 +8,7 @@ checkpoint (PIG, PINN) needs no dataset: it is compared with its problem's refer
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.fingerprint import read_fingerprint
-from surrogates.data.schema import inspect_file
+from surrogates.data.schema import TIME_DIM, inspect_file
 from surrogates.data.shards import split_files
 from surrogates.data.space_time import SpaceTimeDataset
 from surrogates.data.xarray_datamodule import READER_NAME as XARRAY_READER
@@ -76,16 +76,29 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     print(f"relative L2 on {cfg.split}: {summary['metrics']['rel_l2_mean']:.4f} (n={len(dataset)})")
     print(f"metrics: {metrics_path}")
     if int(cfg.n_plot) > 0:  # n_plot=0: metrics only, no figure
+        examples, when = plotted_examples(result.examples, dataset.spatial_dims)
         figure = plot_comparison(
-            result.examples["x"],
-            result.examples["y"],
-            result.examples["pred"],
+            examples["x"],
+            examples["y"],
+            examples["pred"],
             output_dir / "comparison.png",
             errors=result.per_sample["rel_l2"][: cfg.n_plot],
-            title=f"{schema.pde} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
+            title=f"{schema.pde} {cfg.split}{when}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
         )
         print(f"figure:  {figure}")
     return summary["metrics"]
+
+
+def plotted_examples(examples: dict[str, np.ndarray], spatial_dims: Sequence[str]) -> tuple[dict[str, np.ndarray], str]:
+    """The kept samples as :func:`~surrogates.plots.plot_comparison` draws them (1D or 2D fields), and a title suffix.
+
+    A space-time field ``(n, C, time, x, y)`` (a 2D space-time operator, e.g. Navier-Stokes) is drawn at its
+    last stored time, ``(n, C, x, y)``: the time the model extrapolates furthest (at the first, an exact
+    initial condition makes the error vanish). Other fields are returned as they are.
+    """
+    if len(spatial_dims) > 2 and spatial_dims[0] == TIME_DIM:
+        return {name: values[:, :, -1] for name, values in examples.items()}, " at the last time"
+    return examples, ""
 
 
 def _keeping_bounds(surrogate: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[list, list]]:

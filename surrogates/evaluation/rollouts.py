@@ -223,6 +223,18 @@ def one_step_errors(surrogate: Any, dataset: AutoregressiveDataset, batch_size: 
     return {"rel_l2": rel_sum / count, "mse": mse_sum / count, "n_states": count}
 
 
+def spacetime_line(states: np.ndarray, spatial_dims: Sequence[str]) -> tuple[np.ndarray, str]:
+    """The first channel of states ``(T, C, X, *rest)`` along the first spatial axis, ``(T, X)``, for a space-time image.
+
+    States with more spatial axes (2D fields) are cut through the middle index of every further axis; the second
+    value says where, for the figure's title (empty in 1D).
+    """
+    line = states[:, 0]
+    middles = [n // 2 for n in line.shape[2:]]
+    cut = ", ".join(f"{name} index {i}" for name, i in zip(spatial_dims[1:], middles))
+    return line[(slice(None), slice(None), *middles)], f" cut at {cut}" if cut else ""
+
+
 def rollout_label(surrogate: Any) -> str:
     """A one-step model's name in tables and figures: ``PDE-Refiner (K=3)`` or ``MSE U-Net``."""
     k = surrogate.refinement_steps
@@ -252,7 +264,8 @@ def report_rollouts(
     data_dir
         The data folder (``None``: the one the first model's checkpoint records).
     steps, seeds, n_trajectories, start
-        As in :func:`evaluate_rollouts` (seeds default ``[0, 1, 2]``); ``n_trajectories``: the first ones of the split.
+        As in :func:`evaluate_rollouts` (seeds default ``[0, 1, 2]``); ``n_trajectories``: the first ones of the split
+        (rolled out, and scored one step from each of their states).
 
     Returns the summary written to ``metrics.json``.
     """
@@ -294,8 +307,8 @@ def report_rollouts(
         "time_units": "dt of each trajectory" if dt is not None else "steps",
         "models": {ev.name: ev.summary() for ev in evaluations},
     }
-    pairs = AutoregressiveDataset(
-        split_files(data_dir, split), first.state, first.conditioning, pairs=True,
+    pairs = AutoregressiveDataset(  # the one-step errors of the same trajectories as the rollouts
+        split_files(data_dir, split), first.state, first.conditioning, pairs=True, n_trajectories=n_trajectories,
         n_steps_input=n_in, n_steps_output=first.n_steps_output,
     )
     try:
@@ -328,12 +341,13 @@ def report_rollouts(
                             reference=reference.numpy(), title=f"{pde} {split}: error of the first step per wavenumber")
     plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {split}: rollout correlation")
     sample = 0
+    reference_line, cut = spacetime_line(trajectories[sample, n_in + start :][: evaluations[0].corr.shape[2]].numpy(), dataset.spatial_dims)
     plot_spacetime(
-        trajectories[sample, n_in + start :][: evaluations[0].corr.shape[2], 0].numpy(),
-        {ev.name: ev.predictions[0, sample, :, 0] for ev in evaluations},
+        reference_line,
+        {ev.name: spacetime_line(ev.predictions[0, sample], dataset.spatial_dims)[0] for ev in evaluations},
         output_dir / "spacetime.png",
         dt=float(evaluations[0].dt[sample]),
-        title=f"{pde} {split} trajectory {sample} (seed {evaluations[0].seeds[0]})",
+        title=f"{pde} {split} trajectory {sample}{cut} (seed {evaluations[0].seeds[0]})",
     )
     for ev in evaluations:
         s = summary["models"][ev.name]

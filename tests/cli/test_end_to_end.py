@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from surrogates.cli.evaluate import evaluate
+from surrogates.cli.evaluate import evaluate, plotted_examples
 from surrogates.cli.generate import generate
 from surrogates.cli.train import train
 from surrogates.data.xarray_view import open_split
@@ -99,6 +99,28 @@ def test_train_then_evaluate_agree_on_burgers_with_its_periodic_grid(compose_cfg
     # instead it would differ from training's by far more than round-off
     for name in ("rel_l2", "rel_h1"):
         assert summary[f"{name}_mean"] == pytest.approx(results[f"test/{name}"], rel=1e-4)
+
+
+def test_evaluate_draws_a_2d_space_time_operator_at_its_last_time(compose_cfg, navier_stokes_dir):
+    # navier_stokes_*: omega (time, x, y); the figure draws 1D or 2D fields, so it shows the last stored time
+    cfg = compose_cfg(
+        "train",
+        ["experiment=navier_stokes_soft", f"data.data_dir={navier_stokes_dir}", "trainer.max_epochs=1",
+         "+trainer.limit_train_batches=1", "+trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false"],
+    )
+    train(cfg)
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    eval_cfg = compose_cfg("evaluate", [f"ckpt={best}", "n_plot=2"])
+    evaluate(eval_cfg)
+    out = Path(eval_cfg.paths.output_dir)
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["n_samples"] == 4
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fields = np.arange(2 * 1 * 3 * 4 * 5.0).reshape(2, 1, 3, 4, 5)  # (n, C, time, x, y)
+    drawn, when = plotted_examples({"y": fields}, ("time", "x", "y"))
+    np.testing.assert_array_equal(drawn["y"], fields[:, :, 2])
+    assert when
+    flat = {"y": fields[:, :, 0]}  # (n, C, x, y): drawn as it is
+    assert plotted_examples(flat, ("x", "y")) == (flat, "")
 
 
 def test_multirun_sweep_over_width(darcy_dir, tmp_path):

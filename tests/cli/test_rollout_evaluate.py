@@ -87,3 +87,74 @@ def test_evaluate_reproduces_the_training_test_metrics_of_one_step_models(compos
         # float32 errors of the same predictions, summed over different batches: a few n * eps of the mean
         assert model["one_step"]["rel_l2"] == pytest.approx(TEST_METRICS[experiment]["test/rel_l2"], rel=1e-4)
         assert model["one_step"]["mse"] == pytest.approx(TEST_METRICS[experiment]["test/mse"], rel=1e-4)
+
+
+def test_evaluate_refuses_trajectories_of_another_pde(compose_cfg, checkpoints, ks_dir, tmp_path):
+    import shutil
+
+    import h5py
+
+    other = tmp_path / "other"
+    shutil.copytree(ks_dir, other)
+    for path in other.glob("*.h5"):  # the same variables and grid, written by another PDE
+        with h5py.File(path, "r+") as f:
+            f.attrs["pde"] = "burgers"
+    for overrides in ([f"ckpt={checkpoints['ks_unet_mse']}"],
+                      [f"ckpt={checkpoints['ks_pde_refiner']}", f"compare_ckpt={checkpoints['ks_unet_mse']}"]):
+        cfg = compose_cfg("evaluate", [*overrides, f"data_dir={other}", "rollout.steps=2"])
+        with pytest.raises(ValueError, match="'burgers' data but the model is a 'ks' model"):
+            evaluate(cfg)
+        assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_one_step_errors_cover_the_trajectories_that_are_rolled_out(compose_cfg, checkpoints, ks_dir):
+    import torch
+
+    from surrogates import metrics
+    from surrogates.data.autoregressive import AutoregressiveDataset
+    from surrogates.data.shards import split_files
+    from surrogates.serve.rollout import RolloutSurrogate
+
+    n = 2
+    cfg = compose_cfg("evaluate", [f"ckpt={checkpoints['ks_unet_mse']}", f"rollout.n_trajectories={n}", "batch_size=5"])
+    one_step = evaluate(cfg)["models"]["MSE U-Net"]["one_step"]
+    surrogate = RolloutSurrogate.load(checkpoints["ks_unet_mse"])
+    states, params = AutoregressiveDataset(split_files(ks_dir, "test"), ["u"], ["dt", "dx"], pairs=False).trajectories(range(n))
+    steps = states.shape[1] - 1
+    assert one_step["n_states"] == n * steps
+    # the deterministic baseline, every state of those trajectories in one batch
+    with torch.no_grad():
+        pred = surrogate.predictor.predict(states[:, :-1].flatten(0, 1), params.repeat_interleave(steps, 0))
+    direct = metrics.relative_l2(pred, states[:, 1:].flatten(0, 1)).double().mean()
+    # float32 sums over other batches: a few n * eps relative
+    assert one_step["rel_l2"] == pytest.approx(float(direct), rel=1e-4)
+
+
+def test_evaluate_a_rollout_model_of_2d_states(compose_cfg, navier_stokes_dir):
+    # a one-step U-Net on vorticity trajectories omega (time, x, y): spacetime.png shows a line through the field
+    cfg = compose_cfg(
+        "train",
+        ["experiment=ks_unet_mse", f"data.data_dir={navier_stokes_dir}", "data.inputs=[omega]", "data.conditioning=[]",
+         "model.dim=2", "task.rollout_trajectories=2", *SMALL],
+    )
+    train(cfg)
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    eval_cfg = compose_cfg("evaluate", [f"ckpt={best}"])
+    summary = evaluate(eval_cfg)
+    assert summary["models"]["MSE U-Net"]["steps"] == 5 and summary["time_units"] == "steps"
+    out = Path(eval_cfg.paths.output_dir)
+    for name in ("correlation.png", "spacetime.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "spectrum.png").exists()  # 1D states only
+
+
+def test_spacetime_line_cuts_through_the_middle_of_the_further_axes():
+    from surrogates.evaluation.rollouts import spacetime_line
+
+    states = np.random.default_rng(0).normal(size=(4, 2, 6, 5))  # (T, C, X, Y)
+    line, cut = spacetime_line(states, ("x", "y"))
+    np.testing.assert_array_equal(line, states[:, 0, :, 2])
+    assert "y index 2" in cut
+    line, cut = spacetime_line(states[..., 0], ("x",))  # 1D: the first channel as it is
+    np.testing.assert_array_equal(line, states[:, 0, :, 0])
+    assert cut == ""
