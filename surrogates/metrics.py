@@ -97,38 +97,64 @@ def pearson_correlation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return (p * t).sum(dim=1) / denominator
 
 
-def _squared_h1_seminorm(field: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
-    """Sum over spatial dims of squared gradient norms per sample (second-order finite differences)."""
+def _squared_h1_seminorm(
+    field: torch.Tensor, spacing: Sequence[float], periodic: Sequence[bool]
+) -> torch.Tensor:
+    """Sum over spatial dims of squared gradient norms per sample, shape ``(B,)``.
+
+    Second-order central differences; on a periodic dim they wrap around (every point is an interior
+    point), on a bounded one they are first-order one-sided at the two ends (``torch.gradient``).
+    """
     spatial_dims = tuple(range(2, field.ndim))
-    if len(spacing) != len(spatial_dims):
-        raise ValueError(f"need one grid spacing per spatial dim ({len(spatial_dims)}), got {len(spacing)}")
-    gradients = torch.gradient(field, spacing=list(spacing), dim=spatial_dims)
-    return sum(_flat(g).pow(2).sum(dim=1) for g in gradients)
+    if len(spacing) != len(spatial_dims) or len(periodic) != len(spatial_dims):
+        raise ValueError(
+            f"need one grid spacing and one periodic flag per spatial dim ({len(spatial_dims)}), "
+            f"got {len(spacing)} and {len(periodic)}"
+        )
+    total = torch.zeros(field.shape[0], dtype=field.dtype, device=field.device)
+    for dim, h, wraps in zip(spatial_dims, spacing, periodic):
+        if wraps and field.shape[dim] >= 3:
+            gradient = (field.roll(-1, dim) - field.roll(1, dim)) / (2 * h)
+        else:
+            (gradient,) = torch.gradient(field, spacing=[h], dim=dim)
+        total = total + _flat(gradient).pow(2).sum(dim=1)
+    return total
 
 
 def relative_h1(
-    pred: torch.Tensor, target: torch.Tensor, spacing: Sequence[float] | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    spacing: Sequence[float] | None = None,
+    periodic: Sequence[bool] | None = None,
 ) -> torch.Tensor:
     """Relative H1 error per sample, shape ``(B,)``.
 
     ``sqrt(||e||^2 + ||grad e||^2) / sqrt(||u||^2 + ||grad u||^2)`` with ``e = pred - target``;
     the L2 parts are weighted by the cell volume so that both terms approximate integrals.
-    Gradients use second-order central differences (one-sided at the ends).
+    Gradients use second-order central differences, wrapping around on periodic dims and one-sided
+    at the ends of bounded ones (one-sided differences on a periodic dim would score a field and its
+    circular shift differently, and miss the seam's gradient).
 
     Parameters
     ----------
     spacing
-        Grid spacing of each spatial dim; default ``1 / (n - 1)`` (unit domain, both ends included).
+        Grid spacing of each spatial dim; default ``1 / n`` on periodic dims (unit period, right end
+        excluded), ``1 / (n - 1)`` on bounded ones (unit domain, both ends included).
+    periodic
+        Whether each spatial dim wraps around; default: none does.
     """
     _check(pred, target)
     shape = pred.shape[2:]
+    periodic = [False] * len(shape) if periodic is None else [bool(p) for p in periodic]
+    if len(periodic) != len(shape):
+        raise ValueError(f"need one periodic flag per spatial dim ({len(shape)}), got {len(periodic)}")
     if spacing is None:
-        spacing = [1.0 / max(n - 1, 1) for n in shape]
+        spacing = [1.0 / n if wraps else 1.0 / max(n - 1, 1) for n, wraps in zip(shape, periodic)]
     volume = float(torch.tensor(list(spacing), dtype=torch.float64).prod())
     error = pred - target
 
     def squared_h1(field: torch.Tensor) -> torch.Tensor:
-        return volume * (_flat(field).pow(2).sum(dim=1) + _squared_h1_seminorm(field, spacing))
+        return volume * (_flat(field).pow(2).sum(dim=1) + _squared_h1_seminorm(field, spacing, periodic))
 
     return (squared_h1(error) / squared_h1(target).clamp_min(_EPS)).sqrt()
 
@@ -145,17 +171,21 @@ METRICS = {
 
 
 def compute_metric(
-    name: str, pred: torch.Tensor, target: torch.Tensor, spacing: Sequence[float] | None = None
+    name: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    spacing: Sequence[float] | None = None,
+    periodic: Sequence[bool] | None = None,
 ) -> torch.Tensor:
     """Per-sample metric ``name`` of :data:`METRICS`, shape ``(B,)``.
 
-    ``spacing`` (grid spacing per spatial dim) reaches the metrics that depend on the grid
-    (``rel_h1``); the others ignore it.
+    ``spacing`` (grid spacing per spatial dim) and ``periodic`` (whether each spatial dim wraps
+    around) reach the metrics that depend on the grid (``rel_h1``); the others ignore them.
     """
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
     fn = METRICS[name]
-    return fn(pred, target, spacing) if fn is relative_h1 else fn(pred, target)
+    return fn(pred, target, spacing, periodic) if fn is relative_h1 else fn(pred, target)
 
 
 # -- rollouts -----------------------------------------------------------------------------------------

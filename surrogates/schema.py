@@ -207,6 +207,17 @@ class DataSchema:
         kinds = {self.coords[d].boundary for d in self.spatial_dims if d in self.coords}
         return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
 
+    def periodic_dims(self, shape: Sequence[int] | None = None) -> list[bool] | None:
+        """Whether each spatial dim of a grid of ``shape`` (default: the trained grid) wraps around.
+
+        ``False`` for a dim without a coordinate; ``None`` when ``shape`` is not a grid on the spatial
+        dims (as :meth:`grid_spacing`): metrics then treat every dim as bounded.
+        """
+        shape = tuple(self.spatial_shape if shape is None else shape)
+        if len(shape) != len(self.spatial_dims) or not shape:
+            return None
+        return [d in self.coords and self.coords[d].boundary == "periodic" for d in self.spatial_dims]
+
     def grid_spacing(self, shape: Sequence[int] | None = None) -> list[float] | None:
         """Spacing per spatial dim of a grid of ``shape`` (default: the trained grid) over the data's domain.
 

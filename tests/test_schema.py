@@ -85,11 +85,12 @@ def test_field_datamodule_schema_comes_from_the_files(darcy_dir):
         x = f["x"][:]
     assert schema.grid_spacing() == pytest.approx([x[1] - x[0]] * 2, rel=8 * EPS32)
     assert schema.boundary == "bounded" and schema.coords["x"].units == "1"
+    assert schema.periodic_dims() == [False] * len(schema.spatial_dims)
 
 
 def test_trajectory_schema_records_periodic_coordinates_and_conditioning(ks_dir):
     schema = AutoregressiveDataModule(ks_dir, conditioning=["dt", "dx"], batch_size=4).data_schema()
     assert schema.kind == "trajectory" and schema.state == ("u",) and set(schema.conditioning) >= {"dt", "dx"}
-    assert schema.boundary == "periodic"
+    assert schema.boundary == "periodic" and schema.periodic_dims() == [True]  # rel_h1 wraps around
     n = schema.spatial_shape[0]
     assert math.isclose(schema.grid_spacing()[0], 1 / n, rel_tol=8 * EPS32)  # x / L = j / n

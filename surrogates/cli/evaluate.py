@@ -53,12 +53,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     data_dir = data_source(cfg.data_dir, schema)
     check_same_problem(surrogate, schema, data_dir, cfg.split)
     dataset = dataset_of(schema, data_dir, cfg.split)
-    # the grid spacing of the data, as training computed its rel_h1 (not a unit domain)
-    spacing = schema.grid_spacing(dataset.spatial_shape)
+    # the grid spacing and periodic dims of the data, as training computed its rel_h1 (not a unit domain)
+    spacing, periodic = schema.grid_spacing(dataset.spatial_shape), schema.periodic_dims(dataset.spatial_shape)
     predict, bounds = surrogate.predict_tensor, None
     if hasattr(surrogate, "last_bounds"):  # a reduced model: keep the certified bound of every sample
         predict, bounds = _keeping_bounds(surrogate)
-    result = evaluate_dataset(predict, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot, spacing=spacing)
+    result = evaluate_dataset(predict, dataset, batch_size=cfg.batch_size, n_examples=cfg.n_plot, spacing=spacing,
+                              periodic=periodic)
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

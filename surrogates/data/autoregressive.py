@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from surrogates.data.base import SplitDataModule
 from surrogates.data.fields import expand_field_names
-from surrogates.data.normalization import Normalizer
+from surrogates.data.normalization import ChannelMoments, Normalizer
 from surrogates.data.schema import TIME_DIM, DatasetFileError, FileInfo, inspect_file, require_variables
 from surrogates.data.shards import check_same_coordinates, split_files
 from surrogates.data.worker_files import WorkerFiles
@@ -209,20 +209,14 @@ class AutoregressiveDataset(Dataset):
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-channel mean and std of every state of every trajectory, and the mean of each parameter (float64)."""
-        total = np.zeros(self.channels)
-        total_sq = np.zeros(self.channels)
-        count = 0
+        moments = ChannelMoments()  # a stable merge: these are fields like 300 K +- 0.01, not zero-mean noise
         params = []
         for s in range(self.n_trajectories):
             states, p = self.read(s)
-            values = np.moveaxis(states.astype(np.float64), 1, 0).reshape(self.channels, -1)
-            total += values.sum(axis=1)
-            total_sq += (values**2).sum(axis=1)
-            count += values.shape[1]
+            moments.add(np.moveaxis(states, 1, 0).reshape(self.channels, -1))
             params.append(p)
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-        param_mean = np.mean(np.stack(params), axis=0) if self.conditioning else np.zeros(0)
+        mean, std = moments.mean, moments.std
+        param_mean = np.mean(np.stack(params), axis=0, dtype=np.float64) if self.conditioning else np.zeros(0)
         return mean, std, param_mean.astype(np.float64)
 
     def close(self) -> None:

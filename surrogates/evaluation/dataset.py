@@ -71,6 +71,7 @@ def evaluate_dataset(
     spacing: Sequence[float] | None = None,
     n_examples: int = 3,
     progress: bool = True,
+    periodic: Sequence[bool] | None = None,
 ) -> Evaluation:
     """Run ``predict`` over ``dataset`` and compute every metric of :data:`surrogates.metrics.METRICS`.
 
@@ -82,6 +83,8 @@ def evaluate_dataset(
         Yields ``{"x": (C_in, *spatial), "y": (C_out, *spatial)}``.
     spacing
         Grid spacing per spatial dim for the H1 metric (unit domain by default).
+    periodic
+        Whether each spatial dim wraps around, for the H1 metric's differences (none by default).
     """
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     per_sample: dict[str, list[np.ndarray]] = {name: [] for name in metrics.METRICS}
@@ -93,7 +96,7 @@ def evaluate_dataset(
         seconds += time.perf_counter() - start
         target = batch["y"].to(pred.dtype)
         for name in metrics.METRICS:
-            per_sample[name].append(metrics.compute_metric(name, pred, target, spacing).detach().cpu().numpy())
+            per_sample[name].append(metrics.compute_metric(name, pred, target, spacing, periodic).detach().cpu().numpy())
         if kept < n_examples:
             take = min(n_examples - kept, pred.shape[0])
             examples["x"].append(batch["x"][:take].numpy())

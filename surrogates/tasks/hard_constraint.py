@@ -128,7 +128,8 @@ class HardConstraintTask(OperatorRegression):
         losses, out = self._losses(batch)
         pred = out.solution.to(batch["y"].dtype)
         spacing = self._grid_spacing(pred.shape[2:])
-        errors = {name: metrics.compute_metric(name, pred, batch["y"], spacing) for name in VALIDATION_METRICS}
+        periodic = self._periodic(pred.shape[2:])
+        errors = {name: metrics.compute_metric(name, pred, batch["y"], spacing, periodic) for name in VALIDATION_METRICS}
         errors["pde_residual"] = losses["pde"].float()
         errors["loss"] = losses["loss"].float()
         return errors

@@ -120,3 +120,27 @@ def test_shards_with_other_grids_are_refused(tmp_path):
         write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords, attrs)
     with pytest.raises(DatasetFileError, match=r"train-00001-of-00002.h5: coordinate 'x' differs"):
         AutoregressiveDataset(split_files(tmp_path, "train"), ["u"], ["nu"])
+
+
+def test_statistics_are_accurate_for_a_large_mean(tmp_path):
+    """A field of 3e4 +- 0.01 (a temperature offset, a pressure): E[x^2] - mean^2 cancels ~17 digits.
+
+    The one-pass formula this replaced was off by 1.4e-4 (relative) on this data. Two passes per
+    trajectory and Chan's merge leave a relative error of the variance of about (log2(n) + S) eps64
+    ~ (10 + 16) 1.1e-16 ~ 3e-15 (Higham, Accuracy and Stability, 2nd ed., sec. 1.9), plus the mean's
+    error squared over the variance, (log2(n) eps64 3e4 / 0.01)^2 ~ 1e-17; the reference np.std carries
+    as much. rtol 1e-12 on the std keeps a 100x margin for other summation orders.
+    """
+    from surrogates.data.writer import write_dataset
+    from tests.data.conftest import Coord, Var, base_attrs
+
+    rng = np.random.default_rng(0)
+    u = (3e4 + 0.01 * rng.standard_normal((16, 8, 128))).astype(np.float32)
+    fields = {"u": u, "nu": rng.uniform(0.01, 0.1, 16)}
+    variables = {"u": Var(("time", "x"), "K"), "nu": Var((), "m2/s")}
+    coords = {"time": Coord(np.linspace(0, 1, 8), "s"), "x": Coord(np.arange(128) / 128, "m")}
+    write_dataset(tmp_path / "train.h5", fields, variables, coords, base_attrs("u nu", "u"))
+    mean, std, _ = AutoregressiveDataset([tmp_path / "train.h5"], ["u"], ["nu"]).statistics()
+    exact = u.astype(np.float64)
+    np.testing.assert_allclose(mean, [exact.mean()], rtol=1e-14)  # (log2(n) + S) eps64, as above
+    np.testing.assert_allclose(std, [exact.std()], rtol=1e-12)

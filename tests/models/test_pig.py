@@ -60,4 +60,7 @@ def test_tiny_pig_fits_a_1d_function():
         scheduler.step()
     with torch.no_grad():
         error = torch.linalg.vector_norm(net(x) - target) / torch.linalg.vector_norm(target)
-    assert error < 1e-2
+    # An outcome of 400 float32 Adam steps, not a rounding bound: seeds 0-6 end between 0.006 and 0.014
+    # (seed 0: 0.0096), so another BLAS or CPU, which changes the trajectory like another seed can,
+    # would have crossed the former 1e-2. 3e-2 is twice the worst seed; an unfit model scores ~1.
+    assert error < 3e-2, error

@@ -165,8 +165,16 @@ def test_float32(batch):
     res = pcg(A, b, IC0Preconditioner(A), rtol=1e-5)
     assert res.x.dtype == torch.float32 and bool(res.converged.all())
     assert bool((res.true_residual_norms <= res.tolerance).all())
-    x_ref = np.stack([spla.spsolve(A.tocsc(), row) for row in b.double().numpy()])
-    np.testing.assert_allclose(res.x.double().numpy(), x_ref, rtol=0, atol=1e-3 * np.abs(x_ref).max())
+    x, bd = res.x.double().numpy().reshape(batch, -1), b.double().numpy()
+    x_ref = np.stack([spla.spsolve(A.tocsc(), row) for row in bd])
+    # ||x - x*|| <= ||A^-1|| ||b - A x|| = ||b - A x|| / lambda_min. The float32 residual r^ that met the
+    # rule differs from b - A x by at most (k + 2) u32 (|b| + |A||x|) entrywise (k nonzeros a row,
+    # Higham sec. 3.1), and its norm by n u32 < 1% (1.01). Measured: 2-5% of this bound.
+    k, u = int(np.diff(A.indptr).max()), 2.0**-24
+    slack = (k + 2) * u * (np.abs(bd) + (abs(A) @ np.abs(x).T).T)
+    lam_min = np.linalg.eigvalsh(A.toarray())[0]
+    bound = (1.01 * res.tolerance.double().numpy() + np.linalg.norm(slack, axis=1)) / lam_min
+    assert np.all(np.linalg.norm(x - x_ref, axis=1) <= bound)
 
 
 def test_maxiter_reached_is_not_converged():

@@ -37,7 +37,11 @@ def test_matvec_one_dimensional_and_float32():
     S32 = S.to(dtype=torch.float32)
     y = S32.matvec(torch.from_numpy(x).float())
     assert y.dtype == torch.float32
-    np.testing.assert_allclose(y.numpy(), A @ x, rtol=1e-5, atol=1e-3)
+    # u32 = 2^-24: A's entries (64, 256) are exact in float32, x is rounded (u32 |x|), and a row's k = 5
+    # products and sums add gamma_k |A||x| in any order (Higham sec. 3.1): |y - A x| <= (k + 1) u32 |A||x|
+    # to first order, (k + 2) for the rest. Measured: 17% of it (the former atol 1e-3 was 2.5x its largest entry).
+    k, u = 5, 2.0**-24
+    assert np.all(np.abs(y.numpy() - A @ x) <= (k + 2) * u * (abs(A) @ np.abs(x)))
 
 
 def test_batched_values_match_loop():
