@@ -177,6 +177,12 @@ def pcg(
 
     # work vectors in the layout the matrix multiplies fastest (elementwise ops keep it)
     bl = A.empty_vectors(B).copy_(b)
+    # Each system is solved for b scaled by a power of two that brings max|b| into [0.5, 1): exact, and CG's
+    # iterates are then exactly the unscaled ones times the scale, but squared norms can no longer overflow
+    # (|b| ~ 1e20 in float32 reported 'converged' at x = 0) or sink into subnormals (|b| ~ 1e-22 stopped at a
+    # relative residual of 0.09). x, the norms and the tolerance are scaled back on return.
+    scale = _power_of_two_scales(bl)
+    bl.mul_(scale[:, None])
     x = A.empty_vectors(B)
     b_norm = ops.from_torch(_norms(bl))
     zero_rhs = b_norm == 0
@@ -184,11 +190,11 @@ def pcg(
         x.zero_()
         r = bl.clone()
     else:
-        x.copy_(_as_initial_guess(x0, b))
+        x.copy_(_as_initial_guess(x0, b)).mul_(scale[:, None])
         # like scipy, b = 0 returns x = 0 whatever x0 was (the exact solution, 0 iterations)
         x[torch.as_tensor(ops.to_index(zero_rhs), device=b.device)] = 0
         r = bl - A.matvec(x)
-    tol = ops.maximum(rtol * b_norm, atol)
+    tol = ops.maximum(rtol * b_norm, atol * ops.from_torch(scale))
 
     r_norm = ops.from_torch(_norms(r))
     converged = (r_norm <= tol) | zero_rhs  # r is the true residual here
@@ -197,17 +203,25 @@ def pcg(
     else:
         iterations, converged, history = _iterate_batch(A, bl, x, r, apply_m, tol, r_norm, converged, maxiter, record_history, ops)
 
-    true_norms = _norms(bl - A.matvec(x))
-    x_out = x.contiguous()
+    true_norms = _norms(bl - A.matvec(x)) / scale
+    x_out = x.div_(scale[:, None]).contiguous()
     return PCGResult(
         x=x_out[0] if squeeze else x_out,
         iterations=ops.to_torch(iterations, b.device).to(torch.int64),
         converged=ops.to_torch(converged, b.device),
-        residual_norms=ops.stack(history),
+        residual_norms=ops.stack(history) / scale,
         true_residual_norms=true_norms,
-        tolerance=ops.to_torch(tol, b.device),
-        b_norms=ops.to_torch(b_norm, b.device),
+        tolerance=ops.to_torch(tol, b.device) / scale,
+        b_norms=ops.to_torch(b_norm, b.device) / scale,
     )
+
+
+def _power_of_two_scales(b: torch.Tensor) -> torch.Tensor:
+    """Per system, the power of two ``2**-e`` with ``max|b_i| * 2**-e`` in ``[0.5, 1)`` (1 for ``b_i = 0``), shape
+    ``(B,)``; ``e`` is clipped so that the scale and its inverse stay finite in ``b``'s dtype."""
+    _, exponent = torch.frexp(b.abs().amax(dim=1))
+    limit = math.frexp(torch.finfo(b.dtype).max)[1] - 1  # 127 for float32: 2**127 is the largest power of two
+    return torch.ldexp(torch.ones_like(exponent, dtype=b.dtype), -exponent.clamp(-limit, limit))
 
 
 # -- chunks of the batch, optionally in threads (CPU) -------------------------------------------------------

@@ -177,6 +177,25 @@ def test_float32(batch):
     assert np.all(np.linalg.norm(x - x_ref, axis=1) <= bound)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("exponent", [66, -72])
+def test_float32_right_hand_sides_of_any_magnitude_are_solved_as_at_unit_scale(batch, exponent):
+    # |b| ~ 7e19: squared norms overflowed float32 and 'converged' at x = 0; |b| ~ 2e-22: they sank into
+    # subnormals and stopped at a relative residual ~0.1. Scaling b by 2**e is exact in binary floating point, and
+    # so is every CG step on the scaled system (sums, products and quotients of exactly scaled numbers), so the
+    # solve must equal the one at unit scale times 2**e bit for bit, as must its norms and tolerance.
+    A = _darcy()
+    b = torch.from_numpy(np.random.default_rng(11).standard_normal((batch, A.shape[0]))).float()
+    unit = pcg(A, b, IC0Preconditioner(A), rtol=1e-5, atol=1e-30)
+    big = pcg(A, b * 2.0**exponent, IC0Preconditioner(A), rtol=1e-5, atol=1e-30 * 2.0**exponent)
+    assert bool(unit.converged.all()) and bool(big.converged.all())
+    assert torch.equal(big.iterations, unit.iterations)
+    assert torch.equal(big.x, unit.x * 2.0**exponent)
+    for name in ("residual_norms", "true_residual_norms", "tolerance", "b_norms"):
+        assert torch.equal(getattr(big, name), getattr(unit, name) * 2.0**exponent), name
+    assert bool((big.relative_residuals <= 1e-5).all())
+
+
 def test_maxiter_reached_is_not_converged():
     A = poisson_operator(20)
     b = torch.ones(2, A.shape[0], dtype=torch.float64)
