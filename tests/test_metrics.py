@@ -200,3 +200,25 @@ def test_error_spectrum_sums_to_the_mse_and_locates_a_sine():
 def test_error_spectrum_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="differs"):
         metrics.error_spectrum(torch.zeros(2, 8), torch.zeros(2, 9))
+
+
+@pytest.mark.parametrize("exponent", [66, -80])
+def test_metrics_of_fields_of_any_magnitude_equal_those_at_unit_scale(exponent):
+    # float32 fields of ~7e19 squared to inf (NaN metrics); fields of ~8e-25 (densities in cgs units) squared to
+    # subnormals or 0, and a 10% error scored ~1e-9. Scaling both fields by 2**k is exact in binary floating
+    # point, and so is the power-of-two scaling the metrics apply, so every scale-free metric must give the unit
+    # scale's value bit for bit, and rmse that value times 2**k. (vrmse adds The Well's absolute 1e-7 to the
+    # variance, so it is not scale-free.)
+    generator = torch.Generator().manual_seed(5)
+    target = torch.randn(3, 2, 12, 10, generator=generator)
+    pred = target + 0.1 * torch.randn(3, 2, 12, 10, generator=generator)
+    factor = 2.0**exponent
+    for name in ("rel_l2", "rel_h1", "nrmse", "pearson"):
+        unit = metrics.compute_metric(name, pred, target, periodic=[True, False])
+        scaled = metrics.compute_metric(name, pred * factor, target * factor, periodic=[True, False])
+        assert torch.equal(scaled, unit), (name, unit, scaled)
+    assert torch.equal(metrics.rmse(pred * factor, target * factor), metrics.rmse(pred, target) * factor)
+    trajectories = (pred.flatten(1, 2), target.flatten(1, 2))  # (B, T = 24, 10)
+    unit = metrics.rollout_correlation(*trajectories)
+    assert torch.equal(metrics.rollout_correlation(*(x * factor for x in trajectories)), unit)
+    assert bool(((unit > 0.9) & (unit <= 1)).all())
