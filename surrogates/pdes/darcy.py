@@ -1,7 +1,8 @@
 """2D Darcy flow as in the FNO paper: ``-div(a grad u) = f`` on the unit square, ``u = 0`` on the boundary.
 
-The coefficient is a thresholded Gaussian random field: ``psi ~ N(0, (-Laplacian + 9 I)^-2)`` with
-Neumann boundary (``alpha = 2``, ``tau = 3``), ``a = 12`` where ``psi >= 0`` and ``a = 3`` elsewhere;
+The coefficient is a thresholded Gaussian random field: ``psi ~ N(0, 9 (-Laplacian + 9 I)^-2)`` with
+Neumann boundary (``alpha = 2``, ``tau = 3``; amplitude ``tau^(alpha - 1)`` as FNO's ``GRF.m``, which does
+not change the thresholded field), ``a = 12`` where ``psi >= 0`` and ``a = 3`` elsewhere;
 the forcing is ``f = 1``. Fields live on ``resolution x resolution`` nodes including the boundary.
 The reference solution is computed with 5-point finite differences (harmonic-mean face
 coefficients) and preconditioned CG.

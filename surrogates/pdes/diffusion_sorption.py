@@ -1,9 +1,12 @@
 """1D diffusion-sorption (PDEBench): diffusion of a contaminant retarded by Freundlich sorption.
 
     u_t = D / R(u) u_xx,   R(u) = 1 + (1 - phi) / phi * rho_s * k_f * n_f * u^(n_f - 1),
-    x in [0, 1], t in [0, 500],   u(0, t) = 1 (solubility),   u(1, t) = D u_x(1, t),
+    x in [0, 1], t in [0, 500],   u(0, t) = 1 (solubility),   u(1, t) = -D u_x(1, t),
 
-with PDEBench's parameters (``pdebench/data_gen/configs/diff-sorp.yaml``): ``D = 5e-4``, porosity
+(the outflow condition that PDEBench's generator discretizes: its ghost value
+``u_N = D (u_{N-2} - u_{N-1}) / dx`` tends to ``-D u_x(1, t)``; PDEBench's paper writes ``D u_x``, which
+with ``u_x < 0`` at the outlet would ask for a negative concentration), with PDEBench's parameters
+(``pdebench/data_gen/configs/diff-sorp.yaml``): ``D = 5e-4``, porosity
 ``phi = 0.29``, bulk density ``rho_s = 2880``, Freundlich ``k_f = 3.5e-4`` and ``n_f = 0.874``,
 solubility 1, ``T = 500``. PDEBench's initial state is a random constant, ``u0 = c`` with
 ``c ~ U(0, 0.2)`` (``sim_diff_sorp.py``), and so is ours.

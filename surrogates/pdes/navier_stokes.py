@@ -3,9 +3,10 @@
     w_t + u . grad w = nu Laplacian w + f,   div u = 0,   w = v_x - u_y,   (x, y) in [0, 1)^2, t in [0, T],
 
 with ``f = 0.1 (sin(2 pi (x + y)) + cos(2 pi (x + y)))`` (``forcing_amplitude=0`` switches it off),
-``nu = 1e-3`` and ``w0 ~ N(0, 7^(3/2) (-Laplacian + 49 I)^(-2.5))`` (periodic, zero mean), the law of
-the FNO paper's generator. Trajectories ``omega (time, x, y)`` are stored at ``n_snapshots`` equally
-spaced times.
+``nu = 1e-3`` and ``w0 ~ N(0, 7^3 (-Laplacian + 49 I)^(-2.5))`` (periodic, zero mean), the law that the
+FNO generator's code draws (``GaussianRF(2, s, alpha=2.5, tau=7)``: amplitude ``sigma = 7^(3/2)``, so the
+covariance carries ``sigma^2 = 7^3``; the paper's text writes the prefactor as ``7^(3/2)``).
+Trajectories ``omega (time, x, y)`` are stored at ``n_snapshots`` equally spaced times.
 
 The initial vorticity is sampled on the stored grid with modes ``|k| < resolution / 2``, interpolated
 exactly (zero-padded spectrum) to ``refinement * resolution`` points, integrated there by
@@ -56,7 +57,8 @@ class NavierStokes2D(PDE):
         Largest time step of the solver.
     alpha, tau, sigma
         Law of ``w0``: ``N(0, sigma^2 (-Laplacian + tau^2 I)^(-alpha))``; ``sigma=None`` is
-        ``tau^(alpha - 1)`` (``7^1.5`` for the defaults, as in the FNO paper).
+        ``tau^(alpha - 1)`` (``7^1.5`` for the defaults, covariance ``7^3 (-Laplacian + 49 I)^(-2.5)``, as the FNO
+        generator's code).
     """
 
     name = "navier_stokes"

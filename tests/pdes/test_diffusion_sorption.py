@@ -56,6 +56,18 @@ def test_finite_volume_solver_balances_mass():
     assert abs(gained - integrated) < 2e-3 * abs(gained)
 
 
+def test_outflow_condition_has_the_sign_of_minus_d_u_x():
+    # the ghost value D (u_{N-2} - u_{N-1}) / dx discretizes u(1, t) = -D u_x(1, t): the outlet
+    # concentration is positive where the profile falls (the documented "+D u_x" would make it negative)
+    pde = DiffusionSorption(resolution=64, refinement=1, n_snapshots=2)
+    u = pde.solve_one(np.full(64, 0.1))[0][-1]
+    dx = 1.0 / 64
+    slope = (u[-1] - u[-2]) / dx
+    boundary_value = 1.5 * u[-1] - 0.5 * u[-2]  # linear extrapolation to the face x = 1
+    assert slope < 0 and boundary_value > 0
+    assert np.sign(boundary_value) == np.sign(-pde.D * slope)
+
+
 def test_refinement_converges_to_the_1024_cell_reference():
     inputs = {"u": np.full((1, 16), 0.1)}
     reference = DiffusionSorption(resolution=16, refinement=64, n_snapshots=6).solve(inputs)[0]["u"]

@@ -45,6 +45,18 @@ def test_enstrophy_decays_without_forcing():
     np.testing.assert_allclose(w.mean(axis=(-2, -1)), 0.0, atol=1e-12)  # the mean vorticity stays zero
 
 
+def test_initial_vorticity_has_the_fno_generator_law():
+    """Default ``w0 ~ N(0, 7^3 (-Lap + 49)^-2.5)`` (amplitude ``7^1.5``): pointwise variance ``7^3 sum_k lambda_k``."""
+    pde = NavierStokes2D(resolution=16)
+    w0 = pde.sample_inputs(2000, np.random.default_rng(0))["omega"]
+    k = np.fft.fftfreq(16, 1.0 / 16)
+    kx, ky = np.meshgrid(k, k, indexing="ij")
+    kept = (np.abs(kx) < 8) & (np.abs(ky) < 8) & ((kx != 0) | (ky != 0))
+    expected = 7.0**3 * np.sum((4 * np.pi**2 * (kx**2 + ky**2) + 49.0)[kept] ** -2.5)
+    # 2000 samples: the estimate's relative standard error is a few percent (neighbouring points correlate)
+    assert abs(w0.var() / expected - 1.0) < 0.1, (w0.var(), expected)
+
+
 def test_time_stepping_is_fourth_order():
     rng = np.random.default_rng(0)
     pde = NavierStokes2D(resolution=16)
