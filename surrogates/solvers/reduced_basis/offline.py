@@ -49,7 +49,7 @@ class RBEIM:
         stays an upper bound, see :meth:`ReducedModel.compress`) is computed with this tolerance;
         ``None``: not computed (it is then computed on the first ``estimator="compressed"`` query).
     seed
-        Seed of the random parameter sets.
+        Seed of the random parameter sets, ``0 <= seed < 2**32``.
     progress
         Print the greedy's errors.
     """
@@ -90,6 +90,10 @@ class RBEIM:
         self.estimator = estimator
         self.compression_rtol = None if compression_rtol is None else float(compression_rtol)
         self.seed = int(seed)
+        if not 0 <= self.seed < 2**32:
+            # one 32-bit word of the streams [seed, k]: a larger seed would spread over two words and seed
+            # 2**32 + s would draw seed s's sets in other roles (SeedSequence drops trailing zero words)
+            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
         self.progress = bool(progress)
 
     def settings(self) -> dict:

@@ -76,3 +76,12 @@ def test_rbeim_build_records_greedy_times_and_compresses_the_bound():
     assert model.compressed.P.shape == (model.compressed.rank, model.residual_R.shape[1])
     with pytest.raises(ValueError, match="stable"):
         RBEIM(estimator="compressed")  # the greedy selects on the stable (or classic) bound
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seeds_outside_one_32_bit_word_are_refused(seed):
+    # [2**32 + s, 0] is the word list [s, 1, 0], which SeedSequence reads as [s, 1]: seed s's greedy training set
+    assert np.random.SeedSequence([2**32 + 5, 0]).generate_state(2).tolist() == \
+        np.random.SeedSequence([5, 1]).generate_state(2).tolist()
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*32\)"):
+        RBEIM(seed=seed)
