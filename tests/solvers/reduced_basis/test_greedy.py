@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surrogates.solvers.reduced_basis import ExtensionError, RBReductor, weak_greedy
+from surrogates.solvers.reduced_basis import RBEIM, ExtensionError, RBReductor, weak_greedy
 from tests.solvers.reduced_basis.conftest import x_norm
 
 
@@ -66,7 +66,6 @@ def test_greedy_stops_at_the_relative_tolerance(thermal):
 
 def test_rbeim_build_records_greedy_times_and_compresses_the_bound():
     from surrogates.pdes.gaussian_bump import GaussianBump
-    from surrogates.solvers.reduced_basis import RBEIM
 
     solver = RBEIM(eim_training_size=40, eim_check_size=10, eim_rtol=1e-6, training_size=30, max_basis_size=4)
     model = solver.build(GaussianBump(resolution=13))
