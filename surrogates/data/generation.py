@@ -9,6 +9,12 @@ Generation never mixes data: every file records the dataset's fingerprint
 the folder is refused (:class:`GenerationError`) unless ``overwrite`` replaces them. Settings are
 checked before any work (:func:`check_settings`), and SIGTERM / SIGINT remove this process's
 temporary files before the run stops (:class:`GenerationInterrupted`).
+
+Without ``overwrite`` each file is published (renamed from its temporary name) as soon as it is complete,
+so an interrupted run resumes. With ``overwrite`` a job's new files stay under their temporary names until
+all of them are complete and are then published together (:func:`~surrogates.data.writer.publish_files`):
+a fault before that leaves the previous dataset as it was. Files of the previous dataset that the new one
+does not have are removed once the new dataset is complete (:func:`remove_replaced_files`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ from tqdm.auto import tqdm
 from surrogates.data import fingerprint as fp
 from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
 from surrogates.data.shards import SUFFIX, shard_path
-from surrogates.data.writer import remove_stale_temporaries, temporary_path, write_dataset
+from surrogates.data.writer import (
+    publish_files,
+    remove_stale_temporaries,
+    signals_deferred,
+    temporary_path,
+    write_dataset,
+)
 
 SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
@@ -49,16 +61,44 @@ class GenerationError(ValueError):
 class GenerationInterrupted(BaseException):
     """SIGTERM or SIGINT arrived during generation; this process's temporary files were removed.
 
-    A ``BaseException`` (like ``KeyboardInterrupt``), so ``except Exception`` does not swallow it.
+    A ``BaseException`` (like ``KeyboardInterrupt``), so ``except Exception`` does not swallow it. ``kept``: the
+    folder of an ``overwrite=true`` run stopped before it published anything, which the message names as kept.
     """
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, kept: str | Path | None = None):
         self.signum = int(signum)
         name = signal.Signals(signum).name
-        super().__init__(
-            f"interrupted by {name}: this job's temporary files were removed, complete files are kept; "
-            "rerun the same command to resume"
-        )
+        if kept is None:
+            text = ", complete files are kept; rerun the same command to resume"
+        else:  # an overwrite=true run: nothing new was published
+            text = f"; {previous_kept(kept)}; rerun the same command to replace them"
+        super().__init__(f"interrupted by {name}: this job's temporary files were removed{text}")
+
+
+def previous_kept(data_dir: str | Path) -> str:
+    """What a failed ``overwrite=true`` run leaves, for its messages."""
+    return (
+        "nothing new was published (overwrite=true publishes a job's files only once all are complete), "
+        f"so the previous files in {data_dir} are kept as they were"
+    )
+
+
+@contextmanager
+def saying_previous_kept(data_dir: str | Path, overwrite: bool, command: str) -> Iterator[None]:
+    """Around the writing of a run's files before they are published: when ``overwrite`` is true, a signal
+    becomes a :class:`GenerationInterrupted` saying the previous files are kept, and any other fault prints that
+    on stderr (``<command>: ...``) before it propagates."""
+    try:
+        yield
+    except GenerationInterrupted as error:
+        if not overwrite:
+            raise
+        raise GenerationInterrupted(error.signum, kept=data_dir) from None
+    except BaseException:
+        if overwrite:
+            print(f"{command}: stopped before the new files were complete: {previous_kept(data_dir)}",
+                  file=sys.stderr, flush=True)
+        raise
 
 
 def _integer(name: str, value: Any) -> int:
@@ -199,6 +239,7 @@ def generate_split(
     chunk_size: int,
     attrs: Mapping[str, Any],
     progress: bool = True,
+    publish: bool = True,
 ) -> Path:
     """Generate the samples ``indices`` of a split with ``pde`` and write them atomically to ``path``.
 
@@ -211,19 +252,23 @@ def generate_split(
     attrs
         Extra file attributes (config, shard, ...); ``pde``, ``split``, ``seed``, ``solver_report``,
         ``created``, ``schema_version``, ``inputs`` and ``targets`` are filled in here.
+    publish
+        ``False``: leave the complete file under its temporary name and return that name; the caller publishes
+        it (:func:`~surrogates.data.writer.publish_files`) or removes it.
     """
     tmp = temporary_path(path)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.touch()  # claims the name at once: an interrupted run removes it (or the next run does)
     try:
-        return _generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress)
-    finally:
-        tmp.unlink(missing_ok=True)  # gone after the rename; still there after a failure
+        return _generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress, publish)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _generate_split(
     pde: Any, path: Path, split: str, indices: range, seed: int, chunk_size: int, attrs: Mapping[str, Any],
-    progress: bool,
+    progress: bool, publish: bool,
 ) -> Path:
     chunks: dict[str, list[np.ndarray]] = {}
     report = None
@@ -254,7 +299,7 @@ def _generate_split(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "solver_report": json.dumps(report.summary() if report is not None else {}),
     }
-    return write_dataset(path, fields, pde.variables(), pde.coords(), file_attrs, overwrite=True)
+    return write_dataset(path, fields, pde.variables(), pde.coords(), file_attrs, overwrite=True, publish=publish)
 
 
 def generate_dataset(
@@ -280,9 +325,12 @@ def generate_dataset(
         The resolved config that built ``pde`` (the CLI passes the Hydra ``pde`` node); it enters
         the fingerprint. ``None``: the PDE's class path and public plain-valued attributes.
     overwrite
-        Replace the folder's dataset: this job's files are regenerated (each replaced atomically)
-        and dataset files the new dataset would not write (other splits, another shard layout)
-        are removed. Without it, a folder holding files of a different fingerprint is refused.
+        Replace the folder's dataset: this job's files are regenerated under temporary names and
+        published together once all are complete, so a fault before that leaves the previous
+        dataset as it was. Dataset files the new dataset would not write (other splits, another
+        shard layout) are removed once every file of the new dataset is there (after the last shard
+        job). Without it, a folder holding files of a different fingerprint is refused, and each
+        file is published as soon as it is complete (a rerun resumes).
 
     Returns
     -------
@@ -319,10 +367,6 @@ def generate_dataset(
     for path in remove_stale_temporaries(data_dir):
         print(f"removed {path.name}, left by a process of this host that no longer runs")
     if overwrite:
-        for path in sorted(existing):
-            if path.name not in planned:
-                path.unlink(missing_ok=True)
-                print(f"removed {path} (overwrite=true: not part of the new dataset)")
         others = sorted(p.name for p in conflicts if p.name in planned and p not in own.values())
         if others:
             print(f"{', '.join(others)} still hold the previous dataset until their shard jobs run with overwrite=true")
@@ -330,21 +374,85 @@ def generate_dataset(
     file_attrs = {
         "config": config_yaml, "shard": shard, "num_shards": num_shards, fp.FINGERPRINT_ATTR: fp.dumps(fingerprint),
     }
-    written = []
-    with stop_cleanly_on_signals(data_dir):
-        for split, n in sizes.items():
-            if n <= 0:
-                continue
-            path = own[split]
+    jobs = []  # (split, path, indices, attrs) of every non-empty split
+    for split, n in sizes.items():
+        if n > 0:
             indices = shard_range(n, shard, num_shards, chunk_size)
-            place = {"split": split, "shard": shard, "num_shards": num_shards}
-            if not overwrite and _is_done(path, fingerprint, len(indices), place):
-                print(f"{path} is complete; skipping (overwrite=true regenerates it)")
-                written.append(path)
-                continue
-            attrs = {**file_attrs, "n_total": n}
-            written.append(generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress))
+            jobs.append((split, own[split], indices, {**file_attrs, "n_total": n}))
+    with stop_cleanly_on_signals(data_dir):
+        if not overwrite:
+            return _generate_resumable(pde, jobs, fingerprint, seed, chunk_size, progress)
+        with saying_previous_kept(data_dir, overwrite, "surrogates-generate"):
+            staged = _generate_staged(pde, jobs, seed, chunk_size, progress)
+        with signals_deferred():  # a signal now would leave the previous files that the new dataset lacks
+            publish_files(staged)
+            remove_replaced_files(data_dir, planned, set(sizes) | set(SPLITS), fingerprint)
+    return [path for _, path, _, _ in jobs]
+
+
+def _generate_resumable(
+    pde: Any, jobs: list[tuple[str, Path, range, dict[str, Any]]], fingerprint: dict[str, Any], seed: int,
+    chunk_size: int, progress: bool,
+) -> list[Path]:
+    """Write each file of ``jobs`` that is not complete yet, publishing it as soon as it is (a rerun resumes)."""
+    written = []
+    for split, path, indices, attrs in jobs:
+        place = {"split": split, "shard": attrs["shard"], "num_shards": attrs["num_shards"]}
+        if _is_done(path, fingerprint, len(indices), place):
+            print(f"{path} is complete; skipping (overwrite=true regenerates it)")
+        else:
+            generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress)
+        written.append(path)
     return written
+
+
+def _generate_staged(
+    pde: Any, jobs: list[tuple[str, Path, range, dict[str, Any]]], seed: int, chunk_size: int, progress: bool,
+) -> list[tuple[Path, Path]]:
+    """Write every file of ``jobs`` under its temporary name; returns ``(temporary, final)`` pairs to publish.
+
+    On any fault (an error, a signal) the temporaries written so far are removed and nothing is published.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for split, path, indices, attrs in jobs:
+            tmp = generate_split(pde, path, split, indices, seed, chunk_size, attrs, progress, publish=False)
+            staged.append((tmp, path))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def remove_replaced_files(
+    data_dir: Path, planned: set[str], splits: set[str], fingerprint: dict[str, Any]
+) -> list[Path]:
+    """After an ``overwrite=true`` run published its files: once every file of the new dataset (``planned``, file
+    names) is in ``data_dir`` with ``fingerprint``, remove the dataset files of ``splits`` that it does not have.
+
+    A sharded dataset is complete only after its last shard job: the earlier jobs leave the previous dataset's
+    other files in place (the readers refuse the mixed folder meanwhile), and the job that completes it removes
+    them. Until the new files are all there the previous ones are the only copy of the old data.
+
+    Returns
+    -------
+    list of Path
+        The files removed (none while the new dataset is incomplete).
+    """
+    found = _dataset_files(data_dir, splits)
+    new = {path.name: value for path, value in found.items() if path.name in planned}
+    replaced = sorted(path for path in found if path.name not in planned)
+    if set(new) != planned or any(value != fingerprint for value in new.values()):
+        if replaced:
+            waiting = len(planned - {name for name, value in new.items() if value == fingerprint})
+            print(f"{', '.join(p.name for p in replaced)} of the previous dataset are kept until the {waiting} file(s) "
+                  "of the new dataset that other shard jobs write are published (the last job removes them)")
+        return []
+    for path in replaced:
+        path.unlink(missing_ok=True)  # another shard job finishing at the same time may remove it first
+        print(f"removed {path} (overwrite=true: not part of the new dataset)")
+    return replaced
 
 
 _UNREADABLE = object()

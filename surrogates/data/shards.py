@@ -232,10 +232,11 @@ STANDARD_SPLITS = ("train", "val", "test")
 def check_same_dataset_as_other_splits(data_dir: Path, split: str, first: Path) -> None:
     """Refuse a split whose first file carries another fingerprint than the first file of ``train``, ``val`` or
     ``test`` in the same folder: every file of one generated or imported dataset carries one fingerprint, so a
-    difference means splits of two datasets side by side (a run with ``overwrite=true`` that stopped after
-    replacing some splits, or files copied between folders), e.g. validation data drawn with another seed or from
-    another source than the training data. The other splits' first files stand for them (their shards are
-    compared when they are read); files that cannot be opened are left to the schema check.
+    difference means splits of two datasets side by side (shard jobs of an ``overwrite=true`` run of which only
+    some have finished, a crash while a run renamed its files into place, or files copied between folders), e.g.
+    validation data drawn with another seed or from another source than the training data. The other splits'
+    first files stand for them (their shards are compared when they are read); files that cannot be opened are
+    left to the schema check.
 
     Raises
     ------
@@ -263,8 +264,9 @@ def check_same_dataset_as_other_splits(data_dir: Path, split: str, first: Path) 
                 raise DatasetFileError(
                     first,
                     f"belongs to another dataset than {path.name} beside it ({fp.differences(found, reference)}; "
-                    f"{path.name} -> {first.name}); refusing to mix splits of two datasets (an interrupted "
-                    "overwrite=true run leaves this: rerun it, or regenerate / re-import the folder)",
+                    f"{path.name} -> {first.name}); refusing to mix splits of two datasets (an "
+                    "overwrite=true run whose shard jobs have not all finished leaves this: finish or rerun them, or "
+                    "regenerate / re-import the folder)",
                 )
 
 

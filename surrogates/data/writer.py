@@ -1,4 +1,9 @@
-"""Write one dataset file atomically: a temporary file in the same folder, renamed when complete."""
+"""Write one dataset file atomically: a temporary file in the same folder, renamed when complete.
+
+A file can also be left complete under its temporary name (``write_dataset(..., publish=False)``,
+:meth:`StreamingDatasetWriter.finish`) and published later together with the other files of its
+dataset (:func:`publish_files`): ``overwrite=true`` keeps the previous dataset whole until the new one is.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,11 @@ import ctypes
 import functools
 import os
 import re
+import signal
 import socket
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from numbers import Integral, Real
 from pathlib import Path
@@ -92,6 +100,7 @@ def write_dataset(
     coords: Mapping[str, Any],
     attrs: Mapping[str, Any],
     overwrite: bool = False,
+    publish: bool = True,
 ) -> Path:
     """Write a dataset file (schema :data:`~surrogates.data.schema.SCHEMA_VERSION`) atomically.
 
@@ -124,11 +133,14 @@ def write_dataset(
         ``seed``; imported: ``source``, ``source_sha256``, ``import_config``).
     overwrite
         Replace an existing file at ``path``.
+    publish
+        ``False``: leave the complete, flushed file under :func:`temporary_path` and return that path; the
+        caller renames it (:func:`publish_files`) or removes it.
 
     Returns
     -------
     Path
-        ``path``.
+        ``path``, or its temporary path when ``publish`` is false.
 
     Raises
     ------
@@ -153,11 +165,97 @@ def write_dataset(
         _fsync(tmp)
         if path.exists() and not overwrite:  # appeared while we were writing
             raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        if not publish:
+            return tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+class PartialPublishError(OSError):
+    """A rename of :func:`publish_files` failed after others succeeded: the folder holds files of two datasets,
+    which the readers refuse (their fingerprints differ) until a rerun publishes the rest."""
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs and deliver the first one after it (main thread only).
+
+    Python runs signal handlers in the main thread between two bytecodes, whichever thread received the signal,
+    so the handlers are swapped for one that only records the signal (masking it in this thread would not do:
+    another thread may take it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+def publish_files(staged: Sequence[tuple[Path, Path]]) -> None:
+    """Rename complete temporary files onto their final names, back to back, then flush their folders.
+
+    The files were written and flushed before (``write_dataset(..., publish=False)``,
+    :meth:`StreamingDatasetWriter.finish`), so only renames remain: the window in which the folder holds part of
+    the new files beside the old ones is as short as the file system allows, and SIGINT / SIGTERM wait until it
+    is over (:func:`signals_deferred`). A crash in that window (power loss, SIGKILL) leaves files of two datasets,
+    which the readers refuse by their fingerprints.
+
+    Parameters
+    ----------
+    staged
+        ``(temporary, final)`` pairs, renamed in this order.
+
+    Raises
+    ------
+    PartialPublishError
+        When a rename fails after others succeeded (naming what was published and what was not); a failure of
+        the first rename publishes nothing and raises the ``OSError`` itself. The temporaries not renamed are
+        removed in both cases.
+    """
+    done: list[Path] = []
+    with signals_deferred():
+        for tmp, final in staged:
+            try:
+                os.replace(tmp, final)
+            except OSError as error:
+                for left, _ in staged[len(done):]:
+                    left.unlink(missing_ok=True)
+                if not done:
+                    raise
+                rest = ", ".join(final.name for _, final in staged[len(done):])
+                raise PartialPublishError(
+                    f"publishing stopped at {final.name} ({error}): {', '.join(p.name for p in done)} replaced, "
+                    f"{rest} not; the folder mixes two datasets (readers refuse it): rerun the same command"
+                ) from error
+            done.append(final)
+    for folder in sorted({final.parent for _, final in staged}):
+        _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the renames) to disk, where the file system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the renames are then as durable as they make them
+        pass
+    finally:
+        os.close(fd)
 
 
 def _file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -526,6 +624,15 @@ class StreamingDatasetWriter:
 
     def commit(self) -> Path:
         """Close the temporary file and rename it onto ``path`` (every sample must have been written once)."""
+        self.finish()
+        return self.publish()
+
+    def finish(self) -> Path:
+        """Close and flush the temporary file, complete but not yet published; returns its path (:attr:`tmp`).
+
+        Leaving the ``with`` block before :meth:`publish` still removes it; :func:`publish_files` can rename the
+        finished files of several writers together instead.
+        """
         if self._written != self.n_samples:
             raise DatasetFileError(self.path, f"{self._written} of {self.n_samples} samples were written; nothing was published")
         for name, values in self._scalars.items():
@@ -535,6 +642,10 @@ class StreamingDatasetWriter:
         self._file = None
         self._close_writeback()
         _fsync(self.tmp)
+        return self.tmp
+
+    def publish(self) -> Path:
+        """Rename the finished temporary file onto ``path``."""
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} already exists; pass overwrite=True to replace it")
         os.replace(self.tmp, self.path)

@@ -24,7 +24,14 @@ from surrogates.data.fingerprint import FINGERPRINT_ATTR, read_fingerprint
 from surrogates.data.generation import GenerationError, generate_dataset
 from surrogates.data.schema import DatasetFileError
 from surrogates.data.shards import shard_path, split_files
-from surrogates.data.writer import host_name, temporary_path, write_dataset
+from surrogates.data.writer import (
+    PartialPublishError,
+    host_name,
+    publish_files,
+    signals_deferred,
+    temporary_path,
+    write_dataset,
+)
 from surrogates.data.xarray_view import open_split
 from surrogates.pdes.darcy import Darcy
 from tests.cli.conftest import compose_cfg  # noqa: F401  (the fixture composing configs like the entry point)
@@ -90,7 +97,7 @@ def test_a_shard_copied_over_another_is_not_taken_as_complete(compose_cfg, tmp_p
     assert split_files(tmp_path / "d", "train") == [shard0, shard1]
 
 
-def test_overwrite_replaces_the_dataset_and_removes_files_it_would_not_write(compose_cfg, tmp_path):
+def test_overwrite_replaces_the_dataset_and_removes_files_it_would_not_write(compose_cfg, tmp_path, capsys):
     _run(compose_cfg, tmp_path)  # train.h5, val.h5
     files = _run(compose_cfg, tmp_path, "n_train=12", "n_val=0", "seed=7", "overwrite=true")
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["train.h5"]
@@ -99,6 +106,157 @@ def test_overwrite_replaces_the_dataset_and_removes_files_it_would_not_write(com
     assert fp["seed"] == 7 and fp["sizes"]["train"] == 12
     with h5py.File(files[0]) as f:
         assert f["a"].shape[0] == 12
+    assert "val.h5 (overwrite=true: not part of the new dataset)" in capsys.readouterr().out
+
+
+def _bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_successful_overwrite_replaces_every_file_and_removes_the_stale_ones(compose_cfg, tmp_path):
+    _run(compose_cfg, tmp_path, "n_test=4")  # train.h5, val.h5, test.h5 of seed 0
+    before = _bytes(tmp_path / "d")
+    _run(compose_cfg, tmp_path, "seed=7", "overwrite=true")  # train and val of seed 7, no test split
+    folder = tmp_path / "d"
+    assert sorted(p.name for p in folder.iterdir()) == ["train.h5", "val.h5"]
+    for split in ("train", "val"):
+        assert (folder / f"{split}.h5").read_bytes() != before[f"{split}.h5"]
+        assert read_fingerprint(folder / f"{split}.h5")["seed"] == 7
+        assert split_files(folder, split) == [folder / f"{split}.h5"]  # one dataset again: readable
+
+
+def test_an_overwrite_that_fails_midway_keeps_the_previous_dataset(compose_cfg, tmp_path, monkeypatch, capsys):
+    """A fault after the new train split is complete publishes nothing: the previous files stay byte-identical
+    and readable (test.h5 too, which the new dataset would not have), no temporary file is left, and the
+    message says the previous dataset was kept; the same command then replaces it."""
+    import surrogates.data.generation as generation
+
+    _run(compose_cfg, tmp_path, "n_test=4")
+    folder = tmp_path / "d"
+    before = _bytes(folder)
+    real = generation._generate_split
+
+    def fail_at_val(pde, path, split, *args):
+        if split == "val":
+            assert temporary_path(folder / "train.h5").stat().st_size > 0  # train is complete, not published
+            claimed = {temporary_path(folder / name).name for name in ("train.h5", "val.h5")}
+            assert _bytes(folder).keys() == before.keys() | claimed
+            raise RuntimeError("solver failed")
+        return real(pde, path, split, *args)
+
+    monkeypatch.setattr(generation, "_generate_split", fail_at_val)
+    with pytest.raises(RuntimeError, match="solver failed"):
+        _run(compose_cfg, tmp_path, "seed=7", "overwrite=true")
+    assert _bytes(folder) == before
+    assert f"nothing new was published (overwrite=true publishes a job's files only once all are complete), so the " \
+           f"previous files in {folder} are kept as they were" in capsys.readouterr().err
+    for split in ("train", "val", "test"):
+        ds = open_split(folder, split)
+        assert ds.attrs["seed"] == 0
+        ds.close()
+    monkeypatch.setattr(generation, "_generate_split", real)
+    _run(compose_cfg, tmp_path, "seed=7", "overwrite=true")
+    assert sorted(p.name for p in folder.iterdir()) == ["train.h5", "val.h5"]
+    assert read_fingerprint(folder / "val.h5")["seed"] == 7
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_an_overwrite_killed_midway_keeps_the_previous_dataset(compose_cfg, tmp_path, signum):
+    """Killed while the val split is solved (train already complete under its temporary name): SIGTERM removes
+    the temporaries and says the previous dataset was kept; SIGKILL leaves them to the next run. Either way the
+    previous files are byte-identical and readable."""
+    _run(compose_cfg, tmp_path / "datasets", "n_test=4")
+    folder = tmp_path / "datasets" / "d"
+    before = _bytes(folder)
+    command = [SCRIPT, "pde=darcy", "resolution=8", "n_train=8", "n_val=1000000", "n_test=0", "chunk_size=4",
+               "name=d", "seed=7", "overwrite=true"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=QUIET_ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    try:
+        while not list(folder.glob("val.h5.tmp-*")):  # claimed once train is complete
+            assert process.poll() is None and time.monotonic() < deadline, "val was never started"
+            time.sleep(0.05)
+        time.sleep(1)  # into val's solves, past the lazy imports
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == (128 + signum if signum != signal.SIGKILL else -signum)
+    left = _bytes(folder)
+    temporaries = sorted(name for name in left if ".tmp-" in name)
+    assert {name: data for name, data in left.items() if ".tmp-" not in name} == before
+    for split in ("train", "val", "test"):
+        assert split_files(folder, split) == [folder / f"{split}.h5"]
+    if signum == signal.SIGTERM:
+        assert temporaries == []
+        assert stderr.splitlines() == [
+            f"surrogates-generate: interrupted by SIGTERM: this job's temporary files were removed; nothing new was "
+            f"published (overwrite=true publishes a job's files only once all are complete), so the previous files "
+            f"in {folder} are kept as they were; rerun the same command to replace them"
+        ]
+    else:
+        assert temporaries == [f"train.h5.tmp-{host_name()}-{process.pid}", f"val.h5.tmp-{host_name()}-{process.pid}"]
+        _run(compose_cfg, tmp_path / "datasets", "n_val=4", "seed=7", "overwrite=true")  # removes them
+        assert sorted(p.name for p in folder.iterdir()) == ["train.h5", "val.h5"]
+
+
+def test_sharded_overwrite_keeps_the_previous_files_until_the_last_shard_job(compose_cfg, tmp_path, capsys):
+    """Each shard job publishes its own files; the previous dataset's files that the new layout lacks stay until
+    the job that completes the new dataset removes them. Meanwhile the readers refuse the mixed folder."""
+    _run(compose_cfg, tmp_path)  # train.h5, val.h5
+    folder = tmp_path / "d"
+    before = _bytes(folder)
+    _run(compose_cfg, tmp_path, "shard=1", "num_shards=2", "overwrite=true")
+    assert "train.h5, val.h5 of the previous dataset are kept until the 2 file(s)" in capsys.readouterr().out
+    assert {name: data for name, data in _bytes(folder).items() if "-of-" not in name} == before
+    with pytest.raises(FileNotFoundError, match="holds both train.h5 and shards"):
+        split_files(folder, "train")
+    _run(compose_cfg, tmp_path, "shard=0", "num_shards=2", "overwrite=true")
+    assert "removed" in capsys.readouterr().out
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "train-00000-of-00002.h5", "train-00001-of-00002.h5", "val-00000-of-00002.h5", "val-00001-of-00002.h5",
+    ]
+    assert len(split_files(folder, "train")) == 2 and len(split_files(folder, "val")) == 2
+
+
+def test_publish_files_renames_together_and_names_a_partial_publish(tmp_path, monkeypatch):
+    staged = []
+    for name in ("train.h5", "val.h5", "test.h5"):
+        final = tmp_path / name
+        final.write_bytes(b"old")
+        temporary_path(final).write_bytes(b"new")
+        staged.append((temporary_path(final), final))
+    real = os.replace
+    calls = []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("no space")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_second)
+    partial = r"publishing stopped at val\.h5 \(no space\): train\.h5 replaced, val\.h5, test\.h5 not"
+    with pytest.raises(PartialPublishError, match=partial):
+        publish_files(staged)
+    assert _bytes(tmp_path) == {"test.h5": b"old", "train.h5": b"new", "val.h5": b"old"}  # no temporary left
+    monkeypatch.setattr(os, "replace", real)
+    for tmp, final in staged:
+        tmp.write_bytes(b"new")
+    publish_files(staged)
+    assert _bytes(tmp_path) == dict.fromkeys(("test.h5", "train.h5", "val.h5"), b"new")
+
+
+def test_a_signal_during_publishing_waits_until_the_renames_are_done():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler has run by now: it only recorded the signal
+            done.append(True)
+    assert done == [True]
 
 
 def test_files_without_fingerprint_are_refused_as_unknown(compose_cfg, tmp_path):
@@ -138,8 +296,8 @@ def test_split_files_and_open_split_refuse_shards_of_different_fingerprints(comp
 
 
 def test_splits_of_two_datasets_side_by_side_are_refused(compose_cfg, tmp_path):
-    # What an overwrite=true run with another seed leaves when it stops after replacing train.h5: the old val.h5
-    # beside the new train.h5 (val drawn with seed 0, train with seed 7) must not train or evaluate together.
+    # What a crash while an overwrite=true run with another seed renamed its files into place can leave: the old
+    # val.h5 beside the new train.h5 (val drawn with seed 0, train with seed 7) must not train or evaluate together.
     _run(compose_cfg, tmp_path / "a")
     _run(compose_cfg, tmp_path / "b", "seed=7")
     shutil.copy(tmp_path / "b" / "d" / "train.h5", tmp_path / "a" / "d" / "train.h5")

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from surrogates.data.fingerprint import read_fingerprint
 from surrogates.data.generation import GenerationError
 from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
 from surrogates.data.schema import DatasetFileError, inspect_file
@@ -98,9 +99,74 @@ def test_overwrite_removes_splits_the_new_import_does_not_write(run_import, tmp_
     write_xarray(tmp_path / "plain.nc")
     files = run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", "name=p")
     assert len(files) == 3
+    before = {f.name: f.read_bytes() for f in files}
     files = run_import(f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", "name=p", "val_fraction=0",
                        "overwrite=true")
     assert sorted(p.name for p in files[0].parent.iterdir()) == ["test.h5", "train.h5"]
+    for path in files:  # every file replaced, and the folder reads as one dataset
+        assert path.read_bytes() != before[path.name]
+        assert read_fingerprint(path)["import"]["val_fraction"] == 0
+        open_split(path.parent, path.stem).close()
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _fail_at_second_finish(monkeypatch, error: BaseException) -> None:
+    """``StreamingDatasetWriter.finish`` raises ``error`` once the first split's file is complete."""
+    real = StreamingDatasetWriter.finish
+    finished = []
+
+    def finish(self):
+        if finished:
+            raise error
+        finished.append(real(self))
+        return finished[-1]
+
+    monkeypatch.setattr(StreamingDatasetWriter, "finish", finish)
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_an_overwrite_that_fails_midway_keeps_the_previous_dataset(run_import, tmp_path, monkeypatch, capsys, error):
+    """The new train file is complete (under its temporary name) when the import fails: nothing is published, the
+    previous files (val.h5 included, which the new import would not write) stay byte-identical and readable, no
+    temporary is left, and stderr says the previous dataset was kept."""
+    write_xarray(tmp_path / "plain.nc")
+    source = [f"source={tmp_path / 'plain.nc'}", "inputs=[a]", "targets=[u]", "name=p"]
+    files = run_import(*source)
+    folder = files[0].parent
+    before = _contents(folder)
+    _fail_at_second_finish(monkeypatch, error)
+    with pytest.raises(type(error)):
+        run_import(*source, "val_fraction=0", "seed=1", "overwrite=true")
+    assert _contents(folder) == before
+    assert f"surrogates-import: stopped before the new files were complete: nothing new was published " \
+           f"(overwrite=true publishes a job's files only once all are complete), so the previous files in {folder} " \
+           "are kept as they were" in capsys.readouterr().err
+    for path in files:
+        ds = open_split(folder, path.stem)
+        assert ds.attrs["split_seed"] == 0
+        ds.close()
+    monkeypatch.undo()
+    run_import(*source, "val_fraction=0", "seed=1", "overwrite=true")
+    assert sorted(p.name for p in folder.iterdir()) == ["test.h5", "train.h5"]
+
+
+def test_an_overwrite_interrupted_by_a_signal_says_the_previous_dataset_was_kept(tmp_path, monkeypatch):
+    from surrogates.data.generation import GenerationInterrupted
+
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    import_dataset(ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False))
+    before = _contents(tmp_path / "out")
+    _fail_at_second_finish(monkeypatch, GenerationInterrupted(15))  # what stop_cleanly_on_signals raises on SIGTERM
+    settings = ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=False, seed=4,
+                              overwrite=True)
+    with pytest.raises(GenerationInterrupted, match=r"nothing new was published .* kept as they were; rerun the same "
+                                                    r"command to replace them"):
+        import_dataset(settings)
+    assert _contents(tmp_path / "out") == before
 
 
 def test_streaming_in_small_blocks_writes_the_same_files(run_import, tmp_path):

@@ -3,10 +3,13 @@
 One pass over the source: blocks of samples (``chunk_size`` samples, or as many as fit in ``chunk_bytes``)
 are read part after part and each sample goes to the file of its split, so memory stays bounded whatever
 the source's size. Each output file is written under a temporary name and renamed when complete
-(:class:`~surrogates.data.writer.StreamingDatasetWriter`); a rerun with the same fingerprint (the import
-settings, the source files' relative paths and checksums in pool order, the split sizes) skips complete files, one
-with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s rules). Several
-source files make one dataset only when they share its grid and file attributes (:func:`~.plan.grid_difference`).
+(:class:`~surrogates.data.writer.StreamingDatasetWriter`); the files of one run are renamed together once all are
+complete (:func:`~surrogates.data.writer.publish_files`), so with ``overwrite`` a fault before that leaves the
+previous dataset as it was, and its files that the new dataset lacks are removed only after. A rerun with the same
+fingerprint (the import settings, the source files' relative paths and checksums in pool order, the split sizes)
+skips complete files, one with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s
+rules). Several source files make one dataset only when they share its grid and file attributes
+(:func:`~.plan.grid_difference`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from surrogates.data.generation import (
     _conflict_message,
     _dataset_files,
     _is_done,
+    remove_replaced_files,
+    saying_previous_kept,
     stop_cleanly_on_signals,
 )
 from surrogates.data.importers import pdebench, the_well, xarray_layout
@@ -52,7 +57,7 @@ from surrogates.data.importers.source_checks import check_source_reads, checked_
 from surrogates.data.read_limits import StoredArray
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import shard_path
-from surrogates.data.writer import StreamingDatasetWriter, remove_stale_temporaries
+from surrogates.data.writer import StreamingDatasetWriter, publish_files, remove_stale_temporaries, signals_deferred
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = ("auto", "xarray", "pdebench", "the_well")
@@ -377,6 +382,12 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
         An unknown layout, a mapping that names a missing variable, bad settings (before any work).
     GenerationError
         The folder holds another dataset (different fingerprint) and ``overwrite`` is false.
+
+    Notes
+    -----
+    With ``overwrite`` the previous files stay as they are until every new file is complete; the new ones are
+    then renamed into place together and the previous files the new dataset lacks (a split it does not have)
+    are removed. Any fault before that leaves the folder as it was, and a line on stderr says so.
     """
     settings.check()
     plan = make_plan(settings)
@@ -400,11 +411,6 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
     for path in remove_stale_temporaries(data_dir):
         print(f"removed {path.name}, left by a process of this host that no longer runs")
     targets = {split: shard_path(data_dir, split) for split in SPLITS if sizes[split] > 0}
-    if settings.overwrite:
-        for path in sorted(existing):
-            if path not in targets.values():
-                path.unlink(missing_ok=True)
-                print(f"removed {path} (overwrite=true: not part of the new dataset)")
     pending = {}
     for split, path in targets.items():
         if resume and _is_done(path, fingerprint, sizes[split], {"split": split}):
@@ -416,19 +422,33 @@ def import_dataset(settings: ImportSettings) -> list[Path]:
     if not pending:
         return list(targets.values())
     with stop_cleanly_on_signals(data_dir):
-        if resume:
-            _write(plan, settings, assignment, sizes, pending, sums, fingerprint, states)
-            return list(targets.values())
-        # hash the source in a thread while its samples are written (hashlib releases the GIL on large blocks);
-        # the checksums go into the files before they are published
-        stop = threading.Event()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
-        try:
-            _write(plan, settings, assignment, sizes, pending, pool.submit(checksums, plan, False, stop), None, states)
-        finally:
-            stop.set()  # an interrupted import does not wait for the hash to finish
-            pool.shutdown(wait=True)
+        with saying_previous_kept(data_dir, settings.overwrite, "surrogates-import"):
+            staged, fingerprint = _write_pending(
+                plan, settings, assignment, sizes, pending, sums, fingerprint, states, resume
+            )
+        with signals_deferred():  # a signal now would leave the previous files that the new dataset lacks
+            publish_files(staged)
+            if settings.overwrite:
+                remove_replaced_files(data_dir, {path.name for path in targets.values()}, set(SPLITS), fingerprint)
     return list(targets.values())
+
+
+def _write_pending(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
+                   pending: dict[str, Path], sums: dict[str, str] | None, fingerprint: dict[str, Any] | None,
+                   states: dict[Path, tuple], resume: bool) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
+    """:func:`_write`; without ``sums`` (nothing to resume), the source is hashed in a thread while its samples are
+    written. Returns the ``(temporary, final)`` pairs to publish and the dataset's fingerprint."""
+    if resume:
+        return _write(plan, settings, assignment, sizes, pending, sums, fingerprint, states)
+    # hash the source in a thread while its samples are written (hashlib releases the GIL on large blocks);
+    # the checksums go into the files before they are published
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    try:
+        return _write(plan, settings, assignment, sizes, pending, pool.submit(checksums, plan, False, stop), None, states)
+    finally:
+        stop.set()  # an interrupted import does not wait for the hash to finish
+        pool.shutdown(wait=True)
 
 
 def consecutive_runs(rows: np.ndarray) -> list[tuple[int, int]]:
@@ -511,10 +531,12 @@ def _check_finite(part: Part, start: int, data: Mapping[str, np.ndarray]) -> Non
 
 def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
            pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
-           states: dict[Path, tuple]) -> None:
-    """Stream the samples into the ``pending`` split files. ``sums`` may still be computing (a future): the files
-    are then written with placeholders and get the checksums and the fingerprint just before they are published,
-    once the sources are found unchanged since ``states`` (:func:`_check_unchanged`)."""
+           states: dict[Path, tuple]) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
+    """Stream the samples into the ``pending`` split files, left complete under their temporary names; returns the
+    ``(temporary, final)`` pairs for :func:`~surrogates.data.writer.publish_files` and the fingerprint written into
+    them. ``sums`` may still be computing (a future): the files are then written with placeholders and get the
+    checksums and the fingerprint once the sources are found unchanged since ``states`` (:func:`_check_unchanged`).
+    On any fault the temporaries are removed."""
     ids = {name: i for i, name in enumerate(SPLITS)}
     sources = [str(path) for path in plan.source_paths()]
     names = [*plan.variables]
@@ -571,9 +593,12 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
             for writer in writers.values():
                 writer.update_attrs({"source_sha256": json.dumps(sums, sort_keys=True), fp.FINGERPRINT_ATTR: fp.dumps(fingerprint)})
         _check_unchanged(states)
-        for split, writer in writers.items():
-            writer.commit()
+        # every file is closed and flushed here, so that publishing them is only renames, back to back
+        staged = [(writer.finish(), writer.path) for writer in writers.values()]
+    except BaseException:
+        for writer in opened:
+            writer.__exit__(None, None, None)  # removes its temporary file
+        raise
     finally:
         bar.close()
-        for writer in opened:
-            writer.__exit__(None, None, None)
+    return staged, fingerprint
