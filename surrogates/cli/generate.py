@@ -37,7 +37,7 @@ def generate(cfg: DictConfig) -> list[Path]:
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         overwrite=cfg.overwrite,
     )
-    print(f"dataset ready in {data_dir} (files already complete were kept as they are): " + ", ".join(f.name for f in files))
+    print(f"dataset ready in {data_dir}: " + ", ".join(f.name for f in files))
     return files
 
 

@@ -49,7 +49,7 @@ def import_data(cfg: DictConfig) -> list[Path]:
         config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
     )
     files = import_dataset(settings)
-    print(f"dataset ready in {settings.data_dir} (files already complete were kept as they are): " + ", ".join(f.name for f in files))
+    print(f"dataset ready in {settings.data_dir}: " + ", ".join(f.name for f in files))
     return files
 
 
