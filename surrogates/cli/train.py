@@ -293,6 +293,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     if best:
         print(f"best checkpoint: {best}")
+    elif callback is not None and callback.monitor and not trainer.fast_dev_run:
+        # e.g. trainer.max_steps below one epoch's steps: the epoch never ends, so validation never runs
+        print(f"no best checkpoint: {callback.monitor} was never logged (no validation ran in "
+              f"{trainer.global_step} steps); the test used the last weights. Validate more often "
+              "(trainer.val_check_interval=<steps>) or train at least one epoch")
     print(f"metrics: {output_dir / 'metrics.json'}")
     curves = plot_training_curves(logged_metric_files(trainer), output_dir / "curves.png", title=str(cfg.get("task_name", "")))
     if curves is not None:

@@ -153,3 +153,19 @@ def test_generate_multirun_over_shards_from_the_command_line(tmp_path):
     ds = open_split(tmp_path / "datasets" / "b", "train")
     assert ds.sizes["sample"] == 12 and ds["u"].dims == ("sample", "time", "x")
     assert len(list((tmp_path / "outputs" / "generate" / "multiruns").glob("*/*/.hydra"))) == 2
+
+
+def test_a_run_shorter_than_one_epoch_says_why_it_has_no_best_checkpoint(compose_cfg, darcy_dir, capsys):
+    # 2 steps of an epoch of 48 / 16 = 3 batches: the epoch never ends, so no validation, no best.ckpt; the run must say
+    # so instead of printing metrics as if they came from the best checkpoint
+    cfg = compose_cfg(
+        "train",
+        ["experiment=darcy_fno_demo", f"data.data_dir={darcy_dir}", "+trainer.max_steps=2", "model.width=8",
+         "model.modes=4", "trainer.enable_progress_bar=false"],
+    )
+    train(cfg)
+    summary = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert summary["best_checkpoint"] == "" and not (Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt").exists()
+    out = capsys.readouterr().out
+    assert "no best checkpoint: val/rel_l2 was never logged (no validation ran in 2 steps)" in out
+    assert "trainer.val_check_interval" in out
