@@ -8,7 +8,6 @@ Normalizer`` keeps working.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from surrogates.nn.normalization import Normalizer
