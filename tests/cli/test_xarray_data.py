@@ -168,3 +168,16 @@ def test_files_per_split_without_fractions(tmp_path):
     assert len(dm.datasets["test"]) == N
     with pytest.raises(ValueError, match="give data.path"):
         XarrayDataModule(["a"], ["u"])
+
+
+@pytest.mark.parametrize("experiment", ["burgers_fno", "darcy_fno_demo"])
+def test_an_experiment_with_data_xarray_reads_the_users_file(compose_cfg, tmp_path, experiment):
+    # an experiment sets data.data_dir (its dataset folder); data=xarray reads data.path and ignores that folder
+    from hydra.utils import instantiate
+
+    path = _darcy_like(tmp_path / "user.nc")
+    cfg = compose_cfg("train", [f"experiment={experiment}", "data=xarray", f"data.path={path}", "data.sample_dim=n",
+                                "data.inputs=[a]", "data.targets=[u]"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert dm.path == path and len(dm.train_set) == 32
