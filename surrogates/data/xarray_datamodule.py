@@ -187,8 +187,12 @@ class XarrayDataModule(FieldDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         expect_file: Mapping[str, Any] | None = None,
+        data_dir: str | Path | None = None,
         **kwargs: Any,
     ):
+        # `data_dir` is an experiment's default dataset folder (experiment=burgers_fno data=xarray merges it in);
+        # the user's file is data.path / data.train, so the folder is not read.
+        del data_dir
         if (path is None) == (train is None):
             raise ValueError("give data.path (one file, split by fractions) or data.train (with optional val, test)")
         super().__init__(path if path is not None else train, inputs, targets, **kwargs)

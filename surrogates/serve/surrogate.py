@@ -14,7 +14,7 @@ from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
-from surrogates.serve.inputs import check_channels, check_finite, check_layout, last_states, next_times, split_channels, stack
+from surrogates.serve.inputs import InputError, check_channels, check_finite, check_layout, last_states, next_times, split_channels, stack
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -197,16 +197,21 @@ class Surrogate:
         sample_dim = reader.get("sample_dim", "sample")
         if sample_dim not in ds.dims and "sample" in ds.dims:
             sample_dim = "sample"
-        arrays = {}
+        # the user's time dim name (data=xarray's data.time_dim), or `time` as an imported file has it
+        time_dim = reader.get("time_dim", "time")
+        if time_dim not in ds.dims and "time" in ds.dims:
+            time_dim = "time"
+        arrays, missing = {}, []
         component_dims = tuple(reader.get("component_dims") or ())
         # a number per sample (data=xarray's `nu (sample,)`): sent as it is stored, a constant channel of the batch
         scalars = frozenset(name for name in self.inputs if not set(self.schema.variable(name).dims) - {"time"})
         for name in self.inputs:
             var = self._input_variable(ds, name, self.schema.variable(name).component, component_dims)
             if var is None:
-                continue  # the check below names every missing input
+                missing.append(name)
+                continue
             given = var.dims
-            var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
+            var = var.rename({dim: new for dim, new in ((sample_dim, "sample"), (time_dim, "time")) if dim in var.dims})
             if "time" in var.dims and "time" not in self.spatial_dims:
                 if self.schema.input_time is None:
                     raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
@@ -218,6 +223,8 @@ class Surrogate:
                     f"variable {name!r} has dims {given}; expected ({', '.join(map(repr, (sample_dim, *per_sample)))})"
                 )
             arrays[name] = var.transpose(*expected).values
+        if missing:  # what the dataset holds, so that a misspelt or renamed variable is seen at once (as the service says)
+            raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
         fields = [array for name, array in arrays.items() if name not in scalars]
         has_sample = bool(fields) and fields[0].ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays, scalars)), batch_size).cpu().numpy()

@@ -168,3 +168,37 @@ def test_files_per_split_without_fractions(tmp_path):
     assert len(dm.datasets["test"]) == N
     with pytest.raises(ValueError, match="give data.path"):
         XarrayDataModule(["a"], ["u"])
+
+
+@pytest.mark.parametrize("experiment", ["burgers_fno", "darcy_fno_demo"])
+def test_an_experiment_with_data_xarray_reads_the_users_file(compose_cfg, tmp_path, experiment):
+    # an experiment sets data.data_dir (its dataset folder); data=xarray reads data.path and ignores that folder
+    from hydra.utils import instantiate
+
+    path = _darcy_like(tmp_path / "user.nc")
+    cfg = compose_cfg("train", [f"experiment={experiment}", "data=xarray", f"data.path={path}", "data.sample_dim=n",
+                                "data.inputs=[a]", "data.targets=[u]"])
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert dm.path == path and len(dm.train_set) == 32
+
+
+def test_a_one_state_model_predicts_from_the_users_trajectories(compose_cfg, tmp_path):
+    # u(run, t, x) trained as u(t=0) -> u(t=-1): predict takes the file's layout, its time dim named `t`
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(20, 4, 8)).astype(np.float32)
+    path = tmp_path / "traj.nc"
+    xr.Dataset({"u": (("run", "t", "x"), u)}, coords={"t": ("t", [0.0, 0.5, 1.0, 1.5], {"units": "s"})}).to_netcdf(
+        path, engine="h5netcdf")
+    cfg = compose_cfg("train", [
+        "data=xarray", f"data.path={path}", "data.sample_dim=run", "data.time_dim=t", "data.inputs=[u]",
+        "data.targets=[u]", "data.input_time=0", "data.target_time=-1", "model.dim=1", "model.width=4", "model.modes=2",
+        "data.batch_size=8", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"])
+    train(cfg)
+    surrogate = Surrogate.load(Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt")
+    user = xr.open_dataset(path, engine="h5netcdf").load()
+    out = surrogate.predict(user.isel(run=slice(0, 3)))
+    assert out["u"].dims == ("run", "x")
+    np.testing.assert_array_equal(out["u"].values, surrogate.predict(u[:3, 0]))  # the state at t = 0
+    with pytest.raises(ValueError, match=r"the dataset lacks input variable\(s\) \['u'\]; it has \['v'\]"):
+        surrogate.predict(user.rename(u="v"))

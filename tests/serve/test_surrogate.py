@@ -53,7 +53,7 @@ def test_xarray_in_xarray_out(surrogate, darcy_dir, test_inputs):
     assert out["u"].dims == ("sample", "x", "y")
     np.testing.assert_array_equal(out["x"].values, ds["x"].values)
     np.testing.assert_allclose(out["u"].values, surrogate.predict(test_inputs), rtol=1e-6)
-    with pytest.raises(ValueError, match=r"needs input\(s\) \['a'\]"):
+    with pytest.raises(ValueError, match=r"lacks input variable\(s\) \['a'\]; it has \['u'\]"):
         surrogate.predict(ds.drop_vars("a"))
 
 
