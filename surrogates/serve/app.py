@@ -382,6 +382,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
         prepared = entry.prepare(arrays, settings.max_elements)
         del arrays  # stacked into prepared.x
+        entry.check_grid(coords)  # a NetCDF body's coordinates cover the trained domain (JSON bodies carry none)
         produced = entry.output_elements(prepared, steps)
         if produced > settings.max_output_elements:
             raise ServiceError(

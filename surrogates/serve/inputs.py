@@ -16,17 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.schema import Variable, window_channel
+from surrogates.schema import Coordinate, Variable, window_channel
 from surrogates.serve.errors import name_list
 
 __all__ = [
-    "InputError", "Layout", "check_channels", "check_finite", "check_layout", "check_numbers", "split_channels", "stack",
+    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "split_channels",
+    "stack",
 ]
 
 
 class InputError(ValueError):
     """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``,
-    ``invalid_array``."""
+    ``invalid_array``, ``wrong_domain``."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -120,6 +121,79 @@ def check_layout(
         raise InputError("wrong_shape", f"inputs disagree on grid sizes: {disagreeing}")
     spatial_shape = tuple(next(iter(sizes[dim])) for dim in spatial_dims if dim in sizes)
     return Layout(singles.pop(), n, spatial_shape, frozenset(broadcast))
+
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+UNIFORM_RTOL = 1e-3
+"""How far a step of a request's grid may differ from the mean step (relative) and still count as uniform."""
+
+
+def check_domain(
+    model: str, coords: Mapping[str, Coordinate], dims: Sequence[str], given: Mapping[str, Any]
+) -> None:
+    """Refuse a request whose spatial coordinates cover another domain than the trained one.
+
+    Resolution-agnostic: a coordinate of ``n`` points passes when it is a uniform grid whose ends lie within one
+    grid step (the larger of the request's and the trained step) of the trained domain's ends, so that nodes and
+    cell centres of any resolution of the same domain pass, and a shifted or rescaled (other units) domain does not.
+    The ends of a periodic grid are its first point and the first point's image ``first + n * h``; of a bounded
+    one its first and last points.
+
+    Parameters
+    ----------
+    model
+        The model's name, for messages.
+    coords
+        The trained coordinates (``DataSchema.coords``); a dim without one, or without an extent, is not checked.
+    dims
+        The spatial dims to check.
+    given
+        The request's coordinates: dim -> 1D values; a dim the request gives no coordinate for is not checked
+        (the trained grid is assumed), nor a coordinate of fewer than two points or of non-numbers.
+
+    Raises
+    ------
+    InputError
+        ``wrong_domain``, naming the dim, the request's span and the trained one.
+    """
+    for dim in dims:
+        trained = coords.get(dim)
+        if trained is None or trained.min is None or trained.max is None or given.get(dim) is None:
+            continue
+        values = np.asarray(given[dim])
+        if values.ndim != 1 or len(values) < 2 or values.dtype.kind not in "fiu":
+            continue
+        _check_axis(model, trained, values.astype(np.float64))
+
+
+def _span(first: float, step: float, n: int, boundary: str) -> tuple[float, float]:
+    """The ends of a grid of ``n`` points from ``first`` by ``step``: a periodic grid ends at the first point's image."""
+    return first, first + step * (n if boundary == "periodic" else n - 1)
+
+
+def _check_axis(model: str, trained: Coordinate, values: np.ndarray) -> None:
+    n = len(values)
+    step = (values[-1] - values[0]) / (n - 1)
+    # Coordinates sent in float32 are rounded to half an ulp, about 6e-8 * |value| each: a difference of two
+    # of them is off by up to 2 ulps of the largest value. Allow 4 (and a UNIFORM_RTOL of the step) so that the
+    # trained grid written in float32 passes; a real shift or rescaling is a whole step or more.
+    roundoff = 4 * FLOAT32_EPS * float(np.max(np.abs(values)))
+    uniform = step != 0 and np.all(np.abs(np.diff(values) - step) <= UNIFORM_RTOL * abs(step) + roundoff)
+    trained_step = trained.spacing_at(trained.size) or 0.0
+    lo, hi = _span(trained.min, trained_step, trained.size, trained.boundary)
+    first, last = _span(float(values[0]), step, n, trained.boundary)
+    tolerance = max(abs(step), trained_step) + roundoff + 4 * FLOAT32_EPS * max(abs(lo), abs(hi))
+    if uniform and abs(first - lo) <= tolerance and abs(last - hi) <= tolerance:
+        return
+    units = f" {trained.units}" if trained.units and trained.units != "1" else ""
+    shape = "" if uniform else "a non-uniform grid "
+    raise InputError(
+        "wrong_domain",
+        f"model {model!r}: coordinate {trained.name!r} of the request spans {shape}[{first:.6g}, {last:.6g}]; the model "
+        f"was trained on {trained.name!r} in [{lo:.6g}, {hi:.6g}]{units} ({trained.boundary}), and takes any grid "
+        "covering that domain to within one step at each end",
+    )
 
 
 def check_numbers(name: str, values: Any, what: str = "input") -> None:

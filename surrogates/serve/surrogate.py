@@ -14,7 +14,7 @@ from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
-from surrogates.serve.inputs import InputError, check_channels, check_finite, check_layout, last_states, next_times, split_channels, stack
+from surrogates.serve.inputs import InputError, check_channels, check_domain, check_finite, check_layout, last_states, next_times, split_channels, stack
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -225,6 +225,7 @@ class Surrogate:
             arrays[name] = var.transpose(*expected).values
         if missing:  # what the dataset holds, so that a misspelt or renamed variable is seen at once (as the service says)
             raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
+        self._check_domain(ds)
         fields = [array for name, array in arrays.items() if name not in scalars]
         has_sample = bool(fields) and fields[0].ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays, scalars)), batch_size).cpu().numpy()
@@ -271,6 +272,7 @@ class Surrogate:
             arrays.update(last_states(name, var.transpose(*expected).values, n_in, expected.index(time_dim)))
         if missing:
             raise ValueError(f"missing input variable(s) {missing}; the dataset has {sorted(map(str, ds.data_vars))}")
+        self._check_domain(ds)
         has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
         dims = ((sample_dim,) if has_sample else ()) + (time_dim, *self.spatial_dims)
@@ -286,6 +288,12 @@ class Surrogate:
         out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
         coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
+
+    def _check_domain(self, ds: Any) -> None:
+        """Raise :class:`InputError` (``wrong_domain``) when the Dataset's spatial coordinates cover another domain
+        than the trained one (:func:`~surrogates.serve.inputs.check_domain`); dims without coordinates pass."""
+        given = {dim: ds.coords[dim].values for dim in self.spatial_dims if dim in ds.coords}
+        check_domain(self.name, self.schema.coords, self.spatial_dims, given)
 
     def _assemble_fields(
         self, outputs: dict[str, Any], ds: Any, component_of: Callable[[str], Component | None] | None = None
