@@ -200,6 +200,19 @@ class DataSchema:
             dims.remove("time")
         return tuple(dims)
 
+    def units_of(self, name: str) -> str | None:
+        """The units of a variable as stored: its own, else those its window channels (``u_t2``) or its vector
+        field's components (``v_x``, ``v_y``) agree on; ``None`` when the schema does not list it or they disagree."""
+        if name in self.variables:
+            return self.variables[name].units
+        window = self.window or {}
+        steps = range(int(window.get("n_steps_input") or 0) + int(window.get("n_steps_output") or 0))
+        stored = [name] + [v.name for v in self.variables.values() if v.component is not None and v.component.field == name]
+        stored += [part for part in (window.get("components") or {}) if (c := self.window_component(part)) and c.field == name]
+        members = [*stored, *(window_channel(part, k) for part in stored for k in steps)]
+        units = {self.variables[member].units for member in members if member in self.variables}
+        return units.pop() if len(units) == 1 else None
+
     @property
     def boundary(self) -> str:
         """``"periodic"`` or ``"bounded"`` when every spatial dim has that kind, else ``"mixed"`` (``""``

@@ -400,7 +400,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             value = outputs[var.name]
             answer[var.name] = (dims, value[0] if prepared.single else value)
         if kind == "json":
-            content = await _maybe_thread(offload, _encode_json, name, answer, steps, info, started)
+            var_attrs = {var: entry.answer_attrs(var) for var in answer}
+            content = await _maybe_thread(offload, _encode_json, name, answer, var_attrs, steps, info, started)
             return Response(content, media_type=codecs.JSON_MEDIA_TYPE)
         if windowed:  # the stored layout: u (sample, time, *spatial), vector fields whole
             answer, labels = entry.assemble_window_fields(entry.join_windows(answer))
@@ -415,7 +416,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         if steps:
             coords["time"] = (np.arange(1, steps + 1, dtype=np.int32), {"long_name": "rollout step"})
         attrs = {"model": name, "steps": steps or 0, "info": info, "elapsed_ms": 1000 * (time.perf_counter() - started)}
-        content = await _maybe_thread(offload, codecs.write_netcdf, answer, coords, attrs, engine)
+        variable_attrs = {var: entry.answer_attrs(var) for var in answer}
+        content = await _maybe_thread(offload, codecs.write_netcdf, answer, coords, attrs, engine, variable_attrs)
         return Response(content, media_type=codecs.NETCDF_MEDIA_TYPE)
 
     @app.get(
@@ -622,12 +624,16 @@ def _agree(field: str, query: int | None, body: int | None) -> int | None:
     return body if body is not None else query
 
 
-def _encode_json(name: str, answer: dict[str, tuple[list[str], np.ndarray]], steps: int | None, info: dict, started: float) -> bytes:
+def _encode_json(
+    name: str, answer: dict[str, tuple[list[str], np.ndarray]], attrs: dict[str, dict[str, str]], steps: int | None,
+    info: dict, started: float,
+) -> bytes:
     payload = {
         "model": name,
         "outputs": {var: np.ascontiguousarray(value) for var, (_, value) in answer.items()},
         "dims": {var: dims for var, (dims, _) in answer.items()},
         "shape": {var: list(value.shape) for var, (_, value) in answer.items()},
+        "attrs": attrs,
         "steps": steps,
         "info": info,
         "elapsed_ms": 1000 * (time.perf_counter() - started),

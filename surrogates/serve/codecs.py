@@ -961,17 +961,20 @@ def write_netcdf(
     coords: Mapping[str, tuple[np.ndarray, dict]],
     attrs: Mapping[str, Any],
     engine: str,
+    variable_attrs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> bytes:
     """NetCDF bytes (NetCDF-4 with ``h5netcdf``, NetCDF-3 with ``scipy``) of the answer's variables.
+
+    ``variable_attrs``: name -> attributes of an answer variable (``units``, ``long_name``).
 
     The coordinates' attributes come from the request (:func:`writable_attrs`); should the writer still refuse
     one of them, the answer is written without the coordinates' attributes rather than not at all (logged)."""
     try:
-        return _write_netcdf(variables, coords, attrs, engine)
+        return _write_netcdf(variables, coords, attrs, engine, variable_attrs)
     except Exception as error:  # the writers raise many types; the model's work is done, answer it
         log.warning("answer written without its coordinates' attributes: %s: %s", type(error).__name__, error)
         bare = {dim: (values, {}) for dim, (values, _) in coords.items()}
-        return _write_netcdf(variables, bare, attrs, engine)
+        return _write_netcdf(variables, bare, attrs, engine, variable_attrs)
 
 
 def _write_netcdf(
@@ -979,10 +982,12 @@ def _write_netcdf(
     coords: Mapping[str, tuple[np.ndarray, dict]],
     attrs: Mapping[str, Any],
     engine: str,
+    variable_attrs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> bytes:
     import xarray as xr
 
-    data_vars = {name: (tuple(dims), values) for name, (dims, values) in variables.items()}
+    variable_attrs = variable_attrs or {}
+    data_vars = {name: (tuple(dims), values, dict(variable_attrs.get(name, {}))) for name, (dims, values) in variables.items()}
     all_dims = {dim for dims, _ in variables.values() for dim in dims}
     coord_vars = {}
     for dim, (values, coord_attrs) in coords.items():

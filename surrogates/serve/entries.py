@@ -16,7 +16,7 @@ import numpy as np
 
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.errors import ServiceError, unprocessable
-from surrogates.serve.inputs import InputError, check_domain, check_finite, check_layout, last_states, stack
+from surrogates.serve.inputs import InputError, check_domain, check_finite, check_layout, last_states, predicted_attrs, stack
 
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
@@ -290,6 +290,11 @@ class ModelEntry:
         except InputError as error:
             raise unprocessable(error.code, str(error)) from None
         return Prepared(stack(self.inputs, arrays, layout), layout.single, layout.n, layout.spatial_shape)
+
+    def answer_attrs(self, name: str) -> dict[str, str]:
+        """Attributes of the answer's variable ``name``: its long name and the trained target's units, as
+        ``Surrogate.predict`` gives them (:func:`~surrogates.serve.inputs.predicted_attrs`)."""
+        return predicted_attrs(self.data_schema, name)
 
     def check_grid(self, coords: Mapping[str, tuple[np.ndarray, dict]]) -> None:
         """422 ``wrong_domain`` when a NetCDF body's spatial coordinates (dim -> (values, attributes)) cover another

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.schema import Coordinate, Variable, window_channel
+from surrogates.schema import Coordinate, DataSchema, Variable, window_channel
 from surrogates.serve.errors import name_list
 
 __all__ = [
-    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "split_channels",
-    "stack",
+    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "predicted_attrs",
+    "split_channels", "stack",
 ]
 
 
@@ -194,6 +194,13 @@ def _check_axis(model: str, trained: Coordinate, values: np.ndarray) -> None:
         f"was trained on {trained.name!r} in [{lo:.6g}, {hi:.6g}]{units} ({trained.boundary}), and takes any grid "
         "covering that domain to within one step at each end",
     )
+
+
+def predicted_attrs(schema: DataSchema | None, name: str) -> dict[str, str]:
+    """Attributes of a predicted variable in every answer (Python and HTTP): its long name, and the trained
+    target's ``units`` when the schema records them (:meth:`~surrogates.schema.DataSchema.units_of`)."""
+    units = schema.units_of(name) if schema is not None else None
+    return {"long_name": f"predicted {name}", **({"units": units} if units is not None else {})}
 
 
 def check_numbers(name: str, values: Any, what: str = "input") -> None:

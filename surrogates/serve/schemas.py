@@ -92,6 +92,10 @@ class PredictResponse(BaseModel):
     outputs: dict[str, NDArray] = Field(description="One array per output variable, in the request's layout.")
     dims: dict[str, list[str]] = Field(description="Dimension names of every output array.")
     shape: dict[str, list[int]] = Field(description="Shape of every output array.")
+    attrs: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Attributes of every output array: `long_name`, and `units` (the trained target's) when known.",
+    )
     steps: int | None = Field(default=None, description="Rollout steps, when requested.")
     info: dict[str, Any] = Field(
         default_factory=dict, description="Method-specific details, e.g. a classical solver's iterations and residuals."

@@ -14,7 +14,10 @@ from surrogates.errors import CheckpointError
 from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
-from surrogates.serve.inputs import InputError, check_channels, check_domain, check_finite, check_layout, last_states, next_times, split_channels, stack
+from surrogates.serve.inputs import (
+    InputError, check_channels, check_domain, check_finite, check_layout, last_states, next_times, predicted_attrs,
+    split_channels, stack,
+)
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
 
@@ -233,7 +236,7 @@ class Surrogate:
         out_vars = {}
         for k, name in enumerate(self.targets):
             values = pred[:, k] if has_sample else pred[0, k]
-            out_vars[name] = xr.DataArray(values, dims=dims, attrs={"long_name": f"predicted {name}"})
+            out_vars[name] = xr.DataArray(values, dims=dims, attrs=predicted_attrs(self.schema, name))
         coords = {name: ds.coords[name] for name in dims if name in ds.coords}
         # answer vector fields whole in a layout that stores them so: the user's file (data=xarray), or fields sent whole
         if reader.get("name") == "xarray" or any(name not in ds.data_vars for name in self.inputs):
@@ -281,10 +284,10 @@ class Surrogate:
             channels = [self.targets.index(window_channel(name, n_in + k)) for k in range(n_out)]
             values = pred[:, channels]  # (n, n_out, *spatial)
             out_vars[name] = xr.DataArray(values if has_sample else values[0], dims=dims,
-                                          attrs={"long_name": f"predicted {name}"})
+                                          attrs=predicted_attrs(self.schema, name))
         coords = {dim: ds.coords[dim] for dim in (sample_dim, *self.spatial_dims) if dim in dims and dim in ds.coords}
         if time_dim in ds.coords and (times := next_times(ds[time_dim].values, n_out)) is not None:
-            coords[time_dim] = times
+            coords[time_dim] = xr.Variable((time_dim,), times, dict(ds[time_dim].attrs))  # its units, as the service keeps them
         out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
         coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
@@ -326,7 +329,7 @@ class Surrogate:
             members = fields[key]
             labels = [label for _, label in members]
             stacked = xr.concat([outputs[member] for member, _ in members], dim=dim)
-            assembled[field] = stacked.transpose(*array.dims, dim).assign_attrs(long_name=f"predicted {field}")
+            assembled[field] = stacked.transpose(*array.dims, dim).assign_attrs(predicted_attrs(self.schema, field))
             given = ds.coords[dim] if dim in ds.coords else None
             keep = given is not None and [str(v) for v in np.asarray(given.values).tolist()] == labels
             coords[dim] = given if keep else xr.DataArray(labels, dims=(dim,))

@@ -132,3 +132,24 @@ def test_the_service_refuses_another_domain_with_422_wrong_domain(tmp_path, boun
         # JSON bodies carry no coordinates: the trained grid is assumed
         response = client.post("/v1/models/m/predict", json={"inputs": {"a": [0.0] * 8}})
         assert response.status_code == 200, response.text
+
+
+def test_predictions_carry_the_trained_units_in_python_and_http(tmp_path):
+    """``u`` was trained in K: the xarray answer, the NetCDF answer and the JSON answer say so."""
+    from fastapi.testclient import TestClient
+
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.registry import Registry
+
+    models = tmp_path / "models"
+    models.mkdir()
+    surrogate = Surrogate.load(_checkpoint(models / "m.ckpt"))
+    request = _request(_nodes(N))
+    assert surrogate.predict(request)["u"].attrs == {"long_name": "predicted u", "units": "K"}
+    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+        response = client.post("/v1/models/m/predict", content=bytes(request.to_netcdf()), headers=NETCDF)
+        assert response.status_code == 200, response.text
+        answer = xr.open_dataset(io.BytesIO(response.content)).load()
+        assert answer["u"].attrs["units"] == "K" and answer["u"].attrs["long_name"] == "predicted u"
+        body = client.post("/v1/models/m/predict", json={"inputs": {"a": [0.0] * N}}).json()
+        assert body["attrs"] == {"u": {"long_name": "predicted u", "units": "K"}} and body["dims"] == {"u": ["x"]}

@@ -139,3 +139,20 @@ def test_the_service_answers_a_windowed_model_in_the_stored_layout(tmp_path):
         assert by_channel.status_code == 200, by_channel.text
         plain = xr.open_dataset(io.BytesIO(by_channel.content), engine="h5netcdf").load()
         np.testing.assert_array_equal(plain["v_y_t3"].values, expected["v"].values[:, 1, :, 1])
+
+
+def test_windowed_answers_keep_the_time_units_and_give_the_fields_units(tmp_path):
+    """The windowed answer's time coordinate keeps the request's ``units`` (as the service does), and the vector
+    field gets the units its trained components agree on."""
+    path = _windowed_checkpoint(tmp_path / "w.ckpt", ["v_x", "v_y"], COMPONENTS)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    from surrogates.checkpoint import METADATA_KEY
+
+    schema = checkpoint[METADATA_KEY]["data_schema"]
+    schema["variable_attrs"] = {name: {"units": "m s-1", "long_name": name} for name in schema["variables"]}
+    torch.save(checkpoint, path)
+    ds = xr.Dataset({"v": (("sample", "time", "x", "component"), _trajectories())},
+                    coords={"time": ("time", [0.0, 0.1, 0.2, 0.3, 0.4], {"units": "s"}), "component": ["x", "y"]})
+    out = Surrogate.load(path).predict(ds)
+    assert out["time"].attrs == {"units": "s"}
+    assert out["v"].attrs == {"long_name": "predicted v", "units": "m s-1"}
