@@ -362,6 +362,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
                 entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
+                entry.time_dims, entry.input_time,  # a one-state model also takes trajectories (the state at input_time)
             )
             del netcdf  # holds the body too
             if windowed:

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from surrogates.data.hdf5_storage import find_stored_elsewhere, netcdf_view
 from surrogates.data import read_limits
 from surrogates.serve.errors import ServiceError, bad_request, name_list, unprocessable
+from surrogates.serve.inputs import InputError, input_time_index
 from surrogates.serve.schemas import PredictRequest
 
 try:  # optional: fast, exact float32 JSON
@@ -532,6 +533,8 @@ def read_netcdf(
     max_chunks: int = MAX_CHUNKS,
     deadline: float = math.inf,
     timeout_s: float | None = None,
+    time_dims: Sequence[str] = (),
+    input_time: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str, dict[str, str]]:
     """The model's input variables of a NetCDF body, read after their sizes were checked in the header.
 
@@ -549,6 +552,11 @@ def read_netcdf(
     vector field. A body may send the field in its own layout instead, ``velocity (sample, x, y, component)``
     for ``velocity_x``, ``velocity_y``: it is checked like any input (dims, size) and split into the components
     by the labels of its component coordinate (else the labels are read as indices ``0, 1, ...``).
+
+    ``time_dims``, ``input_time``: a model trained on the state at ``input_time`` of trajectories also takes an
+    input with one of ``time_dims`` before its own dims (after the sample dim), ``u (sample, time, x, y)``: only the
+    state at ``input_time`` is read (:func:`~surrogates.serve.inputs.input_time_index`, as ``Surrogate.predict``
+    picks it), and the time coordinate is not. Without ``input_time`` a time dim is refused (422 ``wrong_dims``).
 
     ``deadline``: ``time.monotonic()`` past which decoding stops with 504 ``deadline_exceeded`` (checked between
     the header and the data, and between variables), naming ``timeout_s``.
@@ -574,7 +582,7 @@ def read_netcdf(
     limits = _Limits(max_elements, decoded, max_chunks, parsed.max_attributes)
     components = {name: c for name, c in (components or {}).items() if name in specs}
     with parsed.opened() as header:
-        plan = _plan(header, specs, components, sample_dims, limits)
+        plan = _plan(header, specs, components, sample_dims, limits, time_dims if input_time is not None else (), input_time)
         check_deadline(deadline, timeout_s)
         arrays, coords, labels = _decode(header, plan, limits.decoded_bytes - plan.decoded, deadline, timeout_s)
     _split_fields(arrays, coords, labels, plan.fields, components)
@@ -616,6 +624,8 @@ class _Plan:
     of their dims, the component labels of the fields sent whole, and the bytes that reading them decodes."""
 
     orders: dict[str, list[str]]
+    times: dict[str, tuple[str, int]]
+    """Inputs sent as trajectories -> their time dim and the index of the state read (at ``input_time``)."""
     fields: dict[str, str]
     sample_dim: str
     coordinates: list[str]
@@ -634,7 +644,7 @@ def check_deadline(deadline: float, timeout_s: float | None) -> None:
 
 def _plan(
     header: NetcdfHeader, specs: Mapping[str, Sequence[str]], components: Mapping[str, Any], sample_dims: Sequence[str],
-    limits: _Limits,
+    limits: _Limits, time_dims: Sequence[str] = (), input_time: int | None = None,
 ) -> _Plan:
     """Every check of :func:`read_netcdf` that the header answers, before any data is read."""
     specs, fields = _whole_fields(specs, header, components)
@@ -645,20 +655,36 @@ def _plan(
     if len(named) > 1:
         raise unprocessable("wrong_dims", f"the inputs use both {named[0]!r} and {named[1]!r} as their sample dim; use one")
     sample_dim = named[0] if named else sample_dims[0]
-    orders = _check_inputs(header, specs, sample_dim, limits.elements)
-    used_dims = dict.fromkeys(dim for order in orders.values() for dim in order)
+    orders, times = _check_inputs(header, specs, sample_dim, limits.elements, time_dims)
+    # a trajectory's time coordinate is not the answer's: the answer holds one state (or its own rollout steps)
+    used_dims = dict.fromkeys(dim for name, order in orders.items() for dim in order if dim != times.get(name))
     coordinates = [dim for dim in used_dims if dim in header and header[dim].dims == (dim,) and header[dim].dtype.kind in "fiuMmSUb"]
     labels = _label_variables(header, fields, coordinates)
     decoded = _check_reads(header, [*orders, *coordinates, *labels], limits)
-    return _Plan(orders, fields, sample_dim, coordinates, labels, decoded)
+    return _Plan(orders, _time_indices(header, times, input_time), fields, sample_dim, coordinates, labels, decoded)
 
 
-def _check_inputs(header: NetcdfHeader, specs: Mapping[str, Sequence[str]], sample_dim: str, max_elements: int) -> dict[str, list[str]]:
-    """Each input's dims in the answer's order, after its dims, dtype, storage and size were checked."""
-    orders, total_elements = {}, 0
+def _time_indices(header: NetcdfHeader, times: Mapping[str, str], input_time: int | None) -> dict[str, tuple[str, int]]:
+    """Each trajectory's time dim and the index of the state at ``input_time``, or 422 as ``Surrogate.predict`` refuses it."""
+    indices = {}
+    for name, dim in times.items():
+        try:
+            indices[name] = (dim, input_time_index(name, input_time, header[name].shape[header[name].dims.index(dim)]))
+        except InputError as error:
+            raise unprocessable(error.code, str(error)) from None
+    return indices
+
+
+def _check_inputs(
+    header: NetcdfHeader, specs: Mapping[str, Sequence[str]], sample_dim: str, max_elements: int, time_dims: Sequence[str] = ()
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Each input's dims in the answer's order, after its dims, dtype, storage and size were checked; and the
+    inputs sent as trajectories along one of ``time_dims`` -> that dim."""
+    orders, times, total_elements = {}, {}, 0
     for name, dims in specs.items():
         var = header[name]
-        allowed = (sample_dim, *dims)
+        time = next((dim for dim in time_dims if dim in var.dims and dim not in dims and dim != sample_dim), None)
+        allowed = (sample_dim, *((time,) if time else ()), *dims)
         if len(var.dims) > len(allowed) or len(set(var.dims)) != len(var.dims) or set(var.dims) - set(allowed) or not set(dims) <= set(var.dims):
             raise unprocessable(
                 "wrong_dims",
@@ -674,7 +700,9 @@ def _check_inputs(header: NetcdfHeader, specs: Mapping[str, Sequence[str]], samp
                 f"the limit is {max_elements} (max_elements)",
             )
         orders[name] = [dim for dim in allowed if dim in var.dims]
-    return orders
+        if time:
+            times[name] = time
+    return orders, times
 
 
 def _label_variables(header: NetcdfHeader, fields: Mapping[str, str], coordinates: Sequence[str]) -> list[str]:
@@ -743,7 +771,11 @@ def _decode(
     with header.dataset(keep) as ds, _as_malformed():
         for name, order in plan.orders.items():
             check_deadline(deadline, timeout_s)
-            values = ds[name].transpose(*order).values
+            var = ds[name]
+            if name in plan.times:  # a trajectory: read the state at input_time only
+                dim, index = plan.times[name]
+                var, order = var.isel({dim: index}), [d for d in order if d != dim]
+            values = var.transpose(*order).values
             if values.dtype.kind not in "fiu":  # e.g. decoded to another kind by CF conventions
                 raise unprocessable("invalid_array", f"variable {name!r} has dtype {values.dtype}; expected numbers")
             with np.errstate(over="ignore"):

@@ -169,6 +169,17 @@ class ModelEntry:
         reader = (self.data_schema.reader or {}) if self.data_schema is not None else {}
         return str(reader.get("time_dim") or "time")
 
+    @property
+    def input_time(self) -> int | None:
+        """The trajectories' time index a one-state model was trained on (``DataSchema.input_time``): a NetCDF body
+        may send the trajectories, whose state at that index is read, as ``Surrogate.predict`` reads a Dataset's."""
+        return self.data_schema.input_time if self.data_schema is not None and self.window is None else None
+
+    @property
+    def time_dims(self) -> tuple[str, ...]:
+        """Names a trajectory's time dim may have: the stored one, and ``time`` (as ``Surrogate.predict`` accepts)."""
+        return tuple(dict.fromkeys([self.time_dim, "time"]))
+
     def window_specs(self) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
         """What a NetCDF body in the stored layout holds: each stored input with dims ``(time, *spatial)``, and
         the vector fields their components belong to (for :func:`~surrogates.serve.codecs.read_netcdf`)."""

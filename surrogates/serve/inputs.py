@@ -20,14 +20,14 @@ from surrogates.schema import Coordinate, DataSchema, Variable, window_channel
 from surrogates.serve.errors import name_list
 
 __all__ = [
-    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "predicted_attrs",
+    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "input_time_index", "predicted_attrs",
     "split_channels", "stack",
 ]
 
 
 class InputError(ValueError):
     """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``,
-    ``invalid_array``, ``wrong_domain``."""
+    ``invalid_array``, ``wrong_domain``, ``wrong_dims``, ``too_few_times``."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -194,6 +194,43 @@ def _check_axis(model: str, trained: Coordinate, values: np.ndarray) -> None:
         f"was trained on {trained.name!r} in [{lo:.6g}, {hi:.6g}]{units} ({trained.boundary}), and takes any grid "
         "covering that domain to within one step at each end",
     )
+
+
+def input_time_index(name: str, input_time: int | None, n_times: int) -> int:
+    """Which state of a trajectory a one-state model takes: the one at the trained ``input_time``.
+
+    A model trained on the state at ``input_time`` of trajectories (``DataSchema.input_time``) takes the
+    trajectories as stored, in ``Surrogate.predict`` and over HTTP alike; both pick the state here.
+
+    Parameters
+    ----------
+    name
+        The input variable, for messages.
+    input_time
+        The schema's ``input_time`` (``None``: the model was trained on no time index).
+    n_times
+        The length of the variable's time dim.
+
+    Returns
+    -------
+    int
+        The index along the time dim (a negative ``input_time`` counts from the end, as in training).
+
+    Raises
+    ------
+    InputError
+        ``wrong_dims`` when the model takes no time index, ``too_few_times`` when the trajectory is too short.
+    """
+    if input_time is None:
+        raise InputError(
+            "wrong_dims", f"variable {name!r} has a time dim but the model was trained on no time index (input_time); send one state"
+        )
+    if not -n_times <= input_time < n_times:
+        raise InputError(
+            "too_few_times",
+            f"variable {name!r} has {n_times} state(s) along its time dim; the model takes the state at input_time={input_time}",
+        )
+    return int(input_time)
 
 
 def predicted_attrs(schema: DataSchema | None, name: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_domain, check_finite, check_layout, last_states, next_times, predicted_attrs,
+    InputError, check_channels, check_domain, check_finite, check_layout, input_time_index, last_states, next_times, predicted_attrs,
     split_channels, stack,
 )
 
@@ -215,10 +215,8 @@ class Surrogate:
                 continue
             given = var.dims
             var = var.rename({dim: new for dim, new in ((sample_dim, "sample"), (time_dim, "time")) if dim in var.dims})
-            if "time" in var.dims and "time" not in self.spatial_dims:
-                if self.schema.input_time is None:
-                    raise ValueError(f"variable {name!r} has a time dim but the model was trained on no time index")
-                var = var.isel(time=self.schema.input_time)
+            if "time" in var.dims and "time" not in self.spatial_dims:  # a trajectory: the state at input_time, as over HTTP
+                var = var.isel(time=input_time_index(name, self.schema.input_time, var.sizes["time"]))
             per_sample = () if name in scalars else tuple(self.spatial_dims)
             expected = [dim for dim in ("sample", *per_sample) if dim in var.dims]
             if set(var.dims) != set(expected) or not set(per_sample) <= set(var.dims):
