@@ -26,7 +26,7 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_finite, check_layout, check_numbers, non_finite_message, split_channels, stack,
+    InputError, check_channels, check_domain, check_finite, check_layout, check_numbers, non_finite_message, split_channels, stack,
 )
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -59,6 +59,17 @@ def load_surrogate(path: str | Path, device: str | torch.device = "cpu") -> Any:
 
         return PointwiseSurrogate.from_checkpoint(checkpoint, device)
     return Surrogate.from_checkpoint(checkpoint, device)
+
+
+def _is_xarray(value: Any) -> bool:
+    """Whether ``value`` is an xarray DataArray or Dataset (without importing xarray for numpy input)."""
+    return type(value).__module__.startswith("xarray.")
+
+
+def _spatial_last(var: Any, spatial_dims: Sequence[str]) -> Any:
+    """``var`` with its spatial dims last, in the model's order; its other dims (sample, time) keep theirs."""
+    present = [dim for dim in spatial_dims if dim in var.dims]
+    return var.transpose(*(dim for dim in var.dims if dim not in present), *present)
 
 
 class RolloutSurrogate:
@@ -204,7 +215,7 @@ class RolloutSurrogate:
 
         Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests (real numbers only: a
         complex state is refused, not cast)."""
-        u0 = np.asarray(u0)
+        u0 = self._from_xarray(u0) if _is_xarray(u0) else np.asarray(u0)
         window_channel_axis = None
         if self.n_steps_input > 1:
             u0, window_channel_axis = self._window(u0)
@@ -214,6 +225,23 @@ class RolloutSurrogate:
         layout = check_layout(Path(self.metadata.get("checkpoint") or "").name or "rollout model", variables, arrays, self.spatial_dims)
         check_finite(variables, arrays, layout)
         return torch.from_numpy(stack(variables, arrays, layout)), single, channel_axis
+
+    def _from_xarray(self, u0: Any) -> np.ndarray:
+        """An ``xarray.DataArray`` of the states, or a ``Dataset`` of the state variables, in :meth:`rollout`'s numpy
+        layout (spatial dims last; a Dataset's variables stacked as the state axis ``C``), after its spatial
+        coordinates were checked to cover the trained domain (:func:`~surrogates.serve.inputs.check_domain`, as
+        ``Surrogate.predict`` and the service check theirs: 422 / ``InputError`` ``wrong_domain``)."""
+        import xarray as xr
+
+        name = Path(self.metadata.get("checkpoint") or "").name or "rollout model"
+        given = {dim: u0.coords[dim].values for dim in self.spatial_dims if dim in u0.coords}
+        check_domain(name, self.schema.coords, self.spatial_dims, given)
+        if isinstance(u0, xr.DataArray):
+            return _spatial_last(u0, self.spatial_dims).values
+        missing = [v for v in self.state if v not in u0.data_vars]
+        if missing:
+            raise InputError("missing_input", f"the dataset lacks state variable(s) {missing}; it has {sorted(map(str, u0.data_vars))}")
+        return np.stack([_spatial_last(u0[v], self.spatial_dims).values for v in self.state], axis=-len(self.spatial_dims) - 1)
 
     def _window(self, u0: np.ndarray) -> tuple[np.ndarray, bool]:
         """The first ``n_steps_input`` states ``(n, n_in, C, *spatial)``, ``(n_in, C, *spatial)`` or, with one state
@@ -324,7 +352,11 @@ class RolloutSurrogate:
             ``(*spatial)`` (one trajectory, one state variable), ``(n, *spatial)``, ``(C, *spatial)`` or ``(n, C, *spatial)``;
             with a time window the first ``n_steps_input`` states: ``(n, n_steps_input, C, *spatial)``,
             ``(n_steps_input, C, *spatial)``, or with one state variable ``(n, n_steps_input, *spatial)``,
-            ``(n_steps_input, *spatial)``.
+            ``(n_steps_input, *spatial)``. Or an ``xarray.DataArray`` in one of these layouts (its spatial dims moved
+            last), or a ``Dataset`` of the state variables each ``(n, *spatial)``, ``(*spatial)`` (with a time window
+            ``(n, n_steps_input, *spatial)``): its spatial coordinates must cover the trained domain (``InputError``
+            ``wrong_domain`` otherwise, as in ``Surrogate.predict``); the answer is numpy, with a state axis ``C``
+            for a Dataset.
         steps
             Number of predicted states (any number).
         seed
