@@ -255,8 +255,9 @@ class DataSchema:
         return spacing
 
     def for_service(self) -> "DataSchema":
-        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine)."""
-        return replace(self, source="", reader=None)
+        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine), and without
+        :attr:`source_dims`, which the service's bodies do not take (yet)."""
+        return replace(self, source="", reader=None, source_dims=None)
 
     # -- plain data ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

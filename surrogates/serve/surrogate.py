@@ -157,7 +157,8 @@ class Surrogate:
             ``(n, *spatial)`` (one input variable) or ``(n, C_in, *spatial)``; or an
             ``xarray.Dataset`` holding the input variables with dims ``("sample", *spatial_dims)``
             (or without ``"sample"`` for one sample); an input trained as a number per sample (``nu``)
-            with dims ``("sample",)`` or none.
+            with dims ``("sample",)`` or none. A model trained on data imported from the user's own file
+            (``schema.source_dims``) also takes that file's dim names (``run``, ``t``, ``lon``) and answers in them.
 
         Returns
         -------

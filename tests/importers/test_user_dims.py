@@ -128,3 +128,20 @@ def test_trajectory_at_one_time_index(run_import, compose_cfg, tmp_path):
     old = Surrogate(surrogate.predictor, replace(surrogate.schema, source_dims=None), surrogate.metadata)
     ours = source.isel(run=slice(0, 2)).rename({"run": "sample", "t": "time", "lon": "x"})
     np.testing.assert_array_equal(old.predict(ours)["u"].values, out["u"].values)
+
+
+def test_a_vector_field_is_answered_whole_in_the_source_layout(run_import, compose_cfg, tmp_path):
+    rng = np.random.default_rng(2)
+    a = rng.random((12, 8, 6))
+    source = xr.Dataset(
+        {"a": (("run", "lon", "lat"), a), "v": (("run", "lon", "lat", "component"), np.stack([a, -a], axis=-1))},
+        coords={"lon": np.linspace(0.0, 350.0, 8), "lat": np.linspace(-50.0, 50.0, 6), "component": ["east", "north"]},
+    )
+    source.to_netcdf(tmp_path / "vec.nc", engine="h5netcdf")
+    files = run_import(f"source={tmp_path / 'vec.nc'}", "inputs=[a]", "targets=[v]", "dims.sample=run",
+                       "+dims.rename={lon: x, lat: y}")
+    surrogate = Surrogate.load(_checkpoint(compose_cfg, files[0].parent, "experiment=darcy_fno_demo",
+                                           "data.inputs=[a]", "data.targets=[v]"))
+    out = surrogate.predict(source[["a"]].isel(run=slice(0, 2)))
+    assert out["v"].dims == ("run", "lon", "lat", "component")
+    assert list(out["component"].values) == ["east", "north"]
