@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["BOUNDARIES", "KINDS", "Component", "Coordinate", "DataSchema", "SchemaError", "Variable"]
+__all__ = ["BOUNDARIES", "KINDS", "Component", "Coordinate", "DataSchema", "SchemaError", "Variable", "is_dim_mapping"]
 
 KINDS = ("fields", "trajectory", "pointwise")
 """``fields``: input fields -> target fields (operators); ``trajectory``: states over time with
@@ -146,6 +146,11 @@ class DataSchema:
     reader
         How to read :attr:`source` again when it is not a dataset folder of the package: plain data,
         e.g. ``{"name": "xarray", "sample_dim": "n", "val_fraction": 0.1, ...}`` for ``data=xarray``.
+    source_dims
+        The user's names of the dims of data imported with ``surrogates-import`` from their own file: platform dim ->
+        the source's dim, ``{"sample": "run", "time": "t", "x": "lon"}``; ``None`` when the data have no other names
+        (generated data, PDEBench, The Well, checkpoints written before it). ``Surrogate.predict`` takes and answers
+        the source's names with it.
     """
 
     kind: str = "fields"
@@ -170,6 +175,7 @@ class DataSchema:
     source: str = ""
     window: dict[str, Any] | None = None
     reader: dict[str, Any] | None = None
+    source_dims: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -249,8 +255,9 @@ class DataSchema:
         return spacing
 
     def for_service(self) -> "DataSchema":
-        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine)."""
-        return replace(self, source="", reader=None)
+        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine), and without
+        :attr:`source_dims`, which the service's bodies do not take (yet)."""
+        return replace(self, source="", reader=None, source_dims=None)
 
     # -- plain data ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -286,6 +293,7 @@ class DataSchema:
             "eval_resolution": list(self.eval_resolution) if isinstance(self.eval_resolution, tuple) else self.eval_resolution,
             "reader": self.reader,
             "window": self.window,
+            "source_dims": self.source_dims,
         }
         out.update({key: value for key, value in optional.items() if value not in (None, [])})
         if self.bounds:
@@ -347,6 +355,9 @@ class DataSchema:
         reader = raw.get("reader")
         if reader is not None and not (isinstance(reader, Mapping) and isinstance(reader.get("name"), str)):
             raise SchemaError(f"reader must be a mapping with a 'name', got {reader!r}")
+        source_dims = raw.get("source_dims")  # absent from checkpoints written before imports recorded it
+        if source_dims is not None and not is_dim_mapping(source_dims):
+            raise SchemaError(f"source_dims must map dim names to the source's dim names (strings), got {source_dims!r}")
         return cls(
             kind=str(kind),  # checked by __post_init__
             pde=str(raw.get("pde") or ""),
@@ -370,7 +381,18 @@ class DataSchema:
             source=str(raw.get("data_dir") or ""),
             reader=dict(reader) if reader is not None else None,
             window=dict(window) if window is not None else None,
+            source_dims=dict(source_dims) if source_dims is not None else None,
         )
+
+
+def is_dim_mapping(value: Any) -> bool:
+    """Whether ``value`` maps dim names to dim names (non-empty strings), each name of the source used once, as
+    :attr:`DataSchema.source_dims` does."""
+    return (
+        isinstance(value, Mapping)
+        and all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items())
+        and len(set(value.values())) == len(value)
+    )
 
 
 def window_channel(name: str, step: int) -> str:

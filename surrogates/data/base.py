@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from surrogates.data.grids import check_uniform
 from surrogates.data.shards import has_split
-from surrogates.data.schema import SCHEMA_VERSION
+from surrogates.data.schema import SCHEMA_VERSION, source_dims
 from surrogates.schema import Component, Coordinate, DataSchema, Variable
 
 __all__ = ["DistributedEpochShuffleSampler", "EpochShuffleSampler", "SplitDataModule", "make_loader", "training_position"]
@@ -173,6 +173,7 @@ class SplitDataModule(L.LightningDataModule):
             spatial_shape=tuple(dataset.spatial_shape),
             variables=self._schema_variables(dataset, variables),
             coords=self._schema_coords(dataset),
+            source_dims=source_dims(dataset.attrs),  # files imported from a user's xarray file: its dim names
             **fields,
         )
 

@@ -17,6 +17,7 @@ the problem, instead of letting a training run fail later on a bad file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from surrogates.data.hdf5_storage import checked_header, netcdf_view
 from surrogates.data.read_limits import StoredArray, read_problem
+from surrogates.schema import is_dim_mapping
 
 SCHEMA_VERSION = "1.1"
 """Version written by :func:`surrogates.data.writer.write_dataset`.
@@ -53,8 +55,14 @@ REQUIRED_ATTRS = ("pde", "schema_version", "inputs", "targets", "created")
 ``pde`` (str: the problem's name, e.g. ``darcy``, ``pdebench_darcy``, ``the_well_<dataset>``),
 ``schema_version`` (str), ``inputs`` / ``targets`` (space-separated variable names),
 ``created`` (ISO 8601 UTC). Optional: ``split``, ``shard``, ``num_shards``, ``n_total``,
-``fingerprint`` (JSON, :mod:`surrogates.data.fingerprint`), ``boundary_conditions`` (JSON, imported files).
+``fingerprint`` (JSON, :mod:`surrogates.data.fingerprint`), ``boundary_conditions`` (JSON, imported files),
+:data:`SOURCE_DIMS_ATTR` (JSON, files imported from an xarray source).
 """
+
+SOURCE_DIMS_ATTR = "source_dims"
+"""File attribute of files imported from an xarray source: JSON mapping each of their dims to the source's dim it
+was, ``{"sample": "run", "time": "t", "x": "lon"}``. Models trained on them record it
+(``DataSchema.source_dims``) and take and answer data in the source's dim names."""
 
 PROVENANCE_ATTRS = {
     "generated": ("config", "solver_report", "seed"),
@@ -67,6 +75,17 @@ PROVENANCE_ATTRS = {
 - ``imported`` (``surrogates-import``, schema 1.1): ``source`` (the source file(s), JSON list),
   ``source_sha256`` (JSON: file -> SHA-256 of its bytes), ``import_config`` (the resolved import config, YAML).
 """
+
+
+def source_dims(attrs: Mapping[str, Any]) -> dict[str, str] | None:
+    """The :data:`SOURCE_DIMS_ATTR` of a file's ``attrs`` as a mapping; ``None`` when absent, or malformed (an
+    optional convenience: a model without it takes the platform's names, as before)."""
+    text = attrs.get(SOURCE_DIMS_ATTR)
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return dict(value) if is_dim_mapping(value) else None
 
 
 def missing_provenance(attrs: Mapping[str, Any]) -> str | None:

@@ -157,7 +157,8 @@ class Surrogate:
             ``(n, *spatial)`` (one input variable) or ``(n, C_in, *spatial)``; or an
             ``xarray.Dataset`` holding the input variables with dims ``("sample", *spatial_dims)``
             (or without ``"sample"`` for one sample); an input trained as a number per sample (``nu``)
-            with dims ``("sample",)`` or none.
+            with dims ``("sample",)`` or none. A model trained on data imported from the user's own file
+            (``schema.source_dims``) also takes that file's dim names (``run``, ``t``, ``lon``) and answers in them.
 
         Returns
         -------
@@ -190,9 +191,13 @@ class Surrogate:
         check_finite(variables, arrays, layout)
         return stack(variables, arrays, layout)
 
-    def _predict_xarray(self, ds: Any, batch_size: int) -> Any:
+    def _predict_xarray(self, ds: Any, batch_size: int, whole_fields: bool = False) -> Any:
         import xarray as xr
 
+        ds, restore = self._trained_dims(ds)
+        if restore:  # the source file's layout (imported data): answer in it, vector fields whole as it stores them
+            out = self._predict_xarray(ds, batch_size, whole_fields=True)
+            return out.rename({ours: theirs for ours, theirs in restore.items() if ours in out.variables or ours in out.dims})
         if self.schema.window is not None:
             return self._predict_windows(ds, batch_size)
         reader = self.schema.reader or {}
@@ -237,7 +242,7 @@ class Surrogate:
             out_vars[name] = xr.DataArray(values, dims=dims, attrs=predicted_attrs(self.schema, name))
         coords = {name: ds.coords[name] for name in dims if name in ds.coords}
         # answer vector fields whole in a layout that stores them so: the user's file (data=xarray), or fields sent whole
-        if reader.get("name") == "xarray" or any(name not in ds.data_vars for name in self.inputs):
+        if whole_fields or reader.get("name") == "xarray" or any(name not in ds.data_vars for name in self.inputs):
             out_vars, field_coords = self._assemble_fields(out_vars, ds)
             coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
@@ -289,6 +294,20 @@ class Surrogate:
         out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
         coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
+
+    def _trained_dims(self, ds: Any) -> tuple[Any, dict[str, str]]:
+        """``ds`` with the dims of the user's source file renamed to the trained ones (``run, t, lon`` -> ``sample,
+        time, x``) for a model trained on data imported from it (``schema.source_dims``), and the renaming back.
+
+        A dim is renamed only when ``ds`` has the source's name and not the trained one, so inputs already in the
+        platform's names pass unchanged (and are answered in them); nothing is renamed for other models."""
+        renames = {
+            theirs: ours for ours, theirs in (self.schema.source_dims or {}).items()
+            if theirs != ours and theirs in ds.dims and ours not in ds.variables and ours not in ds.dims
+        }
+        if not renames:
+            return ds, {}
+        return ds.rename(renames), {ours: theirs for theirs, ours in renames.items()}
 
     def _check_domain(self, ds: Any) -> None:
         """Raise :class:`InputError` (``wrong_domain``) when the Dataset's spatial coordinates cover another domain

@@ -7,7 +7,8 @@ with one more dim listed in ``component_dims`` (default ``component``, ``compone
 ``<field>_<component>`` variables, the component names from that dim's coordinate labels (else ``0, 1, ...``).
 Coordinates keep their values, ``units`` and ``long_name`` (dates and durations: seconds, ``units`` ``seconds since
 <the first date>`` or ``s``); a dim without coordinate gets ``0 .. n - 1``;
-``periodic=[x, y]`` marks periodic dims. ``dims.time`` and ``dims.rename`` must name dims of the file, and no two
+``periodic=[x, y]`` marks periodic dims. The files record which dim of the source each of their dims was
+(:data:`SOURCE_DIMS_ATTR`). ``dims.time`` and ``dims.rename`` must name dims of the file, and no two
 dims may get one name. Variables without the sample dim, and strings, complex numbers and objects, are left out
 (listed in the notes); booleans are imported as 0 / 1. Two
 variables that would get one name (a variable ``v_x`` and the component ``x`` of a field ``v``) are refused.
@@ -15,6 +16,7 @@ variables that would get one name (a variable ``v_x`` and the component ``x`` of
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from surrogates.data.importers.plan import ImportDataError, NotThisLayout, OutCoord, OutVar, Part, Plan, dtype_eps, is_zarr
+from surrogates.data.schema import SOURCE_DIMS_ATTR
 
 EXPECTED = "an xarray dataset (NetCDF, HDF5/NetCDF-4, zarr) whose data variables have a sample dim (dims.sample=<name>)"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -83,6 +86,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
         raise
     variables: dict[str, OutVar] = {}
     coords: dict[str, OutCoord] = {}
+    source_names: dict[str, str] = {"sample": sample_dim}  # our dim -> the file's, for SOURCE_DIMS_ATTR
     sources: dict[str, tuple[str, tuple[str, ...], str | None, Any]] = {}  # out name -> (var, order, comp dim, index)
     skipped: list[str] = []  # without the sample dim
     left_out = {  # per-sample values kept as coordinates (ds.assign_coords(nu=("sample", nu))) are no data variables
@@ -113,6 +117,7 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
         for dim, out in zip(order[1:], out_dims):
             if out not in coords:
                 coords[out] = _coord(ds, dim, out, periodic)
+                source_names[out] = dim
         attrs = {k: str(v) for k, v in var.attrs.items() if k in ("units", "long_name")}
         if comp is None:
             _offer(path, variables, sources, OutVar(name, out_dims, attrs.get("units", "1"), attrs.get("long_name", "")),
@@ -155,7 +160,8 @@ def plan_file(path: Path, split: str | None, options: Mapping[str, Any]) -> Plan
     if not_numbers:
         notes.append(f"{path.name}: left out variables that are not real numbers: {', '.join(not_numbers)}")
     part = Part(str(path), n, read, (path,), split, sample_bytes, layout_key)
-    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], {}, notes, left_out)
+    attrs = {SOURCE_DIMS_ATTR: json.dumps(source_names, sort_keys=True)}
+    return Plan("xarray", pde, variables, coords, list(inputs), list(targets), [part], attrs, notes, left_out)
 
 
 def _check_dims(path: Path, ds: Any, sample_dim: str, time_dim: Any, rename: Mapping[str, Any]) -> None:
