@@ -149,8 +149,8 @@ class DataSchema:
     source_dims
         The user's names of the dims of data imported with ``surrogates-import`` from their own file: platform dim ->
         the source's dim, ``{"sample": "run", "time": "t", "x": "lon"}``; ``None`` when the data have no other names
-        (generated data, PDEBench, The Well, checkpoints written before it). ``Surrogate.predict`` takes and answers
-        the source's names with it.
+        (generated data, PDEBench, The Well, checkpoints written before it). ``Surrogate.predict`` and the service's NetCDF
+        bodies take and answer the source's names with it.
     """
 
     kind: str = "fields"
@@ -255,9 +255,9 @@ class DataSchema:
         return spacing
 
     def for_service(self) -> "DataSchema":
-        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine), and without
-        :attr:`source_dims`, which the service's bodies do not take (yet)."""
-        return replace(self, source="", reader=None, source_dims=None)
+        """This schema without :attr:`source` and :attr:`reader` (paths on the training machine). :attr:`source_dims`
+        stays: the service takes NetCDF bodies in those dim names and answers in them, as ``Surrogate.predict`` does."""
+        return replace(self, source="", reader=None)
 
     # -- plain data ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from surrogates.serve.admission import Admission
 from surrogates.serve.auth import BearerAuth, declare_bearer_security
 from surrogates.serve.batching import MicroBatcher, timed
 from surrogates.serve.errors import ServiceError, unprocessable
-from surrogates.serve.inputs import next_times
+from surrogates.serve.inputs import next_times, source_dim_names
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
     MAX_SEED,
@@ -350,15 +350,19 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
                 offload, _decode_json, body, settings.max_variables, deadline, settings.request_timeout_s
             )
             coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
+            renames: dict[str, str] = {}
             steps = _agree("steps", steps, steps_in_body)
             seed = _agree("seed", seed, seed_in_body)
         else:
             specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
             netcdf = codecs.NetcdfBody(body, settings.max_variables, settings.max_attributes)  # names listed once
+            if entry.source_dims:  # a body in the dim names of the model's source file is read in the trained ones
+                netcdf.rename_dims(entry.body_renames(*await _maybe_thread(offload, _body_names, netcdf)))
             # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
             windowed = entry.window is not None and not set(specs) & await _maybe_thread(offload, netcdf.variable_names)
             if windowed:
                 specs, components = entry.window_specs()
+            renames = netcdf.renames
             arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
                 offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
                 entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
@@ -416,6 +420,8 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             coords.update({dim: (np.asarray(values), {}) for dim, values in labels.items()})
         if steps:
             coords["time"] = (np.arange(1, steps + 1, dtype=np.int32), {"long_name": "rollout step"})
+        if renames:  # answered in the names the body was sent in, as Surrogate.predict answers
+            answer, coords = _renamed_answer(answer, coords, source_dim_names(renames))
         attrs = {"model": name, "steps": steps or 0, "info": info, "elapsed_ms": 1000 * (time.perf_counter() - started)}
         variable_attrs = {var: entry.answer_attrs(var) for var in answer}
         content = await _maybe_thread(offload, codecs.write_netcdf, answer, coords, attrs, engine, variable_attrs)
@@ -616,6 +622,19 @@ def _decode_json(
         finally:
             codecs.release_nested(nested)
     return arrays, request.steps, request.seed
+
+
+def _body_names(netcdf: codecs.NetcdfBody) -> tuple[set[str], set[str]]:
+    """A NetCDF body's dim and variable names (one look at its header)."""
+    return netcdf.dim_names(), netcdf.variable_names()
+
+
+def _renamed_answer(
+    answer: dict[str, tuple[list[str], np.ndarray]], coords: dict[str, Any], names: dict[str, str]
+) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict[str, Any]]:
+    """An answer's variables and coordinates with their dims renamed by ``names`` (the trained name -> the body's)."""
+    answer = {var: ([names.get(dim, dim) for dim in dims], values) for var, (dims, values) in answer.items()}
+    return answer, {names.get(dim, dim): value for dim, value in coords.items()}
 
 
 def _agree(field: str, query: int | None, body: int | None) -> int | None:

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -337,6 +337,10 @@ class NetcdfHeader(Mapping[str, NetcdfVariable]):
         """The variable-length strings of ``name`` (only NetCDF-4 has them)."""
         raise NotImplementedError
 
+    def dim_names(self) -> list[str]:
+        """The names of the body's dims, from the header alone (no variable is described)."""
+        raise NotImplementedError
+
 
 class _Hdf5Header(NetcdfHeader):
     """The variables of a NetCDF-4 body open with h5netcdf."""
@@ -368,6 +372,10 @@ class _Hdf5Header(NetcdfHeader):
         with _as_malformed():
             # not closed here: closing it would close the h5netcdf file, which the header's block closes
             yield xr.open_dataset(_selected_store(self._file, keep), **DECODING)
+
+    def dim_names(self) -> list[str]:
+        with _as_malformed():
+            return [str(name) for name in self._file.dimensions]
 
     def strings(self, name: str, budget: int) -> list[str]:
         """The strings of ``name`` read a block at a time, refusing (413) more than ``budget`` bytes of them.
@@ -421,6 +429,9 @@ class _ClassicHeader(NetcdfHeader):
     def _describe(self, name: str) -> NetcdfVariable:
         return self._variables[name]
 
+    def dim_names(self) -> list[str]:
+        return list(dict.fromkeys(dim for var in self._variables.values() for dim in var.dims))
+
     @contextmanager
     def dataset(self, keep: Sequence[str]) -> Iterator[Any]:
         # scipy copies every variable's data on opening: at most the body's length, as classic_header checked
@@ -432,6 +443,33 @@ class _ClassicHeader(NetcdfHeader):
             ds = xr.open_dataset(io.BytesIO(self._body), engine="scipy", drop_variables=drop, **DECODING)
         with ds:
             yield ds
+
+
+class _RenamedHeader(NetcdfHeader):
+    """Another header with some dims (and the variables of the same name, their coordinates) renamed, as
+    ``xarray.Dataset.rename`` renames them: a body in the dim names of a model's source file read in the trained ones."""
+
+    def __init__(self, inner: NetcdfHeader, renames: Mapping[str, str]):
+        super().__init__(renames.get(name, name) for name in inner)
+        self.engine = inner.engine
+        self._inner, self._renames = inner, dict(renames)
+        self._originals = {new: old for old, new in self._renames.items()}
+
+    def _describe(self, name: str) -> NetcdfVariable:
+        var = self._inner[self._originals.get(name, name)]
+        return replace(var, name=name, dims=tuple(self._renames.get(dim, dim) for dim in var.dims))
+
+    @contextmanager
+    def dataset(self, keep: Sequence[str]) -> Iterator[Any]:
+        with self._inner.dataset([self._originals.get(name, name) for name in keep]) as ds:
+            present = set(ds.dims) | set(ds.variables)
+            yield ds.rename({old: new for old, new in self._renames.items() if old in present})
+
+    def strings(self, name: str, budget: int) -> list[str]:
+        return self._inner.strings(self._originals.get(name, name), budget)
+
+    def dim_names(self) -> list[str]:
+        return [self._renames.get(dim, dim) for dim in self._inner.dim_names()]
 
 
 @contextmanager
@@ -490,7 +528,10 @@ class NetcdfBody:
         self.body = body
         self.max_variables = max_variables
         self.max_attributes = max_attributes
+        self.renames: dict[str, str] = {}
+        """Dims read under other names (the body's -> the model's), see :meth:`rename_dims`."""
         self._names: list[str] | None = None
+        self._dims: list[str] | None = None
         self._classic: dict[str, NetcdfVariable] | None = None
 
     @property
@@ -499,10 +540,27 @@ class NetcdfBody:
 
     def variable_names(self) -> set[str]:
         """The names of the body's variables, from its header; 400 ``malformed_netcdf`` when unreadable."""
+        self._list_names()
+        return set(self._names or ())
+
+    def dim_names(self) -> set[str]:
+        """The names of the body's dims, from its header (listed with :meth:`variable_names`)."""
+        self._list_names()
+        return set(self._dims or ())
+
+    def _list_names(self) -> None:
         if self._names is None:
             with self.opened() as header:
-                self._names = list(header)
-        return set(self._names)
+                self._names, self._dims = list(header), header.dim_names()
+
+    def rename_dims(self, renames: Mapping[str, str]) -> None:
+        """Read the body with its dims ``renames`` (the body's name -> the model's) renamed, and the variables of
+        those names (their coordinates): a body in the dim names of a model's source file read in the trained
+        ones (:func:`~surrogates.serve.inputs.trained_dim_names`). Call it before :func:`read_netcdf`."""
+        self.renames = dict(renames)
+        if self._names is not None and self._dims is not None:  # the lists as the renamed header gives them
+            self._names = [self.renames.get(name, name) for name in self._names]
+            self._dims = [self.renames.get(dim, dim) for dim in self._dims]
 
     @contextmanager
     def opened(self) -> Iterator[NetcdfHeader]:
@@ -516,6 +574,8 @@ class NetcdfBody:
                 if self._classic is None:
                     self._classic = classic_header(self.body, self.max_variables, self.max_attributes)
                 header = _ClassicHeader(self.body, self._classic)
+            if self.renames:
+                header = _RenamedHeader(header, self.renames)
         try:
             yield header
         finally:

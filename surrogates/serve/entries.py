@@ -16,7 +16,9 @@ import numpy as np
 
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.errors import ServiceError, unprocessable
-from surrogates.serve.inputs import InputError, check_domain, check_finite, check_layout, last_states, predicted_attrs, stack
+from surrogates.serve.inputs import (
+    InputError, check_domain, check_finite, check_layout, last_states, predicted_attrs, stack, trained_dim_names,
+)
 
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
 """``x (B, C_in, *spatial)`` (or ``(B, C_in)`` without fields) -> (outputs ``name -> (B, *dims)``, info)."""
@@ -134,6 +136,18 @@ class ModelEntry:
         when it was trained on a user's file (``data=xarray``), so that file's layout is accepted and answered."""
         reader = (self.data_schema.reader or {}) if self.data_schema is not None else {}
         return tuple(dict.fromkeys(["sample", str(reader.get("sample_dim") or "sample")]))
+
+    @property
+    def source_dims(self) -> dict[str, str]:
+        """The dim names of the user's file a model trained on data imported from it was trained under
+        (``DataSchema.source_dims``: ours -> theirs, ``{"sample": "run", "x": "lon"}``); empty for other models."""
+        return dict((self.data_schema.source_dims or {}) if self.data_schema is not None else {})
+
+    def body_renames(self, dims: set[str], names: set[str]) -> dict[str, str]:
+        """How a NetCDF body with ``dims`` and variables ``names`` sent in the dim names of the model's source file
+        is read in the trained ones (``{"run": "sample", "lon": "x"}``), as ``Surrogate.predict`` reads a Dataset
+        (:func:`~surrogates.serve.inputs.trained_dim_names`); empty for a body in the platform's names."""
+        return trained_dim_names(self.source_dims, dims, dims | names)
 
     @property
     def trained_on_user_files(self) -> bool:

@@ -21,7 +21,7 @@ from surrogates.serve.errors import name_list
 
 __all__ = [
     "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "input_time_index", "predicted_attrs",
-    "split_channels", "stack",
+    "source_dim_names", "split_channels", "stack", "trained_dim_names",
 ]
 
 
@@ -194,6 +194,28 @@ def _check_axis(model: str, trained: Coordinate, values: np.ndarray) -> None:
         f"was trained on {trained.name!r} in [{lo:.6g}, {hi:.6g}]{units} ({trained.boundary}), and takes any grid "
         "covering that domain to within one step at each end",
     )
+
+
+def trained_dim_names(source_dims: Mapping[str, str] | None, dims: Iterable[str], taken: Iterable[str]) -> dict[str, str]:
+    """The renaming of an input's dims from the user's source file to the trained ones (``run, t, lon`` -> ``sample,
+    time, x``) for a model trained on data imported from it (``DataSchema.source_dims``): ``{"run": "sample", ...}``.
+
+    A dim is renamed only when the input has it (``dims``) under the source's name and no dim or variable of the
+    input is already called by the trained name (``taken``), so inputs in the platform's names pass unchanged (and
+    are answered in them); nothing is renamed for other models. ``Surrogate.predict`` and the service's NetCDF
+    bodies both rename with it, and answer with :func:`source_dim_names` of the result.
+    """
+    dims, taken = set(dims), set(taken)
+    return {
+        theirs: ours for ours, theirs in (source_dims or {}).items()
+        if theirs != ours and theirs in dims and ours not in taken
+    }
+
+
+def source_dim_names(renames: Mapping[str, str]) -> dict[str, str]:
+    """The renaming of an answer back to the names its input was sent in: the inverse of :func:`trained_dim_names`'s
+    result (``{"sample": "run", ...}``)."""
+    return {ours: theirs for theirs, ours in renames.items()}
 
 
 def input_time_index(name: str, input_time: int | None, n_times: int) -> int:

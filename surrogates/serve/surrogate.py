@@ -16,7 +16,7 @@ from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
     InputError, check_channels, check_domain, check_finite, check_layout, input_time_index, last_states, next_times, predicted_attrs,
-    split_channels, stack,
+    source_dim_names, split_channels, stack, trained_dim_names,
 )
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
@@ -297,17 +297,12 @@ class Surrogate:
 
     def _trained_dims(self, ds: Any) -> tuple[Any, dict[str, str]]:
         """``ds`` with the dims of the user's source file renamed to the trained ones (``run, t, lon`` -> ``sample,
-        time, x``) for a model trained on data imported from it (``schema.source_dims``), and the renaming back.
-
-        A dim is renamed only when ``ds`` has the source's name and not the trained one, so inputs already in the
-        platform's names pass unchanged (and are answered in them); nothing is renamed for other models."""
-        renames = {
-            theirs: ours for ours, theirs in (self.schema.source_dims or {}).items()
-            if theirs != ours and theirs in ds.dims and ours not in ds.variables and ours not in ds.dims
-        }
+        time, x``) for a model trained on data imported from it (``schema.source_dims``), and the renaming back
+        (:func:`~surrogates.serve.inputs.trained_dim_names`, which the service's NetCDF bodies use too)."""
+        renames = trained_dim_names(self.schema.source_dims, ds.dims, [*ds.variables, *ds.dims])
         if not renames:
             return ds, {}
-        return ds.rename(renames), {ours: theirs for theirs, ours in renames.items()}
+        return ds.rename(renames), source_dim_names(renames)
 
     def _check_domain(self, ds: Any) -> None:
         """Raise :class:`InputError` (``wrong_domain``) when the Dataset's spatial coordinates cover another domain
