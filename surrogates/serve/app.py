@@ -363,12 +363,13 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             if windowed:
                 specs, components = entry.window_specs()
             renames = netcdf.renames
-            arrays, coords, engine, sample_dim, whole_fields = await _maybe_thread(
+            arrays, coords, engine, sample_dim, whole_fields, units = await _maybe_thread(
                 offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
                 entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
                 entry.time_dims, entry.input_time,  # a one-state model also takes trajectories (the state at input_time)
             )
             del netcdf  # holds the body too
+            entry.check_body_units(units, coords, windowed)  # kPa for a model trained in Pa: refused, not 1000x off
             if windowed:
                 single = next(iter(arrays.values())).ndim == len(entry.spatial_dims) + 1
                 arrays = entry.split_windows(arrays, single)

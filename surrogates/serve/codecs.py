@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from surrogates.data.hdf5_storage import find_stored_elsewhere, netcdf_view
 from surrogates.data import read_limits
 from surrogates.serve.errors import ServiceError, bad_request, name_list, unprocessable
-from surrogates.serve.inputs import InputError, input_time_index
+from surrogates.serve.inputs import InputError, declared_units, input_time_index
 from surrogates.serve.schemas import PredictRequest
 
 try:  # optional: fast, exact float32 JSON
@@ -595,7 +595,7 @@ def read_netcdf(
     timeout_s: float | None = None,
     time_dims: Sequence[str] = (),
     input_time: int | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str, dict[str, str]]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str, str, dict[str, str], dict[str, str | None]]:
     """The model's input variables of a NetCDF body, read after their sizes were checked in the header.
 
     Only the inputs (``specs``: name -> dims without ``"sample"``), the coordinates of their dims and the
@@ -623,11 +623,12 @@ def read_netcdf(
 
     Returns
     -------
-    arrays, coords, engine, sample_dim, fields
+    arrays, coords, engine, sample_dim, fields, units
         float32 arrays per input transposed to ``(sample_dim, *dims)`` or ``dims``, the coordinates
         (numpy, with the attributes an answer can store) of the dims used, to be written back with the answer,
-        the xarray engine, the body's name of its sample dim (to answer with), and the fields sent whole
-        (field -> component dim).
+        the xarray engine, the body's name of its sample dim (to answer with), the fields sent whole
+        (field -> component dim), and the ``units`` attribute of each variable read as the body names it
+        (``None``: none declared), for :func:`~surrogates.serve.inputs.check_units`.
 
     Raises
     ------
@@ -644,10 +645,10 @@ def read_netcdf(
     with parsed.opened() as header:
         plan = _plan(header, specs, components, sample_dims, limits, time_dims if input_time is not None else (), input_time)
         check_deadline(deadline, timeout_s)
-        arrays, coords, labels = _decode(header, plan, limits.decoded_bytes - plan.decoded, deadline, timeout_s)
+        arrays, coords, labels, units = _decode(header, plan, limits.decoded_bytes - plan.decoded, deadline, timeout_s)
     _split_fields(arrays, coords, labels, plan.fields, components)
     _check_answerable(coords, header.engine)
-    return arrays, coords, header.engine, plan.sample_dim, plan.fields
+    return arrays, coords, header.engine, plan.sample_dim, plan.fields, units
 
 
 def _split_fields(
@@ -822,16 +823,18 @@ def _check_reads(header: NetcdfHeader, names: Sequence[str], limits: _Limits) ->
 
 def _decode(
     header: NetcdfHeader, plan: _Plan, budget: int, deadline: float, timeout_s: float | None
-) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, list[str]]]:
-    """The planned variables' data: float32 inputs, coordinates with their attributes, component labels.
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, list[str]], dict[str, str | None]]:
+    """The planned variables' data: float32 inputs, coordinates with their attributes, component labels, the
+    inputs' ``units`` attributes.
     ``budget``: the bytes left for variable-length strings, which the header cannot size."""
     texts = [dim for dim in plan.labels if header[dim].text]
     keep = [*plan.orders, *plan.coordinates, *(dim for dim in plan.labels if dim not in texts)]
-    arrays = {}
+    arrays, units = {}, {}
     with header.dataset(keep) as ds, _as_malformed():
         for name, order in plan.orders.items():
             check_deadline(deadline, timeout_s)
             var = ds[name]
+            units[name] = declared_units(var.attrs)
             if name in plan.times:  # a trajectory: read the state at input_time only
                 dim, index = plan.times[name]
                 var, order = var.isel({dim: index}), [d for d in order if d != dim]
@@ -849,7 +852,7 @@ def _decode(
     for dim in texts:
         check_deadline(deadline, timeout_s)
         labels[dim] = header.strings(dim, budget)
-    return arrays, coords, labels
+    return arrays, coords, labels, units
 
 
 _TEXT_ONLY_ATTRS = frozenset({"bounds", "coordinates"})  # name other variables: xarray's writer reads them as text

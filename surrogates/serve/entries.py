@@ -17,7 +17,8 @@ import numpy as np
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.inputs import (
-    InputError, check_domain, check_finite, check_layout, last_states, predicted_attrs, stack, trained_dim_names,
+    InputError, check_domain, check_finite, check_layout, check_units, declared_units, last_states, predicted_attrs, stack,
+    trained_dim_names,
 )
 
 Runner = Callable[[np.ndarray], tuple[dict[str, np.ndarray], dict[str, Any]]]
@@ -320,6 +321,19 @@ class ModelEntry:
         """Attributes of the answer's variable ``name``: its long name and the trained target's units, as
         ``Surrogate.predict`` gives them (:func:`~surrogates.serve.inputs.predicted_attrs`)."""
         return predicted_attrs(self.data_schema, name)
+
+    def check_body_units(
+        self, units: Mapping[str, str | None], coords: Mapping[str, tuple[np.ndarray, dict]], windowed: bool = False
+    ) -> None:
+        """422 ``wrong_units`` when a NetCDF body's variables (name -> ``units`` attribute) or its spatial coordinates
+        (with ``windowed``, the time coordinate too) declare other units than the model was trained on
+        (:func:`~surrogates.serve.inputs.check_units`); no schema: no check."""
+        dims = [*self.spatial_dims, *([self.time_dim] if windowed else [])]
+        given = {dim: declared_units(coords[dim][1]) for dim in dims if dim in coords}
+        try:
+            check_units(self.name, self.data_schema, units, given)
+        except InputError as error:
+            raise unprocessable(error.code, str(error)) from None
 
     def check_grid(self, coords: Mapping[str, tuple[np.ndarray, dict]]) -> None:
         """422 ``wrong_domain`` when a NetCDF body's spatial coordinates (dim -> (values, attributes)) cover another

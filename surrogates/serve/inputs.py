@@ -20,14 +20,14 @@ from surrogates.schema import Coordinate, DataSchema, Variable, window_channel
 from surrogates.serve.errors import name_list
 
 __all__ = [
-    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "input_time_index", "predicted_attrs",
-    "source_dim_names", "split_channels", "stack", "trained_dim_names",
+    "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "check_units",
+    "declared_units", "input_time_index", "predicted_attrs", "source_dim_names", "split_channels", "stack", "trained_dim_names",
 ]
 
 
 class InputError(ValueError):
     """Inputs that do not fit a model. ``code``: ``wrong_shape``, ``non_finite``, ``missing_input``, ``unknown_input``,
-    ``invalid_array``, ``wrong_domain``, ``wrong_dims``, ``too_few_times``."""
+    ``invalid_array``, ``wrong_domain``, ``wrong_dims``, ``too_few_times``, ``wrong_units``."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -193,6 +193,71 @@ def _check_axis(model: str, trained: Coordinate, values: np.ndarray) -> None:
         f"model {model!r}: coordinate {trained.name!r} of the request spans {shape}[{first:.6g}, {last:.6g}]; the model "
         f"was trained on {trained.name!r} in [{lo:.6g}, {hi:.6g}]{units} ({trained.boundary}), and takes any grid "
         "covering that domain to within one step at each end",
+    )
+
+
+DIMENSIONLESS = frozenset({"", "1", "-", "dimensionless"})
+"""Spellings of "no units" that compare equal (the schema records a variable without units as ``"1"``)."""
+
+
+def declared_units(attrs: Mapping[str, Any]) -> str | None:
+    """The ``units`` attribute of a request's variable or coordinate as text; ``None`` when it declares none."""
+    units = attrs.get("units")
+    if units is None:
+        return None
+    return units.decode("utf-8", "replace") if isinstance(units, bytes) else str(units)
+
+
+def _normalized_units(units: str) -> str:
+    """``units`` stripped, every spelling of dimensionless as ``"1"``: units are compared as text, never converted."""
+    text = units.strip()
+    return "1" if text.lower() in DIMENSIONLESS else text
+
+
+def check_units(
+    model: str, schema: DataSchema | None, variables: Mapping[str, str | None], coords: Mapping[str, str | None] | None = None
+) -> None:
+    """Refuse a request that declares other units than the model was trained on.
+
+    Without it a pressure sent in ``kPa`` to a model trained in ``Pa`` would be answered 1000x off, silently.
+    Units are compared as text after stripping whitespace (``"1"``, ``""``, ``"-"`` and ``"dimensionless"`` are
+    the same); nothing is converted. What the request does not declare, or the schema does not record, passes.
+
+    Parameters
+    ----------
+    model
+        The model's name, for messages.
+    schema
+        The model's data schema; ``None``: nothing is checked.
+    variables
+        The request's variables as sent (an input, a window's stored variable, a vector field sent whole) -> their
+        ``units`` attribute (:func:`declared_units`); compared with :meth:`~surrogates.schema.DataSchema.units_of`.
+    coords
+        The request's spatial (and, for models on time windows, time) coordinates -> their ``units``; compared with
+        the schema's coordinate of that name.
+
+    Raises
+    ------
+    InputError
+        ``wrong_units``, naming the variable or coordinate, the request's units and the trained ones.
+    """
+    if schema is None:
+        return
+    for name, units in variables.items():
+        _check_one(model, "variable", name, units, schema.units_of(name))
+    for dim, units in (coords or {}).items():
+        trained = schema.coords.get(dim)
+        _check_one(model, "coordinate", dim, units, trained.units if trained is not None else None)
+
+
+def _check_one(model: str, what: str, name: str, given: str | None, trained: str | None) -> None:
+    if given is None or trained is None or _normalized_units(given) == _normalized_units(trained):
+        return
+    raise InputError(
+        "wrong_units",
+        f"model {model!r}: {what} {name!r} of the request is in units {given.strip()!r}; the model was trained on "
+        f"{name!r} in {trained.strip()!r} (units are compared as written, not converted: convert the values and "
+        "their units attribute, or send none)",
     )
 
 

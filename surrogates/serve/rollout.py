@@ -26,7 +26,8 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_domain, check_finite, check_layout, check_numbers, non_finite_message, split_channels, stack,
+    InputError, check_channels, check_domain, check_finite, check_layout, check_numbers, check_units, declared_units,
+    non_finite_message, split_channels, stack,
 )
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -234,6 +235,7 @@ class RolloutSurrogate:
         import xarray as xr
 
         name = Path(self.metadata.get("checkpoint") or "").name or "rollout model"
+        self._check_units(name, u0)
         given = {dim: u0.coords[dim].values for dim in self.spatial_dims if dim in u0.coords}
         check_domain(name, self.schema.coords, self.spatial_dims, given)
         if isinstance(u0, xr.DataArray):
@@ -242,6 +244,21 @@ class RolloutSurrogate:
         if missing:
             raise InputError("missing_input", f"the dataset lacks state variable(s) {missing}; it has {sorted(map(str, u0.data_vars))}")
         return np.stack([_spatial_last(u0[v], self.spatial_dims).values for v in self.state], axis=-len(self.spatial_dims) - 1)
+
+    def _check_units(self, model: str, u0: Any) -> None:
+        """``InputError`` ``wrong_units`` when the states, or their spatial (with a window of several states, time)
+        coordinates, declare other units than the trained ones (:func:`~surrogates.serve.inputs.check_units`)."""
+        import xarray as xr
+
+        if isinstance(u0, xr.DataArray):
+            # an unnamed array of the only state variable is that variable
+            name = u0.name if u0.name is not None or len(self.state) != 1 else self.state[0]
+            variables = {str(name): declared_units(u0.attrs)} if name is not None else {}
+        else:
+            variables = {v: declared_units(u0[v].attrs) for v in self.state if v in u0.data_vars}
+        dims = [*self.spatial_dims, *(["time"] if self.n_steps_input > 1 else [])]
+        coords = {dim: declared_units(u0.coords[dim].attrs) for dim in dims if dim in u0.coords}
+        check_units(model, self.schema, variables, coords)
 
     def _window(self, u0: np.ndarray) -> tuple[np.ndarray, bool]:
         """The first ``n_steps_input`` states ``(n, n_in, C, *spatial)``, ``(n_in, C, *spatial)`` or, with one state

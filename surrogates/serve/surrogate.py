@@ -15,8 +15,8 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_domain, check_finite, check_layout, input_time_index, last_states, next_times, predicted_attrs,
-    source_dim_names, split_channels, stack, trained_dim_names,
+    InputError, check_channels, check_domain, check_finite, check_layout, check_units, declared_units, input_time_index,
+    last_states, next_times, predicted_attrs, source_dim_names, split_channels, stack, trained_dim_names,
 )
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
@@ -209,7 +209,7 @@ class Surrogate:
         time_dim = reader.get("time_dim", "time")
         if time_dim not in ds.dims and "time" in ds.dims:
             time_dim = "time"
-        arrays, missing = {}, []
+        arrays, missing, units = {}, [], {}
         component_dims = tuple(reader.get("component_dims") or ())
         # a number per sample (data=xarray's `nu (sample,)`): sent as it is stored, a constant channel of the batch
         scalars = frozenset(name for name in self.inputs if not set(self.schema.variable(name).dims) - {"time"})
@@ -218,6 +218,7 @@ class Surrogate:
             if var is None:
                 missing.append(name)
                 continue
+            units[str(var.name)] = declared_units(var.attrs)  # as sent: the input, or its vector field sent whole
             given = var.dims
             var = var.rename({dim: new for dim, new in ((sample_dim, "sample"), (time_dim, "time")) if dim in var.dims})
             if "time" in var.dims and "time" not in self.spatial_dims:  # a trajectory: the state at input_time, as over HTTP
@@ -231,6 +232,7 @@ class Surrogate:
             arrays[name] = var.transpose(*expected).values
         if missing:  # what the dataset holds, so that a misspelt or renamed variable is seen at once (as the service says)
             raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
+        self._check_units(ds, units, self.spatial_dims)
         self._check_domain(ds)
         fields = [array for name, array in arrays.items() if name not in scalars]
         has_sample = bool(fields) and fields[0].ndim == len(self.spatial_dims) + 1
@@ -262,12 +264,13 @@ class Surrogate:
             sample_dim = "sample"
         time_dim = reader.get("time_dim", "time")
         component_dims = tuple(reader.get("component_dims") or ())
-        arrays, missing = {}, []
+        arrays, missing, units = {}, [], {}
         for name in window["inputs"]:
             var = self._input_variable(ds, name, self.schema.window_component(name), component_dims)
             if var is None:
                 missing.append(name)
                 continue
+            units[str(var.name)] = declared_units(var.attrs)
             var = var.rename({sample_dim: "sample"}) if sample_dim in var.dims else var
             expected = [dim for dim in ("sample", time_dim, *self.spatial_dims) if dim in var.dims]
             if set(var.dims) != set(expected) or time_dim not in var.dims or var.sizes[time_dim] < n_in:
@@ -278,6 +281,7 @@ class Surrogate:
             arrays.update(last_states(name, var.transpose(*expected).values, n_in, expected.index(time_dim)))
         if missing:
             raise ValueError(f"missing input variable(s) {missing}; the dataset has {sorted(map(str, ds.data_vars))}")
+        self._check_units(ds, units, [*self.spatial_dims, time_dim])  # the window's times too: hours are no seconds
         self._check_domain(ds)
         has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
@@ -303,6 +307,13 @@ class Surrogate:
         if not renames:
             return ds, {}
         return ds.rename(renames), source_dim_names(renames)
+
+    def _check_units(self, ds: Any, units: dict[str, str | None], dims: list[str]) -> None:
+        """Raise :class:`InputError` (``wrong_units``) when the variables read (name -> ``units`` attribute) or the
+        Dataset's coordinates of ``dims`` declare other units than the trained ones
+        (:func:`~surrogates.serve.inputs.check_units`, as the service checks NetCDF bodies)."""
+        coords = {dim: declared_units(ds.coords[dim].attrs) for dim in dims if dim in ds.coords}
+        check_units(self.name, self.schema, units, coords)
 
     def _check_domain(self, ds: Any) -> None:
         """Raise :class:`InputError` (``wrong_domain``) when the Dataset's spatial coordinates cover another domain

@@ -54,7 +54,7 @@ def test_a_netcdf_body_lists_its_names_once_and_describes_only_the_variables_rea
     netcdf = codecs.NetcdfBody(body)
     assert netcdf.variable_names() == {"a", "other"} and netcdf.variable_names() == {"a", "other"}
     assert len(opened) == 1 and described == []
-    arrays, _, engine, sample_dim, _ = codecs.read_netcdf(netcdf, {"a": ("x", "y")}, max_elements=100)
+    arrays, _, engine, sample_dim, *_ = codecs.read_netcdf(netcdf, {"a": ("x", "y")}, max_elements=100)
     assert len(opened) == 2 and described == ["a"] and engine == "h5netcdf" and sample_dim == "sample"
     np.testing.assert_array_equal(arrays["a"], a)
     again, *_ = codecs.read_netcdf(body, {"a": ("x", "y")}, max_elements=100)
