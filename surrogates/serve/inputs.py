@@ -251,7 +251,12 @@ def check_units(
 
 
 def _check_one(model: str, what: str, name: str, given: str | None, trained: str | None) -> None:
-    if given is None or trained is None or _normalized_units(given) == _normalized_units(trained):
+    # A trained "1" is also what data without a units attribute record, so it cannot tell "dimensionless" from
+    # "not recorded": a unit declared against it is taken (refusing would turn away every request with units to a
+    # model trained on a file without them).
+    if given is None or trained is None or _normalized_units(trained) == "1":
+        return
+    if _normalized_units(given) == _normalized_units(trained):
         return
     raise InputError(
         "wrong_units",

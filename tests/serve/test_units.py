@@ -98,8 +98,12 @@ def test_spellings_of_dimensionless_are_equal(given, trained):
     schema = DataSchema.from_dict({"inputs": ["a"], "variables": {"a": ["sample", "x"]},
                                    "variable_attrs": {"a": {"units": trained}}})
     check_units("m", schema, {"a": given})
+    # a trained "1" is also what a file without units records: declared units are taken against it
+    check_units("m", schema, {"a": "Pa"})
+    pa = DataSchema.from_dict({"inputs": ["a"], "variables": {"a": ["sample", "x"]},
+                               "variable_attrs": {"a": {"units": "Pa"}}})
     with pytest.raises(InputError, match="'Pa'"):
-        check_units("m", schema, {"a": "Pa"})
+        check_units("m", pa, {"a": given})
 
 
 def test_a_dimensionless_model_takes_any_spelling_in_python(tmp_path):
