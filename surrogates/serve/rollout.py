@@ -27,7 +27,7 @@ from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
     InputError, check_channels, check_domain, check_finite, check_layout, check_numbers, check_units, declared_units,
-    non_finite_message, split_channels, stack,
+    non_finite_message, split_channels, stack, trained_dim_names,
 )
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -235,6 +235,12 @@ class RolloutSurrogate:
         import xarray as xr
 
         name = Path(self.metadata.get("checkpoint") or "").name or "rollout model"
+        # states in the dim names of the user's source file (imported data, schema.source_dims) are read in the
+        # trained ones, as Surrogate.predict and the service read theirs: else their coordinates went unchecked
+        taken = u0.variables if isinstance(u0, xr.Dataset) else u0.coords
+        renames = trained_dim_names(self.schema.source_dims, u0.dims, [*u0.dims, *taken])
+        if renames:
+            u0 = u0.rename(renames)
         self._check_units(name, u0)
         given = {dim: u0.coords[dim].values for dim in self.spatial_dims if dim in u0.coords}
         check_domain(name, self.schema.coords, self.spatial_dims, given)
@@ -373,7 +379,8 @@ class RolloutSurrogate:
             last), or a ``Dataset`` of the state variables each ``(n, *spatial)``, ``(*spatial)`` (with a time window
             ``(n, n_steps_input, *spatial)``): its spatial coordinates must cover the trained domain (``InputError``
             ``wrong_domain`` otherwise, as in ``Surrogate.predict``); the answer is numpy, with a state axis ``C``
-            for a Dataset.
+            for a Dataset. A model trained on data imported from the user's own file (``schema.source_dims``) also
+            takes that file's dim names (``run``, ``lon``), as ``Surrogate.predict`` does.
         steps
             Number of predicted states (any number).
         seed

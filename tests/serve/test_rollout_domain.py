@@ -24,7 +24,7 @@ NETCDF = {"content-type": "application/x-netcdf"}
 PARAMS = {"dt": 0.8, "dx": 0.25}
 
 
-def _checkpoint(path: Path, boundary: str = "periodic") -> Path:
+def _checkpoint(path: Path, boundary: str = "periodic", source_dims: dict[str, str] | None = None) -> Path:
     """An untrained one-step MSE model (K=0) conditioned on dt and dx, as tests/serve/conftest.py builds it, whose
     schema records x in [0, 1) (periodic, 16 points) or [0, 1] (bounded)."""
     torch.manual_seed(0)
@@ -35,6 +35,7 @@ def _checkpoint(path: Path, boundary: str = "periodic") -> Path:
         data_schema={
             "kind": "trajectory", "pde": "ks", "state": ["u"], "conditioning": ["dt", "dx"], "spatial_dims": ["x"],
             "coords": {"x": {"size": N, "units": "m", "min": 0.0, "max": x_max, "boundary": boundary}},
+            **({"source_dims": source_dims} if source_dims else {}),
         },
         package_version=__version__,
     )
@@ -80,6 +81,24 @@ def test_an_xarray_input_without_coordinates_is_not_checked(surrogate):
     assert surrogate.rollout(states, 2, **PARAMS).shape == (1, 2, 8)
     with pytest.raises(InputError, match=r"lacks state variable\(s\) \['u'\]"):
         surrogate.rollout(xr.Dataset({"v": states}), 2, **PARAMS)
+
+
+def test_states_in_the_source_files_dim_names_are_checked_too(tmp_path):
+    """A model trained on imported data (schema.source_dims) takes states in the source's dim names, as
+    Surrogate.predict does; their coordinates are checked under the trained names, not skipped."""
+    surrogate = RolloutSurrogate.load(_checkpoint(tmp_path / "r.ckpt", source_dims={"sample": "run", "x": "lon"}))
+    states = _states(_grid()).rename({"sample": "run", "x": "lon"})
+    np.testing.assert_array_equal(surrogate.rollout(states.transpose("lon", "run"), 2, **PARAMS),
+                                  surrogate.rollout(states.values, 2, **PARAMS))
+    shifted = _states(_grid() + 1.0).rename({"sample": "run", "x": "lon"})
+    for given in (shifted, shifted.to_dataset()):
+        with pytest.raises(InputError, match=r"coordinate 'x' of the request spans \[1, 2\]") as error:
+            surrogate.rollout(given, 2, **PARAMS)
+        assert error.value.code == "wrong_domain"
+    km = states.assign_coords(lon=states.lon.assign_attrs(units="km"))
+    with pytest.raises(InputError) as error:
+        surrogate.rollout(km, 2, **PARAMS)
+    assert error.value.code == "wrong_units"
 
 
 @pytest.mark.parametrize("boundary", ["bounded", "periodic"])
