@@ -221,7 +221,8 @@ def check_units(
 
     Without it a pressure sent in ``kPa`` to a model trained in ``Pa`` would be answered 1000x off, silently.
     Units are compared as text after stripping whitespace (``"1"``, ``""``, ``"-"`` and ``"dimensionless"`` are
-    the same); nothing is converted. What the request does not declare, or the schema does not record, passes.
+    the same); nothing is converted. What the request does not declare, or the schema does not record, passes, and
+    so does any declared unit of a variable trained as ``"1"`` (what data without a units attribute record too).
 
     Parameters
     ----------

@@ -279,8 +279,8 @@ class Surrogate:
                     f"({sample_dim!r}, {time_dim!r}, {', '.join(map(repr, self.spatial_dims))}) with at least {n_in} times"
                 )
             arrays.update(last_states(name, var.transpose(*expected).values, n_in, expected.index(time_dim)))
-        if missing:
-            raise ValueError(f"missing input variable(s) {missing}; the dataset has {sorted(map(str, ds.data_vars))}")
+        if missing:  # the same code and words as for one-state models and the service
+            raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
         self._check_units(ds, units, [*self.spatial_dims, time_dim])  # the window's times too: hours are no seconds
         self._check_domain(ds)
         has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1

@@ -17,6 +17,7 @@ from surrogates.models.fno import FNO
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.nn.normalization import Normalizer
 from surrogates.schema import Component, DataSchema, SchemaError
+from surrogates.serve.inputs import InputError
 
 N_IN, N_OUT, X = 2, 2, 16
 COMPONENTS = {"v_x": {"field": "v", "label": "x", "dim": "component"},
@@ -79,7 +80,7 @@ def test_a_scalar_field_window_and_the_errors_that_name_the_window(tmp_path):
         surrogate.predict(xr.Dataset({"u": (("sample", "time", "x"), u[:, :1])}))
     with pytest.raises(ValueError, match="windows of 2 states"):
         surrogate.predict(xr.Dataset({"u": (("sample", "x"), u[:, 0])}))
-    with pytest.raises(ValueError, match=r"missing input variable\(s\) \['u'\]; the dataset has \['w'\]"):
+    with pytest.raises(InputError, match=r"the dataset lacks input variable\(s\) \['u'\]; it has \['w'\]"):
         surrogate.predict(xr.Dataset({"w": (("sample", "time", "x"), u)}))
 
 
