@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from surrogates.data import fingerprint as fp
 from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
-from surrogates.data.shards import SUFFIX, shard_path
+from surrogates.data.shards import SPLITS, SUFFIX, shard_path
 from surrogates.data.writer import (
     publish_files,
     remove_stale_temporaries,
@@ -46,7 +46,6 @@ from surrogates.data.writer import (
     write_dataset,
 )
 
-SPLITS = ("train", "val", "test")
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 _OTHER_SPLIT = 99
 

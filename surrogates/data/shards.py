@@ -226,7 +226,8 @@ def check_same_fingerprint(files: list[Path]) -> None:
             )
 
 
-STANDARD_SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")
+"""The splits of a dataset that the package writes and reads by name (other split names are the user's)."""
 
 
 def check_same_dataset_as_other_splits(data_dir: Path, split: str, first: Path) -> None:
@@ -247,7 +248,7 @@ def check_same_dataset_as_other_splits(data_dir: Path, split: str, first: Path) 
         reference = fp.read_fingerprint(first)
     except OSError:
         return
-    for other in STANDARD_SPLITS:
+    for other in SPLITS:
         if other == split:
             continue
         candidates = [data_dir / f"{other}{SUFFIX}"] + sorted(

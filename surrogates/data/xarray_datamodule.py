@@ -36,8 +36,6 @@ __all__ = ["READER_NAME", "XarrayDataModule", "check_same_samples", "file_identi
 READER_NAME = "xarray"
 """``DataSchema.reader["name"]`` of data read by this module (so evaluation can read them again)."""
 
-SPLITS = ("train", "val", "test")
-
 IDENTITY_BYTES = 16 * 2**20
 """:func:`file_identity` hashes at most about this many bytes of samples (as float32) ..."""
 

@@ -56,10 +56,9 @@ from surrogates.data.importers.plan import (
 from surrogates.data.importers.source_checks import check_source_reads, checked_source_header
 from surrogates.data.read_limits import StoredArray
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
-from surrogates.data.shards import shard_path
+from surrogates.data.shards import SPLITS, shard_path
 from surrogates.data.writer import StreamingDatasetWriter, publish_files, remove_stale_temporaries, signals_deferred
 
-SPLITS = ("train", "val", "test")
 LAYOUTS = ("auto", "xarray", "pdebench", "the_well")
 
 
