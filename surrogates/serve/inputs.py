@@ -21,7 +21,7 @@ from surrogates.serve.errors import name_list
 
 __all__ = [
     "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "check_units",
-    "declared_units", "input_time_index", "predicted_attrs", "source_dim_names", "split_channels", "stack", "trained_dim_names",
+    "check_xarray_coordinates", "declared_units", "input_time_index", "predicted_attrs", "source_dim_names", "split_channels", "stack", "trained_dim_names",
 ]
 
 
@@ -265,6 +265,28 @@ def _check_one(model: str, what: str, name: str, given: str | None, trained: str
         f"{name!r} in {trained.strip()!r} (units are compared as written, not converted: convert the values and "
         "their units attribute, or send none)",
     )
+
+
+def check_xarray_coordinates(
+    model: str, schema: DataSchema, data: Any, variables: Mapping[str, str | None], unit_dims: Sequence[str],
+    spatial_dims: Sequence[str],
+) -> None:
+    """The units and domain checks of an xarray request (``Surrogate.predict``, ``RolloutSurrogate.rollout``).
+
+    :func:`check_units` on the ``variables`` read (name -> ``units`` attribute) and on the coordinates of
+    ``unit_dims`` of ``data`` (an ``xarray.Dataset`` or ``DataArray``), then :func:`check_domain` on its
+    coordinates of ``spatial_dims``; dims without coordinates pass. The service checks NetCDF bodies with the same
+    two functions (``ModelEntry.check_body_units``, ``ModelEntry.check_grid``).
+
+    Raises
+    ------
+    InputError
+        ``wrong_units`` or ``wrong_domain``.
+    """
+    coords = {dim: declared_units(data.coords[dim].attrs) for dim in unit_dims if dim in data.coords}
+    check_units(model, schema, variables, coords)
+    given = {dim: data.coords[dim].values for dim in spatial_dims if dim in data.coords}
+    check_domain(model, schema.coords, spatial_dims, given)
 
 
 def trained_dim_names(source_dims: Mapping[str, str] | None, dims: Iterable[str], taken: Iterable[str]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from surrogates.models.normalized import NormalizedStepper
 from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_domain, check_finite, check_layout, check_numbers, check_units, declared_units,
+    InputError, check_channels, check_finite, check_layout, check_numbers, check_xarray_coordinates, declared_units,
     non_finite_message, split_channels, stack, trained_dim_names,
 )
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
@@ -229,9 +229,9 @@ class RolloutSurrogate:
 
     def _from_xarray(self, u0: Any) -> np.ndarray:
         """An ``xarray.DataArray`` of the states, or a ``Dataset`` of the state variables, in :meth:`rollout`'s numpy
-        layout (spatial dims last; a Dataset's variables stacked as the state axis ``C``), after its spatial
-        coordinates were checked to cover the trained domain (:func:`~surrogates.serve.inputs.check_domain`, as
-        ``Surrogate.predict`` and the service check theirs: 422 / ``InputError`` ``wrong_domain``)."""
+        layout (spatial dims last; a Dataset's variables stacked as the state axis ``C``), after its declared units
+        and its spatial coordinates' domain were checked (:func:`~surrogates.serve.inputs.check_xarray_coordinates`,
+        as ``Surrogate.predict`` checks its Dataset: ``InputError`` ``wrong_units`` / ``wrong_domain``)."""
         import xarray as xr
 
         name = Path(self.metadata.get("checkpoint") or "").name or "rollout model"
@@ -241,9 +241,8 @@ class RolloutSurrogate:
         renames = trained_dim_names(self.schema.source_dims, u0.dims, [*u0.dims, *taken])
         if renames:
             u0 = u0.rename(renames)
-        self._check_units(name, u0)
-        given = {dim: u0.coords[dim].values for dim in self.spatial_dims if dim in u0.coords}
-        check_domain(name, self.schema.coords, self.spatial_dims, given)
+        unit_dims = [*self.spatial_dims, *(["time"] if self.n_steps_input > 1 else [])]
+        check_xarray_coordinates(name, self.schema, u0, self._state_units(u0), unit_dims, self.spatial_dims)
         if isinstance(u0, xr.DataArray):
             return _spatial_last(u0, self.spatial_dims).values
         missing = [v for v in self.state if v not in u0.data_vars]
@@ -251,20 +250,16 @@ class RolloutSurrogate:
             raise InputError("missing_input", f"the dataset lacks state variable(s) {missing}; it has {sorted(map(str, u0.data_vars))}")
         return np.stack([_spatial_last(u0[v], self.spatial_dims).values for v in self.state], axis=-len(self.spatial_dims) - 1)
 
-    def _check_units(self, model: str, u0: Any) -> None:
-        """``InputError`` ``wrong_units`` when the states, or their spatial (with a window of several states, time)
-        coordinates, declare other units than the trained ones (:func:`~surrogates.serve.inputs.check_units`)."""
+    def _state_units(self, u0: Any) -> dict[str, str | None]:
+        """The ``units`` attribute of each state variable sent (a DataArray, or a Dataset's state variables), for
+        :func:`~surrogates.serve.inputs.check_units`."""
         import xarray as xr
 
         if isinstance(u0, xr.DataArray):
             # an unnamed array of the only state variable is that variable
             name = u0.name if u0.name is not None or len(self.state) != 1 else self.state[0]
-            variables = {str(name): declared_units(u0.attrs)} if name is not None else {}
-        else:
-            variables = {v: declared_units(u0[v].attrs) for v in self.state if v in u0.data_vars}
-        dims = [*self.spatial_dims, *(["time"] if self.n_steps_input > 1 else [])]
-        coords = {dim: declared_units(u0.coords[dim].attrs) for dim in dims if dim in u0.coords}
-        check_units(model, self.schema, variables, coords)
+            return {str(name): declared_units(u0.attrs)} if name is not None else {}
+        return {v: declared_units(u0[v].attrs) for v in self.state if v in u0.data_vars}
 
     def _window(self, u0: np.ndarray) -> tuple[np.ndarray, bool]:
         """The first ``n_steps_input`` states ``(n, n_in, C, *spatial)``, ``(n_in, C, *spatial)`` or, with one state

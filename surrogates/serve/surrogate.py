@@ -15,7 +15,7 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_domain, check_finite, check_layout, check_units, declared_units, input_time_index,
+    InputError, check_channels, check_finite, check_layout, check_xarray_coordinates, declared_units, input_time_index,
     last_states, next_times, predicted_attrs, source_dim_names, split_channels, stack, trained_dim_names,
 )
 
@@ -232,8 +232,7 @@ class Surrogate:
             arrays[name] = var.transpose(*expected).values
         if missing:  # what the dataset holds, so that a misspelt or renamed variable is seen at once (as the service says)
             raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
-        self._check_units(ds, units, self.spatial_dims)
-        self._check_domain(ds)
+        check_xarray_coordinates(self.name, self.schema, ds, units, self.spatial_dims, self.spatial_dims)
         fields = [array for name, array in arrays.items() if name not in scalars]
         has_sample = bool(fields) and fields[0].ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays, scalars)), batch_size).cpu().numpy()
@@ -281,8 +280,8 @@ class Surrogate:
             arrays.update(last_states(name, var.transpose(*expected).values, n_in, expected.index(time_dim)))
         if missing:  # the same code and words as for one-state models and the service
             raise InputError("missing_input", f"the dataset lacks input variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}")
-        self._check_units(ds, units, [*self.spatial_dims, time_dim])  # the window's times too: hours are no seconds
-        self._check_domain(ds)
+        # the window's times have units too: hours are no seconds
+        check_xarray_coordinates(self.name, self.schema, ds, units, [*self.spatial_dims, time_dim], self.spatial_dims)
         has_sample = next(iter(arrays.values())).ndim == len(self.spatial_dims) + 1
         pred = self.predict_checked(torch.from_numpy(self._batch(arrays)), batch_size).cpu().numpy()
         dims = ((sample_dim,) if has_sample else ()) + (time_dim, *self.spatial_dims)
@@ -307,19 +306,6 @@ class Surrogate:
         if not renames:
             return ds, {}
         return ds.rename(renames), source_dim_names(renames)
-
-    def _check_units(self, ds: Any, units: dict[str, str | None], dims: list[str]) -> None:
-        """Raise :class:`InputError` (``wrong_units``) when the variables read (name -> ``units`` attribute) or the
-        Dataset's coordinates of ``dims`` declare other units than the trained ones
-        (:func:`~surrogates.serve.inputs.check_units`, as the service checks NetCDF bodies)."""
-        coords = {dim: declared_units(ds.coords[dim].attrs) for dim in dims if dim in ds.coords}
-        check_units(self.name, self.schema, units, coords)
-
-    def _check_domain(self, ds: Any) -> None:
-        """Raise :class:`InputError` (``wrong_domain``) when the Dataset's spatial coordinates cover another domain
-        than the trained one (:func:`~surrogates.serve.inputs.check_domain`); dims without coordinates pass."""
-        given = {dim: ds.coords[dim].values for dim in self.spatial_dims if dim in ds.coords}
-        check_domain(self.name, self.schema.coords, self.spatial_dims, given)
 
     def _assemble_fields(
         self, outputs: dict[str, Any], ds: Any, component_of: Callable[[str], Component | None] | None = None
