@@ -127,8 +127,7 @@ class HardConstraintTask(OperatorRegression):
     def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses, out = self._losses(batch)
         pred = out.solution.to(batch["y"].dtype)
-        spacing = self._grid_spacing(pred.shape[2:])
-        periodic = self._periodic(pred.shape[2:])
+        spacing, periodic = self._grid(pred.shape[2:])
         errors = {name: metrics.compute_metric(name, pred, batch["y"], spacing, periodic) for name in VALIDATION_METRICS}
         errors["pde_residual"] = losses["pde"].float()
         errors["loss"] = losses["loss"].float()

@@ -96,25 +96,23 @@ class OperatorRegression(EvaluationMeans, L.LightningModule):
         model :attr:`model` (:meth:`NormalizedOperator.forward <surrogates.models.normalized.NormalizedOperator.forward>`)."""
         return self.model(x)
 
-    def _grid_spacing(self, shape: torch.Size) -> list[float] | None:
-        """Grid spacing per spatial dim from the data schema (unit grid step when unknown)."""
-        return self.data_schema.grid_spacing(tuple(shape)) if self.data_schema is not None else None
-
-    def _periodic(self, shape: torch.Size) -> list[bool] | None:
-        """Whether each spatial dim of a grid of ``shape`` wraps around, from the data schema (none when unknown)."""
-        return self.data_schema.periodic_dims(tuple(shape)) if self.data_schema is not None else None
+    def _grid(self, shape: torch.Size) -> tuple[list[float] | None, list[bool] | None]:
+        """The grid spacing per spatial dim of a grid of ``shape`` and whether each dim wraps around, from the data
+        schema, for the grid-aware metrics (``rel_h1``); ``(None, None)`` when unknown: unit step, no dim periodic."""
+        if self.data_schema is None:
+            return None, None
+        return self.data_schema.grid_spacing(tuple(shape)), self.data_schema.periodic_dims(tuple(shape))
 
     def _errors(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-sample errors (shape ``(B,)``) or batch means (0-d), keyed by :attr:`eval_metric_names`."""
         pred = self(batch["x"])
-        spacing = self._grid_spacing(pred.shape[2:])
-        periodic = self._periodic(pred.shape[2:])
+        spacing, periodic = self._grid(pred.shape[2:])
         return {name: metrics.compute_metric(name, pred, batch["y"], spacing, periodic) for name in VALIDATION_METRICS}
 
     # -- steps ------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         pred = self(batch["x"])
-        spacing, periodic = self._grid_spacing(pred.shape[2:]), self._periodic(pred.shape[2:])
+        spacing, periodic = self._grid(pred.shape[2:])
         loss = metrics.compute_metric(self.hparams.loss, pred, batch["y"], spacing, periodic).mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["x"].shape[0], sync_dist=True)
         return loss
