@@ -22,6 +22,17 @@ from surrogates.nn.normalization import Normalizer
 DARCY_SOLVER = {"darcy-pcg": {"pde": {"_target_": "surrogates.pdes.darcy.Darcy", "resolution": 16}}}
 
 
+def folder_client(models: Path):
+    """fastapi's ``TestClient`` of the service over the checkpoints in ``models``, default settings (a context
+    manager: the app starts and stops with the block)."""
+    from fastapi.testclient import TestClient
+
+    from surrogates.serve.app import ServeSettings, create_app
+    from surrogates.serve.registry import Registry
+
+    return TestClient(create_app(Registry.from_folder(models), ServeSettings()))
+
+
 def save_constructed_checkpoint(
     path: Path, net, inputs: list[str], targets: list[str], spatial_shape: list[int], pde: str = "test", **meta
 ) -> Path:

@@ -18,6 +18,7 @@ from surrogates.models.normalized import NormalizedOperator
 from surrogates.nn.normalization import Normalizer
 from surrogates.schema import Coordinate
 from surrogates.serve.inputs import InputError, check_domain
+from tests.serve.conftest import folder_client
 
 N = 16
 NETCDF = {"content-type": "application/x-netcdf"}
@@ -112,16 +113,11 @@ def test_float32_coordinates_far_from_zero_are_accepted():
 
 @pytest.mark.parametrize("boundary", ["bounded", "periodic"])
 def test_the_service_refuses_another_domain_with_422_wrong_domain(tmp_path, boundary):
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
     models = tmp_path / "models"
     models.mkdir()
     _checkpoint(models / "m.ckpt", boundary)
     x = _nodes(N) if boundary == "bounded" else np.arange(N) / N
-    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+    with folder_client(models) as client:
         for good in (x, x.astype(np.float32), _centres(32)):
             response = client.post("/v1/models/m/predict", content=bytes(_request(good).to_netcdf()), headers=NETCDF)
             assert response.status_code == 200, response.text
@@ -136,17 +132,12 @@ def test_the_service_refuses_another_domain_with_422_wrong_domain(tmp_path, boun
 
 def test_predictions_carry_the_trained_units_in_python_and_http(tmp_path):
     """``u`` was trained in K: the xarray answer, the NetCDF answer and the JSON answer say so."""
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
     models = tmp_path / "models"
     models.mkdir()
     surrogate = Surrogate.load(_checkpoint(models / "m.ckpt"))
     request = _request(_nodes(N))
     assert surrogate.predict(request)["u"].attrs == {"long_name": "predicted u", "units": "K"}
-    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+    with folder_client(models) as client:
         response = client.post("/v1/models/m/predict", content=bytes(request.to_netcdf()), headers=NETCDF)
         assert response.status_code == 200, response.text
         answer = xr.open_dataset(io.BytesIO(response.content)).load()

@@ -17,6 +17,7 @@ from surrogates.models.fno import FNO
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.nn.normalization import Normalizer
 from surrogates.serve.inputs import InputError
+from tests.serve.conftest import folder_client
 
 N, T, INPUT_TIME = 16, 5, 2
 NETCDF = {"content-type": "application/x-netcdf"}
@@ -47,16 +48,11 @@ def _trajectories(n_times: int = T, time_dim: str = "time") -> xr.Dataset:
 
 @pytest.fixture
 def served(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
     models = tmp_path / "models"
     models.mkdir()
     _checkpoint(models / "m.ckpt")
     _checkpoint(models / "no-time.ckpt", input_time=None)
-    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+    with folder_client(models) as client:
         yield Surrogate.load(models / "m.ckpt"), client
 
 

@@ -18,6 +18,7 @@ from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.nn.normalization import Normalizer
 from surrogates.serve.inputs import InputError
 from surrogates.serve.rollout import RolloutSurrogate
+from tests.serve.conftest import folder_client
 
 N = 16
 NETCDF = {"content-type": "application/x-netcdf"}
@@ -103,11 +104,6 @@ def test_states_in_the_source_files_dim_names_are_checked_too(tmp_path):
 
 @pytest.mark.parametrize("boundary", ["bounded", "periodic"])
 def test_the_service_refuses_a_rollout_on_another_domain_with_422_wrong_domain(tmp_path, boundary):
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
     models = tmp_path / "models"
     models.mkdir()
     _checkpoint(models / "r.ckpt", boundary)
@@ -116,7 +112,7 @@ def test_the_service_refuses_a_rollout_on_another_domain_with_422_wrong_domain(t
     def body(x: np.ndarray) -> bytes:
         return bytes(_states(x).to_dataset().assign(dt=("sample", [0.8, 0.8]), dx=("sample", [0.25, 0.25])).to_netcdf())
 
-    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+    with folder_client(models) as client:
         for good in (x, x.astype(np.float32), (np.arange(32) + 0.5) / 32):
             response = client.post("/v1/models/r/predict?steps=3", content=body(good), headers=NETCDF)
             assert response.status_code == 200, response.text

@@ -18,6 +18,7 @@ from surrogates.models.fno import FNO
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.nn.normalization import Normalizer
 from surrogates.serve.inputs import source_dim_names, trained_dim_names
+from tests.serve.conftest import folder_client
 
 N, T = 16, 4
 NETCDF = {"content-type": "application/x-netcdf"}
@@ -82,17 +83,12 @@ def _post(client, name: str, ds: xr.Dataset) -> xr.Dataset:
 
 @pytest.fixture
 def served(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
     models = tmp_path / "models"
     models.mkdir()
     _fields_checkpoint(models / "imported.ckpt")
     _fields_checkpoint(models / "plain.ckpt", source_dims=None)
     _windowed_checkpoint(models / "windows.ckpt")
-    with TestClient(create_app(Registry.from_folder(models), ServeSettings())) as client:
+    with folder_client(models) as client:
         yield models, client
 
 

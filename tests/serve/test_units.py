@@ -18,6 +18,7 @@ from surrogates.models.normalized import NormalizedOperator
 from surrogates.nn.normalization import Normalizer
 from surrogates.schema import DataSchema
 from surrogates.serve.inputs import InputError, check_units
+from tests.serve.conftest import folder_client
 from tests.serve.test_rollout_domain import PARAMS
 from tests.serve.test_rollout_domain import _checkpoint as _rollout_checkpoint
 from tests.serve.test_window_layout import COMPONENTS, _trajectories, _windowed_checkpoint
@@ -58,15 +59,6 @@ def _with_units(path: Path, variables: dict[str, str], coords: dict[str, dict] |
     schema.setdefault("coords", {}).update(coords or {})
     torch.save(checkpoint, path)
     return path
-
-
-def _client(models: Path):
-    from fastapi.testclient import TestClient
-
-    from surrogates.serve.app import ServeSettings, create_app
-    from surrogates.serve.registry import Registry
-
-    return TestClient(create_app(Registry.from_folder(models), ServeSettings()))
 
 
 def _refused_422(response, *parts: str) -> None:
@@ -116,7 +108,7 @@ def test_the_service_refuses_other_units_with_422_wrong_units(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     _checkpoint(models / "m.ckpt")
-    with _client(models) as client:
+    with folder_client(models) as client:
         post = lambda ds: client.post("/v1/models/m/predict", content=bytes(ds.to_netcdf()), headers=NETCDF)  # noqa: E731
         _refused_422(post(_request("kPa")), "variable 'a'", "'kPa'", "'Pa'", "not converted")
         _refused_422(post(_request("Pa", x_units="km")), "coordinate 'x'", "'km'", "'m'")
@@ -156,7 +148,7 @@ def test_the_service_refuses_a_windowed_body_with_times_in_other_units(tmp_path)
     models = tmp_path / "models"
     models.mkdir()
     _windowed(models / "w.ckpt")
-    with _client(models) as client:
+    with folder_client(models) as client:
         post = lambda ds: client.post("/v1/models/w/predict", content=bytes(ds.to_netcdf(engine="h5netcdf")), headers=NETCDF)  # noqa: E731
         assert post(_window_request()).status_code == 200
         assert post(_window_request(None, None)).status_code == 200
@@ -192,6 +184,6 @@ def test_rollouts_refuse_states_in_other_units(tmp_path):
         ds = states(u_units).to_dataset().assign(dt=("sample", [0.8, 0.8]), dx=("sample", [0.25, 0.25]))
         return bytes(ds.to_netcdf())
 
-    with _client(models) as client:
+    with folder_client(models) as client:
         assert client.post("/v1/models/r/predict?steps=2", content=body("m s-1"), headers=NETCDF).status_code == 200
         _refused_422(client.post("/v1/models/r/predict?steps=2", content=body("cm s-1"), headers=NETCDF), "variable 'u'", "'cm s-1'")
