@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from surrogates.plots.base import pyplot, save_figure
+from surrogates.plots.base import finite_range, pyplot, save_figure
 
 
 def plot_comparison(
@@ -40,7 +40,7 @@ def plot_comparison(
         fig, axes = plt.subplots(n, 4, figsize=(13, 3.0 * n), squeeze=False)
         for i in range(n):
             u, p = targets[i, 0], predictions[i, 0]
-            lo, hi = float(min(u.min(), p.min())), float(max(u.max(), p.max()))
+            lo, hi = finite_range(u, p)  # a NaN or inf in the prediction must not blank the target
             panels = [
                 (inputs[i, 0], "input", "viridis", None, None),
                 (u, "target", "magma", lo, hi),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from surrogates import metrics
-from surrogates.plots.base import pyplot, save_figure
+from surrogates.plots.base import finite_range, pyplot, save_figure
 
 if TYPE_CHECKING:
     from surrogates.evaluation.rollouts import RolloutEvaluation
@@ -52,6 +52,12 @@ def plot_correlation(
     return save_figure(fig, path, dpi=110)
 
 
+def _abs_max(values: np.ndarray) -> float:
+    """Largest finite absolute value (0 when none is finite): a diverged rollout's NaN or inf must not set a scale."""
+    lo, hi = finite_range(values)
+    return 0.0 if lo is None else max(-lo, hi)
+
+
 def plot_spacetime(
     reference: np.ndarray,
     predictions: dict[str, np.ndarray],
@@ -65,9 +71,9 @@ def plot_spacetime(
     panels += [(name, pred, "RdBu_r") for name, pred in predictions.items()]
     panels += [(f"{name} - reference", pred - reference, "PuOr_r") for name, pred in predictions.items()]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels) + 1, 4.6), squeeze=False)
-    vmax = float(np.abs(reference).max())
+    vmax = _abs_max(reference)
     # one color scale for all errors, so that the models compare at a glance
-    error_max = max([float(np.abs(pred - reference).max()) for pred in predictions.values()] + [1e-12])
+    error_max = max([_abs_max(pred - reference) for pred in predictions.values()] + [1e-12])
     extent = (0.0, 1.0, dt * 0.5, dt * (reference.shape[0] + 0.5))
     for ax, (name, field, cmap) in zip(axes[0], panels):
         limit = vmax if cmap == "RdBu_r" else error_max

@@ -1,0 +1,50 @@
+"""What the figures show: colour limits, where a pixel lands, axis labels, and that figures are closed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from surrogates.plots import fields, rollouts
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions would save, as ``{panel title: AxesImage}`` per figure (closed after)."""
+    figures = []
+
+    def keep(fig, path, dpi=110):
+        figures.append({ax.get_title(): ax for ax in fig.axes})
+        fields.pyplot().close(fig)
+        return path
+
+    monkeypatch.setattr(fields, "save_figure", keep)
+    monkeypatch.setattr(rollouts, "save_figure", keep)
+    return figures
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_comparison_limits_ignore_a_non_finite_prediction(drawn, tmp_path, bad):
+    rng = np.random.default_rng(0)
+    target = rng.random((1, 1, 8, 4))
+    prediction = target + 0.3
+    prediction[0, 0, 0, 0] = bad
+    fields.plot_comparison(target, target, prediction, tmp_path / "c.png")
+    axes = drawn[-1]
+    finite = prediction[np.isfinite(prediction)]
+    expected = (target.min(), max(target.max(), finite.max()))
+    for name in ("sample 0: target", "sample 0: prediction"):
+        assert axes[name].get_images()[0].get_clim() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_spacetime_error_scale_ignores_a_diverged_value(drawn, tmp_path, bad):
+    rng = np.random.default_rng(0)
+    reference = rng.random((5, 16)) - 0.5
+    prediction = reference + 0.3
+    prediction[3, 2] = bad
+    rollouts.plot_spacetime(reference, {"m": prediction}, tmp_path / "s.png")
+    axes = drawn[-1]
+    assert axes["m - reference"].get_images()[0].get_clim() == pytest.approx((-0.3, 0.3))
+    limit = np.abs(reference).max()
+    assert axes["m"].get_images()[0].get_clim() == pytest.approx((-limit, limit))
