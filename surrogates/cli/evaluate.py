@@ -95,11 +95,19 @@ def plotted_examples(examples: dict[str, np.ndarray], spatial_dims: Sequence[str
 
     A space-time field ``(n, C, time, x, y)`` (a 2D space-time operator, e.g. Navier-Stokes) is drawn at its
     last stored time, ``(n, C, x, y)``: the time the model extrapolates furthest (at the first, an exact
-    initial condition makes the error vanish). Other fields are returned as they are.
+    initial condition makes the error vanish). A field of three spatial dims ``(n, C, x, y, z)`` is drawn as
+    its slice through the middle index of the third, named in the suffix (``" at z index 16"``). Other fields
+    are returned as they are.
     """
-    if len(spatial_dims) > 2 and spatial_dims[0] == TIME_DIM:
-        return {name: values[:, :, -1] for name, values in examples.items()}, " at the last time"
-    return examples, ""
+    dims, when = list(spatial_dims), ""
+    if len(dims) > 2 and dims[0] == TIME_DIM:
+        examples, dims, when = {name: values[:, :, -1] for name, values in examples.items()}, dims[1:], " at the last time"
+    if len(dims) > 2:  # 3D: one plane, through the middle of every further axis
+        shape = next(iter(examples.values())).shape[4:]
+        middles = [n // 2 for n in shape]
+        examples = {name: values[(slice(None),) * 4 + tuple(middles)] for name, values in examples.items()}
+        when += (", " if when else " at ") + ", ".join(f"{name} index {i}" for name, i in zip(dims[2:], middles))
+    return examples, when
 
 
 def _keeping_bounds(surrogate: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[list, list]]:

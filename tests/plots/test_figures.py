@@ -48,3 +48,18 @@ def test_spacetime_error_scale_ignores_a_diverged_value(drawn, tmp_path, bad):
     assert axes["m - reference"].get_images()[0].get_clim() == pytest.approx((-0.3, 0.3))
     limit = np.abs(reference).max()
     assert axes["m"].get_images()[0].get_clim() == pytest.approx((-limit, limit))
+
+
+def test_a_3d_field_is_drawn_as_its_named_middle_slice(drawn, tmp_path):
+    from surrogates.cli.evaluate import plotted_examples
+
+    field = np.random.default_rng(0).random((2, 1, 4, 6, 8))  # (n, C, x, y, z)
+    examples, when = plotted_examples({"x": field, "y": field, "pred": field}, ("x", "y", "z"))
+    np.testing.assert_array_equal(examples["y"], field[:, :, :, :, 4])
+    assert when == " at z index 4"
+    fields.plot_comparison(examples["x"], examples["y"], examples["pred"], tmp_path / "c.png")
+    assert drawn[-1]["sample 1: target"].get_images()[0].get_array().shape == (6, 4)  # y rows, x columns
+
+    space_time = np.zeros((2, 1, 3, 4, 6, 8))  # (n, C, time, x, y, z)
+    examples, when = plotted_examples({"y": space_time}, ("time", "x", "y", "z"))
+    assert examples["y"].shape == (2, 1, 4, 6) and when == " at the last time, z index 4"
