@@ -84,6 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             examples["pred"],
             output_dir / "comparison.png",
             errors=result.per_sample["rel_l2"][: cfg.n_plot],
+            **plotted_domain(schema, dataset.spatial_dims, examples["y"].shape[2:]),
             title=f"{schema.pde} {cfg.split}{when}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
         )
         print(f"figure:  {figure}")
@@ -108,6 +109,28 @@ def plotted_examples(examples: dict[str, np.ndarray], spatial_dims: Sequence[str
         examples = {name: values[(slice(None),) * 4 + tuple(middles)] for name, values in examples.items()}
         when += (", " if when else " at ") + ", ".join(f"{name} index {i}" for name, i in zip(dims[2:], middles))
     return examples, when
+
+
+def plotted_domain(schema: DataSchema, spatial_dims: Sequence[str], shape: Sequence[int]) -> dict[str, Any]:
+    """``extent`` and ``names`` of :func:`~surrogates.plots.plot_comparison` for the fields :func:`plotted_examples` gives.
+
+    The drawn dims are the first ``len(shape)`` of ``spatial_dims`` (after ``time`` where that was cut at its last
+    time). ``names`` carry the coordinates' units; ``extent`` (the outer edges of the cells, ``min - h/2`` to
+    ``min + (n - 1/2) h``) only when every drawn dim's coordinate knows its extent, else the figure's unit default.
+    """
+    dims = list(spatial_dims)
+    if len(dims) > 2 and dims[0] == TIME_DIM:
+        dims = dims[1:]
+    dims = dims[: len(shape)]
+    coords = [schema.coords.get(d) for d in dims]
+    names = tuple(d if c is None or c.units in ("", "1") else f"{d} [{c.units}]" for d, c in zip(dims, coords))
+    edges: list[float] = []
+    for coord, n in zip(coords, shape):
+        step = None if coord is None or coord.min is None else coord.spacing_at(int(n))
+        if step is None:
+            return {"names": names}
+        edges += [coord.min - step / 2, coord.min + (int(n) - 0.5) * step]
+    return {"names": names, "extent": tuple(edges)}
 
 
 def _keeping_bounds(surrogate: Any) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[list, list]]:

@@ -63,3 +63,39 @@ def test_a_3d_field_is_drawn_as_its_named_middle_slice(drawn, tmp_path):
     space_time = np.zeros((2, 1, 3, 4, 6, 8))  # (n, C, time, x, y, z)
     examples, when = plotted_examples({"y": space_time}, ("time", "x", "y", "z"))
     assert examples["y"].shape == (2, 1, 4, 6) and when == " at the last time, z index 4"
+
+
+def test_a_non_square_domain_is_drawn_to_scale_with_its_hot_cell_where_its_coordinates_say(drawn, tmp_path):
+    from surrogates.cli.evaluate import plotted_domain
+    from surrogates.schema import Coordinate, DataSchema
+
+    nx, ny = 8, 4  # x in [0, 2], y in [0, 1] (bounded, points at both ends)
+    schema = DataSchema(
+        coords={"x": Coordinate("x", nx, units="m", min=0.0, max=2.0), "y": Coordinate("y", ny, units="m", min=0.0, max=1.0)},
+        spatial_dims=("x", "y"), spatial_shape=(nx, ny),
+    )
+    domain = plotted_domain(schema, ("x", "y"), (nx, ny))
+    hx, hy = 2.0 / (nx - 1), 1.0 / (ny - 1)
+    assert domain["extent"] == pytest.approx((-hx / 2, 2 + hx / 2, -hy / 2, 1 + hy / 2))
+    assert domain["names"] == ("x [m]", "y [m]")
+
+    target = np.zeros((1, 1, nx, ny))
+    target[0, 0, nx - 1, 0] = 1.0  # the cell at x = 2, y = 0
+    fields.plot_comparison(target, target, target, tmp_path / "c.png", **domain)
+    ax = drawn[-1]["sample 0: target"]
+    image = ax.get_images()[0]
+    ax.figure.canvas.draw()
+    assert ax.get_xlabel() == "x [m]" and ax.get_ylabel() == "y [m]"
+    ax.apply_aspect()
+    box = ax.get_position(original=False)
+    fig_width, fig_height = ax.figure.get_size_inches()
+    assert (box.width * fig_width) / (box.height * fig_height) == pytest.approx((2 + hx) / (1 + hy), rel=0.02)  # to scale, not squeezed into a square
+
+    from matplotlib.backend_bases import MouseEvent
+
+    def value_at(x, y):
+        px, py = ax.transData.transform((x, y))
+        return image.get_cursor_data(MouseEvent("motion_notify_event", ax.figure.canvas, px, py))
+
+    assert value_at(2.0, 0.0) == 1.0
+    assert value_at(0.0, 1.0) == 0.0 and value_at(2.0, 1.0) == 0.0 and value_at(0.0, 0.0) == 0.0
