@@ -85,7 +85,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             output_dir / "comparison.png",
             errors=result.per_sample["rel_l2"][: cfg.n_plot],
             **plotted_domain(schema, dataset.spatial_dims, examples["y"].shape[2:]),
-            title=f"{schema.pde} {cfg.split}{when}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}",
+            title=f"{schema.pde} {cfg.split}: mean relative L2 {summary['metrics']['rel_l2_mean']:.2%}"
+            + (f" (errors over whole fields; drawn{when})" if when else ""),
         )
         print(f"figure:  {figure}")
     return summary["metrics"]
