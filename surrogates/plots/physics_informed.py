@@ -72,7 +72,9 @@ def plot_solution(
             ax.set_xlabel(labels[0])
     else:
         c0, c1 = reference.coords
-        extent = [c0[0], c0[-1], c1[0], c1[-1]]  # first coordinate horizontal, second vertical
+        # first coordinate horizontal, second vertical; the outer cells' edges, so that each pixel is centred
+        # on its grid point
+        extent = [*_cell_edges(c0), *_cell_edges(c1)]
         vmin, vmax = float(reference.values.min()), float(reference.values.max())
         for ax, field, name, kwargs in (
             (axes[0], prediction, "solution", {"vmin": vmin, "vmax": vmax, "cmap": "RdBu_r"}),
@@ -103,3 +105,11 @@ def plot_solution(
     if title:
         fig.suptitle(f"{title}   rel. L2 {rel:.2e}")
     return save_figure(fig, path, dpi=110)
+
+
+def _cell_edges(coord: np.ndarray) -> tuple[float, float]:
+    """Outer edges of the first and last cells of a grid line ``(n,)``: half a spacing beyond its end points."""
+    coord = np.asarray(coord, dtype=float)
+    if coord.size < 2:
+        return float(coord[0]) - 0.5, float(coord[0]) + 0.5
+    return float(coord[0] - (coord[1] - coord[0]) / 2), float(coord[-1] + (coord[-1] - coord[-2]) / 2)

@@ -99,3 +99,34 @@ def test_a_non_square_domain_is_drawn_to_scale_with_its_hot_cell_where_its_coord
 
     assert value_at(2.0, 0.0) == 1.0
     assert value_at(0.0, 1.0) == 0.0 and value_at(2.0, 1.0) == 0.0 and value_at(0.0, 0.0) == 0.0
+
+
+def test_a_physics_informed_solution_centres_each_pixel_on_its_grid_point(monkeypatch, tmp_path):
+    import torch
+
+    from surrogates.pdes.physics.base import Reference
+    from surrogates.plots import physics_informed
+
+    kept = []
+
+    def keep(fig, path, dpi=110):
+        kept.append(fig.axes[0])
+        return path
+
+    monkeypatch.setattr(physics_informed, "save_figure", keep)
+    x, y = np.linspace(0.0, 2.0, 5), np.linspace(-1.0, 1.0, 3)
+    values = np.zeros((5, 3))
+    values[4, 0] = 1.0  # the grid point (2, -1)
+    physics_informed.plot_solution(torch.nn.Identity(), Reference([x, y], values), values, tmp_path / "s.png")
+    ax = kept[0]
+    image = ax.get_images()[0]
+    assert image.get_extent() == pytest.approx([-0.25, 2.25, -1.5, 1.5])  # half a spacing beyond the end points
+    ax.figure.canvas.draw()
+    from matplotlib.backend_bases import MouseEvent
+
+    def value_at(px, py):
+        sx, sy = ax.transData.transform((px, py))
+        return image.get_cursor_data(MouseEvent("motion_notify_event", ax.figure.canvas, sx, sy))
+
+    assert value_at(2.0, -1.0) == 1.0 and value_at(1.5, -1.0) == 0.0 and value_at(2.0, -0.4) == 0.0
+    physics_informed.pyplot().close(ax.figure)
