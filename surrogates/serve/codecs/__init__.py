@@ -28,200 +28,24 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from surrogates.data.hdf5_storage import find_stored_elsewhere, netcdf_view
 from surrogates.data import read_limits
 from surrogates.serve.errors import ServiceError, bad_request, name_list, unprocessable
 from surrogates.serve.inputs import InputError, declared_units, input_time_index
-from surrogates.serve.schemas import PredictRequest
-
-try:  # optional: fast, exact float32 JSON
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
-
-JSON_MEDIA_TYPE = "application/json"
-NETCDF_MEDIA_TYPE = "application/x-netcdf"
-NETCDF_MEDIA_TYPES = (NETCDF_MEDIA_TYPE, "application/netcdf", "application/x-hdf5", "application/x-hdf")
-"""Content types read as NetCDF (NetCDF-4/HDF5 or classic NetCDF-3, told apart by the file signature)."""
+from surrogates.serve.codecs.json_bodies import (  # the names the service and tests import from codecs
+    ITEMWISE_VALUES,
+    encode_json,
+    json_array,
+    parse_json_request,
+    release_nested,
+)
+from surrogates.serve.codecs.media_types import JSON_MEDIA_TYPE, NETCDF_MEDIA_TYPE, NETCDF_MEDIA_TYPES, body_kind
 
 log = logging.getLogger("surrogates.serve")
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02")
-
-
-def body_kind(content_type: str | None) -> str:
-    """``"json"`` or ``"netcdf"`` from a Content-Type header (no header: JSON); 415 otherwise."""
-    media = (content_type or JSON_MEDIA_TYPE).split(";")[0].strip().lower()
-    if media == JSON_MEDIA_TYPE or media.endswith("+json"):
-        return "json"
-    if media in NETCDF_MEDIA_TYPES:
-        return "netcdf"
-    raise ServiceError(
-        415,
-        "unsupported_media_type",
-        f"unsupported Content-Type {media!r}: send {JSON_MEDIA_TYPE!r} (JSON arrays) or {NETCDF_MEDIA_TYPE!r} (a NetCDF file)",
-    )
-
-
-# -- JSON -----------------------------------------------------------------------------------------
-def parse_json_request(body: bytes) -> PredictRequest:
-    """Validate a JSON predict request (400 when it is not JSON, 422 when its structure is wrong)."""
-    try:
-        return PredictRequest.model_validate_json(body)
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            detail = problems[0].get("ctx", {}).get("error") or problems[0]["msg"]
-            raise bad_request("malformed_json", f"the body is not valid JSON: {detail}") from None
-        if any(p["type"] == "model_type" for p in problems):
-            raise unprocessable("invalid_request", 'the JSON body must be an object like {"inputs": {"a": [[...]]}}') from None
-        messages = [f"{'.'.join(str(part) for part in p['loc']) or 'body'}: {p['msg']}" for p in problems[:5]]
-        raise unprocessable("invalid_request", "invalid request: " + "; ".join(messages)) from None
-
-
-def json_array(name: str, value: Any, booleans: bool = True) -> np.ndarray:
-    """A nested JSON list (or a number) as a float32 array, refusing ragged, non-numeric and out-of-range data.
-
-    ``booleans``: whether the value may hold JSON ``true`` or ``false`` (a caller that has the body's bytes knows
-    when it cannot: neither word occurs in them). When it may, the lists are searched for them: numpy would turn
-    booleans mixed with numbers into 1.0 and 0.0 without a word. Integers beyond 64 bits are read as floats (as
-    ``1e39`` is), so that a value beyond float32's range is refused as infinite, like any other.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-        kind = "null" if value is None else type(value).__name__
-        raise unprocessable("invalid_array", f"input {name!r} must be a number or nested arrays of numbers, got {kind}")
-    if booleans and _holds_booleans(value):
-        raise unprocessable("invalid_array", f"input {name!r} must hold only numbers; it holds booleans")
-    by_items = _items_as_float32(value)
-    if by_items is not None:
-        return by_items
-    try:
-        array = np.asarray(value)
-    except (ValueError, OverflowError) as error:
-        raise unprocessable(
-            "invalid_array",
-            f"input {name!r} is not a rectangular array (nested lists of different lengths?): {error}",
-        ) from None
-    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
-        return _wide_integers(name, array)
-    if array.dtype.kind not in "fiu":
-        what = "booleans" if array.dtype.kind == "b" else "nulls, strings or values of several kinds"
-        if array.dtype.kind == "O" and _is_ragged(value):
-            what = "nested lists of different lengths (not a rectangular array)"
-        raise unprocessable("invalid_array", f"input {name!r} must hold only numbers; it holds {what}")
-    with np.errstate(over="ignore"):
-        return array.astype(np.float32)
-
-
-def _holds_booleans(value: Any) -> bool:
-    """Whether a nested list holds ``True`` or ``False`` anywhere (``type(v) is bool``: ``1 == True`` does not count)."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if type(item) is not list:
-            if type(item) is bool:
-                return True
-            continue
-        kinds = set(map(type, item))  # one C-level pass per list
-        if bool in kinds:
-            return True
-        if list in kinds:
-            pending.extend(v for v in item if type(v) is list)
-    return False
-
-
-def _wide_integers(name: str, array: np.ndarray) -> np.ndarray:
-    """An object array of Python numbers (integers beyond 64 bits among them) as float32, through float64 like
-    every integer: beyond float32's range they become infinite and are refused as such."""
-    try:
-        wide = array.astype(np.float64)
-    except OverflowError:
-        raise unprocessable(
-            "non_finite",
-            f"input {name!r} holds an integer beyond the range of floats (about 1.8e308); values beyond float32's "
-            "range, about 3.4e38, count as infinite",
-        ) from None
-    with np.errstate(over="ignore"):
-        return wide.astype(np.float32)
-
-
-ITEMWISE_VALUES = 1 << 16
-"""JSON arrays of at least this many numbers are converted one outer item at a time (:func:`json_array`)."""
-
-
-def _items_as_float32(value: Any) -> np.ndarray | None:
-    """A nested list of numbers converted one outer item at a time (the same float32 values as converting it
-    whole), or ``None`` when it is not a list of equally shaped numeric lists (then the whole conversion
-    finds the error and names it).
-
-    One ``np.asarray`` of millions of numbers is one C call that holds the GIL for a few hundred ms (the
-    event loop stalls even when decoding runs in a thread); item by item, other threads run between items.
-    Integers go through float64 as in a whole conversion, so the results are the same bits.
-    """
-    if not isinstance(value, list) or len(value) < 2 or not isinstance(value[0], list):
-        return None
-    size, inner = 1, value
-    while isinstance(inner, list) and inner:  # the size if the array is rectangular: a cheap estimate
-        size, inner = size * len(inner), inner[0]
-    if size < ITEMWISE_VALUES:  # converting it whole is faster and stalls nothing for long
-        return None
-    parts, shape = [], None
-    for item in value:
-        try:
-            part = np.asarray(item)
-        except (ValueError, OverflowError):
-            return None
-        if part.dtype.kind not in "fiu" or (shape is not None and part.shape != shape):
-            return None
-        shape = part.shape
-        with np.errstate(over="ignore"):
-            parts.append(part.astype(np.float64, copy=False).astype(np.float32))
-    return np.stack(parts)
-
-
-def release_nested(value: Any) -> None:
-    """Empty a parsed JSON array one outer item at a time, so that freeing it lets other threads run.
-
-    Freeing a nested list of millions of numbers at once is one C-level cascade that holds the GIL
-    (about 0.2 s for 8 million numbers), stalling the event loop; item by item, the interpreter can
-    switch threads between two items (one sample, or one row, each).
-    """
-    while isinstance(value, list) and value:
-        del value[-1]
-
-
-def _is_ragged(value: Any) -> bool:
-    if not isinstance(value, list) or not value:
-        return False
-    kinds = {isinstance(item, list) for item in value}
-    if len(kinds) > 1:
-        return True
-    if kinds == {True}:
-        return len({len(item) for item in value}) > 1 or any(_is_ragged(item) for item in value)
-    return False
-
-
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """JSON bytes of a payload whose leaves may be numpy arrays (written as nested lists, exactly).
-
-    With ``orjson`` installed (the ``serve`` extra), float32 arrays are written natively, each value
-    as the shortest decimal that reads back as the same float32 (about 20x faster than the standard
-    library for a 64x64 field); otherwise as float64 reprs, which are exact too.
-    """
-    if orjson is not None:
-        return orjson.dumps(payload, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
-    return json.dumps(payload, default=_json_default, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):  # non-contiguous or of a dtype orjson does not write
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 # -- NetCDF ---------------------------------------------------------------------------------------
