@@ -27,7 +27,15 @@ exact, bit for bit.
 """
 
 from surrogates.serve.codecs.body_limits import CHUNK_BOOKKEEPING, MAX_ATTRIBUTES, MAX_CHUNKS, MAX_VARIABLES, check_deadline
-from surrogates.serve.codecs.json_bodies import ITEMWISE_VALUES, encode_json, json_array, parse_json_request, release_nested
+from surrogates.serve.codecs.json_bodies import (
+    ITEMWISE_VALUES,
+    decode_json_request,
+    encode_json,
+    encode_json_answer,
+    json_array,
+    parse_json_request,
+    release_nested,
+)
 from surrogates.serve.codecs.media_types import JSON_MEDIA_TYPE, NETCDF_MEDIA_TYPE, NETCDF_MEDIA_TYPES, body_kind
 from surrogates.serve.codecs.netcdf3_header import MAX_CLASSIC_DIMS, classic_header
 from surrogates.serve.codecs.netcdf_body import (
@@ -61,7 +69,9 @@ __all__ = [
     "body_kind",
     "check_deadline",
     "classic_header",
+    "decode_json_request",
     "encode_json",
+    "encode_json_answer",
     "json_array",
     "netcdf_engine",
     "parse_json_request",

@@ -8,13 +8,15 @@ float64, which converts back to the same float32: JSON answers are exact, bit fo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
-from surrogates.serve.errors import bad_request, unprocessable
+from surrogates.serve.codecs.body_limits import check_deadline
+from surrogates.serve.errors import ServiceError, bad_request, unprocessable
 from surrogates.serve.schemas import PredictRequest
 
 try:  # optional: fast, exact float32 JSON
@@ -178,3 +180,59 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def decode_json_request(
+    body: bytes, max_variables: int, deadline: float = float("inf"), timeout_s: float | None = None
+) -> tuple[dict[str, np.ndarray], int | None, int | None]:
+    """The inputs of a JSON predict request as float32 arrays, with its ``steps`` and ``seed``.
+
+    Parameters
+    ----------
+    body
+        The request's bytes.
+    max_variables
+        Most keys of ``inputs``; more is refused with 413 ``too_many_variables``.
+    deadline, timeout_s
+        ``time.monotonic()`` past which decoding stops with 504 (:func:`check_deadline`), and the timeout it names.
+
+    Returns
+    -------
+    arrays, steps, seed
+        The input arrays by name (each nested list freed once converted), and the body's ``steps`` and ``seed``.
+    """
+    request = parse_json_request(body)
+    if len(request.inputs) > max_variables:
+        raise ServiceError(
+            413, "too_many_variables",
+            f"the JSON body holds {len(request.inputs)} inputs; the limit is {max_variables} (max_variables)",
+        )
+    booleans = b"true" in body or b"false" in body  # else no array needs searching for them
+    arrays = {}
+    for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
+        check_deadline(deadline, timeout_s)
+        nested = request.inputs.pop(name)
+        try:
+            arrays[name] = json_array(name, nested, booleans)
+        finally:
+            release_nested(nested)
+    return arrays, request.steps, request.seed
+
+
+def encode_json_answer(
+    name: str, answer: dict[str, tuple[list[str], np.ndarray]], attrs: dict[str, dict[str, str]], steps: int | None,
+    info: dict, started: float,
+) -> bytes:
+    """The JSON answer (``PredictResponse``) of model ``name``: its outputs, their dims, shapes and attributes,
+    the rollout's ``steps``, the model's ``info`` and the milliseconds since ``started`` (``time.perf_counter()``)."""
+    payload = {
+        "model": name,
+        "outputs": {var: np.ascontiguousarray(value) for var, (_, value) in answer.items()},
+        "dims": {var: dims for var, (dims, _) in answer.items()},
+        "shape": {var: list(value.shape) for var, (_, value) in answer.items()},
+        "attrs": attrs,
+        "steps": steps,
+        "info": info,
+        "elapsed_ms": 1000 * (time.perf_counter() - started),
+    }
+    return encode_json(payload)
