@@ -17,10 +17,7 @@ large), and inference runs in the model's worker thread through its
 from __future__ import annotations
 
 import asyncio
-import copy
-import json
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -30,7 +27,6 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,19 +35,17 @@ from starlette.routing import Match
 from surrogates import __version__
 from surrogates.serve import codecs
 from surrogates.serve.admission import Admission
-from surrogates.serve.auth import BearerAuth, declare_bearer_security
+from surrogates.serve.auth import BearerAuth
 from surrogates.serve.batching import MicroBatcher, timed
 from surrogates.serve.errors import ServiceError, unprocessable
 from surrogates.serve.inputs import next_times, source_dim_names
+from surrogates.serve.openapi import ERROR_RESPONSES, PREDICT_OPENAPI, service_openapi
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
     MAX_SEED,
-    ErrorResponse,
     HealthResponse,
     ModelInfo,
     ModelList,
-    PointwisePredictRequest,
-    PredictRequest,
     PredictResponse,
 )
 from surrogates.serve.work import CancelToken, Cancelled, advance, deadline_of, guard
@@ -136,48 +130,6 @@ class ServeSettings:
     max_queue_ms: float | None = None
     retry_after_s: float = 1.0
     api_token: str | None = field(default=None, repr=False)
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON or NetCDF body."},
-    404: {"model": ErrorResponse, "description": "Unknown model."},
-    413: {"model": ErrorResponse, "description": "Body or input larger than the service's limits."},
-    415: {"model": ErrorResponse, "description": "Content-Type other than JSON or NetCDF."},
-    429: {
-        "model": ErrorResponse,
-        "description": "The model already works on `max_pending_requests` requests, or on more than `max_queue_ms` of "
-        "work; retry after `Retry-After` seconds.",
-        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
-    },
-    422: {
-        "model": ErrorResponse,
-        "description": "Wrong variables, shape or grid, NaN or infinite values, `steps` on a model without rollout, "
-        "query points outside a pointwise model's domain.",
-    },
-    500: {"model": ErrorResponse, "description": "The model raised an error other than `ValueError` on this input (`model_failed`), e.g. a solver that did not converge."},
-    503: {"model": ErrorResponse, "description": "The model file could not be loaded (see `GET /health`)."},
-    504: {
-        "model": ErrorResponse,
-        "description": "The request did not finish within the service's `request_timeout_s`; its work was stopped.",
-    },
-}
-
-PREDICT_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "description": "JSON arrays, or a NetCDF file (NetCDF-4/HDF5 or NetCDF-3) holding the input variables.",
-        "content": {
-            codecs.JSON_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
-            codecs.NETCDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
-        },
-    },
-    "responses": {
-        "200": {
-            "description": "Predictions in the request's form: JSON (`PredictResponse`) or a NetCDF file.",
-            "content": {codecs.NETCDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
-}
 
 
 def create_app(registry: Registry, settings: ServeSettings | None = None) -> FastAPI:
@@ -347,7 +299,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         deadline = deadline_of(arrived, settings.request_timeout_s)  # decoding stops between variables past it
         if kind == "json":
             arrays, steps_in_body, seed_in_body = await _maybe_thread(
-                offload, _decode_json, body, settings.max_variables, deadline, settings.request_timeout_s
+                offload, codecs.decode_json_request, body, settings.max_variables, deadline, settings.request_timeout_s
             )
             coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
             renames: dict[str, str] = {}
@@ -407,7 +359,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
             answer[var.name] = (dims, value[0] if prepared.single else value)
         if kind == "json":
             var_attrs = {var: entry.answer_attrs(var) for var in answer}
-            content = await _maybe_thread(offload, _encode_json, name, answer, var_attrs, steps, info, started)
+            content = await _maybe_thread(offload, codecs.encode_json_answer, name, answer, var_attrs, steps, info, started)
             return Response(content, media_type=codecs.JSON_MEDIA_TYPE)
         if windowed:  # the stored layout: u (sample, time, *spatial), vector fields whole
             answer, labels = entry.assemble_window_fields(entry.join_windows(answer))
@@ -444,34 +396,7 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            # `steps` and `seed` appear only in the request forms of the models that take them; the query
-            # parameters serve every model, so their descriptions name the models (the others answer 422).
-            _add_request_schemas(schema, registry)
-            takers = {
-                "steps": (sorted(e.name for e in registry.ready if e.rollout), "steps_not_supported"),
-                "seed": (sorted(e.name for e in registry.ready if e.stochastic), "seed_not_supported"),
-            }
-            for field_name, (names, code) in takers.items():
-                note = f" Only for the models {names}; any other model answers 422 `{code}`." if names else (
-                    f" No served model takes it (422 `{code}`)."
-                )
-                for path_item in schema.get("paths", {}).values():
-                    for operation in path_item.values():
-                        for parameter in operation.get("parameters", []):
-                            if parameter.get("in") == "query" and parameter.get("name") == field_name:
-                                parameter["description"] = parameter.get("description", "") + note
-            _add_pointwise_schemas(schema, registry)
-            # The model name is one of the ready models: clients (and schema-driven fuzzers) see the choices.
-            names = sorted(entry.name for entry in registry.ready)
-            for path_item in schema.get("paths", {}).values():
-                for operation in path_item.values():
-                    for parameter in operation.get("parameters", []):
-                        if parameter.get("in") == "path" and parameter.get("name") == "name" and names:
-                            parameter["schema"] = {"type": "string", "enum": names, "title": "Name"}
-            if settings.api_token:
-                declare_bearer_security(schema, open_paths=("/health",))
-            app.openapi_schema = schema
+            app.openapi_schema = service_openapi(app, registry, settings.api_token)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -503,84 +428,6 @@ def _allow(methods: Any) -> str:
     return ", ".join(sorted({str(m).upper() for m in methods} | {"OPTIONS"}))
 
 
-def _add_request_schemas(schema: dict[str, Any], registry: Registry) -> None:
-    """The JSON request forms of the field models in an OpenAPI document: ``steps`` and ``seed`` only where
-    some ready model takes them.
-
-    ``PredictRequest`` (``inputs`` only) fits every model. Models that roll out, or take a noise seed, get
-    ``PredictRequest_steps``, ``PredictRequest_seed`` or ``PredictRequest_steps_seed``, whose description
-    names them; the JSON body of ``predict`` is any of these forms.
-    """
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    full = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(full.pop("$defs", {}))
-    optional = ("steps", "seed")
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for entry in registry.ready:
-        if entry.kind != "pointwise":
-            takes = (("steps",) if entry.rollout else ()) + (("seed",) if entry.stochastic else ())
-            groups.setdefault(takes, []).append(entry.name)
-    refs = []
-    for takes in [(), *sorted(key for key in groups if key)]:
-        key = "_".join(("PredictRequest", *takes))
-        form = copy.deepcopy(full)
-        form["title"] = key
-        form["properties"] = {k: v for k, v in full["properties"].items() if k not in optional or k in takes}
-        if takes:
-            form["description"] = f"Body of `predict` for the model(s) {sorted(groups[takes])}, which take {list(takes)}."
-        components[key] = form
-        refs.append({"$ref": f"#/components/schemas/{key}"})
-    operation = schema["paths"]["/v1/models/{name}/predict"]["post"]
-    operation["requestBody"] = copy.deepcopy(operation["requestBody"])  # PREDICT_OPENAPI's dict is shared
-    json_body = operation["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
-    json_body["schema"] = refs[0] if len(refs) == 1 else {"anyOf": refs}
-
-
-def _add_pointwise_schemas(schema: dict[str, Any], registry: Registry) -> None:
-    """The request schemas of pointwise models (PIG, PINN) in an OpenAPI document.
-
-    ``PointwisePredictRequest`` (one array per coordinate) is always a component; for every set of
-    coordinates of the ready pointwise models, ``PointwisePredictRequest_<coordinates>`` names them
-    (and their box, when the models share it), and the JSON body of ``predict`` is either form.
-    """
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    generic = PointwisePredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(generic.pop("$defs", {}))
-    components["PointwisePredictRequest"] = generic
-    groups: dict[tuple[str, ...], list[ModelEntry]] = {}
-    for entry in registry.ready:
-        if entry.kind == "pointwise":
-            groups.setdefault(tuple(v.name for v in entry.inputs), []).append(entry)
-    refs = []
-    for coordinates, entries in sorted(groups.items()):
-        domains = {json.dumps(getattr(entry, "domain", None), sort_keys=True) for entry in entries}
-        domain = json.loads(domains.pop()) if len(domains) == 1 else None
-        properties = {}
-        for name in coordinates:
-            number: dict[str, Any] = {"type": "number"}
-            if domain and name in domain:
-                number.update(minimum=domain[name][0], maximum=domain[name][1])
-            properties[name] = {"anyOf": [number, {"type": "array", "items": number, "minItems": 1}]}
-        key = "PointwisePredictRequest_" + "_".join(re.sub(r"[^A-Za-z0-9.-]", "-", name) for name in coordinates)
-        components[key] = {
-            **generic,
-            "title": key,
-            "description": f"Query points of the pointwise model(s) {[e.name for e in entries]}: one array per "
-            f"coordinate {list(coordinates)}" + (f", inside {domain}" if domain else "") + ".",
-            "properties": {
-                **generic["properties"],
-                "inputs": {
-                    **generic["properties"]["inputs"], "type": "object", "properties": properties,
-                    "required": list(coordinates), "additionalProperties": False,
-                },
-            },
-        }
-        refs.append({"$ref": f"#/components/schemas/{key}"})
-    if refs:  # after _add_request_schemas, which made the operation's requestBody a copy of PREDICT_OPENAPI's
-        json_body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]["content"][codecs.JSON_MEDIA_TYPE]
-        json_body["schema"] = {"anyOf": [*json_body["schema"].get("anyOf", [json_body["schema"]]), *refs]}
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413) by ``Content-Length`` or while streaming."""
     declared = request.headers.get("content-length")
@@ -604,27 +451,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode_json(
-    body: bytes, max_variables: int, deadline: float = float("inf"), timeout_s: float | None = None
-) -> tuple[dict[str, np.ndarray], int | None, int | None]:
-    request = codecs.parse_json_request(body)
-    if len(request.inputs) > max_variables:
-        raise ServiceError(
-            413, "too_many_variables",
-            f"the JSON body holds {len(request.inputs)} inputs; the limit is {max_variables} (max_variables)",
-        )
-    booleans = b"true" in body or b"false" in body  # else no array needs searching for them
-    arrays = {}
-    for name in list(request.inputs):  # each nested list (about 30 bytes a number) is freed once converted
-        codecs.check_deadline(deadline, timeout_s)
-        nested = request.inputs.pop(name)
-        try:
-            arrays[name] = codecs.json_array(name, nested, booleans)
-        finally:
-            codecs.release_nested(nested)
-    return arrays, request.steps, request.seed
-
-
 def _body_names(netcdf: codecs.NetcdfBody) -> tuple[set[str], set[str]]:
     """A NetCDF body's dim and variable names (one look at its header)."""
     return netcdf.dim_names(), netcdf.variable_names()
@@ -643,23 +469,6 @@ def _agree(field: str, query: int | None, body: int | None) -> int | None:
     if query is not None and body is not None and query != body:
         raise unprocessable("invalid_request", f"{field}={query} in the query and {body} in the body disagree")
     return body if body is not None else query
-
-
-def _encode_json(
-    name: str, answer: dict[str, tuple[list[str], np.ndarray]], attrs: dict[str, dict[str, str]], steps: int | None,
-    info: dict, started: float,
-) -> bytes:
-    payload = {
-        "model": name,
-        "outputs": {var: np.ascontiguousarray(value) for var, (_, value) in answer.items()},
-        "dims": {var: dims for var, (dims, _) in answer.items()},
-        "shape": {var: list(value.shape) for var, (_, value) in answer.items()},
-        "attrs": attrs,
-        "steps": steps,
-        "info": info,
-        "elapsed_ms": 1000 * (time.perf_counter() - started),
-    }
-    return codecs.encode_json(payload)
 
 
 async def _maybe_thread(offload: bool, fn: Any, *args: Any) -> Any:

@@ -44,13 +44,14 @@ def test_a_netcdf_body_lists_its_names_once_and_describes_only_the_variables_rea
     import xarray as xr
 
     from surrogates.serve import codecs
+    from surrogates.serve.codecs import netcdf_body
 
     a = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
     body = bytes(xr.Dataset({"a": (("sample", "x", "y"), a), "other": (("sample",), [1.0, 2.0])}).to_netcdf(engine="h5netcdf"))
     opened, described = [], []
-    real_open, real_describe = codecs._hdf5_header, codecs._Hdf5Header._describe
-    monkeypatch.setattr(codecs, "_hdf5_header", lambda *args: opened.append(1) or real_open(*args))
-    monkeypatch.setattr(codecs._Hdf5Header, "_describe", lambda self, name: described.append(name) or real_describe(self, name))
+    real_open, real_describe = netcdf_body._hdf5_header, netcdf_body._Hdf5Header._describe
+    monkeypatch.setattr(netcdf_body, "_hdf5_header", lambda *args: opened.append(1) or real_open(*args))
+    monkeypatch.setattr(netcdf_body._Hdf5Header, "_describe", lambda self, name: described.append(name) or real_describe(self, name))
     netcdf = codecs.NetcdfBody(body)
     assert netcdf.variable_names() == {"a", "other"} and netcdf.variable_names() == {"a", "other"}
     assert len(opened) == 1 and described == []

@@ -227,10 +227,8 @@ def test_decoding_stops_at_the_deadline():
     with pytest.raises(ServiceError) as refused:
         codecs.read_netcdf(body, {"a": ("x", "y")}, 100, deadline=time.monotonic() - 1, timeout_s=30)
     assert refused.value.status == 504 and refused.value.code == "deadline_exceeded" and "30 s" in refused.value.message
-    from surrogates.serve.app import _decode_json
-
     with pytest.raises(ServiceError, match="request_timeout_s"):
-        _decode_json(b'{"inputs": {"a": [[1.0]]}}', 10, deadline=time.monotonic() - 1, timeout_s=30)
+        codecs.decode_json_request(b'{"inputs": {"a": [[1.0]]}}', 10, deadline=time.monotonic() - 1, timeout_s=30)
 
 
 # -- NetCDF-3: data ranges checked before scipy copies them ---------------------------------------------------
