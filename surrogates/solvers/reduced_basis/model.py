@@ -402,6 +402,13 @@ class ReducedModel:
         except CheckpointError as error:
             raise ReducedModelFileError(path, error.problem) from None
         layout = FieldLayout(n_nodes, arrays["basis/free"].astype(np.int64), tuple(grid) if grid else None)
+        expected = problem.grid_layout()
+        stored = (n_nodes, len(layout.free), layout.grid_shape)
+        if expected is not None and stored != expected:
+            raise ReducedModelFileError(
+                path,
+                f"the problem's grid (nodes, unknowns, shape) {expected} differs from the stored basis's {stored}",
+            )
         model = cls(
             problem,
             arrays["operator/interpolation_matrix"],

@@ -382,6 +382,17 @@ class DiffusionProblem:
         self._mesh_points = points
         return operator, load, FieldLayout(len(points), free, grid)
 
+    def grid_layout(self) -> tuple[int, int, tuple[int, int]] | None:
+        """``(n_nodes, n_unknowns, grid_shape)`` of the structured grid, without assembling anything.
+
+        ``None`` for a mesh read from ``mesh_path`` (only reading it would tell). On the structured grid
+        (finite differences or P1) every boundary node is a Dirichlet node.
+        """
+        if self.mesh_path is not None:
+            return None
+        s = self.resolution
+        return s * s, (s - 2) ** 2, (s, s)
+
     @property
     def operator_assembly(self) -> LocalAssembly:
         return self._assembly[0]
