@@ -87,7 +87,8 @@ class ReducedSolution:
     coefficients : np.ndarray
         ``c(mu)`` in the reduced basis, shape ``(B, N)``.
     bound : np.ndarray
-        ``Delta(mu) >= ||u_M(mu) - V c(mu)||_X``, shape ``(B,)``.
+        ``Delta(mu) >= ||u_M(mu) - V c(mu)||_X``, shape ``(B,)`` (with ``estimator="classic"``, only above
+        its round-off floor of about ``sqrt(eps) ||b||``: below it the value can be 0).
     dual_norm : np.ndarray
         ``||r(mu)||_{X'}``, shape ``(B,)``.
     coercivity : np.ndarray
