@@ -87,7 +87,8 @@ class ReducedSolution:
     coefficients : np.ndarray
         ``c(mu)`` in the reduced basis, shape ``(B, N)``.
     bound : np.ndarray
-        ``Delta(mu) >= ||u_M(mu) - V c(mu)||_X``, shape ``(B,)``.
+        ``Delta(mu) >= ||u_M(mu) - V c(mu)||_X``, shape ``(B,)`` (with ``estimator="classic"``, only above
+        its round-off floor of about ``sqrt(eps) ||b||``: below it the value can be 0).
     dual_norm : np.ndarray
         ``||r(mu)||_{X'}``, shape ``(B,)``.
     coercivity : np.ndarray
@@ -402,6 +403,13 @@ class ReducedModel:
         except CheckpointError as error:
             raise ReducedModelFileError(path, error.problem) from None
         layout = FieldLayout(n_nodes, arrays["basis/free"].astype(np.int64), tuple(grid) if grid else None)
+        expected = problem.grid_layout()
+        stored = (n_nodes, len(layout.free), layout.grid_shape)
+        if expected is not None and stored != expected:
+            raise ReducedModelFileError(
+                path,
+                f"the problem's grid (nodes, unknowns, shape) {expected} differs from the stored basis's {stored}",
+            )
         model = cls(
             problem,
             arrays["operator/interpolation_matrix"],

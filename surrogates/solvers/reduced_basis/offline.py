@@ -23,7 +23,8 @@ class RBEIM:
     Parameters
     ----------
     eim_training_size
-        Random parameters on which the EIM greedy samples ``A(mu)`` and ``b(mu)``.
+        Random parameters on which the EIM greedy samples ``A(mu)`` and ``b(mu)``, besides the
+        ``2^P`` vertices of the parameter box (when ``2^P <= 1024``).
     eim_max_terms
         Largest number of EIM terms (``None``: until ``eim_rtol``).
     eim_rtol
@@ -109,9 +110,12 @@ class RBEIM:
         """The EIM stage alone."""
         rng = np.random.default_rng([self.seed, 0])
         space = problem.parameter_space
+        # the box's vertices (up to 1024) join the random samples: a non-affine coefficient is often
+        # hardest to interpolate there, and random parameters almost never come close to them
+        training = np.concatenate([space.sample_uniform(self.eim_training_size, rng), space.vertices()])
         return EIMSystem.build(
             problem,
-            space.sample_uniform(self.eim_training_size, rng),
+            training,
             max_terms=self.eim_max_terms,
             rtol=self.eim_rtol,
             check_set=space.sample_uniform(self.eim_check_size, rng),

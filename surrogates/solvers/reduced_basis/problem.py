@@ -76,6 +76,12 @@ class ParameterSpace:
         axes = [np.linspace(lo, hi, int(per_dim)) for lo, hi in zip(self.lower, self.upper)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.dim)
 
+    def vertices(self, limit: int = 1024) -> np.ndarray:
+        """The ``2^P`` vertices of the box, shape ``(2^P, P)``; none (``(0, P)``) when ``2^P > limit``."""
+        if 2**self.dim > limit:
+            return np.zeros((0, self.dim))
+        return self.grid(2) if self.dim else np.zeros((0, 0))
+
     def check(self, mus: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
         """Validate parameters: returns them as ``(B, P)`` float64, clipped onto the box within ``rtol``.
 
@@ -375,6 +381,17 @@ class DiffusionProblem:
         operator, load, free = _p1_assembly(points, triangles, boundary)
         self._mesh_points = points
         return operator, load, FieldLayout(len(points), free, grid)
+
+    def grid_layout(self) -> tuple[int, int, tuple[int, int]] | None:
+        """``(n_nodes, n_unknowns, grid_shape)`` of the structured grid, without assembling anything.
+
+        ``None`` for a mesh read from ``mesh_path`` (only reading it would tell). On the structured grid
+        (finite differences or P1) every boundary node is a Dirichlet node.
+        """
+        if self.mesh_path is not None:
+            return None
+        s = self.resolution
+        return s * s, (s - 2) ** 2, (s, s)
 
     @property
     def operator_assembly(self) -> LocalAssembly:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -127,6 +129,20 @@ def test_wrong_version_missing_datasets_and_inconsistent_shapes_are_reported(mod
     with pytest.raises(ReducedModelFileError, match="cannot re-create the problem"):
         ReducedModel.load(_copy_and_edit(path, tmp_path, foreign_problem))
     assert FORMAT == "surrogates.reduced_basis"
+
+
+def test_a_problem_whose_grid_differs_from_the_stored_basis_is_refused(model_file, tmp_path):
+    """The problem re-created from the file must have the grid its basis lives on (17 x 17 nodes, 15^2 unknowns)."""
+    model, path = model_file
+    assert model.problem.dim == model.basis.shape[0] == 15**2
+
+    def finer(f):
+        config = json.loads(f.attrs["problem_config"])
+        config["resolution"] = 33
+        f.attrs["problem_config"] = json.dumps(config)
+
+    with pytest.raises(ReducedModelFileError, match="grid"):
+        ReducedModel.load(_copy_and_edit(path, tmp_path, finer))
 
 
 def test_compressed_estimator_is_saved_and_recomputed_when_absent(model_file, tmp_path):

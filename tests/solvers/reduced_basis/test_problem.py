@@ -90,3 +90,14 @@ def test_parameter_space_checks():
         space.check([np.nan, 1.0])
     with pytest.raises(ValueError, match="exceed"):
         ParameterSpace(("a",), (2.0,), (1.0,))
+
+
+@pytest.mark.parametrize("discretization", ["fd", "p1"])
+@pytest.mark.parametrize("resolution", [9, 16])
+def test_grid_layout_predicts_the_assembled_layout(discretization, resolution):
+    """What a model file's problem is checked against, before anything is assembled."""
+    for problem in (ThermalBlock(resolution=resolution, discretization=discretization),
+                    GaussianBump(resolution=resolution, discretization=discretization)):
+        expected = problem.grid_layout()
+        layout = problem.layout
+        assert expected == (layout.n_nodes, len(layout.free), layout.grid_shape)
