@@ -38,7 +38,7 @@ from surrogates.serve.admission import Admission
 from surrogates.serve.auth import BearerAuth
 from surrogates.serve.batching import MicroBatcher, timed
 from surrogates.serve.errors import ServiceError, unprocessable
-from surrogates.serve.inputs import next_times, source_dim_names
+from surrogates.serve.inputs import dims_named_as_sent, next_times, sent_dim_names, source_dim_names
 from surrogates.serve.openapi import ERROR_RESPONSES, PREDICT_OPENAPI, service_openapi
 from surrogates.serve.registry import ModelEntry, Registry
 from surrogates.serve.schemas import (
@@ -297,50 +297,55 @@ def create_app(registry: Registry, settings: ServeSettings | None = None) -> Fas
         name = entry.name
         offload = len(body) > settings.offload_bytes
         deadline = deadline_of(arrived, settings.request_timeout_s)  # decoding stops between variables past it
-        if kind == "json":
-            arrays, steps_in_body, seed_in_body = await _maybe_thread(
-                offload, codecs.decode_json_request, body, settings.max_variables, deadline, settings.request_timeout_s
-            )
-            coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
-            renames: dict[str, str] = {}
-            steps = _agree("steps", steps, steps_in_body)
-            seed = _agree("seed", seed, seed_in_body)
-        else:
-            specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
-            netcdf = codecs.NetcdfBody(body, settings.max_variables, settings.max_attributes)  # names listed once
-            if entry.source_dims:  # a body in the dim names of the model's source file is read in the trained ones
-                netcdf.rename_dims(entry.body_renames(*await _maybe_thread(offload, _body_names, netcdf)))
-            # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
-            windowed = entry.window is not None and not set(specs) & await _maybe_thread(offload, netcdf.variable_names)
-            if windowed:
-                specs, components = entry.window_specs()
-            renames = netcdf.renames
-            arrays, coords, engine, sample_dim, whole_fields, units = await _maybe_thread(
-                offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
-                entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
-                entry.time_dims, entry.input_time,  # a one-state model also takes trajectories (the state at input_time)
-            )
-            del netcdf  # holds the body too
-            entry.check_body_units(units, coords, windowed)  # kPa for a model trained in Pa: refused, not 1000x off
-            if windowed:
-                single = next(iter(arrays.values())).ndim == len(entry.spatial_dims) + 1
-                arrays = entry.split_windows(arrays, single)
-                input_times = coords.pop(entry.time_dim, None)  # the inputs' times: the answer's come after them
-        del body  # the bytes are decoded: free them before the model runs (16 MiB at most)
-        if steps is not None:
-            if not entry.rollout:
-                raise unprocessable(
-                    "steps_not_supported",
-                    f"model {name!r} cannot roll out: its outputs {[v.name for v in entry.outputs]} are not its inputs "
-                    f"{[v.name for v in entry.inputs]}; send no steps",
+        # a body in the dim names of the model's source file is refused in them, as Surrogate.predict refuses it
+        renames: dict[str, str] = {}
+        sent: dict[str, str] = {}  # the trained dims -> the body's names (sent_dim_names), once the body is read
+        with dims_named_as_sent(sent):
+            if kind == "json":
+                arrays, steps_in_body, seed_in_body = await _maybe_thread(
+                    offload, codecs.decode_json_request, body, settings.max_variables, deadline, settings.request_timeout_s
                 )
-            if steps > settings.max_steps:
-                raise unprocessable("too_many_steps", f"steps={steps} exceeds the service's max_steps={settings.max_steps}")
-        if seed is not None and not entry.stochastic:
-            raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
-        prepared = entry.prepare(arrays, settings.max_elements)
-        del arrays  # stacked into prepared.x
-        entry.check_grid(coords)  # a NetCDF body's coordinates cover the trained domain (JSON bodies carry none)
+                coords, engine, sample_dim, whole_fields, windowed = {}, None, "sample", {}, False
+                steps = _agree("steps", steps, steps_in_body)
+                seed = _agree("seed", seed, seed_in_body)
+            else:
+                specs, components = {v.name: v.dims for v in entry.inputs}, entry.components
+                netcdf = codecs.NetcdfBody(body, settings.max_variables, settings.max_attributes)  # names listed once
+                if entry.source_dims:  # a body in the dim names of the model's source file is read in the trained ones
+                    body_dims, body_names = await _maybe_thread(offload, _body_names, netcdf)
+                    netcdf.rename_dims(entry.body_renames(body_dims, body_names))
+                    sent.update(sent_dim_names(entry.source_dims, netcdf.renames, body_dims))
+                # a windowed model takes its channels (u_t0, u_t1), or the trajectories as stored (u with a time dim)
+                windowed = entry.window is not None and not set(specs) & await _maybe_thread(offload, netcdf.variable_names)
+                if windowed:
+                    specs, components = entry.window_specs()
+                renames = netcdf.renames
+                arrays, coords, engine, sample_dim, whole_fields, units = await _maybe_thread(
+                    offload, codecs.read_netcdf, netcdf, specs, settings.max_elements, settings.max_decoded_bytes,
+                    entry.sample_dims, components, settings.max_chunks, deadline, settings.request_timeout_s,
+                    entry.time_dims, entry.input_time,  # a one-state model also takes trajectories (the state at input_time)
+                )
+                del netcdf  # holds the body too
+                entry.check_body_units(units, coords, windowed)  # kPa for a model trained in Pa: refused, not 1000x off
+                if windowed:
+                    single = next(iter(arrays.values())).ndim == len(entry.spatial_dims) + 1
+                    arrays = entry.split_windows(arrays, single)
+                    input_times = coords.pop(entry.time_dim, None)  # the inputs' times: the answer's come after them
+            del body  # the bytes are decoded: free them before the model runs (16 MiB at most)
+            if steps is not None:
+                if not entry.rollout:
+                    raise unprocessable(
+                        "steps_not_supported",
+                        f"model {name!r} cannot roll out: its outputs {[v.name for v in entry.outputs]} are not its inputs "
+                        f"{[v.name for v in entry.inputs]}; send no steps",
+                    )
+                if steps > settings.max_steps:
+                    raise unprocessable("too_many_steps", f"steps={steps} exceeds the service's max_steps={settings.max_steps}")
+            if seed is not None and not entry.stochastic:
+                raise unprocessable("seed_not_supported", f"model {name!r} is deterministic; send no seed")
+            prepared = entry.prepare(arrays, settings.max_elements)
+            del arrays  # stacked into prepared.x
+            entry.check_grid(coords)  # a NetCDF body's coordinates cover the trained domain (JSON bodies carry none)
         produced = entry.output_elements(prepared, steps)
         if produced > settings.max_output_elements:
             raise ServiceError(

@@ -10,18 +10,21 @@ An :class:`InputError` carries the service's error code; the Python API raises i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from surrogates.schema import Coordinate, DataSchema, Variable, window_channel
-from surrogates.serve.errors import name_list
+from surrogates.serve.errors import ServiceError, name_list
 
 __all__ = [
     "InputError", "Layout", "check_channels", "check_domain", "check_finite", "check_layout", "check_numbers", "check_units",
-    "check_xarray_coordinates", "declared_units", "input_time_index", "predicted_attrs", "source_dim_names", "split_channels", "stack", "trained_dim_names",
+    "check_xarray_coordinates", "declared_units", "dims_named_as_sent", "input_time_index", "named_as_sent", "predicted_attrs",
+    "sent_dim_names", "source_dim_names", "split_channels", "stack", "trained_dim_names",
 ]
 
 
@@ -309,6 +312,58 @@ def source_dim_names(renames: Mapping[str, str]) -> dict[str, str]:
     """The renaming of an answer back to the names its input was sent in: the inverse of :func:`trained_dim_names`'s
     result (``{"sample": "run", ...}``)."""
     return {ours: theirs for theirs, ours in renames.items()}
+
+
+def sent_dim_names(source_dims: Mapping[str, str] | None, renames: Mapping[str, str], dims: Iterable[str]) -> dict[str, str]:
+    """How a request's messages name the trained dims: the names it was sent in (:func:`source_dim_names` of
+    ``renames``, :func:`trained_dim_names`'s result) and, for a request in the source file's names, those of the
+    source's dims it lacks (``dims``: the request's dims as sent), so that a missing ``lon`` is called ``lon``.
+    Empty for a request in the platform's names: its messages are left as they are."""
+    if not renames:
+        return {}
+    dims = set(dims)
+    lacking = {
+        ours: theirs for ours, theirs in (source_dims or {}).items() if theirs != ours and not {ours, theirs} & dims
+    }
+    return {**lacking, **source_dim_names(renames)}
+
+
+def named_as_sent(message: str, names: Mapping[str, str]) -> str:
+    """``message`` with the trained dims it names called as the request sent them (``names``: trained -> sent,
+    :func:`sent_dim_names`), so that a request in the dim names of a model's source file is refused in them.
+
+    A dim is named in the checks' messages quoted (``'x'``, in a tuple or a dict too), bare in a layout in
+    parentheses (``(n, 1, x)``) or, for the sample and time dims, as ``its time dim``; each becomes the sent name
+    (``'lon'``, ``(n, 1, lon)``, ``its time dim 't'``). Without ``names`` the message is returned as it is.
+    """
+    if not names:
+        return message
+    dims = "|".join(re.escape(dim) for dim in sorted(names, key=len, reverse=True))
+    message = re.sub(rf"(['\"])({dims})\1", lambda m: f"{m.group(1)}{names[m.group(2)]}{m.group(1)}", message)
+    message = re.sub(
+        r"\(([^()]*)\)", lambda m: "(" + ", ".join(names.get(part, part) for part in m.group(1).split(", ")) + ")", message
+    )
+    return re.sub(rf"\b({dims}) dim\b(?! ')", lambda m: f"{m.group(1)} dim {names[m.group(1)]!r}", message)
+
+
+@contextmanager
+def dims_named_as_sent(names: Mapping[str, str]) -> Iterator[None]:
+    """Refuse the request checked in the block in its own dim names: an :class:`InputError` (or other
+    ``ValueError``) or a :class:`~surrogates.serve.errors.ServiceError` raised there is raised again, its code and
+    status unchanged, its message :func:`named_as_sent` with ``names`` (trained -> sent; empty: unchanged).
+
+    ``Surrogate.predict``, ``RolloutSurrogate.rollout`` and the service's NetCDF bodies check a request in the
+    source file's dim names (``DataSchema.source_dims``) after renaming it to the trained ones; each checks it in
+    this block, so that the message names ``lon`` where the request sent ``lon``.
+    """
+    try:
+        yield
+    except (ValueError, ServiceError) as error:
+        if names and error.args and isinstance(error.args[0], str):
+            error.args = (named_as_sent(error.args[0], names), *error.args[1:])
+            if isinstance(error, ServiceError):
+                error.message = error.args[0]
+        raise
 
 
 def input_time_index(name: str, input_time: int | None, n_times: int) -> int:

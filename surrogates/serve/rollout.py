@@ -27,7 +27,7 @@ from surrogates.models.pde_refiner import ROLLOUT_KIND, PDERefiner
 from surrogates.schema import DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
     InputError, check_channels, check_finite, check_layout, check_numbers, check_xarray_coordinates, declared_units,
-    non_finite_message, split_channels, stack, trained_dim_names,
+    dims_named_as_sent, non_finite_message, sent_dim_names, split_channels, stack, trained_dim_names,
 )
 from surrogates.serve.surrogate import Surrogate, checkpoint_metadata, require_kind
 
@@ -216,16 +216,19 @@ class RolloutSurrogate:
 
         Checked by :mod:`surrogates.serve.inputs`, as the service checks its requests (real numbers only: a
         complex state is refused, not cast)."""
-        u0 = self._from_xarray(u0) if _is_xarray(u0) else np.asarray(u0)
-        window_channel_axis = None
-        if self.n_steps_input > 1:
-            u0, window_channel_axis = self._window(u0)
-        arrays, single, channel_axis = split_channels(u0, self.input_channels, self.spatial_dims)
-        channel_axis = channel_axis if window_channel_axis is None else window_channel_axis
-        variables = [Variable(name, tuple(self.spatial_dims)) for name in self.input_channels]
-        layout = check_layout(Path(self.metadata.get("checkpoint") or "").name or "rollout model", variables, arrays, self.spatial_dims)
-        check_finite(variables, arrays, layout)
-        return torch.from_numpy(stack(variables, arrays, layout)), single, channel_axis
+        renames = self._trained_dims(u0) if _is_xarray(u0) else {}
+        sent = sent_dim_names(self.schema.source_dims, renames, u0.dims if renames else ())
+        with dims_named_as_sent(sent):  # states in the source file's dim names are refused in them
+            u0 = self._from_xarray(u0.rename(renames) if renames else u0) if _is_xarray(u0) else np.asarray(u0)
+            window_channel_axis = None
+            if self.n_steps_input > 1:
+                u0, window_channel_axis = self._window(u0)
+            arrays, single, channel_axis = split_channels(u0, self.input_channels, self.spatial_dims)
+            channel_axis = channel_axis if window_channel_axis is None else window_channel_axis
+            variables = [Variable(name, tuple(self.spatial_dims)) for name in self.input_channels]
+            layout = check_layout(Path(self.metadata.get("checkpoint") or "").name or "rollout model", variables, arrays, self.spatial_dims)
+            check_finite(variables, arrays, layout)
+            return torch.from_numpy(stack(variables, arrays, layout)), single, channel_axis
 
     def _from_xarray(self, u0: Any) -> np.ndarray:
         """An ``xarray.DataArray`` of the states, or a ``Dataset`` of the state variables, in :meth:`rollout`'s numpy
@@ -235,12 +238,6 @@ class RolloutSurrogate:
         import xarray as xr
 
         name = Path(self.metadata.get("checkpoint") or "").name or "rollout model"
-        # states in the dim names of the user's source file (imported data, schema.source_dims) are read in the
-        # trained ones, as Surrogate.predict and the service read theirs: else their coordinates went unchecked
-        taken = u0.variables if isinstance(u0, xr.Dataset) else u0.coords
-        renames = trained_dim_names(self.schema.source_dims, u0.dims, [*u0.dims, *taken])
-        if renames:
-            u0 = u0.rename(renames)
         unit_dims = [*self.spatial_dims, *(["time"] if self.n_steps_input > 1 else [])]
         check_xarray_coordinates(name, self.schema, u0, self._state_units(u0), unit_dims, self.spatial_dims)
         if isinstance(u0, xr.DataArray):
@@ -249,6 +246,15 @@ class RolloutSurrogate:
         if missing:
             raise InputError("missing_input", f"the dataset lacks state variable(s) {missing}; it has {sorted(map(str, u0.data_vars))}")
         return np.stack([_spatial_last(u0[v], self.spatial_dims).values for v in self.state], axis=-len(self.spatial_dims) - 1)
+
+    def _trained_dims(self, u0: Any) -> dict[str, str]:
+        """The renaming of states in the dim names of the user's source file (imported data, ``schema.source_dims``)
+        to the trained ones (:func:`~surrogates.serve.inputs.trained_dim_names`), as ``Surrogate.predict`` and the
+        service read theirs: else their coordinates went unchecked; empty for states in the platform's names."""
+        import xarray as xr
+
+        taken = u0.variables if isinstance(u0, xr.Dataset) else u0.coords
+        return trained_dim_names(self.schema.source_dims, u0.dims, [*u0.dims, *taken])
 
     def _state_units(self, u0: Any) -> dict[str, str | None]:
         """The ``units`` attribute of each state variable sent (a DataArray, or a Dataset's state variables), for

@@ -15,8 +15,8 @@ from surrogates.models.base import OperatorModel
 from surrogates.models.normalized import NormalizedOperator
 from surrogates.schema import Component, DataSchema, Variable, window_channel
 from surrogates.serve.inputs import (
-    InputError, check_channels, check_finite, check_layout, check_xarray_coordinates, declared_units, input_time_index,
-    last_states, next_times, predicted_attrs, source_dim_names, split_channels, stack, trained_dim_names,
+    InputError, check_channels, check_finite, check_layout, check_xarray_coordinates, declared_units, dims_named_as_sent,
+    input_time_index, last_states, next_times, predicted_attrs, sent_dim_names, source_dim_names, split_channels, stack, trained_dim_names,
 )
 
 __all__ = ["CheckpointError", "Surrogate", "checkpoint_metadata", "read_checkpoint"]
@@ -194,9 +194,12 @@ class Surrogate:
     def _predict_xarray(self, ds: Any, batch_size: int, whole_fields: bool = False) -> Any:
         import xarray as xr
 
+        sent_dims = set(ds.dims)
         ds, restore = self._trained_dims(ds)
         if restore:  # the source file's layout (imported data): answer in it, vector fields whole as it stores them
-            out = self._predict_xarray(ds, batch_size, whole_fields=True)
+            renames = {theirs: ours for ours, theirs in restore.items()}
+            with dims_named_as_sent(sent_dim_names(self.schema.source_dims, renames, sent_dims)):  # and refuse it in it
+                out = self._predict_xarray(ds, batch_size, whole_fields=True)
             return out.rename({ours: theirs for ours, theirs in restore.items() if ours in out.variables or ours in out.dims})
         if self.schema.window is not None:
             return self._predict_windows(ds, batch_size)

@@ -86,14 +86,14 @@ def test_an_xarray_input_without_coordinates_is_not_checked(surrogate):
 
 def test_states_in_the_source_files_dim_names_are_checked_too(tmp_path):
     """A model trained on imported data (schema.source_dims) takes states in the source's dim names, as
-    Surrogate.predict does; their coordinates are checked under the trained names, not skipped."""
+    Surrogate.predict does; their coordinates are checked under the trained names, not skipped, and refused in theirs."""
     surrogate = RolloutSurrogate.load(_checkpoint(tmp_path / "r.ckpt", source_dims={"sample": "run", "x": "lon"}))
     states = _states(_grid()).rename({"sample": "run", "x": "lon"})
     np.testing.assert_array_equal(surrogate.rollout(states.transpose("lon", "run"), 2, **PARAMS),
                                   surrogate.rollout(states.values, 2, **PARAMS))
     shifted = _states(_grid() + 1.0).rename({"sample": "run", "x": "lon"})
     for given in (shifted, shifted.to_dataset()):
-        with pytest.raises(InputError, match=r"coordinate 'x' of the request spans \[1, 2\]") as error:
+        with pytest.raises(InputError, match=r"coordinate 'lon' of the request spans \[1, 2\]") as error:
             surrogate.rollout(given, 2, **PARAMS)
         assert error.value.code == "wrong_domain"
     km = states.assign_coords(lon=states.lon.assign_attrs(units="km"))
