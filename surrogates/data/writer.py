@@ -2,7 +2,8 @@
 
 A file can also be left complete under its temporary name (``write_dataset(..., publish=False)``,
 :meth:`StreamingDatasetWriter.finish`) and published later together with the other files of its
-dataset (:func:`publish_files`): ``overwrite=true`` keeps the previous dataset whole until the new one is.
+dataset (:func:`~surrogates.data.publishing.publish_files`): ``overwrite=true`` keeps the previous dataset whole
+until the new one is. The temporary names and their cleanup are in :mod:`surrogates.data.temporaries`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import re
-import signal
-import socket
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from numbers import Integral, Real
 from pathlib import Path
@@ -25,72 +21,10 @@ import numpy as np
 
 from surrogates.data.checksummed_chunks import chunk_writer
 from surrogates.data.schema import REQUIRED_ATTRS, SAMPLE_DIM, SCHEMA_VERSION, DatasetFileError, missing_provenance
+from surrogates.data.temporaries import temporary_path
 
 FIELD_DTYPE = np.float32
 COORD_DTYPE = np.float64
-
-
-def host_name() -> str:
-    """This machine's name as it appears in temporary file names (characters other than ``[A-Za-z0-9_.]`` become ``_``)."""
-    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
-
-
-def temporary_path(path: str | Path) -> Path:
-    """The name a file is written under before it is complete: ``<name>.tmp-<host>-<pid>`` in the same folder."""
-    path = Path(path)
-    return path.with_name(f"{path.name}.tmp-{host_name()}-{os.getpid()}")
-
-
-_TEMPORARY = re.compile(r"^(?P<final>.+)\.tmp-(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)$")
-
-
-def temporary_owner(path: str | Path) -> tuple[str, int] | None:
-    """``(host, pid)`` of a temporary file name made by :func:`temporary_path`; ``None`` for other names."""
-    match = _TEMPORARY.match(Path(path).name)
-    return (match["host"], int(match["pid"])) if match else None
-
-
-def _process_is_dead(pid: int) -> bool:
-    """Whether no process ``pid`` exists on this machine (a process of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # PermissionError: it exists, owned by someone else
-        return False
-    return False
-
-
-def stale_temporaries(folder: str | Path) -> Iterator[Path]:
-    """Temporary files in ``folder`` left by dead processes of this host.
-
-    Temporary files of other hosts (the folder may be shared over a network file system), of live
-    processes, and in the old ``<name>.tmp-<pid>`` form (host unknown) are never listed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    host = host_name()
-    for candidate in sorted(folder.iterdir()):
-        owner = temporary_owner(candidate)
-        if owner is None or owner[0] != host or owner[1] == os.getpid():
-            continue
-        if candidate.is_file() and _process_is_dead(owner[1]):
-            yield candidate
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete :func:`stale_temporaries` of ``folder``; returns what was removed."""
-    removed = []
-    for path in list(stale_temporaries(folder)):
-        try:
-            path.unlink()
-        except FileNotFoundError:  # another job cleaned it first
-            continue
-        removed.append(path)
-    return removed
 
 
 def write_dataset(
@@ -135,7 +69,7 @@ def write_dataset(
         Replace an existing file at ``path``.
     publish
         ``False``: leave the complete, flushed file under :func:`temporary_path` and return that path; the
-        caller renames it (:func:`publish_files`) or removes it.
+        caller renames it (:func:`~surrogates.data.publishing.publish_files`) or removes it.
 
     Returns
     -------
@@ -172,90 +106,6 @@ def write_dataset(
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-class PartialPublishError(OSError):
-    """A rename of :func:`publish_files` failed after others succeeded: the folder holds files of two datasets,
-    which the readers refuse (their fingerprints differ) until a rerun publishes the rest."""
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while the block runs and deliver the first one after it (main thread only).
-
-    Python runs signal handlers in the main thread between two bytecodes, whichever thread received the signal,
-    so the handlers are swapped for one that only records the signal (masking it in this thread would not do:
-    another thread may take it).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
-        if caught:
-            signal.raise_signal(caught[0])
-
-
-def publish_files(staged: Sequence[tuple[Path, Path]]) -> None:
-    """Rename complete temporary files onto their final names, back to back, then flush their folders.
-
-    The files were written and flushed before (``write_dataset(..., publish=False)``,
-    :meth:`StreamingDatasetWriter.finish`), so only renames remain: the window in which the folder holds part of
-    the new files beside the old ones is as short as the file system allows, and SIGINT / SIGTERM wait until it
-    is over (:func:`signals_deferred`). A crash in that window (power loss, SIGKILL) leaves files of two datasets,
-    which the readers refuse by their fingerprints.
-
-    Parameters
-    ----------
-    staged
-        ``(temporary, final)`` pairs, renamed in this order.
-
-    Raises
-    ------
-    PartialPublishError
-        When a rename fails after others succeeded (naming what was published and what was not); a failure of
-        the first rename publishes nothing and raises the ``OSError`` itself. The temporaries not renamed are
-        removed in both cases.
-    """
-    done: list[Path] = []
-    with signals_deferred():
-        for tmp, final in staged:
-            try:
-                os.replace(tmp, final)
-            except OSError as error:
-                for left, _ in staged[len(done):]:
-                    left.unlink(missing_ok=True)
-                if not done:
-                    raise
-                rest = ", ".join(final.name for _, final in staged[len(done):])
-                raise PartialPublishError(
-                    f"publishing stopped at {final.name} ({error}): {', '.join(p.name for p in done)} replaced, "
-                    f"{rest} not; the folder mixes two datasets (readers refuse it): rerun the same command"
-                ) from error
-            done.append(final)
-    for folder in sorted({final.parent for _, final in staged}):
-        _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (the renames) to disk, where the file system allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a folder; the renames are then as durable as they make them
-        pass
-    finally:
-        os.close(fd)
 
 
 def _file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -630,8 +480,9 @@ class StreamingDatasetWriter:
     def finish(self) -> Path:
         """Close and flush the temporary file, complete but not yet published; returns its path (:attr:`tmp`).
 
-        Leaving the ``with`` block before :meth:`publish` still removes it; :func:`publish_files` can rename the
-        finished files of several writers together instead.
+        Leaving the ``with`` block before :meth:`publish` still removes it;
+        :func:`~surrogates.data.publishing.publish_files` can rename the finished files of several writers together
+        instead.
         """
         if self._written != self.n_samples:
             raise DatasetFileError(self.path, f"{self._written} of {self.n_samples} samples were written; nothing was published")

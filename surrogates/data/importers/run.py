@@ -4,7 +4,7 @@ One pass over the source: blocks of samples (``chunk_size`` samples, or as many 
 are read part after part and each sample goes to the file of its split, so memory stays bounded whatever
 the source's size. Each output file is written under a temporary name and renamed when complete
 (:class:`~surrogates.data.writer.StreamingDatasetWriter`); the files of one run are renamed together once all are
-complete (:func:`~surrogates.data.writer.publish_files`), so with ``overwrite`` a fault before that leaves the
+complete (:func:`~surrogates.data.publishing.publish_files`), so with ``overwrite`` a fault before that leaves the
 previous dataset as it was, and its files that the new dataset lacks are removed only after. A rerun with the same
 fingerprint (the import settings, the source files' relative paths and checksums in pool order, the split sizes)
 skips complete files, one with another fingerprint is refused unless ``overwrite`` (:mod:`surrogates.data.generation`'s
@@ -57,7 +57,9 @@ from surrogates.data.importers.source_checks import check_source_reads, checked_
 from surrogates.data.read_limits import StoredArray
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import SPLITS, shard_path
-from surrogates.data.writer import StreamingDatasetWriter, publish_files, remove_stale_temporaries, signals_deferred
+from surrogates.data.publishing import publish_files, signals_deferred
+from surrogates.data.temporaries import remove_stale_temporaries
+from surrogates.data.writer import StreamingDatasetWriter
 
 LAYOUTS = ("auto", "xarray", "pdebench", "the_well")
 
@@ -532,7 +534,7 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
            pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
            states: dict[Path, tuple]) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
     """Stream the samples into the ``pending`` split files, left complete under their temporary names; returns the
-    ``(temporary, final)`` pairs for :func:`~surrogates.data.writer.publish_files` and the fingerprint written into
+    ``(temporary, final)`` pairs for :func:`~surrogates.data.publishing.publish_files` and the fingerprint written into
     them. ``sums`` may still be computing (a future): the files are then written with placeholders and get the
     checksums and the fingerprint once the sources are found unchanged since ``states`` (:func:`_check_unchanged`).
     On any fault the temporaries are removed."""
