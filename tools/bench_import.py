@@ -212,7 +212,7 @@ def stage_seconds(source: Path, work: Path, chunk_bytes: int) -> dict[str, float
     from surrogates.data.importers.planning import make_plan
     from surrogates.data.importers.run import checksums
     from surrogates.data.importers.settings import ImportSettings, samples_per_block
-    from surrogates.data.writer import StreamingDatasetWriter
+    from surrogates.data.streaming_writer import StreamingDatasetWriter
 
     settings = ImportSettings(source=str(source), data_dir=work / "stages", chunk_bytes=chunk_bytes, progress=False)
     plan = make_plan(settings)

@@ -1,7 +1,7 @@
 """Publish the complete files of one dataset together: renames back to back, signals held until they are done.
 
 The files were written and flushed under their temporary names first (:func:`~surrogates.data.writer.write_dataset`
-with ``publish=False``, :meth:`~surrogates.data.writer.StreamingDatasetWriter.finish`), so ``overwrite=true``
+with ``publish=False``, :meth:`~surrogates.data.streaming_writer.StreamingDatasetWriter.finish`), so ``overwrite=true``
 keeps the previous dataset whole until the new one is.
 """
 
@@ -48,9 +48,9 @@ def publish_files(staged: Sequence[tuple[Path, Path]]) -> None:
     """Rename complete temporary files onto their final names, back to back, then flush their folders.
 
     The files were written and flushed before (``write_dataset(..., publish=False)``,
-    :meth:`StreamingDatasetWriter.finish`), so only renames remain: the window in which the folder holds part of
-    the new files beside the old ones is as short as the file system allows, and SIGINT / SIGTERM wait until it
-    is over (:func:`signals_deferred`). A crash in that window (power loss, SIGKILL) leaves files of two datasets,
+    :meth:`~surrogates.data.streaming_writer.StreamingDatasetWriter.finish`), so only renames remain: the window in
+    which the folder holds part of the new files beside the old ones is as short as the file system allows, and
+    SIGINT / SIGTERM wait until it is over (:func:`signals_deferred`). A crash in that window (power loss, SIGKILL) leaves files of two datasets,
     which the readers refuse by their fingerprints.
 
     Parameters

@@ -7,7 +7,7 @@ module hashes the sources, writes the split files and publishes them.
 One pass over the source: blocks of samples (``chunk_size`` samples, or as many as fit in ``chunk_bytes``)
 are read part after part and each sample goes to the file of its split, so memory stays bounded whatever
 the source's size. Each output file is written under a temporary name and renamed when complete
-(:class:`~surrogates.data.writer.StreamingDatasetWriter`); the files of one run are renamed together once all are
+(:class:`~surrogates.data.streaming_writer.StreamingDatasetWriter`); the files of one run are renamed together once all are
 complete (:func:`~surrogates.data.publishing.publish_files`), so with ``overwrite`` a fault before that leaves the
 previous dataset as it was, and its files that the new dataset lacks are removed only after. A rerun with the same
 fingerprint (the import settings, the source files' relative paths and checksums in pool order, the split sizes)
@@ -46,8 +46,8 @@ from surrogates.data.importers.splits import assign_splits
 from surrogates.data.publishing import publish_files, signals_deferred
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import SPLITS, shard_path
+from surrogates.data.streaming_writer import StreamingDatasetWriter
 from surrogates.data.temporaries import remove_stale_temporaries
-from surrogates.data.writer import StreamingDatasetWriter
 
 
 def checksums(plan: Plan, progress: bool = True, stop: threading.Event | None = None) -> dict[str, str]:
