@@ -224,17 +224,11 @@ def _check_finite(part: Part, start: int, data: Mapping[str, np.ndarray]) -> Non
             )
 
 
-def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
-           pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
-           states: dict[Path, tuple]) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
-    """Stream the samples into the ``pending`` split files, left complete under their temporary names; returns the
-    ``(temporary, final)`` pairs for :func:`~surrogates.data.publishing.publish_files` and the fingerprint written into
-    them. ``sums`` may still be computing (a future): the files are then written with placeholders and get the
-    checksums and the fingerprint once the sources are found unchanged since ``states`` (:func:`_check_unchanged`).
-    On any fault the temporaries are removed."""
-    ids = {name: i for i, name in enumerate(SPLITS)}
+def _split_writers(plan: Plan, settings: ImportSettings, sizes: dict[str, int], pending: dict[str, Path],
+                   sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None) -> dict[str, StreamingDatasetWriter]:
+    """Per pending split, the (not yet opened) writer of its file, with the file attributes of an import; the source
+    checksums and the fingerprint read ``"pending"`` while ``sums`` is still computing."""
     sources = [str(path) for path in plan.source_paths()]
-    names = [*plan.variables]
     writers = {}
     for split, path in pending.items():
         attrs = {
@@ -251,6 +245,20 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
             path, sizes[split], plan.variables, plan.coords, attrs, overwrite=True,
             variable_attrs={name: var.attrs for name, var in plan.variables.items()},
         )
+    return writers
+
+
+def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], sizes: dict[str, int],
+           pending: dict[str, Path], sums: dict[str, str] | Future, fingerprint: dict[str, Any] | None,
+           states: dict[Path, tuple]) -> tuple[list[tuple[Path, Path]], dict[str, Any]]:
+    """Stream the samples into the ``pending`` split files, left complete under their temporary names; returns the
+    ``(temporary, final)`` pairs for :func:`~surrogates.data.publishing.publish_files` and the fingerprint written into
+    them. ``sums`` may still be computing (a future): the files are then written with placeholders and get the
+    checksums and the fingerprint once the sources are found unchanged since ``states`` (:func:`_check_unchanged`).
+    On any fault the temporaries are removed."""
+    ids = {name: i for i, name in enumerate(SPLITS)}
+    names = [*plan.variables]
+    writers = _split_writers(plan, settings, sizes, pending, sums, fingerprint)
     block = samples_per_block(plan, settings)
     total = sum(int(np.isin(a, [ids[s] for s in pending]).sum()) for a in assignment)
     positions = dict.fromkeys(pending, 0)
