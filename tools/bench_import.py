@@ -209,12 +209,14 @@ def stage_seconds(source: Path, work: Path, chunk_bytes: int) -> dict[str, float
     the whole source in its blocks: reading them from a cold file (``part.read``: HDF5 decoding and copies), the
     NaN scan of the writer (``np.isfinite``), writing them into one dataset file (``StreamingDatasetWriter``:
     one HDF5 chunk per sample with its Fletcher-32 checksum, :mod:`surrogates.data.checksummed_chunks`, then fsync and rename), and the SHA-256 of the source (``checksums``)."""
-    from surrogates.data.importers.run import ImportSettings, _block_size, checksums, make_plan
-    from surrogates.data.writer import StreamingDatasetWriter
+    from surrogates.data.importers.planning import make_plan
+    from surrogates.data.importers.run import checksums
+    from surrogates.data.importers.settings import ImportSettings, samples_per_block
+    from surrogates.data.streaming_writer import StreamingDatasetWriter
 
     settings = ImportSettings(source=str(source), data_dir=work / "stages", chunk_bytes=chunk_bytes, progress=False)
     plan = make_plan(settings)
-    block = _block_size(plan, settings)
+    block = samples_per_block(plan, settings)
     seconds = dict.fromkeys(("read", "nan_scan", "write", "fsync_rename", "sha256"), 0.0)
     drop_from_cache(source)
     n = sum(part.n_samples for part in plan.parts)

@@ -8,16 +8,16 @@ allowlists (:mod:`surrogates.checkpoint.registry`); nothing named in a file is e
 See ``docs/checkpoints.md``.
 """
 
-from surrogates.checkpoint.io import (
-    STATE_PREFIX, Checkpoint, build_model, build_predictor, check_state, construct, load_torch_file, loadable_dtype,
-    read_checkpoint, write_checkpoint,
-)
+from surrogates.checkpoint.archive import load_torch_file
+from surrogates.checkpoint.building import build_model, build_predictor, construct
+from surrogates.checkpoint.io import STATE_PREFIX, Checkpoint, read_checkpoint, write_checkpoint
 from surrogates.checkpoint.metadata import (
     FORMAT_VERSION, KINDS, METADATA_KEY, MODEL_PREFIX, CheckpointMetadata, ClassSpec, Statistics, migrate_checkpoint,
     migrate_v1, migrate_v2,
 )
 from surrogates.checkpoint.plain import NotPlainData, check_plain, to_plain
 from surrogates.checkpoint.registry import model_class, model_name, register_model, registered_models
+from surrogates.checkpoint.state_checks import check_state, loadable_dtype
 from surrogates.errors import CheckpointError
 
 __all__ = [

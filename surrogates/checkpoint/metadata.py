@@ -261,7 +261,7 @@ rules (the real/imaginary mode at full rank, no mode rounded up; the CP size lim
 heap trimming (on); PDE-Refiner's step draw (uniform) and time window (one state in, one out); the DCDM
 network's coarse couplings (2 x 2 averages), coarse gain (1), structure (V-cycle), initialization
 (random) and scaling (by the diagonal). Every other argument must be in the file
-(:func:`~surrogates.checkpoint.io.construct` refuses a missing one rather than take a default). A class
+(:func:`~surrogates.checkpoint.building.construct` refuses a missing one rather than take a default). A class
 that gains an argument adds it here, with the value that reproduces its older files."""
 
 

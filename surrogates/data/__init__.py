@@ -2,6 +2,9 @@
 
 - :mod:`~surrogates.data.schema`: the format and a validating reader (:func:`inspect_file`).
 - :mod:`~surrogates.data.writer`: atomic writer (:func:`write_dataset`).
+- :mod:`~surrogates.data.temporaries`: names of files still being written (:func:`temporary_path`), and cleanup
+  of those left by dead processes; :mod:`~surrogates.data.publishing`: the renames that publish a dataset's files
+  together.
 - :mod:`~surrogates.data.shards`: split and shard file names (:func:`shard_path`, :func:`split_files`).
 - :mod:`~surrogates.data.xarray_view`: a split as one ``xarray.Dataset`` (:func:`open_split`).
 - :mod:`~surrogates.data.dataset`, :mod:`~surrogates.data.datamodule`: torch / Lightning loading
@@ -34,7 +37,7 @@ _EXPORTS = {
     "is_complete": "shards",
     "shard_path": "shards",
     "split_files": "shards",
-    "temporary_path": "writer",
+    "temporary_path": "temporaries",
     "write_dataset": "writer",
     "open_split": "xarray_view",
 }
@@ -55,7 +58,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager imports
         require_variables,
     )
     from surrogates.data.shards import has_split, is_complete, shard_path, split_files
-    from surrogates.data.writer import temporary_path, write_dataset
+    from surrogates.data.temporaries import temporary_path
+    from surrogates.data.writer import write_dataset
     from surrogates.data.xarray_view import open_split
 
 

@@ -12,7 +12,7 @@ temporary files before the run stops (:class:`GenerationInterrupted`).
 
 Without ``overwrite`` each file is published (renamed from its temporary name) as soon as it is complete,
 so an interrupted run resumes. With ``overwrite`` a job's new files stay under their temporary names until
-all of them are complete and are then published together (:func:`~surrogates.data.writer.publish_files`):
+all of them are complete and are then published together (:func:`~surrogates.data.publishing.publish_files`):
 a fault before that leaves the previous dataset as it was. Files of the previous dataset that the new one
 does not have are removed once the new dataset is complete (:func:`remove_replaced_files`).
 """
@@ -38,13 +38,9 @@ from tqdm.auto import tqdm
 from surrogates.data import fingerprint as fp
 from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
 from surrogates.data.shards import SPLITS, SUFFIX, shard_path
-from surrogates.data.writer import (
-    publish_files,
-    remove_stale_temporaries,
-    signals_deferred,
-    temporary_path,
-    write_dataset,
-)
+from surrogates.data.publishing import publish_files, signals_deferred
+from surrogates.data.temporaries import remove_stale_temporaries, temporary_path
+from surrogates.data.writer import write_dataset
 
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 _OTHER_SPLIT = 99
@@ -253,7 +249,7 @@ def generate_split(
         ``created``, ``schema_version``, ``inputs`` and ``targets`` are filled in here.
     publish
         ``False``: leave the complete file under its temporary name and return that name; the caller publishes
-        it (:func:`~surrogates.data.writer.publish_files`) or removes it.
+        it (:func:`~surrogates.data.publishing.publish_files`) or removes it.
     """
     tmp = temporary_path(path)
     tmp.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ numpy operation costs about a microsecond against several for torch, and in torc
 accelerator, where the whole iteration then needs one host synchronization. One system on the CPU
 takes a dedicated loop with Python-float scalars and scipy's matvec kernel writing into a reused
 buffer: per-call overhead is a sizable share of an iteration on ~10^4 unknowns, and this loop
-keeps a single solve as fast as ``scipy.sparse.linalg.cg`` (same arithmetic, same kernels).
+keeps a single solve as fast as ``scipy.sparse.linalg.cg`` (same arithmetic, same kernels). The
+reductions and the two kinds of scalar bookkeeping are in :mod:`surrogates.solvers.pcg_scalars`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from surrogates.solvers.pcg_scalars import DeviceScalars, HostScalars, row_norms
 from surrogates.solvers.preconditioners.base import IdentityPreconditioner, Preconditioner
 from surrogates.solvers.sparse import SparseMatrix, as_sparse_matrix
 
@@ -173,7 +175,7 @@ def pcg(
             return _solve_in_chunks(A, b, preconditioner, x0_t, rtol, atol, maxiter, record_history, workers, size)
     maxiter = 10 * n if maxiter is None else int(maxiter)
     apply_m = _as_apply(preconditioner, b.device, b.dtype)
-    ops = _HostScalars() if b.device.type == "cpu" else _DeviceScalars(b.device)
+    ops = HostScalars() if b.device.type == "cpu" else DeviceScalars(b.device)
 
     # work vectors in the layout the matrix multiplies fastest (elementwise ops keep it)
     bl = A.empty_vectors(B).copy_(b)
@@ -184,7 +186,7 @@ def pcg(
     scale = _power_of_two_scales(bl)
     bl.mul_(scale[:, None])
     x = A.empty_vectors(B)
-    b_norm = ops.from_torch(_norms(bl))
+    b_norm = ops.from_torch(row_norms(bl))
     zero_rhs = b_norm == 0
     if x0 is None:
         x.zero_()
@@ -196,14 +198,14 @@ def pcg(
         r = bl - A.matvec(x)
     tol = ops.maximum(rtol * b_norm, atol * ops.from_torch(scale))
 
-    r_norm = ops.from_torch(_norms(r))
+    r_norm = ops.from_torch(row_norms(r))
     converged = (r_norm <= tol) | zero_rhs  # r is the true residual here
     if B == 1 and b.device.type == "cpu":
         iterations, converged, history = _iterate_one_host(A, bl, x, r, apply_m, float(tol[0]), bool(converged[0]), maxiter, record_history)
     else:
         iterations, converged, history = _iterate_batch(A, bl, x, r, apply_m, tol, r_norm, converged, maxiter, record_history, ops)
 
-    true_norms = _norms(bl - A.matvec(x)) / scale
+    true_norms = row_norms(bl - A.matvec(x)) / scale
     x_out = x.div_(scale[:, None]).contiguous()
     return PCGResult(
         x=x_out[0] if squeeze else x_out,
@@ -425,7 +427,7 @@ def _confirm(A, b, x, r, tol, candidates, converged, active, restart, r_norm, op
     idx = ops.to_index(candidates)
     idx_t = torch.as_tensor(idx, device=x.device)
     true_r = b[idx_t] - A.select(idx_t).matvec(x[idx_t])
-    true_norm = ops.from_torch(_norms(true_r))
+    true_norm = ops.from_torch(row_norms(true_r))
     ok = true_norm <= ops.take(tol, idx)
     converged, active = ops.copy(converged), ops.copy(active)
     converged[idx[ok]] = True
@@ -500,161 +502,3 @@ def _as_apply(preconditioner, device: torch.device, dtype: torch.dtype) -> Calla
     if callable(preconditioner):
         return preconditioner
     raise TypeError(f"preconditioner must be a Preconditioner or a callable, got {type(preconditioner).__name__}")
-
-
-# -- vector kernels (reductions over n, layout-agnostic) ----------------------------------------
-
-
-def _dots(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot products of ``(B, n)`` tensors, shape ``(B,)``."""
-    if u.shape[0] == 1:  # a single dot product: fastest kernel for one system
-        return torch.dot(u.reshape(-1), v.reshape(-1))[None]
-    return torch.linalg.vecdot(u, v, dim=1)
-
-
-def _norms(u: torch.Tensor) -> torch.Tensor:
-    """Row-wise 2-norms, shape ``(B,)``; via a dot product, which is fast in both memory layouts."""
-    return torch.sqrt(_dots(u, u))
-
-
-# -- scalar bookkeeping: numpy on the CPU, torch on accelerators ------------------------------
-
-
-class _HostScalars:
-    """Per-system scalars as numpy arrays sharing memory with CPU tensors (no copies, no syncs)."""
-
-    @staticmethod
-    def dots(u: torch.Tensor, v: torch.Tensor) -> np.ndarray:
-        """Row-wise dot products of ``(B, n)`` CPU tensors, shape ``(B,)``.
-
-        numpy on zero-copy views: ``np.dot`` costs ~1.5 us of overhead against ~7 us for ``torch.dot``,
-        which is a sizable part of an iteration on ~10^4 unknowns; for a batch stored as ``(n, B)``,
-        ``einsum`` over the contiguous storage was also the fastest reduction measured.
-        """
-        un, vn = u.detach().numpy(), v.detach().numpy()
-        if un.shape[0] == 1:
-            return np.array([np.dot(un[0], vn[0])])
-        if un.T.flags.c_contiguous and vn.T.flags.c_contiguous:
-            return np.einsum("ij,ij->j", un.T, vn.T)
-        return np.einsum("ij,ij->i", un, vn)
-
-    @staticmethod
-    def from_torch(t: torch.Tensor) -> np.ndarray:
-        return t.numpy()
-
-    @staticmethod
-    def to_torch(a: np.ndarray, device: torch.device) -> torch.Tensor:
-        return torch.from_numpy(np.array(a))
-
-    @staticmethod
-    def stack(history: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(history))
-
-    @staticmethod
-    def column(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a))[:, None]
-
-    @staticmethod
-    def sqrt(a: np.ndarray) -> np.ndarray:
-        return np.sqrt(a)
-
-    @staticmethod
-    def where(cond, a, b):
-        return np.where(cond, a, b)
-
-    @staticmethod
-    def maximum(a, b):
-        return np.maximum(a, b)
-
-    @staticmethod
-    def zeros_int(B: int) -> np.ndarray:
-        return np.zeros(B, dtype=np.int64)
-
-    @staticmethod
-    def ones_bool(B: int) -> np.ndarray:
-        return np.ones(B, dtype=bool)
-
-    @staticmethod
-    def ones(B: int, like: np.ndarray) -> np.ndarray:
-        return np.ones(B, dtype=like.dtype)
-
-    @staticmethod
-    def any_flags(*masks: np.ndarray) -> list[bool]:
-        return [bool(m.any()) for m in masks]
-
-    @staticmethod
-    def to_index(mask: np.ndarray) -> np.ndarray:
-        return np.flatnonzero(mask)
-
-    @staticmethod
-    def take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        return a[idx]
-
-    @staticmethod
-    def copy(a: np.ndarray) -> np.ndarray:
-        return a.copy()
-
-
-class _DeviceScalars:
-    """Per-system scalars as device tensors; one host synchronization per iteration (``any_flags``)."""
-
-    @staticmethod
-    def dots(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return _dots(u, v)
-
-    @staticmethod
-    def from_torch(t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    @staticmethod
-    def to_torch(a: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return a.clone()
-
-    @staticmethod
-    def stack(history: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(history)
-
-    @staticmethod
-    def column(a: torch.Tensor) -> torch.Tensor:
-        return a[:, None]
-
-    @staticmethod
-    def sqrt(a: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt(a)
-
-    @staticmethod
-    def where(cond, a, b):
-        return torch.where(cond, a, b)
-
-    @staticmethod
-    def maximum(a: torch.Tensor, b: float) -> torch.Tensor:
-        return torch.clamp_min(a, b)
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def zeros_int(self, B: int) -> torch.Tensor:
-        return torch.zeros(B, dtype=torch.int64, device=self.device)
-
-    def ones_bool(self, B: int) -> torch.Tensor:
-        return torch.ones(B, dtype=torch.bool, device=self.device)
-
-    @staticmethod
-    def ones(B: int, like: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(like)
-
-    @staticmethod
-    def any_flags(*masks: torch.Tensor) -> list[bool]:
-        return torch.stack([m.any() for m in masks]).tolist()
-
-    @staticmethod
-    def to_index(mask: torch.Tensor) -> torch.Tensor:
-        return mask.nonzero().squeeze(1)
-
-    @staticmethod
-    def take(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return a[idx]
-
-    @staticmethod
-    def copy(a: torch.Tensor) -> torch.Tensor:
-        return a.clone()

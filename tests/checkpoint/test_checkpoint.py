@@ -653,10 +653,10 @@ def test_a_depth_without_a_class_bound_is_refused_by_the_registration_count():
 def test_the_registration_count_ignores_other_threads():
     import threading
 
-    from surrogates.checkpoint.io import _registration_limit
+    from surrogates.checkpoint.registration_limit import registration_limit
 
     built = []
-    with _registration_limit(0, 0, "m.ckpt"):
+    with registration_limit(0, 0, "m.ckpt"):
         thread = threading.Thread(target=lambda: built.append(torch.nn.Linear(2, 2)))
         thread.start()
         thread.join()

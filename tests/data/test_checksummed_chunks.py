@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-import surrogates.data.writer as writer_module
+import surrogates.data.streaming_writer as streaming_writer
 from surrogates.data.checksummed_chunks import chunk_writer, fletcher32_encoder
-from surrogates.data.writer import StreamingDatasetWriter
+from surrogates.data.streaming_writer import StreamingDatasetWriter
 
 needs_encoder = pytest.mark.skipif(fletcher32_encoder() is None, reason="numcodecs missing or not HDF5's Fletcher-32")
 
@@ -122,9 +122,9 @@ def test_the_streaming_writer_stores_the_same_file_contents_either_way(tmp_path,
     if fast and fletcher32_encoder() is None:
         pytest.skip("numcodecs missing or not HDF5's Fletcher-32")
     if not fast:
-        monkeypatch.setattr(writer_module, "chunk_writer", lambda dataset, dtype: None)
+        monkeypatch.setattr(streaming_writer, "chunk_writer", lambda dataset, dtype: None)
     if not gather_scalars:
-        monkeypatch.setattr(writer_module, "GATHERED_SCALAR_BYTES", 0)
+        monkeypatch.setattr(streaming_writer, "GATHERED_SCALAR_BYTES", 0)
     rng = np.random.default_rng(3)
     values, params = rng.standard_normal((9, 6)), rng.standard_normal(9)
     _write_file(tmp_path / "d.h5", values, params, [(4, 9), (0, 1), (1, 4)])

@@ -24,14 +24,9 @@ from surrogates.data.fingerprint import FINGERPRINT_ATTR, read_fingerprint
 from surrogates.data.generation import GenerationError, generate_dataset
 from surrogates.data.schema import DatasetFileError
 from surrogates.data.shards import shard_path, split_files
-from surrogates.data.writer import (
-    PartialPublishError,
-    host_name,
-    publish_files,
-    signals_deferred,
-    temporary_path,
-    write_dataset,
-)
+from surrogates.data.publishing import PartialPublishError, publish_files, signals_deferred
+from surrogates.data.temporaries import host_name, temporary_path
+from surrogates.data.writer import write_dataset
 from surrogates.data.xarray_view import open_split
 from surrogates.pdes.darcy import Darcy
 from tests.cli.conftest import compose_cfg  # noqa: F401  (the fixture composing configs like the entry point)
@@ -423,7 +418,7 @@ def test_a_swallowed_interruption_still_ends_the_run(tmp_path):
         "import os, signal, time\n"
         "from pathlib import Path\n"
         "from surrogates.data.generation import GenerationInterrupted, stop_cleanly_on_signals\n"
-        "from surrogates.data.writer import temporary_path\n"
+        "from surrogates.data.temporaries import temporary_path\n"
         f"folder = Path({str(tmp_path)!r})\n"
         "with stop_cleanly_on_signals(folder):\n"
         "    temporary_path(folder / 'train.h5').write_bytes(b'partial')\n"

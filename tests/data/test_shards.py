@@ -6,7 +6,8 @@ import pytest
 
 from surrogates.data.schema import DatasetFileError
 from surrogates.data.shards import check_same_coordinates, has_split, is_complete, shard_path, split_files
-from surrogates.data.writer import temporary_path, write_dataset
+from surrogates.data.temporaries import temporary_path
+from surrogates.data.writer import write_dataset
 from tests.data.conftest import stationary
 
 

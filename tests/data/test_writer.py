@@ -9,7 +9,8 @@ import yaml
 
 from surrogates.data import writer as writer_module
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError, inspect_file
-from surrogates.data.writer import temporary_path, write_dataset
+from surrogates.data.temporaries import temporary_path
+from surrogates.data.writer import write_dataset
 from tests.data.conftest import CONFIG, REPORT, stationary, time_dependent
 
 

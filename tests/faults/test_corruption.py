@@ -7,7 +7,7 @@ without a word. Damaged request bodies get a 4xx, never a 5xx, and the server ke
 
 Dataset files carry a Fletcher-32 checksum per chunk and NaN as the fill value
 (``surrogates/data/writer.py``); checkpoints are zip archives whose CRC-32s the reader verifies
-(``surrogates/checkpoint/io.py``). Without these, most changed bytes of the data region loaded silently.
+(``surrogates/checkpoint/archive.py``). Without these, most changed bytes of the data region loaded silently.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import pytest
 
 from surrogates.data.fingerprint import read_fingerprint
 from surrogates.data.schema import inspect_file
-from surrogates.data.writer import temporary_owner
+from surrogates.data.temporaries import temporary_owner
 from tests.data.test_generation_safety import QUIET_ENV, SCRIPT
 
 SPLITS = {"train": 32, "val": 32, "test": 32}  # about a second of solving each, so the kill lands inside the split

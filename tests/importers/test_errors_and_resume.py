@@ -15,7 +15,7 @@ from surrogates.data.fingerprint import read_fingerprint
 from surrogates.data.generation import GenerationError
 from surrogates.data.importers import ImportDataError, ImportSettings, import_dataset
 from surrogates.data.schema import DatasetFileError, inspect_file
-from surrogates.data.writer import StreamingDatasetWriter
+from surrogates.data.streaming_writer import StreamingDatasetWriter
 from surrogates.data.xarray_view import open_split
 from tests.importers.conftest import write_darcy, write_tensor_1d, write_xarray
 

@@ -12,7 +12,7 @@ import pytest
 
 from surrogates.data.importers.run import consecutive_runs
 from surrogates.data.schema import DatasetFileError
-from surrogates.data.writer import StreamingDatasetWriter
+from surrogates.data.streaming_writer import StreamingDatasetWriter
 
 from .conftest import write_tensor_1d
 
@@ -69,17 +69,17 @@ def test_writeback_is_started_every_writeback_bytes_and_its_descriptor_closed(tm
     import sys
     from types import SimpleNamespace as NS
 
-    import surrogates.data.writer as writer_module
+    import surrogates.data.streaming_writer as streaming_writer
 
-    if writer_module._writeback_starter() is None:
+    if streaming_writer._writeback_starter() is None:
         pytest.skip("no sync_file_range in this C library: the final fsync writes everything")
     if not sys.platform.startswith("linux"):
         pytest.skip("/proc/self/fd lists descriptors on Linux only")
     started = []
-    real = writer_module._writeback_starter()
-    monkeypatch.setattr(writer_module, "_writeback_starter", lambda: lambda fd: (started.append(fd), real(fd)))
+    real = streaming_writer._writeback_starter()
+    monkeypatch.setattr(streaming_writer, "_writeback_starter", lambda: lambda fd: (started.append(fd), real(fd)))
     sample_bytes = 5 * 4  # float32 samples of 5 values
-    monkeypatch.setattr(writer_module, "WRITEBACK_BYTES", 3 * sample_bytes)
+    monkeypatch.setattr(streaming_writer, "WRITEBACK_BYTES", 3 * sample_bytes)
     coords = {"x": NS(values=np.arange(5.0), units="1", long_name="")}
     attrs = {"pde": "t", "inputs": "u", "targets": "u", "source": "[]", "source_sha256": "{}", "import_config": ""}
     values = np.random.default_rng(0).standard_normal((10, 5))

@@ -1,6 +1,6 @@
 """What the importer checks in a source's header before it reads any data.
 
-Once per source file (:func:`surrogates.data.importers.run.plan_file`):
+Once per source file (:func:`surrogates.data.importers.planning.plan_file`):
 
 1. before a layout reads anything (:func:`checked_source_header`, on the handle that recognises the layout): an
    HDF5 / NetCDF-4 source whose data live in other files (external links, external raw storage, virtual

@@ -34,9 +34,8 @@ from surrogates.solvers.pcg import (
     _as_rhs,
     _check_shapes,
     _check_tolerances,
-    _dots,
-    _norms,
 )
+from surrogates.solvers.pcg_scalars import row_dots, row_norms
 from surrogates.solvers.sparse import as_sparse_matrix
 
 __all__ = ["DCDMResult", "dcdm"]
@@ -123,11 +122,11 @@ def dcdm(
 
     b = b.contiguous()
     x = torch.zeros_like(b) if x0 is None else _as_initial_guess(x0, b).clone()
-    b_norm = _norms(b)
+    b_norm = row_norms(b)
     x[b_norm == 0] = 0  # like pcg (and scipy): b = 0 returns x = 0
     r = b - S.matvec(x)
     tol = torch.clamp_min(rtol * b_norm, atol)
-    r_norm = _norms(r)
+    r_norm = row_norms(r)
     converged = (r_norm <= tol) | (b_norm == 0)
     iterations = torch.zeros(B, dtype=torch.int64, device=b.device)
     previous: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, p^T A p) per kept direction
@@ -139,9 +138,9 @@ def dcdm(
         q = torch.zeros_like(r)
         q[active] = direction(r[active]).to(r.dtype)
         for p, Ap, pAp in previous:  # classical Gram-Schmidt in the A inner product, as the paper
-            q -= (_dots(q, Ap) / torch.where(pAp > 0, pAp, torch.ones_like(pAp)))[:, None] * p
+            q -= (row_dots(q, Ap) / torch.where(pAp > 0, pAp, torch.ones_like(pAp)))[:, None] * p
         Aq = S.matvec(q)
-        qAq = _dots(q, Aq)
+        qAq = row_dots(q, Aq)
         bad = active & ~(qAq > 0)  # "not > 0" also catches NaN
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
@@ -149,16 +148,16 @@ def dcdm(
                 f"DCDM breakdown in system {i} at iteration {k}: q^T A q = {float(qAq[i]):.3e} is not positive "
                 "(A is not SPD, or the network's direction lies in the span of the previous ones)"
             )
-        alpha = torch.where(active, _dots(q, r) / torch.where(active, qAq, torch.ones_like(qAq)), torch.zeros_like(qAq))
+        alpha = torch.where(active, row_dots(q, r) / torch.where(active, qAq, torch.ones_like(qAq)), torch.zeros_like(qAq))
         x += alpha[:, None] * q
         r -= alpha[:, None] * Aq
         previous = (previous + [(q, Aq, torch.where(active, qAq, torch.zeros_like(qAq)))])[-keep:]
         iterations += active
-        r_norm = torch.where(active, _norms(r), r_norm)
+        r_norm = torch.where(active, row_norms(r), r_norm)
         candidates = active & (r_norm <= tol)
         if bool(candidates.any()):  # the true residual decides, as in pcg
             true_r = b[candidates] - S.matvec(x[candidates])
-            true_norm = _norms(true_r)
+            true_norm = row_norms(true_r)
             ok = true_norm <= tol[candidates]
             idx = candidates.nonzero().squeeze(1)
             converged = converged.clone()
@@ -171,7 +170,7 @@ def dcdm(
         if record_directions:
             directions.append(q)
 
-    true_norms = _norms(b - S.matvec(x))
+    true_norms = row_norms(b - S.matvec(x))
     return DCDMResult(
         x=x[0] if squeeze else x,
         iterations=iterations,
