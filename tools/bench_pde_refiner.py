@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = (
         plot_correlation(evaluations + [results["refiner_k0"]["evaluation"]], figure_dir / f"{args.section}_correlation.png", time_label="time",
                          title=f"KS, {args.n_test} test trajectories (band: min-max over seeds)"),
-        plot_spacetime(u_test[0, 1:, 0].numpy(), {ev.name: ev.predictions[0, 0, :, 0] for ev in evaluations},
+        plot_spacetime(u_test[0, 1:, 0].numpy(), {ev.name: ev.first_trajectory[:, 0] for ev in evaluations},
                        figure_dir / f"{args.section}_spacetime.png", dt=float(dt[0]), title="KS test trajectory 0"),
     )
     normalizer.to(args.device)  # (the surrogates hold copies of it)

@@ -207,6 +207,21 @@ class AutoregressiveDataset(Dataset):
             raise ValueError("no trajectories selected")
         return torch.from_numpy(np.stack([r[0] for r in read])), torch.from_numpy(np.stack([r[1] for r in read]))
 
+    def parameters(self) -> torch.Tensor:
+        """The parameters ``(S, P)`` of every trajectory, float32 as :meth:`read` gives them, without their states."""
+        params = np.zeros((self.n_trajectories, len(self.conditioning)), dtype=np.float32)
+        for k in range(len(self.files)):
+            lo, hi = int(self._offsets[k]), min(int(self._offsets[k + 1]), self.n_trajectories)
+            if lo >= hi:
+                break
+            try:
+                variables = self._files.variables(k)
+                for j, name in enumerate(self.conditioning):
+                    params[lo:hi, j] = np.asarray(variables[name][: hi - lo], dtype=np.float32)
+            except OSError as error:
+                raise DatasetFileError(self.files[k], f"cannot read the parameters: {error}") from error
+        return torch.from_numpy(params)
+
     def statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-channel mean and std of every state of every trajectory, and the mean of each parameter (float64)."""
         moments = ChannelMoments()  # a stable merge: these are fields like 300 K +- 0.01, not zero-mean noise

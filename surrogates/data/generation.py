@@ -39,6 +39,7 @@ from surrogates.data import fingerprint as fp
 from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
 from surrogates.data.shards import SPLITS, SUFFIX, shard_path
 from surrogates.data.publishing import publish_files, signals_deferred
+from surrogates.data.streaming_writer import StreamingDatasetWriter
 from surrogates.data.temporaries import remove_stale_temporaries, temporary_path
 from surrogates.data.writer import write_dataset
 
@@ -265,24 +266,6 @@ def _generate_split(
     pde: Any, path: Path, split: str, indices: range, seed: int, chunk_size: int, attrs: Mapping[str, Any],
     progress: bool, publish: bool,
 ) -> Path:
-    chunks: dict[str, list[np.ndarray]] = {}
-    report = None
-    # Without an explicit `disable`, tqdm honours TQDM_DISABLE=1 from the environment.
-    disable = {} if progress else {"disable": True}
-    bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
-    for start in range(indices.start, indices.stop, chunk_size):
-        count = min(chunk_size, indices.stop - start)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, *split_entropy(split), start]))
-        # Solvers work on small vectors: threaded BLAS only adds overhead, and under contention from
-        # parallel shard jobs it slows solves by an order of magnitude.
-        with threadpool_limits(limits=1, user_api="blas"):
-            fields, chunk_report = pde.generate(count, rng)
-        for name, values in fields.items():
-            chunks.setdefault(name, []).append(values)
-        report = chunk_report if report is None else report.merged(chunk_report)
-        bar.update(count)
-    bar.close()
-    fields = {name: np.concatenate(parts) for name, parts in chunks.items()}
     file_attrs = {
         **attrs,
         "pde": pde.name,
@@ -291,10 +274,42 @@ def _generate_split(
         "targets": " ".join(pde.targets),
         "split": split,
         "seed": int(seed),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "solver_report": json.dumps(report.summary() if report is not None else {}),
+        "created": "",  # both filled in once every sample is written
+        "solver_report": "",
     }
-    return write_dataset(path, fields, pde.variables(), pde.coords(), file_attrs, overwrite=True, publish=publish)
+    if not len(indices):  # a shard without chunks: a file of zero samples
+        file_attrs.update(created=_now(), solver_report=json.dumps({}))
+        return write_dataset(path, {}, pde.variables(), pde.coords(), file_attrs, overwrite=True, publish=publish)
+    # each chunk is written as soon as it is solved: a file never holds more than one chunk in memory
+    writer = StreamingDatasetWriter(path, len(indices), pde.variables(), pde.coords(), file_attrs, overwrite=True)
+    report = None
+    # Without an explicit `disable`, tqdm honours TQDM_DISABLE=1 from the environment.
+    disable = {} if progress else {"disable": True}
+    bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
+    writer.__enter__()
+    try:
+        for start in range(indices.start, indices.stop, chunk_size):
+            count = min(chunk_size, indices.stop - start)
+            rng = np.random.default_rng(np.random.SeedSequence([seed, *split_entropy(split), start]))
+            # Solvers work on small vectors: threaded BLAS only adds overhead, and under contention from
+            # parallel shard jobs it slows solves by an order of magnitude.
+            with threadpool_limits(limits=1, user_api="blas"):
+                fields, chunk_report = pde.generate(count, rng)
+            writer.write(start - indices.start, fields)
+            report = chunk_report if report is None else report.merged(chunk_report)
+            bar.update(count)
+        writer.update_attrs({"created": _now(), "solver_report": json.dumps(report.summary() if report is not None else {})})
+        tmp = writer.finish()
+    except BaseException:
+        writer.__exit__(None, None, None)  # removes its temporary file
+        raise
+    finally:
+        bar.close()
+    return writer.publish() if publish else tmp
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def generate_dataset(

@@ -37,6 +37,7 @@ from surrogates.plots.rollouts import plot_correlation, plot_error_spectrum, plo
 __all__ = [
     "RolloutEvaluation",
     "evaluate_rollouts",
+    "reference_spectrum",
     "report_rollouts",
     "rollout_label",
 ]
@@ -46,14 +47,15 @@ __all__ = [
 class RolloutEvaluation:
     """Rollouts of one model on a set of trajectories, for one or several noise seeds.
 
+    Only per-trajectory curves (``O(N T)`` numbers) grow with the number of trajectories; the predicted states are
+    kept for the first trajectory (the space-time figure), and for all only when asked (``keep_predictions``).
+
     Attributes
     ----------
     name
         Label in tables and figures.
     seeds
         Noise seeds (one entry, unused, for a deterministic model).
-    predictions
-        ``(S, N, T, C, *spatial)`` predicted states (seeds, trajectories, steps).
     corr, mse
         ``(S, N, T)`` per-step Pearson correlation and MSE.
     high_corr_time
@@ -64,26 +66,30 @@ class RolloutEvaluation:
         Network evaluations per step (``K + 1``).
     ms_per_step
         Measured wall milliseconds per step and trajectory (batched rollouts, one seed).
+    spread
+        ``(N, T)`` standard deviation across seeds of the predicted states, RMS over space (0 for one seed).
+    first_trajectory
+        ``(T, C, *spatial)`` predicted states of the first trajectory with the first seed.
+    first_step_spectrum
+        ``(X // 2 + 1,)`` error of the first predicted state per wavenumber (:func:`surrogates.metrics.error_spectrum`,
+        over seeds, trajectories and channels), for states of one spatial axis; None otherwise.
+    predictions
+        ``(S, N, T, C, *spatial)`` predicted states, only with ``keep_predictions=True``; None otherwise.
     """
 
     name: str
     seeds: list[int]
-    predictions: np.ndarray
     corr: np.ndarray
     mse: np.ndarray
     high_corr_time: dict[float, np.ndarray]
     dt: np.ndarray
     evaluations_per_step: int
     ms_per_step: float
+    spread: np.ndarray
+    first_trajectory: np.ndarray
+    first_step_spectrum: np.ndarray | None = None
+    predictions: np.ndarray | None = None
     checkpoint: str = ""
-
-    @property
-    def spread(self) -> np.ndarray:
-        """``(N, T)`` standard deviation across seeds of the predicted states, RMS over space (0 for one seed)."""
-        if len(self.seeds) < 2:
-            return np.zeros(self.corr.shape[1:])
-        var = self.predictions.std(axis=0, ddof=1) ** 2  # (N, T, C, *spatial)
-        return np.sqrt(var.reshape(var.shape[0], var.shape[1], -1).mean(axis=-1))
 
     def summary(self) -> dict[str, Any]:
         """Scalars and mean curves (lists) for ``metrics.json``."""
@@ -121,7 +127,7 @@ class RolloutEvaluation:
 @torch.no_grad()
 def evaluate_rollouts(
     surrogate: Any,
-    trajectories: torch.Tensor,
+    trajectories: torch.Tensor | AutoregressiveDataset,
     params: torch.Tensor | None,
     steps: int | None = None,
     seeds: Sequence[int] = (0, 1, 2),
@@ -130,8 +136,13 @@ def evaluate_rollouts(
     batch_size: int = 64,
     name: str = "model",
     thresholds: Sequence[float] = metrics.HIGH_CORRELATION_THRESHOLDS,
+    keep_predictions: bool = False,
 ) -> RolloutEvaluation:
     """Roll ``surrogate`` out on reference trajectories and score it.
+
+    Trajectories are rolled out and scored ``batch_size`` at a time, every seed of a batch before the next batch:
+    the memory held grows with the number of trajectories only by their curves (``O(N T)`` numbers), not by their
+    states, unless ``keep_predictions``.
 
     Parameters
     ----------
@@ -139,7 +150,9 @@ def evaluate_rollouts(
         A :class:`~surrogates.serve.rollout.RolloutSurrogate` (or anything with ``rollout_tensor``,
         ``stochastic`` and ``evaluations_per_step``).
     trajectories
-        ``(N, T, C, *spatial)`` reference states in physical units.
+        ``(N, T, C, *spatial)`` reference states in physical units, or an
+        :class:`~surrogates.data.autoregressive.AutoregressiveDataset` of trajectories (``pairs=False``), read a
+        batch at a time.
     params
         ``(N, P)`` conditioning parameters in physical units (None without conditioning).
     steps
@@ -150,8 +163,13 @@ def evaluate_rollouts(
         Index of the initial state (the first state of the initial window of a model with ``n_steps_input > 1``).
     dt
         Time between states, a number or ``(N,)``; default 1 (times in steps).
+    keep_predictions
+        Keep every predicted state (``RolloutEvaluation.predictions``, ``S N T C X...`` values).
     """
-    n, total = trajectories.shape[:2]
+    if isinstance(trajectories, AutoregressiveDataset):
+        n, total, spatial = trajectories.n_trajectories, trajectories.n_steps, trajectories.spatial_shape
+    else:
+        n, total, spatial = trajectories.shape[0], trajectories.shape[1], tuple(trajectories.shape[3:])
     n_in = int(getattr(surrogate, "n_steps_input", 1))
     first = start + n_in  # the first predicted state
     steps = total - first if steps is None else int(steps)
@@ -159,33 +177,66 @@ def evaluate_rollouts(
         window = f" with a window of {n_in} states" if n_in > 1 else ""
         raise ValueError(f"cannot roll out {steps} steps from state {start}{window} of trajectories with {total} states")
     seeds = [int(s) for s in seeds] if surrogate.stochastic else [int(seeds[0]) if len(seeds) else 0]
-    reference = trajectories[:, first : first + steps].double()
-    initial = trajectories[:, start] if n_in == 1 else surrogate.predictor.initial_window(trajectories, start)
     dt = np.broadcast_to(np.asarray(1.0 if dt is None else dt, dtype=np.float64), (n,)).copy()
-    predictions, seconds = [], 0.0
-    for seed in seeds:
-        chunks = []
-        for i in range(0, n, batch_size):
-            batch_params = None if params is None else params[i : i + batch_size]
+    seconds = 0.0
+    curves: list[list[dict[str, torch.Tensor]]] = []  # per batch, per seed
+    spread, kept, first_trajectory = [], [], None
+    spectrum_sum, spectrum_rows = None, 0
+    for i in range(0, n, batch_size):
+        stop = min(i + batch_size, n)
+        states = trajectories.trajectories(range(i, stop))[0] if isinstance(trajectories, AutoregressiveDataset) else trajectories[i:stop]
+        reference = states[:, first : first + steps].double()
+        initial = states[:, start] if n_in == 1 else surrogate.predictor.initial_window(states, start)
+        batch_params = None if params is None else params[i:stop]
+        predictions = []
+        for seed in seeds:
             tic = time.perf_counter()
             # every batch gets its own seed, so results do not depend on the batch size only through the seed
-            chunks.append(surrogate.rollout_tensor(initial[i : i + batch_size], steps, batch_params, seed + 7919 * i).cpu())
+            predictions.append(surrogate.rollout_tensor(initial, steps, batch_params, seed + 7919 * i).cpu())
             seconds += time.perf_counter() - tic
-        predictions.append(torch.cat(chunks))
-    pred = torch.stack(predictions)  # (S, N, steps, C, *spatial)
-    curves = [metrics.rollout_metrics(p.double(), reference, torch.as_tensor(dt), thresholds) for p in pred]
+        pred = torch.stack(predictions)  # (S, B, steps, C, *spatial)
+        curves.append([metrics.rollout_metrics(p.double(), reference, torch.as_tensor(dt[i:stop]), thresholds) for p in pred])
+        if len(seeds) < 2:
+            spread.append(np.zeros((stop - i, steps)))
+        else:
+            var = pred.numpy().std(axis=0, ddof=1) ** 2  # (B, T, C, *spatial)
+            spread.append(np.sqrt(var.reshape(var.shape[0], var.shape[1], -1).mean(axis=-1)))
+        if len(spatial) == 1:  # (C, X) states: the first step's error per wavenumber, a mean over S B C rows
+            first_pred = pred[:, :, 0]
+            rows = first_pred.shape[0] * first_pred.shape[1] * first_pred.shape[2]
+            part = metrics.error_spectrum(first_pred, reference[:, 0].expand(len(seeds), *reference[:, 0].shape)) * rows
+            spectrum_sum, spectrum_rows = part if spectrum_sum is None else spectrum_sum + part, spectrum_rows + rows
+        if first_trajectory is None:
+            first_trajectory = pred[0, 0].numpy()
+        if keep_predictions:
+            kept.append(pred.numpy())
+    per_seed = lambda key: np.concatenate([torch.stack([c[key] for c in batch]).numpy() for batch in curves], axis=1)  # noqa: E731
     return RolloutEvaluation(
         name=name,
         seeds=seeds,
-        predictions=pred.numpy(),
-        corr=torch.stack([c["corr"] for c in curves]).numpy(),
-        mse=torch.stack([c["mse"] for c in curves]).numpy(),
-        high_corr_time={t: torch.stack([c[f"high_corr_time_{t:g}"] for c in curves]).numpy() for t in thresholds},
+        corr=per_seed("corr"),
+        mse=per_seed("mse"),
+        high_corr_time={t: per_seed(f"high_corr_time_{t:g}") for t in thresholds},
         dt=dt,
         evaluations_per_step=int(surrogate.evaluations_per_step),
         ms_per_step=1000.0 * seconds / (len(seeds) * steps * n),
+        spread=np.concatenate(spread),
+        first_trajectory=first_trajectory,
+        first_step_spectrum=None if spectrum_sum is None else (spectrum_sum / spectrum_rows).numpy(),
+        predictions=np.concatenate(kept, axis=1) if keep_predictions else None,
         checkpoint=str(getattr(surrogate, "metadata", {}).get("checkpoint", "")),
     )
+
+
+def reference_spectrum(dataset: AutoregressiveDataset, state: int, batch_size: int = 64) -> np.ndarray:
+    """The spectrum (:func:`surrogates.metrics.error_spectrum` against 0) of state ``state`` of every trajectory of
+    ``dataset`` (states of one spatial axis), read ``batch_size`` trajectories at a time."""
+    total, rows = None, 0
+    for i in range(0, dataset.n_trajectories, batch_size):
+        states = dataset.trajectories(range(i, min(i + batch_size, dataset.n_trajectories)))[0][:, state].double()
+        part = metrics.error_spectrum(states, torch.zeros_like(states)) * (states.shape[0] * states.shape[1])
+        total, rows = part if total is None else total + part, rows + states.shape[0] * states.shape[1]
+    return (total / rows).numpy()
 
 
 @torch.no_grad()
@@ -279,7 +330,7 @@ def report_rollouts(
         first.conditioning, pairs=False, n_trajectories=n_trajectories,
     )
     n_in = first.n_steps_input
-    trajectories, params = dataset.trajectories()
+    params = dataset.parameters()  # (N, P) numbers; the states are read a batch of trajectories at a time
     dt = params[:, first.conditioning.index("dt")].double().numpy() if "dt" in first.conditioning else None
     time_label = "time" if dt is not None else "steps"
     seeds = list(seeds or [0, 1, 2])
@@ -292,7 +343,7 @@ def report_rollouts(
         names.append(name)
         evaluations.append(
             evaluate_rollouts(
-                surrogate, trajectories, params if first.conditioning else None, steps=steps,
+                surrogate, dataset, params if first.conditioning else None, steps=steps,
                 seeds=seeds, start=start, dt=dt, batch_size=batch_size, name=name,
             )
         )
@@ -323,28 +374,23 @@ def report_rollouts(
             for t in metrics.HIGH_CORRELATION_THRESHOLDS
         }
     spectra = None
-    if trajectories.ndim == 4:  # (N, T, C, X): one periodic spatial axis
-        first_states = trajectories[:, start + n_in].double()  # (N, C, X), the reference after one step
-        spectra = {
-            ev.name: metrics.error_spectrum(torch.from_numpy(ev.predictions[:, :, 0]),  # (S, N, C, X), first step
-                                            first_states.expand(len(ev.seeds), *first_states.shape))
-            for ev in evaluations
-        }
-        reference = metrics.error_spectrum(first_states, torch.zeros_like(first_states))
+    if len(dataset.spatial_shape) == 1:  # (N, T, C, X): one periodic spatial axis
+        spectra = {ev.name: ev.first_step_spectrum for ev in evaluations}  # the first step's error, over (S, N, C)
+        reference = reference_spectrum(dataset, start + n_in, batch_size)  # the reference after one step
         summary["one_step_error_spectrum"] = {name: v.tolist() for name, v in spectra.items()}
         summary["reference_spectrum"] = reference.tolist()
     metrics_path = output_dir / "metrics.json"
     metrics_path.write_text(json.dumps(summary, indent=2))
     pde = first.schema.pde
     if spectra is not None:
-        plot_error_spectrum({name: v.numpy() for name, v in spectra.items()}, output_dir / "spectrum.png",
-                            reference=reference.numpy(), title=f"{pde} {split}: error of the first step per wavenumber")
+        plot_error_spectrum(spectra, output_dir / "spectrum.png",
+                            reference=reference, title=f"{pde} {split}: error of the first step per wavenumber")
     plot_correlation(evaluations, output_dir / "correlation.png", time_label=time_label, title=f"{pde} {split}: rollout correlation")
     sample = 0
-    reference_line, cut = spacetime_line(trajectories[sample, n_in + start :][: evaluations[0].corr.shape[2]].numpy(), dataset.spatial_dims)
+    reference_line, cut = spacetime_line(dataset.read(sample, n_in + start)[0][: evaluations[0].corr.shape[2]], dataset.spatial_dims)
     plot_spacetime(
         reference_line,
-        {ev.name: spacetime_line(ev.predictions[0, sample], dataset.spatial_dims)[0] for ev in evaluations},
+        {ev.name: spacetime_line(ev.first_trajectory, dataset.spatial_dims)[0] for ev in evaluations},
         output_dir / "spacetime.png",
         dt=float(evaluations[0].dt[sample]),
         title=f"{pde} {split} trajectory {sample}{cut} (seed {evaluations[0].seeds[0]})",

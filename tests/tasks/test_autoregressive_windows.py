@@ -221,7 +221,8 @@ def test_checkpoint_records_the_window_and_the_surrogate_rolls_out_with_it(windo
     steps = surrogate.rollout_steps(window, params)
     assert all(torch.equal(next(steps), tensor[:, k]) for k in range(7))
     # rollout evaluation: from the first 3 states, compared with states 3 .. 11
-    evaluation = evaluate_rollouts(surrogate, trajectories, params, seeds=[0])
+    evaluation = evaluate_rollouts(surrogate, trajectories, params, seeds=[0], keep_predictions=True)
+    assert np.array_equal(evaluation.first_trajectory, evaluation.predictions[0, 0])
     assert evaluation.predictions.shape == (1, 4, 9, 1, 64)
     assert np.array_equal(evaluation.predictions[0, :, :7, 0], out)
     with pytest.raises(ValueError, match="window of 3 states"):
