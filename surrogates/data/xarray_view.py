@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from surrogates.data.schema import SAMPLE_DIM, inspect_file
 from surrogates.data.shards import check_same_coordinates, split_files
 
 
-def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F821
+def open_split(data_dir: str | Path, split: str, max_bytes: int | None = -1) -> "xarray.Dataset":  # noqa: F821
     """Open a split with xarray (engine ``h5netcdf``), concatenating its shards along ``"sample"``.
 
     Parameters
@@ -19,6 +20,10 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
         The dataset folder.
     split
         ``"train"``, ``"val"``, ``"test"``, ...
+    max_bytes
+        The most bytes a sharded split may load into memory (its variables' decoded size); by default
+        half of this machine's physical memory, ``None`` for no limit. A single-file split is opened
+        lazily and is not limited.
 
     Returns
     -------
@@ -37,6 +42,8 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
     DatasetFileError
         If a file does not follow the schema, holds another part of the data than its name says, or has
         other coordinate values than the first shard (:func:`~surrogates.data.shards.check_same_coordinates`).
+    MemoryError
+        If a sharded split holds more than ``max_bytes``; nothing is loaded then.
     """
     import xarray as xr
 
@@ -49,6 +56,7 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
         return ds
     parts = [xr.open_dataset(path, engine="h5netcdf") for path in files]
     try:
+        _check_loadable(parts, files, max_bytes)
         grids = [_grid(part) for part in parts]
         for path, grid in zip(files[1:], grids[1:]):  # named, instead of xarray's alignment error
             check_same_coordinates(files[0], grids[0], path, grid)
@@ -65,6 +73,33 @@ def open_split(data_dir: str | Path, split: str) -> "xarray.Dataset":  # noqa: F
     )
     combined.attrs["source_files"] = " ".join(path.name for path in files)
     return combined
+
+
+def _check_loadable(parts: list, files: list[Path], max_bytes: int | None) -> None:
+    """Refuse to load shards whose variables decode to more than ``max_bytes`` (-1: half the physical memory):
+    the concatenation holds them all in memory at once, so a large split would exhaust it."""
+    if max_bytes is None:
+        return
+    if max_bytes == -1:
+        max_bytes = _physical_memory() // 2
+    # what the concatenation holds: the per-sample variables of every file, the grid's coordinates once
+    total = sum(int(var.nbytes) for part in parts for var in part.variables.values() if SAMPLE_DIM in var.dims)
+    total += sum(int(var.nbytes) for var in parts[0].variables.values() if SAMPLE_DIM not in var.dims)
+    if total > max_bytes:
+        raise MemoryError(
+            f"the {len(files)} files of this split hold {total / 2**30:.2f} GiB, more than max_bytes="
+            f"{max_bytes / 2**30:.2f} GiB (by default half this machine's memory), and open_split loads a "
+            f"sharded split into memory; open its files one at a time (surrogates.data.split_files lists them) "
+            f"with xarray.open_dataset(path, engine='h5netcdf'), or pass max_bytes=None to load it anyway"
+        )
+
+
+def _physical_memory() -> int:
+    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 8 << 30
 
 
 def _grid(ds: "xarray.Dataset") -> dict[str, Any]:  # noqa: F821

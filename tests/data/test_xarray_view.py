@@ -31,6 +31,20 @@ def test_shards_are_concatenated_along_sample(tmp_path):
     assert json.loads(ds.attrs["solver_report"])["solves"] == 8  # both shards' 4 solves, not the first's
 
 
+def test_a_sharded_split_larger_than_max_bytes_is_refused_before_loading(tmp_path):
+    total = 0
+    for shard, n in enumerate((3, 2)):
+        fields, variables, coords, attrs = stationary(n, seed=shard)
+        write_dataset(shard_path(tmp_path, "train", shard, 2), fields, variables, coords,
+                      {**attrs, "shard": shard, "num_shards": 2})
+    with open_split(tmp_path, "train", max_bytes=None) as ds:
+        total = sum(var.nbytes for var in ds.variables.values())
+    with pytest.raises(MemoryError, match=r"the 2 files of this split hold .* more than max_bytes=.*max_bytes=None"):
+        open_split(tmp_path, "train", max_bytes=total - 1)
+    with open_split(tmp_path, "train", max_bytes=total) as ds:  # exactly the limit loads
+        assert ds.sizes["sample"] == 5
+
+
 def test_combined_solver_report_sums_the_shards():
     a = {"method": "pcg+amg", "rtol": 1e-10, "solves": 3, "iterations_max": 14, "iterations_mean": 12.0, "residual_max": 1e-11}
     b = {"method": "pcg+amg", "rtol": 1e-8, "solves": 1, "iterations_max": 16, "iterations_mean": 16.0, "residual_max": 5e-11}
