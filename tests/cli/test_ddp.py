@@ -40,12 +40,12 @@ class _SummingStrategy:
     """Stands for DDP's all-reduce (sum) over the processes whose sums it was given."""
 
     def __init__(self, means: list[SampleMeans]):
-        self.means = means
+        # taken now: an all-reduce sums what every process holds at once, before any compute() resets its own
+        self.parts = [m._sums.clone() if m._sums is not None else None for m in means]
 
     def reduce(self, tensor, reduce_op="mean"):
         assert reduce_op == "sum"
-        parts = [m._sums if m._sums is not None else torch.zeros_like(tensor) for m in self.means]
-        return sum(parts)
+        return sum(p if p is not None else torch.zeros_like(tensor) for p in self.parts)
 
 
 def test_sample_means_weigh_processes_by_their_sample_counts():
@@ -56,13 +56,14 @@ def test_sample_means_weigh_processes_by_their_sample_counts():
     ranks[1].update({"e": values[4:8]}, 4)
     strategy = _SummingStrategy(ranks)
     means = [m.compute(strategy, torch.device("cpu")) for m in list(ranks)]
-    # the mean of the 9 values (5.0), not the mean of the per-process means ((3.6 + 6.5 + 0) / 3)
-    assert all(m == {"e": pytest.approx(5.0, rel=0, abs=0)} for m in means[:1])
+    # every process gets the mean of the 9 values (5.0), not the mean of the per-process means
+    # ((3.8 + 6.5 + 0) / 3); exact: integers summed in float64, 45 / 9 rounds to 5.0 exactly
+    assert means == [{"e": 5.0}] * 3
     batch_means = SampleMeans(["loss"])
     batch_means.update({"loss": torch.tensor(2.0)}, 3)  # a batch mean counts batch_size times
     batch_means.update({"loss": torch.tensor(6.0)}, 1)
     assert batch_means.compute(_SummingStrategy([batch_means]), torch.device("cpu")) == {"loss": 3.0}
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"expected the metrics \['a'\], got \['b'\]"):
         SampleMeans(["a"]).update({"b": torch.ones(1)}, 1)
 
 
