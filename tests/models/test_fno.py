@@ -53,12 +53,18 @@ def test_wrong_input_raises_with_expected_shape(shape):
         model(torch.randn(*shape))
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(dim=4), dict(modes=[4, 4, 4]), dict(activation="swish"), dict(padding=-0.1), dict(padding=float("nan")),
-    dict(padding=float("inf")), dict(padding=1.5), dict(channel_mlp_expansion=float("nan")),
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(dim=4), "dim must be 1, 2 or 3, got 4"), (dict(modes=[4, 4, 4]), "modes has 3 entries but dim=2"),
+    (dict(activation="swish"), "activation must be one of .*, got 'swish'"),
+    (dict(padding=-0.1), r"padding must be in \[0, 1\], got -0.1"),
+    (dict(padding=float("nan")), "padding must be a finite number, got nan"),
+    (dict(padding=float("inf")), "padding must be a finite number, got inf"),
+    (dict(padding=1.5), r"padding must be in \[0, 1\], got 1.5"),
+    (dict(channel_mlp_expansion=float("nan")), "channel_mlp_expansion must be a finite number, got nan"),
 ])
-def test_bad_constructor_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_constructor_arguments(kwargs, message):
+    # the message names the argument at fault and its value: a ValueError from elsewhere would not match
+    with pytest.raises(ValueError, match=message):
         FNO(1, 1, **kwargs)
 
 
@@ -230,7 +236,10 @@ def test_variants_shapes_and_round_trip(dim, sizes):
     assert extra == (lift_in * 16 + 16 + 16 * 8 + 8 - lift_in * 8 - 8) + 3 * (8 * 4 + 4 + 4 * 8 + 8 + 8)
 
 
-@pytest.mark.parametrize("kwargs", [dict(lifting_channels=-1), dict(channel_mlp_expansion=-0.5)])
-def test_variants_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(lifting_channels=-1), r"lifting_channels must be in \[0, inf\], got -1"),
+    (dict(channel_mlp_expansion=-0.5), r"channel_mlp_expansion must be in \[0, inf\], got -0.5"),
+])
+def test_variants_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         FNO(1, 1, **kwargs)

@@ -63,12 +63,16 @@ def test_wrong_input_raises_with_expected_shape(shape):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(dim=3), dict(activation="swish"), dict(boundary="robin"), dict(n_layers=0), dict(bias_points=1),
-     dict(levels=3, smoothing=[1, 1])],
+    ("kwargs", "message"),
+    [(dict(dim=3), "MgNO supports dim 1 or 2, got 3"), (dict(activation="swish"), "activation must be one of .*, got 'swish'"),
+     (dict(boundary="robin"), "boundary must be one of .*, got 'robin'"),
+     (dict(n_layers=0), r"n_layers must be in \[1, 1024\], got 0"),
+     (dict(bias_points=1), "bias_points must be None or >= 2, got 1"),
+     (dict(levels=3, smoothing=[1, 1]), r"smoothing has 2 entries, expected 3 \(one per level\)")],
 )
-def test_bad_constructor_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_constructor_arguments(kwargs, message):
+    # the message names the argument at fault and its value: a ValueError from elsewhere would not match
+    with pytest.raises(ValueError, match=message):
         MgNO(1, 1, **kwargs)
 
 

@@ -136,20 +136,28 @@ def test_chunked_training_frees_the_heap_between_chunks_forward_and_backward(mon
 
 
 @pytest.mark.parametrize(
-    "cls, kwargs",
-    [(FNO, dict(norm="batch")), (FNO, dict(skip="conv")), (TFNO, dict(norm="batch")),
-     (TFNO, dict(factorization="tt")), (TFNO, dict(rank=2.0))],
+    "cls, kwargs, message",
+    [(FNO, dict(norm="batch"), "norm must be one of .*, got 'batch'"),
+     (FNO, dict(skip="conv"), "skip must be one of .*, got 'conv'"),
+     (TFNO, dict(norm="batch"), "norm must be one of .*, got 'batch'"),
+     (TFNO, dict(factorization="tt"), "factorization must be one of .*, got 'tt'"),
+     (TFNO, dict(rank=2.0), r"a fractional rank must lie in \(0, 1\], got 2.0")],
 )
-def test_backbone_and_factorization_bad_arguments(cls, kwargs):
-    with pytest.raises(ValueError):
+def test_backbone_and_factorization_bad_arguments(cls, kwargs, message):
+    # the message names the argument at fault and its value: a ValueError from elsewhere would not match
+    with pytest.raises(ValueError, match=message):
         cls(1, 1, **SMALL, **kwargs)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(dim=3), dict(levels=-1), dict(patch_padding=-0.1), dict(boundary="zero"), dict(patches_per_chunk=-1)]
+    ("kwargs", "message"),
+    [(dict(dim=3), "MGTFNO decomposes 2D fields only, got dim=3"), (dict(levels=-1), r"levels must be in \[0, 16\], got -1"),
+     (dict(patch_padding=-0.1), r"patch_padding must be in \[0, 1\], got -0.1"),
+     (dict(boundary="zero"), "boundary must be one of .*, got 'zero'"),
+     (dict(patches_per_chunk=-1), "patches_per_chunk must be >= 0, got -1")],
 )
-def test_mg_tfno_bad_constructor_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_mg_tfno_bad_constructor_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         MGTFNO(1, 1, **SMALL, **kwargs)
 
 

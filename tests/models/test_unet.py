@@ -73,12 +73,15 @@ def test_conditioning():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(dim=3), dict(padding_mode="reflect"), dict(channel_multipliers=[]), dict(channel_multipliers=[1, 0]),
-     dict(blocks_per_level=0), dict(n_cond=-1)],
+    ("kwargs", "message"),
+    [(dict(dim=3), "UNet supports dim 1 or 2, got 3"), (dict(padding_mode="reflect"), "padding_mode must be one of .*, got 'reflect'"),
+     (dict(channel_multipliers=[]), r"channel_multipliers must be a non-empty list of positive ints, got \[\]"),
+     (dict(channel_multipliers=[1, 0]), r"channel_multipliers must be a non-empty list of positive ints, got \[1, 0\]"),
+     (dict(blocks_per_level=0), "blocks_per_level must be >= 1, got 0"), (dict(n_cond=-1), "n_cond must be >= 0, got -1")],
 )
-def test_bad_constructor_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_constructor_arguments(kwargs, message):
+    # the message names the argument at fault and its value: a ValueError from elsewhere would not match
+    with pytest.raises(ValueError, match=message):
         UNet(1, 1, **kwargs)
 
 

@@ -137,13 +137,20 @@ def test_initial_weights_have_the_dense_layers_spread(factorization):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(factorization="tt"), dict(rank=0.0), dict(rank=1.5), dict(rank=[2, 2]), dict(factorization="cp", rank=[3]),
-     dict(rank=True), dict(full_rank_modes=("channels",)), dict(full_rank_modes="layers"),
-     dict(round_up_modes=("modes",))],
+    ("kwargs", "message"),
+    [(dict(factorization="tt"), "factorization must be one of .*, got 'tt'"),
+     (dict(rank=0.0), r"a fractional rank must lie in \(0, 1\], got 0.0"),
+     (dict(rank=1.5), r"a fractional rank must lie in \(0, 1\], got 1.5"),
+     (dict(rank=[2, 2]), r"Tucker ranks must be a fraction or 6 ints within \[2, 4, 3, 4, 4, 2\], got \[2, 2\]"),
+     (dict(factorization="cp", rank=[3]), r"a CP rank must be a positive int or a fraction, got \[3\]"),
+     (dict(rank=True), "rank must be a fraction or explicit ranks, got True"),
+     (dict(full_rank_modes=("channels",)), r"full_rank_modes must name modes of .*, got \('channels',\)"),
+     (dict(full_rank_modes="layers"), "full_rank_modes must name modes of .*, got 'layers'"),
+     (dict(round_up_modes=("modes",)), r"round_up_modes must name modes of .*, got \('modes',\)")],
 )
-def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_arguments(kwargs, message):
+    # the message names the argument at fault and its value: a ValueError from elsewhere would not match
+    with pytest.raises(ValueError, match=message):
         FactorizedSpectralWeights(2, (4, 3), 4, 4, **{"rank": 0.1, **kwargs})
 
 
@@ -160,7 +167,7 @@ def test_explicit_tucker_ranks_from_a_config_list():
     weights = FactorizedSpectralWeights(2, (4, 3), 4, 4, rank=ranks)
     assert weights.ranks == [2, 3, 2, 4, 4, 2]
     assert weights.core.shape == (2, 3, 2, 4, 4, 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Tucker ranks must be a fraction or 6 ints .*, got '234442'"):
         FactorizedSpectralWeights(2, (4, 3), 4, 4, rank="234442")
 
 
