@@ -111,7 +111,7 @@ class _Walk:
         if self.nodes > MAX_NODES:
             raise NotPlainData(_where(path), value, f"is past the {MAX_NODES}th value: stored plain data may hold no more")
         if depth > MAX_DEPTH:
-            raise NotPlainData(_where(path), value)
+            raise NotPlainData(_where(path), value, f"is nested deeper than {MAX_DEPTH} levels: stored plain data may nest no deeper")
         if value is None or type(value) in (bool, int, float):
             return
         if type(value) is str:
