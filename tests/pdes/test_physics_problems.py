@@ -12,6 +12,8 @@ from surrogates.checkpoint.registry import physics_problem_class
 from surrogates.pdes.physics import AllenCahn, DarcyPoisson, Helmholtz2D, KleinGordon
 from surrogates.pdes.physics.allen_cahn import fourier_interpolate, solve_allen_cahn
 
+EPS64 = float(np.finfo(np.float64).eps)
+
 PROBLEMS = [Helmholtz2D(), KleinGordon(), AllenCahn(), DarcyPoisson()]
 
 
@@ -119,8 +121,14 @@ def test_darcy_reference_converges_under_refinement():
 
 def test_inclusion_coefficient_has_the_darcy_contrast():
     problem = DarcyPoisson(coefficient="inclusion")
-    a = problem.diffusivity(torch.tensor([[0.5, 0.5], [0.05, 0.05]], dtype=torch.float64))
-    torch.testing.assert_close(a, torch.tensor([12.0, 3.0], dtype=torch.float64), rtol=1e-4, atol=1e-4)
+    points = torch.tensor([[0.5, 0.5], [0.05, 0.05], [0.75, 0.5], [0.5, 0.26]], dtype=torch.float64)
+    a = problem.diffusivity(points)
+    # the closed form 3 + 9 sigmoid((0.25 - r) / 0.02), r the distance to the centre: a few float64 roundings
+    r = torch.linalg.vector_norm(points - 0.5, dim=1)
+    torch.testing.assert_close(a, 3 + 9 * torch.sigmoid((0.25 - r) / 0.02), rtol=8 * EPS64, atol=0)
+    # the {3, 12} contrast: inside and outside the transition the smoothing moves a by at most 9 exp(-|d| / 0.02)
+    assert abs(a[0] - 12.0) <= 9 * math.exp(-0.25 / 0.02) and abs(a[1] - 3.0) <= 9 * math.exp(-(0.45 * math.sqrt(2) - 0.25) / 0.02)
+    assert a[2] == pytest.approx(7.5, abs=8 * EPS64 * 12)  # on the circle: halfway
     with pytest.raises(ValueError, match="coefficient"):
         DarcyPoisson(coefficient="random")
 
