@@ -41,6 +41,10 @@ def _error_lines(stderr: str, command: str) -> list[str]:
             "data (surrogates.data.datamodule.FieldDataModule): batch_size must be positive, got 0",
         ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
+        # the PDE compares resolution with a number (a TypeError) or truncates a fraction
+        ("surrogates-generate", ["resolution=abc"], "resolution must be an integer, got 'abc'"),
+        ("surrogates-generate", ["resolution=1.5"], "resolution must be an integer, got 1.5"),
+        ("surrogates-reduce", ["resolution=abc"], "resolution must be an integer, got 'abc'"),
         ("surrogates-reduce", ["solver=dcdm"], "DCDMSolver builds no reduced model: mode=offline takes solver=rb_eim"),
     ],
 )
