@@ -14,7 +14,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_count", "check_number"]
+__all__ = ["check_count", "check_integer", "check_number"]
 
 
 def check_number(
@@ -35,10 +35,16 @@ def check_number(
     return float(value)
 
 
-def check_count(name: str, value: Any, low: int = 0, high: int | None = None) -> int:
-    """``value`` when it is an int (not a bool) within ``[low, high]``; ``ValueError`` otherwise."""
+def check_integer(name: str, value: Any) -> int:
+    """``int(value)`` when it is an int (not a bool); ``ValueError`` otherwise (the range is the caller's to check)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def check_count(name: str, value: Any, low: int = 0, high: int | None = None) -> int:
+    """``value`` when it is an int (not a bool) within ``[low, high]``; ``ValueError`` otherwise."""
+    check_integer(name, value)
     if value < low or (high is not None and value > high):
         raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], got {value}")
     return int(value)

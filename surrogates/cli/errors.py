@@ -5,22 +5,29 @@ traceback; Ctrl-C prints one line and exits with 130. A constructor's error that
 (``data.batch_size=0``) is reported the same way, naming the config node, and so is Lightning's
 ``MisconfigurationException`` (``trainer=gpu`` without a GPU). Running out of memory (numpy's ``MemoryError``, torch's
 CPU allocator or ``torch.OutOfMemoryError``) also ends in one line, with exit status 1, since what to change
-(a smaller batch or block) is the user's to choose.
+(a smaller batch or block) is the user's to choose. A command line that Hydra cannot compose (an option name
+with a typo, ``pde=darcyy``, ``model=fnoo``, a malformed override) ends the same way, before anything runs
+(:func:`report_config_errors`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["USER_ERRORS", "is_out_of_memory", "is_user_error", "report_user_errors", "user_error_of"]
+__all__ = [
+    "USER_ERRORS", "config_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
+    "user_error_of",
+]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
 """What a user's input causes: bad or missing data and checkpoints (``DatasetFileError``, ``CheckpointError``
@@ -113,3 +120,73 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
             raise
         print(f"{command}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+COMMANDS = {
+    "generate": "surrogates-generate", "train": "surrogates-train", "evaluate": "surrogates-evaluate",
+    "reduce": "surrogates-reduce", "serve": "surrogates-serve", "import_data": "surrogates-import",
+}
+"""Each entry module's command name (``python -m surrogates.cli.<module>`` runs the same command)."""
+
+
+def _command_name() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return COMMANDS.get(Path(name).stem, name or "surrogates")
+
+
+def _suggestion(name: str, choices: Iterable[Any]) -> str:
+    close = difflib.get_close_matches(name, [str(choice) for choice in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+_MISSING_OPTION = re.compile(r"Could not find '([^']+)'")
+
+
+def config_error_line(error: BaseException) -> str:
+    """One line for a command line Hydra cannot compose: the option, the value and what is allowed."""
+    if isinstance(error, MissingConfigException) and error.options and _MISSING_OPTION.search(str(error)):
+        group, _, value = _MISSING_OPTION.search(str(error))[1].rpartition("/")
+        options = sorted(error.options)
+        return f"{group}={value}: no such {group}{_suggestion(value, options)}; {group} is one of {', '.join(options)}"
+    if isinstance(error, OverrideParseException):  # a malformed override: Hydra's grammar names the token
+        message = " ".join(re.split(r"\s*See https://", str(error))[0].split())
+        return f"cannot read {error.override!r}: {message}; overrides are key=value (docs/configs.md)"
+    cause = error.__cause__
+    key = getattr(cause, "full_key", None) or getattr(cause, "key", None)
+    message = str(cause).splitlines()[0] if cause is not None and str(cause) else ""
+    if key and "not in struct" in message:  # an option name that does not exist (a typo)
+        parent = getattr(cause, "parent_node", None)
+        known = list(parent.keys()) if hasattr(parent, "keys") else []
+        leaf = str(key).rpartition(".")[2]
+        prefix = str(key).rpartition(".")[0]
+        hint = _suggestion(leaf, known)
+        if hint:
+            hint = f" (did you mean {prefix + '.' if prefix else ''}{hint[len(' (did you mean '):-2]}?)"
+        return f"{key}: no such option{hint}; --cfg job lists the options, +{key}=... adds a new one"
+    text = " ".join(str(error).split())
+    if cause is not None and message:
+        text = f"{text}: {' '.join(str(cause).split())}"
+    return text or type(error).__name__
+
+
+def report_config_errors(run_and_report: Callable[[Callable[[], Any]], Any]) -> Callable[[Callable[[], Any]], Any]:
+    """Hydra's ``run_and_report``, ending a config that cannot be composed with one line on stderr and exit status 2.
+
+    Hydra prints such errors over several lines (the config search path included) and exits with status 1;
+    ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report and traceback.
+    """
+
+    def guarded_run_and_report(func: Callable[[], Any]) -> Any:
+        def guarded() -> Any:
+            try:
+                return func()
+            except (ConfigCompositionException, OverrideParseException) as error:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"{_command_name()}: error: {config_error_line(error)}", file=sys.stderr)
+                sys.exit(2)
+
+        return run_and_report(guarded)
+
+    guarded_run_and_report.__wrapped__ = run_and_report  # type: ignore[attr-defined]
+    return guarded_run_and_report

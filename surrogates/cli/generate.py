@@ -9,6 +9,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.arguments import check_integer
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.data.generation import GenerationError, GenerationInterrupted, check_settings, generate_dataset
@@ -22,6 +23,8 @@ def generate(cfg: DictConfig) -> list[Path]:
     """
     sizes = {"train": cfg.n_train, "val": cfg.n_val, "test": cfg.n_test}
     check_settings(sizes, cfg.seed, cfg.shard, cfg.num_shards, cfg.chunk_size, cfg.overwrite)
+    # the PDE checks resolution's range; a word would reach it as a TypeError, a fraction be truncated or misreported
+    check_integer("resolution", cfg.resolution)
     pde_config = OmegaConf.to_container(cfg.pde, resolve=True)
     pde = instantiate(cfg.pde)
     data_dir = Path(cfg.paths.data_dir) / cfg.name

@@ -16,6 +16,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.arguments import check_integer
 from surrogates.cli import CONFIG_PATH
 from surrogates.cli.errors import report_user_errors
 from surrogates.solvers.reduced_basis.model import SUFFIX, ReducedModel
@@ -121,6 +122,8 @@ def _parameters(mu) -> np.ndarray:
 
 
 def reduce(cfg: DictConfig) -> dict:
+    # the PDE checks resolution's range; a word would reach it as a TypeError, a fraction be truncated or misreported
+    check_integer("resolution", cfg.resolution)
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     return {"offline": offline, "query": query, "logdet": logdet}[cfg.mode](cfg)

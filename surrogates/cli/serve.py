@@ -73,8 +73,20 @@ def check_can_listen(host: str, port: Any) -> int:
     return port
 
 
+def check_device(device: object) -> None:
+    """A ``device`` torch cannot read (``device=gpuu``) is the user's typo: refused before any model loads (each
+    model would otherwise be listed as unavailable, and the service start with none)."""
+    import torch
+
+    try:
+        torch.device(str(device))
+    except RuntimeError as error:
+        raise ValueError(f"device={device!r} is not a torch device; use cpu, cuda or cuda:<index>") from error
+
+
 def prepare(cfg: DictConfig):
     """The app of ``cfg`` once its address is free (:func:`check_can_listen`), then :func:`build_app`."""
+    check_device(cfg.device)
     check_can_listen(cfg.host, cfg.port)
     return build_app(cfg)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +274,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resume:
         keep_earlier_logs(trainer)
     # weights_only: loading a checkpoint runs no pickled code (Lightning's own default may differ by version)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SystemExit:  # Ctrl-C: Lightning shuts the run down, then exits; say where it stands and how to go on
+        if trainer.interrupted and trainer.is_global_zero:
+            print(interrupted_message(trainer, cfg.paths.output_dir), file=sys.stderr)
+            sys.exit(130)
+        raise
     results = {name: float(value) for name, value in trainer.callback_metrics.items()}
     callback = trainer.checkpoint_callback
     if callback is not None and callback.monitor and callback.best_model_score is not None:
@@ -303,6 +311,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if curves is not None:
         print(f"curves:  {curves}")
     return results
+
+
+def interrupted_message(trainer: L.Trainer, output_dir: str | Path) -> str:
+    """The line a run interrupted by Ctrl-C ends with: where its checkpoints are and the command that resumes it."""
+    last = checkpoint_folder(trainer, output_dir) / "last.ckpt"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(("ckpt_path=", "hydra.run.dir="))]
+    except ValueError:  # not under Hydra
+        overrides = []
+    command = shlex.join(["surrogates-train", *overrides, "ckpt_path=auto", f"hydra.run.dir={output_dir}"])
+    where = f"last checkpoint: {last}" if last.is_file() else f"no checkpoint written yet in {last.parent}"
+    return f"surrogates-train: interrupted; {where}; resume with: {command}"
 
 
 def logged_metric_files(trainer: L.Trainer) -> list[Path]:

@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 from surrogates.data import fingerprint as fp
+from surrogates.data.progress import progress_bar
 from surrogates.data.schema import CONTENT_VERSION, SCHEMA_VERSION, DatasetFileError, inspect_file
 from surrogates.data.shards import SPLITS, SUFFIX, shard_path
 from surrogates.data.publishing import publish_files, signals_deferred
@@ -285,7 +285,8 @@ def _generate_split(
     report = None
     # Without an explicit `disable`, tqdm honours TQDM_DISABLE=1 from the environment.
     disable = {} if progress else {"disable": True}
-    bar = tqdm(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
+    # a bar on a terminal, a line every 30 s in a log (surrogates.data.progress)
+    bar = progress_bar(total=len(indices), desc=f"{pde.name} {split} -> {path.name}", unit="sample", **disable)
     writer.__enter__()
     try:
         for start in range(indices.start, indices.stop, chunk_size):

@@ -41,6 +41,12 @@ def _error_lines(stderr: str, command: str) -> list[str]:
             "data (surrogates.data.datamodule.FieldDataModule): batch_size must be positive, got 0",
         ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
+        # every model was listed as unavailable and the service started anyway
+        ("surrogates-serve", ["device=gpuu"], "device='gpuu' is not a torch device; use cpu, cuda or cuda:<index>"),
+        # the PDE compares resolution with a number (a TypeError) or truncates a fraction
+        ("surrogates-generate", ["resolution=abc"], "resolution must be an integer, got 'abc'"),
+        ("surrogates-generate", ["resolution=1.5"], "resolution must be an integer, got 1.5"),
+        ("surrogates-reduce", ["resolution=abc"], "resolution must be an integer, got 'abc'"),
         ("surrogates-reduce", ["solver=dcdm"], "DCDMSolver builds no reduced model: mode=offline takes solver=rb_eim"),
     ],
 )
@@ -163,3 +169,42 @@ def test_lightnings_misconfiguration_is_a_user_error(capsys):
     assert exit_info.value.code == 2
     lines = _error_lines(capsys.readouterr().err, "surrogates-train")
     assert len(lines) == 1 and "No supported gpu backend found!" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    ("command", "overrides", "line"),
+    [
+        (
+            "surrogates-generate", ["pde=darcyy"],
+            "surrogates-generate: error: pde=darcyy: no such pde (did you mean darcy?); pde is one of burgers, darcy, "
+            "diffusion_sorption, gaussian_bump, ks, navier_stokes, thermal_block",
+        ),
+        (
+            "surrogates-generate", ["n_trian=3"],
+            "surrogates-generate: error: n_trian: no such option (did you mean n_train?); --cfg job lists the options, "
+            "+n_trian=... adds a new one",
+        ),
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "trainer.max_epoch=1"],
+            "surrogates-train: error: trainer.max_epoch: no such option (did you mean trainer.max_epochs?); "
+            "--cfg job lists the options, +trainer.max_epoch=... adds a new one",
+        ),
+        ("surrogates-train", ["model=fnoo"], "surrogates-train: error: model=fnoo: no such model (did you mean fno?); "),
+        (
+            "surrogates-generate", ["n_train=[1"],
+            "surrogates-generate: error: cannot read 'n_train=[1': no viable alternative at input '[1'; "
+            "overrides are key=value (docs/configs.md)",
+        ),
+    ],
+)
+def test_a_command_line_hydra_cannot_compose_is_one_line_and_exit_2(tmp_path, command, overrides, line):
+    result = _run(tmp_path, command, *overrides)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(line), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything ran
+
+
+def test_hydra_full_error_keeps_hydras_report_of_a_config_it_cannot_compose(tmp_path):
+    result = _run(tmp_path, "surrogates-generate", "pde=darcyy", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1 and "MissingConfigException" in result.stderr

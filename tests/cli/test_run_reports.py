@@ -95,3 +95,27 @@ def test_sweep_summary_has_every_hydra_hook_so_single_runs_print_no_warnings():
             required = [name for name, parameter in inspect.signature(method).parameters.items()
                         if parameter.default is parameter.empty and parameter.kind not in (parameter.VAR_KEYWORD,)]
             method(**{name: config if name == "config" else None for name in required})
+
+
+def test_ctrl_c_during_training_says_where_the_run_stands_and_how_to_resume(darcy_dir, tmp_path):
+    """Lightning ended an interrupted run with status 1 and nothing about resuming."""
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    command = [str(Path(sys.executable).parent / "surrogates-train"), "experiment=darcy_fno_demo",
+               f"data.data_dir={darcy_dir}", "trainer.max_epochs=100000", "logger=none", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"surrogates-train: interrupted; last checkpoint: {last}; resume with: surrogates-train experiment=darcy_fno_demo "
+        f"data.data_dir={darcy_dir} trainer.max_epochs=100000 logger=none ckpt_path=auto hydra.run.dir={run_dir}"
+    )

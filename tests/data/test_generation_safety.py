@@ -457,3 +457,14 @@ def test_splits_with_names_of_their_own_never_share_inputs(tmp_path):
     # train's chunk 0 is still drawn from SeedSequence([seed, 0, start]), as datasets written before
     rng = np.random.default_rng(np.random.SeedSequence([3, 0, 0]))
     np.testing.assert_array_equal(fields["train"], pde.sample_inputs(2, rng)["a"].astype(np.float32))
+
+
+def test_progress_off_a_terminal_is_whole_lines_not_carriage_returns(tmp_path, capsys, monkeypatch):
+    """In a log file tqdm's in-place redraws made one line of many carriage-return-separated states; off a
+    terminal each state is a line of its own, the first and the last at least, at most one per 30 s between."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    generate_dataset(Darcy(resolution=6), tmp_path / "d", {"train": 6}, seed=0, chunk_size=1, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("darcy train -> train.h5:   0%") and "6/6" in lines[1], lines
