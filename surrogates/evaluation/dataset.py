@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from surrogates import metrics
+from surrogates.data.progress import progress_bar
 
 
 def data_source(data_dir: str | Path | None, schema: Any) -> str:
@@ -90,7 +90,7 @@ def evaluate_dataset(
     per_sample: dict[str, list[np.ndarray]] = {name: [] for name in metrics.METRICS}
     examples: dict[str, list[np.ndarray]] = {"x": [], "y": [], "pred": []}
     seconds, kept = 0.0, 0
-    for batch in tqdm(loader, desc="evaluating", unit="batch", disable=not progress):
+    for batch in progress_bar(iterable=loader, desc="evaluating", unit="batch", disable=not progress):
         start = time.perf_counter()
         pred = predict(batch["x"])
         seconds += time.perf_counter() - start

@@ -79,3 +79,13 @@ def test_the_recorded_data_of_another_machine_ask_for_data_dir(tmp_path):
     assert data_source(None, DataSchema(pde="darcy", source=str(tmp_path))) == str(tmp_path)
     with pytest.raises(ValueError, match="records no data folder"):
         data_source(None, DataSchema(pde="darcy", source=""))
+
+
+def test_evaluation_progress_off_a_terminal_is_whole_lines_not_carriage_returns(capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    pred, target = _fields(seed=1)
+    dataset = [{"x": target[i], "y": target[i]} for i in range(len(target))]
+    evaluate_dataset(lambda x: x, dataset, batch_size=1, n_examples=0, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert not any("\r" in line for line in lines)
+    assert lines[0].startswith("evaluating:   0%") and f"{len(dataset)}/{len(dataset)}" in lines[-1], lines

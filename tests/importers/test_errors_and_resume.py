@@ -439,3 +439,15 @@ def test_a_source_without_samples_says_so(run_import, tmp_path):
     xr.Dataset({"a": (("sample", "x"), np.zeros((0, 4)))}).to_netcdf(tmp_path / "empty.nc", engine="h5netcdf")
     with pytest.raises(ImportDataError, match=r"^the source holds no samples \(a sample dim of length 0\)"):
         run_import(f"source={tmp_path / 'empty.nc'}", "inputs=[a]", "targets=[a]")
+
+
+def test_import_progress_off_a_terminal_is_whole_lines_not_carriage_returns(tmp_path, capsys, monkeypatch):
+    """In a log file the samples' bar prints whole lines, not tqdm's in-place redraws."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    write_tensor_1d(path, n=12)
+    import_dataset(ImportSettings(source=str(path), data_dir=tmp_path / "out", chunk_size=3, progress=True))
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("pdebench_burgers -> out:   0%") and "12/12" in lines[-1], lines

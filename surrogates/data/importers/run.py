@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from surrogates.data import fingerprint as fp
 from surrogates.data.generation import (
@@ -43,6 +42,7 @@ from surrogates.data.importers.plan import ImportDataError, Part, Plan, file_sha
 from surrogates.data.importers.planning import make_plan
 from surrogates.data.importers.settings import ImportSettings, samples_per_block
 from surrogates.data.importers.splits import assign_splits
+from surrogates.data.progress import progress_bar
 from surrogates.data.publishing import publish_files, signals_deferred
 from surrogates.data.schema import SCHEMA_VERSION, DatasetFileError
 from surrogates.data.shards import SPLITS, shard_path
@@ -54,8 +54,8 @@ def checksums(plan: Plan, progress: bool = True, stop: threading.Event | None = 
     """SHA-256 of every source file, read in blocks, with a progress bar in bytes; ``stop`` set ends it early
     (:class:`InterruptedError`) at the next block."""
     files = plan.source_paths()
-    bar = tqdm(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
-               **({} if progress else {"disable": True}))
+    bar = progress_bar(total=sum(source_bytes(path) for path in files), desc="sha256 of the source", unit="B", unit_scale=True,
+                       **({} if progress else {"disable": True}))
 
     def advance(n: int) -> None:
         if stop is not None and stop.is_set():
@@ -262,8 +262,8 @@ def _write(plan: Plan, settings: ImportSettings, assignment: list[np.ndarray], s
     block = samples_per_block(plan, settings)
     total = sum(int(np.isin(a, [ids[s] for s in pending]).sum()) for a in assignment)
     positions = dict.fromkeys(pending, 0)
-    bar = tqdm(total=total, desc=f"{plan.pde} -> {Path(settings.data_dir).name}", unit="sample",
-               **({} if settings.progress else {"disable": True}))
+    bar = progress_bar(total=total, desc=f"{plan.pde} -> {Path(settings.data_dir).name}", unit="sample",
+                       **({} if settings.progress else {"disable": True}))
     opened = []
     try:
         for writer in writers.values():
