@@ -107,8 +107,31 @@ def test_float32_coordinates_far_from_zero_are_accepted():
     x = np.linspace(1000.0, 1001.0, 1001)
     trained = {"x": Coordinate("x", 1001, min=1000.0, max=1001.0)}
     check_domain("m", trained, ["x"], {"x": x.astype(np.float32)})
-    with pytest.raises(InputError):
-        check_domain("m", trained, ["x"], {"x": (x + 0.01).astype(np.float32)})  # ten steps off
+    # the allowance: one step (1e-3) plus 2 x 4 float32 eps of the largest value (2 x 4.8e-4), under 2 steps;
+    # 2.5 steps off is another grid
+    for shift in (0.01, 0.0025):
+        with pytest.raises(InputError, match=rf"spans \[{1000 + shift:.6g}, {1001 + shift:.6g}\]") as error:
+            check_domain("m", trained, ["x"], {"x": (x + shift).astype(np.float32)})
+        assert error.value.code == "wrong_domain"
+
+
+def test_the_ends_may_be_off_by_one_step_and_no_more():
+    """The documented allowance: each end within one grid step (the larger of the request's and the trained one)
+    of the trained end; in float64 near 0..1 the roundoff allowance (8 float32 eps ~ 1e-6) is far below 1% of a
+    step, so 0.99 of a step passes and 1.01 of one is refused."""
+    h = 1.0 / (N - 1)
+    trained = {"x": Coordinate("x", N, min=0.0, max=1.0)}
+    for x in (_nodes(N), _nodes(4 * N)):  # the trained step is the larger one for the finer request too
+        check_domain("m", trained, ["x"], {"x": x + 0.99 * h})
+        check_domain("m", trained, ["x"], {"x": x - 0.99 * h})
+        for shift in (1.01 * h, -1.01 * h):
+            with pytest.raises(InputError, match=r"coordinate 'x' of the request spans \[") as error:
+                check_domain("m", trained, ["x"], {"x": x + shift})
+            assert error.value.code == "wrong_domain"
+    coarse = _nodes(4)  # its own step (1/3) is the larger one: a third less 1% passes
+    check_domain("m", trained, ["x"], {"x": coarse + 0.99 / 3})
+    with pytest.raises(InputError, match="spans"):
+        check_domain("m", trained, ["x"], {"x": coarse + 1.01 / 3})
 
 
 @pytest.mark.parametrize("boundary", ["bounded", "periodic"])
