@@ -71,9 +71,28 @@ def test_relative_h1_wraps_around_periodic_dims():
 
 
 def test_vrmse_of_mean_prediction_is_one():
-    t = torch.randn(4, 3, 10, 10)
+    t = torch.randn(4, 3, 10, 10, generator=torch.Generator().manual_seed(0))
     mean = t.mean(dim=(2, 3), keepdim=True).expand_as(t)
-    np.testing.assert_allclose(metrics.vrmse(mean, t).numpy(), 1.0, rtol=1e-4)
+    # float32 sums of n = 100 terms for the mse and the variance: each within n eps32 / 2 relative, the ratio's
+    # square root within n eps32 / 2 = 6e-6; The Well's 1e-7 on variances of ~1 (>= 0.3 here) adds < 2e-7
+    np.testing.assert_allclose(metrics.vrmse(mean, t).numpy(), 1.0, rtol=100 * torch.finfo(torch.float32).eps)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10**-3.5])
+def test_vrmse_is_the_well_s_formula(scale):
+    """sqrt(mse / (var + 1e-7)) per sample and channel, averaged over channels, against numpy in float64: at unit
+    scale the 1e-7 moves the value by ~5e-8 relative, at fields of variance ~1e-7 it halves the ratio; a 1e-6 or
+    a biased variance would be off by far more than the float64 rounding (a few n eps64, n = 80)."""
+    rng = np.random.default_rng(3)
+    t = scale * rng.normal(size=(3, 2, 8, 10))
+    p = t + 0.3 * scale * rng.normal(size=t.shape)
+    mse = ((p - t) ** 2).mean(axis=(2, 3))
+    var = ((t - t.mean(axis=(2, 3), keepdims=True)) ** 2).mean(axis=(2, 3))
+    expected = np.sqrt(mse / (var + 1e-7)).mean(axis=1)
+    got = metrics.vrmse(torch.from_numpy(p), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+    if scale == 1.0:  # and the regulariser is visible only through the formula: 1e-7 / var ~ 1e-7
+        assert np.all(np.abs(got / np.sqrt(mse / var).mean(axis=1) - 1) < 1e-6)
 
 
 def test_pearson_identical_negated_shifted():
