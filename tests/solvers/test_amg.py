@@ -159,7 +159,15 @@ def test_single_level_is_exact_solve():
     M = AMGPreconditioner(A)
     assert M.shapes == [36]
     b = torch.randn(2, 36, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    np.testing.assert_allclose(A @ M.apply(b).numpy().T, b.numpy().T, atol=1e-10)
+    x = M.apply(b).numpy().T
+    # a Cholesky solve is backward stable: (A + dA) x = b with |dA| <= gamma_{3n+1} |L| |L^T| (Higham, Thm 10.4),
+    # and forming A x - b adds gamma_6 (|A| |x| + |b|) (5 terms a row); twice that for another factor's rounding.
+    # About 2e-14 here, where the old atol 1e-10 let a coarse solve 1e-11 off (in A's units) pass.
+    n, eps = A.shape[0], np.finfo(np.float64).eps
+    L = np.abs(np.linalg.cholesky(A.toarray()))
+    bound = 2 * ((3 * n + 1) * eps * (L @ (L.T @ np.abs(x))) + 6 * eps * (abs(A) @ np.abs(x) + np.abs(b.numpy().T)))
+    residual = np.abs(A @ x - b.numpy().T)
+    assert np.all(residual <= bound), (residual / bound).max()
 
 
 def test_float32_and_round_trip():
