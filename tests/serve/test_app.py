@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 
 import httpx
 import numpy as np
@@ -265,12 +264,17 @@ def test_get_on_predict_names_the_method(client):
 
 
 def test_the_event_loop_stays_free_while_a_model_computes(tmp_path):
+    import threading
+
     from surrogates.serve.app import ServeSettings, create_app
     from surrogates.serve.registry import ModelEntry, Registry, Variable
     from tests.serve.conftest import LiveServer
 
-    def slow(x):
-        time.sleep(1.0)  # stands for a long inference in the worker thread
+    computing, release = threading.Event(), threading.Event()
+
+    def slow(x):  # stands for a long inference in the worker thread: it ends only when the test says so
+        computing.set()
+        release.wait(60)
         return {"u": x[:, 0]}, {}
 
     entry = ModelEntry(
@@ -279,18 +283,24 @@ def test_the_event_loop_stays_free_while_a_model_computes(tmp_path):
     )
     with LiveServer(create_app(Registry([entry]), ServeSettings())) as server:
 
-        async def run() -> tuple[float, int]:
+        async def run() -> tuple[int, bool, int]:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
                 pending = asyncio.create_task(client.post("/v1/models/slow/predict", json={"inputs": {"a": [1.0, 2.0]}}))
-                await asyncio.sleep(0.2)
-                start = time.perf_counter()
-                await client.get("/health")
-                waited = time.perf_counter() - start
-                return waited, (await pending).status_code
+                for _ in range(3000):  # until the model is computing (at most 30 s)
+                    if computing.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+                health = await client.get("/health")  # a blocked event loop would not answer before the release
+                answered_while_computing = computing.is_set() and not release.is_set()
+                release.set()
+                return health.status_code, answered_while_computing, (await pending).status_code
 
-        waited, status = asyncio.run(run())
+        try:
+            health, answered_while_computing, status = asyncio.run(run())
+        finally:
+            release.set()
+    assert health == 200 and answered_while_computing
     assert status == 200
-    assert waited < 0.5
 
 
 class _UnconvergedDarcy(Darcy):
