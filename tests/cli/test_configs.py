@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,19 @@ def test_every_pde_instantiates(compose_cfg, pde):
     assert problem.name == pde
     assert Path(cfg.paths.data_dir).name == "datasets"
     assert cfg.name == f"{pde}_32"
+
+
+@pytest.mark.parametrize("resolution", [-4, 0, 1])
+@pytest.mark.parametrize("pde", PDES)
+def test_a_too_small_resolution_is_named_with_its_least_value(compose_cfg, pde, resolution):
+    # Burgers said "solver_resolution (1024) must be a multiple of resolution (-4)"; Navier-Stokes and diffusion-sorption
+    # listed every argument's range without the value
+    cfg = compose_cfg("generate", [f"pde={pde}", f"resolution={resolution}"])
+    OmegaConf.resolve(cfg)
+    with pytest.raises(Exception) as info:  # Hydra's instantiate wraps the constructor's ValueError
+        instantiate(cfg.pde)
+    cause = info.value.__cause__
+    assert isinstance(cause, ValueError) and re.fullmatch(rf"resolution must be >= \d+.*, got {resolution}", str(cause)), cause
 
 
 def test_evaluate_config_requires_checkpoint(compose_cfg):
