@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "USER_ERRORS", "config_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
+    "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
     "user_error_of",
 ]
 
@@ -82,6 +82,58 @@ def user_error_of(error: BaseException) -> tuple[BaseException, str] | None:
     return cause, f"{where}: " if where else ""
 
 
+_CONVERSIONS = (
+    (re.compile(r"invalid literal for int\(\) with base \d+: '(.*)'"), "an integer"),
+    (re.compile(r"could not convert string to float: '(.*)'"), "a number"),
+)
+"""Python's messages for a string that ``int()`` or ``float()`` cannot read, and what was expected."""
+
+
+def _options_with_value(node: Any, value: str, prefix: str) -> list[str]:
+    """The dotted keys under ``node`` whose value (resolved where it can be) is the string ``value``."""
+    found: list[str] = []
+    if not isinstance(node, DictConfig):
+        return found
+    for key in node.keys():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if prefix == "" and key == "hydra":
+            continue
+        try:
+            child = node[key]
+        except Exception:  # an interpolation that cannot resolve, a missing value: not the one
+            continue
+        if isinstance(child, DictConfig):
+            found += _options_with_value(child, value, name)
+        elif isinstance(child, str) and child == value:
+            found.append(name)
+    return found
+
+
+def conversion_error_line(cause: BaseException, cfg: Any, where: str = "") -> str | None:
+    """``data.n_train must be an integer, got 'abc'`` for a constructor's ``int('abc')`` (or ``float``), or ``None``.
+
+    Python's message names the value, not the option: the option is found in ``cfg`` as the key holding that
+    string, under the config node the error came from (``where``, ``data (...)``) when known, else anywhere.
+    ``None`` when the error is no such conversion or no single option holds the value.
+    """
+    if not isinstance(cause, ValueError) or not isinstance(cfg, DictConfig):
+        return None
+    for pattern, expected in _CONVERSIONS:
+        match = pattern.fullmatch(str(cause).strip())
+        if match is None:
+            continue
+        node_key = where.split(" ")[0].rstrip(":") if where else ""
+        try:
+            node = OmegaConf.select(cfg, node_key) if node_key else cfg
+        except Exception:
+            node = None
+        keys = _options_with_value(node, match[1], node_key) if node is not None else []
+        if len(keys) != 1:
+            return None
+        return f"{keys[0]} must be {expected}, got {match[1]!r}"
+    return None
+
+
 def _verbose(cfg: Any) -> bool:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return True
@@ -106,6 +158,9 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
         if found is not None:
             cause, where = found
             message = " ".join(str(cause).split()) or type(cause).__name__
+            named = conversion_error_line(cause, cfg, where)
+            if named is not None:
+                where, message = "", named
             print(f"{command}: error: {where}{message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
             sys.exit(2)
         detail = " ".join(str(error).split())[:300] or type(error).__name__
