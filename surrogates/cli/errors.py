@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
-    "user_error_of",
+    "JOB_ERROR_FILE", "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
+    "sweep_job", "user_error_of",
 ]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
@@ -143,12 +143,40 @@ def _verbose(cfg: Any) -> bool:
         return False
 
 
-def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+JOB_ERROR_FILE = "error.txt"
+"""Where a failed job of a sweep that goes on (``surrogates-train -m``) leaves its error line, in its own folder."""
+
+
+def sweep_job() -> tuple[int, list[str], Path] | None:
+    """This job's number, overrides and folder when it is one job of a Hydra multirun (``-m``, Optuna); else ``None``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return None
+        return int(hydra_cfg.job.num), list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
+    except (ImportError, ValueError, AttributeError, TypeError):  # not under Hydra
+        return None
+
+
+def report_user_errors(
+    command: str, job: Callable[[DictConfig], Any], cfg: DictConfig, *, sweep_goes_on: bool = False,
+) -> Any:
     """``job(cfg)``, ending a user error with one line on stderr and exit status 2 (out of memory: 1, Ctrl-C: 130).
 
     Called inside each ``@hydra.main`` function (not as a decorator, so that Hydra still sees the
     entry point's own module: its job name and log file).
+
+    With ``sweep_goes_on``, a job of a multirun that fails this way does not end the whole sweep: its line names
+    the job (number and overrides), is kept in ``<job folder>/error.txt`` for the sweep's summary
+    (:class:`surrogates.cli.sweeps.SweepSummary`, which lists the failed jobs and sets the exit status), and the
+    job returns ``None`` (Optuna records a failed trial).
     """
+    in_sweep = sweep_job() if sweep_goes_on else None
+    if in_sweep is not None:
+        (in_sweep[2] / JOB_ERROR_FILE).unlink(missing_ok=True)  # a rerun into the folder
     try:
         return job(cfg)
     except Exception as error:
@@ -161,15 +189,21 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
             named = conversion_error_line(cause, cfg, where)
             if named is not None:
                 where, message = "", named
-            print(f"{command}: error: {where}{message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
-            sys.exit(2)
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
-        print(
-            f"{command}: error: out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "
-            "resolution or chunk_bytes, or fewer loader workers (HYDRA_FULL_ERROR=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+            line, status = f"{where}{message}", 2
+        else:
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            line = (f"out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "
+                    "resolution or chunk_bytes, or fewer loader workers")
+            status = 1
+        if in_sweep is not None:
+            number, overrides, folder = in_sweep
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / JOB_ERROR_FILE).write_text(line + "\n")
+            print(f"{command}: error: job {number} ({' '.join(overrides)}) failed: {line}; the sweep goes on "
+                  "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+            return None
+        print(f"{command}: error: {line} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        sys.exit(status)
     except KeyboardInterrupt:
         if _verbose(cfg):
             raise

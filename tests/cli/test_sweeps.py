@@ -141,6 +141,30 @@ def test_sweep_summary_ranks_the_runs(tmp_path):
     assert Path(summary["best"]["dir"]).name == "0" and summary["best"]["val/x"] == 0.3
 
 
+def test_sweep_summary_lists_the_failed_jobs_and_ends_with_status_1(tmp_path, capsys):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"metrics": {"val/x_best": 0.5}}))
+    for name in ("1", "2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "error.txt").write_text(f"model (FNO): width must be in [1, inf], got -{name}\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with pytest.raises(SystemExit) as exit_info:
+        SweepSummary("val/x", "min").on_multirun_end(config)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"failed: {tmp_path / '1'}: model (FNO): width must be in [1, inf], got -1",
+        f"failed: {tmp_path / '2'}: model (FNO): width must be in [1, inf], got -2",
+        "surrogates-train: error: 2 of 3 jobs of the sweep failed (each job's error is in its folder's error.txt)",
+    ]
+    summary = json.loads((tmp_path / "sweep_summary.json").read_text())
+    assert summary["best"]["val/x"] == 0.5 and [Path(f["dir"]).name for f in summary["failed"]] == ["1", "2"]
+    (tmp_path / "0" / "metrics.json").unlink()  # every job failed: no summary to write, the failures still end it
+    with pytest.raises(SystemExit):
+        SweepSummary("val/x", "min").on_multirun_end(config)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("surrogates-train: error: 2 of 2 jobs")
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     env.pop(OFFSET_ENV, None)
@@ -160,6 +184,31 @@ def test_a_plain_multirun_names_its_best_run(darcy_dir, tmp_path):
     assert summary["best"]["dir"] == min(scores, key=scores.get)
     assert summary["best"]["val/rel_l2"] == pytest.approx(min(scores.values()))
     assert f"best val/rel_l2 = {summary['best']['val/rel_l2']} in {summary['best']['dir']}" in done.stdout
+
+
+def test_a_failing_job_is_reported_and_the_sweep_goes_on(darcy_dir, tmp_path):
+    # the first job's user error ended the whole sweep (exit 2): the second job never ran, no summary was written
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    done = subprocess.run([
+        str(Path(sys.executable).parent / "surrogates-train"), "-m", "experiment=darcy_fno_demo", "model.width=0,8",
+        "model.modes=4", "model.n_layers=2", "trainer.max_epochs=1", f"data.data_dir={darcy_dir}",
+        f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false",
+    ], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    error = "model (surrogates.models.fno.FNO): width must be in [1, inf], got 0"
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("surrogates-train: error: job 0 (experiment=darcy_fno_demo model.width=0 ")
+               and f"failed: {error}; the sweep goes on" in line for line in lines), done.stderr
+    assert f"failed: {sweep / '0'}: {error}" in lines
+    assert lines[-1] == ("surrogates-train: error: 1 of 2 jobs of the sweep failed (each job's error is in its "
+                         "folder's error.txt)")
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [Path(r["dir"]).name for r in summary["runs"]] == ["1"] and summary["best"]["dir"] == str(sweep / "1")
+    assert [(Path(f["dir"]).name, f["error"]) for f in summary["failed"]] == [("0", error)]
+    assert f"- run 0 (" in (sweep / "summary.md").read_text()
+    assert f"in {sweep / '1'}" in done.stdout
 
 
 def _sweep(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess:
