@@ -152,7 +152,7 @@ def write_tables(
         for rank, (run, o) in enumerate(zip(runs, overrides), 1):
             writer.writerow([rank, Path(run["dir"]).name, run[metric], *(o.get(k, "") for k in swept)])
     lines = [f"# Sweep summary: {metric} ({mode}, best validation score of each run)", "",
-             f"| rank | run | {metric} | " + " | ".join(varying) + " |", "|---" * (3 + len(varying)) + "|"]
+             "| " + " | ".join(["rank", "run", metric, *varying]) + " |", "|---" * (3 + len(varying)) + "|"]
     for rank, (run, o) in enumerate(zip(runs, overrides), 1):
         value = "-" if run[metric] is None else f"{run[metric]:.6g}"
         lines.append("| " + " | ".join([str(rank), Path(run["dir"]).name, value, *(o.get(k, "") for k in varying)]) + " |")

@@ -165,6 +165,15 @@ def test_sweep_summary_lists_the_failed_jobs_and_ends_with_status_1(tmp_path, ca
     assert capsys.readouterr().err.splitlines()[-1].startswith("surrogates-train: error: 2 of 2 jobs")
 
 
+def test_the_summary_table_of_runs_without_varying_overrides_has_one_header_per_column(tmp_path):
+    # the header had an empty fourth cell over three columns when no override varied (one run, or one value each)
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"metrics": {"val/x_best": 0.5}}))
+    SweepSummary("val/x", "min").on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    table = (tmp_path / "summary.md").read_text().splitlines()[2:5]
+    assert table == ["| rank | run | val/x |", "|---|---|---|", "| 1 | 0 | 0.5 |"]
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     env.pop(OFFSET_ENV, None)
