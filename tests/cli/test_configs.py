@@ -157,3 +157,31 @@ def test_the_configs_page_lists_every_option_of_a_group(group):
     """docs/configs.md is where a user looks up what `<group>=` takes: it lists every file of conf/<group>/."""
     options = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
     assert _documented_options()[group] == options
+
+
+HELP_EXAMPLES = {("train", "ckpt_path"), ("import", "inputs"), ("import", "targets")}
+"""Main options a help text shows with a value to give, not their default (ckpt_path=last, inputs=[a])."""
+
+
+@pytest.mark.parametrize("command", sorted(p.stem for p in (CONF_DIR / "hydra" / "help").glob("*.yaml")))
+def test_the_help_lists_options_that_exist_with_their_defaults(compose_cfg, command):
+    """`surrogates-<command> --help`'s main options are keys of the command's config, at the config's defaults."""
+    import re
+
+    import yaml
+
+    template = yaml.safe_load((CONF_DIR / "hydra" / "help" / f"{command}.yaml").read_text())["template"]
+    section = template.split("Main options", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]  # below its heading
+    cfg = compose_cfg(command)
+    listed = re.findall(r"(?<![\w.<])([a-z_][\w.]*)=(\S+)", section)
+    assert listed
+    for key, value in listed:
+        if key in {"pde", "experiment"} or key.startswith("hydra."):  # config groups; Hydra's own settings
+            continue
+        default = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split("."):
+            assert isinstance(default, dict) and part in default, f"{command} --help lists {key}, which the config lacks"
+            default = default[part]
+        if value.startswith("<") or "..." in value or "|" in value or (command, key) in HELP_EXAMPLES:
+            continue
+        assert default == yaml.safe_load(value), f"{command} --help: {key}={value}, config: {default!r}"
