@@ -250,7 +250,8 @@ def _check_two_trial_sweep(sweep: Path) -> None:
 
 @needs_optuna
 def test_optuna_sweep_of_two_trials(darcy_dir, tmp_path):
-    _sweep(darcy_dir, tmp_path / "sweep", 2)
+    done = _sweep(darcy_dir, tmp_path / "sweep", 2)
+    assert "setup plugin" not in done.stdout + done.stderr  # alembic's lines, one per plugin, at the sweep's start
     _check_two_trial_sweep(tmp_path / "sweep")
 
 
