@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "JOB_ERROR_FILE", "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
+    "FAILED_SWEEP_JOBS", "JOB_ERROR_FILE", "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
     "sweep_job", "user_error_of",
 ]
 
@@ -146,6 +146,9 @@ def _verbose(cfg: Any) -> bool:
 JOB_ERROR_FILE = "error.txt"
 """Where a failed job of a sweep that goes on (``surrogates-train -m``) leaves its error line, in its own folder."""
 
+FAILED_SWEEP_JOBS: list[str] = []
+"""The lines of this process's sweep jobs that failed and let the sweep go on (:func:`report_user_errors`)."""
+
 
 def sweep_job() -> tuple[int, list[str], Path] | None:
     """This job's number, overrides and folder when it is one job of a Hydra multirun (``-m``, Optuna); else ``None``."""
@@ -199,6 +202,7 @@ def report_user_errors(
             number, overrides, folder = in_sweep
             folder.mkdir(parents=True, exist_ok=True)
             (folder / JOB_ERROR_FILE).write_text(line + "\n")
+            FAILED_SWEEP_JOBS.append(line)
             print(f"{command}: error: job {number} ({' '.join(overrides)}) failed: {line}; the sweep goes on "
                   "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
             return None
@@ -274,6 +278,15 @@ def report_config_errors(run_and_report: Callable[[Callable[[], Any]], Any]) -> 
                     raise
                 print(f"{_command_name()}: error: {config_error_line(error)}", file=sys.stderr)
                 sys.exit(2)
+            except Exception as error:
+                # a sweeper that gives up after failed jobs (Optuna, with no completed trial to name as the best):
+                # the jobs' own lines said why, its error is one more line, not a traceback
+                if not FAILED_SWEEP_JOBS or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                message = " ".join(str(error).split()) or type(error).__name__
+                print(f"{_command_name()}: error: the sweep stopped after {len(FAILED_SWEEP_JOBS)} failed job(s), each "
+                      f"reported above and in its folder's {JOB_ERROR_FILE} (the sweeper: {message})", file=sys.stderr)
+                sys.exit(1)
 
         return run_and_report(guarded)
 

@@ -256,6 +256,24 @@ def test_optuna_sweep_of_two_trials(darcy_dir, tmp_path):
 
 
 @needs_optuna
+def test_an_optuna_sweep_whose_every_trial_failed_ends_in_one_line(darcy_dir, tmp_path):
+    # Hydra's Optuna sweeper asks for the best trial of a study without a completed one: a traceback
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run([
+        str(Path(sys.executable).parent / "surrogates-train"), "hparams_search=darcy_fno", "experiment=darcy_fno_demo",
+        f"data.data_dir={darcy_dir}", "model.width=choice(0)", "model.modes=4", "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "trainer.enable_progress_bar=false",
+    ], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "surrogates-train: error: the sweep stopped after 1 failed job(s), each reported above and in its folder's error.txt"
+    )
+    assert (tmp_path / "sweep" / "trial_0" / "error.txt").read_text().startswith("model (surrogates.models.fno.FNO): width")
+
+
+@needs_optuna
 @pytest.mark.slow
 def test_killed_optuna_sweep_resumes_from_its_study(darcy_dir, tmp_path):
     sweep = tmp_path / "sweep"
