@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "USER_ERRORS", "config_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
-    "user_error_of",
+    "FAILED_SWEEP_JOBS", "JOB_ERROR_FILE", "USER_ERRORS", "config_error_line", "conversion_error_line", "is_out_of_memory", "is_user_error", "report_config_errors", "report_user_errors",
+    "sweep_job", "user_error_of",
 ]
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, NotADirectoryError, OmegaConfBaseException)
@@ -82,6 +82,58 @@ def user_error_of(error: BaseException) -> tuple[BaseException, str] | None:
     return cause, f"{where}: " if where else ""
 
 
+_CONVERSIONS = (
+    (re.compile(r"invalid literal for int\(\) with base \d+: '(.*)'"), "an integer"),
+    (re.compile(r"could not convert string to float: '(.*)'"), "a number"),
+)
+"""Python's messages for a string that ``int()`` or ``float()`` cannot read, and what was expected."""
+
+
+def _options_with_value(node: Any, value: str, prefix: str) -> list[str]:
+    """The dotted keys under ``node`` whose value (resolved where it can be) is the string ``value``."""
+    found: list[str] = []
+    if not isinstance(node, DictConfig):
+        return found
+    for key in node.keys():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if prefix == "" and key == "hydra":
+            continue
+        try:
+            child = node[key]
+        except Exception:  # an interpolation that cannot resolve, a missing value: not the one
+            continue
+        if isinstance(child, DictConfig):
+            found += _options_with_value(child, value, name)
+        elif isinstance(child, str) and child == value:
+            found.append(name)
+    return found
+
+
+def conversion_error_line(cause: BaseException, cfg: Any, where: str = "") -> str | None:
+    """``data.n_train must be an integer, got 'abc'`` for a constructor's ``int('abc')`` (or ``float``), or ``None``.
+
+    Python's message names the value, not the option: the option is found in ``cfg`` as the key holding that
+    string, under the config node the error came from (``where``, ``data (...)``) when known, else anywhere.
+    ``None`` when the error is no such conversion or no single option holds the value.
+    """
+    if not isinstance(cause, ValueError) or not isinstance(cfg, DictConfig):
+        return None
+    for pattern, expected in _CONVERSIONS:
+        match = pattern.fullmatch(str(cause).strip())
+        if match is None:
+            continue
+        node_key = where.split(" ")[0].rstrip(":") if where else ""
+        try:
+            node = OmegaConf.select(cfg, node_key) if node_key else cfg
+        except Exception:
+            node = None
+        keys = _options_with_value(node, match[1], node_key) if node is not None else []
+        if len(keys) != 1:
+            return None
+        return f"{keys[0]} must be {expected}, got {match[1]!r}"
+    return None
+
+
 def _verbose(cfg: Any) -> bool:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return True
@@ -91,12 +143,43 @@ def _verbose(cfg: Any) -> bool:
         return False
 
 
-def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+JOB_ERROR_FILE = "error.txt"
+"""Where a failed job of a sweep that goes on (``surrogates-train -m``) leaves its error line, in its own folder."""
+
+FAILED_SWEEP_JOBS: list[str] = []
+"""The lines of this process's sweep jobs that failed and let the sweep go on (:func:`report_user_errors`)."""
+
+
+def sweep_job() -> tuple[int, list[str], Path] | None:
+    """This job's number, overrides and folder when it is one job of a Hydra multirun (``-m``, Optuna); else ``None``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return None
+        return int(hydra_cfg.job.num), list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir)
+    except (ImportError, ValueError, AttributeError, TypeError):  # not under Hydra
+        return None
+
+
+def report_user_errors(
+    command: str, job: Callable[[DictConfig], Any], cfg: DictConfig, *, sweep_goes_on: bool = False,
+) -> Any:
     """``job(cfg)``, ending a user error with one line on stderr and exit status 2 (out of memory: 1, Ctrl-C: 130).
 
     Called inside each ``@hydra.main`` function (not as a decorator, so that Hydra still sees the
     entry point's own module: its job name and log file).
+
+    With ``sweep_goes_on``, a job of a multirun that fails this way does not end the whole sweep: its line names
+    the job (number and overrides), is kept in ``<job folder>/error.txt`` for the sweep's summary
+    (:class:`surrogates.cli.sweeps.SweepSummary`, which lists the failed jobs and sets the exit status), and the
+    job returns ``None`` (Optuna records a failed trial).
     """
+    in_sweep = sweep_job() if sweep_goes_on else None
+    if in_sweep is not None:
+        (in_sweep[2] / JOB_ERROR_FILE).unlink(missing_ok=True)  # a rerun into the folder
     try:
         return job(cfg)
     except Exception as error:
@@ -106,15 +189,25 @@ def report_user_errors(command: str, job: Callable[[DictConfig], Any], cfg: Dict
         if found is not None:
             cause, where = found
             message = " ".join(str(cause).split()) or type(cause).__name__
-            print(f"{command}: error: {where}{message} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
-            sys.exit(2)
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
-        print(
-            f"{command}: error: out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "
-            "resolution or chunk_bytes, or fewer loader workers (HYDRA_FULL_ERROR=1 shows the traceback)",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+            named = conversion_error_line(cause, cfg, where)
+            if named is not None:
+                where, message = "", named
+            line, status = f"{where}{message}", 2
+        else:
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            line = (f"out of memory ({detail}); ask for less at once, e.g. a smaller data.batch_size, "
+                    "resolution or chunk_bytes, or fewer loader workers")
+            status = 1
+        if in_sweep is not None:
+            number, overrides, folder = in_sweep
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / JOB_ERROR_FILE).write_text(line + "\n")
+            FAILED_SWEEP_JOBS.append(line)
+            print(f"{command}: error: job {number} ({' '.join(overrides)}) failed: {line}; the sweep goes on "
+                  "(HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+            return None
+        print(f"{command}: error: {line} (HYDRA_FULL_ERROR=1 shows the traceback)", file=sys.stderr)
+        sys.exit(status)
     except KeyboardInterrupt:
         if _verbose(cfg):
             raise
@@ -185,6 +278,15 @@ def report_config_errors(run_and_report: Callable[[Callable[[], Any]], Any]) -> 
                     raise
                 print(f"{_command_name()}: error: {config_error_line(error)}", file=sys.stderr)
                 sys.exit(2)
+            except Exception as error:
+                # a sweeper that gives up after failed jobs (Optuna, with no completed trial to name as the best):
+                # the jobs' own lines said why, its error is one more line, not a traceback
+                if not FAILED_SWEEP_JOBS or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                message = " ".join(str(error).split()) or type(error).__name__
+                print(f"{_command_name()}: error: the sweep stopped after {len(FAILED_SWEEP_JOBS)} failed job(s), each "
+                      f"reported above and in its folder's {JOB_ERROR_FILE} (the sweeper: {message})", file=sys.stderr)
+                sys.exit(1)
 
         return run_and_report(guarded)
 

@@ -36,12 +36,13 @@ import lightning as L
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.cli.errors import JOB_ERROR_FILE
 from surrogates.cli.resolvers import OPTUNA_DIRECTIONS
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "check_direction", "check_same_search", "collect_runs", "search_definition",
+    "OFFSET_ENV", "OptunaPruning", "PrepareStudy", "SweepSummary", "check_direction", "check_same_search", "collect_failures", "collect_runs", "search_definition",
     "trial_number",
 ]
 
@@ -98,23 +99,48 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         runs = collect_runs(sweep_dir, self.metric)
-        if not runs:
-            return
-        sign = 1.0 if self.mode == "min" else -1.0
-        runs.sort(key=lambda r: (r[self.metric] is None, sign * (r[self.metric] or 0.0)))
-        summary = {"metric": self.metric, "mode": self.mode, "best": runs[0], "runs": runs}
-        (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
-        write_tables(sweep_dir, runs, self.metric, self.mode)
-        best = runs[0]
-        log.info(f"best run of {len(runs)}: {best['dir']} ({self.metric} = {best[self.metric]}) {' '.join(best['overrides'])}")
-        print(f"sweep summary: {sweep_dir / 'sweep_summary.json'}; best {self.metric} = {best[self.metric]} in {best['dir']}")
+        failed = collect_failures(sweep_dir)
+        if runs:
+            sign = 1.0 if self.mode == "min" else -1.0
+            runs.sort(key=lambda r: (r[self.metric] is None, sign * (r[self.metric] or 0.0)))
+            summary = {"metric": self.metric, "mode": self.mode, "best": runs[0], "runs": runs, "failed": failed}
+            (sweep_dir / "sweep_summary.json").write_text(json.dumps(summary, indent=2))
+            write_tables(sweep_dir, runs, self.metric, self.mode, failed)
+            best = runs[0]
+            log.info(f"best run of {len(runs)}: {best['dir']} ({self.metric} = {best[self.metric]}) {' '.join(best['overrides'])}")
+            print(f"sweep summary: {sweep_dir / 'sweep_summary.json'}; best {self.metric} = {best[self.metric]} in {best['dir']}")
+        if failed:
+            # after the summary of the jobs that ran: one line per failed job, and a failing exit status
+            for job in failed:
+                print(f"failed: {job['dir']}: {job['error']}", file=sys.stderr)
+            print(f"surrogates-train: error: {len(failed)} of {len(failed) + len(runs)} jobs of the sweep failed "
+                  f"(each job's error is in its folder's {JOB_ERROR_FILE})", file=sys.stderr)
+            sys.exit(1)
+
+
+def collect_failures(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """Every job folder of a sweep whose job failed with a user error (an ``error.txt``): folder, overrides and error."""
+    failed = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{JOB_ERROR_FILE}")):
+        if (path.parent / "metrics.json").is_file():  # finished after all (rerun into the folder)
+            continue
+        overrides_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides: list[str] = []
+        if overrides_file.is_file():
+            import yaml
+
+            overrides = list(yaml.safe_load(overrides_file.read_text()) or [])
+        failed.append({"dir": str(path.parent), "overrides": overrides, "error": path.read_text().strip()})
+    return failed
 
 
 def _override_map(run: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, _, v in (str(o).partition("=") for o in run["overrides"])}
 
 
-def write_tables(sweep_dir: Path, runs: list[dict[str, Any]], metric: str, mode: str) -> tuple[Path, Path, Path | None]:
+def write_tables(
+    sweep_dir: Path, runs: list[dict[str, Any]], metric: str, mode: str, failed: list[dict[str, Any]] | None = None,
+) -> tuple[Path, Path, Path | None]:
     """``summary.csv`` (every override), ``summary.md`` (the overrides that vary) and ``summary.png`` of ranked runs."""
     overrides = [_override_map(run) for run in runs]
     swept = sorted({key for o in overrides for key in o})
@@ -126,11 +152,13 @@ def write_tables(sweep_dir: Path, runs: list[dict[str, Any]], metric: str, mode:
         for rank, (run, o) in enumerate(zip(runs, overrides), 1):
             writer.writerow([rank, Path(run["dir"]).name, run[metric], *(o.get(k, "") for k in swept)])
     lines = [f"# Sweep summary: {metric} ({mode}, best validation score of each run)", "",
-             f"| rank | run | {metric} | " + " | ".join(varying) + " |", "|---" * (3 + len(varying)) + "|"]
+             "| " + " | ".join(["rank", "run", metric, *varying]) + " |", "|---" * (3 + len(varying)) + "|"]
     for rank, (run, o) in enumerate(zip(runs, overrides), 1):
         value = "-" if run[metric] is None else f"{run[metric]:.6g}"
         lines.append("| " + " | ".join([str(rank), Path(run["dir"]).name, value, *(o.get(k, "") for k in varying)]) + " |")
     lines += ["", f"Best: run {Path(runs[0]['dir']).name} with " + ", ".join(f"{k}={v}" for k, v in overrides[0].items())]
+    if failed:
+        lines += ["", "Failed:", ""] + [f"- run {Path(job['dir']).name} ({' '.join(job['overrides'])}): {job['error']}" for job in failed]
     md_path = sweep_dir / "summary.md"
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path, _plot(runs, overrides, varying, metric, sweep_dir / "summary.png")

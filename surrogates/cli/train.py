@@ -340,7 +340,10 @@ def logged_metric_files(trainer: L.Trainer) -> list[Path]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = report_user_errors("surrogates-train", train, cfg)
+    # a job of a sweep that fails with a user error is reported, and the sweep goes on (its summary lists it)
+    results = report_user_errors("surrogates-train", train, cfg, sweep_goes_on=True)
+    if results is None:
+        return None
     # Hydra sweepers (Optuna) optimize the value returned here: the best validation score of the run
     # when the checkpoint callback monitors the metric, else its last logged value.
     metric = cfg.get("optimized_metric")

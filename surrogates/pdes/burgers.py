@@ -202,7 +202,9 @@ class Burgers(PDE):
         tau: float = 5.0,
         sigma: float = 25.0,
     ):
-        if resolution < 2 or solver_resolution % resolution:
+        if resolution < 2:
+            raise ValueError(f"resolution must be >= 2, got {resolution}")
+        if solver_resolution % resolution:
             raise ValueError(f"solver_resolution ({solver_resolution}) must be a multiple of resolution ({resolution})")
         if resolution // 2 > (solver_resolution - 1) // 3:
             raise ValueError(

@@ -104,8 +104,12 @@ class DiffusionSorption(PDE):
         rtol: float = 1e-7,
         atol: float = 1e-9,
     ):
-        if resolution < 3 or refinement < 1 or n_snapshots < 2 or final_time <= 0:
-            raise ValueError("need resolution >= 3, refinement >= 1, n_snapshots >= 2 and final_time > 0")
+        if resolution < 3:
+            raise ValueError(f"resolution must be >= 3, got {resolution}")
+        if refinement < 1 or n_snapshots < 2 or final_time <= 0:
+            raise ValueError(
+                f"need refinement >= 1, n_snapshots >= 2 and final_time > 0, got {refinement}, {n_snapshots} and {final_time}"
+            )
         self.resolution, self.refinement = int(resolution), int(refinement)
         self.final_time, self.n_snapshots = float(final_time), int(n_snapshots)
         self.D, self.porosity, self.rho_s = float(D), float(porosity), float(rho_s)

@@ -203,7 +203,7 @@ class KuramotoSivashinsky(PDE):
         n_contour: int = 32,
     ):
         if resolution < 4:
-            raise ValueError(f"resolution must be at least 4, got {resolution}")
+            raise ValueError(f"resolution must be >= 4, got {resolution}")
         if solver_resolution is None:
             solver_resolution = resolution * math.ceil(MIN_SOLVER_POINTS / resolution)
         if solver_resolution % resolution:

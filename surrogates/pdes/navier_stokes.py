@@ -78,8 +78,10 @@ class NavierStokes2D(PDE):
         tau: float = 7.0,
         sigma: float | None = None,
     ):
-        if resolution < 4 or refinement < 2:
-            raise ValueError("need resolution >= 4 and refinement >= 2 (the 2/3 rule must keep the stored modes)")
+        if resolution < 4:
+            raise ValueError(f"resolution must be >= 4, got {resolution}")
+        if refinement < 2:
+            raise ValueError(f"refinement must be >= 2 (the 2/3 rule must keep the stored modes), got {refinement}")
         if n_snapshots < 2 or final_time <= 0 or dt <= 0 or nu < 0:
             raise ValueError("need n_snapshots >= 2, positive final_time and dt, and nu >= 0")
         self.resolution, self.refinement = int(resolution), int(refinement)

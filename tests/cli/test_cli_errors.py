@@ -40,6 +40,11 @@ def _error_lines(stderr: str, command: str) -> list[str]:
             "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "data.batch_size=0"],
             "data (surrogates.data.datamodule.FieldDataModule): batch_size must be positive, got 0",
         ),
+        # a constructor's int('abc'): Python's message names the value, not the option
+        (
+            "surrogates-train", ["experiment=darcy_fno_demo", "data.data_dir=no_such_folder", "data.n_train=abc"],
+            "surrogates-train: error: data.n_train must be an integer, got 'abc' (",
+        ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
         # every model was listed as unavailable and the service started anyway
         ("surrogates-serve", ["device=gpuu"], "device='gpuu' is not a torch device; use cpu, cuda or cuda:<index>"),
@@ -123,6 +128,24 @@ def test_a_constructor_error_inside_instantiate_is_one_line(capsys):
     assert exit_info.value.code == 2
     lines = _error_lines(capsys.readouterr().err, "surrogates-train")
     assert len(lines) == 1 and lines[0].startswith("surrogates-train: error: model (surrogates.models.fno.FNO): modes must"), lines
+
+
+def test_a_failed_conversion_names_the_option_holding_the_value():
+    from omegaconf import OmegaConf
+
+    from surrogates.cli.errors import conversion_error_line
+
+    cfg = OmegaConf.create({"data": {"n_train": "abc", "name": "x"}, "model": {"scale": "1e-3x", "name": "abc"}})
+    where = "data (surrogates.data.datamodule.FieldDataModule): "
+    assert conversion_error_line(ValueError("invalid literal for int() with base 10: 'abc'"), cfg, where) == (
+        "data.n_train must be an integer, got 'abc'"
+    )
+    # anywhere in the config when the node is unknown; nothing when two options hold the value
+    assert conversion_error_line(ValueError("could not convert string to float: '1e-3x'"), cfg) == (
+        "model.scale must be a number, got '1e-3x'"
+    )
+    assert conversion_error_line(ValueError("invalid literal for int() with base 10: 'abc'"), cfg) is None
+    assert conversion_error_line(ValueError("batch_size must be positive, got 0"), cfg, where) is None
 
 
 def test_other_errors_inside_instantiate_keep_their_traceback():

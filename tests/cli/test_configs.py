@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,19 @@ def test_every_pde_instantiates(compose_cfg, pde):
     assert cfg.name == f"{pde}_32"
 
 
+@pytest.mark.parametrize("resolution", [-4, 0, 1])
+@pytest.mark.parametrize("pde", PDES)
+def test_a_too_small_resolution_is_named_with_its_least_value(compose_cfg, pde, resolution):
+    # Burgers said "solver_resolution (1024) must be a multiple of resolution (-4)"; Navier-Stokes and diffusion-sorption
+    # listed every argument's range without the value
+    cfg = compose_cfg("generate", [f"pde={pde}", f"resolution={resolution}"])
+    OmegaConf.resolve(cfg)
+    with pytest.raises(Exception) as info:  # Hydra's instantiate wraps the constructor's ValueError
+        instantiate(cfg.pde)
+    cause = info.value.__cause__
+    assert isinstance(cause, ValueError) and re.fullmatch(rf"resolution must be >= \d+.*, got {resolution}", str(cause)), cause
+
+
 def test_evaluate_config_requires_checkpoint(compose_cfg):
     cfg = compose_cfg("evaluate", [])
     assert OmegaConf.is_missing(cfg, "ckpt")
@@ -143,3 +157,31 @@ def test_the_configs_page_lists_every_option_of_a_group(group):
     """docs/configs.md is where a user looks up what `<group>=` takes: it lists every file of conf/<group>/."""
     options = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
     assert _documented_options()[group] == options
+
+
+HELP_EXAMPLES = {("train", "ckpt_path"), ("import", "inputs"), ("import", "targets")}
+"""Main options a help text shows with a value to give, not their default (ckpt_path=last, inputs=[a])."""
+
+
+@pytest.mark.parametrize("command", sorted(p.stem for p in (CONF_DIR / "hydra" / "help").glob("*.yaml")))
+def test_the_help_lists_options_that_exist_with_their_defaults(compose_cfg, command):
+    """`surrogates-<command> --help`'s main options are keys of the command's config, at the config's defaults."""
+    import re
+
+    import yaml
+
+    template = yaml.safe_load((CONF_DIR / "hydra" / "help" / f"{command}.yaml").read_text())["template"]
+    section = template.split("Main options", 1)[1].split("\n", 1)[1].split("\n\n", 1)[0]  # below its heading
+    cfg = compose_cfg(command)
+    listed = re.findall(r"(?<![\w.<])([a-z_][\w.]*)=(\S+)", section)
+    assert listed
+    for key, value in listed:
+        if key in {"pde", "experiment"} or key.startswith("hydra."):  # config groups; Hydra's own settings
+            continue
+        default = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split("."):
+            assert isinstance(default, dict) and part in default, f"{command} --help lists {key}, which the config lacks"
+            default = default[part]
+        if value.startswith("<") or "..." in value or "|" in value or (command, key) in HELP_EXAMPLES:
+            continue
+        assert default == yaml.safe_load(value), f"{command} --help: {key}={value}, config: {default!r}"

@@ -141,6 +141,39 @@ def test_sweep_summary_ranks_the_runs(tmp_path):
     assert Path(summary["best"]["dir"]).name == "0" and summary["best"]["val/x"] == 0.3
 
 
+def test_sweep_summary_lists_the_failed_jobs_and_ends_with_status_1(tmp_path, capsys):
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"metrics": {"val/x_best": 0.5}}))
+    for name in ("1", "2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "error.txt").write_text(f"model (FNO): width must be in [1, inf], got -{name}\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    with pytest.raises(SystemExit) as exit_info:
+        SweepSummary("val/x", "min").on_multirun_end(config)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"failed: {tmp_path / '1'}: model (FNO): width must be in [1, inf], got -1",
+        f"failed: {tmp_path / '2'}: model (FNO): width must be in [1, inf], got -2",
+        "surrogates-train: error: 2 of 3 jobs of the sweep failed (each job's error is in its folder's error.txt)",
+    ]
+    summary = json.loads((tmp_path / "sweep_summary.json").read_text())
+    assert summary["best"]["val/x"] == 0.5 and [Path(f["dir"]).name for f in summary["failed"]] == ["1", "2"]
+    (tmp_path / "0" / "metrics.json").unlink()  # every job failed: no summary to write, the failures still end it
+    with pytest.raises(SystemExit):
+        SweepSummary("val/x", "min").on_multirun_end(config)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("surrogates-train: error: 2 of 2 jobs")
+
+
+def test_the_summary_table_of_runs_without_varying_overrides_has_one_header_per_column(tmp_path):
+    # the header had an empty fourth cell over three columns when no override varied (one run, or one value each)
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "metrics.json").write_text(json.dumps({"metrics": {"val/x_best": 0.5}}))
+    SweepSummary("val/x", "min").on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    table = (tmp_path / "summary.md").read_text().splitlines()[2:5]
+    assert table == ["| rank | run | val/x |", "|---|---|---|", "| 1 | 0 | 0.5 |"]
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     env.pop(OFFSET_ENV, None)
@@ -160,6 +193,31 @@ def test_a_plain_multirun_names_its_best_run(darcy_dir, tmp_path):
     assert summary["best"]["dir"] == min(scores, key=scores.get)
     assert summary["best"]["val/rel_l2"] == pytest.approx(min(scores.values()))
     assert f"best val/rel_l2 = {summary['best']['val/rel_l2']} in {summary['best']['dir']}" in done.stdout
+
+
+def test_a_failing_job_is_reported_and_the_sweep_goes_on(darcy_dir, tmp_path):
+    # the first job's user error ended the whole sweep (exit 2): the second job never ran, no summary was written
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    done = subprocess.run([
+        str(Path(sys.executable).parent / "surrogates-train"), "-m", "experiment=darcy_fno_demo", "model.width=0,8",
+        "model.modes=4", "model.n_layers=2", "trainer.max_epochs=1", f"data.data_dir={darcy_dir}",
+        f"hydra.sweep.dir={sweep}", "trainer.enable_progress_bar=false",
+    ], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    error = "model (surrogates.models.fno.FNO): width must be in [1, inf], got 0"
+    lines = done.stderr.splitlines()
+    assert any(line.startswith("surrogates-train: error: job 0 (experiment=darcy_fno_demo model.width=0 ")
+               and f"failed: {error}; the sweep goes on" in line for line in lines), done.stderr
+    assert f"failed: {sweep / '0'}: {error}" in lines
+    assert lines[-1] == ("surrogates-train: error: 1 of 2 jobs of the sweep failed (each job's error is in its "
+                         "folder's error.txt)")
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert [Path(r["dir"]).name for r in summary["runs"]] == ["1"] and summary["best"]["dir"] == str(sweep / "1")
+    assert [(Path(f["dir"]).name, f["error"]) for f in summary["failed"]] == [("0", error)]
+    assert f"- run 0 (" in (sweep / "summary.md").read_text()
+    assert f"in {sweep / '1'}" in done.stdout
 
 
 def _sweep(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> subprocess.CompletedProcess:
@@ -192,8 +250,27 @@ def _check_two_trial_sweep(sweep: Path) -> None:
 
 @needs_optuna
 def test_optuna_sweep_of_two_trials(darcy_dir, tmp_path):
-    _sweep(darcy_dir, tmp_path / "sweep", 2)
+    done = _sweep(darcy_dir, tmp_path / "sweep", 2)
+    assert "setup plugin" not in done.stdout + done.stderr  # alembic's lines, one per plugin, at the sweep's start
     _check_two_trial_sweep(tmp_path / "sweep")
+
+
+@needs_optuna
+def test_an_optuna_sweep_whose_every_trial_failed_ends_in_one_line(darcy_dir, tmp_path):
+    # Hydra's Optuna sweeper asks for the best trial of a study without a completed one: a traceback
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env.pop(OFFSET_ENV, None)
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run([
+        str(Path(sys.executable).parent / "surrogates-train"), "hparams_search=darcy_fno", "experiment=darcy_fno_demo",
+        f"data.data_dir={darcy_dir}", "model.width=choice(0)", "model.modes=4", "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'sweep'}", "trainer.enable_progress_bar=false",
+    ], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(
+        "surrogates-train: error: the sweep stopped after 1 failed job(s), each reported above and in its folder's error.txt"
+    )
+    assert (tmp_path / "sweep" / "trial_0" / "error.txt").read_text().startswith("model (surrogates.models.fno.FNO): width")
 
 
 @needs_optuna
