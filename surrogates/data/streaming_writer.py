@@ -22,7 +22,7 @@ from surrogates.data.checksummed_chunks import chunk_writer
 from surrogates.data.schema import SAMPLE_DIM, DatasetFileError
 from surrogates.data.temporaries import temporary_path
 # the file format's pieces, shared with the writer of whole files
-from surrogates.data.writer import COORD_DTYPE, FIELD_DTYPE, _CHECKSUM, _checked_coords, _file_attrs, _fsync, _set_meta
+from surrogates.data.writer import CHECKSUM, COORD_DTYPE, FIELD_DTYPE, checked_coords, checked_file_attrs, fsync_file, set_meta
 
 
 WRITEBACK_BYTES = 32 * 2**20
@@ -114,9 +114,9 @@ class StreamingDatasetWriter:
         self.variables = dict(variables)
         if not self.variables:
             raise DatasetFileError(self.path, "no variables to write")
-        self.attrs = _file_attrs(self.path, attrs, self.variables)
+        self.attrs = checked_file_attrs(self.path, attrs, self.variables)
         self.coords = dict(coords)
-        self.coord_arrays = _checked_coords(self.path, self.coords, self.variables, self.n_samples)
+        self.coord_arrays = checked_coords(self.path, self.coords, self.variables, self.n_samples)
         self.shapes: dict[str, tuple[int, ...]] = {}
         for name, spec in self.variables.items():
             dims = tuple(spec.dims)
@@ -154,16 +154,16 @@ class StreamingDatasetWriter:
             f = self._file
             f.dimensions = {SAMPLE_DIM: self.n_samples, **{name: len(v) for name, v in self.coord_arrays.items()}}
             for name, values in self.coord_arrays.items():
-                var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **_CHECKSUM)
-                _set_meta(var, self.coords[name])
+                var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **CHECKSUM)
+                set_meta(var, self.coords[name])
                 for key, value in (getattr(self.coords[name], "attrs", None) or {}).items():
                     var.attrs[key] = value
             for name in sorted(self.variables):
                 shape = self.shapes[name]
                 chunks = (1, *shape) if shape and self.n_samples > 0 else None
                 dims = (SAMPLE_DIM, *self.variables[name].dims)
-                var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **_CHECKSUM)
-                _set_meta(var, self.variables[name])
+                var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **CHECKSUM)
+                set_meta(var, self.variables[name])
                 for key, value in self.variable_attrs.get(name, {}).items():
                     var.attrs[key] = value
                 # blocks go to the h5py dataset under the variable (as serve.codecs reads it): h5netcdf's own
@@ -245,7 +245,7 @@ class StreamingDatasetWriter:
         self._file.close()
         self._file = None
         self._close_writeback()
-        _fsync(self.tmp)
+        fsync_file(self.tmp)
         return self.tmp
 
     def publish(self) -> Path:

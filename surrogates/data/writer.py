@@ -86,15 +86,15 @@ def write_dataset(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    file_attrs = _file_attrs(path, attrs, variables)
+    file_attrs = checked_file_attrs(path, attrs, variables)
     arrays, n_samples = _checked_fields(path, fields, variables, coords)
-    coord_arrays = _checked_coords(path, coords, variables, n_samples)
+    coord_arrays = checked_coords(path, coords, variables, n_samples)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         _write(tmp, arrays, variables, coord_arrays, coords, file_attrs, n_samples)
-        _fsync(tmp)
+        fsync_file(tmp)
         if path.exists() and not overwrite:  # appeared while we were writing
             raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
         if not publish:
@@ -106,7 +106,9 @@ def write_dataset(
     return path
 
 
-def _file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+def checked_file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The file attributes to write: ``attrs`` as plain str / int / float values with ``schema_version``, required
+    ones first; refused (:class:`DatasetFileError`) when one is missing or names unknown variables."""
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     out["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for key, value in attrs.items():
@@ -202,9 +204,10 @@ def _sizes(dims: tuple[str, ...], coords: Mapping[str, Any]) -> list[int]:
     return [np.asarray(coords[dim].values).size for dim in dims if dim in coords]
 
 
-def _checked_coords(
+def checked_coords(
     path: Path, coords: Mapping[str, Any], variables: Mapping[str, Any], n_samples: int
 ) -> dict[str, np.ndarray]:
+    """The coordinates' values as 1D finite float64 arrays, refused (:class:`DatasetFileError`) otherwise."""
     out = {}
     for name, coord in coords.items():
         values = np.asarray(coord.values, dtype=COORD_DTYPE)
@@ -234,8 +237,8 @@ def _write(
     with h5netcdf.File(tmp, "w") as f:
         f.dimensions = {SAMPLE_DIM: n_samples, **{name: len(values) for name, values in coord_arrays.items()}}
         for name, values in coord_arrays.items():
-            var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **_CHECKSUM)
-            _set_meta(var, coords[name])
+            var = f.create_variable(name, (name,), dtype=COORD_DTYPE, data=values, **CHECKSUM)
+            set_meta(var, coords[name])
             for key, value in (getattr(coords[name], "attrs", None) or {}).items():
                 var.attrs[key] = value
         for name in sorted(arrays):
@@ -243,10 +246,10 @@ def _write(
             values = arrays[name]
             # One sample per chunk: a DataLoader reading sample i touches exactly one chunk.
             chunks = (1, *values.shape[1:]) if values.ndim > 1 and n_samples > 0 else None
-            var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **_CHECKSUM)
+            var = f.create_variable(name, dims, dtype=FIELD_DTYPE, chunks=chunks, **CHECKSUM)
             if n_samples:
                 var[...] = values
-            _set_meta(var, variables[name])
+            set_meta(var, variables[name])
         for key, value in attrs.items():
             f.attrs[key] = value
 
@@ -254,17 +257,18 @@ def _write(
 # A Fletcher-32 checksum per chunk, and NaN as the fill value: a chunk whose bytes changed on disk fails to
 # read, and a chunk the damaged index no longer finds reads as NaN instead of zeros, so inspect_file (which
 # reads every chunk when it checks finiteness) refuses the file instead of training on other numbers.
-_CHECKSUM = {"fletcher32": True, "fillvalue": np.nan}
+CHECKSUM = {"fletcher32": True, "fillvalue": np.nan}
 
 
-def _set_meta(var: Any, spec: Any) -> None:
+def set_meta(var: Any, spec: Any) -> None:
+    """A variable's ``units`` (``"1"`` by default) and ``long_name`` attributes from its spec."""
     var.attrs["units"] = str(getattr(spec, "units", "1") or "1")
     long_name = getattr(spec, "long_name", "")
     if long_name:
         var.attrs["long_name"] = str(long_name)
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     """Flush the closed file to disk so that the rename never publishes a partially persisted file."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

@@ -110,7 +110,7 @@ def test_failure_during_write_leaves_no_file(tmp_path, monkeypatch):
     def broken_set_meta(var, spec):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(writer_module, "_set_meta", broken_set_meta)
+    monkeypatch.setattr(writer_module, "set_meta", broken_set_meta)
     with pytest.raises(RuntimeError, match="disk full"):
         write_dataset(path, fields, variables, coords, attrs)
     assert list(tmp_path.iterdir()) == []
