@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from surrogates.data.read_limits import machine_memory
 from surrogates.data.schema import SAMPLE_DIM, inspect_file
 from surrogates.data.shards import check_same_coordinates, split_files
 
@@ -22,7 +22,8 @@ def open_split(data_dir: str | Path, split: str, max_bytes: int | None = -1) -> 
         ``"train"``, ``"val"``, ``"test"``, ...
     max_bytes
         The most bytes a sharded split may load into memory (its variables' decoded size); by default
-        half of this machine's physical memory, ``None`` for no limit. A single-file split is opened
+        half of the memory this process may use (physical memory, address-space and cgroup limits:
+        :func:`~surrogates.data.read_limits.machine_memory`), ``None`` for no limit. A single-file split is opened
         lazily and is not limited.
 
     Returns
@@ -76,30 +77,23 @@ def open_split(data_dir: str | Path, split: str, max_bytes: int | None = -1) -> 
 
 
 def _check_loadable(parts: list, files: list[Path], max_bytes: int | None) -> None:
-    """Refuse to load shards whose variables decode to more than ``max_bytes`` (-1: half the physical memory):
+    """Refuse to load shards whose variables decode to more than ``max_bytes`` (-1: half the memory this process may
+    use, :func:`~surrogates.data.read_limits.machine_memory`):
     the concatenation holds them all in memory at once, so a large split would exhaust it."""
     if max_bytes is None:
         return
     if max_bytes == -1:
-        max_bytes = _physical_memory() // 2
+        max_bytes = machine_memory() // 2
     # what the concatenation holds: the per-sample variables of every file, the grid's coordinates once
     total = sum(int(var.nbytes) for part in parts for var in part.variables.values() if SAMPLE_DIM in var.dims)
     total += sum(int(var.nbytes) for var in parts[0].variables.values() if SAMPLE_DIM not in var.dims)
     if total > max_bytes:
         raise MemoryError(
             f"the {len(files)} files of this split hold {total / 2**30:.2f} GiB, more than max_bytes="
-            f"{max_bytes / 2**30:.2f} GiB (by default half this machine's memory), and open_split loads a "
+            f"{max_bytes / 2**30:.2f} GiB (by default half the memory this process may use), and open_split loads a "
             f"sharded split into memory; open its files one at a time (surrogates.data.split_files lists them) "
             f"with xarray.open_dataset(path, engine='h5netcdf'), or pass max_bytes=None to load it anyway"
         )
-
-
-def _physical_memory() -> int:
-    """This machine's physical memory in bytes (8 GiB where the system does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):
-        return 8 << 30
 
 
 def _grid(ds: "xarray.Dataset") -> dict[str, Any]:  # noqa: F821
