@@ -14,7 +14,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_count", "check_integer", "check_number"]
+__all__ = ["as_integer", "check_count", "check_integer", "check_number"]
 
 
 def check_number(
@@ -38,6 +38,19 @@ def check_number(
 def check_integer(name: str, value: Any) -> int:
     """``int(value)`` when it is an int (not a bool); ``ValueError`` otherwise (the range is the caller's to check)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def as_integer(name: str, value: Any) -> int:
+    """``int(value)``, refusing what ``int`` would silently truncate: a number with a fraction (``1.5``) or a bool.
+
+    A string goes through ``int`` as it is (``'12'`` is 12), so that text where a number belongs keeps Python's
+    conversion message, which the commands turn into one naming the option (``data.n_train must be an integer,
+    got 'abc'``).
+    """
+    if isinstance(value, bool) or (isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+                                   and not float(value).is_integer()):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     return int(value)
 

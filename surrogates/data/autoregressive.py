@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from surrogates.arguments import as_integer
 from surrogates.data.base import SplitDataModule
 from surrogates.data.fields import expand_field_names
 from surrogates.data.normalization import ChannelMoments, Normalizer
@@ -297,12 +298,14 @@ class AutoregressiveDataModule(SplitDataModule):
         n_steps_output: int = 1,
     ):
         super().__init__(data_dir, batch_size, num_workers, seed, check_finite, pin_memory)
-        if int(n_steps_input) < 1 or int(n_steps_output) < 1:
+        n_steps_input, n_steps_output = as_integer("n_steps_input", n_steps_input), as_integer("n_steps_output", n_steps_output)
+        if n_steps_input < 1 or n_steps_output < 1:
             raise ValueError(f"n_steps_input and n_steps_output must be >= 1, got {n_steps_input}, {n_steps_output}")
-        self.n_steps_input, self.n_steps_output = int(n_steps_input), int(n_steps_output)
+        self.n_steps_input, self.n_steps_output = n_steps_input, n_steps_output
         self.inputs = [str(name) for name in inputs]
         self.conditioning = [str(name) for name in conditioning]
-        self.limits = {"train": n_train, "val": n_val, "test": n_test}
+        self.limits = {name: None if limit is None else as_integer(f"n_{name}", limit)
+                       for name, limit in (("train", n_train), ("val", n_val), ("test", n_test))}
         self.datasets: dict[str, AutoregressiveDataset] = {}
         self.state_normalizer: Normalizer | None = None
         self.param_scale: np.ndarray | None = None

@@ -24,6 +24,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from surrogates.arguments import as_integer
 from surrogates.data.grids import check_uniform
 from surrogates.data.shards import has_split
 from surrogates.data.schema import SCHEMA_VERSION, source_dims
@@ -66,9 +67,9 @@ class SplitDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.data_dir = Path(str(data_dir))
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
+        self.batch_size = as_integer("batch_size", batch_size)
+        self.num_workers = as_integer("num_workers", num_workers)
+        self.seed = as_integer("seed", seed)
         self.check_finite = bool(check_finite)
         self.pin_memory = bool(pin_memory)
         if self.batch_size < 1:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
 
+from surrogates.arguments import as_integer
 from surrogates.data.base import SplitDataModule, make_loader
 from surrogates.data.dataset import FieldDataset
 from surrogates.data.normalization import Normalizer, channel_statistics
@@ -71,13 +72,13 @@ class FieldDataModule(SplitDataModule):
         n_steps_output: int | None = None,
     ):
         super().__init__(data_dir, batch_size, num_workers, seed, check_finite, pin_memory)
-        self.n_steps_input = None if n_steps_input is None else int(n_steps_input)
-        self.n_steps_output = None if n_steps_output is None else int(n_steps_output)
+        self.n_steps_input = None if n_steps_input is None else as_integer("n_steps_input", n_steps_input)
+        self.n_steps_output = None if n_steps_output is None else as_integer("n_steps_output", n_steps_output)
         self.inputs = [str(name) for name in inputs]
         self.targets = [str(name) for name in targets]
-        self.input_time = None if input_time is None else int(input_time)
-        self.target_time = None if target_time is None else int(target_time)
-        self.n_train = None if n_train is None else int(n_train)
+        self.input_time = None if input_time is None else as_integer("input_time", input_time)
+        self.target_time = None if target_time is None else as_integer("target_time", target_time)
+        self.n_train = None if n_train is None else as_integer("n_train", n_train)
         if self.n_train is not None and self.n_train < 1:
             raise ValueError(f"n_train must be positive, got {n_train}")
         self.datasets: dict[str, FieldDataset] = {}

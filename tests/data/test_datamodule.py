@@ -173,3 +173,20 @@ def test_the_schema_records_a_relative_folder_as_absolute(darcy_like, monkeypatc
     dm.setup("fit")
     source = dm.data_schema().source
     assert source == str(darcy_like.absolute()) and split_files(source, "test")
+
+
+@pytest.mark.parametrize("option", ["n_train", "batch_size", "num_workers", "seed", "input_time", "target_time"])
+def test_a_count_with_a_fraction_is_refused_not_truncated(darcy_like, option):
+    with pytest.raises(ValueError, match=rf"^{option} must be an integer, got 1\.5$"):
+        FieldDataModule(darcy_like, inputs=["a"], targets=["u"], **{option: 1.5})
+    with pytest.raises(ValueError, match=r"invalid literal for int\(\) with base 10: 'abc'"):  # the commands name the option
+        FieldDataModule(darcy_like, inputs=["a"], targets=["u"], **{option: "abc"})
+    assert getattr(FieldDataModule(darcy_like, inputs=["a"], targets=["u"], **{option: 2.0}), option) == 2
+
+
+@pytest.mark.parametrize("option", ["n_train", "n_val", "n_test", "n_steps_input", "n_steps_output"])
+def test_a_count_with_a_fraction_is_refused_by_the_autoregressive_datamodule(tmp_path, option):
+    from surrogates.data.autoregressive import AutoregressiveDataModule
+
+    with pytest.raises(ValueError, match=rf"^{option} must be an integer, got 2\.5$"):
+        AutoregressiveDataModule(tmp_path, inputs=["u"], **{option: 2.5})
