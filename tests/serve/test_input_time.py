@@ -23,9 +23,9 @@ N, T, INPUT_TIME = 16, 5, 2
 NETCDF = {"content-type": "application/x-netcdf"}
 
 
-def _checkpoint(path: Path, input_time: int | None = INPUT_TIME) -> Path:
+def _checkpoint(path: Path, input_time: int | None = INPUT_TIME, source_dims: dict[str, str] | None = None) -> Path:
     """An untrained 1D FNO ``u (time=input_time) -> u (time=-1)`` on trajectories ``u (sample, time, x)``; without
-    ``input_time`` one on states ``u (sample, x)``."""
+    ``input_time`` one on states ``u (sample, x)``; ``source_dims``: the dim names of the file it was imported from."""
     torch.manual_seed(0)
     net = FNO(in_channels=1, out_channels=1, dim=1, modes=4, width=8, n_layers=2)
     metadata = CheckpointMetadata(
@@ -35,6 +35,7 @@ def _checkpoint(path: Path, input_time: int | None = INPUT_TIME) -> Path:
             "variables": {"u": ["sample", "x"] if input_time is None else ["sample", "time", "x"]},
             "input_time": input_time, "target_time": None if input_time is None else -1,
             "coords": {"x": {"size": N, "units": "1", "min": 0.0, "max": 1.0, "boundary": "bounded"}},
+            **({"source_dims": source_dims} if source_dims else {}),
         },
     )
     model = NormalizedOperator(net, Normalizer.from_stats([0.5], [2.0]), Normalizer.from_stats([0.1], [0.5]))

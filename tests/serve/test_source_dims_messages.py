@@ -10,17 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
-from surrogates import Surrogate, __version__
-from surrogates.checkpoint import CheckpointMetadata, ClassSpec, write_checkpoint
-from surrogates.models.fno import FNO
-from surrogates.models.normalized import NormalizedOperator
-from surrogates.nn.normalization import Normalizer
+from surrogates import Surrogate
 from surrogates.serve.inputs import InputError, named_as_sent, sent_dim_names
 from surrogates.serve.rollout import RolloutSurrogate
 from tests.serve.conftest import folder_client
+from tests.serve.test_input_time import _checkpoint as _input_time_checkpoint
 from tests.serve.test_rollout_domain import PARAMS
 from tests.serve.test_rollout_domain import _checkpoint as _rollout_checkpoint
 from tests.serve.test_source_dims import N, _fields, _fields_checkpoint, _trajectories, _windowed_checkpoint
@@ -29,30 +25,13 @@ NETCDF = {"content-type": "application/x-netcdf"}
 TRAJECTORIES = {"sample": "run", "time": "t", "x": "lon"}
 
 
-def _input_time_checkpoint(path: Path) -> Path:
-    """An untrained 1D FNO on the state at ``input_time=2`` of a user's trajectories ``u (run, t, lon)``."""
-    torch.manual_seed(0)
-    net = FNO(in_channels=1, out_channels=1, dim=1, modes=4, width=8, n_layers=2)
-    metadata = CheckpointMetadata(
-        kind="operator", model=ClassSpec.from_dict(net.init_config(), "model"), package_version=__version__,
-        data_schema={
-            "kind": "trajectory", "inputs": ["u"], "targets": ["u"], "spatial_dims": ["x"], "spatial_shape": [N],
-            "variables": {"u": ["sample", "time", "x"]}, "input_time": 2, "target_time": -1,
-            "coords": {"x": {"size": N, "units": "1", "min": 0.0, "max": 1.0, "boundary": "bounded"}},
-            "source_dims": TRAJECTORIES,
-        },
-    )
-    model = NormalizedOperator(net, Normalizer.from_stats([0.5], [2.0]), Normalizer.from_stats([0.1], [0.5]))
-    return write_checkpoint(path, metadata, model.state_dict())
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sdm") / "models"
     folder.mkdir()
     _fields_checkpoint(folder / "imported.ckpt")
     _windowed_checkpoint(folder / "windows.ckpt")
-    _input_time_checkpoint(folder / "at-time.ckpt")
+    _input_time_checkpoint(folder / "at-time.ckpt", input_time=2, source_dims=TRAJECTORIES)
     return folder
 
 
