@@ -27,7 +27,6 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from surrogates.data.shards import SPLITS, SUFFIX, shard_path
 from surrogates.data.publishing import publish_files, signals_deferred
 from surrogates.data.streaming_writer import StreamingDatasetWriter
 from surrogates.data.temporaries import remove_stale_temporaries, temporary_path
-from surrogates.data.writer import write_dataset
+from surrogates.data.writer import created_now, write_dataset
 
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 _OTHER_SPLIT = 99
@@ -278,7 +277,7 @@ def _generate_split(
         "solver_report": "",
     }
     if not len(indices):  # a shard without chunks: a file of zero samples
-        file_attrs.update(created=_now(), solver_report=json.dumps({}))
+        file_attrs.update(created=created_now(), solver_report=json.dumps({}))
         return write_dataset(path, {}, pde.variables(), pde.coords(), file_attrs, overwrite=True, publish=publish)
     # each chunk is written as soon as it is solved: a file never holds more than one chunk in memory
     writer = StreamingDatasetWriter(path, len(indices), pde.variables(), pde.coords(), file_attrs, overwrite=True)
@@ -299,7 +298,7 @@ def _generate_split(
             writer.write(start - indices.start, fields)
             report = chunk_report if report is None else report.merged(chunk_report)
             bar.update(count)
-        writer.update_attrs({"created": _now(), "solver_report": json.dumps(report.summary() if report is not None else {})})
+        writer.update_attrs({"created": created_now(), "solver_report": json.dumps(report.summary() if report is not None else {})})
         tmp = writer.finish()
     except BaseException:
         writer.__exit__(None, None, None)  # removes its temporary file
@@ -307,10 +306,6 @@ def _generate_split(
     finally:
         bar.close()
     return writer.publish() if publish else tmp
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def generate_dataset(

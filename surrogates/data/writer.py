@@ -106,11 +106,16 @@ def write_dataset(
     return path
 
 
+def created_now() -> str:
+    """The ``created`` attribute of a file written now: UTC, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def checked_file_attrs(path: Path, attrs: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
     """The file attributes to write: ``attrs`` as plain str / int / float values with ``schema_version``, required
     ones first; refused (:class:`DatasetFileError`) when one is missing or names unknown variables."""
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-    out["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out["created"] = created_now()
     for key, value in attrs.items():
         if isinstance(value, bool | np.bool_):
             value = int(value)
