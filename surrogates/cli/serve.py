@@ -75,13 +75,16 @@ def check_can_listen(host: str, port: Any) -> int:
 
 def check_device(device: object) -> None:
     """A ``device`` torch cannot read (``device=gpuu``) is the user's typo: refused before any model loads (each
-    model would otherwise be listed as unavailable, and the service start with none)."""
+    model would otherwise be listed as unavailable, and the service start with none). ``auto`` (CUDA when
+    available, which the registry resolves) is taken."""
     import torch
 
+    if str(device) == "auto":
+        return
     try:
         torch.device(str(device))
     except RuntimeError as error:
-        raise ValueError(f"device={device!r} is not a torch device; use cpu, cuda or cuda:<index>") from error
+        raise ValueError(f"device={device!r} is not a torch device; use auto, cpu, cuda or cuda:<index>") from error
 
 
 def prepare(cfg: DictConfig):

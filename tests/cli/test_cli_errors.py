@@ -47,7 +47,7 @@ def _error_lines(stderr: str, command: str) -> list[str]:
         ),
         ("surrogates-serve", ["models_dir=no_such_folder"], "no_such_folder is not a folder"),
         # every model was listed as unavailable and the service started anyway
-        ("surrogates-serve", ["device=gpuu"], "device='gpuu' is not a torch device; use cpu, cuda or cuda:<index>"),
+        ("surrogates-serve", ["device=gpuu"], "device='gpuu' is not a torch device; use auto, cpu, cuda or cuda:<index>"),
         # the PDE compares resolution with a number (a TypeError) or truncates a fraction
         ("surrogates-generate", ["resolution=abc"], "resolution must be an integer, got 'abc'"),
         ("surrogates-generate", ["resolution=1.5"], "resolution must be an integer, got 1.5"),

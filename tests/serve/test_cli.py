@@ -124,3 +124,18 @@ def test_a_port_in_use_is_refused_before_the_models_load(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="port must be in"):
         serve.check_can_listen("127.0.0.1", 70000)
     assert serve.check_can_listen("127.0.0.1", free_port()) > 0
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
+def test_devices_the_registry_takes_pass_the_early_check(device):
+    """``auto`` (CUDA when available) is the registry's to resolve: the early check must not refuse it."""
+    from surrogates.cli import serve
+
+    serve.check_device(device)
+
+
+def test_a_device_torch_cannot_read_is_refused_naming_the_choices():
+    from surrogates.cli import serve
+
+    with pytest.raises(ValueError, match=r"^device='gpuu' is not a torch device; use auto, cpu, cuda or cuda:<index>$"):
+        serve.check_device("gpuu")
