@@ -339,12 +339,30 @@ def test_closed_form_hessian_equals_automatic_differentiation(setup, monkeypatch
 
 
 def test_soft_constraint_learns_its_weights_and_runs_no_solver():
+    """Soft constraint, ic_mode "residual": u = sum_n w_n b_n with the learned w (no offset, no solve), so
+    d(sum u)/dw_n is the sum of b_n over the batch and the grid."""
+    torch.manual_seed(0)
     model = HardConstraintMoE(**{**DS, "constraint": "soft"}, **TINY)
     assert model.soft_weights.requires_grad
-    out = model.solve(_ds_input())
+    x = _ds_input()
+    out = model.solve(x)
     assert out.iterations is None
+    with torch.no_grad():
+        basis = model.backbone(model.input_normalizer.encode(x)).double()  # (B, N, T, X)
+    w = model.soft_weights.detach().double()
+    expected = torch.einsum("bntx,n->btx", basis, w)
+    # float64 sums of N = 6 products of float32-valued factors: a few eps64 of the sum of their magnitudes
+    eps64 = torch.finfo(torch.float64).eps
+    magnitude = torch.einsum("bntx,n->btx", basis.abs(), w.abs())
+    assert (out.solution[:, 0] - expected).abs().max() <= 8 * eps64 * magnitude.max()
+    torch.testing.assert_close(out.weights, w.expand(2, 1, -1), rtol=0, atol=0)
     out.solution.sum().backward()
-    assert model.soft_weights.grad is not None
+    # the float64 gradient (sums of B T X = 288 entries) rounded to float32 once: eps32 relative,
+    # plus the float64 summation's 288 eps64 of the summed magnitudes
+    grad_expected = basis.sum(dim=(0, 2, 3))
+    atol = 288 * eps64 * float(basis.abs().sum(dim=(0, 2, 3)).max())
+    torch.testing.assert_close(model.soft_weights.grad.double(), grad_expected,
+                               rtol=torch.finfo(torch.float32).eps, atol=atol)
 
 
 # -- training and checkpoint -------------------------------------------------------------------------

@@ -67,12 +67,21 @@ def test_grid_too_small_for_reflect_padding_raises_naming_size_and_levels(sizes)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(dim=3), dict(levels=0), dict(boundary="robin"), dict(kernel_size=4), dict(smoothing=[1, 1]),
-     dict(smoothing=0), dict(post_smoothing=-1)],
+    "kwargs, message",
+    [
+        (dict(dim=3), r"^VCycle supports dim 1 or 2, got 3$"),
+        (dict(levels=0), r"^levels must be in \[1, 16\], got 0$"),
+        (dict(boundary="robin"), r"^boundary must be one of .*, got 'robin'$"),
+        (dict(kernel_size=4), r"^kernel_size must be a positive odd number, got 4$"),
+        (dict(smoothing=[1, 1]), r"^smoothing has 2 entries, expected 3 \(one per level\)$"),
+        (dict(smoothing=0), r"^smoothing entries must be >= 1, got \[0, 0, 0\]$"),
+        (dict(post_smoothing=-1), r"^post_smoothing entries must be >= 0, got \[-1, -1\]$"),
+    ],
 )
-def test_bad_arguments(kwargs):
-    with pytest.raises(ValueError):
+def test_bad_arguments(kwargs, message):
+    # each refusal names its argument (anchored: "smoothing" must not be matched inside "post_smoothing")
+    # and the value it got; a ValueError from elsewhere, or naming another argument, does not pass
+    with pytest.raises(ValueError, match=message):
         VCycle(1, 1, **{"levels": 3, **kwargs})
 
 

@@ -19,7 +19,7 @@ def test_sinusoidal_embedding_values():
     torch.testing.assert_close(out[0, 1, :4], torch.sin(2.0 * frequencies))
     torch.testing.assert_close(out[0, 1, 4:], torch.cos(2.0 * frequencies))
     torch.testing.assert_close(out[0, 0], torch.cat([torch.zeros(4), torch.ones(4)]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^features must be an even number >= 2, got 7$"):
         SinusoidalEmbedding(7)
 
 
