@@ -106,8 +106,11 @@ def test_ctrl_c_during_training_says_where_the_run_stands_and_how_to_resume(darc
     run_dir = tmp_path / "run"
     command = [str(Path(sys.executable).parent / "surrogates-train"), "experiment=darcy_fno_demo",
                f"data.data_dir={darcy_dir}", "trainer.max_epochs=100000", "logger=none", f"hydra.run.dir={run_dir}"]
+    # the child takes Ctrl-C as a terminal delivers it, also where the tests run with SIGINT ignored (started in
+    # the background), which the child would inherit
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
