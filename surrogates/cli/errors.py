@@ -227,9 +227,10 @@ def _command_name() -> str:
     return COMMANDS.get(Path(name).stem, name or "surrogates")
 
 
-def _suggestion(name: str, choices: Iterable[Any]) -> str:
+def _suggestion(name: str, choices: Iterable[Any], prefix: str = "") -> str:
+    """`` (did you mean <prefix><closest>?)`` for the choice closest to ``name``, or nothing when none is close."""
     close = difflib.get_close_matches(name, [str(choice) for choice in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)'")
@@ -250,11 +251,8 @@ def config_error_line(error: BaseException) -> str:
     if key and "not in struct" in message:  # an option name that does not exist (a typo)
         parent = getattr(cause, "parent_node", None)
         known = list(parent.keys()) if hasattr(parent, "keys") else []
-        leaf = str(key).rpartition(".")[2]
-        prefix = str(key).rpartition(".")[0]
-        hint = _suggestion(leaf, known)
-        if hint:
-            hint = f" (did you mean {prefix + '.' if prefix else ''}{hint[len(' (did you mean '):-2]}?)"
+        prefix, _, leaf = str(key).rpartition(".")
+        hint = _suggestion(leaf, known, f"{prefix}." if prefix else "")
         return f"{key}: no such option{hint}; --cfg job lists the options, +{key}=... adds a new one"
     text = " ".join(str(error).split())
     if cause is not None and message:
