@@ -68,8 +68,11 @@ def plot_comparison(
     else:
         fig, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), squeeze=False)
         for i in range(n):
-            x = np.linspace(0, 1, targets.shape[-1]) if extent is None else np.linspace(*extent[:2], targets.shape[-1] + 1)
-            x = x if extent is None else 0.5 * (x[1:] + x[:-1])  # the cells' centers between the domain's edges
+            if extent is None:
+                x = np.linspace(0, 1, targets.shape[-1])
+            else:  # the cells' centers between the domain's edges
+                edges = np.linspace(*extent[:2], targets.shape[-1] + 1)
+                x = 0.5 * (edges[1:] + edges[:-1])
             ax = axes[i, 0]
             ax.plot(x, inputs[i, 0], color="0.6", lw=1, label="input")
             ax.plot(x, targets[i, 0], color="k", lw=1.5, label="target")
