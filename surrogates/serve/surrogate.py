@@ -194,12 +194,11 @@ class Surrogate:
     def _predict_xarray(self, ds: Any, batch_size: int, whole_fields: bool = False) -> Any:
         import xarray as xr
 
-        sent_dims = set(ds.dims)
-        ds, restore = self._trained_dims(ds)
-        if restore:  # the source file's layout (imported data): answer in it, vector fields whole as it stores them
-            renames = {theirs: ours for ours, theirs in restore.items()}
-            with dims_named_as_sent(sent_dim_names(self.schema.source_dims, renames, sent_dims)):  # and refuse it in it
-                out = self._predict_xarray(ds, batch_size, whole_fields=True)
+        renames = trained_dim_names(self.schema.source_dims, ds.dims, [*ds.variables, *ds.dims])
+        if renames:  # the source file's layout (imported data): answer in it, vector fields whole as it stores them
+            restore = source_dim_names(renames)
+            with dims_named_as_sent(sent_dim_names(self.schema.source_dims, renames, ds.dims)):  # and refuse it in it
+                out = self._predict_xarray(ds.rename(renames), batch_size, whole_fields=True)
             return out.rename({ours: theirs for ours, theirs in restore.items() if ours in out.variables or ours in out.dims})
         if self.schema.window is not None:
             return self._predict_windows(ds, batch_size)
@@ -300,15 +299,6 @@ class Surrogate:
         out_vars, field_coords = self._assemble_fields(out_vars, ds, self.schema.window_component)
         coords.update(field_coords)
         return xr.Dataset(out_vars, coords=coords, attrs={"model_checkpoint": self.metadata.get("checkpoint", "")})
-
-    def _trained_dims(self, ds: Any) -> tuple[Any, dict[str, str]]:
-        """``ds`` with the dims of the user's source file renamed to the trained ones (``run, t, lon`` -> ``sample,
-        time, x``) for a model trained on data imported from it (``schema.source_dims``), and the renaming back
-        (:func:`~surrogates.serve.inputs.trained_dim_names`, which the service's NetCDF bodies use too)."""
-        renames = trained_dim_names(self.schema.source_dims, ds.dims, [*ds.variables, *ds.dims])
-        if not renames:
-            return ds, {}
-        return ds.rename(renames), source_dim_names(renames)
 
     def _assemble_fields(
         self, outputs: dict[str, Any], ds: Any, component_of: Callable[[str], Component | None] | None = None
