@@ -113,10 +113,15 @@ def test_ctrl_c_during_training_says_where_the_run_stands_and_how_to_resume(darc
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
-    while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        while not last.is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a run that did not stop must not train on after the test (100000 epochs)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
         f"surrogates-train: interrupted; last checkpoint: {last}; resume with: surrogates-train experiment=darcy_fno_demo "
